@@ -1,0 +1,185 @@
+// The composition root: buildApp(config, deps) registers everything berth serves, in order.
+// It never listens; src/server.ts does that, and tests call buildApp directly.
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyRequest } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import helmet from '@fastify/helmet'
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import { Ajv, type Options as AjvOptions } from 'ajv'
+import addFormats from 'ajv-formats'
+import type { Config } from './config.ts'
+import type { Engine } from './engine/types.ts'
+import { BerthError, problemOf } from './errors.ts'
+import auth from './plugins/auth.ts'
+import enginePlugin from './plugins/engine.ts'
+import containers from './routes/containers.ts'
+import health from './routes/health.ts'
+import images from './routes/images.ts'
+import { commonSchemas } from './schemas/common.ts'
+import { containerSchemas } from './schemas/containers.ts'
+import { imageSchemas } from './schemas/images.ts'
+import { version } from './version.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+  }
+}
+
+export interface AppDeps {
+  engine: Engine
+  /** A pino logger; none means silent (tests). */
+  logger?: FastifyBaseLogger
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+export async function buildApp (config: Config, deps: AppDeps) {
+  const app = Fastify({
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    bodyLimit: config.limits.bodyLimit,
+    // Accept a caller's request id when it is safe to echo into logs and headers; otherwise make one.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
+    requestIdLogLabel: 'requestId',
+    routerOptions: { maxParamLength: 600, ignoreTrailingSlash: true },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle'
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.decorate('config', config)
+  for (const schema of [...commonSchemas, ...imageSchemas, ...containerSchemas]) app.addSchema(schema)
+
+  // Bodies are validated as sent (a "8080" is not a port); query strings and params are text, so they are coerced.
+  const ajvOptions: AjvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, strict: false }
+  const bodyAjv = addFormats.default(new Ajv({ ...ajvOptions, coerceTypes: false }))
+  const textAjv = addFormats.default(new Ajv({ ...ajvOptions, coerceTypes: 'array' }))
+  for (const schema of Object.values(app.getSchemas())) {
+    bodyAjv.addSchema(schema as object)
+    textAjv.addSchema(schema as object)
+  }
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const problem = toBerthError(error)
+    if (problem.statusCode >= 500) request.log.error({ err: error, code: problem.code }, problem.message)
+    else request.log.info({ code: problem.code }, problem.message)
+    return reply.code(problem.statusCode).headers(problem.headers).type('application/problem+json')
+      .send(problemOf(problem, request.id, pathOf(request)))
+  })
+  app.setNotFoundHandler((request, reply) => {
+    const problem = new BerthError('not_found', `no route ${request.method} ${pathOf(request)}`)
+    return reply.code(404).type('application/problem+json').send(problemOf(problem, request.id, pathOf(request)))
+  })
+  app.addHook('onSend', async (request, reply) => { reply.header('x-request-id', request.id) })
+
+  await app.register(helmet, {
+    // Swagger UI loads its own scripts and styles from /docs; nothing from elsewhere.
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        frameAncestors: ["'none'"]
+      }
+    }
+  })
+
+  // Swagger goes before the routes, or they are missing from the document.
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'berth',
+        version,
+        description: 'A typed, documented, secure HTTP API in front of a Docker Engine: pull, list, run, stop and start containers.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A berth token (BERTH_TOKENS); scopes read, write, admin.' } } },
+      tags: [
+        { name: 'containers', description: 'docker ps, run -d, inspect, start, stop, restart, rm' },
+        { name: 'images', description: 'docker pull, images, image inspect, rmi' },
+        { name: 'health', description: 'Liveness and readiness' }
+      ]
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    transform: ({ schema, url, route }) => {
+      // Routes that need a scope say so in the document, so Swagger UI's Authorize applies to them.
+      const scope = (route.config as { scope?: string } | undefined)?.scope
+      return { schema: scope === undefined ? schema : { ...schema, security: [{ bearer: [] }] } as typeof schema, url }
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { persistAuthorization: false, deepLinking: true } })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+
+  await app.register(enginePlugin, { engine: deps.engine, limits: config.limits })
+  await app.register(auth, { auth: config.auth })
+  await app.register(rateLimit, {
+    max: config.limits.rateLimitPerMinute,
+    timeWindow: 60_000,
+    // After auth (onRequest), so the limit is per token rather than per address.
+    hook: 'preHandler',
+    keyGenerator: (request) => request.principal === null ? `ip:${request.ip}` : `token:${request.principal.name}`,
+    allowList: (request) => !request.url.startsWith('/v1/'),
+    errorResponseBuilder: (_request, context) => new BerthError('rate_limited', `rate limit of ${context.max} requests a minute reached; retry in ${context.after}`)
+  })
+
+  // One structured audit line per mutating call: who, what, on what, with what outcome.
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.method === 'GET' || request.method === 'HEAD' || !request.url.startsWith('/v1/')) return
+    request.log.info({
+      audit: {
+        actor: request.principal?.name ?? null,
+        action: `${request.method} ${request.routeOptions.url ?? pathOf(request)}`,
+        target: request.params ?? {},
+        status: reply.statusCode
+      }
+    }, 'audit')
+  })
+
+  await app.register(health)
+  await app.register(images)
+  await app.register(containers)
+  return app
+}
+
+function pathOf (request: FastifyRequest): string {
+  return request.url.split('?')[0] ?? request.url
+}
+
+// Everything thrown becomes one of berth's codes; an error berth did not expect is a 500 whose
+// message stays in the log, not in the reply.
+function toBerthError (error: FastifyError): BerthError {
+  if (error instanceof BerthError) return error
+  if (error.validation) {
+    const location = error.validationContext ?? 'request'
+    const errors = error.validation.map(issue => {
+      // "must NOT have additional properties" says nothing useful until it names the field.
+      const extra = (issue.params as { additionalProperty?: string } | undefined)?.additionalProperty
+      return extra === undefined
+        ? { location, path: issue.instancePath, message: issue.message ?? 'is invalid' }
+        : { location, path: `${issue.instancePath}/${extra}`, message: 'is not a known field' }
+    })
+    const first = errors[0]
+    const detail = first === undefined ? error.message : `${first.location}${first.path} ${first.message}`
+    return new BerthError('validation_failed', detail, { errors })
+  }
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': return new BerthError('payload_too_large', 'the request body is larger than the limit')
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return new BerthError('unsupported_media_type', 'send the body as application/json')
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return new BerthError('validation_failed', 'the JSON body is empty')
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return new BerthError('validation_failed', 'the Content-Length does not match the body')
+  }
+  if (error.statusCode === 400) return new BerthError('validation_failed', error instanceof SyntaxError ? 'the body is not valid JSON' : error.message)
+  if (error.statusCode === 404) return new BerthError('not_found', error.message)
+  if (error.statusCode === 413) return new BerthError('payload_too_large', error.message)
+  if (error.statusCode === 415) return new BerthError('unsupported_media_type', error.message)
+  return new BerthError('internal_error', 'berth failed unexpectedly; the request id leads to the cause in its log', {}, { cause: error })
+}

@@ -1,0 +1,240 @@
+// berth's typed configuration: read once from the environment, defaults in one place, overridable by tests.
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+
+export type Scope = 'read' | 'write' | 'admin'
+export const SCOPES: readonly Scope[] = ['read', 'write', 'admin']
+
+export interface TokenConfig {
+  name: string
+  scopes: Scope[]
+  /** hex sha256 of the token; the token itself is never kept. */
+  sha256: string
+}
+
+export interface RegistryCredentials {
+  username?: string
+  password?: string
+  identitytoken?: string
+}
+
+export interface Policy {
+  /** Glob patterns over canonical repository names (`docker.io/library/busybox`, `127.0.0.1:5000/*`). */
+  images: string[]
+  hostPortMin: number
+  hostPortMax: number
+  /** Host IPs a port may be bound on; `*` allows any. */
+  hostIps: string[]
+  /** Host path prefixes that may be bind-mounted; empty means no bind mounts at all. */
+  bindPaths: string[]
+  maxMemoryBytes: number | null
+  maxCpus: number | null
+}
+
+export interface Config {
+  host: string
+  port: number
+  logLevel: string
+  engine: {
+    socketPath: string
+    /** Bound on every engine call except pulls and streams, so no request hangs on a stuck engine. */
+    timeoutMs: number
+  }
+  auth: {
+    disabled: boolean
+    tokens: TokenConfig[]
+    docsPublic: boolean
+  }
+  policy: Policy
+  limits: {
+    bodyLimit: number
+    rateLimitPerMinute: number
+    maxConcurrentPulls: number
+    maxConcurrentRuns: number
+  }
+  /** Server-side registry credentials by registry host, so clients need not send them. */
+  registryAuth: Record<string, RegistryCredentials>
+}
+
+export const defaults: Config = {
+  host: '127.0.0.1',
+  port: 8080,
+  logLevel: 'info',
+  engine: { socketPath: '/var/run/docker.sock', timeoutMs: 10_000 },
+  auth: { disabled: false, tokens: [], docsPublic: true },
+  policy: {
+    images: ['*'],
+    hostPortMin: 1024,
+    hostPortMax: 65535,
+    hostIps: ['*'],
+    bindPaths: [],
+    maxMemoryBytes: null,
+    maxCpus: null
+  },
+  limits: { bodyLimit: 64 * 1024, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
+  registryAuth: {}
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+export function hashToken (token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex')
+}
+
+/** Deep-merges test overrides onto the defaults, one level of sections deep. */
+export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
+  return {
+    ...defaults,
+    ...overrides,
+    engine: { ...defaults.engine, ...overrides.engine },
+    auth: { ...defaults.auth, ...overrides.auth } as Config['auth'],
+    policy: { ...defaults.policy, ...overrides.policy } as Policy,
+    limits: { ...defaults.limits, ...overrides.limits },
+    registryAuth: (overrides.registryAuth ?? defaults.registryAuth) as Config['registryAuth']
+  }
+}
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] }
+
+/** Reads the configuration from environment variables (documented in the README). */
+export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
+  const tokens = [
+    ...parseTokenList(env.BERTH_TOKENS),
+    ...(env.BERTH_TOKENS_FILE ? parseTokenFile(env.BERTH_TOKENS_FILE) : [])
+  ]
+  const names = new Set<string>()
+  for (const token of tokens) {
+    if (names.has(token.name)) throw new ConfigError(`token name "${token.name}" is configured twice`)
+    names.add(token.name)
+  }
+  const [portMin, portMax] = parsePortRange(env.BERTH_HOST_PORT_RANGE)
+  return makeConfig({
+    host: env.BERTH_HOST ?? defaults.host,
+    port: parseInteger('BERTH_PORT', env.BERTH_PORT, defaults.port, 0, 65535),
+    logLevel: env.BERTH_LOG_LEVEL ?? defaults.logLevel,
+    engine: {
+      socketPath: env.BERTH_DOCKER_SOCKET ?? defaults.engine.socketPath,
+      timeoutMs: parseInteger('BERTH_ENGINE_TIMEOUT_MS', env.BERTH_ENGINE_TIMEOUT_MS, defaults.engine.timeoutMs, 100, 600_000)
+    },
+    auth: {
+      disabled: parseBoolean('BERTH_AUTH_DISABLED', env.BERTH_AUTH_DISABLED, false),
+      tokens,
+      docsPublic: parseBoolean('BERTH_DOCS_PUBLIC', env.BERTH_DOCS_PUBLIC, true)
+    },
+    policy: {
+      images: parseList(env.BERTH_ALLOWED_IMAGES) ?? defaults.policy.images,
+      hostPortMin: portMin,
+      hostPortMax: portMax,
+      hostIps: parseList(env.BERTH_ALLOWED_HOST_IPS) ?? defaults.policy.hostIps,
+      bindPaths: (parseList(env.BERTH_ALLOWED_BIND_PATHS) ?? []).map(checkBindPrefix),
+      maxMemoryBytes: env.BERTH_MAX_MEMORY ? parseBytes('BERTH_MAX_MEMORY', env.BERTH_MAX_MEMORY) : null,
+      maxCpus: env.BERTH_MAX_CPUS ? parsePositive('BERTH_MAX_CPUS', env.BERTH_MAX_CPUS) : null
+    },
+    limits: {
+      bodyLimit: env.BERTH_BODY_LIMIT ? parseBytes('BERTH_BODY_LIMIT', env.BERTH_BODY_LIMIT) : defaults.limits.bodyLimit,
+      rateLimitPerMinute: parseInteger('BERTH_RATE_LIMIT', env.BERTH_RATE_LIMIT, defaults.limits.rateLimitPerMinute, 1, 1_000_000),
+      maxConcurrentPulls: parseInteger('BERTH_MAX_CONCURRENT_PULLS', env.BERTH_MAX_CONCURRENT_PULLS, defaults.limits.maxConcurrentPulls, 1, 1000),
+      maxConcurrentRuns: parseInteger('BERTH_MAX_CONCURRENT_RUNS', env.BERTH_MAX_CONCURRENT_RUNS, defaults.limits.maxConcurrentRuns, 1, 1000)
+    },
+    registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {}
+  })
+}
+
+// BERTH_TOKENS="ci:read,write:s3cret;ops:admin:sha256:<hex>" — name:scopes:token, the token last
+// so it may contain colons; a token written as sha256:<hex> is taken as already hashed.
+function parseTokenList (value: string | undefined): TokenConfig[] {
+  if (!value) return []
+  return value.split(';').map(entry => entry.trim()).filter(Boolean).map(entry => {
+    const first = entry.indexOf(':')
+    const second = entry.indexOf(':', first + 1)
+    if (first <= 0 || second <= first) throw new ConfigError('BERTH_TOKENS entries are name:scope[,scope]:token')
+    return makeToken(entry.slice(0, first), entry.slice(first + 1, second).split(','), entry.slice(second + 1))
+  })
+}
+
+function parseTokenFile (path: string): TokenConfig[] {
+  const parsed = readJson('BERTH_TOKENS_FILE', path)
+  if (!Array.isArray(parsed)) throw new ConfigError('BERTH_TOKENS_FILE must hold a JSON array of {name, scopes, token | sha256}')
+  return parsed.map((entry: { name?: unknown, scopes?: unknown, token?: unknown, sha256?: unknown }) => {
+    const secret = typeof entry.sha256 === 'string' ? `sha256:${entry.sha256}` : entry.token
+    if (typeof entry.name !== 'string' || !Array.isArray(entry.scopes) || typeof secret !== 'string') {
+      throw new ConfigError('each BERTH_TOKENS_FILE entry needs a name, scopes and a token or sha256')
+    }
+    return makeToken(entry.name, entry.scopes as string[], secret)
+  })
+}
+
+function makeToken (name: string, scopes: string[], secret: string): TokenConfig {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new ConfigError(`token name "${name}" must be 1-64 letters, digits, '.', '_' or '-'`)
+  for (const scope of scopes) {
+    if (!SCOPES.includes(scope as Scope)) throw new ConfigError(`token "${name}" has unknown scope "${scope}" (read, write, admin)`)
+  }
+  const hashed = /^sha256:([a-f0-9]{64})$/.exec(secret)
+  if (!hashed && secret.length < 16) throw new ConfigError(`token "${name}" is shorter than 16 characters`)
+  return { name, scopes: scopes as Scope[], sha256: hashed?.[1] ?? hashToken(secret) }
+}
+
+function parseRegistryAuth (path: string): Record<string, RegistryCredentials> {
+  const parsed = readJson('BERTH_REGISTRY_AUTH_FILE', path)
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError('BERTH_REGISTRY_AUTH_FILE must hold a JSON object of registry host to {username, password}')
+  }
+  return parsed as Record<string, RegistryCredentials>
+}
+
+function readJson (name: string, path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'))
+  } catch (error) {
+    throw new ConfigError(`${name}: cannot read ${path}: ${(error as Error).message}`)
+  }
+}
+
+function parseList (value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined
+  return value.split(',').map(item => item.trim()).filter(Boolean)
+}
+
+function parseInteger (name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === '') return fallback
+  const number = Number(value)
+  if (!Number.isInteger(number) || number < min || number > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}`)
+  return number
+}
+
+function parsePositive (name: string, value: string): number {
+  const number = Number(value)
+  if (!Number.isFinite(number) || number <= 0) throw new ConfigError(`${name} must be a positive number`)
+  return number
+}
+
+function parseBoolean (name: string, value: string | undefined, fallback: boolean): boolean {
+  if (value === undefined || value === '') return fallback
+  if (['1', 'true', 'yes'].includes(value.toLowerCase())) return true
+  if (['0', 'false', 'no'].includes(value.toLowerCase())) return false
+  throw new ConfigError(`${name} must be true or false`)
+}
+
+/** "512m", "2g", "65536" → bytes. */
+export function parseBytes (name: string, value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(value.trim())
+  if (!match) throw new ConfigError(`${name} must be a size such as 65536, 512k, 256m or 2g`)
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(match[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g']
+  return Math.floor(Number(match[1]) * unit)
+}
+
+function parsePortRange (value: string | undefined): [number, number] {
+  if (!value) return [defaults.policy.hostPortMin, defaults.policy.hostPortMax]
+  const match = /^(\d+)-(\d+)$/.exec(value.trim())
+  const min = Number(match?.[1])
+  const max = Number(match?.[2])
+  if (!match || min < 1 || max > 65535 || min > max) throw new ConfigError('BERTH_HOST_PORT_RANGE must be MIN-MAX within 1-65535')
+  return [min, max]
+}
+
+function checkBindPrefix (path: string): string {
+  if (!path.startsWith('/') || path.split('/').includes('..')) throw new ConfigError(`BERTH_ALLOWED_BIND_PATHS entry "${path}" must be an absolute path without ".."`)
+  return path.replace(/\/+$/, '') || '/'
+}

@@ -1,0 +1,443 @@
+// The Docker implementation of berth's Engine: the only module that talks to dockerode. It
+// negotiates the API version, bounds every call with its own deadline, and hides the engine's
+// quirks (304 on start/stop, pulls that fail inside a 200 stream, create that never pulls).
+import Docker from 'dockerode'
+import type { IncomingMessage } from 'node:http'
+import type { RegistryCredentials } from '../config.ts'
+import { BerthError } from '../errors.ts'
+import { parseImage, type ImageRef } from '../image-ref.ts'
+import { isConnectionFailure, mapEngineError, type Subject } from './docker-errors.ts'
+import { readPullStream } from './pull-stream.ts'
+import type {
+  Container, ContainerState, ContainerSummary, Engine, EngineInfo, Image, ImageRemoval, ImageSummary,
+  ListContainersOptions, ListImagesOptions, PortBinding, Protocol, PulledImage, PullOptions, RestartPolicy,
+  RunSpec, StateChange
+} from './types.ts'
+
+/** The newest API version berth is written against; older engines down to MIN_API are spoken to in their own version. */
+export const MAX_API = '1.47'
+export const MIN_API = '1.40'
+
+export interface DockerEngineOptions {
+  socketPath: string
+  timeoutMs: number
+  registryAuth?: Record<string, RegistryCredentials>
+}
+
+interface CallOptions {
+  subject: Subject
+  target: string
+  /** Overrides the per-call deadline (stop waits for the container's own grace period). */
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+export class DockerEngine implements Engine {
+  readonly #options: DockerEngineOptions
+  #docker: Docker | null = null
+  #info: EngineInfo | null = null
+  #connecting: Promise<Docker> | null = null
+
+  constructor (options: DockerEngineOptions) {
+    this.#options = options
+  }
+
+  async info (): Promise<EngineInfo> {
+    // Always asks the engine: this is what /readyz uses to tell whether the engine is there now.
+    await this.#call({ subject: 'engine', target: 'engine' }, (docker, signal) => (docker.ping as (options: object) => Promise<unknown>)(withSignal(signal)))
+    return this.#info as EngineInfo
+  }
+
+  async pullImage (ref: ImageRef, options: PullOptions & { onProgress?: (line: PullLine) => void }): Promise<PulledImage> {
+    const docker = await this.#client()
+    const auth = toAuthConfig(options.auth ?? this.#options.registryAuth?.[ref.registry], ref.registry)
+    let stream: IncomingMessage
+    try {
+      stream = await docker.createImage({
+        fromImage: ref.repository,
+        // A tag or a digest, never empty: an empty tag would make the engine pull every tag.
+        tag: ref.digest ?? ref.tag ?? 'latest',
+        ...(options.platform ? { platform: options.platform } : {}),
+        ...(auth ? { authconfig: auth } : {}),
+        ...(options.signal ? { abortSignal: options.signal } : {})
+      }) as unknown as IncomingMessage
+    } catch (error) {
+      throw this.#pullError(error, ref)
+    }
+    const result = await readPullStream(stream, options.signal, options.onProgress)
+    if (result.error !== null) {
+      throw new BerthError('pull_failed', `pulling ${ref.reference} failed: ${result.error}`, { image: ref.reference })
+    }
+    const image = await this.inspectImage(ref.reference)
+    const digest = result.digest ?? digestFromRepoDigests(image.digests, ref.repository)
+    return { id: image.id, reference: ref.reference, digest, tags: image.tags }
+  }
+
+  async listImages (options: ListImagesOptions): Promise<ImageSummary[]> {
+    const filters: Record<string, string[]> = {}
+    if (options.reference) filters.reference = [options.reference]
+    if (options.dangling !== undefined) filters.dangling = [String(options.dangling)]
+    if (options.labels?.length) filters.label = options.labels
+    const images = await this.#call({ subject: 'image', target: 'images' },
+      (docker, signal) => docker.listImages({ filters, abortSignal: signal }))
+    return images.map(image => ({
+      id: image.Id,
+      tags: realTags(image.RepoTags),
+      digests: realDigests(image.RepoDigests),
+      createdAt: new Date(image.Created * 1000).toISOString(),
+      size: image.Size,
+      labels: image.Labels ?? {}
+    }))
+  }
+
+  async inspectImage (reference: string): Promise<Image> {
+    const image = await this.#call({ subject: 'image', target: reference },
+      (docker, signal) => docker.getImage(reference).inspect(withSignal(signal)))
+    return {
+      id: image.Id,
+      tags: realTags(image.RepoTags),
+      digests: realDigests(image.RepoDigests),
+      createdAt: new Date(image.Created).toISOString(),
+      size: image.Size,
+      labels: image.Config?.Labels ?? {},
+      architecture: image.Architecture,
+      os: image.Os
+    }
+  }
+
+  async removeImage (reference: string, options: { force: boolean }): Promise<ImageRemoval> {
+    const result = await this.#call({ subject: 'image', target: reference },
+      (docker, signal) => docker.getImage(reference).remove({ force: options.force, abortSignal: signal })) as Array<{ Untagged?: string, Deleted?: string }>
+    return {
+      untagged: result.flatMap(entry => entry.Untagged === undefined ? [] : [entry.Untagged]),
+      deleted: result.flatMap(entry => entry.Deleted === undefined ? [] : [entry.Deleted])
+    }
+  }
+
+  async listContainers (options: ListContainersOptions): Promise<ContainerSummary[]> {
+    const filters: Record<string, string[]> = {}
+    if (options.status?.length) filters.status = options.status
+    if (options.labels?.length) filters.label = options.labels
+    // The engine's name filter is an unanchored regular expression over "/name": anchor it for an exact match.
+    if (options.name) filters.name = [`^/${options.name.replace(/[.]/g, '\\.')}$`]
+    const containers = await this.#call({ subject: 'container', target: 'containers' },
+      (docker, signal) => docker.listContainers({ all: options.all, filters, abortSignal: signal }))
+    return containers.map(container => ({
+      id: container.Id,
+      name: (container.Names[0] ?? '').replace(/^\//, ''),
+      image: container.Image,
+      imageId: container.ImageID,
+      command: container.Command,
+      state: container.State as ContainerState,
+      status: container.Status,
+      createdAt: new Date(container.Created * 1000).toISOString(),
+      ports: dedupePorts(container.Ports.flatMap(port => port.PublicPort === undefined
+        ? []
+        : [{ container: port.PrivatePort, host: port.PublicPort, protocol: port.Type as Protocol, hostIp: port.IP ?? '' }])),
+      labels: container.Labels ?? {}
+    }))
+  }
+
+  async inspectContainer (idOrName: string): Promise<Container> {
+    const info = await this.#call({ subject: 'container', target: idOrName },
+      (docker, signal) => docker.getContainer(idOrName).inspect({ abortSignal: signal }))
+    let digests: string[] = []
+    try {
+      digests = (await this.inspectImage(info.Image)).digests
+    } catch (error) {
+      // The image may have been removed (force) while the container lives on: it still is a container.
+      if (!(error instanceof BerthError && error.code === 'image_not_found')) throw error
+    }
+    const configured = parseImage(info.Config.Image)
+    const repository = typeof configured === 'string' || configured.kind === 'id' ? null : configured.ref.repository
+    const pinned = pinnedReference(digests, repository)
+    const state = info.State
+    const hostConfig = info.HostConfig
+    return {
+      id: info.Id,
+      name: info.Name.replace(/^\//, ''),
+      image: info.Config.Image,
+      imageId: info.Image,
+      imageDigest: pinned?.split('@')[1] ?? null,
+      command: [info.Path, ...info.Args],
+      state: state.Status as ContainerState,
+      running: state.Running,
+      exitCode: state.Status === 'exited' || state.Status === 'dead' ? state.ExitCode : null,
+      createdAt: info.Created,
+      startedAt: zeroTime(state.StartedAt),
+      finishedAt: zeroTime(state.FinishedAt),
+      ports: portsOf(info),
+      labels: info.Config.Labels ?? {},
+      restart: {
+        policy: (hostConfig.RestartPolicy?.Name || 'no') as RestartPolicy,
+        maxRetries: hostConfig.RestartPolicy?.MaximumRetryCount ?? 0
+      },
+      resources: {
+        memory: hostConfig.Memory ? hostConfig.Memory : null,
+        cpus: hostConfig.NanoCpus ? hostConfig.NanoCpus / 1e9 : null
+      },
+      autoRemove: hostConfig.AutoRemove ?? false
+    }
+  }
+
+  async run (spec: RunSpec): Promise<Container> {
+    const imageName = spec.image.kind === 'id' ? spec.image.id : spec.image.ref.reference
+    if (spec.pull === 'always' && spec.image.kind === 'ref') {
+      await this.pullImage(spec.image.ref, { auth: spec.auth })
+    }
+    const body = createBody(spec, imageName)
+    let id: string
+    try {
+      id = await this.#create(body, spec.name)
+    } catch (error) {
+      // Create never pulls: a missing image is pulled here (pull: missing) and the create tried once more.
+      if (!(error instanceof BerthError && error.code === 'image_not_found')) throw error
+      if (spec.pull === 'never' || spec.image.kind === 'id') {
+        throw new BerthError('image_not_found', `image ${imageName} is not on the engine and pull is "${spec.pull}"`, { image: imageName })
+      }
+      await this.pullImage(spec.image.ref, { auth: spec.auth })
+      id = await this.#create(body, spec.name)
+    }
+    try {
+      await this.#call({ subject: 'container', target: spec.name ?? id },
+        (docker, signal) => docker.getContainer(id).start({ abortSignal: signal }))
+    } catch (error) {
+      // A failed start leaves the container in "created": remove it, so a failed run leaves nothing behind.
+      await this.#discard(id)
+      if (error instanceof BerthError && error.code === 'port_conflict') throw await this.#withHolder(error)
+      throw error
+    }
+    return await this.inspectContainer(id)
+  }
+
+  async startContainer (id: string): Promise<StateChange> {
+    return await this.#stateChange({ subject: 'container', target: id },
+      (docker, signal) => docker.getContainer(id).start({ abortSignal: signal }))
+  }
+
+  async stopContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
+    return await this.#stateChange({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout) },
+      (docker, signal) => docker.getContainer(id).stop({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
+  }
+
+  async restartContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
+    await this.#call({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout) },
+      (docker, signal) => docker.getContainer(id).restart({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
+    return { changed: true }
+  }
+
+  async removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void> {
+    await this.#call({ subject: 'container', target: id },
+      (docker, signal) => docker.getContainer(id).remove({ force: options.force, v: options.volumes, abortSignal: signal }))
+  }
+
+  async close (): Promise<void> {
+    this.#docker = null
+  }
+
+  // A stop waits up to the container's grace period before the engine kills it; the deadline must outlast it.
+  #graceDeadline (timeout: number | undefined): number {
+    return this.#options.timeoutMs + (timeout ?? 10) * 1000
+  }
+
+  async #create (body: Record<string, unknown>, name: string | undefined): Promise<string> {
+    // _query/_body keep the create options out of the URL: docker-modem would otherwise copy
+    // all of them, env values included, into the query string.
+    const created = await this.#call({ subject: 'image', target: String(body.Image) },
+      (docker, signal) => docker.createContainer({ _query: name === undefined ? {} : { name }, _body: body, abortSignal: signal } as never))
+      .catch((error: unknown) => {
+        if (error instanceof BerthError && error.code === 'name_conflict') {
+          throw new BerthError('name_conflict', `the container name ${name} is already in use`, { name })
+        }
+        throw error
+      })
+    return created.id
+  }
+
+  async #discard (id: string): Promise<void> {
+    try {
+      await this.removeContainer(id, { force: true, volumes: true })
+    } catch (error) {
+      // Already gone (autoRemove) is the outcome we wanted.
+      if (!(error instanceof BerthError && error.code === 'not_found')) throw error
+    }
+  }
+
+  /** Names the running container that holds the port, when one does (it may be a plain process). */
+  async #withHolder (error: BerthError): Promise<BerthError> {
+    const port = error.extensions.port as number
+    const running = await this.listContainers({ all: false })
+    const holder = running.find(container => container.ports.some(binding => binding.host === port))
+    if (holder === undefined) return error
+    return new BerthError('port_conflict', `host port ${port} is already allocated by container ${holder.name}`,
+      { port, holder: { id: holder.id, name: holder.name, owner: holder.labels['io.berth.owner'] ?? null } })
+  }
+
+  #pullError (error: unknown, ref: ImageRef): BerthError {
+    const mapped = mapEngineError(error, 'image', ref.reference, this.#options.timeoutMs)
+    if (mapped.code === 'engine_error' || mapped.code === 'validation_failed') {
+      return new BerthError('pull_failed', `pulling ${ref.reference} failed: ${mapped.message.replace(/^the engine (answered \d+|rejected the request): /, '')}`, { image: ref.reference }, { cause: error })
+    }
+    return mapped
+  }
+
+  async #stateChange (options: CallOptions, fn: (docker: Docker, signal: AbortSignal) => Promise<unknown>): Promise<StateChange> {
+    try {
+      await this.#call(options, fn)
+      return { changed: true }
+    } catch (error) {
+      // 304: already in the state asked for. dockerode calls it an error; it is a success that changed nothing.
+      if (error instanceof BerthError && error.extensions.engineStatus === 304) return { changed: false }
+      throw error
+    }
+  }
+
+  async #client (): Promise<Docker> {
+    if (this.#docker !== null) return this.#docker
+    this.#connecting ??= this.#negotiate().finally(() => { this.#connecting = null })
+    return await this.#connecting
+  }
+
+  // dockerode pins no version by itself; ask the engine which one it speaks and use the lower of the two.
+  async #negotiate (): Promise<Docker> {
+    const probe = new Docker({ socketPath: this.#options.socketPath })
+    let version: Docker.DockerVersion
+    try {
+      version = await (probe.version as (options: object) => Promise<Docker.DockerVersion>)(withSignal(AbortSignal.timeout(this.#options.timeoutMs)))
+    } catch (error) {
+      throw mapEngineError(error, 'engine', 'engine', this.#options.timeoutMs)
+    }
+    const apiVersion = compareVersions(version.ApiVersion, MAX_API) < 0 ? version.ApiVersion : MAX_API
+    if (compareVersions(apiVersion, MIN_API) < 0) {
+      throw new BerthError('engine_unavailable', `the engine speaks API ${version.ApiVersion}; berth needs ${MIN_API} or newer`)
+    }
+    this.#info = { version: version.Version, apiVersion, os: version.Os, arch: version.Arch }
+    this.#docker = new Docker({ socketPath: this.#options.socketPath, version: `v${apiVersion}` })
+    return this.#docker
+  }
+
+  async #call<T> (options: CallOptions, fn: (docker: Docker, signal: AbortSignal) => Promise<T>): Promise<T> {
+    const docker = await this.#client()
+    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs
+    const deadline = AbortSignal.timeout(timeoutMs)
+    const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline
+    try {
+      return await fn(docker, signal)
+    } catch (error) {
+      // The engine went away: negotiate again when it is back, it may have been upgraded meanwhile.
+      if (isConnectionFailure(error)) this.#docker = null
+      throw mapEngineError(error, options.subject, options.target, timeoutMs)
+    }
+  }
+}
+
+// dockerode 5 takes an abortSignal on every call; @types/dockerode (written for 4) does not know it on all of them.
+function withSignal (signal: AbortSignal): Record<string, never> {
+  return { abortSignal: signal } as unknown as Record<string, never>
+}
+
+export interface PullLine {
+  status?: string
+  id?: string
+  progressDetail?: { current?: number, total?: number }
+}
+
+function createBody (spec: RunSpec, image: string): Record<string, unknown> {
+  const exposed: Record<string, object> = {}
+  const bindings: Record<string, Array<{ HostIp: string, HostPort: string }>> = {}
+  for (const port of spec.ports) {
+    const key = `${port.container}/${port.protocol}`
+    exposed[key] = {}
+    // The engine wants the host port as a string; "" asks it to choose a free one.
+    ;(bindings[key] ??= []).push({ HostIp: port.hostIp ?? '', HostPort: port.host === undefined ? '' : String(port.host) })
+  }
+  return {
+    Image: image,
+    ...(spec.command ? { Cmd: spec.command } : {}),
+    ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
+    Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+    ...(spec.workingDir ? { WorkingDir: spec.workingDir } : {}),
+    ...(spec.user ? { User: spec.user } : {}),
+    Labels: spec.labels,
+    // Without ExposedPorts the engine publishes nothing, whatever PortBindings say.
+    ExposedPorts: exposed,
+    HostConfig: {
+      PortBindings: bindings,
+      RestartPolicy: { Name: spec.restart.policy === 'no' ? '' : spec.restart.policy, MaximumRetryCount: spec.restart.maxRetries ?? 0 },
+      ...(spec.memory ? { Memory: spec.memory } : {}),
+      ...(spec.cpus ? { NanoCpus: Math.round(spec.cpus * 1e9) } : {}),
+      AutoRemove: spec.autoRemove,
+      Mounts: spec.mounts.map(mount => ({ Type: mount.type, Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly }))
+    }
+  }
+}
+
+function toAuthConfig (credentials: RegistryCredentials | undefined, registry: string): Record<string, string> | undefined {
+  if (!credentials) return undefined
+  return {
+    ...(credentials.username ? { username: credentials.username } : {}),
+    ...(credentials.password ? { password: credentials.password } : {}),
+    ...(credentials.identitytoken ? { identitytoken: credentials.identitytoken } : {}),
+    serveraddress: registry
+  }
+}
+
+function realTags (tags: string[] | null | undefined): string[] {
+  return (tags ?? []).filter(tag => tag !== '<none>:<none>')
+}
+
+function realDigests (digests: string[] | null | undefined): string[] {
+  return (digests ?? []).filter(digest => !digest.startsWith('<none>@'))
+}
+
+function pinnedReference (repoDigests: string[], repository: string | null): string | null {
+  return repoDigests.find(entry => repository !== null && entry.startsWith(`${repository}@`)) ?? repoDigests[0] ?? null
+}
+
+function digestFromRepoDigests (repoDigests: string[], repository: string): string | null {
+  return pinnedReference(repoDigests, repository)?.split('@')[1] ?? null
+}
+
+function zeroTime (time: string): string | null {
+  return time.startsWith('0001-01-01') ? null : time
+}
+
+type InspectInfo = Docker.ContainerInspectInfo
+
+function portsOf (info: InspectInfo): PortBinding[] {
+  const live = info.NetworkSettings.Ports ?? {}
+  // A container that is not running has no live bindings: show what it asked for instead.
+  const source: Record<string, Array<{ HostIp: string, HostPort: string }> | null> = Object.keys(live).length > 0
+    ? live
+    : (info.HostConfig.PortBindings ?? {}) as Record<string, Array<{ HostIp: string, HostPort: string }>>
+  const bindings: PortBinding[] = []
+  for (const [key, hosts] of Object.entries(source)) {
+    const [containerPort, protocol] = key.split('/')
+    for (const host of hosts ?? []) {
+      bindings.push({
+        container: Number(containerPort),
+        host: host.HostPort ? Number(host.HostPort) : null,
+        protocol: (protocol ?? 'tcp') as Protocol,
+        hostIp: host.HostIp
+      })
+    }
+  }
+  return dedupePorts(bindings)
+}
+
+/** The engine lists a port published on all interfaces twice (0.0.0.0 and ::); berth lists it once. */
+function dedupePorts (ports: PortBinding[]): PortBinding[] {
+  const seen = new Map<string, PortBinding>()
+  for (const port of ports) {
+    const key = `${port.container}/${port.protocol}/${port.host ?? ''}`
+    const previous = seen.get(key)
+    if (previous === undefined || (previous.hostIp.includes(':') && !port.hostIp.includes(':'))) seen.set(key, port)
+  }
+  return [...seen.values()].sort((a, b) => a.container - b.container || (a.host ?? 0) - (b.host ?? 0))
+}
+
+export function compareVersions (a: string, b: string): number {
+  const [aMajor = 0, aMinor = 0] = a.split('.').map(Number)
+  const [bMajor = 0, bMinor = 0] = b.split('.').map(Number)
+  return aMajor - bMajor || aMinor - bMinor
+}

@@ -1,0 +1,75 @@
+// Maps what dockerode and the Docker engine report to berth's error codes. No Docker status
+// code leaks through unmapped: anything not recognised here becomes engine_error.
+import { BerthError } from '../errors.ts'
+
+export interface DockerModemError extends Error {
+  statusCode?: number
+  code?: string
+  json?: { message?: string } | null
+}
+
+/** What the failed call was about, so a 404 can say "container" or "image". */
+export type Subject = 'container' | 'image' | 'engine'
+
+const CONNECTION_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EACCES', 'EHOSTUNREACH', 'ENOTCONN', 'UND_ERR_SOCKET'])
+
+export function engineMessage (error: DockerModemError): string {
+  const fromBody = error.json?.message
+  if (typeof fromBody === 'string' && fromBody.length > 0) return fromBody.trim()
+  // docker-modem's own message: "(HTTP code 404) no such container - No such container: x "
+  return error.message.replace(/^\(HTTP code \d+\)\s*[^-]*-\s*/, '').trim()
+}
+
+export function isConnectionFailure (error: unknown): boolean {
+  const err = error as DockerModemError
+  return err?.name === 'AbortError' || err?.name === 'TimeoutError' || (typeof err?.code === 'string' && CONNECTION_CODES.has(err.code))
+}
+
+/** "Bind for 0.0.0.0:8080 failed: port is already allocated", "listen tcp4 0.0.0.0:8080: bind: address already in use" */
+export function conflictingPort (message: string): number | null {
+  const allocated = /:(\d{1,5}) failed: port is already allocated/.exec(message)
+  const inUse = /listen (?:tcp|udp|sctp)[46]? [^\s]*:(\d{1,5}): bind: address already in use/.exec(message)
+  const port = allocated?.[1] ?? inUse?.[1]
+  return port === undefined ? null : Number(port)
+}
+
+export function mapEngineError (error: unknown, subject: Subject, target: string, timeoutMs: number): BerthError {
+  if (error instanceof BerthError) return error
+  const err = error as DockerModemError
+  if (isConnectionFailure(err)) {
+    const detail = err.name === 'AbortError' || err.name === 'TimeoutError'
+      ? `the container engine did not answer within ${timeoutMs} ms`
+      : `cannot reach the container engine (${err.code})`
+    return new BerthError('engine_unavailable', detail, {}, { cause: error, headers: { 'retry-after': '5' } })
+  }
+  const status = err?.statusCode
+  if (typeof status !== 'number') {
+    return new BerthError('engine_error', 'the container engine failed unexpectedly', {}, { cause: error })
+  }
+  const message = engineMessage(err)
+  if (status === 404) {
+    if (subject === 'image' || /no such image/i.test(message)) {
+      return new BerthError('image_not_found', `image ${target} was not found`, { image: target }, { cause: error })
+    }
+    return new BerthError('not_found', `${subject} ${target} was not found`, {}, { cause: error })
+  }
+  if (status === 409) {
+    if (/is already in use by container/i.test(message)) {
+      return new BerthError('name_conflict', `the container name ${target} is already in use`, { name: target }, { cause: error })
+    }
+    if (/cannot remove a running container|stop the container before/i.test(message)) {
+      return new BerthError('container_running', `container ${target} is running; stop it first or remove it with force=true`, {}, { cause: error })
+    }
+    if (subject === 'image') {
+      return new BerthError('image_in_use', `image ${target} is in use: ${message}`, { image: target }, { cause: error })
+    }
+  }
+  if (status === 400) {
+    return new BerthError('validation_failed', `the engine rejected the request: ${message}`, {}, { cause: error })
+  }
+  const port = conflictingPort(message)
+  if (port !== null) {
+    return new BerthError('port_conflict', `host port ${port} is already allocated`, { port }, { cause: error })
+  }
+  return new BerthError('engine_error', `the engine answered ${status}: ${message}`, { engineStatus: status }, { cause: error })
+}

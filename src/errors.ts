@@ -1,0 +1,72 @@
+// The one registry of berth's error codes, and the RFC 9457 problem+json body each one becomes.
+
+// status and title for every code berth answers with; clients switch on `code`, never on `title`.
+export const errorCodes = {
+  validation_failed: { status: 400, title: 'The request is not valid' },
+  unauthorized: { status: 401, title: 'A valid bearer token is required' },
+  forbidden: { status: 403, title: 'The token lacks the scope this needs' },
+  policy_denied: { status: 403, title: 'Denied by berth\'s policy' },
+  not_found: { status: 404, title: 'No such resource' },
+  image_not_found: { status: 404, title: 'No such image' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  not_acceptable: { status: 406, title: 'Cannot answer in the media type asked for' },
+  name_conflict: { status: 409, title: 'The container name is already in use' },
+  port_conflict: { status: 409, title: 'The host port is already allocated' },
+  container_running: { status: 409, title: 'The container is running' },
+  image_in_use: { status: 409, title: 'The image is in use' },
+  payload_too_large: { status: 413, title: 'The request body is too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  internal_error: { status: 500, title: 'Internal error in berth' },
+  pull_failed: { status: 502, title: 'The image could not be pulled' },
+  engine_error: { status: 502, title: 'The container engine reported an error' },
+  engine_unavailable: { status: 503, title: 'The container engine is unavailable' }
+} as const satisfies Record<string, { status: number, title: string }>
+
+export type ErrorCode = keyof typeof errorCodes
+
+export const PROBLEM_TYPE_BASE = 'https://berth.dev/problems/'
+
+/** Extra, code-specific members of a problem (RFC 9457 "extension members"). */
+export type ProblemExtensions = Record<string, unknown>
+
+export class BerthError extends Error {
+  readonly code: ErrorCode
+  readonly statusCode: number
+  readonly extensions: ProblemExtensions
+  readonly headers: Record<string, string>
+
+  constructor (code: ErrorCode, detail: string, extensions: ProblemExtensions = {}, options: { cause?: unknown, headers?: Record<string, string> } = {}) {
+    super(detail, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'BerthError'
+    this.code = code
+    this.statusCode = errorCodes[code].status
+    this.extensions = extensions
+    this.headers = options.headers ?? {}
+  }
+}
+
+export interface Problem {
+  type: string
+  title: string
+  status: number
+  detail: string
+  code: ErrorCode
+  instance?: string
+  requestId: string
+  [extension: string]: unknown
+}
+
+export function problemOf (error: BerthError, requestId: string, instance?: string): Problem {
+  const { status, title } = errorCodes[error.code]
+  return {
+    ...error.extensions,
+    type: PROBLEM_TYPE_BASE + error.code,
+    title,
+    status,
+    detail: error.message,
+    code: error.code,
+    ...(instance === undefined ? {} : { instance }),
+    requestId
+  }
+}

@@ -1,0 +1,38 @@
+// Caps how many pulls or runs go to the engine at once; the rest wait in a bounded queue.
+import { BerthError } from './errors.ts'
+
+export class Limiter {
+  readonly #max: number
+  readonly #maxQueue: number
+  readonly #what: string
+  #active = 0
+  readonly #queue: Array<() => void> = []
+
+  constructor (what: string, max: number, maxQueue = max * 16) {
+    this.#what = what
+    this.#max = max
+    this.#maxQueue = maxQueue
+  }
+
+  get active (): number {
+    return this.#active
+  }
+
+  async run<T> (task: () => Promise<T>): Promise<T> {
+    if (this.#active >= this.#max) {
+      if (this.#queue.length >= this.#maxQueue) {
+        throw new BerthError('rate_limited', `too many ${this.#what} are under way; try again shortly`, {}, { headers: { 'retry-after': '2' } })
+      }
+      await new Promise<void>(resolve => this.#queue.push(resolve))
+    } else {
+      this.#active++
+    }
+    try {
+      return await task()
+    } finally {
+      // Hand the slot straight to the next waiter, so the count never dips and lets a newcomer overtake.
+      const next = this.#queue.shift()
+      if (next) next(); else this.#active--
+    }
+  }
+}

@@ -1,0 +1,66 @@
+// Bearer-token authentication and scope checks. Tokens are kept as sha256 hashes and compared in
+// constant time; every /v1 route declares the scope it needs in its `config.scope`.
+import { createHash, timingSafeEqual } from 'node:crypto'
+import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
+import type { Config, Scope } from '../config.ts'
+import { BerthError } from '../errors.ts'
+
+export interface Principal {
+  name: string
+  scopes: Scope[]
+  admin: boolean
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null
+  }
+  interface FastifyContextConfig {
+    /** The scope a route needs; routes without one are public. */
+    scope?: Scope
+  }
+}
+
+// admin implies write, write implies read.
+const RANK: Record<Scope, number> = { read: 1, write: 2, admin: 3 }
+
+export const ANONYMOUS: Principal = { name: 'anonymous', scopes: ['admin'], admin: true }
+
+function highest (scopes: Scope[]): number {
+  return Math.max(0, ...scopes.map(scope => RANK[scope]))
+}
+
+export default fp<{ auth: Config['auth'] }>(async (app, { auth }) => {
+  const known = auth.tokens.map(token => ({ ...token, digest: Buffer.from(token.sha256, 'hex') }))
+
+  function identify (request: FastifyRequest): Principal {
+    if (auth.disabled) return ANONYMOUS
+    const header = request.headers.authorization
+    const match = header === undefined ? null : /^Bearer ([\x21-\x7e]{1,4096})$/i.exec(header)
+    if (!match) {
+      throw new BerthError('unauthorized', 'send Authorization: Bearer <token>', {}, { headers: { 'www-authenticate': 'Bearer realm="berth"' } })
+    }
+    const digest = createHash('sha256').update(match[1] as string, 'utf8').digest()
+    // Compare against every token, without stopping at the first match, so timing says nothing.
+    let found: (typeof known)[number] | undefined
+    for (const token of known) {
+      if (timingSafeEqual(digest, token.digest) && found === undefined) found = token
+    }
+    if (found === undefined) {
+      throw new BerthError('unauthorized', 'the bearer token is not valid', {}, { headers: { 'www-authenticate': 'Bearer realm="berth", error="invalid_token"' } })
+    }
+    return { name: found.name, scopes: found.scopes, admin: found.scopes.includes('admin') }
+  }
+
+  app.decorateRequest('principal', null)
+  app.addHook('onRequest', async (request) => {
+    const needed = request.routeOptions.config.scope
+    if (needed === undefined) return
+    const principal = identify(request)
+    if (highest(principal.scopes) < RANK[needed]) {
+      throw new BerthError('forbidden', `this needs the "${needed}" scope; token "${principal.name}" has ${principal.scopes.join(', ') || 'none'}`, { scope: needed })
+    }
+    request.principal = principal
+  })
+}, { name: 'berth-auth' })

@@ -1,0 +1,141 @@
+// /v1/containers: docker ps, docker run -d, docker inspect, start, stop, restart, rm. A token that
+// is not admin sees and touches only the containers it made: any other is "not found".
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
+import type { Principal } from '../plugins/auth.ts'
+import { BerthError } from '../errors.ts'
+import type { Container as ContainerView } from '../engine/types.ts'
+import { LABEL_OWNER, admitRun } from '../policy.ts'
+import { problemResponses, ref } from '../schemas/common.ts'
+import {
+  Container, ContainerParams, ContainerSummary, ListContainersQuery, RemoveContainerQuery, RunRequest, StateChange, StopQuery
+} from '../schemas/containers.ts'
+
+const containers: FastifyPluginAsyncTypebox = async (app) => {
+  const policy = app.config.policy
+
+  function principalOf (request: FastifyRequest): Principal {
+    // The auth hook has run for every route with a scope; this only narrows the type.
+    return request.principal as Principal
+  }
+
+  /** Inspects a container the principal may see, or answers not_found as if it did not exist. */
+  async function visible (request: FastifyRequest, idOrName: string): Promise<ContainerView> {
+    const principal = principalOf(request)
+    const container = await app.engine.inspectContainer(idOrName)
+    if (!principal.admin && container.labels[LABEL_OWNER] !== principal.name) {
+      throw new BerthError('not_found', `container ${idOrName} was not found`)
+    }
+    return container
+  }
+
+  app.get('/v1/containers', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['containers'],
+      summary: 'List containers (docker ps)',
+      description: 'Running containers by default; `all=true` for every state (docker ps -a).',
+      operationId: 'listContainers',
+      querystring: ListContainersQuery,
+      response: { 200: Type.Array(ref(ContainerSummary)), ...problemResponses(400, 401, 503) }
+    }
+  }, async (request) => {
+    const principal = principalOf(request)
+    const labels = [...(request.query.label ?? []), ...(principal.admin ? [] : [`${LABEL_OWNER}=${principal.name}`])]
+    return await app.engine.listContainers({
+      all: request.query.all,
+      ...(request.query.status === undefined ? {} : { status: request.query.status }),
+      ...(labels.length === 0 ? {} : { labels }),
+      ...(request.query.name === undefined ? {} : { name: request.query.name })
+    })
+  })
+
+  app.post('/v1/containers', {
+    config: { scope: 'write' },
+    schema: {
+      tags: ['containers'],
+      summary: 'Run a container detached (docker run -d)',
+      description: 'Creates and starts a container, pulling the image first when it is missing (per `pull`). ' +
+        'Answers with the container as it runs: the host ports actually bound and the image digest. ' +
+        'A host port already taken is 409 port_conflict, and leaves no container behind.',
+      operationId: 'runContainer',
+      body: ref(RunRequest),
+      response: { 201: ref(Container), ...problemResponses(400, 401, 403, 404, 409, 429, 502, 503) }
+    }
+  }, async (request, reply) => {
+    const principal = principalOf(request)
+    const spec = admitRun(policy, request.body, principal.name)
+    let container: ContainerView
+    try {
+      container = await app.runs.run(() => app.engine.run(spec))
+    } catch (error) {
+      // Name who holds the port only to a token allowed to see that container.
+      if (error instanceof BerthError && error.code === 'port_conflict' && error.extensions.holder !== undefined) {
+        const holder = error.extensions.holder as { id: string, name: string, owner: string | null }
+        if (!principal.admin && holder.owner !== principal.name) {
+          throw new BerthError('port_conflict', `host port ${error.extensions.port} is already allocated`, { port: error.extensions.port })
+        }
+        throw new BerthError('port_conflict', error.message, { port: error.extensions.port, holder: { id: holder.id, name: holder.name } })
+      }
+      throw error
+    }
+    reply.code(201).header('location', `/v1/containers/${container.id}`)
+    return container
+  })
+
+  app.get('/v1/containers/:idOrName', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['containers'],
+      summary: 'Inspect a container (docker inspect)',
+      operationId: 'inspectContainer',
+      params: ContainerParams,
+      response: { 200: ref(Container), ...problemResponses(400, 401, 404, 503) }
+    }
+  }, async (request) => await visible(request, request.params.idOrName))
+
+  const stateChange = (action: 'start' | 'stop' | 'restart', summary: string, description: string) => app.post(`/v1/containers/:idOrName/${action}`, {
+    config: { scope: 'write' },
+    schema: {
+      tags: ['containers'],
+      summary,
+      description,
+      operationId: `${action}Container`,
+      params: ContainerParams,
+      ...(action === 'start' ? {} : { querystring: StopQuery }),
+      response: { 200: ref(StateChange), ...problemResponses(400, 401, 403, 404, 409, 503) }
+    }
+  }, async (request) => {
+    const { id } = await visible(request, request.params.idOrName)
+    const timeout = (request.query as { timeout?: number }).timeout
+    const options = timeout === undefined ? {} : { timeout }
+    const { changed } = action === 'start'
+      ? await app.engine.startContainer(id)
+      : action === 'stop' ? await app.engine.stopContainer(id, options) : await app.engine.restartContainer(id, options)
+    return { changed, container: await app.engine.inspectContainer(id) }
+  })
+
+  stateChange('start', 'Start a container (docker start)', 'Already running is a success with `changed: false`. A host port taken meanwhile is 409 port_conflict.')
+  stateChange('stop', 'Stop a container (docker stop)', 'SIGTERM, then SIGKILL after `timeout` seconds. Already stopped is a success with `changed: false`.')
+  stateChange('restart', 'Restart a container (docker restart)', 'Stops (with `timeout`) and starts the container.')
+
+  app.delete('/v1/containers/:idOrName', {
+    config: { scope: 'write' },
+    schema: {
+      tags: ['containers'],
+      summary: 'Remove a container (docker rm)',
+      description: '409 container_running when it runs, unless force=true.',
+      operationId: 'removeContainer',
+      params: ContainerParams,
+      querystring: RemoveContainerQuery,
+      response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 503) }
+    }
+  }, async (request, reply) => {
+    const { id } = await visible(request, request.params.idOrName)
+    await app.engine.removeContainer(id, { force: request.query.force, volumes: request.query.volumes })
+    return await reply.code(204).send(null)
+  })
+}
+
+export default containers

@@ -1,0 +1,21 @@
+// Liveness and readiness: /healthz says the process answers, /readyz that the engine does too.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Health, problemResponses, ref } from '../schemas/common.ts'
+
+const health: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/healthz', {
+    schema: { tags: ['health'], summary: 'Process is alive', operationId: 'healthz', response: { 200: ref(Health) } }
+  }, async () => ({ status: 'ok' }))
+
+  app.get('/readyz', {
+    schema: {
+      tags: ['health'],
+      summary: 'Engine is reachable',
+      description: 'Asks the engine now; 503 engine_unavailable when it does not answer within the engine timeout.',
+      operationId: 'readyz',
+      response: { 200: ref(Health), ...problemResponses(503) }
+    }
+  }, async () => ({ status: 'ready', engine: await app.engine.info() }))
+}
+
+export default health

@@ -1,0 +1,66 @@
+// Image models: pull requests and results, image summaries and details.
+import { Type, type Static } from 'typebox'
+
+export const RegistryAuth = Type.Object({
+  username: Type.Optional(Type.String({ maxLength: 512, description: 'Registry user name.' })),
+  password: Type.Optional(Type.String({ maxLength: 4096, description: 'Registry password or access token. Never logged.' })),
+  identitytoken: Type.Optional(Type.String({ maxLength: 8192, description: 'An identity (refresh) token instead of a password.' }))
+}, { $id: 'RegistryAuth', additionalProperties: false, description: 'Credentials for the registry the image comes from. Sent to the engine in a header, never in a URL, never logged. Registries configured on the server need none.' })
+
+export const ImageReference = Type.String({
+  minLength: 1,
+  maxLength: 512,
+  description: 'An image reference as the Docker CLI takes it: `repo`, `repo:tag`, `registry:port/repo:tag` or `repo@sha256:…`. No tag means `latest`.',
+  examples: ['127.0.0.1:5000/jupyter/base-notebook:2024-01']
+})
+
+export const PullRequest = Type.Object({
+  image: ImageReference,
+  platform: Type.Optional(Type.String({ pattern: '^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$', maxLength: 64, description: 'Platform to pull, such as linux/amd64.' })),
+  auth: Type.Optional(Type.Unsafe<Static<typeof RegistryAuth>>(Type.Ref('RegistryAuth')))
+}, { $id: 'PullRequest', additionalProperties: false, description: 'What to pull.' })
+
+export const PulledImage = Type.Object({
+  id: Type.String({ description: 'Image id (sha256:…).' }),
+  reference: Type.String({ description: 'The reference pulled, with its tag made explicit.' }),
+  digest: Type.Union([Type.String(), Type.Null()], { description: 'The manifest digest the registry served; pull `repo@digest` to get exactly this image again.' }),
+  tags: Type.Array(Type.String(), { description: 'Tags the image has on the engine.' })
+}, { $id: 'PulledImage', additionalProperties: false, description: 'The image a pull produced.' })
+
+const imageSummaryProperties = {
+  id: Type.String({ description: 'Image id (sha256:…).' }),
+  tags: Type.Array(Type.String(), { description: 'repo:tag names of the image.' }),
+  digests: Type.Array(Type.String(), { description: 'repo@digest references of the image.' }),
+  createdAt: Type.String({ format: 'date-time', description: 'When the image was built.' }),
+  size: Type.Integer({ description: 'Size in bytes.' }),
+  labels: Type.Record(Type.String(), Type.String(), { description: 'Image labels.' })
+}
+
+export const ImageSummary = Type.Object(imageSummaryProperties, { $id: 'ImageSummary', additionalProperties: false, description: 'An image, as `docker images` lists it.' })
+
+export const Image = Type.Object({
+  ...imageSummaryProperties,
+  architecture: Type.String({ description: 'CPU architecture.' }),
+  os: Type.String({ description: 'Operating system.' })
+}, { $id: 'Image', additionalProperties: false, description: 'An image, as `docker image inspect` shows it.' })
+
+export const ImageRemoval = Type.Object({
+  untagged: Type.Array(Type.String(), { description: 'References removed.' }),
+  deleted: Type.Array(Type.String(), { description: 'Image and layer ids deleted.' })
+}, { $id: 'ImageRemoval', additionalProperties: false, description: 'What removing an image did.' })
+
+export const ListImagesQuery = Type.Object({
+  reference: Type.Optional(Type.String({ maxLength: 512, description: 'Only images matching this reference (wildcards as in `docker images --filter reference=`).' })),
+  dangling: Type.Optional(Type.Boolean({ description: 'Only untagged images (true) or only tagged ones (false).' })),
+  label: Type.Optional(Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 32, description: 'Only images with this label (`key` or `key=value`); repeat for several.' }))
+}, { additionalProperties: false })
+
+export const ImageParams = Type.Object({
+  ref: Type.String({ minLength: 1, maxLength: 512, description: 'Image id, or a reference with `/` and `:` URL-encoded (127.0.0.1%3A5000%2Fweb%3A1).' })
+})
+
+export const RemoveImageQuery = Type.Object({
+  force: Type.Boolean({ default: false, description: 'Remove even when containers use it (docker rmi -f).' })
+}, { additionalProperties: false })
+
+export const imageSchemas = [RegistryAuth, PullRequest, PulledImage, ImageSummary, Image, ImageRemoval]

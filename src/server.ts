@@ -1,0 +1,63 @@
+// The entry point: configuration from the environment, the logger, listen, graceful close. Nothing else.
+import closeWithGrace from 'close-with-grace'
+import { pino } from 'pino'
+import { buildApp } from './app.ts'
+import { ConfigError, configFromEnv, type Config } from './config.ts'
+import { DockerEngine } from './engine/docker-engine.ts'
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
+
+export const logRedactions = [
+  'req.headers.authorization',
+  'req.headers["x-registry-auth"]',
+  '*.password', '*.identitytoken', '*.token', '*.env', '*.auth'
+]
+
+const logger = pino({
+  level: process.env.BERTH_LOG_LEVEL ?? 'info',
+  redact: { paths: logRedactions, censor: '[redacted]' }
+})
+
+let config: Config
+try {
+  config = configFromEnv()
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error
+  logger.fatal(error.message)
+  process.exit(78)
+}
+
+if (!config.auth.disabled && config.auth.tokens.length === 0) {
+  logger.fatal('no token is configured: set BERTH_TOKENS or BERTH_TOKENS_FILE, or set BERTH_AUTH_DISABLED=true to run without authentication on loopback only')
+  process.exit(78)
+}
+if (config.auth.disabled) {
+  if (!LOOPBACK.has(config.host)) {
+    logger.warn({ requestedHost: config.host }, 'authentication is disabled, so berth listens on 127.0.0.1 only, whatever BERTH_HOST says')
+    config.host = '127.0.0.1'
+  }
+  logger.warn('AUTHENTICATION IS DISABLED: anyone who can reach 127.0.0.1:%d controls the Docker engine', config.port)
+}
+
+const engine = new DockerEngine({ socketPath: config.engine.socketPath, timeoutMs: config.engine.timeoutMs, registryAuth: config.registryAuth })
+const app = await buildApp(config, { engine, logger })
+
+closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
+  if (err) app.log.error({ err }, 'closing berth after an error')
+  else app.log.info({ signal }, 'closing berth: finishing requests in flight')
+  await app.close()
+})
+
+try {
+  await app.listen({ host: config.host, port: config.port })
+  try {
+    const info = await engine.info()
+    app.log.info({ engine: info }, 'engine reachable')
+  } catch (error) {
+    // berth starts without its engine and says so on /readyz; it connects when the engine is back.
+    app.log.warn({ err: error }, 'engine not reachable yet')
+  }
+} catch (error) {
+  app.log.fatal({ err: error }, 'cannot listen')
+  process.exit(1)
+}
