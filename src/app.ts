@@ -1,7 +1,7 @@
 // The composition root: buildApp(config, deps) registers everything berth serves, in order.
 // It never listens; src/server.ts does that, and tests call buildApp directly.
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import helmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
@@ -46,7 +46,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
       const given = req.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
-    requestIdLogLabel: 'requestId',
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
     routerOptions: { maxParamLength: 600, ignoreTrailingSlash: true },
     return503OnClosing: true,
     forceCloseConnections: 'idle'

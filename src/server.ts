@@ -4,14 +4,9 @@ import { pino } from 'pino'
 import { buildApp } from './app.ts'
 import { ConfigError, configFromEnv, type Config } from './config.ts'
 import { DockerEngine } from './engine/docker-engine.ts'
+import { logRedactions } from './log.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
-
-export const logRedactions = [
-  'req.headers.authorization',
-  'req.headers["x-registry-auth"]',
-  '*.password', '*.identitytoken', '*.token', '*.env', '*.auth'
-]
 
 const logger = pino({
   level: process.env.BERTH_LOG_LEVEL ?? 'info',

@@ -207,7 +207,13 @@ export class DockerEngine implements Engine {
       if (error instanceof BerthError && error.code === 'port_conflict') throw await this.#withHolder(error)
       throw error
     }
-    return await this.inspectContainer(id)
+    try {
+      return await this.inspectContainer(id)
+    } catch (error) {
+      // With autoRemove a container that exits at once can be gone before it is inspected: it ran.
+      if (!(spec.autoRemove && error instanceof BerthError && error.code === 'not_found')) throw error
+      return removedContainer(id, spec, imageName)
+    }
   }
 
   async startContainer (id: string): Promise<StateChange> {
@@ -372,6 +378,28 @@ function createBody (spec: RunSpec, image: string): Record<string, unknown> {
   }
 }
 
+function removedContainer (id: string, spec: RunSpec, image: string): Container {
+  return {
+    id,
+    name: spec.name ?? id.slice(0, 12),
+    image,
+    imageId: '',
+    imageDigest: null,
+    command: [...(spec.entrypoint ?? []), ...(spec.command ?? [])],
+    state: 'removed',
+    running: false,
+    exitCode: null,
+    createdAt: new Date().toISOString(),
+    startedAt: null,
+    finishedAt: null,
+    ports: [],
+    labels: spec.labels,
+    restart: { policy: spec.restart.policy, maxRetries: spec.restart.maxRetries ?? 0 },
+    resources: { memory: spec.memory ?? null, cpus: spec.cpus ?? null },
+    autoRemove: true
+  }
+}
+
 function toAuthConfig (credentials: RegistryCredentials | undefined, registry: string): Record<string, string> | undefined {
   if (!credentials) return undefined
   return {
@@ -390,8 +418,11 @@ function realDigests (digests: string[] | null | undefined): string[] {
   return (digests ?? []).filter(digest => !digest.startsWith('<none>@'))
 }
 
+// Only a digest of the same repository pins the image: the id may carry digests of other
+// repositories it was pushed to, which a client could not pull by this name.
 function pinnedReference (repoDigests: string[], repository: string | null): string | null {
-  return repoDigests.find(entry => repository !== null && entry.startsWith(`${repository}@`)) ?? repoDigests[0] ?? null
+  if (repository === null) return null
+  return repoDigests.find(entry => entry.startsWith(`${repository}@`)) ?? null
 }
 
 function digestFromRepoDigests (repoDigests: string[], repository: string): string | null {

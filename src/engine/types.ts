@@ -46,7 +46,8 @@ export interface ImageRemoval {
   deleted: string[]
 }
 
-export type ContainerState = 'created' | 'restarting' | 'running' | 'removing' | 'paused' | 'exited' | 'dead'
+/** The engine's states, and `removed`: an autoRemove container that exited and was removed before berth could inspect it. */
+export type ContainerState = 'created' | 'restarting' | 'running' | 'removing' | 'paused' | 'exited' | 'dead' | 'removed'
 
 export interface ContainerSummary {
   id: string

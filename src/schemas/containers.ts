@@ -61,7 +61,7 @@ export type RunRequest = Static<typeof RunRequest>
 
 const portList = Type.Array(Type.Unsafe<Static<typeof PortBindingSchema>>(Type.Ref('PortBinding')), { description: 'Host ports bound to container ports, one entry per binding.' })
 const STATES = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'] as const
-const stateSchema = Type.Enum(STATES, { description: 'Container state.' })
+const stateSchema = Type.Enum([...STATES, 'removed'], { description: 'Container state; `removed` only in a run reply, for an autoRemove container that exited and was removed before it could be inspected.' })
 const labels = Type.Record(Type.String(), Type.String(), { description: 'Labels, berth\'s own (`io.berth.*`) included.' })
 
 export const ContainerSummary = Type.Object({

@@ -1,0 +1,276 @@
+// docker run -d / ps / inspect / stop / start / restart / rm through berth, on the real engine.
+import { createServer } from 'node:net'
+import t from 'tap'
+import {
+  HTTPD, LogCapture, RUN_LABEL, RUN, auth, build, cleanupAfter, containersOfRun, docker, env, fetchFromContainer,
+  freePort, imageExists, name, pushImage, runBody
+} from './helpers.ts'
+
+cleanupAfter(t)
+
+t.test('run → reach → ps → stop → ps -a → start → reach → rm: the seed workflow', async t => {
+  const app = await build(t)
+  const port = await freePort()
+  const { reference, digest } = await pushImage('workflow')
+  t.notOk(await imageExists(reference), 'the image is only in the registry before the run')
+
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: reference, name: name('web'), command: HTTPD, ports: [{ container: 80, host: port }] }) })
+  t.equal(run.statusCode, 201, run.body)
+  const container = run.json()
+  t.equal(run.headers.location, `/v1/containers/${container.id}`)
+  t.equal(container.name, name('web'))
+  t.equal(container.state, 'running')
+  t.equal(container.running, true)
+  t.equal(container.image, reference)
+  t.equal(container.imageDigest, digest, 'the reply names the digest of the image it runs')
+  t.same(container.ports, [{ container: 80, host: port, protocol: 'tcp', hostIp: '0.0.0.0' }], 'published once, not once per IP family')
+  t.equal(container.labels['io.berth.owner'], 'admin')
+  t.equal(container.labels['io.berth.managed'], 'true')
+  t.ok(await imageExists(reference), 'the first run pulled the image, as the CLI does')
+  t.equal(await fetchFromContainer(port), 'hello from berth-test\n')
+
+  const running = await app.inject({ method: 'GET', url: `/v1/containers?name=${name('web')}`, headers: auth() })
+  t.equal(running.statusCode, 200)
+  t.same(running.json().map((c: { id: string, state: string }) => [c.id, c.state]), [[container.id, 'running']])
+  t.match(running.json()[0], { name: name('web'), image: reference, ports: [{ container: 80, host: port, protocol: 'tcp' }] })
+
+  const stop = await app.inject({ method: 'POST', url: `/v1/containers/${name('web')}/stop?timeout=1`, headers: auth() })
+  t.equal(stop.statusCode, 200, stop.body)
+  t.equal(stop.json().changed, true)
+  t.equal(stop.json().container.state, 'exited')
+  t.same(stop.json().container.ports, [{ container: 80, host: port, protocol: 'tcp', hostIp: '' }], 'a stopped container shows the bindings it asked for')
+
+  const psAfterStop = await app.inject({ method: 'GET', url: `/v1/containers?name=${name('web')}`, headers: auth() })
+  t.same(psAfterStop.json(), [], 'docker ps lists running containers only')
+  const psAll = await app.inject({ method: 'GET', url: `/v1/containers?all=true&name=${name('web')}`, headers: auth() })
+  t.same(psAll.json().map((c: { id: string, state: string }) => [c.id, c.state]), [[container.id, 'exited']], 'docker ps -a lists it, exited')
+
+  const start = await app.inject({ method: 'POST', url: `/v1/containers/${container.id}/start`, headers: auth() })
+  t.equal(start.statusCode, 200, start.body)
+  t.equal(start.json().changed, true)
+  t.equal(start.json().container.state, 'running')
+  t.equal(await fetchFromContainer(port), 'hello from berth-test\n', 'reachable again through the same host port')
+
+  const remove = await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}?force=true`, headers: auth() })
+  t.equal(remove.statusCode, 204)
+  const gone = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: auth() })
+  t.equal(gone.statusCode, 404)
+  t.equal(gone.json().code, 'not_found')
+})
+
+t.test('start and stop are idempotent: already in that state is a success that changed nothing', async t => {
+  const app = await build(t)
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('idem') }) })
+  t.equal(run.statusCode, 201, run.body)
+  const again = await app.inject({ method: 'POST', url: `/v1/containers/${name('idem')}/start`, headers: auth() })
+  t.equal(again.statusCode, 200)
+  t.equal(again.json().changed, false)
+  t.equal(again.json().container.state, 'running')
+  const stop = await app.inject({ method: 'POST', url: `/v1/containers/${name('idem')}/stop?timeout=0`, headers: auth() })
+  t.equal(stop.json().changed, true)
+  const stopAgain = await app.inject({ method: 'POST', url: `/v1/containers/${name('idem')}/stop`, headers: auth() })
+  t.equal(stopAgain.statusCode, 200)
+  t.equal(stopAgain.json().changed, false)
+  t.equal(stopAgain.json().container.state, 'exited')
+  t.equal(stopAgain.json().container.exitCode, 137, 'sleep ignores SIGTERM as PID 1, so timeout=0 killed it')
+  const restart = await app.inject({ method: 'POST', url: `/v1/containers/${name('idem')}/restart?timeout=0`, headers: auth() })
+  t.equal(restart.statusCode, 200)
+  t.equal(restart.json().changed, true)
+  t.equal(restart.json().container.state, 'running')
+})
+
+t.test('engine-assigned host ports, UDP and a host IP: the reply carries the ports actually bound', async t => {
+  const app = await build(t)
+  const run = await app.inject({
+    method: 'POST', url: '/v1/containers', headers: auth(),
+    payload: runBody({ name: name('ports'), command: HTTPD, ports: [{ container: 80 }, { container: 5353, protocol: 'udp', hostIp: '127.0.0.1' }] })
+  })
+  t.equal(run.statusCode, 201, run.body)
+  const ports = run.json().ports as Array<{ container: number, host: number, protocol: string, hostIp: string }>
+  t.equal(ports.length, 2)
+  const tcp = ports.find(p => p.protocol === 'tcp')
+  const udp = ports.find(p => p.protocol === 'udp')
+  t.ok(tcp && tcp.host > 0 && tcp.container === 80, 'the engine chose a tcp port')
+  t.ok(udp && udp.host > 0 && udp.container === 5353 && udp.hostIp === '127.0.0.1', 'udp bound on the host IP asked for')
+  t.equal(await fetchFromContainer(tcp!.host), 'hello from berth-test\n', 'the engine-assigned port really reaches the container')
+  const inspect = await app.inject({ method: 'GET', url: `/v1/containers/${name('ports')}`, headers: auth() })
+  t.same(inspect.json().ports, ports, 'inspect agrees with the run reply')
+})
+
+t.test('everything docker run takes reaches the engine', async t => {
+  const app = await build(t)
+  const run = await app.inject({
+    method: 'POST', url: '/v1/containers', headers: auth(),
+    payload: runBody({
+      name: name('full'),
+      entrypoint: ['/bin/sh', '-c'],
+      command: ['echo "$GREETING" > /tmp/out; sleep 300'],
+      env: { GREETING: 'hi there' },
+      workingDir: '/tmp',
+      user: '1000:1000',
+      labels: { team: 'ml', 'example.com/purpose': 'notebook' },
+      volumes: [{ source: name('vol'), target: '/data' }],
+      restart: { policy: 'on-failure', maxRetries: 3 },
+      resources: { memory: 64 * 1024 * 1024, cpus: 0.5 },
+      pull: 'never'
+    })
+  })
+  t.equal(run.statusCode, 201, run.body)
+  const body = run.json()
+  t.same(body.command, ['/bin/sh', '-c', 'echo "$GREETING" > /tmp/out; sleep 300'])
+  t.same(body.restart, { policy: 'on-failure', maxRetries: 3 })
+  t.same(body.resources, { memory: 64 * 1024 * 1024, cpus: 0.5 })
+  t.equal(body.labels.team, 'ml')
+  t.equal(body.imageDigest, null, 'an image never pulled from a registry has no digest')
+  const info = await docker.getContainer(body.id).inspect()
+  t.equal(info.Config.WorkingDir, '/tmp')
+  t.equal(info.Config.User, '1000:1000')
+  t.ok(info.Config.Env.includes('GREETING=hi there'))
+  t.same(info.Mounts.map(m => [m.Type, m.Name, m.Destination]), [['volume', name('vol'), '/data']])
+  t.equal(body.autoRemove, false)
+})
+
+t.test('a host port held by another container: 409 port_conflict naming it, and nothing left behind', async t => {
+  const app = await build(t)
+  const port = await freePort()
+  const first = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('holder'), command: HTTPD, ports: [{ container: 80, host: port }] }) })
+  t.equal(first.statusCode, 201, first.body)
+  const before = (await containersOfRun()).length
+  const second = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('clash'), ports: [{ container: 8080, host: port }] }) })
+  t.equal(second.statusCode, 409)
+  t.equal(second.headers['content-type'], 'application/problem+json; charset=utf-8')
+  t.match(second.json(), {
+    type: 'https://berth.dev/problems/port_conflict',
+    code: 'port_conflict',
+    status: 409,
+    port,
+    holder: { id: first.json().id, name: name('holder') },
+    detail: `host port ${port} is already allocated by container ${name('holder')}`
+  })
+  t.equal((await containersOfRun()).length, before, 'no created-but-not-started container is left')
+  const leftover = await docker.listContainers({ all: true, filters: { name: [name('clash')] } })
+  t.same(leftover, [])
+})
+
+t.test('a host port held by a plain process: 409 port_conflict, and nothing left behind', async t => {
+  const app = await build(t)
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '0.0.0.0', resolve))
+  t.teardown(() => server.close())
+  const port = (server.address() as { port: number }).port
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('proc-clash'), ports: [{ container: 80, host: port }] }) })
+  t.equal(run.statusCode, 409, run.body)
+  t.match(run.json(), { code: 'port_conflict', port })
+  t.notOk('holder' in run.json(), 'no container holds it, so none is named')
+  t.same(await docker.listContainers({ all: true, filters: { name: [name('proc-clash')] } }), [])
+})
+
+t.test('a name already in use: 409 name_conflict, and the existing container is untouched', async t => {
+  const app = await build(t)
+  const first = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('taken') }) })
+  t.equal(first.statusCode, 201)
+  const second = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('taken') }) })
+  t.equal(second.statusCode, 409)
+  t.match(second.json(), { code: 'name_conflict', name: name('taken') })
+  const still = await docker.getContainer(first.json().id).inspect()
+  t.equal(still.State.Running, true)
+})
+
+t.test('pull policies: never with a missing image is 404 image_not_found; always pulls again', async t => {
+  const app = await build(t)
+  const { reference } = await pushImage('policies')
+  const never = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: reference, pull: 'never' }) })
+  t.equal(never.statusCode, 404)
+  t.match(never.json(), { code: 'image_not_found', image: reference })
+  t.notOk(await imageExists(reference), 'never means never')
+  t.same(await containersOfRun().then(list => list.filter(c => c.Image === reference)), [])
+
+  const always = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: reference, pull: 'always', name: name('always') }) })
+  t.equal(always.statusCode, 201, always.body)
+  t.ok(await imageExists(reference))
+  const missingImage = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: `${env.registry}/${RUN}-absent/web:1` }) })
+  t.equal(missingImage.statusCode, 404)
+  t.equal(missingImage.json().code, 'image_not_found')
+})
+
+t.test('running by digest pins the exact image', async t => {
+  const app = await build(t)
+  const { reference, digest } = await pushImage('bydigest')
+  const repository = reference.slice(0, reference.lastIndexOf(':'))
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: `${repository}@${digest}`, name: name('digest') }) })
+  t.equal(run.statusCode, 201, run.body)
+  t.equal(run.json().imageDigest, digest)
+  t.equal(run.json().image, `${repository}@${digest}`)
+})
+
+t.test('remove: 409 container_running unless force; unknown container 404', async t => {
+  const app = await build(t)
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('rm') }) })
+  t.equal(run.statusCode, 201)
+  const refused = await app.inject({ method: 'DELETE', url: `/v1/containers/${name('rm')}`, headers: auth() })
+  t.equal(refused.statusCode, 409)
+  t.equal(refused.json().code, 'container_running')
+  await app.inject({ method: 'POST', url: `/v1/containers/${name('rm')}/stop?timeout=0`, headers: auth() })
+  const removed = await app.inject({ method: 'DELETE', url: `/v1/containers/${name('rm')}`, headers: auth() })
+  t.equal(removed.statusCode, 204)
+  for (const [method, url] of [['GET', ''], ['POST', '/start'], ['POST', '/stop'], ['POST', '/restart'], ['DELETE', '']] as const) {
+    const missing = await app.inject({ method, url: `/v1/containers/${name('never-was')}${url}`, headers: auth() })
+    t.equal(missing.statusCode, 404, `${method} ${url}`)
+    t.equal(missing.json().code, 'not_found')
+  }
+})
+
+t.test('list filters: status, label and exact name', async t => {
+  const app = await build(t)
+  const a = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('flt-a'), labels: { tier: 'gold' } }) })
+  const ab = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('flt-ab'), labels: { tier: 'silver' } }) })
+  t.equal(a.statusCode, 201)
+  t.equal(ab.statusCode, 201)
+  await app.inject({ method: 'POST', url: `/v1/containers/${name('flt-ab')}/stop?timeout=0`, headers: auth() })
+  const names = async (query: string) => (await app.inject({ method: 'GET', url: `/v1/containers?${query}`, headers: auth() })).json().map((c: { name: string }) => c.name).sort()
+  t.same(await names(`all=true&name=${name('flt-a')}`), [name('flt-a')], 'name is an exact match, not a substring')
+  t.same(await names(`all=true&label=${RUN_LABEL}=${RUN}&label=tier=silver`), [name('flt-ab')])
+  t.same(await names(`all=true&label=${RUN_LABEL}=${RUN}&status=exited`), [name('flt-ab')])
+  t.same(await names(`label=${RUN_LABEL}=${RUN}&label=tier`), [name('flt-a')], 'running only by default')
+  t.same(await names(`all=true&label=${RUN_LABEL}=${RUN}&label=tier&status=exited&status=running`), [name('flt-a'), name('flt-ab')])
+})
+
+t.test('env values and registry passwords appear neither in logs nor in the URLs sent to the engine', async t => {
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
+  const secret = `s3cret-${RUN}`
+  const { reference } = await pushImage('secret', { registry: env.authRegistry })
+  const urls: string[] = []
+  const { default: http } = await import('node:http')
+  const original = http.request
+  // Observe (not replace) the requests docker-modem sends to the engine socket.
+  http.request = ((...args: Parameters<typeof http.request>) => {
+    const options = args[0] as { path?: string }
+    if (typeof options === 'object' && options.path) urls.push(options.path)
+    return original(...args)
+  }) as typeof http.request
+  t.teardown(() => { http.request = original })
+  const run = await app.inject({
+    method: 'POST', url: '/v1/containers', headers: auth(),
+    payload: runBody({ image: reference, name: name('secret'), env: { API_KEY: secret }, auth: { username: env.authUser, password: env.authPassword } })
+  })
+  t.equal(run.statusCode, 201, run.body)
+  t.ok(urls.some(url => url.includes('/containers/create')), 'the create call was observed')
+  t.notOk(urls.some(url => url.includes(secret) || url.includes('API_KEY')), 'no env value in any engine URL')
+  t.notOk(urls.some(url => url.includes(env.authPassword)), 'no registry password in any engine URL')
+  t.notOk(logs.text.includes(secret), 'no env value in the logs')
+  t.notOk(logs.text.includes(env.authPassword), 'no registry password in the logs')
+  t.ok(logs.lines.every(line => typeof line.requestId === 'string' || line.msg === 'Server listening at'), 'every request log line carries the request id')
+  t.ok(logs.lines.some(line => (line.audit as { action?: string } | undefined)?.action === 'POST /v1/containers'), 'the run is audited')
+  const create = await docker.getContainer(run.json().id).inspect()
+  t.ok(create.Config.Env.includes(`API_KEY=${secret}`), 'the env value did reach the container, in the body')
+})
+
+t.test('a run that exits at once with autoRemove is still answered', async t => {
+  const app = await build(t)
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('quick'), command: ['true'], autoRemove: true }) })
+  t.equal(run.statusCode, 201, run.body)
+  t.equal(run.json().name, name('quick'))
+  t.equal(run.json().autoRemove, true)
+  t.ok(['running', 'exited', 'removing', 'removed'].includes(run.json().state), run.json().state)
+})

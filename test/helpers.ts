@@ -1,0 +1,197 @@
+// Shared test harness: a fresh berth app per suite against the real test engine and registries
+// that scripts/test-env.sh started, with everything a test creates named after its run and removed
+// at the end, also when the test fails.
+import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { Writable } from 'node:stream'
+import Docker from 'dockerode'
+import { pino } from 'pino'
+import type { Test } from 'tap'
+import { buildApp } from '../src/app.ts'
+import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
+import { DockerEngine } from '../src/engine/docker-engine.ts'
+import { logRedactions } from '../src/log.ts'
+
+function readTestEnv (): Record<string, string> {
+  const file = new URL('../.test-env/env', import.meta.url)
+  const values: Record<string, string> = {}
+  if (existsSync(file)) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const eq = line.indexOf('=')
+      if (eq > 0) values[line.slice(0, eq)] = line.slice(eq + 1)
+    }
+  }
+  return { ...values, ...Object.fromEntries(Object.entries(process.env).filter(([key]) => key.startsWith('BERTH_TEST_')) as Array<[string, string]>) }
+}
+
+const testEnv = readTestEnv()
+function required (name: string): string {
+  const value = testEnv[name]
+  if (!value) throw new Error(`${name} is not set: run the tests with "npm test" (it starts the engine and registries)`)
+  return value
+}
+
+export const env = {
+  socket: testEnv.BERTH_TEST_SOCKET ?? '/var/run/docker.sock',
+  get registry () { return required('BERTH_TEST_REGISTRY') },
+  get authRegistry () { return required('BERTH_TEST_AUTH_REGISTRY') },
+  get authUser () { return required('BERTH_TEST_AUTH_USER') },
+  get authPassword () { return required('BERTH_TEST_AUTH_PASSWORD') },
+  get image () { return required('BERTH_TEST_IMAGE') }
+}
+
+/** Unique to this test process: every container, image and volume a test makes carries it. */
+export const RUN = `bt${Date.now().toString(36)}${randomBytes(3).toString('hex')}`
+export const RUN_LABEL = 'berth.test.run'
+
+/** A raw client for arranging and checking the engine's state behind berth's back. */
+export const docker = new Docker({ socketPath: env.socket })
+
+export const TOKENS = {
+  admin: { token: 'admin-token-' + randomBytes(12).toString('hex'), scopes: ['admin'] as Scope[] },
+  alice: { token: 'alice-token-' + randomBytes(12).toString('hex'), scopes: ['write'] as Scope[] },
+  bob: { token: 'bob-token-' + randomBytes(12).toString('hex'), scopes: ['write'] as Scope[] },
+  reader: { token: 'reader-token-' + randomBytes(12).toString('hex'), scopes: ['read'] as Scope[] }
+}
+export type TokenName = keyof typeof TOKENS
+
+export function auth (who: TokenName = 'admin'): Record<string, string> {
+  return { authorization: `Bearer ${TOKENS[who].token}` }
+}
+
+export function name (suffix: string): string {
+  return `${RUN}-${suffix}`
+}
+
+export function testConfig (overrides: DeepPartial<Config> = {}): Config {
+  return makeConfig({
+    ...overrides,
+    engine: { socketPath: env.socket, timeoutMs: 10_000, ...overrides.engine },
+    auth: {
+      tokens: Object.entries(TOKENS).map(([tokenName, { token, scopes }]) => ({ name: tokenName, scopes, sha256: hashToken(token) })),
+      ...overrides.auth
+    }
+  })
+}
+
+/** Captures everything the app logs, as the parsed JSON lines and as raw text. */
+export class LogCapture {
+  readonly lines: Array<Record<string, unknown>> = []
+  text = ''
+  readonly logger = pino({ level: 'debug', redact: { paths: logRedactions, censor: '[redacted]' } }, new Writable({
+    write: (chunk: Buffer, _encoding, done) => {
+      this.text += chunk.toString()
+      for (const line of chunk.toString().split('\n')) if (line) this.lines.push(JSON.parse(line))
+      done()
+    }
+  }))
+}
+
+export interface BuildOptions {
+  config?: DeepPartial<Config>
+  socketPath?: string
+  logs?: LogCapture
+}
+
+export async function build (t: Test, options: BuildOptions = {}) {
+  const config = testConfig(options.config)
+  const engine = new DockerEngine({
+    socketPath: options.socketPath ?? config.engine.socketPath,
+    timeoutMs: config.engine.timeoutMs,
+    registryAuth: config.registryAuth
+  })
+  const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}) })
+  t.teardown(() => app.close())
+  return app
+}
+
+/** A run body for the test image, labelled with the run so cleanup finds it. */
+export function runBody (body: Record<string, unknown> = {}): Record<string, unknown> {
+  const labels = (body.labels ?? {}) as Record<string, string>
+  return { image: env.image, command: ['sleep', '300'], ...body, labels: { ...labels, [RUN_LABEL]: RUN } }
+}
+
+/** Removes every container and image of this run; registered once per test file. */
+export function cleanupAfter (t: Test): void {
+  t.teardown(async () => {
+    const containers = await docker.listContainers({ all: true, filters: { label: [`${RUN_LABEL}=${RUN}`] } })
+    const named = await docker.listContainers({ all: true, filters: { name: [RUN] } })
+    for (const info of [...containers, ...named]) {
+      await docker.getContainer(info.Id).remove({ force: true, v: true }).catch(() => {})
+    }
+    const images = await docker.listImages({ filters: { reference: [`*/${RUN}*/*`, `*/${RUN}*`] } })
+    for (const image of images) {
+      for (const tag of image.RepoTags ?? []) await docker.getImage(tag).remove({ force: true }).catch(() => {})
+    }
+    const volumes = await docker.listVolumes({ filters: { name: [RUN] } })
+    for (const volume of volumes.Volumes ?? []) await docker.getVolume(volume.Name).remove().catch(() => {})
+  })
+}
+
+/**
+ * Pushes the test image to a local registry as `registry/RUN-suffix/web:tag` and removes the local
+ * copy, so that a pull through berth is a real pull over the registry protocol.
+ */
+export async function pushImage (suffix: string, options: { registry?: string, tag?: string } = {}): Promise<{ reference: string, digest: string }> {
+  const registry = options.registry ?? env.registry
+  const repository = `${registry}/${RUN}-${suffix}/web`
+  const tag = options.tag ?? '1'
+  await docker.getImage(env.image).tag({ repo: repository, tag })
+  const authconfig = registry === env.authRegistry ? { username: env.authUser, password: env.authPassword, serveraddress: registry } : {}
+  const stream = await docker.getImage(`${repository}:${tag}`).push({ authconfig })
+  const output: Array<{ error?: string, aux?: { Digest?: string } }> = await new Promise((resolve, reject) => {
+    docker.modem.followProgress(stream, (error, result) => error ? reject(error) : resolve(result))
+  })
+  const failed = output.find(line => line.error)
+  if (failed) throw new Error(`push of ${repository}:${tag} failed: ${failed.error}`)
+  const digest = output.find(line => line.aux?.Digest)?.aux?.Digest
+  if (!digest) throw new Error(`push of ${repository}:${tag} reported no digest`)
+  await docker.getImage(`${repository}:${tag}`).remove()
+  return { reference: `${repository}:${tag}`, digest }
+}
+
+export async function imageExists (reference: string): Promise<boolean> {
+  try {
+    await docker.getImage(reference).inspect()
+    return true
+  } catch {
+    return false
+  }
+}
+
+export async function containersOfRun (): Promise<Docker.ContainerInfo[]> {
+  return await docker.listContainers({ all: true, filters: { label: [`${RUN_LABEL}=${RUN}`] } })
+}
+
+/** A TCP port nobody listens on right now. */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '0.0.0.0', () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
+    })
+  })
+}
+
+/** GETs http://127.0.0.1:port/ until a server in a container answers (it needs a moment to start). */
+export async function fetchFromContainer (port: number, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) })
+      if (response.ok) return await response.text()
+      lastError = new Error(`HTTP ${response.status}`)
+    } catch (error) {
+      lastError = error
+    }
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new Error(`nothing answered on port ${port}: ${String(lastError)}`)
+}
+
+/** The command that makes the busybox test image serve HTTP on port 80. */
+export const HTTPD = ['httpd', '-f', '-p', '80', '-h', '/www']
