@@ -82,7 +82,9 @@ t.test('start and stop are idempotent: already in that state is a success that c
 t.test('engine-assigned host ports, UDP and a host IP: the reply carries the ports actually bound', async t => {
   const app = await build(t)
   const run = await app.inject({
-    method: 'POST', url: '/v1/containers', headers: auth(),
+    method: 'POST',
+    url: '/v1/containers',
+    headers: auth(),
     payload: runBody({ name: name('ports'), command: HTTPD, ports: [{ container: 80 }, { container: 5353, protocol: 'udp', hostIp: '127.0.0.1' }] })
   })
   t.equal(run.statusCode, 201, run.body)
@@ -100,7 +102,9 @@ t.test('engine-assigned host ports, UDP and a host IP: the reply carries the por
 t.test('everything docker run takes reaches the engine', async t => {
   const app = await build(t)
   const run = await app.inject({
-    method: 'POST', url: '/v1/containers', headers: auth(),
+    method: 'POST',
+    url: '/v1/containers',
+    headers: auth(),
     payload: runBody({
       name: name('full'),
       entrypoint: ['/bin/sh', '-c'],
@@ -251,7 +255,9 @@ t.test('env values and registry passwords appear neither in logs nor in the URLs
   }) as typeof http.request
   t.teardown(() => { http.request = original })
   const run = await app.inject({
-    method: 'POST', url: '/v1/containers', headers: auth(),
+    method: 'POST',
+    url: '/v1/containers',
+    headers: auth(),
     payload: runBody({ image: reference, name: name('secret'), env: { API_KEY: secret }, auth: { username: env.authUser, password: env.authPassword } })
   })
   t.equal(run.statusCode, 201, run.body)
