@@ -77,6 +77,8 @@ export async function buildApp (config: Config, deps: AppDeps) {
     return reply.code(404).type('application/problem+json').send(problemOf(problem, request.id, pathOf(request)))
   })
   app.addHook('onSend', async (request, reply) => { reply.header('x-request-id', request.id) })
+  // JSON only: Fastify would otherwise hand a text/plain body to validation as a string.
+  app.removeContentTypeParser('text/plain')
 
   await app.register(helmet, {
     // Swagger UI loads its own scripts and styles from /docs; nothing from elsewhere.
@@ -87,7 +89,10 @@ export async function buildApp (config: Config, deps: AppDeps) {
         styleSrc: ["'self'", "'unsafe-inline'"],
         imgSrc: ["'self'", 'data:'],
         connectSrc: ["'self'"],
-        frameAncestors: ["'none'"]
+        frameAncestors: ["'none'"],
+        // berth serves plain HTTP: helmet's default upgrade-insecure-requests makes a browser that
+        // reaches it by a non-loopback name fetch Swagger UI's own assets over https, and the page stays blank.
+        upgradeInsecureRequests: null
       }
     }
   })
@@ -116,11 +121,17 @@ export async function buildApp (config: Config, deps: AppDeps) {
       return { schema: scope === undefined ? schema : { ...schema, security: [{ bearer: [] }] } as typeof schema, url }
     }
   })
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { persistAuthorization: false, deepLinking: true } })
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  await app.register(auth, { auth: config.auth })
+  // The document and Swagger UI are open by default (they hold no data); BERTH_DOCS_PUBLIC=false closes them.
+  const docsScope = config.auth.docsPublic ? undefined : 'read' as const
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { persistAuthorization: false, deepLinking: true },
+    ...(docsScope === undefined ? {} : { uiHooks: { onRequest: async (request) => { await app.authenticate(request, docsScope) } } })
+  })
+  app.get('/openapi.json', { schema: { hide: true }, config: { scope: docsScope } }, async () => app.swagger())
 
   await app.register(enginePlugin, { engine: deps.engine, limits: config.limits })
-  await app.register(auth, { auth: config.auth })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,
     timeWindow: 60_000,
@@ -162,10 +173,12 @@ function toBerthError (error: FastifyError): BerthError {
     const location = error.validationContext ?? 'request'
     const errors = error.validation.map(issue => {
       // "must NOT have additional properties" says nothing useful until it names the field.
-      const extra = (issue.params as { additionalProperty?: string } | undefined)?.additionalProperty
-      return extra === undefined
-        ? { location, path: issue.instancePath, message: issue.message ?? 'is invalid' }
-        : { location, path: `${issue.instancePath}/${extra}`, message: 'is not a known field' }
+      const params = issue.params as { additionalProperty?: string } | undefined
+      // ajv names a key that fails propertyNames on the error itself, not in its params.
+      const key = (issue as { propertyName?: string }).propertyName
+      if (params?.additionalProperty !== undefined) return { location, path: `${issue.instancePath}/${params.additionalProperty}`, message: 'is not a known field' }
+      if (key !== undefined) return { location, path: `${issue.instancePath}/${key}`, message: 'is not a valid name here' }
+      return { location, path: issue.instancePath, message: issue.message ?? 'is invalid' }
     })
     const first = errors[0]
     const detail = first === undefined ? error.message : `${first.location}${first.path} ${first.message}`

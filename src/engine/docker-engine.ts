@@ -282,7 +282,8 @@ export class DockerEngine implements Engine {
   #pullError (error: unknown, ref: ImageRef): BerthError {
     const mapped = mapEngineError(error, 'image', ref.reference, this.#options.timeoutMs)
     if (mapped.code === 'engine_error' || mapped.code === 'validation_failed') {
-      return new BerthError('pull_failed', `pulling ${ref.reference} failed: ${mapped.message.replace(/^the engine (answered \d+|rejected the request): /, '')}`, { image: ref.reference }, { cause: error })
+      const message = mapped.message.replace(/^the engine (answered \d+|rejected the request): /, '')
+      return new BerthError('pull_failed', `pulling ${ref.reference} failed: ${message}`, { image: ref.reference, reason: pullFailureReason(message) }, { cause: error })
     }
     return mapped
   }
@@ -398,6 +399,13 @@ function removedContainer (id: string, spec: RunSpec, image: string): Container 
     resources: { memory: spec.memory ?? null, cpus: spec.cpus ?? null },
     autoRemove: true
   }
+}
+
+// The engine answers 500 for every registry failure; the reason tells a client whether to fix credentials or wait.
+function pullFailureReason (message: string): 'registry_auth' | 'registry_unreachable' | 'other' {
+  if (/no basic auth credentials|unauthorized|authentication required|denied/i.test(message)) return 'registry_auth'
+  if (/dial tcp|connection refused|no such host|i\/o timeout|TLS handshake timeout/i.test(message)) return 'registry_unreachable'
+  return 'other'
 }
 
 function toAuthConfig (credentials: RegistryCredentials | undefined, registry: string): Record<string, string> | undefined {

@@ -13,6 +13,10 @@ export interface Principal {
 }
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Checks the request's bearer token for a scope, for routes that cannot declare `config.scope` (Swagger UI's). */
+    authenticate (request: FastifyRequest, scope: Scope): Promise<void>
+  }
   interface FastifyRequest {
     principal: Principal | null
   }
@@ -53,14 +57,18 @@ export default fp<{ auth: Config['auth'] }>(async (app, { auth }) => {
     return { name: found.name, scopes: found.scopes, admin: found.scopes.includes('admin') }
   }
 
-  app.decorateRequest('principal', null)
-  app.addHook('onRequest', async (request) => {
-    const needed = request.routeOptions.config.scope
-    if (needed === undefined) return
+  async function authenticate (request: FastifyRequest, needed: Scope): Promise<void> {
     const principal = identify(request)
     if (highest(principal.scopes) < RANK[needed]) {
       throw new BerthError('forbidden', `this needs the "${needed}" scope; token "${principal.name}" has ${principal.scopes.join(', ') || 'none'}`, { scope: needed })
     }
     request.principal = principal
+  }
+
+  app.decorateRequest('principal', null)
+  app.decorate('authenticate', authenticate)
+  app.addHook('onRequest', async (request) => {
+    const needed = request.routeOptions.config.scope
+    if (needed !== undefined) await authenticate(request, needed)
   })
 }, { name: 'berth-auth' })

@@ -9,6 +9,14 @@ export function ref<T extends TSchema> (schema: T) {
   return Type.Unsafe<Static<T>>(Type.Ref(id))
 }
 
+/**
+ * A map whose keys must match a pattern. TypeBox's Record lets keys that miss its pattern through
+ * unvalidated, so the keys are checked with propertyNames and every value against `value`.
+ */
+export function keyedMap<V extends TSchema> (keyPattern: string, value: V, options: { description: string, maxProperties: number }) {
+  return Type.Unsafe<Record<string, Static<V>>>({ type: 'object', propertyNames: { pattern: keyPattern }, additionalProperties: value, ...options })
+}
+
 export const Problem = Type.Object({
   type: Type.String({ description: 'A URI naming the kind of problem; one per `code`.' }),
   title: Type.String({ description: 'A short, human-readable summary of the kind of problem.' }),

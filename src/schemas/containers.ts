@@ -1,7 +1,7 @@
 // Container models: what `docker run -d` takes, and containers as berth reports them.
 import { Type, type Static } from 'typebox'
 import { ImageReference, RegistryAuth } from './images.ts'
-import { PortBinding as PortBindingSchema } from './common.ts'
+import { PortBinding as PortBindingSchema, keyedMap } from './common.ts'
 
 // No control characters: they would end up in logs, headers and terminals.
 const printable = '^[^\\u0000-\\u001f\\u007f]*$'
@@ -28,12 +28,12 @@ export const RunRequest = Type.Object({
   name: Type.Optional(Type.String({ pattern: NAME_PATTERN, description: 'Container name (`--name`); unique on the engine.' })),
   command: Type.Optional(ArgList('Command and arguments, exec form (what follows the image in `docker run`).')),
   entrypoint: Type.Optional(ArgList('Overrides the image\'s entrypoint (`--entrypoint`), exec form.')),
-  env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,255}$' }), Type.String({ maxLength: 32768, pattern: '^[^\\u0000]*$' }), {
+  env: Type.Optional(keyedMap('^[A-Za-z_][A-Za-z0-9_]{0,255}$', Type.String({ maxLength: 32768, pattern: '^[^\\u0000]*$' }), {
     maxProperties: 256, description: 'Environment variables (`-e`). Values are never logged nor sent to the engine in a URL.'
   })),
   workingDir: Type.Optional(Type.String({ maxLength: 4096, pattern: absolutePath, description: 'Working directory inside the container (`-w`).' })),
   user: Type.Optional(Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$', description: 'User (and group) to run as (`-u`).' })),
-  labels: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$' }), Type.String({ maxLength: 4096, pattern: printable }), {
+  labels: Type.Optional(keyedMap('^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$', Type.String({ maxLength: 4096, pattern: printable }), {
     maxProperties: 64, description: 'Labels (`-l`). Keys under `io.berth.` are berth\'s own and cannot be set.'
   })),
   ports: Type.Optional(Type.Array(PortRequest, { maxItems: 64, description: 'Port bindings (`-p`).' })),

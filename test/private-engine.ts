@@ -1,0 +1,76 @@
+// A second, private dockerd for tests that stop, freeze or restart the engine: the shared test
+// engine must keep running for every other suite. It has its own socket, data, exec root, pid file
+// and bridge interface, and leaves iptables alone, so it cannot disturb the shared engine.
+// (Not --bridge=none: a dockerd started so deletes the host's docker0, the shared engine's bridge.)
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Docker from 'dockerode'
+
+export class PrivateEngine {
+  readonly dir = mkdtempSync(join(tmpdir(), 'berth-engine-'))
+  readonly socketPath = join(this.dir, 'docker.sock')
+  readonly bridge = `bt${randomBytes(4).toString('hex')}`
+  #process: ChildProcess | null = null
+  #bridgeMade = false
+  log = ''
+
+  async start (): Promise<void> {
+    if (!this.#bridgeMade) {
+      execFileSync('ip', ['link', 'add', 'name', this.bridge, 'type', 'bridge'])
+      this.#bridgeMade = true
+    }
+    const child = spawn('dockerd', [
+      '--host', `unix://${this.socketPath}`,
+      '--data-root', join(this.dir, 'data'),
+      '--exec-root', join(this.dir, 'exec'),
+      '--pidfile', join(this.dir, 'docker.pid'),
+      `--bridge=${this.bridge}`, '--iptables=false', '--ip-masq=false', '--ip-forward=false'
+    ], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout?.on('data', chunk => { this.log += chunk })
+    child.stderr?.on('data', chunk => { this.log += chunk })
+    this.#process = child
+    const client = new Docker({ socketPath: this.socketPath })
+    const deadline = Date.now() + 60_000
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`private dockerd exited with ${child.exitCode}:\n${this.log.slice(-2000)}`)
+      try {
+        await client.ping()
+        return
+      } catch {
+        await new Promise(resolve => setTimeout(resolve, 200))
+      }
+    }
+    throw new Error(`private dockerd did not answer within 60 s:\n${this.log.slice(-2000)}`)
+  }
+
+  /** Stops the engine the way an operator would (SIGTERM) and waits until it is gone. */
+  async stop (): Promise<void> {
+    const child = this.#process
+    if (child === null || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise(resolve => child.once('exit', resolve))
+    child.kill('SIGCONT')
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    await exited
+    clearTimeout(timer)
+    this.#process = null
+  }
+
+  /** Freezes the engine: it keeps its socket open but answers nothing, like a hung daemon. */
+  freeze (): void {
+    this.#process?.kill('SIGSTOP')
+  }
+
+  thaw (): void {
+    this.#process?.kill('SIGCONT')
+  }
+
+  async dispose (): Promise<void> {
+    await this.stop()
+    if (this.#bridgeMade) execFileSync('ip', ['link', 'delete', this.bridge])
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}
