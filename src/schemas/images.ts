@@ -50,7 +50,7 @@ export const ImageRemoval = Type.Object({
 }, { $id: 'ImageRemoval', additionalProperties: false, description: 'What removing an image did.' })
 
 export const ListImagesQuery = Type.Object({
-  reference: Type.Optional(Type.String({ maxLength: 512, description: 'Only images matching this reference (wildcards as in `docker images --filter reference=`).' })),
+  reference: Type.Optional(Type.String({ maxLength: 512, description: 'Only images matching this reference (wildcards as in `docker images --filter reference=`); the tags and digests listed are narrowed to those matching it.' })),
   dangling: Type.Optional(Type.Boolean({ description: 'Only untagged images (true) or only tagged ones (false).' })),
   label: Type.Optional(Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 32, description: 'Only images with this label (`key` or `key=value`); repeat for several.' }))
 }, { additionalProperties: false })

@@ -1,0 +1,110 @@
+// docker pull / images / image inspect / rmi through berth, against the real engine and registry.
+import t from 'tap'
+import { RUN, auth, build, cleanupAfter, docker, env, imageExists, name, pushImage, runBody } from './helpers.ts'
+
+cleanupAfter(t)
+
+const enc = encodeURIComponent
+
+t.test('pull by tag: a real pull over the registry protocol, answering id, digest and tags', async t => {
+  const app = await build(t)
+  const { reference, digest } = await pushImage('bytag')
+  const pull = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: reference } })
+  t.equal(pull.statusCode, 200, pull.body)
+  const engineImage = await docker.getImage(reference).inspect()
+  t.same(pull.json(), { id: engineImage.Id, reference, digest, tags: pull.json().tags })
+  t.ok(pull.json().tags.includes(reference))
+})
+
+t.test('pull without a tag means latest, never every tag', async t => {
+  const app = await build(t)
+  const { reference } = await pushImage('notag', { tag: 'latest' })
+  const other = await pushImage('notag', { tag: 'other' })
+  const repository = reference.slice(0, reference.lastIndexOf(':'))
+  const pull = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: repository } })
+  t.equal(pull.statusCode, 200, pull.body)
+  t.equal(pull.json().reference, `${repository}:latest`)
+  t.ok(await imageExists(`${repository}:latest`))
+  t.notOk(await imageExists(other.reference), 'the other tag was not pulled')
+})
+
+t.test('pull by digest', async t => {
+  const app = await build(t)
+  const { reference, digest } = await pushImage('bydigest')
+  const repository = reference.slice(0, reference.lastIndexOf(':'))
+  const pull = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: `${repository}@${digest}` } })
+  t.equal(pull.statusCode, 200, pull.body)
+  t.equal(pull.json().digest, digest)
+  t.equal(pull.json().reference, `${repository}@${digest}`)
+})
+
+t.test('pull failures: unknown repository or tag is 404 image_not_found; an unreachable registry is pull_failed', async t => {
+  const app = await build(t)
+  const missingRepo = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: `${env.registry}/${RUN}-nothing/web:1` } })
+  t.equal(missingRepo.statusCode, 404, missingRepo.body)
+  t.match(missingRepo.json(), { code: 'image_not_found', image: `${env.registry}/${RUN}-nothing/web:1` })
+  const { reference } = await pushImage('tags')
+  const missingTag = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: reference.replace(/:1$/, ':2') } })
+  t.equal(missingTag.statusCode, 404)
+  t.equal(missingTag.json().code, 'image_not_found')
+  const unreachable = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: `127.0.0.1:1/${RUN}/web:1` } })
+  t.equal(unreachable.statusCode, 502)
+  t.match(unreachable.json(), { code: 'pull_failed', reason: 'registry_unreachable' })
+  const byId = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: 'sha256:' + 'a'.repeat(64) } })
+  t.equal(byId.statusCode, 400)
+  t.match(byId.json(), { code: 'validation_failed', detail: /image id cannot be pulled/ })
+  const badPlatform = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: reference, platform: 'linux' } })
+  t.equal(badPlatform.statusCode, 400)
+})
+
+t.test('list images with filters, inspect by encoded reference or id', async t => {
+  const app = await build(t)
+  const { reference, digest } = await pushImage('list')
+  const repository = reference.slice(0, reference.lastIndexOf(':'))
+  await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: reference } })
+  const all = await app.inject({ method: 'GET', url: '/v1/images', headers: auth('reader') })
+  t.equal(all.statusCode, 200)
+  const listed = all.json().find((image: { tags: string[] }) => image.tags.includes(reference))
+  t.match(listed, { id: /^sha256:[a-f0-9]{64}$/, size: Number, createdAt: String, labels: {} })
+  t.ok(listed.digests.includes(`${repository}@${digest}`), 'the pulled digest is listed')
+  // The engine's reference filter narrows the tags and digests shown to those matching the reference.
+  const filtered = await app.inject({ method: 'GET', url: `/v1/images?reference=${enc(reference)}`, headers: auth('reader') })
+  t.same(filtered.json().map((image: { id: string, tags: string[], digests: string[] }) => [image.id, image.tags, image.digests]), [[listed.id, [reference], []]])
+  const noneDangling = await app.inject({ method: 'GET', url: `/v1/images?reference=${enc(reference)}&dangling=true`, headers: auth() })
+  t.same(noneDangling.json(), [])
+  const byLabel = await app.inject({ method: 'GET', url: `/v1/images?label=${enc('no.such.label=x')}`, headers: auth() })
+  t.same(byLabel.json(), [])
+
+  const inspect = await app.inject({ method: 'GET', url: `/v1/images/${enc(reference)}`, headers: auth('reader') })
+  t.equal(inspect.statusCode, 200, inspect.body)
+  t.match(inspect.json(), { id: filtered.json()[0].id, architecture: String, os: 'linux' })
+  const byId = await app.inject({ method: 'GET', url: `/v1/images/${inspect.json().id}`, headers: auth() })
+  t.equal(byId.json().id, inspect.json().id)
+  const shortId = await app.inject({ method: 'GET', url: `/v1/images/${inspect.json().id.slice(7, 19)}`, headers: auth() })
+  t.equal(shortId.json().id, inspect.json().id)
+  const missing = await app.inject({ method: 'GET', url: `/v1/images/${enc(`${env.registry}/${RUN}-nope/web:1`)}`, headers: auth() })
+  t.equal(missing.statusCode, 404)
+  t.equal(missing.json().code, 'image_not_found')
+})
+
+t.test('remove an image: 409 image_in_use while a container uses it, force removes; admin only', async t => {
+  const app = await build(t)
+  const { reference } = await pushImage('rmi')
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: reference, name: name('rmi') }) })
+  t.equal(run.statusCode, 201, run.body)
+  // The test image id is shared with other tags, so remove by reference: that untags it.
+  await docker.getImage(env.image).tag({ repo: `${env.registry}/${RUN}-rmi/web`, tag: 'only' })
+  const inUse = await app.inject({ method: 'DELETE', url: `/v1/images/${run.json().imageId}`, headers: auth() })
+  t.equal(inUse.statusCode, 409)
+  t.match(inUse.json(), { code: 'image_in_use' })
+  const untag = await app.inject({ method: 'DELETE', url: `/v1/images/${enc(reference)}`, headers: auth() })
+  t.equal(untag.statusCode, 200, untag.body)
+  t.same(untag.json(), { untagged: [reference, untag.json().untagged[1]].filter(Boolean), deleted: [] })
+  t.notOk(await imageExists(reference))
+  const again = await app.inject({ method: 'DELETE', url: `/v1/images/${enc(reference)}`, headers: auth() })
+  t.equal(again.statusCode, 404)
+  t.equal(again.json().code, 'image_not_found')
+  const forced = await app.inject({ method: 'DELETE', url: `/v1/images/${enc(`${env.registry}/${RUN}-rmi/web:only`)}?force=true`, headers: auth() })
+  t.equal(forced.statusCode, 200)
+  t.ok(await imageExists(env.image), 'the shared test image is untouched: only a tag went')
+})
