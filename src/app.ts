@@ -76,7 +76,14 @@ export async function buildApp (config: Config, deps: AppDeps) {
     const problem = new BerthError('not_found', `no route ${request.method} ${pathOf(request)}`)
     return reply.code(404).type('application/problem+json').send(problemOf(problem, request.id, pathOf(request)))
   })
-  app.addHook('onSend', async (request, reply) => { reply.header('x-request-id', request.id) })
+  // While closing, each response ends its connection: a keep-alive connection that was busy when
+  // close began would otherwise stay open after its response and hold the shutdown until killed.
+  let closing = false
+  app.addHook('preClose', async () => { closing = true })
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+    if (closing) reply.header('connection', 'close')
+  })
   // JSON only: Fastify would otherwise hand a text/plain body to validation as a string.
   app.removeContentTypeParser('text/plain')
 

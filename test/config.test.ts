@@ -1,0 +1,133 @@
+// Configuration from the environment: defaults, parsing and the errors an operator sees.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { ConfigError, configFromEnv, defaults, hashToken, parseBytes } from '../src/config.ts'
+import { Limiter } from '../src/limiter.ts'
+
+t.test('defaults: loopback, no tokens, images allowed, no bind mounts, ports 1024-65535', async t => {
+  const config = configFromEnv({})
+  t.same(config, defaults)
+  t.equal(config.host, '127.0.0.1')
+  t.same(config.policy.bindPaths, [])
+})
+
+t.test('every variable is read and typed', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-config-'))
+  const tokensFile = join(dir, 'tokens.json')
+  writeFileSync(tokensFile, JSON.stringify([{ name: 'ops', scopes: ['admin'], token: 'a-long-enough-token-1' }, { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2') }]))
+  const registryFile = join(dir, 'registries.json')
+  writeFileSync(registryFile, JSON.stringify({ 'registry.example:5000': { username: 'u', password: 'p' } }))
+  const config = configFromEnv({
+    BERTH_HOST: '0.0.0.0',
+    BERTH_PORT: '9000',
+    BERTH_LOG_LEVEL: 'debug',
+    BERTH_DOCKER_SOCKET: '/run/docker.sock',
+    BERTH_ENGINE_TIMEOUT_MS: '2500',
+    BERTH_TOKENS: 'alice:read,write:alice-secret-token-0; bob:read:sha256:' + hashToken('bob-secret-token-000'),
+    BERTH_TOKENS_FILE: tokensFile,
+    BERTH_DOCS_PUBLIC: 'false',
+    BERTH_ALLOWED_IMAGES: '127.0.0.1:5000/*, docker.io/library/*',
+    BERTH_HOST_PORT_RANGE: '20000-30000',
+    BERTH_ALLOWED_HOST_IPS: '127.0.0.1',
+    BERTH_ALLOWED_BIND_PATHS: '/srv/data/,/home',
+    BERTH_MAX_MEMORY: '2g',
+    BERTH_MAX_CPUS: '1.5',
+    BERTH_BODY_LIMIT: '128k',
+    BERTH_RATE_LIMIT: '100',
+    BERTH_MAX_CONCURRENT_PULLS: '2',
+    BERTH_MAX_CONCURRENT_RUNS: '3',
+    BERTH_REGISTRY_AUTH_FILE: registryFile
+  })
+  t.match(config, {
+    host: '0.0.0.0',
+    port: 9000,
+    logLevel: 'debug',
+    engine: { socketPath: '/run/docker.sock', timeoutMs: 2500 },
+    auth: { disabled: false, docsPublic: false },
+    policy: { images: ['127.0.0.1:5000/*', 'docker.io/library/*'], hostPortMin: 20000, hostPortMax: 30000, hostIps: ['127.0.0.1'], bindPaths: ['/srv/data', '/home'], maxMemoryBytes: 2 * 1024 ** 3, maxCpus: 1.5 },
+    limits: { bodyLimit: 128 * 1024, rateLimitPerMinute: 100, maxConcurrentPulls: 2, maxConcurrentRuns: 3 },
+    registryAuth: { 'registry.example:5000': { username: 'u', password: 'p' } }
+  })
+  t.same(config.auth.tokens, [
+    { name: 'alice', scopes: ['read', 'write'], sha256: hashToken('alice-secret-token-0') },
+    { name: 'bob', scopes: ['read'], sha256: hashToken('bob-secret-token-000') },
+    { name: 'ops', scopes: ['admin'], sha256: hashToken('a-long-enough-token-1') },
+    { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2') }
+  ])
+  t.notOk(JSON.stringify(config).includes('alice-secret-token-0'), 'only hashes are kept')
+})
+
+t.test('mistakes fail at start with a message naming the variable', async t => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ BERTH_PORT: 'eighty' }, /BERTH_PORT/],
+    [{ BERTH_PORT: '70000' }, /BERTH_PORT/],
+    [{ BERTH_TOKENS: 'alice' }, /BERTH_TOKENS entries are name:scope/],
+    [{ BERTH_TOKENS: 'alice:root:a-long-enough-token-1' }, /unknown scope "root"/],
+    [{ BERTH_TOKENS: 'alice:read:short' }, /shorter than 16/],
+    [{ BERTH_TOKENS: 'a b:read:a-long-enough-token-1' }, /token name/],
+    [{ BERTH_TOKENS: 'a:read:a-long-enough-token-1;a:read:a-long-enough-token-2' }, /configured twice/],
+    [{ BERTH_TOKENS_FILE: '/nonexistent/tokens.json' }, /BERTH_TOKENS_FILE: cannot read/],
+    [{ BERTH_AUTH_DISABLED: 'maybe' }, /BERTH_AUTH_DISABLED must be true or false/],
+    [{ BERTH_HOST_PORT_RANGE: '100' }, /BERTH_HOST_PORT_RANGE/],
+    [{ BERTH_HOST_PORT_RANGE: '3000-2000' }, /BERTH_HOST_PORT_RANGE/],
+    [{ BERTH_ALLOWED_BIND_PATHS: 'relative/path' }, /absolute/],
+    [{ BERTH_ALLOWED_BIND_PATHS: '/srv/../etc' }, /\.\./],
+    [{ BERTH_MAX_MEMORY: 'lots' }, /BERTH_MAX_MEMORY/],
+    [{ BERTH_MAX_CPUS: '-1' }, /BERTH_MAX_CPUS/],
+    [{ BERTH_ENGINE_TIMEOUT_MS: '5' }, /BERTH_ENGINE_TIMEOUT_MS/]
+  ]
+  for (const [env, message] of cases) {
+    t.throws(() => configFromEnv(env), { name: 'ConfigError', message }, JSON.stringify(env))
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'berth-config-'))
+  const notArray = join(dir, 'tokens.json')
+  writeFileSync(notArray, '{"name":"x"}')
+  t.throws(() => configFromEnv({ BERTH_TOKENS_FILE: notArray }), ConfigError)
+  const incomplete = join(dir, 'tokens2.json')
+  writeFileSync(incomplete, '[{"name":"x","scopes":["read"]}]')
+  t.throws(() => configFromEnv({ BERTH_TOKENS_FILE: incomplete }), { message: /needs a name, scopes and a token or sha256/ })
+  const registries = join(dir, 'registries.json')
+  writeFileSync(registries, '[]')
+  t.throws(() => configFromEnv({ BERTH_REGISTRY_AUTH_FILE: registries }), { message: /JSON object/ })
+})
+
+t.test('sizes', async t => {
+  t.equal(parseBytes('x', '65536'), 65536)
+  t.equal(parseBytes('x', '512k'), 512 * 1024)
+  t.equal(parseBytes('x', '256MiB'), 256 * 1024 ** 2)
+  t.equal(parseBytes('x', '1.5g'), 1.5 * 1024 ** 3)
+  t.throws(() => parseBytes('X', '12 parsecs'), { message: /^X must be a size/ })
+})
+
+t.test('the limiter runs at most N at once, hands slots over in order, and refuses past its queue', async t => {
+  const limiter = new Limiter('pulls', 2, 2)
+  const order: string[] = []
+  let running = 0
+  let peak = 0
+  const release: Array<() => void> = []
+  const task = (label: string) => limiter.run(async () => {
+    running++
+    peak = Math.max(peak, running)
+    order.push(label)
+    await new Promise<void>(resolve => release.push(resolve))
+    running--
+    return label
+  })
+  const results = [task('a'), task('b'), task('c'), task('d')]
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(order, ['a', 'b'], 'two run, two wait')
+  t.equal(limiter.active, 2)
+  await t.rejects(task('e'), { code: 'rate_limited', statusCode: 429, message: /too many pulls/ }, 'a fifth is refused: the queue holds two')
+  release.shift()?.()
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(order, ['a', 'b', 'c'], 'the first waiter takes the freed slot')
+  while (release.length > 0 || order.length < 4) {
+    release.shift()?.()
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  t.same(await Promise.all(results), ['a', 'b', 'c', 'd'])
+  t.equal(peak, 2)
+  t.equal(limiter.active, 0)
+})

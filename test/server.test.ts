@@ -1,0 +1,78 @@
+// The berth process itself: it refuses to start without a token, keeps to loopback when auth is
+// disabled, and exits cleanly on SIGTERM after finishing what is in flight.
+import { spawn } from 'node:child_process'
+import t from 'tap'
+import { cleanupAfter, env, freePort, name, runBody } from './helpers.ts'
+
+cleanupAfter(t)
+
+const SERVER = new URL('../src/server.ts', import.meta.url).pathname
+
+interface Run { code: number | null, signal: NodeJS.Signals | null, output: string }
+
+function start (vars: Record<string, string>) {
+  const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', BERTH_DOCKER_SOCKET: env.socket, ...vars }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', chunk => { output += chunk })
+  child.stderr.on('data', chunk => { output += chunk })
+  const exited = new Promise<Run>(resolve => child.once('exit', (code, signal) => resolve({ code, signal, output })))
+  const waitFor = async (pattern: RegExp) => {
+    const deadline = Date.now() + 15_000
+    while (!pattern.test(output)) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`never saw ${pattern}:\n${output}`)
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
+  return { child, exited, waitFor, get output () { return output } }
+}
+
+t.test('without a token berth refuses to start, and says how to fix it', async t => {
+  const run = await start({}).exited
+  t.equal(run.code, 78)
+  t.match(run.output, /no token is configured: set BERTH_TOKENS or BERTH_TOKENS_FILE, or set BERTH_AUTH_DISABLED=true/)
+})
+
+t.test('a configuration mistake stops it with a message saying what is wrong', async t => {
+  const run = await start({ BERTH_TOKENS: 'x:read:short' }).exited
+  t.equal(run.code, 78)
+  t.match(run.output, /token \\"x\\" is shorter than 16 characters/)
+})
+
+t.test('with auth disabled it listens on loopback only, whatever BERTH_HOST says, and warns loudly', async t => {
+  const port = await freePort()
+  const server = start({ BERTH_AUTH_DISABLED: 'true', BERTH_HOST: '0.0.0.0', BERTH_PORT: String(port) })
+  t.teardown(() => { server.child.kill('SIGKILL') })
+  await server.waitFor(/Server listening at/)
+  t.match(server.output, /authentication is disabled, so berth listens on 127\.0\.0\.1 only/)
+  t.match(server.output, /AUTHENTICATION IS DISABLED/)
+  t.match(server.output, new RegExp(`Server listening at http://127\\.0\\.0\\.1:${port}`))
+  t.notMatch(server.output, /Server listening at http:\/\/0\.0\.0\.0/)
+  const response = await fetch(`http://127.0.0.1:${port}/v1/containers?all=true`)
+  t.equal(response.status, 200, 'no token needed when auth is disabled')
+  server.child.kill('SIGTERM')
+  t.equal((await server.exited).code, 0)
+})
+
+t.test('SIGTERM lets an in-flight request finish, then exits 0', async t => {
+  const port = await freePort()
+  const token = 'server-test-token-0123456789'
+  const server = start({ BERTH_TOKENS: `ops:admin:${token}`, BERTH_PORT: String(port) })
+  t.teardown(() => { server.child.kill('SIGKILL') })
+  await server.waitFor(/engine reachable/)
+  t.match(server.output, /"apiVersion":"1\.\d+"/, 'the engine API version was negotiated at start')
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' }
+  const run = await fetch(`http://127.0.0.1:${port}/v1/containers`, { method: 'POST', headers, body: JSON.stringify(runBody({ name: name('graceful'), pull: 'never' })) })
+  t.equal(run.status, 201)
+  // sleep as PID 1 ignores SIGTERM, so this stop takes its whole 2 s grace period: it is in flight when berth is told to stop.
+  const stopping = fetch(`http://127.0.0.1:${port}/v1/containers/${name('graceful')}/stop?timeout=2`, { method: 'POST', headers: { authorization: headers.authorization } })
+  await new Promise(resolve => setTimeout(resolve, 300))
+  server.child.kill('SIGTERM')
+  const stopped = await stopping
+  t.equal(stopped.status, 200, 'the in-flight request was answered')
+  t.match(await stopped.json(), { changed: true, container: { state: 'exited' } })
+  const exit = await server.exited
+  t.equal(exit.code, 0, exit.output.slice(-1500))
+  t.match(exit.output, /closing berth: finishing requests in flight/)
+  t.ok(exit.output.indexOf('closing berth') < exit.output.lastIndexOf('"statusCode":200'), 'the stop was answered after the signal arrived')
+  t.notMatch(exit.output, new RegExp(token), 'the token never appears in the log')
+})
