@@ -122,7 +122,7 @@ t.test('run policy: bind mounts, host ports, host IPs, images, memory and CPUs',
   const app = await build(t, {
     config: {
       policy: {
-        images: [`docker.io/berth-test/*`, `${env.registry}/${RUN}-allowed*`],
+        images: ['docker.io/berth-test/*', `${env.registry}/${RUN}-allowed*`],
         hostPortMin: 20000,
         hostPortMax: 60999,
         hostIps: ['127.0.0.1'],
@@ -155,7 +155,9 @@ t.test('run policy: bind mounts, host ports, host IPs, images, memory and CPUs',
   t.same(await containersOfRun().then(list => list.filter(c => c.Names.includes(`/${name('policy')}`))), [], 'no denied run created anything')
 
   const allowed = await app.inject({
-    method: 'POST', url: '/v1/containers', headers: auth(),
+    method: 'POST',
+    url: '/v1/containers',
+    headers: auth(),
     payload: runBody({ name: name('policy-ok'), ports: [{ container: 80, host: await freePort().then(p => Math.max(p, 20000) <= 60999 ? Math.max(p, 20000) : 30001), hostIp: '127.0.0.1' }], volumes: [{ source: name('data'), target: '/data' }] })
   })
   t.equal(allowed.statusCode, 201, allowed.body)
