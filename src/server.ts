@@ -50,7 +50,10 @@ try {
     app.log.info({ engine: info }, 'engine reachable')
   } catch (error) {
     // berth starts without its engine and says so on /readyz; it connects when the engine is back.
-    app.log.warn({ err: error }, 'engine not reachable yet')
+    const denied = error instanceof Error && error.message.includes('EACCES')
+    app.log.warn({ err: error }, denied
+      ? 'engine not reachable yet: permission denied on the Docker socket (run berth with the socket\'s group: DOCKER_GID in .env, --group-add with docker run)'
+      : 'engine not reachable yet')
   }
 } catch (error) {
   app.log.fatal({ err: error }, 'cannot listen')
