@@ -101,6 +101,7 @@ export function admitRun (policy: Policy, body: RunRequest, owner: string): RunS
     ...(cpus === undefined ? {} : { cpus }),
     autoRemove: body.autoRemove,
     pull: body.pull,
+    ...(body.tty ? { tty: true } : {}),
     ...(body.auth === undefined ? {} : { auth: body.auth })
   }
 }

@@ -7,10 +7,11 @@ import type { RegistryCredentials } from '../config.ts'
 import { BerthError } from '../errors.ts'
 import { parseImage, type ImageRef } from '../image-ref.ts'
 import { isConnectionFailure, mapEngineError, type Subject } from './docker-errors.ts'
+import { engineTime, layerProgress, parseCursor, readEventStream, readLogStream } from './docker-streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import type {
-  Container, ContainerState, ContainerSummary, Engine, EngineInfo, Image, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, PortBinding, Protocol, PulledImage, PullOptions, RestartPolicy,
+  Container, ContainerState, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PortBinding, Protocol, PulledImage, PullOptions, RestartPolicy,
   RunSpec, StateChange
 } from './types.ts'
 
@@ -48,23 +49,31 @@ export class DockerEngine implements Engine {
     return this.#info as EngineInfo
   }
 
-  async pullImage (ref: ImageRef, options: PullOptions & { onProgress?: (line: PullLine) => void }): Promise<PulledImage> {
-    const docker = await this.#client()
+  async pullImage (ref: ImageRef, options: PullOptions): Promise<PulledImage> {
     const auth = toAuthConfig(options.auth ?? this.#options.registryAuth?.[ref.registry], ref.registry)
     let stream: IncomingMessage
     try {
-      stream = await docker.createImage({
-        fromImage: ref.repository,
-        // A tag or a digest, never empty: an empty tag would make the engine pull every tag.
-        tag: ref.digest ?? ref.tag ?? 'latest',
-        ...(options.platform ? { platform: options.platform } : {}),
-        ...(auth ? { authconfig: auth } : {}),
-        ...(options.signal ? { abortSignal: options.signal } : {})
-      }) as unknown as IncomingMessage
+      // The engine answers once the registry served the manifest; the deadline covers only that.
+      stream = await this.#openStream({ subject: 'image', target: ref.reference, ...(options.signal ? { signal: options.signal } : {}) },
+        (docker, signal) => docker.createImage({
+          fromImage: ref.repository,
+          // A tag or a digest, never empty: an empty tag would make the engine pull every tag.
+          tag: ref.digest ?? ref.tag ?? 'latest',
+          ...(options.platform ? { platform: options.platform } : {}),
+          ...(auth ? { authconfig: auth } : {}),
+          abortSignal: signal
+        }))
     } catch (error) {
       throw this.#pullError(error, ref)
     }
-    const result = await readPullStream(stream, options.signal, options.onProgress)
+    const onProgress = options.onProgress
+    onProgress?.({ kind: 'started' })
+    const result = await readPullStream(stream, options.signal, onProgress === undefined
+      ? undefined
+      : (line) => {
+          const layer = layerProgress(line)
+          if (layer !== null) onProgress({ kind: 'layer', layer })
+        })
     if (result.error !== null) {
       throw new BerthError('pull_failed', `pulling ${ref.reference} failed: ${result.error}`, { image: ref.reference })
     }
@@ -237,8 +246,71 @@ export class DockerEngine implements Engine {
       (docker, signal) => docker.getContainer(id).remove({ force: options.force, v: options.volumes, abortSignal: signal }))
   }
 
+  async containerLogs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {
+    const target = { subject: 'container' as const, target: idOrName, ...(options.signal ? { signal: options.signal } : {}) }
+    // Only the container knows whether its output comes framed (no TTY) or raw (TTY).
+    const info = await this.#call(target, (docker, signal) => docker.getContainer(idOrName).inspect({ abortSignal: signal }))
+    const query = {
+      follow: options.follow,
+      stdout: true,
+      stderr: true,
+      timestamps: options.timestamps,
+      tail: options.tail === undefined ? 'all' : String(options.tail),
+      ...(options.since === undefined ? {} : { since: engineTime(options.since) }),
+      ...(options.until === undefined ? {} : { until: engineTime(options.until) })
+    }
+    // dockerode buffers a log that is not followed whole into memory: berth always reads it as a stream.
+    const stream = await this.#openStream(target, (docker, signal) => new Promise((resolve, reject) => {
+      docker.modem.dial({
+        path: `/containers/${encodeURIComponent(info.Id)}/logs?`,
+        method: 'GET',
+        options: query,
+        isStream: true,
+        abortSignal: signal,
+        statusCodes: { 200: true, 404: 'no such container', 500: 'server error', 501: 'not implemented' }
+      }, (error: unknown, data: unknown) => error ? reject(error) : resolve(data))
+    }))
+    return readLogStream(stream, { tty: info.Config.Tty, timestamps: options.timestamps, ...(options.signal ? { signal: options.signal } : {}) })
+  }
+
+  async events (options: EventsOptions): Promise<AsyncIterable<EngineEvent>> {
+    const after = options.after === undefined ? null : parseCursor(options.after)
+    if (options.after !== undefined && after === null) {
+      throw new BerthError('validation_failed', `${options.after} is not an event cursor this engine gave out`)
+    }
+    const since = after !== null ? engineTime(after.nanos) : options.since === undefined ? undefined : engineTime(BigInt(options.since.getTime()) * 1_000_000n)
+    const stream = await this.#openStream({ subject: 'engine', target: 'events', ...(options.signal ? { signal: options.signal } : {}) },
+      (docker, signal) => docker.getEvents({ ...(since === undefined ? {} : { since }), filters: { type: ['container', 'image'] }, abortSignal: signal } as Docker.GetEventsOptions))
+    return readEventStream(stream, after, options.signal)
+  }
+
   async close (): Promise<void> {
     this.#docker = null
+  }
+
+  /**
+   * Opens a long-lived response from the engine. The per-call deadline covers only the setup (until the
+   * engine answers); after that only the caller's signal ends the stream, and with it the connection.
+   */
+  async #openStream (options: CallOptions, open: (docker: Docker, signal: AbortSignal) => Promise<unknown>): Promise<IncomingMessage> {
+    const docker = await this.#client()
+    const connection = new AbortController()
+    const cancel = (): void => { connection.abort(options.signal?.reason) }
+    options.signal?.addEventListener('abort', cancel, { once: true })
+    if (options.signal?.aborted) cancel()
+    const deadline = setTimeout(() => { connection.abort(new DOMException('the engine did not answer in time', 'TimeoutError')) }, this.#options.timeoutMs)
+    try {
+      const stream = await open(docker, connection.signal) as IncomingMessage
+      stream.once('close', () => options.signal?.removeEventListener('abort', cancel))
+      return stream
+    } catch (error) {
+      options.signal?.removeEventListener('abort', cancel)
+      if (options.signal?.aborted) throw options.signal.reason
+      if (isConnectionFailure(error)) this.#docker = null
+      throw mapEngineError(error, options.subject, options.target, this.#options.timeoutMs)
+    } finally {
+      clearTimeout(deadline)
+    }
   }
 
   // A stop waits up to the container's grace period before the engine kills it; the deadline must outlast it.
@@ -365,6 +437,7 @@ function createBody (spec: RunSpec, image: string): Record<string, unknown> {
     Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
     ...(spec.workingDir ? { WorkingDir: spec.workingDir } : {}),
     ...(spec.user ? { User: spec.user } : {}),
+    ...(spec.tty ? { Tty: true } : {}),
     Labels: spec.labels,
     // Without ExposedPorts the engine publishes nothing, whatever PortBindings say.
     ExposedPorts: exposed,

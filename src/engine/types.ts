@@ -109,11 +109,76 @@ export interface RunSpec {
   autoRemove: boolean
   pull: PullPolicy
   auth?: RegistryCredentials
+  /** Allocate a terminal: the engine then keeps no separate stdout and stderr. */
+  tty?: boolean
 }
+
+/** Where one layer of a pull is: the phases every registry pull goes through, in berth's words. */
+export type LayerPhase = 'waiting' | 'downloading' | 'verifying' | 'downloaded' | 'extracting' | 'complete' | 'exists' | 'retrying'
+
+export interface LayerProgress {
+  /** The layer's short id, as `docker pull` prints it. */
+  id: string
+  phase: LayerPhase
+  /** Bytes done in this phase (downloaded, or extracted). */
+  current: number
+  /** The layer's compressed size; null until the engine knows it. */
+  total: number | null
+}
+
+/** What a running pull reports: the engine accepted it (the registry answered), or a layer moved on. */
+export type PullProgress = { kind: 'started' } | { kind: 'layer', layer: LayerProgress }
 
 export interface PullOptions {
   platform?: string
   auth?: RegistryCredentials
+  /** Cancels the pull at the engine, which then stops downloading. */
+  signal?: AbortSignal
+  onProgress?: (progress: PullProgress) => void
+}
+
+export interface LogOptions {
+  follow: boolean
+  /** Only the last n lines; all when absent. */
+  tail?: number
+  /** Nanoseconds since the epoch: lines at or after this time. */
+  since?: bigint
+  /** Nanoseconds since the epoch: lines up to this time. */
+  until?: bigint
+  timestamps: boolean
+  /** Ends the stream and releases the engine connection. */
+  signal?: AbortSignal
+}
+
+export interface LogEntry {
+  stream: 'stdout' | 'stderr'
+  /** One line, without its line break. */
+  line: string
+  /** RFC 3339 with nanoseconds, as the engine recorded it; only when timestamps were asked for. */
+  time?: string
+}
+
+export interface EngineEvent {
+  /** Opaque position in the engine's event history: `events({ after })` resumes right after it. */
+  cursor: string
+  type: 'container' | 'image'
+  action: string
+  id: string
+  name: string | null
+  image: string | null
+  /** RFC 3339 with nanoseconds. */
+  time: string
+  /** The container's labels (empty for images): who may see the event follows from them. */
+  labels: Record<string, string>
+  /** A container's exit code, on `die`. */
+  exitCode?: number
+}
+
+export interface EventsOptions {
+  /** Resume after this cursor (from an earlier EngineEvent); malformed is validation_failed. */
+  after?: string
+  /** Without a cursor: replay from this time. Neither means only events from now on. */
+  since?: Date
   signal?: AbortSignal
 }
 
@@ -156,5 +221,16 @@ export interface Engine {
   stopContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   restartContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void>
+  /**
+   * docker logs: resolves once the engine answered (within the call deadline), then yields lines for as
+   * long as they come; with `follow` until the container stops or the signal aborts.
+   */
+  containerLogs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>>
+  /**
+   * docker events for containers and images: resolves once the engine answered (within the call
+   * deadline); the iterable ends when the signal aborts or the engine connection goes away, and never
+   * reconnects by itself.
+   */
+  events (options: EventsOptions): Promise<AsyncIterable<EngineEvent>>
   close (): Promise<void>
 }

@@ -47,6 +47,7 @@ export const RunRequest = Type.Object({
     cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPU limit in cores (`--cpus`).' }))
   }, { additionalProperties: false, description: 'Resource limits.' })),
   autoRemove: Type.Boolean({ default: false, description: 'Remove the container when it exits (`--rm`).' }),
+  tty: Type.Boolean({ default: false, description: 'Allocate a terminal (`-t`); its logs then have no separate stderr.' }),
   pull: Type.Enum(['missing', 'always', 'never'], {
     default: 'missing', description: 'Pull the image first: when missing (the CLI\'s default), always, or never (404 image_not_found when missing).'
   }),
