@@ -14,12 +14,19 @@ import type { Engine } from './engine/types.ts'
 import { BerthError, problemOf } from './errors.ts'
 import auth from './plugins/auth.ts'
 import enginePlugin from './plugins/engine.ts'
+import pullJobsPlugin from './plugins/pull-jobs.ts'
+import streams from './plugins/streams.ts'
 import containers from './routes/containers.ts'
+import events from './routes/events.ts'
 import health from './routes/health.ts'
 import images from './routes/images.ts'
+import jobs from './routes/jobs.ts'
+import logs from './routes/logs.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
 import { imageSchemas } from './schemas/images.ts'
+import { jobSchemas } from './schemas/jobs.ts'
+import { logSchemas } from './schemas/logs.ts'
 import { version } from './version.ts'
 
 declare module 'fastify' {
@@ -53,7 +60,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)
-  for (const schema of [...commonSchemas, ...imageSchemas, ...containerSchemas]) app.addSchema(schema)
+  for (const schema of [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas]) app.addSchema(schema)
 
   // Bodies are validated as sent (a "8080" is not a port); query strings and params are text, so they are coerced.
   const ajvOptions: AjvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, strict: false }
@@ -118,6 +125,8 @@ export async function buildApp (config: Config, deps: AppDeps) {
       tags: [
         { name: 'containers', description: 'docker ps, run -d, inspect, start, stop, restart, rm' },
         { name: 'images', description: 'docker pull, images, image inspect, rmi' },
+        { name: 'jobs', description: 'Async pulls: state, events, cancel' },
+        { name: 'events', description: 'docker events, as server-sent events' },
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },
@@ -139,6 +148,8 @@ export async function buildApp (config: Config, deps: AppDeps) {
   app.get('/openapi.json', { schema: { hide: true }, config: { scope: docsScope } }, async () => app.swagger())
 
   await app.register(enginePlugin, { engine: deps.engine, limits: config.limits })
+  await app.register(streams)
+  await app.register(pullJobsPlugin, { jobs: config.jobs })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,
     timeWindow: 60_000,
@@ -165,6 +176,9 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(health)
   await app.register(images)
   await app.register(containers)
+  await app.register(logs)
+  await app.register(jobs)
+  await app.register(events)
   return app
 }
 

@@ -52,6 +52,16 @@ export interface Config {
     maxConcurrentPulls: number
     maxConcurrentRuns: number
   }
+  jobs: {
+    /** How long a finished async pull job stays readable. */
+    retentionMs: number
+    /** How many pull jobs berth keeps at most; the oldest finished make room first. */
+    maxJobs: number
+  }
+  streams: {
+    /** How often a server-sent event stream carries a comment, so proxies keep it open. */
+    heartbeatMs: number
+  }
   /** Server-side registry credentials by registry host, so clients need not send them. */
   registryAuth: Record<string, RegistryCredentials>
 }
@@ -72,6 +82,8 @@ export const defaults: Config = {
     maxCpus: null
   },
   limits: { bodyLimit: 64 * 1024, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
+  jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
+  streams: { heartbeatMs: 15_000 },
   registryAuth: {}
 }
 
@@ -92,6 +104,8 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
     auth: { ...defaults.auth, ...overrides.auth } as Config['auth'],
     policy: { ...defaults.policy, ...overrides.policy } as Policy,
     limits: { ...defaults.limits, ...overrides.limits },
+    jobs: { ...defaults.jobs, ...overrides.jobs },
+    streams: { ...defaults.streams, ...overrides.streams },
     registryAuth: (overrides.registryAuth ?? defaults.registryAuth) as Config['registryAuth']
   }
 }
@@ -137,6 +151,13 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
       rateLimitPerMinute: parseInteger('BERTH_RATE_LIMIT', env.BERTH_RATE_LIMIT, defaults.limits.rateLimitPerMinute, 1, 1_000_000),
       maxConcurrentPulls: parseInteger('BERTH_MAX_CONCURRENT_PULLS', env.BERTH_MAX_CONCURRENT_PULLS, defaults.limits.maxConcurrentPulls, 1, 1000),
       maxConcurrentRuns: parseInteger('BERTH_MAX_CONCURRENT_RUNS', env.BERTH_MAX_CONCURRENT_RUNS, defaults.limits.maxConcurrentRuns, 1, 1000)
+    },
+    jobs: {
+      retentionMs: parseInteger('BERTH_JOB_RETENTION_MS', env.BERTH_JOB_RETENTION_MS, defaults.jobs.retentionMs, 1000, 7 * 24 * 3_600_000),
+      maxJobs: parseInteger('BERTH_MAX_JOBS', env.BERTH_MAX_JOBS, defaults.jobs.maxJobs, 1, 100_000)
+    },
+    streams: {
+      heartbeatMs: parseInteger('BERTH_HEARTBEAT_MS', env.BERTH_HEARTBEAT_MS, defaults.streams.heartbeatMs, 100, 600_000)
     },
     registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {}
   })

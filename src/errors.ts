@@ -19,6 +19,7 @@ export const errorCodes = {
   rate_limited: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal error in berth' },
   pull_failed: { status: 502, title: 'The image could not be pulled' },
+  pull_cancelled: { status: 409, title: 'The pull was cancelled' },
   engine_error: { status: 502, title: 'The container engine reported an error' },
   engine_unavailable: { status: 503, title: 'The container engine is unavailable' }
 } as const satisfies Record<string, { status: number, title: string }>

@@ -18,6 +18,16 @@ export class Limiter {
     return this.#active
   }
 
+  /** Every slot is taken: a task started now would wait. */
+  get busy (): boolean {
+    return this.#active >= this.#max
+  }
+
+  /** The queue is full as well: a task started now would be refused with rate_limited. */
+  get full (): boolean {
+    return this.busy && this.#queue.length >= this.#maxQueue
+  }
+
   async run<T> (task: () => Promise<T>): Promise<T> {
     if (this.#active >= this.#max) {
       if (this.#queue.length >= this.#maxQueue) {

@@ -1,9 +1,15 @@
 // /v1/images: docker pull, docker images, docker image inspect, docker rmi.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { EventStream, NDJSON, SSE, negotiate, notAcceptable, pipeSubscription, sendStream } from '../event-stream.ts'
+import type { Principal } from '../plugins/auth.ts'
 import { checkPullRef, imageFrom } from '../policy.ts'
-import { problemResponses, ref } from '../schemas/common.ts'
+import { describeJob, isFinal, wirePullEvent, type PullEntry, type PullSpec } from '../pull-jobs.ts'
+import { Problem, problemResponses, ref } from '../schemas/common.ts'
 import { Image, ImageParams, ImageRemoval, ImageSummary, ListImagesQuery, PulledImage, PullRequest, RemoveImageQuery } from '../schemas/images.ts'
+import { PullEvent, PullHeaders, PullJob, PullQuery } from '../schemas/jobs.ts'
 import { Type } from 'typebox'
+
+const PULL_MEDIA = ['application/json', NDJSON, SSE] as const
 
 const images: FastifyPluginAsyncTypebox = async (app) => {
   const policy = app.config.policy
@@ -13,21 +19,70 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['images'],
       summary: 'Pull an image (docker pull)',
-      description: 'Pulls one image by tag or digest; no tag means `latest`, never every tag. A pull that fails part-way answers pull_failed, never success.',
+      description: 'Pulls one image by tag or digest; no tag means `latest`, never every tag. A pull that fails part-way answers pull_failed, never success.\n\n' +
+        '`Accept: application/x-ndjson` or `text/event-stream` streams the pull as PullEvents: per-layer progress with an overall fraction, ' +
+        'then the pulled image or a problem. Errors before the engine takes the pull are plain problem responses; after that, the last event.\n\n' +
+        '`?async=true` (or `Prefer: respond-async`) answers 202 with a PullJob at once. Identical pulls under way share one engine pull; ' +
+        'a client that leaves stops the engine pull only when nobody else (client or job) follows it.',
       operationId: 'pullImage',
       body: ref(PullRequest),
-      response: { 200: ref(PulledImage), ...problemResponses(400, 401, 403, 404, 429, 502, 503) }
+      querystring: PullQuery,
+      headers: PullHeaders,
+      response: {
+        200: {
+          description: 'The pulled image; or, per Accept, the pull as it happens.',
+          content: {
+            'application/json': { schema: ref(PulledImage) },
+            [NDJSON]: { schema: ref(PullEvent) },
+            [SSE]: { schema: Type.String({ description: 'Server-sent events; each `data` is a PullEvent, each `id` a sequence number.' }) }
+          }
+        },
+        202: { description: 'Started as an async job (Location: the job).', content: { 'application/json': { schema: ref(PullJob) } } },
+        ...problemResponses(400, 401, 403, 404, 429, 502, 503),
+        406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/json, application/x-ndjson, text/event-stream.' }
+      }
     }
-  }, async (request) => {
-    const image = checkPullRef(policy, request.body.image)
-    // A client that goes away cancels its pull at the engine.
-    const abort = new AbortController()
-    request.raw.once('close', () => { if (!request.raw.complete || request.raw.destroyed) abort.abort() })
-    return await app.pulls.run(() => app.engine.pullImage(image, {
+  }, async (request, reply) => {
+    const spec: PullSpec = {
+      ref: checkPullRef(policy, request.body.image),
       ...(request.body.platform ? { platform: request.body.platform } : {}),
-      ...(request.body.auth ? { auth: request.body.auth } : {}),
-      signal: abort.signal
-    }))
+      ...(request.body.auth ? { auth: request.body.auth } : {})
+    }
+    const preferAsync = /(^|,)\s*respond-async\s*(;|,|$)/i.test([request.headers.prefer ?? ''].flat().join(','))
+    if (request.query.async === true || preferAsync) {
+      const job = app.pullJobs.start(spec, (request.principal as Principal).name)
+      reply.code(202).header('location', `/v1/jobs/${job.id}`)
+      if (preferAsync) reply.header('preference-applied', 'respond-async')
+      return describeJob(job, request.id)
+    }
+    const media = negotiate(request.headers.accept, PULL_MEDIA)
+    if (media === null) throw notAcceptable(PULL_MEDIA)
+    // This request holds the pull while its client is there; the last one to leave cancels it at the engine.
+    const follower = app.pullJobs.follow(spec)
+    const signal = app.streams.signal(reply)
+    signal.addEventListener('abort', () => { follower.release() }, { once: true })
+    if (media === 'application/json') {
+      try {
+        return await follower.pull.outcome()
+      } finally {
+        follower.release()
+      }
+    }
+    // Until the engine takes the pull, a failure is an ordinary error response with its own status.
+    const first = await follower.pull.first()
+    if (first.type === 'error') {
+      follower.release()
+      throw first.error
+    }
+    const instance = request.url.split('?')[0] ?? request.url
+    const stream = new EventStream(media, { heartbeatMs: app.config.streams.heartbeatMs })
+    pipeSubscription<PullEntry>(stream, {
+      signal,
+      subscribe: listener => follower.pull.subscribe(0, Infinity, listener),
+      render: ({ seq, event }) => ({ data: wirePullEvent(event, request.id, instance), id: String(seq), droppable: event.type === 'progress', last: isFinal(event) }),
+      onClose: () => { follower.release() }
+    })
+    return await sendStream(reply, media, stream)
   })
 
   app.get('/v1/images', {

@@ -1,0 +1,44 @@
+// Provides `app.streams`: the signal a streaming response ends on — its client going away, or berth
+// closing. Open streams would otherwise hold a graceful shutdown open for as long as they last.
+import fp from 'fastify-plugin'
+import type { FastifyReply } from 'fastify'
+
+export interface Streams {
+  /** Aborts when the response closes (the client left, or it ended) or when the app closes. */
+  signal (reply: FastifyReply): AbortSignal
+  /** How many responses are tied to engine work now (streams, and pulls answered in JSON). */
+  readonly open: number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    streams: Streams
+  }
+}
+
+export default fp(async (app) => {
+  const open = new Set<AbortController>()
+  app.decorate('streams', {
+    signal (reply: FastifyReply): AbortSignal {
+      const controller = new AbortController()
+      open.add(controller)
+      const done = (): void => {
+        open.delete(controller)
+        controller.abort()
+      }
+      reply.raw.once('close', done)
+      controller.signal.addEventListener('abort', () => {
+        open.delete(controller)
+        reply.raw.off('close', done)
+      }, { once: true })
+      return controller.signal
+    },
+    get open () {
+      return open.size
+    }
+  })
+  // Before the server stops accepting: streams end cleanly, so closing does not wait on them.
+  app.addHook('preClose', async () => {
+    for (const controller of [...open]) controller.abort()
+  })
+}, { name: 'berth-streams' })

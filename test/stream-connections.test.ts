@@ -1,0 +1,97 @@
+// Every stream releases its engine connection when its client goes away: counted for real, as the
+// sockets this process holds to the engine's socket (ss), before, during and after many hang-ups.
+import { execFileSync } from 'node:child_process'
+import t from 'tap'
+import { auth, build, cleanupAfter, env, name, runBody } from './helpers.ts'
+import { RegistryProxy, pushLayeredImage } from './pull-fixtures.ts'
+import { StreamClient, listen } from './stream-client.ts'
+
+cleanupAfter(t)
+
+/**
+ * The connections this process holds to the engine now. A client end of a unix socket has no path,
+ * so it is found through its peer: the engine's end, whose address is the engine socket.
+ */
+function engineConnections (socketPath: string = env.socket): number {
+  const engineSidePeers = new Set<string>()
+  const ours: string[] = []
+  for (const line of execFileSync('ss', ['-xpn'], { encoding: 'utf8' }).split('\n')) {
+    const fields = line.trim().split(/\s+/)
+    // u_str ESTAB 0 0 <local> <inode> <peer> <peer inode> users:((…))
+    if (fields[0] !== 'u_str' || fields[1] !== 'ESTAB') continue
+    const [,,,, local, inode, , peerInode] = fields
+    if (local === socketPath && peerInode !== undefined) engineSidePeers.add(peerInode)
+    if (line.includes(`pid=${process.pid},`) && inode !== undefined) ours.push(inode)
+  }
+  return ours.filter(inode => engineSidePeers.has(inode)).length
+}
+
+async function settle (below: number, timeoutMs = 20_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs
+  let count = engineConnections()
+  // Connections that ended normally may idle in the HTTP agent's pool for its timeout (5 s) first.
+  while (count > below && Date.now() < deadline) {
+    await new Promise(resolve => setTimeout(resolve, 250))
+    count = engineConnections()
+  }
+  return count
+}
+
+t.test('many streams hung up mid-way leave no engine connection behind', async t => {
+  const app = await build(t)
+  const base = await listen(app)
+  // One line, then silence: a followed log with nothing to say must still let go when its client does.
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('quiet'), command: ['sh', '-c', 'echo ready; sleep 600'] }) })
+  t.equal(run.statusCode, 201, run.body)
+  const quiet = run.json().id as string
+
+  const baseline = await settle(0, 8000)
+  t.comment(`engine connections before: ${baseline}`)
+
+  const LOGS = 8
+  const EVENTS = 8
+  const SHARED_PULL_CLIENTS = 4
+  const ROUNDS = 3
+  let hungUp = 0
+  for (let round = 1; round <= ROUNDS; round++) {
+    const image = await pushLayeredImage(`conn${round}`, [4_000_000])
+    const proxy = new RegistryProxy(500_000)
+    t.teardown(() => proxy.close())
+    const reference = image.reference.replace(env.registry, await proxy.listen())
+
+    const clients: StreamClient[] = []
+    for (let i = 0; i < LOGS; i++) {
+      const client = await StreamClient.open(`${base}/v1/containers/${quiet}/logs?follow=true`, { headers: { ...auth(), accept: 'application/x-ndjson' } })
+      t.equal(client.status, 200)
+      t.same(await client.json(), { stream: 'stdout', line: 'ready' }, 'the log stream runs')
+      clients.push(client)
+    }
+    for (let i = 0; i < EVENTS; i++) {
+      const client = await StreamClient.open(`${base}/v1/events`, { headers: auth() })
+      t.equal(client.status, 200)
+      t.same(await client.sse(), { comments: [], retry: 2000 }, 'the event stream runs')
+      clients.push(client)
+    }
+    for (let i = 0; i < SHARED_PULL_CLIENTS; i++) {
+      const client = await StreamClient.open(`${base}/v1/images/pull`, {
+        method: 'POST', headers: { ...auth(), 'content-type': 'application/json', accept: 'application/x-ndjson' }, body: JSON.stringify({ image: reference })
+      })
+      t.equal(client.status, 200)
+      t.match(await client.json(), { type: 'started' }, 'the pull runs')
+      clients.push(client)
+    }
+
+    // Every stream holds its own engine connection, except the pulls, which share one.
+    const during = engineConnections()
+    t.ok(during >= baseline + LOGS + EVENTS + 1, `round ${round}: ${during} engine connections while ${clients.length} streams run`)
+    t.equal(app.streams.open, clients.length)
+
+    for (const client of clients) client.close()
+    hungUp += clients.length
+    const after = await settle(baseline)
+    t.equal(after, baseline, `round ${round}: ${after} engine connections after all ${clients.length} clients hung up`)
+    t.equal(app.streams.open, 0, 'berth tracks no stream any more')
+    t.equal(proxy.open, 0, 'the abandoned pull stopped at the engine too')
+  }
+  t.comment(`${hungUp} streams hung up; engine connections ${baseline} before, ${engineConnections()} after`)
+})
