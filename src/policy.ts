@@ -61,19 +61,19 @@ export function admitRun (policy: Policy, body: RunRequest, owner: string): RunS
     if (port.hostIp !== undefined && !policy.hostIps.includes('*') && !policy.hostIps.includes(port.hostIp)) {
       throw deny('hostIps', `host IP ${port.hostIp} (ports/${index}) is not on the allow-list (BERTH_ALLOWED_HOST_IPS)`)
     }
-    return { container: port.container, protocol: port.protocol, ...(port.host === undefined ? {} : { host: port.host }), ...(port.hostIp === undefined ? {} : { hostIp: port.hostIp }) }
+    return { container: port.container, protocol: port.protocol ?? 'tcp', ...(port.host === undefined ? {} : { host: port.host }), ...(port.hostIp === undefined ? {} : { hostIp: port.hostIp }) }
   })
 
   const mounts: Mount[] = (body.volumes ?? []).map((volume, index) => {
     if (!volume.source.startsWith('/')) {
       if (!VOLUME_NAME.test(volume.source)) throw invalid(`body/volumes/${index}/source`, 'must be a volume name or an absolute host path')
-      return { type: 'volume', source: volume.source, target: volume.target, readOnly: volume.readOnly }
+      return { type: 'volume', source: volume.source, target: volume.target, readOnly: volume.readOnly ?? false }
     }
     const source = normalisePath(volume.source)
     if (source === null) throw invalid(`body/volumes/${index}/source`, 'must not contain ".." or "." segments')
     const allowed = policy.bindPaths.some(prefix => prefix === '/' || source === prefix || source.startsWith(prefix + '/'))
     if (!allowed) throw deny('bindPaths', `bind-mounting host path ${source} is not allowed (BERTH_ALLOWED_BIND_PATHS)`)
-    return { type: 'bind', source, target: volume.target, readOnly: volume.readOnly }
+    return { type: 'bind', source, target: volume.target, readOnly: volume.readOnly ?? false }
   })
 
   const memory = body.resources?.memory ?? policy.maxMemoryBytes ?? undefined
@@ -99,8 +99,8 @@ export function admitRun (policy: Policy, body: RunRequest, owner: string): RunS
     restart: { policy: body.restart?.policy ?? 'no', ...(body.restart?.maxRetries === undefined ? {} : { maxRetries: body.restart.maxRetries }) },
     ...(memory === undefined ? {} : { memory }),
     ...(cpus === undefined ? {} : { cpus }),
-    autoRemove: body.autoRemove,
-    pull: body.pull,
+    autoRemove: body.autoRemove ?? false,
+    pull: body.pull ?? 'missing',
     ...(body.tty ? { tty: true } : {}),
     ...(body.auth === undefined ? {} : { auth: body.auth })
   }

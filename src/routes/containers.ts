@@ -38,13 +38,13 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       description: 'Running containers by default; `all=true` for every state (docker ps -a).',
       operationId: 'listContainers',
       querystring: ListContainersQuery,
-      response: { 200: Type.Array(ref(ContainerSummary)), ...problemResponses(400, 401, 503) }
+      response: { 200: Type.Array(ref(ContainerSummary), { description: 'The containers, newest first.' }), ...problemResponses(400, 401, 503) }
     }
   }, async (request) => {
     const principal = principalOf(request)
     const labels = [...(request.query.label ?? []), ...(principal.admin ? [] : [`${LABEL_OWNER}=${principal.name}`])]
     return await app.engine.listContainers({
-      all: request.query.all,
+      all: request.query.all ?? false,
       ...(request.query.status === undefined ? {} : { status: request.query.status }),
       ...(labels.length === 0 ? {} : { labels }),
       ...(request.query.name === undefined ? {} : { name: request.query.name })
@@ -61,7 +61,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
         'A host port already taken is 409 port_conflict, and leaves no container behind.',
       operationId: 'runContainer',
       body: ref(RunRequest),
-      response: { 201: ref(Container), ...problemResponses(400, 401, 403, 404, 409, 429, 502, 503) }
+      response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problemResponses(400, 401, 403, 404, 409, 429, 502, 503) }
     }
   }, async (request, reply) => {
     const principal = principalOf(request)
@@ -91,7 +91,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Inspect a container (docker inspect)',
       operationId: 'inspectContainer',
       params: ContainerParams,
-      response: { 200: ref(Container), ...problemResponses(400, 401, 404, 503) }
+      response: { 200: ref(Container, 'The container.'), ...problemResponses(400, 401, 404, 503) }
     }
   }, async (request) => await visible(request, request.params.idOrName))
 
@@ -104,7 +104,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       operationId: `${action}Container`,
       params: ContainerParams,
       ...(action === 'start' ? {} : { querystring: StopQuery }),
-      response: { 200: ref(StateChange), ...problemResponses(400, 401, 403, 404, 409, 503) }
+      response: { 200: ref(StateChange, 'Done, or nothing to do (`changed: false`); the container as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
     }
   }, async (request) => {
     const { id } = await visible(request, request.params.idOrName)
@@ -133,7 +133,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const { id } = await visible(request, request.params.idOrName)
-    await app.engine.removeContainer(id, { force: request.query.force, volumes: request.query.volumes })
+    await app.engine.removeContainer(id, { force: request.query.force ?? false, volumes: request.query.volumes ?? false })
     return await reply.code(204).send(null)
   })
 }

@@ -4,7 +4,7 @@ import { Health, problemResponses, ref } from '../schemas/common.ts'
 
 const health: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/healthz', {
-    schema: { tags: ['health'], summary: 'Process is alive', operationId: 'healthz', response: { 200: ref(Health) } }
+    schema: { tags: ['health'], summary: 'Process is alive', operationId: 'healthz', response: { 200: ref(Health, 'berth answers.') } }
   }, async () => ({ status: 'ok' }))
 
   app.get('/readyz', {
@@ -13,7 +13,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Engine is reachable',
       description: 'Asks the engine now; 503 engine_unavailable when it does not answer within the engine timeout.',
       operationId: 'readyz',
-      response: { 200: ref(Health), ...problemResponses(503) }
+      response: { 200: ref(Health, 'The engine answers; its version and the negotiated API version.'), ...problemResponses(503) }
     }
   }, async () => ({ status: 'ready', engine: await app.engine.info() }))
 }

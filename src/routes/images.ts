@@ -92,7 +92,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'List images (docker images)',
       operationId: 'listImages',
       querystring: ListImagesQuery,
-      response: { 200: Type.Array(ref(ImageSummary)), ...problemResponses(400, 401, 503) }
+      response: { 200: Type.Array(ref(ImageSummary), { description: 'The images.' }), ...problemResponses(400, 401, 503) }
     }
   }, async (request) => await app.engine.listImages({
     ...(request.query.reference === undefined ? {} : { reference: request.query.reference }),
@@ -107,7 +107,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Inspect an image (docker image inspect)',
       operationId: 'inspectImage',
       params: ImageParams,
-      response: { 200: ref(Image), ...problemResponses(400, 401, 404, 503) }
+      response: { 200: ref(Image, 'The image.'), ...problemResponses(400, 401, 404, 503) }
     }
   }, async (request) => await app.engine.inspectImage(engineReference(request.params.ref)))
 
@@ -121,9 +121,9 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'removeImage',
       params: ImageParams,
       querystring: RemoveImageQuery,
-      response: { 200: ref(ImageRemoval), ...problemResponses(400, 401, 403, 404, 409, 503) }
+      response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
     }
-  }, async (request) => await app.engine.removeImage(engineReference(request.params.ref), { force: request.query.force }))
+  }, async (request) => await app.engine.removeImage(engineReference(request.params.ref), { force: request.query.force ?? false }))
 }
 
 // An id (full or short) goes to the engine as it is; a reference is validated and made explicit.

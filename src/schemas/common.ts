@@ -3,10 +3,11 @@ import { Type, type Static, type TSchema } from 'typebox'
 import { errorCodes } from '../errors.ts'
 
 /** A reference to a schema registered with addSchema, typed as the schema it points at. */
-export function ref<T extends TSchema> (schema: T) {
+export function ref<T extends TSchema> (schema: T, description?: string) {
   const id = (schema as { $id?: unknown }).$id
   if (typeof id !== 'string') throw new Error('ref() needs a schema with an $id')
-  return Type.Unsafe<Static<T>>(Type.Ref(id))
+  // A description beside the $ref becomes the response's description in the OpenAPI document.
+  return Type.Unsafe<Static<T>>(description === undefined ? Type.Ref(id) : { ...Type.Ref(id), description })
 }
 
 /**
@@ -22,7 +23,7 @@ export const Problem = Type.Object({
   title: Type.String({ description: 'A short, human-readable summary of the kind of problem.' }),
   status: Type.Integer({ description: 'The HTTP status code of this response.' }),
   detail: Type.String({ description: 'What went wrong with this request, in words.' }),
-  code: Type.Enum(Object.keys(errorCodes) as Array<keyof typeof errorCodes>, { description: 'Stable machine-readable error code.' }),
+  code: Type.Enum(Object.keys(errorCodes) as Array<keyof typeof errorCodes>, { type: 'string', description: 'Stable machine-readable error code.' }),
   instance: Type.Optional(Type.String({ description: 'The request path the problem occurred on.' })),
   requestId: Type.String({ description: 'The request id, also in the x-request-id header and in berth\'s logs.' })
 }, { $id: 'Problem', additionalProperties: true, description: 'An RFC 9457 problem. Some codes add members: `port` and `holder` (port_conflict), `errors` (validation_failed), `rule` (policy_denied).' })
@@ -30,7 +31,7 @@ export const Problem = Type.Object({
 export const PortBinding = Type.Object({
   container: Type.Integer({ minimum: 1, maximum: 65535, description: 'Port inside the container.' }),
   host: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Null()], { description: 'Host port bound to it; null when the container is not running and the engine is to choose.' }),
-  protocol: Type.Enum(['tcp', 'udp', 'sctp'], { description: 'Transport protocol.' }),
+  protocol: Type.Enum(['tcp', 'udp', 'sctp'], { type: 'string', description: 'Transport protocol.' }),
   hostIp: Type.String({ description: 'Host address the port is bound on; "" or 0.0.0.0 means every interface.' })
 }, { $id: 'PortBinding', additionalProperties: false, description: 'A host port bound to a container port.' })
 
@@ -54,7 +55,8 @@ const problemDescriptions: Record<number, string> = {
   401: 'unauthorized: no valid bearer token.',
   403: 'forbidden (scope) or policy_denied (run policy; `rule` names the rule).',
   404: 'not_found or image_not_found.',
-  409: 'A conflict: name_conflict, port_conflict, container_running or image_in_use.',
+  406: 'not_acceptable: Accept allows none of the media types this route answers in.',
+  409: 'A conflict: name_conflict, port_conflict, container_running, image_in_use or pull_cancelled.',
   429: 'rate_limited: too many requests for this token; see Retry-After.',
   502: 'pull_failed or engine_error: the engine or a registry failed.',
   503: 'engine_unavailable: the engine cannot be reached now; see Retry-After.'

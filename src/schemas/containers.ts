@@ -13,14 +13,14 @@ const ArgList = (description: string) => Type.Array(Type.String({ maxLength: 409
 export const PortRequest = Type.Object({
   container: Type.Integer({ minimum: 1, maximum: 65535, description: 'Port inside the container.' }),
   host: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Host port to bind; omit to let the engine choose a free one (the reply says which).' })),
-  protocol: Type.Enum(['tcp', 'udp', 'sctp'], { default: 'tcp', description: 'Transport protocol.' }),
+  protocol: Type.Optional(Type.Enum(['tcp', 'udp', 'sctp'], { type: 'string', default: 'tcp', description: 'Transport protocol.' })),
   hostIp: Type.Optional(Type.String({ anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }], maxLength: 45, description: 'Host address to bind on; omit for every interface.' }))
 }, { additionalProperties: false, description: 'Bind a host port to a container port, as `-p [hostIp:][host:]container[/protocol]`.' })
 
 export const Volume = Type.Object({
   source: Type.String({ minLength: 1, maxLength: 4096, pattern: printable, description: 'A named volume (created when missing), or an absolute host path for a bind mount when policy allows that path.' }),
   target: Type.String({ minLength: 2, maxLength: 4096, pattern: absolutePath, description: 'Absolute path inside the container.' }),
-  readOnly: Type.Boolean({ default: false, description: 'Mount read-only.' })
+  readOnly: Type.Optional(Type.Boolean({ default: false, description: 'Mount read-only.' }))
 }, { additionalProperties: false, description: 'A volume or bind mount, as `-v source:target[:ro]`.' })
 
 export const RunRequest = Type.Object({
@@ -39,18 +39,20 @@ export const RunRequest = Type.Object({
   ports: Type.Optional(Type.Array(PortRequest, { maxItems: 64, description: 'Port bindings (`-p`).' })),
   volumes: Type.Optional(Type.Array(Volume, { maxItems: 32, description: 'Volumes and bind mounts (`-v`).' })),
   restart: Type.Optional(Type.Object({
-    policy: Type.Enum(['no', 'always', 'unless-stopped', 'on-failure'], { description: 'When the engine restarts the container.' }),
+    policy: Type.Enum(['no', 'always', 'unless-stopped', 'on-failure'], { type: 'string', description: 'When the engine restarts the container.' }),
     maxRetries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'With on-failure: how many times at most.' }))
   }, { additionalProperties: false, description: 'Restart policy (`--restart`).' })),
   resources: Type.Optional(Type.Object({
     memory: Type.Optional(Type.Integer({ minimum: 6 * 1024 * 1024, maximum: 2 ** 50, description: 'Memory limit in bytes (`--memory`); at least 6 MiB.' })),
     cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPU limit in cores (`--cpus`).' }))
   }, { additionalProperties: false, description: 'Resource limits.' })),
-  autoRemove: Type.Boolean({ default: false, description: 'Remove the container when it exits (`--rm`).' }),
-  tty: Type.Boolean({ default: false, description: 'Allocate a terminal (`-t`); its logs then have no separate stderr.' }),
-  pull: Type.Enum(['missing', 'always', 'never'], {
-    default: 'missing', description: 'Pull the image first: when missing (the CLI\'s default), always, or never (404 image_not_found when missing).'
-  }),
+  autoRemove: Type.Optional(Type.Boolean({ default: false, description: 'Remove the container when it exits (`--rm`).' })),
+  tty: Type.Optional(Type.Boolean({ default: false, description: 'Allocate a terminal (`-t`); its logs then have no separate stderr.' })),
+  pull: Type.Optional(Type.Enum(['missing', 'always', 'never'], {
+    type: 'string',
+    default: 'missing',
+    description: 'Pull the image first: when missing (the CLI\'s default), always, or never (404 image_not_found when missing).'
+  })),
   auth: Type.Optional(Type.Unsafe<Static<typeof RegistryAuth>>(Type.Ref('RegistryAuth')))
 }, {
   $id: 'RunRequest',
@@ -62,7 +64,7 @@ export type RunRequest = Static<typeof RunRequest>
 
 const portList = Type.Array(Type.Unsafe<Static<typeof PortBindingSchema>>(Type.Ref('PortBinding')), { description: 'Host ports bound to container ports, one entry per binding.' })
 const STATES = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'] as const
-const stateSchema = Type.Enum([...STATES, 'removed'], { description: 'Container state; `removed` only in a run reply, for an autoRemove container that exited and was removed before it could be inspected.' })
+const stateSchema = Type.Enum([...STATES, 'removed'], { type: 'string', description: 'Container state; `removed` only in a run reply, for an autoRemove container that exited and was removed before it could be inspected.' })
 const labels = Type.Record(Type.String(), Type.String(), { description: 'Labels, berth\'s own (`io.berth.*`) included.' })
 
 export const ContainerSummary = Type.Object({
@@ -114,8 +116,8 @@ export const ContainerParams = Type.Object({
 })
 
 export const ListContainersQuery = Type.Object({
-  all: Type.Boolean({ default: false, description: 'Every state (`docker ps -a`); by default only running containers.' }),
-  status: Type.Optional(Type.Array(Type.Enum(STATES), { maxItems: 7, description: 'Only containers in these states; repeat for several.' })),
+  all: Type.Optional(Type.Boolean({ default: false, description: 'Every state (`docker ps -a`); by default only running containers.' })),
+  status: Type.Optional(Type.Array(Type.Enum(STATES, { type: 'string' }), { maxItems: 7, description: 'Only containers in these states; repeat for several.' })),
   label: Type.Optional(Type.Array(Type.String({ maxLength: 1024, pattern: printable }), { maxItems: 32, description: 'Only containers with this label (`key` or `key=value`); repeat for several.' })),
   name: Type.Optional(Type.String({ pattern: NAME_PATTERN, description: 'Only the container with exactly this name.' }))
 }, { additionalProperties: false })
@@ -125,8 +127,8 @@ export const StopQuery = Type.Object({
 }, { additionalProperties: false })
 
 export const RemoveContainerQuery = Type.Object({
-  force: Type.Boolean({ default: false, description: 'Remove even when running (`docker rm -f`).' }),
-  volumes: Type.Boolean({ default: false, description: 'Also remove anonymous volumes (`docker rm -v`).' })
+  force: Type.Optional(Type.Boolean({ default: false, description: 'Remove even when running (`docker rm -f`).' })),
+  volumes: Type.Optional(Type.Boolean({ default: false, description: 'Also remove anonymous volumes (`docker rm -v`).' }))
 }, { additionalProperties: false })
 
 export const containerSchemas = [RunRequest, ContainerSummary, Container, StateChange]

@@ -60,7 +60,7 @@ export const ImageParams = Type.Object({
 })
 
 export const RemoveImageQuery = Type.Object({
-  force: Type.Boolean({ default: false, description: 'Remove even when containers use it (docker rmi -f).' })
+  force: Type.Optional(Type.Boolean({ default: false, description: 'Remove even when containers use it (docker rmi -f).' }))
 }, { additionalProperties: false })
 
 export const imageSchemas = [RegistryAuth, PullRequest, PulledImage, ImageSummary, Image, ImageRemoval]

@@ -6,6 +6,7 @@ import { PulledImage } from './images.ts'
 export const LayerProgress = Type.Object({
   id: Type.String({ description: 'The layer\'s short id, as `docker pull` prints it.' }),
   phase: Type.Enum(['waiting', 'downloading', 'verifying', 'downloaded', 'extracting', 'complete', 'exists', 'retrying'], {
+    type: 'string',
     description: 'Where the layer is. `exists`: already on the engine, nothing to do.'
   }),
   current: Type.Integer({ minimum: 0, description: 'Bytes done in this phase (downloaded, or extracted).' }),
@@ -37,7 +38,7 @@ export const PullEvent = Type.Union([
 export const PullJob = Type.Object({
   id: Type.String({ description: 'Job id.' }),
   kind: Type.Literal('pull', { description: 'What the job does.' }),
-  state: Type.Enum(['queued', 'pulling', 'succeeded', 'failed', 'cancelled'], { description: 'Where the job is.' }),
+  state: Type.Enum(['queued', 'pulling', 'succeeded', 'failed', 'cancelled'], { type: 'string', description: 'Where the job is.' }),
   image,
   platform: Type.Union([Type.String(), Type.Null()], { description: 'The platform asked for, if any.' }),
   owner: Type.String({ description: 'The token that started the job; only it (and admins) can see it.' }),

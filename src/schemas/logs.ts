@@ -13,13 +13,13 @@ export const LogsQuery = Type.Object({
 }, { additionalProperties: false })
 
 export const LogEntry = Type.Object({
-  stream: Type.Enum(['stdout', 'stderr'], { description: 'Which stream the line was written to; a TTY container has stdout only.' }),
+  stream: Type.Enum(['stdout', 'stderr'], { type: 'string', description: 'Which stream the line was written to; a TTY container has stdout only.' }),
   line: Type.String({ description: 'The line, without its line break.' }),
   time: Type.Optional(Type.String({ description: 'When the engine recorded it (RFC 3339, nanoseconds); with timestamps=true.' }))
 }, { $id: 'LogEntry', additionalProperties: false, description: 'One line of a container\'s output, as an NDJSON line.' })
 
 export const Event = Type.Object({
-  type: Type.Enum(['container', 'image'], { description: 'What changed.' }),
+  type: Type.Enum(['container', 'image'], { type: 'string', description: 'What changed.' }),
   action: Type.String({ description: 'What happened, as the engine names it: create, start, die, stop, destroy, pull, tag, untag, delete…' }),
   id: Type.String({ description: 'Container id, or image id or reference.' }),
   name: Type.Union([Type.String(), Type.Null()], { description: 'Container name, or image name.' }),
