@@ -18,6 +18,9 @@ import type {
 /** The newest API version berth is written against; older engines down to MIN_API are spoken to in their own version. */
 export const MAX_API = '1.47'
 export const MIN_API = '1.40'
+/** How long a container inspect reuses its image's digests; see #imageDigests. */
+export const DIGEST_TTL_MS = 5000
+const MAX_CACHED_DIGESTS = 1000
 
 export interface DockerEngineOptions {
   socketPath: string
@@ -38,6 +41,9 @@ export class DockerEngine implements Engine {
   #docker: Docker | null = null
   #info: EngineInfo | null = null
   #connecting: Promise<Docker> | null = null
+  /** Image digests by image id, reused for a few seconds by container inspects (see #imageDigests). */
+  readonly #digests = new Map<string, { digests: string[], expires: number }>()
+  #digestsGeneration = 0
 
   constructor (options: DockerEngineOptions) {
     this.#options = options
@@ -77,6 +83,7 @@ export class DockerEngine implements Engine {
     if (result.error !== null) {
       throw new BerthError('pull_failed', `pulling ${ref.reference} failed: ${result.error}`, { image: ref.reference })
     }
+    this.#forgetDigests()
     const image = await this.inspectImage(ref.reference)
     const digest = result.digest ?? digestFromRepoDigests(image.digests, ref.repository)
     return { id: image.id, reference: ref.reference, digest, tags: image.tags }
@@ -117,6 +124,7 @@ export class DockerEngine implements Engine {
   async removeImage (reference: string, options: { force: boolean }): Promise<ImageRemoval> {
     const result = await this.#call({ subject: 'image', target: reference },
       (docker, signal) => docker.getImage(reference).remove({ force: options.force, abortSignal: signal })) as Array<{ Untagged?: string, Deleted?: string }>
+    this.#forgetDigests()
     return {
       untagged: result.flatMap(entry => entry.Untagged === undefined ? [] : [entry.Untagged]),
       deleted: result.flatMap(entry => entry.Deleted === undefined ? [] : [entry.Deleted])
@@ -150,13 +158,7 @@ export class DockerEngine implements Engine {
   async inspectContainer (idOrName: string): Promise<Container> {
     const info = await this.#call({ subject: 'container', target: idOrName },
       (docker, signal) => docker.getContainer(idOrName).inspect({ abortSignal: signal }))
-    let digests: string[] = []
-    try {
-      digests = (await this.inspectImage(info.Image)).digests
-    } catch (error) {
-      // The image may have been removed (force) while the container lives on: it still is a container.
-      if (!(error instanceof BerthError && error.code === 'image_not_found')) throw error
-    }
+    const digests = await this.#imageDigests(info.Image)
     const configured = parseImage(info.Config.Image)
     const repository = typeof configured === 'string' || configured.kind === 'id' ? null : configured.ref.repository
     const pinned = pinnedReference(digests, repository)
@@ -313,6 +315,38 @@ export class DockerEngine implements Engine {
     }
   }
 
+  /**
+   * The repo digests of an image, for the digest a container inspect reports. Asking the engine
+   * costs a second round trip on every inspect (and inspects follow every run, start and stop), so
+   * the answer is reused for DIGEST_TTL_MS. An image id names fixed content; only the list of
+   * digests can change, by a pull, push or removal: those made through berth clear the cache at
+   * once, those made beside it (with the Docker CLI) show within the TTL.
+   */
+  async #imageDigests (imageId: string): Promise<string[]> {
+    const now = Date.now()
+    const cached = this.#digests.get(imageId)
+    if (cached !== undefined && cached.expires > now) return cached.digests
+    const generation = this.#digestsGeneration
+    let digests: string[] = []
+    try {
+      digests = (await this.inspectImage(imageId)).digests
+    } catch (error) {
+      // The image may have been removed (force) while the container lives on: it still is a container.
+      if (!(error instanceof BerthError && error.code === 'image_not_found')) throw error
+    }
+    // A pull or removal that finished meanwhile makes this answer possibly old: use it, do not keep it.
+    if (generation === this.#digestsGeneration) {
+      if (this.#digests.size >= MAX_CACHED_DIGESTS) this.#digests.clear()
+      this.#digests.set(imageId, { digests, expires: now + DIGEST_TTL_MS })
+    }
+    return digests
+  }
+
+  #forgetDigests (): void {
+    this.#digestsGeneration++
+    this.#digests.clear()
+  }
+
   // A stop waits up to the container's grace period before the engine kills it; the deadline must outlast it.
   #graceDeadline (timeout: number | undefined): number {
     return this.#options.timeoutMs + (timeout ?? 10) * 1000
@@ -398,14 +432,19 @@ export class DockerEngine implements Engine {
   async #call<T> (options: CallOptions, fn: (docker: Docker, signal: AbortSignal) => Promise<T>): Promise<T> {
     const docker = await this.#client()
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs
-    const deadline = AbortSignal.timeout(timeoutMs)
-    const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline
+    // A deadline cleared as soon as the call ends: AbortSignal.timeout would keep its timer and
+    // signal alive for the whole timeout after every call, which under load fills the old generation.
+    const deadline = new AbortController()
+    const timer = setTimeout(() => deadline.abort(), timeoutMs)
+    const signal = options.signal ? AbortSignal.any([deadline.signal, options.signal]) : deadline.signal
     try {
       return await fn(docker, signal)
     } catch (error) {
       // The engine went away: negotiate again when it is back, it may have been upgraded meanwhile.
       if (isConnectionFailure(error)) this.#docker = null
       throw mapEngineError(error, options.subject, options.target, timeoutMs)
+    } finally {
+      clearTimeout(timer)
     }
   }
 }
