@@ -14,6 +14,7 @@ import type { Engine } from './engine/types.ts'
 import { BerthError, problemOf } from './errors.ts'
 import auth from './plugins/auth.ts'
 import enginePlugin from './plugins/engine.ts'
+import metrics from './plugins/metrics.ts'
 import pullJobsPlugin from './plugins/pull-jobs.ts'
 import streams from './plugins/streams.ts'
 import containers from './routes/containers.ts'
@@ -94,6 +95,9 @@ export async function buildApp (config: Config, deps: AppDeps) {
   // JSON only: Fastify would otherwise hand a text/plain body to validation as a string.
   app.removeContentTypeParser('text/plain')
 
+  // Before everything that serves requests, so that every request is measured.
+  await app.register(metrics, { public: config.auth.metricsPublic })
+
   // helmet's middleware is built once: @fastify/helmet builds it anew on every request, which cost
   // more than all of berth's other hooks together and churned the heap (measured with bench/).
   const securityHeaders = helmet({
@@ -150,7 +154,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   })
   app.get('/openapi.json', { schema: { hide: true }, config: { scope: docsScope } }, async () => app.swagger())
 
-  await app.register(enginePlugin, { engine: deps.engine, limits: config.limits })
+  await app.register(enginePlugin, { engine: app.metrics.meter(deps.engine), limits: config.limits })
   await app.register(streams)
   await app.register(pullJobsPlugin, { jobs: config.jobs })
   await app.register(rateLimit, {

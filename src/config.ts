@@ -44,6 +44,8 @@ export interface Config {
     disabled: boolean
     tokens: TokenConfig[]
     docsPublic: boolean
+    /** /metrics without a token, for a scraper on a trusted network; off by default. */
+    metricsPublic: boolean
   }
   policy: Policy
   limits: {
@@ -71,7 +73,7 @@ export const defaults: Config = {
   port: 8080,
   logLevel: 'info',
   engine: { socketPath: '/var/run/docker.sock', timeoutMs: 10_000 },
-  auth: { disabled: false, tokens: [], docsPublic: true },
+  auth: { disabled: false, tokens: [], docsPublic: true, metricsPublic: false },
   policy: {
     images: ['*'],
     hostPortMin: 1024,
@@ -135,7 +137,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     auth: {
       disabled: parseBoolean('BERTH_AUTH_DISABLED', env.BERTH_AUTH_DISABLED, false),
       tokens,
-      docsPublic: parseBoolean('BERTH_DOCS_PUBLIC', env.BERTH_DOCS_PUBLIC, true)
+      docsPublic: parseBoolean('BERTH_DOCS_PUBLIC', env.BERTH_DOCS_PUBLIC, true),
+      metricsPublic: parseBoolean('BERTH_METRICS_PUBLIC', env.BERTH_METRICS_PUBLIC, false)
     },
     policy: {
       images: parseList(env.BERTH_ALLOWED_IMAGES) ?? defaults.policy.images,

@@ -18,6 +18,11 @@ export class Limiter {
     return this.#active
   }
 
+  /** Tasks waiting for a slot. */
+  get queued (): number {
+    return this.#queue.length
+  }
+
   /** Every slot is taken: a task started now would wait. */
   get busy (): boolean {
     return this.#active >= this.#max

@@ -1,0 +1,152 @@
+// GET /metrics on the real engine: request and engine-call series move with the right labels, the
+// pull and run gauges show work under way, and the endpoint is closed without a read token.
+import t from 'tap'
+import { buildApp } from '../src/app.ts'
+import { configFromEnv } from '../src/config.ts'
+import { DockerEngine } from '../src/engine/docker-engine.ts'
+import { auth, build, cleanupAfter, name, pushImage, runBody, testConfig } from './helpers.ts'
+
+cleanupAfter(t)
+
+interface Sample { name: string, labels: Record<string, string>, value: number }
+
+/** Parses Prometheus text into samples (no escapes in berth's label values, so a simple split does). */
+function parse (text: string): Sample[] {
+  return text.split('\n').filter(line => line !== '' && !line.startsWith('#')).map(line => {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
+    if (!match) throw new Error(`not a sample: ${line}`)
+    const labels = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map(([, key, value]) => [key, value]))
+    return { name: match[1] as string, labels, value: Number(match[3]) }
+  })
+}
+
+/** The value of the one sample with this name and (at least) these labels; undefined when there is none. */
+function value (samples: Sample[], metric: string, labels: Record<string, string> = {}): number | undefined {
+  const found = samples.filter(sample => sample.name === metric && Object.entries(labels).every(([key, v]) => sample.labels[key] === v))
+  if (found.length > 1) throw new Error(`${found.length} samples of ${metric} match ${JSON.stringify(labels)}`)
+  return found[0]?.value
+}
+
+async function scrape (app: Awaited<ReturnType<typeof build>>): Promise<Sample[]> {
+  const response = await app.inject({ method: 'GET', url: '/metrics', headers: auth('reader') })
+  if (response.statusCode !== 200) throw new Error(`/metrics answered ${response.statusCode}: ${response.body}`)
+  return parse(response.body)
+}
+
+t.test('requests by route pattern and status, engine calls by operation and outcome, process metrics', async t => {
+  const app = await build(t)
+  const missing = name('no-such-container')
+  t.equal((await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() })).statusCode, 200)
+  t.equal((await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: auth() })).statusCode, 200)
+  t.equal((await app.inject({ method: 'GET', url: `/v1/containers/${missing}`, headers: auth() })).statusCode, 404)
+  t.equal((await app.inject({ method: 'GET', url: `/nowhere/${missing}` })).statusCode, 404)
+
+  const closed = await app.inject({ method: 'GET', url: '/metrics' })
+  t.equal(closed.statusCode, 401, 'closed without a token')
+  t.equal(closed.json().code, 'unauthorized')
+  const response = await app.inject({ method: 'GET', url: '/metrics', headers: auth('reader') })
+  t.equal(response.statusCode, 200, 'a read token is enough')
+  t.match(response.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+  t.notOk(response.body.includes(missing), 'no series carries a raw URL, so no container name either')
+  const samples = parse(response.body)
+
+  const requests = 'berth_http_request_duration_seconds_count'
+  t.equal(value(samples, requests, { method: 'GET', route: '/v1/containers', status_code: '200' }), 2, 'both lists, under their route pattern')
+  t.equal(value(samples, requests, { method: 'GET', route: '/v1/containers/:idOrName', status_code: '404' }), 1)
+  t.equal(value(samples, requests, { method: 'GET', route: 'unmatched', status_code: '404' }), 1, 'an unknown path is one series, not one per path')
+  t.equal(value(samples, requests, { method: 'GET', route: '/metrics', status_code: '401' }), 1, 'the refused scrape counts too')
+  t.equal(value(samples, 'berth_http_request_duration_seconds_bucket', { route: '/v1/containers', status_code: '200', le: '+Inf' }), 2)
+  t.ok((value(samples, 'berth_http_request_duration_seconds_sum', { route: '/v1/containers', status_code: '200' }) ?? 0) > 0, 'durations are recorded')
+
+  const calls = 'berth_engine_call_duration_seconds_count'
+  t.equal(value(samples, calls, { operation: 'listContainers', outcome: 'ok' }), 2)
+  t.equal(value(samples, calls, { operation: 'inspectContainer', outcome: 'error' }), 1)
+  t.equal(value(samples, calls, { operation: 'inspectContainer', outcome: 'ok' }), undefined)
+  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'inspectContainer', code: 'not_found' }), 1)
+  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'listContainers' }), undefined, 'no error where none happened')
+
+  t.equal(value(samples, 'berth_pulls_in_progress'), 0)
+  t.equal(value(samples, 'berth_runs_in_progress'), 0)
+  t.ok((value(samples, 'process_resident_memory_bytes') ?? 0) > 0, 'process metrics')
+  t.ok(samples.some(sample => sample.name.startsWith('nodejs_eventloop_lag')), 'Node.js runtime metrics')
+})
+
+t.test('an unreachable engine shows as engine_unavailable errors by operation', async t => {
+  const app = await build(t, { socketPath: '/nonexistent/docker.sock', config: { engine: { timeoutMs: 1000 } } })
+  t.equal((await app.inject({ method: 'GET', url: '/v1/images', headers: auth() })).statusCode, 503)
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503)
+  const samples = await scrape(app)
+  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'listImages', code: 'engine_unavailable' }), 1)
+  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'info', code: 'engine_unavailable' }), 1)
+  t.equal(value(samples, 'berth_http_request_duration_seconds_count', { route: '/v1/images', status_code: '503' }), 1)
+})
+
+t.test('pulls and runs under way, and runs waiting for a slot, are gauges', async t => {
+  // The real engine behind a gate: the test decides when a pull or run may reach it, so the
+  // gauges can be read while the work is provably under way.
+  const engine = new DockerEngine({ socketPath: testConfig().engine.socketPath, timeoutMs: 10_000 })
+  let open = () => {}
+  const gate = new Promise<void>(resolve => { open = resolve })
+  const entered: string[] = []
+  const gated = new Proxy(engine, {
+    get (target, property) {
+      const method = Reflect.get(target, property, target) as unknown
+      if (typeof method !== 'function') return method
+      if (property !== 'pullImage' && property !== 'run') return method.bind(target)
+      return async (...args: unknown[]) => {
+        entered.push(property)
+        await gate
+        return await method.apply(target, args)
+      }
+    }
+  })
+  const app = await buildApp(testConfig({ limits: { maxConcurrentRuns: 1 } }), { engine: gated })
+  t.teardown(() => app.close())
+  const { reference } = await pushImage('metrics')
+
+  const pull = app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: reference } })
+  const first = app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('gauge-1') }) })
+  const second = app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('gauge-2') }) })
+  // Both the pull and the first run have reached the engine (and wait at the gate); the second run cannot, with one slot.
+  while (!(entered.includes('pullImage') && entered.includes('run'))) await new Promise(resolve => setTimeout(resolve, 10))
+  const busy = await scrape(app)
+  t.equal(value(busy, 'berth_pulls_in_progress'), 1)
+  t.equal(value(busy, 'berth_pulls_waiting'), 0)
+  t.equal(value(busy, 'berth_runs_in_progress'), 1)
+  t.equal(value(busy, 'berth_runs_waiting'), 1, 'the second run waits for the one slot')
+  t.same(entered.filter(what => what === 'run'), ['run'], 'only one run reached the engine')
+
+  open()
+  t.equal((await pull).statusCode, 200, 'the pull finishes once let through')
+  t.equal((await first).statusCode, 201)
+  t.equal((await second).statusCode, 201)
+  const done = await scrape(app)
+  t.equal(value(done, 'berth_pulls_in_progress'), 0)
+  t.equal(value(done, 'berth_runs_in_progress'), 0)
+  t.equal(value(done, 'berth_runs_waiting'), 0)
+  t.equal(value(done, 'berth_engine_call_duration_seconds_count', { operation: 'pullImage', outcome: 'ok' }), 1)
+  t.equal(value(done, 'berth_engine_call_duration_seconds_count', { operation: 'run', outcome: 'ok' }), 2)
+})
+
+t.test('BERTH_METRICS_PUBLIC=true opens /metrics to a scraper without a token; it stays out of the API document', async t => {
+  t.equal(configFromEnv({ BERTH_AUTH_DISABLED: 'true' }).auth.metricsPublic, false, 'closed by default')
+  t.equal(configFromEnv({ BERTH_AUTH_DISABLED: 'true', BERTH_METRICS_PUBLIC: 'true' }).auth.metricsPublic, true)
+  const app = await build(t, { config: { auth: { metricsPublic: true } } })
+  const open = await app.inject({ method: 'GET', url: '/metrics' })
+  t.equal(open.statusCode, 200)
+  t.match(open.body, /# TYPE berth_http_request_duration_seconds histogram/)
+  const list = await app.inject({ method: 'GET', url: '/v1/containers' })
+  t.equal(list.statusCode, 401, 'only /metrics is opened')
+  await app.ready()
+  t.notOk('/metrics' in (app.swagger() as { paths: Record<string, unknown> }).paths, 'Prometheus text, documented in the README')
+})
+
+t.test('every app has its own registry: two apps in one process count apart', async t => {
+  const one = await build(t)
+  const two = await build(t)
+  await one.inject({ method: 'GET', url: '/healthz' })
+  await one.inject({ method: 'GET', url: '/healthz' })
+  await two.inject({ method: 'GET', url: '/healthz' })
+  t.equal(value(await scrape(one), 'berth_http_request_duration_seconds_count', { route: '/healthz' }), 2)
+  t.equal(value(await scrape(two), 'berth_http_request_duration_seconds_count', { route: '/healthz' }), 1)
+})
