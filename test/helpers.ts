@@ -122,7 +122,10 @@ export function cleanupAfter (t: Test): void {
     }
     const images = await docker.listImages({ filters: { reference: [`*/${RUN}*/*`, `*/${RUN}*`] } })
     for (const image of images) {
-      for (const tag of image.RepoTags ?? []) await docker.getImage(tag).remove({ force: true }).catch(() => {})
+      // By name, never by id: the test images share their id with berth-test/busybox:1. An image
+      // pulled by digest has no tag, only its repo@digest.
+      const names = [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].filter(ref => ref.includes(RUN))
+      for (const ref of names) await docker.getImage(ref).remove({ force: true }).catch(() => {})
     }
     const volumes = await docker.listVolumes({ filters: { name: [RUN] } })
     for (const volume of volumes.Volumes ?? []) await docker.getVolume(volume.Name).remove().catch(() => {})

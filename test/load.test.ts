@@ -122,7 +122,8 @@ t.test('twenty concurrent runs with distinct names and engine-assigned ports: al
     method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name(`twenty-${i}`), command: ['sleep', '300'], ports: [{ container: 80 }] })
   })))
   t.same(runs.map(run => run.statusCode), Array(20).fill(201), runs.find(run => run.statusCode !== 201)?.body ?? 'all 201')
-  const ports = runs.map(run => (run.json().ports as Array<{ host: number }>)[0]?.host)
+  // Host ports are unique per IP family (the engine allocates IPv4 and IPv6 separately): compare the IPv4 ones.
+  const ports = runs.map(run => (run.json().ports as Array<{ host: number, hostIp: string }>).find(binding => binding.hostIp === '0.0.0.0')?.host)
   t.ok(ports.every(port => typeof port === 'number' && port > 0), 'each reply carries its bound host port')
   t.equal(new Set(ports).size, 20, `twenty distinct host ports: ${ports.join(' ')}`)
   const running = await docker.listContainers({ filters: { name: [name('twenty-')] } })
