@@ -6,6 +6,7 @@ import { Type } from 'typebox'
 import type { Principal } from '../plugins/auth.ts'
 import { BerthError } from '../errors.ts'
 import type { Container as ContainerView } from '../engine/types.ts'
+import { ownsContainer, visibleContainer } from '../ownership.ts'
 import { LABEL_OWNER, admitRun } from '../policy.ts'
 import { problemResponses, ref } from '../schemas/common.ts'
 import {
@@ -22,12 +23,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
 
   /** Inspects a container the principal may see, or answers not_found as if it did not exist. */
   async function visible (request: FastifyRequest, idOrName: string): Promise<ContainerView> {
-    const principal = principalOf(request)
-    const container = await app.engine.inspectContainer(idOrName)
-    if (!principal.admin && container.labels[LABEL_OWNER] !== principal.name) {
-      throw new BerthError('not_found', `container ${idOrName} was not found`)
-    }
-    return container
+    return visibleContainer(principalOf(request), await app.engine.inspectContainer(idOrName), idOrName)
   }
 
   app.get('/v1/containers', {
@@ -73,7 +69,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       // Name who holds the port only to a token allowed to see that container.
       if (error instanceof BerthError && error.code === 'port_conflict' && error.extensions.holder !== undefined) {
         const holder = error.extensions.holder as { id: string, name: string, owner: string | null }
-        if (!principal.admin && holder.owner !== principal.name) {
+        if (!ownsContainer(principal, holder.owner === null ? {} : { [LABEL_OWNER]: holder.owner })) {
           throw new BerthError('port_conflict', `host port ${error.extensions.port} is already allocated`, { port: error.extensions.port })
         }
         throw new BerthError('port_conflict', error.message, { port: error.extensions.port, holder: { id: holder.id, name: holder.name } })
