@@ -44,7 +44,7 @@ t.test('engine stopped, frozen and back: 503 engine_unavailable quickly, then re
   t.equal(listAgain.statusCode, 200)
 
   // A hung engine keeps its socket but answers nothing: the per-call deadline answers for it.
-  engine.freeze()
+  await engine.freeze()
   t.teardown(() => engine.thaw())
   const started = performance.now()
   const hung = await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() })

@@ -163,7 +163,7 @@ t.test('the engine restarts: berth reconnects by itself and the stream goes on w
   client.close()
 
   // A hung engine: opening a stream is an engine call like any other, bounded by its deadline.
-  engine.freeze()
+  await engine.freeze()
   t.teardown(() => engine.thaw())
   const started = Date.now()
   const hung = await app.inject({ method: 'GET', url: '/v1/events', headers: auth('admin') })

@@ -4,7 +4,7 @@
 // (Not --bridge=none: a dockerd started so deletes the host's docker0, the shared engine's bridge.)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Docker from 'dockerode'
@@ -59,9 +59,20 @@ export class PrivateEngine {
     this.#process = null
   }
 
-  /** Freezes the engine: it keeps its socket open but answers nothing, like a hung daemon. */
-  freeze (): void {
-    this.#process?.kill('SIGSTOP')
+  /**
+   * Freezes the engine: it keeps its socket open but answers nothing, like a hung daemon. Resolves
+   * once the kernel reports it stopped: a dockerd in uninterruptible sleep (writing a layer just
+   * pulled) stops only when that call returns, and a request sent before then is answered.
+   */
+  async freeze (): Promise<void> {
+    const child = this.#process
+    if (child?.pid === undefined) throw new Error('the private engine is not running')
+    child.kill('SIGSTOP')
+    const deadline = Date.now() + 30_000
+    while (!/^\d+ \(.*\) T /.test(readFileSync(`/proc/${child.pid}/stat`, 'utf8'))) {
+      if (Date.now() > deadline) throw new Error('the private engine did not stop within 30 s of SIGSTOP')
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
   }
 
   thaw (): void {
