@@ -47,6 +47,7 @@ export async function readPullStream (stream: Readable, signal?: AbortSignal, on
   } finally {
     signal?.removeEventListener('abort', abort)
   }
-  // A stream that ended without saying anything about a digest or status may have been cut short.
+  // A connection cut mid-pull raised above and is the error; after a clean end the caller inspects
+  // the image, so a pull that delivered nothing still cannot be reported as a success.
   return { error, digest }
 }
