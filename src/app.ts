@@ -1,7 +1,7 @@
 // The composition root: buildApp(config, deps) registers everything berth serves, in order.
 // It never listens; src/server.ts does that, and tests call buildApp directly.
 import { randomUUID } from 'node:crypto'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import helmet from 'helmet'
 import rateLimit from '@fastify/rate-limit'
@@ -28,6 +28,7 @@ import { containerSchemas } from './schemas/containers.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
+import { RequestLog, pathOf } from './request-log.ts'
 import { version } from './version.ts'
 
 declare module 'fastify' {
@@ -54,7 +55,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
       const given = req.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
-    logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    logController: new RequestLog(),
     routerOptions: { maxParamLength: 600, ignoreTrailingSlash: true },
     return503OnClosing: true,
     forceCloseConnections: 'idle'
@@ -167,19 +168,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
     errorResponseBuilder: (_request, context) => new BerthError('rate_limited', `rate limit of ${context.max} requests a minute reached; retry in ${context.after}`)
   })
 
-  // One structured audit line per mutating call: who, what, on what, with what outcome.
-  app.addHook('onResponse', async (request, reply) => {
-    if (request.method === 'GET' || request.method === 'HEAD' || !request.url.startsWith('/v1/')) return
-    request.log.info({
-      audit: {
-        actor: request.principal?.name ?? null,
-        action: `${request.method} ${request.routeOptions.url ?? pathOf(request)}`,
-        target: request.params ?? {},
-        status: reply.statusCode
-      }
-    }, 'audit')
-  })
-
   await app.register(health)
   await app.register(images)
   await app.register(containers)
@@ -187,10 +175,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(jobs)
   await app.register(events)
   return app
-}
-
-function pathOf (request: FastifyRequest): string {
-  return request.url.split('?')[0] ?? request.url
 }
 
 // Everything thrown becomes one of berth's codes; an error berth did not expect is a 500 whose

@@ -330,4 +330,22 @@ t.test('audit: one structured line per mutating call, with token name, action, t
   t.notOk(logs.text.includes(TOKEN_PREFIXES[0]!) || logs.text.includes(TOKEN_PREFIXES[1]!), 'tokens are not logged')
 })
 
+t.test('request log: one line per request with method, path, status and time; probes at debug; a mutation\'s line is its audit', async t => {
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
+  await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: { ...auth('alice'), 'x-request-id': 'req-list-1' } })
+  await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'req-probe-1' } })
+  await app.inject({ method: 'DELETE', url: `/v1/containers/${name('never-made')}`, headers: { ...auth('alice'), 'x-request-id': 'req-rm-1' } })
+  const of = (id: string) => logs.lines.filter(line => line.requestId === id)
+  const list = of('req-list-1')
+  t.equal(list.length, 1, 'a read writes one line')
+  t.match(list[0], { level: 30, msg: 'request completed', req: { method: 'GET', url: '/v1/containers?all=true' }, res: { statusCode: 200 }, responseTime: Number })
+  t.match(of('req-probe-1'), [{ level: 20, msg: 'request completed', res: { statusCode: 200 } }], 'a probe writes one line, at debug')
+  // A refused call also has the line saying why (its problem code); the request line is the other one.
+  t.match(of('req-rm-1').filter(line => line.code !== undefined), [{ code: 'not_found' }])
+  t.match(of('req-rm-1').filter(line => line.code === undefined), [{ level: 30, msg: 'audit', req: { method: 'DELETE' }, res: { statusCode: 404 }, audit: { actor: 'alice', action: 'DELETE /v1/containers/:idOrName', status: 404 } }],
+    'a mutation writes one request line, which is its audit record')
+  t.notOk(logs.lines.some(line => line.msg === 'incoming request'), 'no separate line when a request arrives')
+})
+
 const TOKEN_PREFIXES = ['alice-token-', 'bob-token-']
