@@ -7,6 +7,7 @@ import helmet from 'helmet'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import { SerializerSelector } from '@fastify/fast-json-stringify-compiler'
 import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { Config } from './config.ts'
@@ -73,6 +74,22 @@ export async function buildApp (config: Config, deps: AppDeps) {
     textAjv.addSchema(schema as object)
   }
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
+
+  // Every route answers its problems with the same Problem schema: fastify would build that
+  // serializer once per route and status (149 builds, 14 distinct). One per distinct shape saves
+  // 5 MB of resident memory and startup time (measured with bench/); descriptions do not serialise.
+  const buildSerializer = SerializerSelector()(app.getSchemas(), {})
+  const serializers = new Map<string, (data: unknown) => string>()
+  app.setSerializerCompiler((route) => {
+    const { description: _, ...shape } = route.schema as Record<string, unknown>
+    const key = JSON.stringify(shape)
+    let serializer = serializers.get(key)
+    if (serializer === undefined) {
+      serializer = buildSerializer({ schema: route.schema, method: route.method, url: route.url, httpStatus: route.httpStatus ?? 'default' })
+      serializers.set(key, serializer)
+    }
+    return serializer
+  })
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const problem = toBerthError(error)
