@@ -1,6 +1,8 @@
 // The Docker implementation of berth's Engine: the only module that talks to dockerode. It
 // negotiates the API version, bounds every call with its own deadline, and hides the engine's
 // quirks (304 on start/stop, pulls that fail inside a 200 stream, create that never pulls).
+// Before dockerode: keeps the transports berth never uses from loading (see the module).
+import './unused-transports.ts'
 import Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
 import type { RegistryCredentials } from '../config.ts'
