@@ -61,4 +61,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
 
 # Node directly, no shell in between, so SIGTERM reaches berth's graceful close. Run it with an init
 # process (init: true in compose, docker run --init) so zombies are reaped.
-ENTRYPOINT ["node", "dist/server.js"]
+# --max-semi-space-size=4: V8's young generation defaults to 16 MiB a half, and an idle berth keeps
+# both halves resident; 4 keeps it about 25 MiB smaller with no throughput lost (bench/).
+ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/server.js"]
