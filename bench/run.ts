@@ -32,6 +32,8 @@ const token = randomBytes(24).toString('hex')
 const engine = new HttpClient({ socketPath })
 let berthProcess: ChildProcess | null = null
 let berth: HttpClient | null = null
+let passthroughProcess: ChildProcess | null = null
+let passthrough: HttpClient | null = null
 const workDir = mkdtempSync(join(os.tmpdir(), 'berth-bench-'))
 const berthLog = join(workDir, 'berth.log')
 
@@ -45,6 +47,8 @@ interface Operation {
   seconds: number
   engine: () => Promise<unknown>
   berth: () => Promise<unknown>
+  /** The same engine request through bench/passthrough.ts: what any HTTP hop costs here. */
+  passthrough?: () => Promise<unknown>
   viaCli?: () => Promise<unknown>
 }
 
@@ -52,10 +56,12 @@ interface Result {
   name: string
   what: string
   engineCalls: string
-  latencyMs: { engine: Percentiles, berth: Percentiles, cli: Percentiles | null }
+  latencyMs: { engine: Percentiles, berth: Percentiles, passthrough: Percentiles | null, cli: Percentiles | null }
   throughput: { engine: Throughput, berth: Throughput, cli: Throughput | null }
   /** berth ÷ engine; addedMs is berth's p50 minus the engine's. */
   ratio: { p50: number, p99: number, rps: number, addedMs: number }
+  /** bench/passthrough.ts ÷ engine at p50: the least a hop in front of the engine costs on this machine. */
+  passthroughRatio: number | null
 }
 
 async function main (): Promise<void> {
@@ -73,6 +79,7 @@ async function main (): Promise<void> {
   await fixtures(api)
   const { pid, port, command } = await startBerth()
   berth = new HttpClient({ host: '127.0.0.1', port }, { authorization: `Bearer ${token}` })
+  passthrough = new HttpClient({ host: '127.0.0.1', port: await startPassthrough() })
   await berth.expect(200, 'GET', '/readyz')
   await sleep(2000)
   const idle = memoryOf(pid)
@@ -94,7 +101,7 @@ async function main (): Promise<void> {
   for (const operation of operations(api, berth)) {
     if (performance.now() - started > BUDGET_MS) throw new Error(`the bench ran past its budget of ${BUDGET_MS / 1000} s`)
     log(`${operation.name}: latency, one at a time`)
-    const latency = await interleavedLatency({ engine: operation.engine, berth: operation.berth }, operation.latency.iterations,
+    const latency = await interleavedLatency({ engine: operation.engine, berth: operation.berth, ...(operation.passthrough ? { passthrough: operation.passthrough } : {}) }, operation.latency.iterations,
       Math.ceil(operation.latency.iterations / 10), operation.latency.maxMs)
     log(`${operation.name}: throughput at concurrency ${CONCURRENCY}`)
     const load = await alternatingThroughput({ engine: operation.engine, berth: operation.berth }, CONCURRENCY, operation.seconds * 1000, 2, onSlice)
@@ -107,20 +114,22 @@ async function main (): Promise<void> {
     }
     const engineLatency = latency.engine as Percentiles
     const berthLatency = latency.berth as Percentiles
+    const passthroughLatency = latency.passthrough ?? null
     const engineLoad = load.engine as Throughput
     const berthLoad = load.berth as Throughput
     results.push({
       name: operation.name,
       what: operation.what,
       engineCalls: operation.engineCalls,
-      latencyMs: { engine: engineLatency, berth: berthLatency, cli: cliLatency },
+      latencyMs: { engine: engineLatency, berth: berthLatency, passthrough: passthroughLatency, cli: cliLatency },
       throughput: { engine: engineLoad, berth: berthLoad, cli: cliLoad },
       ratio: {
         p50: round(berthLatency.p50 / engineLatency.p50, 2),
         p99: round(berthLatency.p99 / engineLatency.p99, 2),
         rps: round(berthLoad.rps / engineLoad.rps, 2),
         addedMs: round(berthLatency.p50 - engineLatency.p50, 2)
-      }
+      },
+      passthroughRatio: passthroughLatency === null ? null : round(passthroughLatency.p50 / engineLatency.p50, 2)
     })
   }
   clearInterval(sampler)
@@ -150,7 +159,8 @@ async function main (): Promise<void> {
       berth: `\`${command.join(' ')}\` (as the image runs it) on 127.0.0.1, logging at info to a file, one admin token, rate limit raised`,
       engine: `the engine's HTTP API on ${socketPath}, keep-alive, ${api.slice(1)}`,
       cli: `docker ${cliVersion} against the same socket, one process per command`,
-      latency: 'one request at a time, engine and berth interleaved request by request',
+      passthrough: 'bench/passthrough.ts: node:http in front of the same socket, keep-alive, JSON parsed and written again, nothing else',
+      latency: 'one request at a time, engine, berth and the pass-through interleaved request by request',
       throughput: `${CONCURRENCY} requests in flight, engine and berth in alternating slices`
     },
     operations: results,
@@ -177,6 +187,11 @@ async function main (): Promise<void> {
   console.log(`wrote bench/results/latest.json after ${report.seconds} s`)
 }
 
+function hop (): HttpClient {
+  if (passthrough === null) throw new Error('the pass-through is not running')
+  return passthrough
+}
+
 function operations (api: string, client: HttpClient): Operation[] {
   const filter = encodeURIComponent(JSON.stringify({ label: [labelFilter] }))
   const label = encodeURIComponent(labelFilter)
@@ -191,7 +206,8 @@ function operations (api: string, client: HttpClient): Operation[] {
       ...reads,
       cli: null,
       engine: () => engine.expect(200, 'GET', '/_ping'),
-      berth: () => client.expect(200, 'GET', '/healthz')
+      berth: () => client.expect(200, 'GET', '/healthz'),
+      passthrough: () => hop().expect(200, 'GET', '/_ping')
     },
     {
       name: 'ps',
@@ -199,6 +215,7 @@ function operations (api: string, client: HttpClient): Operation[] {
       engineCalls: '1 / 1',
       ...reads,
       engine: () => engine.expect(200, 'GET', `${api}/containers/json?filters=${filter}`),
+      passthrough: () => hop().expect(200, 'GET', `${api}/containers/json?filters=${filter}`),
       berth: () => client.expect(200, 'GET', `/v1/containers?label=${label}`),
       viaCli: () => dockerCli(socketPath, ['ps', '--filter', `label=${labelFilter}`])
     },
@@ -208,6 +225,7 @@ function operations (api: string, client: HttpClient): Operation[] {
       engineCalls: '1 / 1',
       ...reads,
       engine: () => engine.expect(200, 'GET', `${api}/containers/json?all=1&filters=${filter}`),
+      passthrough: () => hop().expect(200, 'GET', `${api}/containers/json?all=1&filters=${filter}`),
       berth: () => client.expect(200, 'GET', `/v1/containers?all=true&label=${label}`),
       viaCli: () => dockerCli(socketPath, ['ps', '-a', '--filter', `label=${labelFilter}`])
     },
@@ -218,6 +236,7 @@ function operations (api: string, client: HttpClient): Operation[] {
       engineCalls: '1+ / 1',
       ...reads,
       engine: () => engine.expect(200, 'GET', `${api}/containers/${inspected}/json`),
+      passthrough: () => hop().expect(200, 'GET', `${api}/containers/${inspected}/json`),
       berth: () => client.expect(200, 'GET', `/v1/containers/${inspected}`),
       viaCli: () => dockerCli(socketPath, ['inspect', inspected])
     },
@@ -227,6 +246,7 @@ function operations (api: string, client: HttpClient): Operation[] {
       engineCalls: '1 / 1',
       ...reads,
       engine: () => engine.expect(200, 'GET', `${api}/images/json`),
+      passthrough: () => hop().expect(200, 'GET', `${api}/images/json`),
       berth: () => client.expect(200, 'GET', '/v1/images'),
       viaCli: () => dockerCli(socketPath, ['images'])
     },
@@ -304,9 +324,25 @@ async function startBerth (): Promise<{ pid: number, port: number, command: stri
   throw new Error('berth did not listen within 20 s')
 }
 
+/** bench/passthrough.ts in a process of its own, as berth is; answers with its port. */
+async function startPassthrough (): Promise<number> {
+  const child = spawn(process.execPath, [join(root, 'bench/passthrough.ts'), socketPath], { stdio: ['ignore', 'pipe', 'inherit'] })
+  passthroughProcess = child
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the pass-through did not listen within 10 s')), 10_000)
+    child.once('exit', code => reject(new Error(`the pass-through exited with ${code}`)))
+    child.stdout.on('data', (chunk: Buffer) => {
+      const match = /listening on (\d+)/.exec(chunk.toString())
+      if (match) { clearTimeout(timer); resolve(Number(match[1])) }
+    })
+  })
+}
+
 /** Removes everything the bench made, whatever state the run ended in. */
 async function cleanup (): Promise<void> {
   berth?.close()
+  passthrough?.close()
+  passthroughProcess?.kill('SIGKILL')
   const child = berthProcess
   if (child !== null && child.exitCode === null && child.signalCode === null) {
     const exited = new Promise(resolve => child.once('exit', resolve))
@@ -339,10 +375,11 @@ async function inBatches<T> (items: T[], size: number, task: (item: T) => Promis
 
 function table (machine: Record<string, unknown>, results: Result[], memory: { idle: Memory, underLoad: Memory, afterLoad: Memory }, errors: number): string {
   const ms = (value: number) => value < 10 ? value.toFixed(2) : value.toFixed(0)
-  const header = ['operation', 'p50 engine', 'p50 berth', '×', '+ms', 'p99 engine', 'p99 berth', `rps@${CONCURRENCY} engine`, 'berth', '×', 'CLI p50', 'CLI rps', 'calls b/e']
+  const header = ['operation', 'p50 engine', 'p50 berth', '×', '+ms', 'hop ×', 'p99 engine', 'p99 berth', `rps@${CONCURRENCY} engine`, 'berth', '×', 'CLI p50', 'CLI rps', 'calls b/e']
   const rows = results.map(r => [
     r.name,
     ms(r.latencyMs.engine.p50), ms(r.latencyMs.berth.p50), r.ratio.p50.toFixed(2), r.ratio.addedMs.toFixed(2),
+    r.passthroughRatio === null ? '-' : r.passthroughRatio.toFixed(2),
     ms(r.latencyMs.engine.p99), ms(r.latencyMs.berth.p99),
     r.throughput.engine.rps.toFixed(0), r.throughput.berth.rps.toFixed(0), r.ratio.rps.toFixed(2),
     r.latencyMs.cli === null ? '-' : ms(r.latencyMs.cli.p50), r.throughput.cli === null ? '-' : r.throughput.cli.rps.toFixed(1), r.engineCalls
@@ -353,7 +390,8 @@ function table (machine: Record<string, unknown>, results: Result[], memory: { i
   return [
     '',
     `machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGb} GiB, node ${machine.node}, engine ${machine.engine} (API ${machine.engineApi}), docker CLI ${machine.dockerCli}`,
-    'latency in ms, one request at a time; × is berth ÷ engine; +ms is berth\'s p50 minus the engine\'s',
+    'latency in ms, one request at a time; × is berth ÷ engine; +ms is berth\'s p50 minus the engine\'s;',
+    'hop × is bench/passthrough.ts ÷ engine: a bare node:http pass-through, the least any API in front of the engine costs here',
     '',
     line(header),
     ...rows.map(line),
