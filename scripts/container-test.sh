@@ -166,8 +166,8 @@ ok "published on 127.0.0.1 only"
 
 # The server process (pid 1 is docker's init) runs as the image's user, with the socket's group added.
 docker top "$cid" -eo pid,uid,args >"$work/top.txt"
-server_uid=$(awk '/node dist\/server.js/ && !/docker-init/ { print $2; exit }' "$work/top.txt")
-[ -n "$server_uid" ] || fail "no node dist/server.js process: $(cat "$work/top.txt")"
+server_uid=$(awk '$3 == "node" && /dist\/server.js/ && !/docker-init/ { print $2; exit }' "$work/top.txt")
+[ -n "$server_uid" ] || fail "no node … dist/server.js process: $(cat "$work/top.txt")"
 [ "$server_uid" != 0 ] || fail "berth runs as root"
 awk 'NR > 1 && $2 == 0 { bad = 1 } END { exit bad }' "$work/top.txt" || fail "a process in berth's container runs as root: $(cat "$work/top.txt")"
 grep -q docker-init "$work/top.txt" || fail "no init process in berth's container: $(cat "$work/top.txt")"
