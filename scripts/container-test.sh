@@ -229,9 +229,14 @@ ok "without the socket's group: /readyz 503 engine_unavailable (EACCES), no fall
 # --- SIGTERM: a request in flight finishes, then berth exits 0 ---------------------------------------
 # busybox httpd runs as pid 1 and ignores SIGTERM, so stopping it takes the whole timeout: a slow request,
 # still in flight when berth gets its own SIGTERM (sent as `docker stop` and `docker-compose stop` send it).
+since=$(date +%s)
 api POST "/v1/containers/$web/stop?timeout=3" >"$work/inflight.status" &
 inflight=$!
-for _ in $(seq 1 40); do docker logs "$cid" 2>&1 | grep -q 'stop?timeout=3' && break; sleep 0.25; done
+# berth logs a request when it completes; the engine's kill event says the stop has begun.
+for _ in $(seq 1 40); do
+  [ -n "$(docker events --since "$since" --until "$(date +%s.%N)" --filter "container=$web" --filter event=kill --format '{{.Action}}')" ] && break
+  sleep 0.25
+done
 log "SIGTERM to berth with a stop request in flight"
 docker kill --signal TERM "$cid" >/dev/null
 # docker-compose.yml gives berth 15 s before SIGKILL; berth's own grace period is 10 s.
