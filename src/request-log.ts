@@ -14,17 +14,14 @@ export class RequestLog extends LogController {
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const line = {
-      req: { method: request.method, url: request.url },
-      res: { statusCode: reply.statusCode },
-      responseTime: reply.elapsedTime,
-      ...(isMutation(request) ? { audit: auditOf(request, reply) } : {})
-    }
-    if ('audit' in line) {
-      if (error) reply.log.error({ ...line, err: error }, 'audit')
-      else reply.log.info(line, 'audit')
+    const line = { req: { method: request.method, url: request.url }, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }
+    if (isMutation(request)) {
+      const audited = { ...line, audit: auditOf(request, reply) }
+      if (error) reply.log.error({ ...audited, err: error }, 'audit')
+      else reply.log.info(audited, 'audit')
     } else if (error) reply.log.error({ ...line, err: error }, 'request errored')
-    else if (QUIET.has(pathOf(request))) reply.log.debug(line, 'request completed')
+    // The route's pattern, already at hand: no need to cut the query string off the URL.
+    else if (QUIET.has(request.routeOptions.url ?? '')) reply.log.debug(line, 'request completed')
     else reply.log.info(line, 'request completed')
   }
 }
