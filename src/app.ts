@@ -13,6 +13,7 @@ import addFormats from 'ajv-formats'
 import type { Config } from './config.ts'
 import type { Engine } from './engine/types.ts'
 import { BerthError, problemOf } from './errors.ts'
+import access from './plugins/access.ts'
 import auth from './plugins/auth.ts'
 import enginePlugin from './plugins/engine.ts'
 import metrics from './plugins/metrics.ts'
@@ -173,6 +174,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   app.get('/openapi.json', { schema: { hide: true }, config: { scope: docsScope } }, async () => app.swagger())
 
   await app.register(enginePlugin, { engine: app.metrics.meter(deps.engine), limits: config.limits })
+  await app.register(access, { config })
   await app.register(streams)
   await app.register(pullJobsPlugin, { jobs: config.jobs })
   await app.register(rateLimit, {

@@ -10,6 +10,15 @@ export interface TokenConfig {
   scopes: Scope[]
   /** hex sha256 of the token; the token itself is never kept. */
   sha256: string
+  /** This token's own limits, over the policy's default quota; null in a field means no limit. */
+  quota?: Partial<Quota>
+}
+
+/** The most a token may hold at once, over all its containers in any state; null is no limit. */
+export interface Quota {
+  containers: number | null
+  memoryBytes: number | null
+  cpus: number | null
 }
 
 export interface RegistryCredentials {
@@ -25,14 +34,24 @@ export interface Policy {
   hostPortMax: number
   /** Host IPs a port may be bound on; `*` allows any. */
   hostIps: string[]
-  /** Host path prefixes that may be bind-mounted; empty means no bind mounts at all. */
+  /**
+   * Roots under which each token may bind-mount its own directory, `<root>/<deployment>/<token>`,
+   * and nothing else; empty means no bind mounts at all.
+   */
   bindPaths: string[]
   maxMemoryBytes: number | null
   maxCpus: number | null
+  /** The quota of every token that does not name its own. */
+  quota: Quota
 }
 
 export interface Config {
   host: string
+  /**
+   * This berth's identity on its engine: part of the ownership of everything it creates, so two
+   * berths driving one engine do not share tenants.
+   */
+  deployment: string
   port: number
   logLevel: string
   engine: {
@@ -70,6 +89,7 @@ export interface Config {
 
 export const defaults: Config = {
   host: '127.0.0.1',
+  deployment: 'default',
   port: 8080,
   logLevel: 'info',
   engine: { socketPath: '/var/run/docker.sock', timeoutMs: 10_000 },
@@ -81,7 +101,8 @@ export const defaults: Config = {
     hostIps: ['*'],
     bindPaths: [],
     maxMemoryBytes: null,
-    maxCpus: null
+    maxCpus: null,
+    quota: { containers: null, memoryBytes: null, cpus: null }
   },
   limits: { bodyLimit: 64 * 1024, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
@@ -104,7 +125,7 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
     ...overrides,
     engine: { ...defaults.engine, ...overrides.engine },
     auth: { ...defaults.auth, ...overrides.auth } as Config['auth'],
-    policy: { ...defaults.policy, ...overrides.policy } as Policy,
+    policy: { ...defaults.policy, ...overrides.policy, quota: { ...defaults.policy.quota, ...overrides.policy?.quota } } as Policy,
     limits: { ...defaults.limits, ...overrides.limits },
     jobs: { ...defaults.jobs, ...overrides.jobs },
     streams: { ...defaults.streams, ...overrides.streams },
@@ -128,6 +149,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
   const [portMin, portMax] = parsePortRange(env.BERTH_HOST_PORT_RANGE)
   return makeConfig({
     host: env.BERTH_HOST ?? defaults.host,
+    deployment: parseDeployment(env.BERTH_DEPLOYMENT),
     port: parseInteger('BERTH_PORT', env.BERTH_PORT, defaults.port, 0, 65535),
     logLevel: env.BERTH_LOG_LEVEL ?? defaults.logLevel,
     engine: {
@@ -145,9 +167,14 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
       hostPortMin: portMin,
       hostPortMax: portMax,
       hostIps: parseList(env.BERTH_ALLOWED_HOST_IPS) ?? defaults.policy.hostIps,
-      bindPaths: (parseList(env.BERTH_ALLOWED_BIND_PATHS) ?? []).map(checkBindPrefix),
+      bindPaths: checkBindRoots((parseList(env.BERTH_ALLOWED_BIND_PATHS) ?? []).map(checkBindPrefix)),
       maxMemoryBytes: env.BERTH_MAX_MEMORY ? parseBytes('BERTH_MAX_MEMORY', env.BERTH_MAX_MEMORY) : null,
-      maxCpus: env.BERTH_MAX_CPUS ? parsePositive('BERTH_MAX_CPUS', env.BERTH_MAX_CPUS) : null
+      maxCpus: env.BERTH_MAX_CPUS ? parsePositive('BERTH_MAX_CPUS', env.BERTH_MAX_CPUS) : null,
+      quota: {
+        containers: env.BERTH_QUOTA_CONTAINERS ? parseInteger('BERTH_QUOTA_CONTAINERS', env.BERTH_QUOTA_CONTAINERS, 0, 0, 100_000) : null,
+        memoryBytes: env.BERTH_QUOTA_MEMORY ? parseBytes('BERTH_QUOTA_MEMORY', env.BERTH_QUOTA_MEMORY) : null,
+        cpus: env.BERTH_QUOTA_CPUS ? parsePositive('BERTH_QUOTA_CPUS', env.BERTH_QUOTA_CPUS) : null
+      }
     },
     limits: {
       bodyLimit: env.BERTH_BODY_LIMIT ? parseBytes('BERTH_BODY_LIMIT', env.BERTH_BODY_LIMIT) : defaults.limits.bodyLimit,
@@ -181,23 +208,47 @@ function parseTokenList (value: string | undefined): TokenConfig[] {
 function parseTokenFile (path: string): TokenConfig[] {
   const parsed = readJson('BERTH_TOKENS_FILE', path)
   if (!Array.isArray(parsed)) throw new ConfigError('BERTH_TOKENS_FILE must hold a JSON array of {name, scopes, token | sha256}')
-  return parsed.map((entry: { name?: unknown, scopes?: unknown, token?: unknown, sha256?: unknown }) => {
+  return parsed.map((entry: { name?: unknown, scopes?: unknown, token?: unknown, sha256?: unknown, quota?: unknown }) => {
     const secret = typeof entry.sha256 === 'string' ? `sha256:${entry.sha256}` : entry.token
     if (typeof entry.name !== 'string' || !Array.isArray(entry.scopes) || typeof secret !== 'string') {
       throw new ConfigError('each BERTH_TOKENS_FILE entry needs a name, scopes and a token or sha256')
     }
-    return makeToken(entry.name, entry.scopes as string[], secret)
+    const token = makeToken(entry.name, entry.scopes as string[], secret)
+    return entry.quota === undefined ? token : { ...token, quota: parseQuota(entry.name, entry.quota) }
   })
 }
 
+// A token's name is part of paths (its bind directory) and labels: "." and ".." are not names.
+export const TOKEN_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$/
+
 function makeToken (name: string, scopes: string[], secret: string): TokenConfig {
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new ConfigError(`token name "${name}" must be 1-64 letters, digits, '.', '_' or '-'`)
+  if (!TOKEN_NAME.test(name)) throw new ConfigError(`token name "${name}" must be 1-64 letters, digits, '.', '_' or '-', and not "." or ".."`)
   for (const scope of scopes) {
     if (!SCOPES.includes(scope as Scope)) throw new ConfigError(`token "${name}" has unknown scope "${scope}" (read, write, admin)`)
   }
   const hashed = /^sha256:([a-f0-9]{64})$/.exec(secret)
   if (!hashed && secret.length < 16) throw new ConfigError(`token "${name}" is shorter than 16 characters`)
   return { name, scopes: scopes as Scope[], sha256: hashed?.[1] ?? hashToken(secret) }
+}
+
+// {"containers": 5, "memory": "8g", "cpus": 4}; a field that is null means no limit for this token.
+function parseQuota (token: string, value: unknown): Partial<Quota> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`token "${token}": quota must be an object of containers, memory and cpus`)
+  const quota: Partial<Quota> = {}
+  for (const [key, raw] of Object.entries(value)) {
+    const name = `token "${token}" quota.${key}`
+    if (key === 'containers') quota.containers = raw === null ? null : parseInteger(name, String(raw), 0, 0, 100_000)
+    else if (key === 'memory') quota.memoryBytes = raw === null ? null : parseBytes(name, String(raw))
+    else if (key === 'cpus') quota.cpus = raw === null ? null : parsePositive(name, String(raw))
+    else throw new ConfigError(`${name} is not a quota (containers, memory, cpus)`)
+  }
+  return quota
+}
+
+function parseDeployment (value: string | undefined): string {
+  if (value === undefined || value === '') return defaults.deployment
+  if (!/^(?!\.{1,2}$)[a-z0-9][a-z0-9_.-]{0,62}$/.test(value)) throw new ConfigError('BERTH_DEPLOYMENT must be 1-63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit')
+  return value
 }
 
 function parseRegistryAuth (path: string): Record<string, RegistryCredentials> {
@@ -259,6 +310,20 @@ function parsePortRange (value: string | undefined): [number, number] {
 }
 
 function checkBindPrefix (path: string): string {
-  if (!path.startsWith('/') || path.split('/').includes('..')) throw new ConfigError(`BERTH_ALLOWED_BIND_PATHS entry "${path}" must be an absolute path without ".."`)
-  return path.replace(/\/+$/, '') || '/'
+  if (!path.startsWith('/') || path.split('/').some(segment => segment === '..' || segment === '.')) {
+    throw new ConfigError(`BERTH_ALLOWED_BIND_PATHS entry "${path}" must be an absolute path without "." or ".."`)
+  }
+  const root = '/' + path.split('/').filter(Boolean).join('/')
+  if (root === '/') throw new ConfigError('BERTH_ALLOWED_BIND_PATHS must not allow "/": name the directories that tenants\' folders live in')
+  return root
+}
+
+/** Allowed bind roots must not nest: a container given one would hold the path of the other. */
+function checkBindRoots (roots: string[]): string[] {
+  for (const a of roots) {
+    for (const b of roots) {
+      if (a !== b && b.startsWith(a + '/')) throw new ConfigError(`BERTH_ALLOWED_BIND_PATHS: ${b} lies inside ${a}; allowed roots must not nest`)
+    }
+  }
+  return roots
 }

@@ -2,7 +2,7 @@
 // the last event it saw, so a client neither misses what the engine still holds nor sees anything twice.
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Engine, EngineEvent } from './engine/types.ts'
-import { ownsContainer, type Requester } from './ownership.ts'
+import type { Ownership, Requester } from './access/ownership.ts'
 
 export interface FeedOptions {
   /** Resume after this event id (a client's Last-Event-ID). */
@@ -61,8 +61,8 @@ export async function followEvents (engine: Engine, options: FeedOptions): Promi
 }
 
 /** Images are everyone's; a container's events belong to the token that made it (and to admins). */
-export function visibleTo (requester: Requester, event: EngineEvent): boolean {
-  return event.type === 'image' || ownsContainer(requester, event.labels)
+export function visibleTo (ownership: Ownership, requester: Requester, event: EngineEvent): boolean {
+  return event.type === 'image' || ownership.owns(requester, event.labels)
 }
 
 /** An event as a client receives it: no labels (they are the container's business, not the feed's). */

@@ -7,7 +7,7 @@ import type { Engine, LayerProgress, PulledImage, PullProgress } from './engine/
 import { BerthError, problemOf } from './errors.ts'
 import type { ImageRef } from './image-ref.ts'
 import type { Limiter } from './limiter.ts'
-import type { Requester } from './ownership.ts'
+import type { Requester } from './access/ownership.ts'
 import { PullTracker, type PullSnapshot } from './pull-progress.ts'
 import type { PullJob as PullJobView } from './schemas/jobs.ts'
 

@@ -2,6 +2,7 @@
 import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { buildApp } from './app.ts'
+import { verifyBindRoots } from './access/binds.ts'
 import { ConfigError, configFromEnv, type Config } from './config.ts'
 import { DockerEngine } from './engine/docker-engine.ts'
 import { logRedactions } from './log.ts'
@@ -19,6 +20,7 @@ const logger = pino({
 let config: Config
 try {
   config = configFromEnv()
+  await verifyBindRoots(config.policy.bindPaths)
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error
   logger.fatal(error.message)

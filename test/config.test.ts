@@ -16,11 +16,15 @@ t.test('defaults: loopback, no tokens, images allowed, no bind mounts, ports 102
 t.test('every variable is read and typed', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'berth-config-'))
   const tokensFile = join(dir, 'tokens.json')
-  writeFileSync(tokensFile, JSON.stringify([{ name: 'ops', scopes: ['admin'], token: 'a-long-enough-token-1' }, { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2') }]))
+  writeFileSync(tokensFile, JSON.stringify([{ name: 'ops', scopes: ['admin'], token: 'a-long-enough-token-1' }, { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2'), quota: { containers: 2, memory: '1g', cpus: null } }]))
   const registryFile = join(dir, 'registries.json')
   writeFileSync(registryFile, JSON.stringify({ 'registry.example:5000': { username: 'u', password: 'p' } }))
   const config = configFromEnv({
     BERTH_HOST: '0.0.0.0',
+    BERTH_DEPLOYMENT: 'lab-2',
+    BERTH_QUOTA_CONTAINERS: '10',
+    BERTH_QUOTA_MEMORY: '8g',
+    BERTH_QUOTA_CPUS: '4',
     BERTH_PORT: '9000',
     BERTH_LOG_LEVEL: 'debug',
     BERTH_DOCKER_SOCKET: '/run/docker.sock',
@@ -42,11 +46,12 @@ t.test('every variable is read and typed', async t => {
   })
   t.match(config, {
     host: '0.0.0.0',
+    deployment: 'lab-2',
     port: 9000,
     logLevel: 'debug',
     engine: { socketPath: '/run/docker.sock', timeoutMs: 2500 },
     auth: { disabled: false, docsPublic: false },
-    policy: { images: ['127.0.0.1:5000/*', 'docker.io/library/*'], hostPortMin: 20000, hostPortMax: 30000, hostIps: ['127.0.0.1'], bindPaths: ['/srv/data', '/home'], maxMemoryBytes: 2 * 1024 ** 3, maxCpus: 1.5 },
+    policy: { images: ['127.0.0.1:5000/*', 'docker.io/library/*'], hostPortMin: 20000, hostPortMax: 30000, hostIps: ['127.0.0.1'], bindPaths: ['/srv/data', '/home'], maxMemoryBytes: 2 * 1024 ** 3, maxCpus: 1.5, quota: { containers: 10, memoryBytes: 8 * 1024 ** 3, cpus: 4 } },
     limits: { bodyLimit: 128 * 1024, rateLimitPerMinute: 100, maxConcurrentPulls: 2, maxConcurrentRuns: 3 },
     registryAuth: { 'registry.example:5000': { username: 'u', password: 'p' } }
   })
@@ -54,7 +59,7 @@ t.test('every variable is read and typed', async t => {
     { name: 'alice', scopes: ['read', 'write'], sha256: hashToken('alice-secret-token-0') },
     { name: 'bob', scopes: ['read'], sha256: hashToken('bob-secret-token-000') },
     { name: 'ops', scopes: ['admin'], sha256: hashToken('a-long-enough-token-1') },
-    { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2') }
+    { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2'), quota: { containers: 2, memoryBytes: 1024 ** 3, cpus: null } }
   ])
   t.notOk(JSON.stringify(config).includes('alice-secret-token-0'), 'only hashes are kept')
 })
@@ -74,6 +79,14 @@ t.test('mistakes fail at start with a message naming the variable', async t => {
     [{ BERTH_HOST_PORT_RANGE: '3000-2000' }, /BERTH_HOST_PORT_RANGE/],
     [{ BERTH_ALLOWED_BIND_PATHS: 'relative/path' }, /absolute/],
     [{ BERTH_ALLOWED_BIND_PATHS: '/srv/../etc' }, /\.\./],
+    [{ BERTH_ALLOWED_BIND_PATHS: '/srv/./data' }, /"\." or "\.\."/],
+    [{ BERTH_ALLOWED_BIND_PATHS: '/' }, /must not allow "\/"/],
+    [{ BERTH_ALLOWED_BIND_PATHS: '/srv,/srv/data' }, /\/srv\/data lies inside \/srv; allowed roots must not nest/],
+    [{ BERTH_TOKENS: '..:read:a-long-enough-token-1' }, /not "\." or "\.\."/],
+    [{ BERTH_DEPLOYMENT: 'Has Spaces' }, /BERTH_DEPLOYMENT/],
+    [{ BERTH_DEPLOYMENT: '..' }, /BERTH_DEPLOYMENT/],
+    [{ BERTH_QUOTA_CONTAINERS: 'many' }, /BERTH_QUOTA_CONTAINERS/],
+    [{ BERTH_QUOTA_MEMORY: 'lots' }, /BERTH_QUOTA_MEMORY/],
     [{ BERTH_MAX_MEMORY: 'lots' }, /BERTH_MAX_MEMORY/],
     [{ BERTH_MAX_CPUS: '-1' }, /BERTH_MAX_CPUS/],
     [{ BERTH_ENGINE_TIMEOUT_MS: '5' }, /BERTH_ENGINE_TIMEOUT_MS/]
@@ -88,6 +101,9 @@ t.test('mistakes fail at start with a message naming the variable', async t => {
   const incomplete = join(dir, 'tokens2.json')
   writeFileSync(incomplete, '[{"name":"x","scopes":["read"]}]')
   t.throws(() => configFromEnv({ BERTH_TOKENS_FILE: incomplete }), { message: /needs a name, scopes and a token or sha256/ })
+  const badQuota = join(dir, 'tokens3.json')
+  writeFileSync(badQuota, '[{"name":"x","scopes":["read"],"token":"a-long-enough-token-1","quota":{"gpus":1}}]')
+  t.throws(() => configFromEnv({ BERTH_TOKENS_FILE: badQuota }), { message: 'token "x" quota.gpus is not a quota (containers, memory, cpus)' })
   const registries = join(dir, 'registries.json')
   writeFileSync(registries, '[]')
   t.throws(() => configFromEnv({ BERTH_REGISTRY_AUTH_FILE: registries }), { message: /JSON object/ })

@@ -198,3 +198,20 @@ export async function fetchFromContainer (port: number, timeoutMs = 10_000): Pro
 
 /** The command that makes the busybox test image serve HTTP on port 80. */
 export const HTTPD = ['httpd', '-f', '-p', '80', '-h', '/www']
+
+/** Polls `probe` until it answers a value `done` accepts, and answers that value; fails naming `what` at the deadline. */
+export async function waitFor<T> (what: string, probe: () => Promise<T> | T, done: (value: T) => boolean = Boolean, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: T | undefined
+  let lastError: unknown
+  while (Date.now() < deadline) {
+    try {
+      last = await probe()
+      if (done(last)) return last
+    } catch (error) {
+      lastError = error
+    }
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${lastError === undefined ? JSON.stringify(last) : String(lastError)})`)
+}

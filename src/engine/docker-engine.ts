@@ -11,8 +11,9 @@ import { parseImage, type ImageRef } from '../image-ref.ts'
 import { isConnectionFailure, mapEngineError, type Subject } from './docker-errors.ts'
 import { engineTime, layerProgress, parseCursor, readEventStream, readLogStream } from './docker-streams.ts'
 import { readPullStream } from './pull-stream.ts'
+import { PortConflictError } from './types.ts'
 import type {
-  Container, ContainerState, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
+  Volume, Container, ContainerState, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
   ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PortBinding, Protocol, PulledImage, PullOptions, RestartPolicy,
   RunSpec, StateChange
 } from './types.ts'
@@ -20,6 +21,8 @@ import type {
 /** The newest API version berth is written against; older engines down to MIN_API are spoken to in their own version. */
 export const MAX_API = '1.47'
 export const MIN_API = '1.40'
+/** How many ports of a host port range a run tries before it answers port_conflict. */
+const MAX_RANGE_ATTEMPTS = 16
 /** How long a container inspect reuses its image's digests; see #imageDigests. */
 export const DIGEST_TTL_MS = 5000
 const MAX_CACHED_DIGESTS = 1000
@@ -199,9 +202,35 @@ export class DockerEngine implements Engine {
       await this.pullImage(spec.image.ref, { auth: spec.auth })
     }
     const body = createBody(spec, imageName)
-    let id: string
+    // A port the engine picked from a range can be held by a plain process it did not know of,
+    // or taken by a run racing this one: the engine moves on through the range on the next try.
+    const ranged = spec.ports.some(port => port.hostRange !== undefined)
+    const attempts = ranged ? Math.min(MAX_RANGE_ATTEMPTS, ...spec.ports.flatMap(port => port.hostRange ? [port.hostRange.max - port.hostRange.min + 1] : [])) : 1
+    for (let attempt = 1; ; attempt++) {
+      const id = await this.#createPulling(spec, body, imageName)
+      try {
+        await this.#call({ subject: 'container', target: spec.name ?? id },
+          (docker, signal) => docker.getContainer(id).start({ abortSignal: signal }))
+      } catch (error) {
+        // A failed start leaves the container in "created": remove it, so a failed run leaves nothing behind.
+        await this.#discard(id)
+        if (!(error instanceof PortConflictError)) throw error
+        if (ranged && error.port !== null && attempt < attempts) continue
+        throw await this.#withHolder(error)
+      }
+      try {
+        return await this.inspectContainer(id)
+      } catch (error) {
+        // With autoRemove a container that exits at once can be gone before it is inspected: it ran.
+        if (!(spec.autoRemove && error instanceof BerthError && error.code === 'not_found')) throw error
+        return removedContainer(id, spec, imageName)
+      }
+    }
+  }
+
+  async #createPulling (spec: RunSpec, body: Record<string, unknown>, imageName: string): Promise<string> {
     try {
-      id = await this.#create(body, spec.name)
+      return await this.#create(body, spec.name)
     } catch (error) {
       // Create never pulls: a missing image is pulled here (pull: missing) and the create tried once more.
       if (!(error instanceof BerthError && error.code === 'image_not_found')) throw error
@@ -209,23 +238,7 @@ export class DockerEngine implements Engine {
         throw new BerthError('image_not_found', `image ${imageName} is not on the engine and pull is "${spec.pull}"`, { image: imageName })
       }
       await this.pullImage(spec.image.ref, { auth: spec.auth })
-      id = await this.#create(body, spec.name)
-    }
-    try {
-      await this.#call({ subject: 'container', target: spec.name ?? id },
-        (docker, signal) => docker.getContainer(id).start({ abortSignal: signal }))
-    } catch (error) {
-      // A failed start leaves the container in "created": remove it, so a failed run leaves nothing behind.
-      await this.#discard(id)
-      if (error instanceof BerthError && error.code === 'port_conflict') throw await this.#withHolder(error)
-      throw error
-    }
-    try {
-      return await this.inspectContainer(id)
-    } catch (error) {
-      // With autoRemove a container that exits at once can be gone before it is inspected: it ran.
-      if (!(spec.autoRemove && error instanceof BerthError && error.code === 'not_found')) throw error
-      return removedContainer(id, spec, imageName)
+      return await this.#create(body, spec.name)
     }
   }
 
@@ -248,6 +261,24 @@ export class DockerEngine implements Engine {
   async removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void> {
     await this.#call({ subject: 'container', target: id },
       (docker, signal) => docker.getContainer(id).remove({ force: options.force, v: options.volumes, abortSignal: signal }))
+  }
+
+  async inspectVolume (name: string): Promise<Volume> {
+    const volume = await this.#call({ subject: 'volume', target: name },
+      (docker, signal) => docker.getVolume(name).inspect(withSignal(signal)))
+    return volumeOf(volume)
+  }
+
+  async createVolume (name: string, labels: Record<string, string>): Promise<Volume> {
+    // The engine answers with the volume; dockerode hands back only a handle to it.
+    await this.#call({ subject: 'volume', target: name },
+      (docker, signal) => docker.createVolume({ Name: name, Labels: labels, abortSignal: signal } as Docker.VolumeCreateOptions))
+    return await this.inspectVolume(name)
+  }
+
+  async removeVolume (name: string): Promise<void> {
+    await this.#call({ subject: 'volume', target: name },
+      (docker, signal) => docker.getVolume(name).remove(withSignal(signal)))
   }
 
   async containerLogs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {
@@ -377,14 +408,14 @@ export class DockerEngine implements Engine {
     }
   }
 
-  /** Names the running container that holds the port, when one does (it may be a plain process). */
-  async #withHolder (error: BerthError): Promise<BerthError> {
-    const port = error.extensions.port as number
+  /** Finds the running container that holds the port, when one does (it may be a plain process). */
+  async #withHolder (error: PortConflictError): Promise<PortConflictError> {
+    const port = error.port
+    if (port === null) return error
     const running = await this.listContainers({ all: false })
     const holder = running.find(container => container.ports.some(binding => binding.host === port))
     if (holder === undefined) return error
-    return new BerthError('port_conflict', `host port ${port} is already allocated by container ${holder.name}`,
-      { port, holder: { id: holder.id, name: holder.name, owner: holder.labels['io.berth.owner'] ?? null } })
+    return new PortConflictError(port, { id: holder.id, name: holder.name, labels: holder.labels }, undefined, error)
   }
 
   #pullError (error: unknown, ref: ImageRef): BerthError {
@@ -469,8 +500,12 @@ function createBody (spec: RunSpec, image: string): Record<string, unknown> {
     const key = `${port.container}/${port.protocol}`
     exposed[key] = {}
     // The engine wants the host port as a string; "" asks it to choose a free one.
-    ;(bindings[key] ??= []).push({ HostIp: port.hostIp ?? '', HostPort: port.host === undefined ? '' : String(port.host) })
+    const hostPort = port.host !== undefined ? String(port.host) : port.hostRange ? `${port.hostRange.min}-${port.hostRange.max}` : ''
+    ;(bindings[key] ??= []).push({ HostIp: port.hostIp ?? '', HostPort: hostPort })
   }
+  // Binds, not Mounts, for host paths: the engine then creates a token's missing directory
+  // (Mounts refuses a missing source); policy has made sure the path holds no ':'.
+  const binds = spec.mounts.filter(mount => mount.type === 'bind').map(mount => `${mount.source}:${mount.target}:${mount.readOnly ? 'ro' : 'rw'}`)
   return {
     Image: image,
     ...(spec.command ? { Cmd: spec.command } : {}),
@@ -488,7 +523,8 @@ function createBody (spec: RunSpec, image: string): Record<string, unknown> {
       ...(spec.memory ? { Memory: spec.memory } : {}),
       ...(spec.cpus ? { NanoCpus: Math.round(spec.cpus * 1e9) } : {}),
       AutoRemove: spec.autoRemove,
-      Mounts: spec.mounts.map(mount => ({ Type: mount.type, Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly }))
+      ...(binds.length > 0 ? { Binds: binds } : {}),
+      Mounts: spec.mounts.filter(mount => mount.type === 'volume').map(mount => ({ Type: 'volume', Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly }))
     }
   }
 }
@@ -549,6 +585,10 @@ function pinnedReference (repoDigests: string[], repository: string | null): str
 
 function digestFromRepoDigests (repoDigests: string[], repository: string): string | null {
   return pinnedReference(repoDigests, repository)?.split('@')[1] ?? null
+}
+
+function volumeOf (volume: Docker.VolumeInspectInfo & { CreatedAt?: string }): Volume {
+  return { name: volume.Name, driver: volume.Driver, labels: volume.Labels ?? {}, createdAt: volume.CreatedAt ?? null }
 }
 
 function zeroTime (time: string): string | null {

@@ -1,6 +1,7 @@
 // Maps what dockerode and the Docker engine report to berth's error codes. No Docker status
 // code leaks through unmapped: anything not recognised here becomes engine_error.
 import { BerthError } from '../errors.ts'
+import { PortConflictError } from './types.ts'
 
 export interface DockerModemError extends Error {
   statusCode?: number
@@ -9,7 +10,7 @@ export interface DockerModemError extends Error {
 }
 
 /** What the failed call was about, so a 404 can say "container" or "image". */
-export type Subject = 'container' | 'image' | 'engine'
+export type Subject = 'container' | 'image' | 'volume' | 'engine'
 
 const CONNECTION_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EACCES', 'EHOSTUNREACH', 'ENOTCONN', 'UND_ERR_SOCKET'])
 
@@ -68,8 +69,12 @@ export function mapEngineError (error: unknown, subject: Subject, target: string
     return new BerthError('validation_failed', `the engine rejected the request: ${message}`, {}, { cause: error })
   }
   const port = conflictingPort(message)
-  if (port !== null) {
-    return new BerthError('port_conflict', `host port ${port} is already allocated`, { port }, { cause: error })
+  if (port !== null) return new PortConflictError(port, null, undefined, error)
+  // A host port range with every port taken.
+  if (/all ports are allocated/i.test(message)) return new PortConflictError(null, null, 'no host port is free in the allowed range', error)
+  // The engine resolves an id prefix among all its containers; who asked may see only some of them.
+  if (/multiple IDs found with provided prefix/i.test(message)) {
+    return new BerthError('ambiguous_id', `${target} matches more than one ${subject}; give more of the id`, {}, { cause: error })
   }
   return new BerthError('engine_error', `the engine answered ${status}: ${message}`, { engineStatus: status }, { cause: error })
 }

@@ -1,6 +1,8 @@
 // The operations berth needs from a container engine, in berth's own types. Docker implements
 // them today; a Kubernetes engine is meant to slot in behind the same interface.
+import type { PortHolder } from '../access/ownership.ts'
 import type { RegistryCredentials } from '../config.ts'
+import { BerthError } from '../errors.ts'
 import type { ImageRef } from '../image-ref.ts'
 
 export type Protocol = 'tcp' | 'udp' | 'sctp'
@@ -15,9 +17,35 @@ export interface PortBinding {
 
 export interface PortRequest {
   container: number
+  /** A fixed host port. Without it (and without hostRange) the engine chooses any free port. */
   host?: number
+  /** Without `host`: the engine chooses a free host port within this range. */
+  hostRange?: { min: number, max: number }
   protocol: Protocol
   hostIp?: string
+}
+
+/**
+ * A host port already taken. The holder, when it is a container, is known to the engine but
+ * named only by Ownership#portConflict to those allowed to see it: as thrown, this says nothing
+ * about it.
+ */
+export class PortConflictError extends BerthError {
+  readonly port: number | null
+  readonly holder: PortHolder | null
+
+  constructor (port: number | null, holder: PortHolder | null, detail?: string, cause?: unknown) {
+    super('port_conflict', detail ?? `host port ${port} is already allocated`, port === null ? {} : { port }, cause === undefined ? {} : { cause })
+    this.port = port
+    this.holder = holder
+  }
+}
+
+export interface Volume {
+  name: string
+  driver: string
+  labels: Record<string, string>
+  createdAt: string | null
 }
 
 export interface ImageSummary {
@@ -221,6 +249,11 @@ export interface Engine {
   stopContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   restartContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void>
+  /** A named volume, or not_found. */
+  inspectVolume (name: string): Promise<Volume>
+  /** Creates a named volume; an existing one of that name is returned as it is (labels and all). */
+  createVolume (name: string, labels: Record<string, string>): Promise<Volume>
+  removeVolume (name: string): Promise<void>
   /**
    * docker logs: resolves once the engine answered (within the call deadline), then yields lines for as
    * long as they come; with `follow` until the container stops or the signal aborts.

@@ -4,18 +4,13 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { Principal } from '../plugins/auth.ts'
-import { BerthError } from '../errors.ts'
 import type { Container as ContainerView } from '../engine/types.ts'
-import { ownsContainer, visibleContainer } from '../ownership.ts'
-import { LABEL_OWNER, admitRun } from '../policy.ts'
 import { problemResponses, ref } from '../schemas/common.ts'
 import {
   Container, ContainerParams, ContainerSummary, ListContainersQuery, RemoveContainerQuery, RunRequest, StateChange, StopQuery
 } from '../schemas/containers.ts'
 
 const containers: FastifyPluginAsyncTypebox = async (app) => {
-  const policy = app.config.policy
-
   function principalOf (request: FastifyRequest): Principal {
     // The auth hook has run for every route with a scope; this only narrows the type.
     return request.principal as Principal
@@ -23,7 +18,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
 
   /** Inspects a container the principal may see, or answers not_found as if it did not exist. */
   async function visible (request: FastifyRequest, idOrName: string): Promise<ContainerView> {
-    return visibleContainer(principalOf(request), await app.engine.inspectContainer(idOrName), idOrName)
+    return await app.containers.find(principalOf(request), idOrName)
   }
 
   app.get('/v1/containers', {
@@ -37,12 +32,10 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: Type.Array(ref(ContainerSummary), { description: 'The containers, newest first.' }), ...problemResponses(400, 401, 503) }
     }
   }, async (request) => {
-    const principal = principalOf(request)
-    const labels = [...(request.query.label ?? []), ...(principal.admin ? [] : [`${LABEL_OWNER}=${principal.name}`])]
     return await app.engine.listContainers({
       all: request.query.all ?? false,
       ...(request.query.status === undefined ? {} : { status: request.query.status }),
-      ...(labels.length === 0 ? {} : { labels }),
+      labels: app.containers.listFilters(principalOf(request), request.query.label),
       ...(request.query.name === undefined ? {} : { name: request.query.name })
     })
   })
@@ -60,22 +53,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problemResponses(400, 401, 403, 404, 409, 429, 502, 503) }
     }
   }, async (request, reply) => {
-    const principal = principalOf(request)
-    const spec = admitRun(policy, request.body, principal.name)
-    let container: ContainerView
-    try {
-      container = await app.runs.run(() => app.engine.run(spec))
-    } catch (error) {
-      // Name who holds the port only to a token allowed to see that container.
-      if (error instanceof BerthError && error.code === 'port_conflict' && error.extensions.holder !== undefined) {
-        const holder = error.extensions.holder as { id: string, name: string, owner: string | null }
-        if (!ownsContainer(principal, holder.owner === null ? {} : { [LABEL_OWNER]: holder.owner })) {
-          throw new BerthError('port_conflict', `host port ${error.extensions.port} is already allocated`, { port: error.extensions.port })
-        }
-        throw new BerthError('port_conflict', error.message, { port: error.extensions.port, holder: { id: holder.id, name: holder.name } })
-      }
-      throw error
-    }
+    const container = await app.runs.run(() => app.containers.run(principalOf(request), request.body))
     reply.code(201).header('location', `/v1/containers/${container.id}`)
     return container
   })

@@ -49,7 +49,7 @@ const events: FastifyPluginAsyncTypebox = async (app) => {
     const pump = async (): Promise<void> => {
       try {
         for await (const event of feed) {
-          if (visibleTo(principal, event)) body.send(publicEvent(event), { id: event.cursor })
+          if (visibleTo(app.ownership, principal, event)) body.send(publicEvent(event), { id: event.cursor })
         }
       } catch (error) {
         request.log.warn({ err: error }, 'event stream ended by an error')

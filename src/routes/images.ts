@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { EventStream, NDJSON, SSE, negotiate, notAcceptable, pipeSubscription, sendStream } from '../event-stream.ts'
 import type { Principal } from '../plugins/auth.ts'
-import { checkPullRef, imageFrom } from '../policy.ts'
+import { checkPullRef, imageFrom } from '../access/policy.ts'
 import { describeJob, isFinal, wirePullEvent, type PullEntry, type PullSpec } from '../pull-jobs.ts'
 import { Problem, problemResponses, ref } from '../schemas/common.ts'
 import { Image, ImageParams, ImageRemoval, ImageSummary, ListImagesQuery, PulledImage, PullRequest, RemoveImageQuery } from '../schemas/images.ts'

@@ -5,7 +5,6 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { LogEntry as Entry } from '../engine/types.ts'
 import { NDJSON, negotiate, notAcceptable, sendStream } from '../event-stream.ts'
-import { visibleContainer } from '../ownership.ts'
 import type { Principal } from '../plugins/auth.ts'
 import { Problem, problemResponses, ref } from '../schemas/common.ts'
 import { ContainerParams } from '../schemas/containers.ts'
@@ -51,7 +50,7 @@ const logs: FastifyPluginAsyncTypebox = async (app) => {
       ...(since === undefined ? {} : { since: parseTime(since, 'since', now) }),
       ...(until === undefined ? {} : { until: parseTime(until, 'until', now) })
     }
-    const container = visibleContainer(request.principal as Principal, await app.engine.inspectContainer(idOrName), idOrName)
+    const container = await app.containers.find(request.principal as Principal, idOrName)
     const signal = app.streams.signal(reply)
     const entries = await app.engine.containerLogs(container.id, { ...options, signal })
     const body = Readable.from(render(entries, media === NDJSON), { objectMode: false })

@@ -1,14 +1,19 @@
 // Admission control for runs and pulls: which images, host ports, host IPs, bind mounts and
 // resource sizes berth allows. A denial names the rule, so an operator can see which one to change.
-import type { Policy } from './config.ts'
-import { BerthError } from './errors.ts'
-import { matchesPattern, parseImage, type ImageRef, type ParsedImage } from './image-ref.ts'
-import type { Mount, RunSpec } from './engine/types.ts'
-import type { RunRequest } from './schemas/containers.ts'
+import type { Policy } from '../config.ts'
+import { BerthError } from '../errors.ts'
+import { matchesPattern, parseImage, type ImageRef, type ParsedImage } from '../image-ref.ts'
+import type { Mount, PortRequest, RunSpec } from '../engine/types.ts'
+import type { RunRequest } from '../schemas/containers.ts'
+import { bindDirectory } from './binds.ts'
+import { RESERVED_LABEL_PREFIX, type Ownership } from './ownership.ts'
 
-export const LABEL_MANAGED = 'io.berth.managed'
-export const LABEL_OWNER = 'io.berth.owner'
-const RESERVED_LABEL_PREFIX = 'io.berth.'
+/**
+ * The host ports an engine hands out when asked for "any free port" (Linux's default
+ * ip_local_port_range). A policy range that holds all of it can leave the choice to the engine;
+ * a narrower one must give the engine the range, or the port lands outside it.
+ */
+export const ENGINE_EPHEMERAL_PORTS = { min: 32768, max: 60999 }
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/
 
 export function deny (rule: string, detail: string): BerthError {
@@ -45,7 +50,7 @@ export function checkPullRef (policy: Policy, input: string): ImageRef {
 }
 
 /** Turns a validated run request into an engine RunSpec, enforcing the policy on the way. */
-export function admitRun (policy: Policy, body: RunRequest, owner: string): RunSpec {
+export function admitRun (policy: Policy, ownership: Ownership, body: RunRequest, owner: string): RunSpec {
   const image = imageFrom(body.image, 'body/image')
   checkImage(policy, image)
 
@@ -54,14 +59,21 @@ export function admitRun (policy: Policy, body: RunRequest, owner: string): RunS
     if (key.startsWith(RESERVED_LABEL_PREFIX)) throw invalid(`body/labels/${key}`, `is reserved: labels under ${RESERVED_LABEL_PREFIX} are berth's own`)
   }
 
-  const ports = (body.ports ?? []).map((port, index) => {
+  const engineChoosesInRange = policy.hostPortMin <= ENGINE_EPHEMERAL_PORTS.min && policy.hostPortMax >= ENGINE_EPHEMERAL_PORTS.max
+  // An omitted host IP would bind every interface: with an allow-list, bind the first allowed one.
+  const defaultHostIp = policy.hostIps.includes('*') ? undefined : policy.hostIps[0]
+  const ports = (body.ports ?? []).map((port, index): PortRequest => {
     if (port.host !== undefined && (port.host < policy.hostPortMin || port.host > policy.hostPortMax)) {
       throw deny('hostPorts', `host port ${port.host} (ports/${index}) is outside the allowed range ${policy.hostPortMin}-${policy.hostPortMax}`)
     }
     if (port.hostIp !== undefined && !policy.hostIps.includes('*') && !policy.hostIps.includes(port.hostIp)) {
       throw deny('hostIps', `host IP ${port.hostIp} (ports/${index}) is not on the allow-list (BERTH_ALLOWED_HOST_IPS)`)
     }
-    return { container: port.container, protocol: port.protocol ?? 'tcp', ...(port.host === undefined ? {} : { host: port.host }), ...(port.hostIp === undefined ? {} : { hostIp: port.hostIp }) }
+    const hostIp = port.hostIp ?? defaultHostIp
+    const host = port.host !== undefined
+      ? { host: port.host }
+      : engineChoosesInRange ? {} : { hostRange: { min: policy.hostPortMin, max: policy.hostPortMax } }
+    return { container: port.container, protocol: port.protocol ?? 'tcp', ...host, ...(hostIp === undefined ? {} : { hostIp }) }
   })
 
   const mounts: Mount[] = (body.volumes ?? []).map((volume, index) => {
@@ -71,8 +83,15 @@ export function admitRun (policy: Policy, body: RunRequest, owner: string): RunS
     }
     const source = normalisePath(volume.source)
     if (source === null) throw invalid(`body/volumes/${index}/source`, 'must not contain ".." or "." segments')
-    const allowed = policy.bindPaths.some(prefix => prefix === '/' || source === prefix || source.startsWith(prefix + '/'))
-    if (!allowed) throw deny('bindPaths', `bind-mounting host path ${source} is not allowed (BERTH_ALLOWED_BIND_PATHS)`)
+    // Only the token's own directory under an allowed root, never a path below it: a container
+    // that has that directory mounted can put a symlink anywhere inside it, and the engine
+    // follows links in a bind source when it mounts (also on every later start).
+    const own = policy.bindPaths.map(root => bindDirectory(root, ownership.deployment, owner))
+    if (!own.includes(source)) {
+      const hint = own.length === 0 ? 'no host paths may be bind-mounted (BERTH_ALLOWED_BIND_PATHS)' : `a token may bind-mount only its own directory: ${own.join(' or ')}`
+      throw deny('bindPaths', `bind-mounting host path ${source} is not allowed: ${hint}`)
+    }
+    if (volume.target.includes(':')) throw invalid(`body/volumes/${index}/target`, 'of a bind mount must not contain ":"')
     return { type: 'bind', source, target: volume.target, readOnly: volume.readOnly ?? false }
   })
 
@@ -93,7 +112,7 @@ export function admitRun (policy: Policy, body: RunRequest, owner: string): RunS
     env: body.env ?? {},
     ...(body.workingDir === undefined ? {} : { workingDir: body.workingDir }),
     ...(body.user === undefined ? {} : { user: body.user }),
-    labels: { ...labels, [LABEL_MANAGED]: 'true', [LABEL_OWNER]: owner },
+    labels: { ...labels, ...ownership.labelsFor(owner) },
     ports,
     mounts,
     restart: { policy: body.restart?.policy ?? 'no', ...(body.restart?.maxRetries === undefined ? {} : { maxRetries: body.restart.maxRetries }) },

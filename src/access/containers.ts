@@ -1,0 +1,100 @@
+// Containers as one requester may use them: finding one by id, id prefix or name without saying
+// whether anything else exists, and running one under the policy, the token's quota and the
+// ownership of the volumes it mounts. Routes call this; it calls the engine.
+import type { Policy } from '../config.ts'
+import type { Container, Engine, RunSpec } from '../engine/types.ts'
+import { PortConflictError } from '../engine/types.ts'
+import { BerthError } from '../errors.ts'
+import type { RunRequest } from '../schemas/containers.ts'
+import { checkBindDirectory } from './binds.ts'
+import { notFound, type Ownership, type Requester } from './ownership.ts'
+import { admitRun } from './policy.ts'
+import type { Quotas } from './quotas.ts'
+
+export class ContainerAccess {
+  readonly #engine: Engine
+  readonly #ownership: Ownership
+  readonly #policy: Policy
+  readonly #quotas: Quotas
+
+  constructor (engine: Engine, ownership: Ownership, policy: Policy, quotas: Quotas) {
+    this.#engine = engine
+    this.#ownership = ownership
+    this.#policy = policy
+    this.#quotas = quotas
+  }
+
+  /** A container the requester may see, or not_found as if it did not exist. */
+  async find (requester: Requester, idOrName: string): Promise<Container> {
+    let container: Container | null = null
+    try {
+      container = await this.#engine.inspectContainer(idOrName)
+    } catch (error) {
+      if (!(error instanceof BerthError && (error.code === 'not_found' || error.code === 'ambiguous_id'))) throw error
+    }
+    if (container !== null && this.#ownership.owns(requester, container.labels)) return container
+    // No such container, one the requester may not see, or an id prefix shared with containers it
+    // may not see: resolve among its own, so the answer says nothing of anybody else's.
+    const own = await this.#engine.listContainers({ all: true, labels: this.#ownership.filtersFor(requester) })
+    const named = own.filter(candidate => candidate.name === idOrName)
+    const matches = named.length > 0 ? named : own.filter(candidate => candidate.id.startsWith(idOrName))
+    if (matches.length === 0) throw notFound('container', idOrName)
+    if (matches.length > 1) throw new BerthError('ambiguous_id', `${idOrName} matches ${matches.length} containers; give more of the id`, { matches: matches.length })
+    return await this.#engine.inspectContainer((matches[0] as { id: string }).id)
+  }
+
+  /** The engine's label filters for listing what the requester may see, with its own on top. */
+  listFilters (requester: Requester, labels: string[] = []): string[] {
+    return [...labels, ...this.#ownership.filtersFor(requester)]
+  }
+
+  /**
+   * docker run -d for a requester: admitted by policy, within its quota, mounting only volumes it
+   * owns (creating the missing ones as its own). A failed run leaves neither a container nor a
+   * volume it created behind.
+   */
+  async run (requester: Requester, body: RunRequest): Promise<Container> {
+    const spec = admitRun(this.#policy, this.#ownership, body, requester.name)
+    for (const mount of spec.mounts) if (mount.type === 'bind') await checkBindDirectory(mount.source)
+    return await this.#quotas.admit(requester, spec, async () => {
+      const created = await this.#claimVolumes(requester, spec)
+      try {
+        return await this.#engine.run(spec)
+      } catch (error) {
+        await this.#removeVolumes(created)
+        if (error instanceof PortConflictError && error.port !== null) {
+          throw this.#ownership.portConflict(requester, error.port, error.holder, error.message)
+        }
+        throw error
+      }
+    })
+  }
+
+  /** Named volumes: the requester's own are mounted, missing ones are created as its own, any other is not found. */
+  async #claimVolumes (requester: Requester, spec: RunSpec): Promise<string[]> {
+    const created: string[] = []
+    try {
+      for (const mount of spec.mounts) {
+        if (mount.type !== 'volume') continue
+        let volume
+        try {
+          volume = await this.#engine.inspectVolume(mount.source)
+        } catch (error) {
+          if (!(error instanceof BerthError && error.code === 'not_found')) throw error
+          // Creating a name that exists returns the existing volume: its labels tell whose it is.
+          volume = await this.#engine.createVolume(mount.source, this.#ownership.labelsFor(requester.name))
+          if (this.#ownership.owns(requester, volume.labels)) created.push(volume.name)
+        }
+        this.#ownership.visible(requester, volume, 'volume', mount.source)
+      }
+    } catch (error) {
+      await this.#removeVolumes(created)
+      throw error
+    }
+    return created
+  }
+
+  async #removeVolumes (names: string[]): Promise<void> {
+    for (const name of names) await this.#engine.removeVolume(name).catch(() => {})
+  }
+}

@@ -1,0 +1,69 @@
+// Who may see what berth made: the one home of its labels, of visibility and of the redaction of
+// what a requester may not see. Everything berth creates on an engine carries the deployment it
+// belongs to and the token that made it; a berth sees only its own deployment's objects, and a
+// token that is not admin only its own. Anything else is answered as if it did not exist.
+import { BerthError } from '../errors.ts'
+
+export const LABEL_MANAGED = 'io.berth.managed'
+export const LABEL_OWNER = 'io.berth.owner'
+export const LABEL_DEPLOYMENT = 'io.berth.deployment'
+/** Labels under this prefix are berth's own: a run body cannot set them. */
+export const RESERVED_LABEL_PREFIX = 'io.berth.'
+
+/** Who asks: a token's name, and whether it is an admin (who sees everything of its deployment). */
+export interface Requester {
+  name: string
+  admin: boolean
+}
+
+/** What a port conflict knows of the container holding the port; shown only to who may see it. */
+export interface PortHolder {
+  id: string
+  name: string
+  labels: Record<string, string>
+}
+
+export class Ownership {
+  readonly deployment: string
+
+  constructor (deployment: string) {
+    this.deployment = deployment
+  }
+
+  /** The labels every object berth creates for `owner` carries. */
+  labelsFor (owner: string): Record<string, string> {
+    return { [LABEL_MANAGED]: 'true', [LABEL_DEPLOYMENT]: this.deployment, [LABEL_OWNER]: owner }
+  }
+
+  /** Engine label filters that select exactly what the requester may see. */
+  filtersFor (requester: Requester): string[] {
+    const deployment = `${LABEL_DEPLOYMENT}=${this.deployment}`
+    return requester.admin ? [deployment] : [deployment, `${LABEL_OWNER}=${requester.name}`]
+  }
+
+  owns (requester: Requester, labels: Record<string, string>): boolean {
+    return labels[LABEL_DEPLOYMENT] === this.deployment && (requester.admin || labels[LABEL_OWNER] === requester.name)
+  }
+
+  /** The object, when the requester may see it; otherwise the same not_found as for one that does not exist. */
+  visible<T extends { labels: Record<string, string> }> (requester: Requester, object: T, kind: 'container' | 'volume', idOrName: string): T {
+    if (!this.owns(requester, object.labels)) throw notFound(kind, idOrName)
+    return object
+  }
+
+  /**
+   * A port conflict as the requester may see it: the holder is named only to a token allowed to
+   * see that container; to anybody else the conflict says the port is taken and nothing more.
+   */
+  portConflict (requester: Requester, port: number, holder: PortHolder | null, detail?: string): BerthError {
+    if (holder === null || !this.owns(requester, holder.labels)) {
+      return new BerthError('port_conflict', detail ?? `host port ${port} is already allocated`, { port })
+    }
+    return new BerthError('port_conflict', `host port ${port} is already allocated by container ${holder.name}`,
+      { port, holder: { id: holder.id, name: holder.name } })
+  }
+}
+
+export function notFound (kind: 'container' | 'volume', idOrName: string): BerthError {
+  return new BerthError('not_found', `${kind} ${idOrName} was not found`)
+}

@@ -1,0 +1,89 @@
+// Quotas per token (OWASP API4): the most containers, memory and CPUs a token may hold at once,
+// counted over its containers in every state (a stopped one can be started again without asking).
+// Runs of one token are admitted one at a time, so concurrent runs cannot race past the limit.
+import type { Quota, TokenConfig } from '../config.ts'
+import type { Engine, RunSpec } from '../engine/types.ts'
+import { BerthError } from '../errors.ts'
+import type { Ownership, Requester } from './ownership.ts'
+
+export interface Usage {
+  containers: number
+  memoryBytes: number
+  cpus: number
+}
+
+export class Quotas {
+  readonly #engine: Engine
+  readonly #ownership: Ownership
+  readonly #defaults: Quota
+  readonly #tokens: () => readonly TokenConfig[]
+  /** The tail of each token's queue of admissions: the next one waits for it. */
+  readonly #queues = new Map<string, Promise<unknown>>()
+
+  constructor (engine: Engine, ownership: Ownership, defaults: Quota, tokens: () => readonly TokenConfig[]) {
+    this.#engine = engine
+    this.#ownership = ownership
+    this.#defaults = defaults
+    this.#tokens = tokens
+  }
+
+  quotaOf (name: string): Quota {
+    const own = this.#tokens().find(token => token.name === name)?.quota
+    return { ...this.#defaults, ...own }
+  }
+
+  /** Runs `create` when the spec fits the owner's quota, with no other run of that owner in between. */
+  async admit<T> (requester: Requester, spec: RunSpec, create: () => Promise<T>): Promise<T> {
+    const quota = this.quotaOf(requester.name)
+    if (quota.containers === null && quota.memoryBytes === null && quota.cpus === null) return await create()
+    const previous = this.#queues.get(requester.name) ?? Promise.resolve()
+    const turn = previous.then(async () => {
+      this.#check(quota, spec, await this.usage(requester.name, quota))
+      return await create()
+    })
+    const tail = turn.catch(() => {})
+    this.#queues.set(requester.name, tail)
+    try {
+      return await turn
+    } finally {
+      if (this.#queues.get(requester.name) === tail) this.#queues.delete(requester.name)
+    }
+  }
+
+  /** What the token holds now: its containers of this deployment, in every state. */
+  async usage (owner: string, quota: Quota): Promise<Usage> {
+    const held = await this.#engine.listContainers({ all: true, labels: this.#ownership.filtersFor({ name: owner, admin: false }) })
+    const usage: Usage = { containers: held.length, memoryBytes: 0, cpus: 0 }
+    if (quota.memoryBytes === null && quota.cpus === null) return usage
+    // The list does not carry limits; only the token's own containers are inspected.
+    const inspected = await Promise.all(held.map(async container => await this.#engine.inspectContainer(container.id).catch(() => null)))
+    for (const container of inspected) {
+      usage.memoryBytes += container?.resources.memory ?? 0
+      usage.cpus += container?.resources.cpus ?? 0
+    }
+    return usage
+  }
+
+  #check (quota: Quota, spec: RunSpec, used: Usage): void {
+    if (quota.containers !== null && used.containers + 1 > quota.containers) {
+      throw exceeded('containers', `the token holds ${used.containers} of its ${quota.containers} containers; remove one first`, quota.containers, used.containers)
+    }
+    if (quota.memoryBytes !== null) {
+      if (spec.memory === undefined) throw exceeded('memory', 'the token has a memory quota: set resources.memory', quota.memoryBytes, used.memoryBytes)
+      if (used.memoryBytes + spec.memory > quota.memoryBytes) {
+        throw exceeded('memory', `memory ${spec.memory} on top of the ${used.memoryBytes} bytes the token holds exceeds its quota of ${quota.memoryBytes}`, quota.memoryBytes, used.memoryBytes)
+      }
+    }
+    if (quota.cpus !== null) {
+      if (spec.cpus === undefined) throw exceeded('cpus', 'the token has a CPU quota: set resources.cpus', quota.cpus, used.cpus)
+      // Rounded as the engine keeps them (nano-CPUs), so 0.1 + 0.2 fits a quota of 0.3.
+      if (Math.round((used.cpus + spec.cpus) * 1e9) > Math.round(quota.cpus * 1e9)) {
+        throw exceeded('cpus', `cpus ${spec.cpus} on top of the ${used.cpus} the token holds exceeds its quota of ${quota.cpus}`, quota.cpus, used.cpus)
+      }
+    }
+  }
+}
+
+function exceeded (limit: 'containers' | 'memory' | 'cpus', detail: string, quota: number, used: number): BerthError {
+  return new BerthError('quota_exceeded', detail, { limit, quota, used })
+}
