@@ -6,7 +6,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import os from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MAX_API, compareVersions } from '../src/engine/docker-engine.ts'
+import { MAX_API, compareVersions } from '../src/engine/docker/transport.ts'
 import {
   HttpClient, alternatingThroughput, dockerCli, interleavedLatency, memoryOf, round, type Memory, type Percentiles, type Throughput
 } from './measure.ts'

@@ -45,6 +45,27 @@ export interface Policy {
   quota: Quota
 }
 
+/** What every backend that speaks the Docker API needs: where its socket is, and how long a call may take. */
+interface DockerApiConfig {
+  /** The engine's socket; for Swarm, a manager's. */
+  socketPath: string
+  /** Bound on every engine call except pulls and streams, so no request hangs on a stuck engine. */
+  timeoutMs: number
+}
+
+/** The backend berth drives (BERTH_ENGINE), with what it alone needs. */
+export type EngineConfig =
+  | ({ kind: 'docker' } & DockerApiConfig)
+  | ({
+    kind: 'swarm'
+    /** How `-p` publishes: on the node a task runs on (host), or cluster-wide through the routing mesh (ingress). */
+    publishMode: 'host' | 'ingress'
+    /** How long a run waits for its tasks to be placed and running before it answers. */
+    placementTimeoutMs: number
+  } & DockerApiConfig)
+
+export const ENGINE_KINDS = ['docker', 'swarm'] as const
+
 export interface Config {
   host: string
   /**
@@ -54,11 +75,7 @@ export interface Config {
   deployment: string
   port: number
   logLevel: string
-  engine: {
-    socketPath: string
-    /** Bound on every engine call except pulls and streams, so no request hangs on a stuck engine. */
-    timeoutMs: number
-  }
+  engine: EngineConfig
   auth: {
     disabled: boolean
     tokens: TokenConfig[]
@@ -92,7 +109,7 @@ export const defaults: Config = {
   deployment: 'default',
   port: 8080,
   logLevel: 'info',
-  engine: { socketPath: '/var/run/docker.sock', timeoutMs: 10_000 },
+  engine: { kind: 'docker', socketPath: '/var/run/docker.sock', timeoutMs: 10_000 },
   auth: { disabled: false, tokens: [], docsPublic: true, metricsPublic: false },
   policy: {
     images: ['*'],
@@ -123,7 +140,7 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
   return {
     ...defaults,
     ...overrides,
-    engine: { ...defaults.engine, ...overrides.engine },
+    engine: { ...defaults.engine, ...overrides.engine } as EngineConfig,
     auth: { ...defaults.auth, ...overrides.auth } as Config['auth'],
     policy: { ...defaults.policy, ...overrides.policy, quota: { ...defaults.policy.quota, ...overrides.policy?.quota } } as Policy,
     limits: { ...defaults.limits, ...overrides.limits },
@@ -152,10 +169,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     deployment: parseDeployment(env.BERTH_DEPLOYMENT),
     port: parseInteger('BERTH_PORT', env.BERTH_PORT, defaults.port, 0, 65535),
     logLevel: env.BERTH_LOG_LEVEL ?? defaults.logLevel,
-    engine: {
-      socketPath: env.BERTH_DOCKER_SOCKET ?? defaults.engine.socketPath,
-      timeoutMs: parseInteger('BERTH_ENGINE_TIMEOUT_MS', env.BERTH_ENGINE_TIMEOUT_MS, defaults.engine.timeoutMs, 100, 600_000)
-    },
+    engine: parseEngine(env),
     auth: {
       disabled: parseBoolean('BERTH_AUTH_DISABLED', env.BERTH_AUTH_DISABLED, false),
       tokens,
@@ -243,6 +257,28 @@ function parseQuota (token: string, value: unknown): Partial<Quota> {
     else throw new ConfigError(`${name} is not a quota (containers, memory, cpus)`)
   }
   return quota
+}
+
+function parseEngine (env: NodeJS.ProcessEnv): EngineConfig {
+  const api = {
+    socketPath: env.BERTH_DOCKER_SOCKET ?? defaults.engine.socketPath,
+    timeoutMs: parseInteger('BERTH_ENGINE_TIMEOUT_MS', env.BERTH_ENGINE_TIMEOUT_MS, defaults.engine.timeoutMs, 100, 600_000)
+  }
+  const kind = env.BERTH_ENGINE ?? 'docker'
+  switch (kind) {
+    case 'docker': return { kind, ...api }
+    case 'swarm': {
+      const publishMode = env.BERTH_SWARM_PUBLISH_MODE ?? 'host'
+      if (publishMode !== 'host' && publishMode !== 'ingress') throw new ConfigError('BERTH_SWARM_PUBLISH_MODE must be host or ingress')
+      return {
+        kind,
+        ...api,
+        publishMode,
+        placementTimeoutMs: parseInteger('BERTH_SWARM_PLACEMENT_TIMEOUT_MS', env.BERTH_SWARM_PLACEMENT_TIMEOUT_MS, 30_000, 1000, 600_000)
+      }
+    }
+    default: throw new ConfigError(`BERTH_ENGINE must be one of ${ENGINE_KINDS.join(', ')}`)
+  }
 }
 
 function parseDeployment (value: string | undefined): string {

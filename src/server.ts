@@ -4,7 +4,7 @@ import { pino } from 'pino'
 import { buildApp } from './app.ts'
 import { verifyBindRoots } from './access/binds.ts'
 import { ConfigError, configFromEnv, type Config } from './config.ts'
-import { DockerEngine } from './engine/docker-engine.ts'
+import { createEngine } from './engine/index.ts'
 import { logRedactions } from './log.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
@@ -39,7 +39,7 @@ if (config.auth.disabled) {
   logger.warn('AUTHENTICATION IS DISABLED: anyone who can reach 127.0.0.1:%d controls the Docker engine', config.port)
 }
 
-const engine = new DockerEngine({ socketPath: config.engine.socketPath, timeoutMs: config.engine.timeoutMs, registryAuth: config.registryAuth })
+const engine = createEngine(config)
 const app = await buildApp(config, { engine, logger })
 
 closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {

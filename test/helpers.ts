@@ -10,7 +10,7 @@ import { pino } from 'pino'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
-import { DockerEngine } from '../src/engine/docker-engine.ts'
+import { DockerEngine } from '../src/engine/docker/engine.ts'
 import { logRedactions } from '../src/log.ts'
 
 function readTestEnv (): Record<string, string> {

@@ -2,7 +2,7 @@
 // frames split at every byte, two events in one nanosecond, a client too slow for its progress.
 import { Readable } from 'node:stream'
 import t from 'tap'
-import { engineTime, isoFromNanos, layerProgress, readEventStream, readLogStream } from '../src/engine/docker-streams.ts'
+import { engineTime, isoFromNanos, layerProgress, readEventStream, readLogStream } from '../src/engine/docker/streams.ts'
 import type { Engine, EngineEvent, EventsOptions, PulledImage, PullOptions } from '../src/engine/types.ts'
 import { BerthError } from '../src/errors.ts'
 import { EventStream, NDJSON, SSE, lastEventSeq, negotiate } from '../src/event-stream.ts'

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process'
 import t from 'tap'
 import { env } from './helpers.ts'
 
-const engineModule = new URL('../src/engine/docker-engine.ts', import.meta.url).href
+const engineModule = new URL('../src/engine/docker/engine.ts', import.meta.url).href
 
 // In a process of its own: the test runner itself may have loaded dockerode without the hooks.
 const probe = `

@@ -265,5 +265,6 @@ export interface Engine {
    * reconnects by itself.
    */
   events (options: EventsOptions): Promise<AsyncIterable<EngineEvent>>
-  close (): Promise<void>
+  /** Releases what the backend holds open (watches, caches); a backend that holds nothing has none. */
+  close?: () => Promise<void>
 }

@@ -17,5 +17,5 @@ export default fp<{ engine: Engine, limits: Config['limits'] }>(async (app, { en
   app.decorate('engine', engine)
   app.decorate('pulls', new Limiter('pulls', limits.maxConcurrentPulls))
   app.decorate('runs', new Limiter('runs', limits.maxConcurrentRuns))
-  app.addHook('onClose', async () => { await engine.close() })
+  app.addHook('onClose', async () => { await engine.close?.() })
 }, { name: 'berth-engine' })

@@ -2,9 +2,8 @@
 // log streams, and the events stream, whose `timeNano` does not fit in a JavaScript number.
 import type { Readable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
-import { BerthError } from '../errors.ts'
-import type { PullLine } from './docker-engine.ts'
-import type { EngineEvent, LayerProgress, LayerPhase, LogEntry } from './types.ts'
+import { BerthError } from '../../errors.ts'
+import type { EngineEvent, LayerProgress, LayerPhase, LogEntry } from '../types.ts'
 
 const PHASES: Record<string, LayerPhase> = {
   'Pulling fs layer': 'waiting',
@@ -18,6 +17,13 @@ const PHASES: Record<string, LayerPhase> = {
 }
 
 /** A progress line about one layer, in berth's words; null for the lines about the whole pull. */
+/** One line of the engine's pull progress. */
+export interface PullLine {
+  status?: string
+  id?: string
+  progressDetail?: { current?: number, total?: number }
+}
+
 export function layerProgress (line: PullLine): LayerProgress | null {
   if (typeof line.id !== 'string' || typeof line.status !== 'string') return null
   const phase = PHASES[line.status] ?? (line.status.startsWith('Retrying in') ? 'retrying' : undefined)

@@ -1,7 +1,7 @@
 // Reads the engine's pull stream line by line. The engine answers 200 before it knows whether the
 // pull will work, and reports a failure as an `error` line inside the stream: this is where it is caught.
 import type { Readable } from 'node:stream'
-import type { PullLine } from './docker-engine.ts'
+import type { PullLine } from './streams.ts'
 
 export interface PullStreamResult {
   error: string | null

@@ -1,7 +1,7 @@
 // Maps what dockerode and the Docker engine report to berth's error codes. No Docker status
 // code leaks through unmapped: anything not recognised here becomes engine_error.
-import { BerthError } from '../errors.ts'
-import { PortConflictError } from './types.ts'
+import { BerthError } from '../../errors.ts'
+import { PortConflictError } from '../types.ts'
 
 export interface DockerModemError extends Error {
   statusCode?: number

@@ -1,0 +1,329 @@
+// berth's Engine on a single Docker host: runs are containers. It hides the engine's quirks (304 on
+// start/stop, pulls that fail inside a 200 stream, create that never pulls, a port clash found
+// only at start) and leaves nothing half-made behind. Talks to the engine only through its transport.
+import type Docker from 'dockerode'
+import type { IncomingMessage } from 'node:http'
+import type { RegistryCredentials } from '../../config.ts'
+import { BerthError } from '../../errors.ts'
+import type { ImageRef } from '../../image-ref.ts'
+import { mapEngineError } from './errors.ts'
+import { containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, pullFailureReason, removedContainer, toAuthConfig, volumeOf } from './mapping.ts'
+import { engineTime, layerProgress, parseCursor, readEventStream, readLogStream } from './streams.ts'
+import { readPullStream } from './pull-stream.ts'
+import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
+import { PortConflictError } from '../types.ts'
+import type {
+  Volume, Container, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PulledImage, PullOptions, RunSpec, StateChange
+} from '../types.ts'
+
+/** How many ports of a host port range a run tries before it answers port_conflict. */
+const MAX_RANGE_ATTEMPTS = 16
+/** How long a container inspect reuses its image's digests; see #imageDigests. */
+export const DIGEST_TTL_MS = 5000
+const MAX_CACHED_DIGESTS = 1000
+
+export interface DockerEngineOptions {
+  socketPath: string
+  timeoutMs: number
+  registryAuth?: Record<string, RegistryCredentials>
+}
+
+export class DockerEngine implements Engine {
+  readonly #options: DockerEngineOptions
+  readonly #transport: DockerTransport
+  /** Image digests by image id, reused for a few seconds by container inspects (see #imageDigests). */
+  readonly #digests = new Map<string, { digests: string[], expires: number }>()
+  #digestsGeneration = 0
+
+  constructor (options: DockerEngineOptions) {
+    this.#options = options
+    this.#transport = new DockerTransport(options)
+  }
+
+  async info (): Promise<EngineInfo> {
+    return await this.#transport.info()
+  }
+
+  async pullImage (ref: ImageRef, options: PullOptions): Promise<PulledImage> {
+    const auth = toAuthConfig(options.auth ?? this.#options.registryAuth?.[ref.registry], ref.registry)
+    let stream: IncomingMessage
+    try {
+      // The engine answers once the registry served the manifest; the deadline covers only that.
+      stream = await this.#transport.openStream({ subject: 'image', target: ref.reference, ...(options.signal ? { signal: options.signal } : {}) },
+        (docker, signal) => docker.createImage({
+          fromImage: ref.repository,
+          // A tag or a digest, never empty: an empty tag would make the engine pull every tag.
+          tag: ref.digest ?? ref.tag ?? 'latest',
+          ...(options.platform ? { platform: options.platform } : {}),
+          ...(auth ? { authconfig: auth } : {}),
+          abortSignal: signal
+        }))
+    } catch (error) {
+      throw this.#pullError(error, ref)
+    }
+    const onProgress = options.onProgress
+    onProgress?.({ kind: 'started' })
+    const result = await readPullStream(stream, options.signal, onProgress === undefined
+      ? undefined
+      : (line) => {
+          const layer = layerProgress(line)
+          if (layer !== null) onProgress({ kind: 'layer', layer })
+        })
+    if (result.error !== null) {
+      throw new BerthError('pull_failed', `pulling ${ref.reference} failed: ${result.error}`, { image: ref.reference })
+    }
+    this.#forgetDigests()
+    const image = await this.inspectImage(ref.reference)
+    const digest = result.digest ?? digestFromRepoDigests(image.digests, ref.repository)
+    return { id: image.id, reference: ref.reference, digest, tags: image.tags }
+  }
+
+  async listImages (options: ListImagesOptions): Promise<ImageSummary[]> {
+    const filters: Record<string, string[]> = {}
+    if (options.reference) filters.reference = [options.reference]
+    if (options.dangling !== undefined) filters.dangling = [String(options.dangling)]
+    if (options.labels?.length) filters.label = options.labels
+    const images = await this.#transport.call({ subject: 'image', target: 'images' },
+      (docker, signal) => docker.listImages({ filters, abortSignal: signal }))
+    return images.map(imageSummaryOf)
+  }
+
+  async inspectImage (reference: string): Promise<Image> {
+    const image = await this.#transport.call({ subject: 'image', target: reference },
+      (docker, signal) => docker.getImage(reference).inspect(withSignal(signal)))
+    return imageOf(image)
+  }
+
+  async removeImage (reference: string, options: { force: boolean }): Promise<ImageRemoval> {
+    const result = await this.#transport.call({ subject: 'image', target: reference },
+      (docker, signal) => docker.getImage(reference).remove({ force: options.force, abortSignal: signal })) as Array<{ Untagged?: string, Deleted?: string }>
+    this.#forgetDigests()
+    return {
+      untagged: result.flatMap(entry => entry.Untagged === undefined ? [] : [entry.Untagged]),
+      deleted: result.flatMap(entry => entry.Deleted === undefined ? [] : [entry.Deleted])
+    }
+  }
+
+  async listContainers (options: ListContainersOptions): Promise<ContainerSummary[]> {
+    const filters: Record<string, string[]> = {}
+    if (options.status?.length) filters.status = options.status
+    if (options.labels?.length) filters.label = options.labels
+    // The engine's name filter is an unanchored regular expression over "/name": anchor it for an exact match.
+    if (options.name) filters.name = [`^/${options.name.replace(/[.]/g, '\\.')}$`]
+    const containers = await this.#transport.call({ subject: 'container', target: 'containers' },
+      (docker, signal) => docker.listContainers({ all: options.all, filters, abortSignal: signal }))
+    return containers.map(containerSummaryOf)
+  }
+
+  async inspectContainer (idOrName: string): Promise<Container> {
+    const info = await this.#transport.call({ subject: 'container', target: idOrName },
+      (docker, signal) => docker.getContainer(idOrName).inspect({ abortSignal: signal }))
+    const digests = await this.#imageDigests(info.Image)
+    return containerOf(info, digests)
+  }
+
+  async run (spec: RunSpec): Promise<Container> {
+    const imageName = spec.image.kind === 'id' ? spec.image.id : spec.image.ref.reference
+    if (spec.pull === 'always' && spec.image.kind === 'ref') {
+      await this.pullImage(spec.image.ref, { auth: spec.auth })
+    }
+    const body = createBody(spec, imageName)
+    // A port the engine picked from a range can be held by a plain process it did not know of,
+    // or taken by a run racing this one: the engine moves on through the range on the next try.
+    const ranged = spec.ports.some(port => port.hostRange !== undefined)
+    const attempts = ranged ? Math.min(MAX_RANGE_ATTEMPTS, ...spec.ports.flatMap(port => port.hostRange ? [port.hostRange.max - port.hostRange.min + 1] : [])) : 1
+    for (let attempt = 1; ; attempt++) {
+      const id = await this.#createPulling(spec, body, imageName)
+      try {
+        await this.#transport.call({ subject: 'container', target: spec.name ?? id },
+          (docker, signal) => docker.getContainer(id).start({ abortSignal: signal }))
+      } catch (error) {
+        // A failed start leaves the container in "created": remove it, so a failed run leaves nothing behind.
+        await this.#discard(id)
+        if (!(error instanceof PortConflictError)) throw error
+        if (ranged && error.port !== null && attempt < attempts) continue
+        throw await this.#withHolder(error)
+      }
+      try {
+        return await this.inspectContainer(id)
+      } catch (error) {
+        // With autoRemove a container that exits at once can be gone before it is inspected: it ran.
+        if (!(spec.autoRemove && error instanceof BerthError && error.code === 'not_found')) throw error
+        return removedContainer(id, spec, imageName)
+      }
+    }
+  }
+
+  async #createPulling (spec: RunSpec, body: Record<string, unknown>, imageName: string): Promise<string> {
+    try {
+      return await this.#create(body, spec.name)
+    } catch (error) {
+      // Create never pulls: a missing image is pulled here (pull: missing) and the create tried once more.
+      if (!(error instanceof BerthError && error.code === 'image_not_found')) throw error
+      if (spec.pull === 'never' || spec.image.kind === 'id') {
+        throw new BerthError('image_not_found', `image ${imageName} is not on the engine and pull is "${spec.pull}"`, { image: imageName })
+      }
+      await this.pullImage(spec.image.ref, { auth: spec.auth })
+      return await this.#create(body, spec.name)
+    }
+  }
+
+  async startContainer (id: string): Promise<StateChange> {
+    return await this.#stateChange({ subject: 'container', target: id },
+      (docker, signal) => docker.getContainer(id).start({ abortSignal: signal }))
+  }
+
+  async stopContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
+    return await this.#stateChange({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout) },
+      (docker, signal) => docker.getContainer(id).stop({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
+  }
+
+  async restartContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
+    await this.#transport.call({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout) },
+      (docker, signal) => docker.getContainer(id).restart({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
+    return { changed: true }
+  }
+
+  async removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void> {
+    await this.#transport.call({ subject: 'container', target: id },
+      (docker, signal) => docker.getContainer(id).remove({ force: options.force, v: options.volumes, abortSignal: signal }))
+  }
+
+  async inspectVolume (name: string): Promise<Volume> {
+    const volume = await this.#transport.call({ subject: 'volume', target: name },
+      (docker, signal) => docker.getVolume(name).inspect(withSignal(signal)))
+    return volumeOf(volume)
+  }
+
+  async createVolume (name: string, labels: Record<string, string>): Promise<Volume> {
+    // The engine answers with the volume; dockerode hands back only a handle to it.
+    await this.#transport.call({ subject: 'volume', target: name },
+      (docker, signal) => docker.createVolume({ Name: name, Labels: labels, abortSignal: signal } as Docker.VolumeCreateOptions))
+    return await this.inspectVolume(name)
+  }
+
+  async removeVolume (name: string): Promise<void> {
+    await this.#transport.call({ subject: 'volume', target: name },
+      (docker, signal) => docker.getVolume(name).remove(withSignal(signal)))
+  }
+
+  async containerLogs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {
+    const target = { subject: 'container' as const, target: idOrName, ...(options.signal ? { signal: options.signal } : {}) }
+    // Only the container knows whether its output comes framed (no TTY) or raw (TTY).
+    const info = await this.#transport.call(target, (docker, signal) => docker.getContainer(idOrName).inspect({ abortSignal: signal }))
+    const query = {
+      follow: options.follow,
+      stdout: true,
+      stderr: true,
+      timestamps: options.timestamps,
+      tail: options.tail === undefined ? 'all' : String(options.tail),
+      ...(options.since === undefined ? {} : { since: engineTime(options.since) }),
+      ...(options.until === undefined ? {} : { until: engineTime(options.until) })
+    }
+    // dockerode buffers a log that is not followed whole into memory: berth always reads it as a stream.
+    const stream = await this.#transport.streamGet(target, `/containers/${encodeURIComponent(info.Id)}/logs`, query)
+    return readLogStream(stream, { tty: info.Config.Tty, timestamps: options.timestamps, ...(options.signal ? { signal: options.signal } : {}) })
+  }
+
+  async events (options: EventsOptions): Promise<AsyncIterable<EngineEvent>> {
+    const after = options.after === undefined ? null : parseCursor(options.after)
+    if (options.after !== undefined && after === null) {
+      throw new BerthError('validation_failed', `${options.after} is not an event cursor this engine gave out`)
+    }
+    const since = after !== null ? engineTime(after.nanos) : options.since === undefined ? undefined : engineTime(BigInt(options.since.getTime()) * 1_000_000n)
+    const stream = await this.#transport.openStream({ subject: 'engine', target: 'events', ...(options.signal ? { signal: options.signal } : {}) },
+      (docker, signal) => docker.getEvents({ ...(since === undefined ? {} : { since }), filters: { type: ['container', 'image'] }, abortSignal: signal } as Docker.GetEventsOptions))
+    return readEventStream(stream, after, options.signal)
+  }
+
+  /**
+   * The repo digests of an image, for the digest a container inspect reports. Asking the engine
+   * costs a second round trip on every inspect (and inspects follow every run, start and stop), so
+   * the answer is reused for DIGEST_TTL_MS. An image id names fixed content; only the list of
+   * digests can change, by a pull, push or removal: those made through berth clear the cache at
+   * once, those made beside it (with the Docker CLI) show within the TTL.
+   */
+  async #imageDigests (imageId: string): Promise<string[]> {
+    const now = Date.now()
+    const cached = this.#digests.get(imageId)
+    if (cached !== undefined && cached.expires > now) return cached.digests
+    const generation = this.#digestsGeneration
+    let digests: string[] = []
+    try {
+      digests = (await this.inspectImage(imageId)).digests
+    } catch (error) {
+      // The image may have been removed (force) while the container lives on: it still is a container.
+      if (!(error instanceof BerthError && error.code === 'image_not_found')) throw error
+    }
+    // A pull or removal that finished meanwhile makes this answer possibly old: use it, do not keep it.
+    if (generation === this.#digestsGeneration) {
+      if (this.#digests.size >= MAX_CACHED_DIGESTS) this.#digests.clear()
+      this.#digests.set(imageId, { digests, expires: now + DIGEST_TTL_MS })
+    }
+    return digests
+  }
+
+  #forgetDigests (): void {
+    this.#digestsGeneration++
+    this.#digests.clear()
+  }
+
+  // A stop waits up to the container's grace period before the engine kills it; the deadline must outlast it.
+  #graceDeadline (timeout: number | undefined): number {
+    return this.#transport.timeoutMs + (timeout ?? 10) * 1000
+  }
+
+  async #create (body: Record<string, unknown>, name: string | undefined): Promise<string> {
+    // _query/_body keep the create options out of the URL: docker-modem would otherwise copy
+    // all of them, env values included, into the query string.
+    const created = await this.#transport.call({ subject: 'image', target: String(body.Image) },
+      (docker, signal) => docker.createContainer({ _query: name === undefined ? {} : { name }, _body: body, abortSignal: signal } as never))
+      .catch((error: unknown) => {
+        if (error instanceof BerthError && error.code === 'name_conflict') {
+          throw new BerthError('name_conflict', `the container name ${name} is already in use`, { name })
+        }
+        throw error
+      })
+    return created.id
+  }
+
+  async #discard (id: string): Promise<void> {
+    try {
+      await this.removeContainer(id, { force: true, volumes: true })
+    } catch (error) {
+      // Already gone (autoRemove) is the outcome we wanted.
+      if (!(error instanceof BerthError && error.code === 'not_found')) throw error
+    }
+  }
+
+  /** Finds the running container that holds the port, when one does (it may be a plain process). */
+  async #withHolder (error: PortConflictError): Promise<PortConflictError> {
+    const port = error.port
+    if (port === null) return error
+    const running = await this.listContainers({ all: false })
+    const holder = running.find(container => container.ports.some(binding => binding.host === port))
+    if (holder === undefined) return error
+    return new PortConflictError(port, { id: holder.id, name: holder.name, labels: holder.labels }, undefined, error)
+  }
+
+  #pullError (error: unknown, ref: ImageRef): BerthError {
+    const mapped = mapEngineError(error, 'image', ref.reference, this.#transport.timeoutMs)
+    if (mapped.code === 'engine_error' || mapped.code === 'validation_failed') {
+      const message = mapped.message.replace(/^the engine (answered \d+|rejected the request): /, '')
+      return new BerthError('pull_failed', `pulling ${ref.reference} failed: ${message}`, { image: ref.reference, reason: pullFailureReason(message) }, { cause: error })
+    }
+    return mapped
+  }
+
+  async #stateChange (options: CallOptions, fn: (docker: Docker, signal: AbortSignal) => Promise<unknown>): Promise<StateChange> {
+    try {
+      await this.#transport.call(options, fn)
+      return { changed: true }
+    } catch (error) {
+      // 304: already in the state asked for. dockerode calls it an error; it is a success that changed nothing.
+      if (error instanceof BerthError && error.extensions.engineStatus === 304) return { changed: false }
+      throw error
+    }
+  }
+}

@@ -1,0 +1,215 @@
+// Docker's objects in berth's words, and berth's run spec in Docker's: pure functions, no I/O.
+import type Docker from 'dockerode'
+import type { RegistryCredentials } from '../../config.ts'
+import { parseImage } from '../../image-ref.ts'
+import type {
+  Container, ContainerState, ContainerSummary, Image, ImageSummary, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
+} from '../types.ts'
+
+export function imageSummaryOf (image: Docker.ImageInfo): ImageSummary {
+  return {
+    id: image.Id,
+    tags: realTags(image.RepoTags),
+    digests: realDigests(image.RepoDigests),
+    createdAt: new Date(image.Created * 1000).toISOString(),
+    size: image.Size,
+    labels: image.Labels ?? {}
+  }
+}
+
+export function imageOf (image: Docker.ImageInspectInfo): Image {
+  return {
+    id: image.Id,
+    tags: realTags(image.RepoTags),
+    digests: realDigests(image.RepoDigests),
+    createdAt: new Date(image.Created).toISOString(),
+    size: image.Size,
+    labels: image.Config?.Labels ?? {},
+    architecture: image.Architecture,
+    os: image.Os
+  }
+}
+
+export function containerSummaryOf (container: Docker.ContainerInfo): ContainerSummary {
+  return {
+    id: container.Id,
+    name: (container.Names[0] ?? '').replace(/^\//, ''),
+    image: container.Image,
+    imageId: container.ImageID,
+    command: container.Command,
+    state: container.State as ContainerState,
+    status: container.Status,
+    createdAt: new Date(container.Created * 1000).toISOString(),
+    ports: dedupePorts(container.Ports.flatMap(port => port.PublicPort === undefined
+      ? []
+      : [{ container: port.PrivatePort, host: port.PublicPort, protocol: port.Type as Protocol, hostIp: port.IP ?? '' }])),
+    labels: container.Labels ?? {}
+  }
+}
+
+export function containerOf (info: Docker.ContainerInspectInfo, imageDigests: string[]): Container {
+  const configured = parseImage(info.Config.Image)
+  const repository = typeof configured === 'string' || configured.kind === 'id' ? null : configured.ref.repository
+  const pinned = pinnedReference(imageDigests, repository)
+  const state = info.State
+  const hostConfig = info.HostConfig
+  return {
+    id: info.Id,
+    name: info.Name.replace(/^\//, ''),
+    image: info.Config.Image,
+    imageId: info.Image,
+    imageDigest: pinned?.split('@')[1] ?? null,
+    command: [info.Path, ...info.Args],
+    state: state.Status as ContainerState,
+    running: state.Running,
+    exitCode: state.Status === 'exited' || state.Status === 'dead' ? state.ExitCode : null,
+    createdAt: info.Created,
+    startedAt: zeroTime(state.StartedAt),
+    finishedAt: zeroTime(state.FinishedAt),
+    ports: portsOf(info),
+    labels: info.Config.Labels ?? {},
+    restart: {
+      policy: (hostConfig.RestartPolicy?.Name || 'no') as RestartPolicy,
+      maxRetries: hostConfig.RestartPolicy?.MaximumRetryCount ?? 0
+    },
+    resources: {
+      memory: hostConfig.Memory ? hostConfig.Memory : null,
+      cpus: hostConfig.NanoCpus ? hostConfig.NanoCpus / 1e9 : null
+    },
+    autoRemove: hostConfig.AutoRemove ?? false
+  }
+}
+
+export function createBody (spec: RunSpec, image: string): Record<string, unknown> {
+  const exposed: Record<string, object> = {}
+  const bindings: Record<string, Array<{ HostIp: string, HostPort: string }>> = {}
+  for (const port of spec.ports) {
+    const key = `${port.container}/${port.protocol}`
+    exposed[key] = {}
+    // The engine wants the host port as a string; "" asks it to choose a free one.
+    const hostPort = port.host !== undefined ? String(port.host) : port.hostRange ? `${port.hostRange.min}-${port.hostRange.max}` : ''
+    ;(bindings[key] ??= []).push({ HostIp: port.hostIp ?? '', HostPort: hostPort })
+  }
+  // Binds, not Mounts, for host paths: the engine then creates a token's missing directory
+  // (Mounts refuses a missing source); policy has made sure the path holds no ':'.
+  const binds = spec.mounts.filter(mount => mount.type === 'bind').map(mount => `${mount.source}:${mount.target}:${mount.readOnly ? 'ro' : 'rw'}`)
+  return {
+    Image: image,
+    ...(spec.command ? { Cmd: spec.command } : {}),
+    ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
+    Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+    ...(spec.workingDir ? { WorkingDir: spec.workingDir } : {}),
+    ...(spec.user ? { User: spec.user } : {}),
+    ...(spec.tty ? { Tty: true } : {}),
+    Labels: spec.labels,
+    // Without ExposedPorts the engine publishes nothing, whatever PortBindings say.
+    ExposedPorts: exposed,
+    HostConfig: {
+      PortBindings: bindings,
+      RestartPolicy: { Name: spec.restart.policy === 'no' ? '' : spec.restart.policy, MaximumRetryCount: spec.restart.maxRetries ?? 0 },
+      ...(spec.memory ? { Memory: spec.memory } : {}),
+      ...(spec.cpus ? { NanoCpus: Math.round(spec.cpus * 1e9) } : {}),
+      AutoRemove: spec.autoRemove,
+      ...(binds.length > 0 ? { Binds: binds } : {}),
+      Mounts: spec.mounts.filter(mount => mount.type === 'volume').map(mount => ({ Type: 'volume', Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly }))
+    }
+  }
+}
+
+export function removedContainer (id: string, spec: RunSpec, image: string): Container {
+  return {
+    id,
+    name: spec.name ?? id.slice(0, 12),
+    image,
+    imageId: '',
+    imageDigest: null,
+    command: [...(spec.entrypoint ?? []), ...(spec.command ?? [])],
+    state: 'removed',
+    running: false,
+    exitCode: null,
+    createdAt: new Date().toISOString(),
+    startedAt: null,
+    finishedAt: null,
+    ports: [],
+    labels: spec.labels,
+    restart: { policy: spec.restart.policy, maxRetries: spec.restart.maxRetries ?? 0 },
+    resources: { memory: spec.memory ?? null, cpus: spec.cpus ?? null },
+    autoRemove: true
+  }
+}
+
+// The engine answers 500 for every registry failure; the reason tells a client whether to fix credentials or wait.
+export function pullFailureReason (message: string): 'registry_auth' | 'registry_unreachable' | 'other' {
+  if (/no basic auth credentials|unauthorized|authentication required|denied/i.test(message)) return 'registry_auth'
+  if (/dial tcp|connection refused|no such host|i\/o timeout|TLS handshake timeout/i.test(message)) return 'registry_unreachable'
+  return 'other'
+}
+
+export function toAuthConfig (credentials: RegistryCredentials | undefined, registry: string): Record<string, string> | undefined {
+  if (!credentials) return undefined
+  return {
+    ...(credentials.username ? { username: credentials.username } : {}),
+    ...(credentials.password ? { password: credentials.password } : {}),
+    ...(credentials.identitytoken ? { identitytoken: credentials.identitytoken } : {}),
+    serveraddress: registry
+  }
+}
+
+function realTags (tags: string[] | null | undefined): string[] {
+  return (tags ?? []).filter(tag => tag !== '<none>:<none>')
+}
+
+function realDigests (digests: string[] | null | undefined): string[] {
+  return (digests ?? []).filter(digest => !digest.startsWith('<none>@'))
+}
+
+// Only a digest of the same repository pins the image: the id may carry digests of other
+// repositories it was pushed to, which a client could not pull by this name.
+function pinnedReference (repoDigests: string[], repository: string | null): string | null {
+  if (repository === null) return null
+  return repoDigests.find(entry => entry.startsWith(`${repository}@`)) ?? null
+}
+
+export function digestFromRepoDigests (repoDigests: string[], repository: string): string | null {
+  return pinnedReference(repoDigests, repository)?.split('@')[1] ?? null
+}
+
+export function volumeOf (volume: Docker.VolumeInspectInfo & { CreatedAt?: string }): Volume {
+  return { name: volume.Name, driver: volume.Driver, labels: volume.Labels ?? {}, createdAt: volume.CreatedAt ?? null }
+}
+
+function zeroTime (time: string): string | null {
+  return time.startsWith('0001-01-01') ? null : time
+}
+
+function portsOf (info: Docker.ContainerInspectInfo): PortBinding[] {
+  const live = info.NetworkSettings.Ports ?? {}
+  // A container that is not running has no live bindings: show what it asked for instead.
+  const source: Record<string, Array<{ HostIp: string, HostPort: string }> | null> = Object.keys(live).length > 0
+    ? live
+    : (info.HostConfig.PortBindings ?? {}) as Record<string, Array<{ HostIp: string, HostPort: string }>>
+  const bindings: PortBinding[] = []
+  for (const [key, hosts] of Object.entries(source)) {
+    const [containerPort, protocol] = key.split('/')
+    for (const host of hosts ?? []) {
+      bindings.push({
+        container: Number(containerPort),
+        host: host.HostPort ? Number(host.HostPort) : null,
+        protocol: (protocol ?? 'tcp') as Protocol,
+        hostIp: host.HostIp
+      })
+    }
+  }
+  return dedupePorts(bindings)
+}
+
+/** The engine lists a port published on all interfaces twice (0.0.0.0 and ::); berth lists it once. */
+export function dedupePorts (ports: PortBinding[]): PortBinding[] {
+  const seen = new Map<string, PortBinding>()
+  for (const port of ports) {
+    const key = `${port.container}/${port.protocol}/${port.host ?? ''}`
+    const previous = seen.get(key)
+    if (previous === undefined || (previous.hostIp.includes(':') && !port.hostIp.includes(':'))) seen.set(key, port)
+  }
+  return [...seen.values()].sort((a, b) => a.container - b.container || (a.host ?? 0) - (b.host ?? 0))
+}

@@ -1,0 +1,139 @@
+// The connection to one Docker engine, shared by the backends that speak the Docker API (a single
+// host, and a Swarm manager): negotiates the API version, bounds every call with its own deadline,
+// maps what fails to berth's errors, and forgets the connection when the engine goes away.
+// Before dockerode: keeps the transports berth never uses from loading (see the module).
+import './unused-transports.ts'
+import Docker from 'dockerode'
+import type { IncomingMessage } from 'node:http'
+import { BerthError } from '../../errors.ts'
+import type { EngineInfo } from '../types.ts'
+import { isConnectionFailure, mapEngineError, type Subject } from './errors.ts'
+
+/** The newest API version berth is written against; older engines down to MIN_API are spoken to in their own version. */
+export const MAX_API = '1.47'
+export const MIN_API = '1.40'
+
+export interface TransportOptions {
+  socketPath: string
+  timeoutMs: number
+}
+
+export interface CallOptions {
+  subject: Subject
+  target: string
+  /** Overrides the per-call deadline (stop waits for the container's own grace period). */
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+export class DockerTransport {
+  readonly timeoutMs: number
+  readonly #socketPath: string
+  #docker: Docker | null = null
+  #info: EngineInfo | null = null
+  #connecting: Promise<Docker> | null = null
+
+  constructor (options: TransportOptions) {
+    this.#socketPath = options.socketPath
+    this.timeoutMs = options.timeoutMs
+  }
+
+  /** Asks the engine now (this is what /readyz uses), and answers what it said at negotiation. */
+  async info (): Promise<EngineInfo> {
+    await this.call({ subject: 'engine', target: 'engine' }, (docker, signal) => (docker.ping as (options: object) => Promise<unknown>)(withSignal(signal)))
+    return this.#info as EngineInfo
+  }
+
+  async call<T> (options: CallOptions, fn: (docker: Docker, signal: AbortSignal) => Promise<T>): Promise<T> {
+    const docker = await this.#client()
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs
+    // A deadline cleared as soon as the call ends: AbortSignal.timeout would keep its timer and
+    // signal alive for the whole timeout after every call, which under load fills the old generation.
+    const deadline = new AbortController()
+    const timer = setTimeout(() => deadline.abort(), timeoutMs)
+    const signal = options.signal ? AbortSignal.any([deadline.signal, options.signal]) : deadline.signal
+    try {
+      return await fn(docker, signal)
+    } catch (error) {
+      // The engine went away: negotiate again when it is back, it may have been upgraded meanwhile.
+      if (isConnectionFailure(error)) this.#docker = null
+      throw mapEngineError(error, options.subject, options.target, timeoutMs)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /**
+   * Opens a long-lived response from the engine. The per-call deadline covers only the setup (until the
+   * engine answers); after that only the caller's signal ends the stream, and with it the connection.
+   */
+  async openStream (options: CallOptions, open: (docker: Docker, signal: AbortSignal) => Promise<unknown>): Promise<IncomingMessage> {
+    const docker = await this.#client()
+    const connection = new AbortController()
+    const cancel = (): void => { connection.abort(options.signal?.reason) }
+    options.signal?.addEventListener('abort', cancel, { once: true })
+    if (options.signal?.aborted) cancel()
+    const deadline = setTimeout(() => { connection.abort(new DOMException('the engine did not answer in time', 'TimeoutError')) }, this.timeoutMs)
+    try {
+      const stream = await open(docker, connection.signal) as IncomingMessage
+      stream.once('close', () => options.signal?.removeEventListener('abort', cancel))
+      return stream
+    } catch (error) {
+      options.signal?.removeEventListener('abort', cancel)
+      if (options.signal?.aborted) throw options.signal.reason
+      if (isConnectionFailure(error)) this.#docker = null
+      throw mapEngineError(error, options.subject, options.target, this.timeoutMs)
+    } finally {
+      clearTimeout(deadline)
+    }
+  }
+
+  /** A raw streamed GET (dockerode buffers some endpoints whole into memory when not following). */
+  async streamGet (options: CallOptions, path: string, query: Record<string, unknown>): Promise<IncomingMessage> {
+    return await this.openStream(options, (docker, signal) => new Promise((resolve, reject) => {
+      docker.modem.dial({
+        path: `${path}?`,
+        method: 'GET',
+        options: query,
+        isStream: true,
+        abortSignal: signal,
+        statusCodes: { 200: true, 404: 'no such object', 500: 'server error', 501: 'not implemented', 503: 'node is not part of a swarm' }
+      }, (error: unknown, data: unknown) => error ? reject(error) : resolve(data))
+    }))
+  }
+
+  async #client (): Promise<Docker> {
+    if (this.#docker !== null) return this.#docker
+    this.#connecting ??= this.#negotiate().finally(() => { this.#connecting = null })
+    return await this.#connecting
+  }
+
+  // dockerode pins no version by itself; ask the engine which one it speaks and use the lower of the two.
+  async #negotiate (): Promise<Docker> {
+    const probe = new Docker({ socketPath: this.#socketPath })
+    let version: Docker.DockerVersion
+    try {
+      version = await (probe.version as (options: object) => Promise<Docker.DockerVersion>)(withSignal(AbortSignal.timeout(this.timeoutMs)))
+    } catch (error) {
+      throw mapEngineError(error, 'engine', 'engine', this.timeoutMs)
+    }
+    const apiVersion = compareVersions(version.ApiVersion, MAX_API) < 0 ? version.ApiVersion : MAX_API
+    if (compareVersions(apiVersion, MIN_API) < 0) {
+      throw new BerthError('engine_unavailable', `the engine speaks API ${version.ApiVersion}; berth needs ${MIN_API} or newer`)
+    }
+    this.#info = { version: version.Version, apiVersion, os: version.Os, arch: version.Arch }
+    this.#docker = new Docker({ socketPath: this.#socketPath, version: `v${apiVersion}` })
+    return this.#docker
+  }
+}
+
+// dockerode 5 takes an abortSignal on every call; @types/dockerode (written for 4) does not know it on all of them.
+export function withSignal (signal: AbortSignal): Record<string, never> {
+  return { abortSignal: signal } as unknown as Record<string, never>
+}
+
+export function compareVersions (a: string, b: string): number {
+  const [aMajor = 0, aMinor = 0] = a.split('.').map(Number)
+  const [bMajor = 0, bMinor = 0] = b.split('.').map(Number)
+  return aMajor - bMajor || aMinor - bMinor
+}
