@@ -5,7 +5,7 @@ import { buildApp } from './app.ts'
 import { verifyBindRoots } from './access/binds.ts'
 import { ConfigError, configFromEnv, type Config } from './config.ts'
 import { createEngine } from './engine/index.ts'
-import { logRedactions } from './log.ts'
+import { logRedactions } from './http/log-redactions.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError, configFromEnv, defaults, hashToken, parseBytes } from '../src/config.ts'
-import { Limiter } from '../src/limiter.ts'
+import { Limiter } from '../src/http/limiter.ts'
 
 t.test('defaults: loopback, no tokens, images allowed, no bind mounts, ports 1024-65535', async t => {
   const config = configFromEnv({})

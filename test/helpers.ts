@@ -11,7 +11,7 @@ import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import { DockerEngine } from '../src/engine/docker/engine.ts'
-import { logRedactions } from '../src/log.ts'
+import { logRedactions } from '../src/http/log-redactions.ts'
 
 function readTestEnv (): Record<string, string> {
   const file = new URL('../.test-env/env', import.meta.url)

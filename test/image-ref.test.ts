@@ -1,6 +1,6 @@
 // The image reference grammar, as the Docker CLI reads it; no engine needed.
 import t from 'tap'
-import { matchesPattern, parseImage } from '../src/image-ref.ts'
+import { matchesPattern, parseImage } from '../src/engine/image-ref.ts'
 
 const DIGEST = 'sha256:' + 'b'.repeat(64)
 

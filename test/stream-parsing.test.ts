@@ -5,13 +5,14 @@ import t from 'tap'
 import { engineTime, isoFromNanos, layerProgress, readEventStream, readLogStream } from '../src/engine/docker/streams.ts'
 import type { Engine, EngineEvent, EventsOptions, PulledImage, PullOptions } from '../src/engine/types.ts'
 import { BerthError } from '../src/errors.ts'
-import { EventStream, NDJSON, SSE, lastEventSeq, negotiate } from '../src/event-stream.ts'
-import { followEvents } from '../src/events.ts'
-import { parseImage, type ImageRef } from '../src/image-ref.ts'
-import { Limiter } from '../src/limiter.ts'
-import { PullJobs, SharedPull, type PullEntry } from '../src/pull-jobs.ts'
-import { PullTracker } from '../src/pull-progress.ts'
-import { parseTime } from '../src/times.ts'
+import { EventStream, NDJSON, SSE, lastEventSeq, negotiate } from '../src/http/event-stream.ts'
+import { followEvents } from '../src/events/feed.ts'
+import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
+import { Limiter } from '../src/http/limiter.ts'
+import { PullJobs } from '../src/pulls/jobs.ts'
+import { SharedPull, type PullEntry } from '../src/pulls/shared-pull.ts'
+import { PullTracker } from '../src/pulls/progress.ts'
+import { parseTime } from '../src/http/times.ts'
 
 function frame (type: number, text: string | Buffer): Buffer {
   const payload = typeof text === 'string' ? Buffer.from(text) : text
@@ -234,8 +235,8 @@ t.test('pull jobs: one pull per normalised reference, platform and credentials; 
   t.equal(engine.pulls.length, 1, 'the cancelled queued pull never started')
 
   const job = jobs.start({ ref: ref('alpine') }, 'alice')
-  t.throws(() => jobs.get(job.id, { name: 'bob', admin: false }), { code: 'not_found' })
-  t.equal(jobs.get(job.id, { name: 'root', admin: true }), job)
+  t.throws(() => jobs.get(job.id, { name: 'bob', scopes: ['write'], admin: false }), { code: 'not_found' })
+  t.equal(jobs.get(job.id, { name: 'root', scopes: ['admin'], admin: true }), job)
   engine.pulls[1]?.fail(new BerthError('pull_failed', 'registry on fire'))
   await job.pull.settled
   t.equal(job.state, 'failed')

@@ -13,7 +13,7 @@ import { RUN, RUN_LABEL, TOKENS, build, cleanupAfter, docker, env, name, runBody
 // still runs the teardowns that close the browser and remove the container.
 const STEP_TIMEOUT = 10_000
 const BUDGET = 45_000
-const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/', import.meta.url))
+const ARTIFACTS = fileURLToPath(new URL('../test-artifacts', import.meta.url))
 // A host name that is not loopback, so the browser treats the page as a plain-HTTP site on a network.
 const LAN_NAME = 'berth.test'
 

@@ -5,10 +5,11 @@ import type { Policy } from '../config.ts'
 import type { Container, Engine, RunSpec } from '../engine/types.ts'
 import { PortConflictError } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
-import type { RunRequest } from '../schemas/containers.ts'
+import type { ValidatedRunRequest } from '../schemas/containers.ts'
 import { checkBindDirectory } from './binds.ts'
-import { notFound, type Ownership, type Requester } from './ownership.ts'
+import { notFound, type Ownership, type Principal } from './ownership.ts'
 import { admitRun } from './policy.ts'
+import { runSpecOf } from './run-spec.ts'
 import type { Quotas } from './quotas.ts'
 
 export class ContainerAccess {
@@ -25,7 +26,7 @@ export class ContainerAccess {
   }
 
   /** A container the requester may see, or not_found as if it did not exist. */
-  async find (requester: Requester, idOrName: string): Promise<Container> {
+  async find (requester: Principal, idOrName: string): Promise<Container> {
     let container: Container | null = null
     try {
       container = await this.#engine.inspectContainer(idOrName)
@@ -44,7 +45,7 @@ export class ContainerAccess {
   }
 
   /** The engine's label filters for listing what the requester may see, with its own on top. */
-  listFilters (requester: Requester, labels: string[] = []): string[] {
+  listFilters (requester: Principal, labels: string[] = []): string[] {
     return [...labels, ...this.#ownership.filtersFor(requester)]
   }
 
@@ -53,8 +54,9 @@ export class ContainerAccess {
    * owns (creating the missing ones as its own). A failed run leaves neither a container nor a
    * volume it created behind.
    */
-  async run (requester: Requester, body: RunRequest): Promise<Container> {
-    const spec = admitRun(this.#policy, this.#ownership, body, requester.name)
+  async run (requester: Principal, body: ValidatedRunRequest): Promise<Container> {
+    const spec = runSpecOf(body, this.#policy, this.#ownership, requester.name)
+    admitRun(this.#policy, this.#ownership, spec, requester.name)
     for (const mount of spec.mounts) if (mount.type === 'bind') await checkBindDirectory(mount.source)
     return await this.#quotas.admit(requester, spec, async () => {
       const created = await this.#claimVolumes(requester, spec)
@@ -71,7 +73,7 @@ export class ContainerAccess {
   }
 
   /** Named volumes: the requester's own are mounted, missing ones are created as its own, any other is not found. */
-  async #claimVolumes (requester: Requester, spec: RunSpec): Promise<string[]> {
+  async #claimVolumes (requester: Principal, spec: RunSpec): Promise<string[]> {
     const created: string[] = []
     try {
       for (const mount of spec.mounts) {

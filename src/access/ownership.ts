@@ -2,6 +2,7 @@
 // what a requester may not see. Everything berth creates on an engine carries the deployment it
 // belongs to and the token that made it; a berth sees only its own deployment's objects, and a
 // token that is not admin only its own. Anything else is answered as if it did not exist.
+import type { Scope } from '../config.ts'
 import { BerthError } from '../errors.ts'
 
 export const LABEL_MANAGED = 'io.berth.managed'
@@ -10,11 +11,15 @@ export const LABEL_DEPLOYMENT = 'io.berth.deployment'
 /** Labels under this prefix are berth's own: a run body cannot set them. */
 export const RESERVED_LABEL_PREFIX = 'io.berth.'
 
-/** Who asks: a token's name, and whether it is an admin (who sees everything of its deployment). */
-export interface Requester {
+/** Who asks: a token's name and scopes, and whether it is an admin (who sees everything of its deployment). */
+export interface Principal {
   name: string
+  scopes: Scope[]
   admin: boolean
 }
+
+/** What ownership needs of a principal. */
+type Requester = Pick<Principal, 'name' | 'admin'>
 
 /** What a port conflict knows of the container holding the port; shown only to who may see it. */
 export interface PortHolder {

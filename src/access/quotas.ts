@@ -4,7 +4,7 @@
 import type { Quota, TokenConfig } from '../config.ts'
 import type { Engine, RunSpec } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
-import type { Ownership, Requester } from './ownership.ts'
+import type { Ownership, Principal } from './ownership.ts'
 
 export interface Usage {
   containers: number
@@ -33,7 +33,7 @@ export class Quotas {
   }
 
   /** Runs `create` when the spec fits the owner's quota, with no other run of that owner in between. */
-  async admit<T> (requester: Requester, spec: RunSpec, create: () => Promise<T>): Promise<T> {
+  async admit<T> (requester: Principal, spec: RunSpec, create: () => Promise<T>): Promise<T> {
     const quota = this.quotaOf(requester.name)
     if (quota.containers === null && quota.memoryBytes === null && quota.cpus === null) return await create()
     const previous = this.#queues.get(requester.name) ?? Promise.resolve()

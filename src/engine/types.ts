@@ -1,19 +1,18 @@
-// The operations berth needs from a container engine, in berth's own types. Docker implements
-// them today; a Kubernetes engine is meant to slot in behind the same interface.
+// The operations berth needs from a container engine, in berth's own types. Every backend (a
+// single Docker host, a Swarm) implements them. The objects berth answers with are the API's
+// schemas' own types, so the engine and the contract cannot drift apart.
 import type { PortHolder } from '../access/ownership.ts'
 import type { RegistryCredentials } from '../config.ts'
 import { BerthError } from '../errors.ts'
-import type { ImageRef } from '../image-ref.ts'
+import type { ImageRef } from './image-ref.ts'
+import type { Container, ContainerSummary } from '../schemas/containers.ts'
+import type { PortBinding } from '../schemas/common.ts'
+import type { Image, ImageRemoval, ImageSummary, PulledImage } from '../schemas/images.ts'
+import type { LogEntry } from '../schemas/logs.ts'
+
+export type { Container, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, PortBinding, PulledImage }
 
 export type Protocol = 'tcp' | 'udp' | 'sctp'
-
-export interface PortBinding {
-  container: number
-  /** null when the container is not running and the host port is left to the engine. */
-  host: number | null
-  protocol: Protocol
-  hostIp: string
-}
 
 export interface PortRequest {
   container: number
@@ -48,67 +47,8 @@ export interface Volume {
   createdAt: string | null
 }
 
-export interface ImageSummary {
-  id: string
-  tags: string[]
-  digests: string[]
-  createdAt: string
-  size: number
-  labels: Record<string, string>
-}
-
-export interface Image extends ImageSummary {
-  architecture: string
-  os: string
-}
-
-export interface PulledImage {
-  id: string
-  reference: string
-  digest: string | null
-  tags: string[]
-}
-
-export interface ImageRemoval {
-  untagged: string[]
-  deleted: string[]
-}
-
 /** The engine's states, and `removed`: an autoRemove container that exited and was removed before berth could inspect it. */
 export type ContainerState = 'created' | 'restarting' | 'running' | 'removing' | 'paused' | 'exited' | 'dead' | 'removed'
-
-export interface ContainerSummary {
-  id: string
-  name: string
-  image: string
-  imageId: string
-  command: string
-  state: ContainerState
-  status: string
-  createdAt: string
-  ports: PortBinding[]
-  labels: Record<string, string>
-}
-
-export interface Container {
-  id: string
-  name: string
-  image: string
-  imageId: string
-  imageDigest: string | null
-  command: string[]
-  state: ContainerState
-  running: boolean
-  exitCode: number | null
-  createdAt: string
-  startedAt: string | null
-  finishedAt: string | null
-  ports: PortBinding[]
-  labels: Record<string, string>
-  restart: { policy: RestartPolicy, maxRetries: number }
-  resources: { memory: number | null, cpus: number | null }
-  autoRemove: boolean
-}
 
 export type RestartPolicy = 'no' | 'always' | 'unless-stopped' | 'on-failure'
 export type PullPolicy = 'missing' | 'always' | 'never'
@@ -176,14 +116,6 @@ export interface LogOptions {
   timestamps: boolean
   /** Ends the stream and releases the engine connection. */
   signal?: AbortSignal
-}
-
-export interface LogEntry {
-  stream: 'stdout' | 'stderr'
-  /** One line, without its line break. */
-  line: string
-  /** RFC 3339 with nanoseconds, as the engine recorded it; only when timestamps were asked for. */
-  time?: string
 }
 
 export interface EngineEvent {

@@ -4,13 +4,8 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import type { Config, Scope } from '../config.ts'
+import type { Principal } from '../access/ownership.ts'
 import { BerthError } from '../errors.ts'
-
-export interface Principal {
-  name: string
-  scopes: Scope[]
-  admin: boolean
-}
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -3,6 +3,7 @@
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { BerthError } from '../errors.ts'
+import type { Limiter } from '../http/limiter.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -14,6 +15,8 @@ export interface Metrics {
   readonly registry: Registry
   /** The same engine, with every call timed and every failure counted by operation. */
   meter<E extends object>(engine: E): E
+  /** Reports a limiter's work under way and waiting. */
+  watch(kind: 'pulls' | 'runs', limiter: Limiter): void
 }
 
 /** Not calls to the engine: closing the client, and what a proxy is asked about itself. */
@@ -58,19 +61,21 @@ export default fp<{ public: boolean }>(async (app, options) => {
     registers: [registry]
   })
   // Read when scraped: the limiters belong to the engine plugin, registered after this one.
-  for (const [kind, limiter, setting] of [['pulls', () => app.pulls, 'PULLS'], ['runs', () => app.runs, 'RUNS']] as const) {
-    registry.registerMetric(new Gauge({
-      name: `berth_${kind}_in_progress`,
-      help: `${kind === 'pulls' ? 'Image pulls' : 'Container runs'} under way (at most BERTH_MAX_CONCURRENT_${setting}).`,
-      registers: [],
-      collect () { this.set(limiter().active) }
-    }))
-    registry.registerMetric(new Gauge({
-      name: `berth_${kind}_waiting`,
-      help: `${kind === 'pulls' ? 'Image pulls' : 'Container runs'} waiting for a free slot.`,
-      registers: [],
-      collect () { this.set(limiter().queued) }
-    }))
+  // What /metrics serves: berth's own series and the process's. A merge copies the metrics it is
+  // given, so the gauges of limiters registered later (watch) go into both.
+  const exposed = Registry.merge([registry, processMetrics()])
+
+  /** Gauges of a limiter's slots: how much of that work is under way, and how much waits. */
+  function watch (kind: 'pulls' | 'runs', limiter: Limiter): void {
+    const what = kind === 'pulls' ? 'Image pulls' : 'Container runs'
+    const gauges = [
+      new Gauge({ name: `berth_${kind}_in_progress`, help: `${what} under way (at most BERTH_MAX_CONCURRENT_${kind.toUpperCase()}).`, registers: [], collect () { this.set(limiter.active) } }),
+      new Gauge({ name: `berth_${kind}_waiting`, help: `${what} waiting for a free slot.`, registers: [], collect () { this.set(limiter.queued) } })
+    ]
+    for (const gauge of gauges) {
+      registry.registerMetric(gauge)
+      exposed.registerMetric(gauge)
+    }
   }
 
   function meter<E extends object> (engine: E): E {
@@ -112,7 +117,7 @@ export default fp<{ public: boolean }>(async (app, options) => {
     })
   }
 
-  app.decorate('metrics', { registry, meter })
+  app.decorate('metrics', { registry, meter, watch })
 
   app.addHook('onResponse', (request, reply, done) => {
     // The route pattern, never the URL: ids and names in URLs would make a series per container.
@@ -121,7 +126,6 @@ export default fp<{ public: boolean }>(async (app, options) => {
     done()
   })
 
-  const exposed = Registry.merge([registry, processMetrics()])
   app.get('/metrics', {
     // Prometheus text, not JSON: documented in the README rather than in the OpenAPI document.
     schema: { hide: true },

@@ -2,7 +2,7 @@
 // Every pull under way is cancelled at the engine when berth closes.
 import fp from 'fastify-plugin'
 import type { Config } from '../config.ts'
-import { PullJobs } from '../pull-jobs.ts'
+import { PullJobs } from '../pulls/jobs.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -11,7 +11,7 @@ declare module 'fastify' {
 }
 
 export default fp<{ jobs: Config['jobs'] }>(async (app, { jobs }) => {
-  const pullJobs = new PullJobs(app.engine, app.pulls, { retentionMs: jobs.retentionMs, maxJobs: jobs.maxJobs })
+  const pullJobs = new PullJobs(app.engine, app.pullSlots, { retentionMs: jobs.retentionMs, maxJobs: jobs.maxJobs })
   app.decorate('pullJobs', pullJobs)
   app.addHook('preClose', async () => { pullJobs.close() })
 }, { name: 'berth-pull-jobs', dependencies: ['berth-engine'] })

@@ -3,22 +3,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import type { Principal } from '../plugins/auth.ts'
-import type { Container as ContainerView } from '../engine/types.ts'
+import type { Principal } from '../access/ownership.ts'
 import { problemResponses, ref } from '../schemas/common.ts'
 import {
-  Container, ContainerParams, ContainerSummary, ListContainersQuery, RemoveContainerQuery, RunRequest, StateChange, StopQuery
+  Container, ContainerParams, ContainerSummary, ListContainersQuery, RemoveContainerQuery, RunRequest, StateChange, StopQuery, type ValidatedRunRequest
 } from '../schemas/containers.ts'
 
 const containers: FastifyPluginAsyncTypebox = async (app) => {
   function principalOf (request: FastifyRequest): Principal {
     // The auth hook has run for every route with a scope; this only narrows the type.
     return request.principal as Principal
-  }
-
-  /** Inspects a container the principal may see, or answers not_found as if it did not exist. */
-  async function visible (request: FastifyRequest, idOrName: string): Promise<ContainerView> {
-    return await app.containers.find(principalOf(request), idOrName)
   }
 
   app.get('/v1/containers', {
@@ -53,7 +47,8 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problemResponses(400, 401, 403, 404, 409, 429, 502, 503) }
     }
   }, async (request, reply) => {
-    const container = await app.runs.run(() => app.containers.run(principalOf(request), request.body))
+    // Validation has filled in the schema's defaults; the type provider cannot know that.
+    const container = await app.runSlots.run(() => app.containers.run(principalOf(request), request.body as ValidatedRunRequest))
     reply.code(201).header('location', `/v1/containers/${container.id}`)
     return container
   })
@@ -67,7 +62,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       params: ContainerParams,
       response: { 200: ref(Container, 'The container.'), ...problemResponses(400, 401, 404, 503) }
     }
-  }, async (request) => await visible(request, request.params.idOrName))
+  }, async (request) => await app.containers.find(principalOf(request), request.params.idOrName))
 
   const stateChange = (action: 'start' | 'stop' | 'restart', summary: string, description: string) => app.post(`/v1/containers/:idOrName/${action}`, {
     config: { scope: 'write' },
@@ -81,7 +76,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ref(StateChange, 'Done, or nothing to do (`changed: false`); the container as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
     }
   }, async (request) => {
-    const { id } = await visible(request, request.params.idOrName)
+    const { id } = await app.containers.find(principalOf(request), request.params.idOrName)
     const timeout = (request.query as { timeout?: number }).timeout
     const options = timeout === undefined ? {} : { timeout }
     const { changed } = action === 'start'
@@ -106,7 +101,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 503) }
     }
   }, async (request, reply) => {
-    const { id } = await visible(request, request.params.idOrName)
+    const { id } = await app.containers.find(principalOf(request), request.params.idOrName)
     await app.engine.removeContainer(id, { force: request.query.force ?? false, volumes: request.query.volumes ?? false })
     return await reply.code(204).send(null)
   })

@@ -3,9 +3,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { BerthError } from '../errors.ts'
-import { EventStream, SSE, negotiate, notAcceptable, sendStream } from '../event-stream.ts'
-import { followEvents, publicEvent, visibleTo } from '../events.ts'
-import type { Principal } from '../plugins/auth.ts'
+import { EventStream, SSE, negotiate, notAcceptable, sendStream } from '../http/event-stream.ts'
+import { followEvents, publicEvent, visibleTo } from '../events/feed.ts'
+import type { Principal } from '../access/ownership.ts'
 import { Problem, problemResponses, ref } from '../schemas/common.ts'
 
 const events: FastifyPluginAsyncTypebox = async (app) => {

@@ -1,9 +1,10 @@
 // /v1/images: docker pull, docker images, docker image inspect, docker rmi.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { EventStream, NDJSON, SSE, negotiate, notAcceptable, pipeSubscription, sendStream } from '../event-stream.ts'
-import type { Principal } from '../plugins/auth.ts'
+import { EventStream, NDJSON, SSE, negotiate, notAcceptable, pipeSubscription, sendStream } from '../http/event-stream.ts'
+import type { Principal } from '../access/ownership.ts'
 import { checkPullRef, imageFrom } from '../access/policy.ts'
-import { describeJob, isFinal, wirePullEvent, type PullEntry, type PullSpec } from '../pull-jobs.ts'
+import { isFinal, type PullEntry, type PullSpec } from '../pulls/shared-pull.ts'
+import { describeJob, wirePullEvent } from '../pulls/views.ts'
 import { Problem, problemResponses, ref } from '../schemas/common.ts'
 import { Image, ImageParams, ImageRemoval, ImageSummary, ListImagesQuery, PulledImage, PullRequest, RemoveImageQuery } from '../schemas/images.ts'
 import { PullEvent, PullHeaders, PullJob, PullQuery } from '../schemas/jobs.ts'

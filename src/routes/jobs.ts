@@ -2,9 +2,10 @@
 // A token that is not admin sees only the jobs it started: any other is "not found".
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { EventStream, NDJSON, SSE, lastEventSeq, negotiate, notAcceptable, pipeSubscription, sendStream } from '../event-stream.ts'
-import type { Principal } from '../plugins/auth.ts'
-import { describeJob, isFinal, wirePullEvent, type PullEntry } from '../pull-jobs.ts'
+import { EventStream, NDJSON, SSE, lastEventSeq, negotiate, notAcceptable, pipeSubscription, sendStream } from '../http/event-stream.ts'
+import type { Principal } from '../access/ownership.ts'
+import { isFinal, type PullEntry } from '../pulls/shared-pull.ts'
+import { describeJob, wirePullEvent } from '../pulls/views.ts'
 import { Problem, problemResponses, ref } from '../schemas/common.ts'
 import { JobParams, PullEvent, PullJob } from '../schemas/jobs.ts'
 

@@ -3,13 +3,12 @@
 import { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import type { LogEntry as Entry } from '../engine/types.ts'
-import { NDJSON, negotiate, notAcceptable, sendStream } from '../event-stream.ts'
-import type { Principal } from '../plugins/auth.ts'
+import { NDJSON, negotiate, notAcceptable, sendStream } from '../http/event-stream.ts'
+import type { Principal } from '../access/ownership.ts'
 import { Problem, problemResponses, ref } from '../schemas/common.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 import { LogEntry, LogsQuery } from '../schemas/logs.ts'
-import { parseTime } from '../times.ts'
+import { parseTime } from '../http/times.ts'
 
 const TEXT = 'text/plain'
 const LOG_MEDIA = [TEXT, NDJSON] as const
@@ -58,7 +57,7 @@ const logs: FastifyPluginAsyncTypebox = async (app) => {
   })
 }
 
-async function * render (entries: AsyncIterable<Entry>, ndjson: boolean): AsyncGenerator<string> {
+async function * render (entries: AsyncIterable<LogEntry>, ndjson: boolean): AsyncGenerator<string> {
   for await (const entry of entries) {
     yield ndjson ? JSON.stringify(entry) + '\n' : `${entry.time === undefined ? '' : entry.time + ' '}${entry.line}\n`
   }

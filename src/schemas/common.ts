@@ -34,6 +34,7 @@ export const PortBinding = Type.Object({
   protocol: Type.Enum(['tcp', 'udp', 'sctp'], { type: 'string', description: 'Transport protocol.' }),
   hostIp: Type.String({ description: 'Host address the port is bound on; "" or 0.0.0.0 means every interface.' })
 }, { $id: 'PortBinding', additionalProperties: false, description: 'A host port bound to a container port.' })
+export type PortBinding = Static<typeof PortBinding>
 
 export const Labels = Type.Record(Type.String(), Type.String(), { description: 'Labels as key/value pairs.' })
 

@@ -1,7 +1,7 @@
 // Container models: what `docker run -d` takes, and containers as berth reports them.
 import { Type, type Static } from 'typebox'
 import { ImageReference, RegistryAuth } from './images.ts'
-import { PortBinding as PortBindingSchema, keyedMap } from './common.ts'
+import { PortBinding, keyedMap, ref } from './common.ts'
 
 // No control characters: they would end up in logs, headers and terminals.
 const printable = '^[^\\u0000-\\u001f\\u007f]*$'
@@ -62,7 +62,16 @@ export const RunRequest = Type.Object({
 })
 export type RunRequest = Static<typeof RunRequest>
 
-const portList = Type.Array(Type.Unsafe<Static<typeof PortBindingSchema>>(Type.Ref('PortBinding')), { description: 'Host ports bound to container ports, one entry per binding.' })
+/** A run body as validation leaves it: ajv has filled in every default the schema declares. */
+export type ValidatedRunRequest = Omit<RunRequest, 'pull' | 'autoRemove' | 'tty' | 'ports' | 'volumes'> & {
+  pull: NonNullable<RunRequest['pull']>
+  autoRemove: boolean
+  tty: boolean
+  ports?: Array<Static<typeof PortRequest> & { protocol: NonNullable<Static<typeof PortRequest>['protocol']> }>
+  volumes?: Array<Static<typeof Volume> & { readOnly: boolean }>
+}
+
+const portList = Type.Array(ref(PortBinding), { description: 'Host ports bound to container ports, one entry per binding.' })
 const STATES = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'] as const
 const stateSchema = Type.Enum([...STATES, 'removed'], { type: 'string', description: 'Container state; `removed` only in a run reply, for an autoRemove container that exited and was removed before it could be inspected.' })
 const labels = Type.Record(Type.String(), Type.String(), { description: 'Labels, berth\'s own (`io.berth.*`) included.' })
@@ -79,6 +88,7 @@ export const ContainerSummary = Type.Object({
   ports: portList,
   labels
 }, { $id: 'ContainerSummary', additionalProperties: false, description: 'A container, as `docker ps` lists it.' })
+export type ContainerSummary = Static<typeof ContainerSummary>
 
 export const Container = Type.Object({
   id: Type.String({ description: 'Container id.' }),
@@ -96,7 +106,7 @@ export const Container = Type.Object({
   ports: portList,
   labels,
   restart: Type.Object({
-    policy: Type.String({ description: 'Restart policy.' }),
+    policy: Type.Enum(['no', 'always', 'unless-stopped', 'on-failure'], { type: 'string', description: 'Restart policy.' }),
     maxRetries: Type.Integer({ description: 'Retries with on-failure.' })
   }, { additionalProperties: false, description: 'Restart policy.' }),
   resources: Type.Object({
@@ -105,6 +115,7 @@ export const Container = Type.Object({
   }, { additionalProperties: false, description: 'Resource limits.' }),
   autoRemove: Type.Boolean({ description: 'Removed when it exits.' })
 }, { $id: 'Container', additionalProperties: false, description: 'A container, as `docker inspect` shows it.' })
+export type Container = Static<typeof Container>
 
 export const StateChange = Type.Object({
   changed: Type.Boolean({ description: 'False when the container already was in the state asked for (nothing was done).' }),

@@ -26,6 +26,7 @@ export const PulledImage = Type.Object({
   digest: Type.Union([Type.String(), Type.Null()], { description: 'The manifest digest the registry served; pull `repo@digest` to get exactly this image again.' }),
   tags: Type.Array(Type.String(), { description: 'Tags the image has on the engine.' })
 }, { $id: 'PulledImage', additionalProperties: false, description: 'The image a pull produced.' })
+export type PulledImage = Static<typeof PulledImage>
 
 const imageSummaryProperties = {
   id: Type.String({ description: 'Image id (sha256:…).' }),
@@ -37,17 +38,20 @@ const imageSummaryProperties = {
 }
 
 export const ImageSummary = Type.Object(imageSummaryProperties, { $id: 'ImageSummary', additionalProperties: false, description: 'An image, as `docker images` lists it.' })
+export type ImageSummary = Static<typeof ImageSummary>
 
 export const Image = Type.Object({
   ...imageSummaryProperties,
   architecture: Type.String({ description: 'CPU architecture.' }),
   os: Type.String({ description: 'Operating system.' })
 }, { $id: 'Image', additionalProperties: false, description: 'An image, as `docker image inspect` shows it.' })
+export type Image = Static<typeof Image>
 
 export const ImageRemoval = Type.Object({
   untagged: Type.Array(Type.String(), { description: 'References removed.' }),
   deleted: Type.Array(Type.String(), { description: 'Image and layer ids deleted.' })
 }, { $id: 'ImageRemoval', additionalProperties: false, description: 'What removing an image did.' })
+export type ImageRemoval = Static<typeof ImageRemoval>
 
 export const ListImagesQuery = Type.Object({
   reference: Type.Optional(Type.String({ maxLength: 512, description: 'Only images matching this reference (wildcards as in `docker images --filter reference=`); the tags and digests listed are narrowed to those matching it.' })),

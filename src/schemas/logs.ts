@@ -1,6 +1,6 @@
 // Container logs and engine events: the lines of `docker logs` and the events of `docker events`, in berth's shape.
-import { Type } from 'typebox'
-import { TIME_PATTERN } from '../times.ts'
+import { Type, type Static } from 'typebox'
+import { TIME_PATTERN } from '../http/times.ts'
 
 const time = (what: string) => Type.String({ pattern: TIME_PATTERN, maxLength: 64, description: `${what}: an RFC 3339 time, Unix seconds (\`1700000000.5\`), or a duration back from now (\`10m\`, \`1h30m\`).` })
 
@@ -17,6 +17,7 @@ export const LogEntry = Type.Object({
   line: Type.String({ description: 'The line, without its line break.' }),
   time: Type.Optional(Type.String({ description: 'When the engine recorded it (RFC 3339, nanoseconds); with timestamps=true.' }))
 }, { $id: 'LogEntry', additionalProperties: false, description: 'One line of a container\'s output, as an NDJSON line.' })
+export type LogEntry = Static<typeof LogEntry>
 
 export const Event = Type.Object({
   type: Type.Enum(['container', 'image'], { type: 'string', description: 'What changed.' }),

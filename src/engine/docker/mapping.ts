@@ -1,7 +1,7 @@
 // Docker's objects in berth's words, and berth's run spec in Docker's: pure functions, no I/O.
 import type Docker from 'dockerode'
 import type { RegistryCredentials } from '../../config.ts'
-import { parseImage } from '../../image-ref.ts'
+import { parseImage } from '../image-ref.ts'
 import type {
   Container, ContainerState, ContainerSummary, Image, ImageSummary, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
 } from '../types.ts'

@@ -1,8 +1,8 @@
 // docker events that survive the engine going away: the feed reconnects by itself and resumes after
 // the last event it saw, so a client neither misses what the engine still holds nor sees anything twice.
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Engine, EngineEvent } from './engine/types.ts'
-import type { Ownership, Requester } from './access/ownership.ts'
+import type { Engine, EngineEvent } from '../engine/types.ts'
+import type { Ownership, Principal } from '../access/ownership.ts'
 
 export interface FeedOptions {
   /** Resume after this event id (a client's Last-Event-ID). */
@@ -61,7 +61,7 @@ export async function followEvents (engine: Engine, options: FeedOptions): Promi
 }
 
 /** Images are everyone's; a container's events belong to the token that made it (and to admins). */
-export function visibleTo (ownership: Ownership, requester: Requester, event: EngineEvent): boolean {
+export function visibleTo (ownership: Ownership, requester: Principal, event: EngineEvent): boolean {
   return event.type === 'image' || ownership.owns(requester, event.labels)
 }
 

@@ -1,6 +1,6 @@
 // Points in time as `docker logs --since/--until` take them, made exact: nanoseconds since the epoch,
 // so a client can resume from the timestamp of the last line it saw without rounding.
-import { BerthError } from './errors.ts'
+import { BerthError } from '../errors.ts'
 
 const RFC3339 = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/i
 const UNIX = /^(\d{1,12})(?:\.(\d{1,9}))?$/

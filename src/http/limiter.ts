@@ -1,5 +1,5 @@
 // Caps how many pulls or runs go to the engine at once; the rest wait in a bounded queue.
-import { BerthError } from './errors.ts'
+import { BerthError } from '../errors.ts'
 
 export class Limiter {
   readonly #max: number

@@ -1,6 +1,6 @@
 // Folds a pull's per-layer reports into one picture: every layer's latest state and one overall
 // fraction, so a client can draw a single progress bar for a pull of many layers.
-import type { LayerPhase, LayerProgress } from './engine/types.ts'
+import type { LayerPhase, LayerProgress } from '../engine/types.ts'
 
 export interface PullSnapshot {
   /** 0 to 1 over the work the pull has to do; never goes back. */

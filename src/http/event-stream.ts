@@ -2,7 +2,7 @@
 // NDJSON lines or server-sent events, with heartbeats, and that sheds progress when a client lags.
 import { Readable } from 'node:stream'
 import type { FastifyReply } from 'fastify'
-import { BerthError } from './errors.ts'
+import { BerthError } from '../errors.ts'
 
 export const NDJSON = 'application/x-ndjson'
 export const SSE = 'text/event-stream'

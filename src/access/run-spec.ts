@@ -1,0 +1,76 @@
+// A validated run body made into the engine's RunSpec: references parsed, berth's labels added, and
+// every default filled in here and only here — the schema's own (ajv applied them) and the
+// policy's (bind on the allowed host IP, choose host ports inside the allowed range, the maximum
+// memory and CPUs as the limit when none is asked for). Admission (policy.ts) then only decides.
+import type { Policy } from '../config.ts'
+import type { Mount, PortRequest, RunSpec } from '../engine/types.ts'
+import type { ValidatedRunRequest } from '../schemas/containers.ts'
+import { RESERVED_LABEL_PREFIX, type Ownership } from './ownership.ts'
+import { imageFrom, invalid } from './policy.ts'
+
+/**
+ * The host ports an engine hands out when asked for "any free port" (Linux's default
+ * ip_local_port_range). A policy range that holds all of it can leave the choice to the engine;
+ * a narrower one must give the engine the range, or the port lands outside it.
+ */
+export const ENGINE_EPHEMERAL_PORTS = { min: 32768, max: 60999 }
+const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/
+
+export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership: Ownership, owner: string): RunSpec {
+  const image = imageFrom(body.image, 'body/image')
+  const labels = body.labels ?? {}
+  for (const key of Object.keys(labels)) {
+    if (key.startsWith(RESERVED_LABEL_PREFIX)) throw invalid(`body/labels/${key}`, `is reserved: labels under ${RESERVED_LABEL_PREFIX} are berth's own`)
+  }
+
+  const engineChoosesInRange = policy.hostPortMin <= ENGINE_EPHEMERAL_PORTS.min && policy.hostPortMax >= ENGINE_EPHEMERAL_PORTS.max
+  // An omitted host IP would bind every interface: with an allow-list, bind the first allowed one.
+  const defaultHostIp = policy.hostIps.includes('*') ? undefined : policy.hostIps[0]
+  const ports = (body.ports ?? []).map((port): PortRequest => {
+    const hostIp = port.hostIp ?? defaultHostIp
+    const host = port.host !== undefined
+      ? { host: port.host }
+      : engineChoosesInRange ? {} : { hostRange: { min: policy.hostPortMin, max: policy.hostPortMax } }
+    return { container: port.container, protocol: port.protocol, ...host, ...(hostIp === undefined ? {} : { hostIp }) }
+  })
+
+  const mounts: Mount[] = (body.volumes ?? []).map((volume, index) => {
+    if (!volume.source.startsWith('/')) {
+      if (!VOLUME_NAME.test(volume.source)) throw invalid(`body/volumes/${index}/source`, 'must be a volume name or an absolute host path')
+      return { type: 'volume', source: volume.source, target: volume.target, readOnly: volume.readOnly }
+    }
+    const source = normalisePath(volume.source)
+    if (source === null) throw invalid(`body/volumes/${index}/source`, 'must not contain ".." or "." segments')
+    if (volume.target.includes(':')) throw invalid(`body/volumes/${index}/target`, 'of a bind mount must not contain ":"')
+    return { type: 'bind', source, target: volume.target, readOnly: volume.readOnly }
+  })
+
+  const memory = body.resources?.memory ?? policy.maxMemoryBytes ?? undefined
+  const cpus = body.resources?.cpus ?? policy.maxCpus ?? undefined
+  return {
+    image,
+    ...(body.name === undefined ? {} : { name: body.name }),
+    ...(body.command === undefined ? {} : { command: body.command }),
+    ...(body.entrypoint === undefined ? {} : { entrypoint: body.entrypoint }),
+    env: body.env ?? {},
+    ...(body.workingDir === undefined ? {} : { workingDir: body.workingDir }),
+    ...(body.user === undefined ? {} : { user: body.user }),
+    labels: { ...labels, ...ownership.labelsFor(owner) },
+    ports,
+    mounts,
+    restart: { policy: body.restart?.policy ?? 'no', ...(body.restart?.maxRetries === undefined ? {} : { maxRetries: body.restart.maxRetries }) },
+    ...(memory === undefined ? {} : { memory }),
+    ...(cpus === undefined ? {} : { cpus }),
+    autoRemove: body.autoRemove,
+    pull: body.pull,
+    ...(body.tty ? { tty: true } : {}),
+    ...(body.auth === undefined ? {} : { auth: body.auth })
+  }
+}
+
+// "/data/./x" and "/data/../etc" are refused rather than resolved: a path policy must match what is mounted.
+function normalisePath (path: string): string | null {
+  const segments = path.split('/').filter(segment => segment !== '')
+  if (segments.some(segment => segment === '..' || segment === '.')) return null
+  return '/' + segments.join('/')
+}
