@@ -4,7 +4,7 @@ import neostandard from 'neostandard'
 export default [
   ...neostandard({
     ts: true,
-    ignores: ['dist/**', 'coverage/**', '.tap/**', '.test-env/**', '.tools/**', 'node_modules/**']
+    ignores: ['dist/**', 'coverage/**', '.tap/**', '.test-env/**', '.tools/**', '.swarm-env/**', 'node_modules/**']
   }),
   {
     // A schema constant and its Static<> type share a name on purpose (`RunRequest`).

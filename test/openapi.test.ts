@@ -1,7 +1,7 @@
 // The committed openapi/openapi.yaml is the product's contract: it must match what the app serves.
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { renderOpenApi } from './openapi-document.ts'
+import { renderOpenApi } from '../scripts/openapi-document.ts'
 import { build } from './helpers.ts'
 
 t.test('openapi/openapi.yaml is up to date (regenerate with npm run openapi)', async t => {
