@@ -2,6 +2,7 @@
 // to stdout, and on the machines berth was measured on a write costs more than the rest of a
 // short request (bench/, profiled). The one line carries what both did: method, path, status, time.
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import { redactSecrets } from './log.ts'
 
 /** Probes and scrapes come every few seconds and say nothing new: they log at debug. */
 const QUIET = new Set(['/healthz', '/readyz', '/metrics'])
@@ -14,7 +15,9 @@ export class RequestLog extends LogController {
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const line = { req: { method: request.method, url: request.url }, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }
+    // A credential in the query string is refused, but it was sent: it must not reach the log (also
+    // without the logger's own serializer, so this line does not depend on how the logger was made).
+    const line = { req: { method: request.method, url: redactSecrets(request.url) }, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }
     if (isMutation(request)) {
       const audited = { ...line, audit: auditOf(request, reply) }
       if (error) reply.log.error({ ...audited, err: error }, 'audit')

@@ -4,7 +4,7 @@ import { pino } from 'pino'
 import { buildApp } from './app.ts'
 import { ConfigError, configFromEnv, type Config } from './config.ts'
 import { DockerEngine } from './engine/docker-engine.ts'
-import { logRedactions } from './log.ts'
+import { logOptions } from './log.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 
@@ -12,8 +12,8 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 // more than its routing and serialisation together (bench/). pino flushes what is buffered
 // synchronously when the process exits, whatever the reason.
 const logger = pino({
-  level: process.env.BERTH_LOG_LEVEL ?? 'info',
-  redact: { paths: logRedactions, censor: '[redacted]' }
+  ...logOptions,
+  level: process.env.BERTH_LOG_LEVEL ?? 'info'
 }, pino.destination({ dest: 1, sync: false }))
 
 let config: Config

@@ -11,7 +11,7 @@ import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import { DockerEngine } from '../src/engine/docker-engine.ts'
-import { logRedactions } from '../src/log.ts'
+import { logOptions } from '../src/log.ts'
 
 function readTestEnv (): Record<string, string> {
   const file = new URL('../.test-env/env', import.meta.url)
@@ -79,7 +79,7 @@ export function testConfig (overrides: DeepPartial<Config> = {}): Config {
 export class LogCapture {
   readonly lines: Array<Record<string, unknown>> = []
   text = ''
-  readonly logger = pino({ level: 'debug', redact: { paths: logRedactions, censor: '[redacted]' } }, new Writable({
+  readonly logger = pino({ ...logOptions, level: 'debug' }, new Writable({
     write: (chunk: Buffer, _encoding, done) => {
       this.text += chunk.toString()
       for (const line of chunk.toString().split('\n')) if (line) this.lines.push(JSON.parse(line))
