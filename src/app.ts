@@ -42,6 +42,8 @@ export interface AppDeps {
   engine: Engine
   /** A pino logger; none means silent (tests). */
   logger?: FastifyBaseLogger
+  /** The clock of time windows (failed authentications), in ms; Date.now unless a test moves time itself. */
+  now?: () => number
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -162,7 +164,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
       return { schema: scope === undefined ? schema : { ...schema, security: [{ bearer: [] }] } as typeof schema, url }
     }
   })
-  await app.register(auth, { auth: config.auth })
+  await app.register(auth, { auth: config.auth, ...(deps.now === undefined ? {} : { now: deps.now }) })
   // The document and Swagger UI are open by default (they hold no data); BERTH_DOCS_PUBLIC=false closes them.
   const docsScope = config.auth.docsPublic ? undefined : 'read' as const
   await app.register(swaggerUi, {

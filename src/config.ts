@@ -46,6 +46,8 @@ export interface Config {
     docsPublic: boolean
     /** /metrics without a token, for a scraper on a trusted network; off by default. */
     metricsPublic: boolean
+    /** Failed authentications a client address may have in a minute; past them it is locked out until they age. */
+    failuresPerMinute: number
   }
   policy: Policy
   limits: {
@@ -73,7 +75,7 @@ export const defaults: Config = {
   port: 8080,
   logLevel: 'info',
   engine: { socketPath: '/var/run/docker.sock', timeoutMs: 10_000 },
-  auth: { disabled: false, tokens: [], docsPublic: true, metricsPublic: false },
+  auth: { disabled: false, tokens: [], docsPublic: true, metricsPublic: false, failuresPerMinute: 20 },
   policy: {
     images: ['*'],
     hostPortMin: 1024,
@@ -138,7 +140,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
       disabled: parseBoolean('BERTH_AUTH_DISABLED', env.BERTH_AUTH_DISABLED, false),
       tokens,
       docsPublic: parseBoolean('BERTH_DOCS_PUBLIC', env.BERTH_DOCS_PUBLIC, true),
-      metricsPublic: parseBoolean('BERTH_METRICS_PUBLIC', env.BERTH_METRICS_PUBLIC, false)
+      metricsPublic: parseBoolean('BERTH_METRICS_PUBLIC', env.BERTH_METRICS_PUBLIC, false),
+      failuresPerMinute: parseInteger('BERTH_AUTH_FAILURES_PER_MINUTE', env.BERTH_AUTH_FAILURES_PER_MINUTE, defaults.auth.failuresPerMinute, 1, 100_000)
     },
     policy: {
       images: parseList(env.BERTH_ALLOWED_IMAGES) ?? defaults.policy.images,

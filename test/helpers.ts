@@ -92,6 +92,8 @@ export interface BuildOptions {
   config?: DeepPartial<Config>
   socketPath?: string
   logs?: LogCapture
+  /** The app's clock (ms), for time windows tested without waiting. */
+  now?: () => number
 }
 
 export async function build (t: Test, options: BuildOptions = {}) {
@@ -101,7 +103,7 @@ export async function build (t: Test, options: BuildOptions = {}) {
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth
   })
-  const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}) })
+  const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}) })
   t.teardown(() => app.close())
   return app
 }

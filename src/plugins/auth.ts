@@ -3,6 +3,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
+import { AuthFailures } from '../auth-failures.ts'
 import type { Config, Scope } from '../config.ts'
 import { BerthError } from '../errors.ts'
 
@@ -35,14 +36,36 @@ function highest (scopes: Scope[]): number {
   return Math.max(0, ...scopes.map(scope => RANK[scope]))
 }
 
-export default fp<{ auth: Config['auth'] }>(async (app, { auth }) => {
+export interface AuthOptions {
+  auth: Config['auth']
+  /** The clock of the failed-authentication window. */
+  now?: () => number
+}
+
+export default fp<AuthOptions>(async (app, { auth, now }) => {
   const known = auth.tokens.map(token => ({ ...token, digest: Buffer.from(token.sha256, 'hex') }))
+  const failures = new AuthFailures({ limit: auth.failuresPerMinute, ...(now === undefined ? {} : { now }) })
+
+  // Only a request that presented credentials counts: a client without any is not guessing.
+  function failed (request: FastifyRequest): void {
+    if (failures.fail(request.ip)) {
+      request.log.warn({ address: request.ip, failures: failures.limit, windowMs: failures.windowMs }, 'too many failed authentications: refusing this address for now')
+    }
+  }
 
   function identify (request: FastifyRequest): Principal {
     if (auth.disabled) return ANONYMOUS
+    // Checked before the token, and for a valid token too: otherwise guessing would go on, each
+    // right guess showing itself by its different answer.
+    const wait = failures.lockedFor(request.ip)
+    if (wait > 0) {
+      const seconds = Math.ceil(wait / 1000)
+      throw new BerthError('rate_limited', `too many failed authentications from this address; retry in ${seconds} s`, {}, { headers: { 'retry-after': String(seconds) } })
+    }
     const header = request.headers.authorization
     const match = header === undefined ? null : /^Bearer ([\x21-\x7e]{1,4096})$/i.exec(header)
     if (!match) {
+      if (header !== undefined) failed(request)
       throw new BerthError('unauthorized', 'send Authorization: Bearer <token>', {}, { headers: { 'www-authenticate': 'Bearer realm="berth"' } })
     }
     const digest = createHash('sha256').update(match[1] as string, 'utf8').digest()
@@ -52,6 +75,7 @@ export default fp<{ auth: Config['auth'] }>(async (app, { auth }) => {
       if (timingSafeEqual(digest, token.digest) && found === undefined) found = token
     }
     if (found === undefined) {
+      failed(request)
       throw new BerthError('unauthorized', 'the bearer token is not valid', {}, { headers: { 'www-authenticate': 'Bearer realm="berth", error="invalid_token"' } })
     }
     return { name: found.name, scopes: found.scopes, admin: found.scopes.includes('admin') }
