@@ -13,6 +13,7 @@ import addFormats from 'ajv-formats'
 import type { Config } from './config.ts'
 import type { Engine } from './engine/types.ts'
 import { BerthError, problemOf } from './errors.ts'
+import audit from './plugins/audit.ts'
 import auth from './plugins/auth.ts'
 import enginePlugin from './plugins/engine.ts'
 import metrics from './plugins/metrics.ts'
@@ -164,6 +165,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
       return { schema: scope === undefined ? schema : { ...schema, security: [{ bearer: [] }] } as typeof schema, url }
     }
   })
+  await app.register(audit)
   await app.register(auth, { auth: config.auth, ...(deps.now === undefined ? {} : { now: deps.now }) })
   // The document and Swagger UI are open by default (they hold no data); BERTH_DOCS_PUBLIC=false closes them.
   const docsScope = config.auth.docsPublic ? undefined : 'read' as const

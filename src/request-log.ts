@@ -3,6 +3,7 @@
 // short request (bench/, profiled). The one line carries what both did: method, path, status, time.
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import { redactSecrets } from './log.ts'
+import { mergeTargets, type AuditTarget } from './plugins/audit.ts'
 
 /** Probes and scrapes come every few seconds and say nothing new: they log at debug. */
 const QUIET = new Set(['/healthz', '/readyz', '/metrics'])
@@ -38,9 +39,26 @@ function auditOf (request: FastifyRequest, reply: FastifyReply) {
   return {
     actor: request.principal?.name ?? null,
     action: `${request.method} ${request.routeOptions.url ?? pathOf(request)}`,
-    target: request.params ?? {},
+    target: mergeTargets(requestedTarget(request.params), request.auditTarget ?? {}),
     status: reply.statusCode
   }
+}
+
+// What a route's path names, by parameter name: known as soon as the route matched, so also a call
+// refused before its handler ran (no token, no scope, a bad body) names what it was aimed at.
+const PATH_TARGETS: Record<string, (value: string) => AuditTarget> = {
+  idOrName: value => ({ container: { requested: value } }),
+  ref: value => ({ image: value }),
+  id: value => ({ job: value })
+}
+
+function requestedTarget (params: unknown): AuditTarget {
+  let target: AuditTarget = {}
+  for (const [key, value] of Object.entries(params ?? {})) {
+    const of = PATH_TARGETS[key]
+    if (of !== undefined && typeof value === 'string') target = mergeTargets(target, of(value))
+  }
+  return target
 }
 
 export function pathOf (request: FastifyRequest): string {

@@ -83,10 +83,11 @@ export default fp<AuthOptions>(async (app, { auth, now }) => {
 
   async function authenticate (request: FastifyRequest, needed: Scope): Promise<void> {
     const principal = identify(request)
+    // Known before the scope check, so that a call refused for its scope is audited with who made it.
+    request.principal = principal
     if (highest(principal.scopes) < RANK[needed]) {
       throw new BerthError('forbidden', `this needs the "${needed}" scope; token "${principal.name}" has ${principal.scopes.join(', ') || 'none'}`, { scope: needed })
     }
-    request.principal = principal
   }
 
   app.decorateRequest('principal', null)

@@ -61,6 +61,8 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const principal = principalOf(request)
+    const { name, image, volumes } = request.body
+    request.audit({ image, ...(name === undefined ? {} : { container: { name } }), ...(volumes === undefined ? {} : { volumes: volumes.map(volume => volume.source) }) })
     const spec = admitRun(policy, request.body, principal.name)
     let container: ContainerView
     try {
@@ -76,6 +78,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       }
       throw error
     }
+    request.audit({ container: { id: container.id, name: container.name }, image: container.image, imageId: container.imageId, digest: container.imageDigest })
     reply.code(201).header('location', `/v1/containers/${container.id}`)
     return container
   })
@@ -103,7 +106,8 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ref(StateChange, 'Done, or nothing to do (`changed: false`); the container as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
     }
   }, async (request) => {
-    const { id } = await visible(request, request.params.idOrName)
+    const { id, name } = await visible(request, request.params.idOrName)
+    request.audit({ container: { id, name } })
     const timeout = (request.query as { timeout?: number }).timeout
     const options = timeout === undefined ? {} : { timeout }
     const { changed } = action === 'start'
@@ -128,7 +132,8 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 503) }
     }
   }, async (request, reply) => {
-    const { id } = await visible(request, request.params.idOrName)
+    const { id, name } = await visible(request, request.params.idOrName)
+    request.audit({ container: { id, name } })
     await app.engine.removeContainer(id, { force: request.query.force ?? false, volumes: request.query.volumes ?? false })
     return await reply.code(204).send(null)
   })
