@@ -12,6 +12,7 @@ import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { Config } from './config.ts'
 import type { Engine } from './engine/types.ts'
+import { clientErrorHandler } from './client-error.ts'
 import { BerthError, problemOf } from './errors.ts'
 import audit from './plugins/audit.ts'
 import auth from './plugins/auth.ts'
@@ -62,7 +63,16 @@ export async function buildApp (config: Config, deps: AppDeps) {
     logController: new RequestLog(),
     routerOptions: { maxParamLength: 600, ignoreTrailingSlash: true },
     return503OnClosing: true,
-    forceCloseConnections: 'idle'
+    forceCloseConnections: 'idle',
+    // Receiving a request is bounded, sending a response is not (log follow, events and pulls stream
+    // for as long as they last). Node checks the bounds only every connectionsCheckingInterval (30 s
+    // by default, so a slowloris lived ~85 s): check every quarter of the shorter bound, at most 1 s.
+    requestTimeout: config.limits.requestTimeoutMs,
+    http: {
+      headersTimeout: config.limits.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(Math.min(config.limits.headersTimeoutMs, config.limits.requestTimeoutMs) / 4)))
+    },
+    clientErrorHandler: clientErrorHandler(config.limits)
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)
@@ -107,11 +117,13 @@ export async function buildApp (config: Config, deps: AppDeps) {
   })
   // While closing, each response ends its connection: a keep-alive connection that was busy when
   // close began would otherwise stay open after its response and hold the shutdown until killed.
+  // So does an answer given before the request's body has arrived (a 401, a 413): the connection
+  // would otherwise stay open for as long as the client takes to send a body nobody reads.
   let closing = false
   app.addHook('preClose', async () => { closing = true })
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id)
-    if (closing) reply.header('connection', 'close')
+    if (closing || request.raw.complete === false) reply.header('connection', 'close')
   })
   // JSON only: Fastify would otherwise hand a text/plain body to validation as a string.
   app.removeContentTypeParser('text/plain')

@@ -52,6 +52,10 @@ export interface Config {
   policy: Policy
   limits: {
     bodyLimit: number
+    /** How long a client has to send a request's headers; slowloris is cut after this. */
+    headersTimeoutMs: number
+    /** How long a client has to send a whole request, headers and body. Responses are not bounded by it. */
+    requestTimeoutMs: number
     rateLimitPerMinute: number
     maxConcurrentPulls: number
     maxConcurrentRuns: number
@@ -85,7 +89,7 @@ export const defaults: Config = {
     maxMemoryBytes: null,
     maxCpus: null
   },
-  limits: { bodyLimit: 64 * 1024, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
+  limits: { bodyLimit: 64 * 1024, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
   streams: { heartbeatMs: 15_000 },
   registryAuth: {}
@@ -128,6 +132,10 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     names.add(token.name)
   }
   const [portMin, portMax] = parsePortRange(env.BERTH_HOST_PORT_RANGE)
+  const headersTimeoutMs = parseInteger('BERTH_HEADERS_TIMEOUT_MS', env.BERTH_HEADERS_TIMEOUT_MS, defaults.limits.headersTimeoutMs, 100, 600_000)
+  const requestTimeoutMs = parseInteger('BERTH_REQUEST_TIMEOUT_MS', env.BERTH_REQUEST_TIMEOUT_MS, defaults.limits.requestTimeoutMs, 100, 600_000)
+  // The headers are part of the request: Node refuses a headers bound longer than the request's.
+  if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError('BERTH_HEADERS_TIMEOUT_MS must not exceed BERTH_REQUEST_TIMEOUT_MS')
   return makeConfig({
     host: env.BERTH_HOST ?? defaults.host,
     port: parseInteger('BERTH_PORT', env.BERTH_PORT, defaults.port, 0, 65535),
@@ -154,6 +162,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     },
     limits: {
       bodyLimit: env.BERTH_BODY_LIMIT ? parseBytes('BERTH_BODY_LIMIT', env.BERTH_BODY_LIMIT) : defaults.limits.bodyLimit,
+      headersTimeoutMs,
+      requestTimeoutMs,
       rateLimitPerMinute: parseInteger('BERTH_RATE_LIMIT', env.BERTH_RATE_LIMIT, defaults.limits.rateLimitPerMinute, 1, 1_000_000),
       maxConcurrentPulls: parseInteger('BERTH_MAX_CONCURRENT_PULLS', env.BERTH_MAX_CONCURRENT_PULLS, defaults.limits.maxConcurrentPulls, 1, 1000),
       maxConcurrentRuns: parseInteger('BERTH_MAX_CONCURRENT_RUNS', env.BERTH_MAX_CONCURRENT_RUNS, defaults.limits.maxConcurrentRuns, 1, 1000)
