@@ -32,6 +32,7 @@ import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
 import { RequestLog, pathOf } from './request-log.ts'
+import type { TokenStore } from './token-store.ts'
 import { version } from './version.ts'
 
 declare module 'fastify' {
@@ -46,6 +47,8 @@ export interface AppDeps {
   logger?: FastifyBaseLogger
   /** The clock of time windows (failed authentications), in ms; Date.now unless a test moves time itself. */
   now?: () => number
+  /** The tokens in use, when something reloads them (server.ts); by default config.auth.tokens, fixed. */
+  tokens?: TokenStore
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -178,7 +181,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
     }
   })
   await app.register(audit)
-  await app.register(auth, { auth: config.auth, ...(deps.now === undefined ? {} : { now: deps.now }) })
+  await app.register(auth, { auth: config.auth, ...(deps.tokens === undefined ? {} : { tokens: deps.tokens }), ...(deps.now === undefined ? {} : { now: deps.now }) })
   // The document and Swagger UI are open by default (they hold no data); BERTH_DOCS_PUBLIC=false closes them.
   const docsScope = config.auth.docsPublic ? undefined : 'read' as const
   await app.register(swaggerUi, {
@@ -190,6 +193,12 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   await app.register(enginePlugin, { engine: app.metrics.meter(deps.engine), limits: config.limits })
   await app.register(streams)
+  // A token removed or changed by a reload stops working at once: on its open streams too.
+  const stopRevoking = app.tokens.onChange(() => {
+    const ended = app.streams.end(request => !app.stillAuthorised(request))
+    if (ended > 0) app.log.info({ streams: ended }, 'ended the streams of tokens no longer in use')
+  })
+  app.addHook('onClose', async () => { stopRevoking() })
   await app.register(pullJobsPlugin, { jobs: config.jobs })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,

@@ -42,7 +42,10 @@ export interface Config {
   }
   auth: {
     disabled: boolean
+    /** The tokens at start; src/token-store.ts holds the ones in use, which a reload replaces. */
     tokens: TokenConfig[]
+    /** BERTH_TOKENS_FILE, re-read on SIGHUP and when it changes; null when tokens come from BERTH_TOKENS only. */
+    tokensFile: string | null
     docsPublic: boolean
     /** /metrics without a token, for a scraper on a trusted network; off by default. */
     metricsPublic: boolean
@@ -79,7 +82,7 @@ export const defaults: Config = {
   port: 8080,
   logLevel: 'info',
   engine: { socketPath: '/var/run/docker.sock', timeoutMs: 10_000 },
-  auth: { disabled: false, tokens: [], docsPublic: true, metricsPublic: false, failuresPerMinute: 20 },
+  auth: { disabled: false, tokens: [], tokensFile: null, docsPublic: true, metricsPublic: false, failuresPerMinute: 20 },
   policy: {
     images: ['*'],
     hostPortMin: 1024,
@@ -122,15 +125,7 @@ export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] exte
 
 /** Reads the configuration from environment variables (documented in the README). */
 export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
-  const tokens = [
-    ...parseTokenList(env.BERTH_TOKENS),
-    ...(env.BERTH_TOKENS_FILE ? parseTokenFile(env.BERTH_TOKENS_FILE) : [])
-  ]
-  const names = new Set<string>()
-  for (const token of tokens) {
-    if (names.has(token.name)) throw new ConfigError(`token name "${token.name}" is configured twice`)
-    names.add(token.name)
-  }
+  const tokens = tokensFromEnv(env)
   const [portMin, portMax] = parsePortRange(env.BERTH_HOST_PORT_RANGE)
   const headersTimeoutMs = parseInteger('BERTH_HEADERS_TIMEOUT_MS', env.BERTH_HEADERS_TIMEOUT_MS, defaults.limits.headersTimeoutMs, 100, 600_000)
   const requestTimeoutMs = parseInteger('BERTH_REQUEST_TIMEOUT_MS', env.BERTH_REQUEST_TIMEOUT_MS, defaults.limits.requestTimeoutMs, 100, 600_000)
@@ -147,6 +142,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     auth: {
       disabled: parseBoolean('BERTH_AUTH_DISABLED', env.BERTH_AUTH_DISABLED, false),
       tokens,
+      tokensFile: env.BERTH_TOKENS_FILE || null,
       docsPublic: parseBoolean('BERTH_DOCS_PUBLIC', env.BERTH_DOCS_PUBLIC, true),
       metricsPublic: parseBoolean('BERTH_METRICS_PUBLIC', env.BERTH_METRICS_PUBLIC, false),
       failuresPerMinute: parseInteger('BERTH_AUTH_FAILURES_PER_MINUTE', env.BERTH_AUTH_FAILURES_PER_MINUTE, defaults.auth.failuresPerMinute, 1, 100_000)
@@ -177,6 +173,20 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     },
     registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {}
   })
+}
+
+/** The tokens of BERTH_TOKENS and BERTH_TOKENS_FILE together: read at start, and again on each reload. */
+export function tokensFromEnv (env: NodeJS.ProcessEnv): TokenConfig[] {
+  const tokens = [
+    ...parseTokenList(env.BERTH_TOKENS),
+    ...(env.BERTH_TOKENS_FILE ? parseTokenFile(env.BERTH_TOKENS_FILE) : [])
+  ]
+  const names = new Set<string>()
+  for (const token of tokens) {
+    if (names.has(token.name)) throw new ConfigError(`token name "${token.name}" is configured twice`)
+    names.add(token.name)
+  }
+  return tokens
 }
 
 // BERTH_TOKENS="ci:read,write:s3cret;ops:admin:sha256:<hex>" — name:scopes:token, the token last
@@ -222,10 +232,19 @@ function parseRegistryAuth (path: string): Record<string, RegistryCredentials> {
 }
 
 function readJson (name: string, path: string): unknown {
+  let text: string
   try {
-    return JSON.parse(readFileSync(path, 'utf8'))
+    text = readFileSync(path, 'utf8')
   } catch (error) {
     throw new ConfigError(`${name}: cannot read ${path}: ${(error as Error).message}`)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (error) {
+    // V8 quotes the text around a syntax error, and these files hold tokens and passwords: the
+    // message says where the error is, never what is there.
+    const at = /line \d+ column \d+/.exec((error as Error).message)
+    throw new ConfigError(`${name}: cannot read ${path}: not valid JSON${at === null ? '' : ` (${at[0]})`}`)
   }
 }
 

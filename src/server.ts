@@ -2,9 +2,10 @@
 import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { buildApp } from './app.ts'
-import { ConfigError, configFromEnv, type Config } from './config.ts'
+import { ConfigError, configFromEnv, tokensFromEnv, type Config } from './config.ts'
 import { DockerEngine } from './engine/docker-engine.ts'
 import { logOptions } from './log.ts'
+import { TokenStore, watchTokens } from './token-store.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 
@@ -38,11 +39,19 @@ if (config.auth.disabled) {
 }
 
 const engine = new DockerEngine({ socketPath: config.engine.socketPath, timeoutMs: config.engine.timeoutMs, registryAuth: config.registryAuth })
-const app = await buildApp(config, { engine, logger })
+const tokens = new TokenStore(config.auth.tokens)
+const app = await buildApp(config, { engine, logger, tokens })
 
-closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
+// Tokens change without a restart: BERTH_TOKENS_FILE is re-read when it changes, and on SIGHUP
+// (for changes a watch cannot see, such as a single file bind-mounted into a container).
+const reloader = watchTokens({ store: tokens, load: () => tokensFromEnv(process.env), file: config.auth.tokensFile, log: app.log })
+process.on('SIGHUP', () => { reloader.reload('SIGHUP') })
+
+// SIGHUP is close-with-grace's by default: it would close berth instead.
+closeWithGrace({ delay: 10_000, logger, skip: ['SIGHUP'] }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'closing berth after an error')
   else app.log.info({ signal }, 'closing berth: finishing requests in flight')
+  reloader.close()
   await app.close()
 })
 

@@ -12,6 +12,7 @@ import { buildApp } from '../src/app.ts'
 import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import { DockerEngine } from '../src/engine/docker-engine.ts'
 import { logOptions } from '../src/log.ts'
+import type { TokenStore } from '../src/token-store.ts'
 
 function readTestEnv (): Record<string, string> {
   const file = new URL('../.test-env/env', import.meta.url)
@@ -94,6 +95,8 @@ export interface BuildOptions {
   logs?: LogCapture
   /** The app's clock (ms), for time windows tested without waiting. */
   now?: () => number
+  /** The tokens in use, for a test that reloads them; by default the TOKENS, fixed. */
+  tokens?: TokenStore
 }
 
 export async function build (t: Test, options: BuildOptions = {}) {
@@ -103,7 +106,7 @@ export async function build (t: Test, options: BuildOptions = {}) {
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth
   })
-  const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}) })
+  const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}), ...(options.tokens ? { tokens: options.tokens } : {}) })
   t.teardown(() => app.close())
   return app
 }

@@ -1,11 +1,13 @@
 // Bearer-token authentication and scope checks. Tokens are kept as sha256 hashes and compared in
-// constant time; every /v1 route declares the scope it needs in its `config.scope`.
-import { createHash, timingSafeEqual } from 'node:crypto'
+// constant time; every /v1 route declares the scope it needs in its `config.scope`. The tokens are
+// read from a TokenStore on every request, so a reload applies to the next one.
+import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import { AuthFailures } from '../auth-failures.ts'
 import type { Config, Scope } from '../config.ts'
 import { BerthError } from '../errors.ts'
+import { TokenStore, type StoredToken } from '../token-store.ts'
 
 export interface Principal {
   name: string
@@ -17,6 +19,13 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Checks the request's bearer token for a scope, for routes that cannot declare `config.scope` (Swagger UI's). */
     authenticate (request: FastifyRequest, scope: Scope): Promise<void>
+    /** The tokens in use. */
+    tokens: TokenStore
+    /**
+     * Whether the token a request was let in with is still in use, unchanged, with the scope its
+     * route needs: after a reload, a stream still open for a request that is not is ended.
+     */
+    stillAuthorised (request: FastifyRequest): boolean
   }
   interface FastifyRequest {
     principal: Principal | null
@@ -38,12 +47,15 @@ function highest (scopes: Scope[]): number {
 
 export interface AuthOptions {
   auth: Config['auth']
+  /** The tokens in use; by default the configured ones, never reloaded. */
+  tokens?: TokenStore
   /** The clock of the failed-authentication window. */
   now?: () => number
 }
 
-export default fp<AuthOptions>(async (app, { auth, now }) => {
-  const known = auth.tokens.map(token => ({ ...token, digest: Buffer.from(token.sha256, 'hex') }))
+export default fp<AuthOptions>(async (app, { auth, tokens = new TokenStore(auth.tokens), now }) => {
+  // Which token let each principal in: what a reload is checked against.
+  const letInBy = new WeakMap<Principal, StoredToken>()
   const failures = new AuthFailures({ limit: auth.failuresPerMinute, ...(now === undefined ? {} : { now }) })
 
   // Only a request that presented credentials counts: a client without any is not guessing.
@@ -68,17 +80,23 @@ export default fp<AuthOptions>(async (app, { auth, now }) => {
       if (header !== undefined) failed(request)
       throw new BerthError('unauthorized', 'send Authorization: Bearer <token>', {}, { headers: { 'www-authenticate': 'Bearer realm="berth"' } })
     }
-    const digest = createHash('sha256').update(match[1] as string, 'utf8').digest()
-    // Compare against every token, without stopping at the first match, so timing says nothing.
-    let found: (typeof known)[number] | undefined
-    for (const token of known) {
-      if (timingSafeEqual(digest, token.digest) && found === undefined) found = token
-    }
+    const found = tokens.find(createHash('sha256').update(match[1] as string, 'utf8').digest())
     if (found === undefined) {
       failed(request)
       throw new BerthError('unauthorized', 'the bearer token is not valid', {}, { headers: { 'www-authenticate': 'Bearer realm="berth", error="invalid_token"' } })
     }
-    return { name: found.name, scopes: found.scopes, admin: found.scopes.includes('admin') }
+    const principal = { name: found.name, scopes: found.scopes, admin: found.scopes.includes('admin') }
+    letInBy.set(principal, found)
+    return principal
+  }
+
+  function stillAuthorised (request: FastifyRequest): boolean {
+    const principal = request.principal
+    const needed = request.routeOptions.config.scope
+    if (principal === null || principal === ANONYMOUS || needed === undefined) return true
+    const token = letInBy.get(principal)
+    const now = token === undefined ? undefined : tokens.named(token.name)
+    return now !== undefined && now.sha256 === token?.sha256 && highest(now.scopes) >= RANK[needed]
   }
 
   async function authenticate (request: FastifyRequest, needed: Scope): Promise<void> {
@@ -92,6 +110,8 @@ export default fp<AuthOptions>(async (app, { auth, now }) => {
 
   app.decorateRequest('principal', null)
   app.decorate('authenticate', authenticate)
+  app.decorate('tokens', tokens)
+  app.decorate('stillAuthorised', stillAuthorised)
   app.addHook('onRequest', async (request) => {
     const needed = request.routeOptions.config.scope
     if (needed !== undefined) await authenticate(request, needed)
