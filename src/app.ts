@@ -7,9 +7,12 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import rateLimit from '@fastify/rate-limit'
 import type { Config } from './config.ts'
 import type { Engine } from './engine/types.ts'
+import type { TokenStore } from './access/token-store.ts'
 import { BerthError } from './errors.ts'
+import { clientErrorHandler } from './http/client-error.ts'
 import { RequestLog } from './http/request-log.ts'
 import access from './plugins/access.ts'
+import audit from './plugins/audit.ts'
 import auth from './plugins/auth.ts'
 import enginePlugin from './plugins/engine.ts'
 import metrics from './plugins/metrics.ts'
@@ -42,6 +45,10 @@ export interface AppDeps {
   engine: Engine
   /** A pino logger; none means silent (tests). */
   logger?: FastifyBaseLogger
+  /** The clock of time windows (failed authentications), in ms; Date.now unless a test moves time itself. */
+  now?: () => number
+  /** The tokens in use, when something reloads them (server.ts); by default config.auth.tokens, fixed. */
+  tokens?: TokenStore
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -59,17 +66,28 @@ export async function buildApp (config: Config, deps: AppDeps) {
     logController: new RequestLog(),
     routerOptions: { maxParamLength: 600, ignoreTrailingSlash: true },
     return503OnClosing: true,
-    forceCloseConnections: 'idle'
+    forceCloseConnections: 'idle',
+    // Receiving a request is bounded, sending a response is not (log follow, events and pulls stream
+    // for as long as they last). Node checks the bounds only every connectionsCheckingInterval (30 s
+    // by default, so a slowloris lived ~85 s): check every quarter of the shorter bound, at most 1 s.
+    requestTimeout: config.limits.requestTimeoutMs,
+    http: {
+      headersTimeout: config.limits.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(Math.min(config.limits.headersTimeoutMs, config.limits.requestTimeoutMs) / 4)))
+    },
+    clientErrorHandler: clientErrorHandler(config.limits)
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.decorate('config', config)
 
   // While closing, each response ends its connection: a keep-alive connection that was busy when
   // close began would otherwise stay open after its response and hold the shutdown until killed.
+  // So does an answer given before the request's body has arrived (a 401, a 413): the connection
+  // would otherwise stay open for as long as the client takes to send a body nobody reads.
   let closing = false
   app.addHook('preClose', async () => { closing = true })
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id)
-    if (closing) reply.header('connection', 'close')
+    if (closing || request.raw.complete === false) reply.header('connection', 'close')
   })
 
   // Reading and answering requests. Metrics first, so that every request is measured.
@@ -80,13 +98,20 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(securityHeaders)
 
   // Who is asking, and the document of what they may ask (before the routes, or they are missing from it).
-  await app.register(auth, { auth: config.auth })
+  await app.register(audit)
+  await app.register(auth, { auth: config.auth, ...(deps.tokens === undefined ? {} : { tokens: deps.tokens }), ...(deps.now === undefined ? {} : { now: deps.now }) })
   await app.register(openapi, { docsPublic: config.auth.docsPublic })
 
   // The engine, and what berth keeps on top of it.
   await app.register(enginePlugin, { engine: deps.engine, limits: config.limits })
   await app.register(access, { config })
   await app.register(streams)
+  // A token removed or changed by a reload stops working at once: on its open streams too.
+  const stopRevoking = app.tokens.onChange(() => {
+    const ended = app.streams.end(request => !app.stillAuthorised(request))
+    if (ended > 0) app.log.info({ streams: ended }, 'ended the streams of tokens no longer in use')
+  })
+  app.addHook('onClose', async () => { stopRevoking() })
   await app.register(pullJobsPlugin, { jobs: config.jobs })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,

@@ -78,14 +78,23 @@ export interface Config {
   engine: EngineConfig
   auth: {
     disabled: boolean
+    /** The tokens at start; src/token-store.ts holds the ones in use, which a reload replaces. */
     tokens: TokenConfig[]
+    /** BERTH_TOKENS_FILE, re-read on SIGHUP and when it changes; null when tokens come from BERTH_TOKENS only. */
+    tokensFile: string | null
     docsPublic: boolean
     /** /metrics without a token, for a scraper on a trusted network; off by default. */
     metricsPublic: boolean
+    /** Failed authentications a client address may have in a minute; past them it is locked out until they age. */
+    failuresPerMinute: number
   }
   policy: Policy
   limits: {
     bodyLimit: number
+    /** How long a client has to send a request's headers; slowloris is cut after this. */
+    headersTimeoutMs: number
+    /** How long a client has to send a whole request, headers and body. Responses are not bounded by it. */
+    requestTimeoutMs: number
     rateLimitPerMinute: number
     maxConcurrentPulls: number
     maxConcurrentRuns: number
@@ -110,7 +119,7 @@ export const defaults: Config = {
   port: 8080,
   logLevel: 'info',
   engine: { kind: 'docker', socketPath: '/var/run/docker.sock', timeoutMs: 10_000 },
-  auth: { disabled: false, tokens: [], docsPublic: true, metricsPublic: false },
+  auth: { disabled: false, tokens: [], tokensFile: null, docsPublic: true, metricsPublic: false, failuresPerMinute: 20 },
   policy: {
     images: ['*'],
     hostPortMin: 1024,
@@ -121,7 +130,7 @@ export const defaults: Config = {
     maxCpus: null,
     quota: { containers: null, memoryBytes: null, cpus: null }
   },
-  limits: { bodyLimit: 64 * 1024, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
+  limits: { bodyLimit: 64 * 1024, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
   streams: { heartbeatMs: 15_000 },
   registryAuth: {}
@@ -154,16 +163,12 @@ export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] exte
 
 /** Reads the configuration from environment variables (documented in the README). */
 export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
-  const tokens = [
-    ...parseTokenList(env.BERTH_TOKENS),
-    ...(env.BERTH_TOKENS_FILE ? parseTokenFile(env.BERTH_TOKENS_FILE) : [])
-  ]
-  const names = new Set<string>()
-  for (const token of tokens) {
-    if (names.has(token.name)) throw new ConfigError(`token name "${token.name}" is configured twice`)
-    names.add(token.name)
-  }
+  const tokens = tokensFromEnv(env)
   const [portMin, portMax] = parsePortRange(env.BERTH_HOST_PORT_RANGE)
+  const headersTimeoutMs = parseInteger('BERTH_HEADERS_TIMEOUT_MS', env.BERTH_HEADERS_TIMEOUT_MS, defaults.limits.headersTimeoutMs, 100, 600_000)
+  const requestTimeoutMs = parseInteger('BERTH_REQUEST_TIMEOUT_MS', env.BERTH_REQUEST_TIMEOUT_MS, defaults.limits.requestTimeoutMs, 100, 600_000)
+  // The headers are part of the request: Node refuses a headers bound longer than the request's.
+  if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError('BERTH_HEADERS_TIMEOUT_MS must not exceed BERTH_REQUEST_TIMEOUT_MS')
   return makeConfig({
     host: env.BERTH_HOST ?? defaults.host,
     deployment: parseDeployment(env.BERTH_DEPLOYMENT),
@@ -173,8 +178,10 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     auth: {
       disabled: parseBoolean('BERTH_AUTH_DISABLED', env.BERTH_AUTH_DISABLED, false),
       tokens,
+      tokensFile: env.BERTH_TOKENS_FILE || null,
       docsPublic: parseBoolean('BERTH_DOCS_PUBLIC', env.BERTH_DOCS_PUBLIC, true),
-      metricsPublic: parseBoolean('BERTH_METRICS_PUBLIC', env.BERTH_METRICS_PUBLIC, false)
+      metricsPublic: parseBoolean('BERTH_METRICS_PUBLIC', env.BERTH_METRICS_PUBLIC, false),
+      failuresPerMinute: parseInteger('BERTH_AUTH_FAILURES_PER_MINUTE', env.BERTH_AUTH_FAILURES_PER_MINUTE, defaults.auth.failuresPerMinute, 1, 100_000)
     },
     policy: {
       images: parseList(env.BERTH_ALLOWED_IMAGES) ?? defaults.policy.images,
@@ -192,6 +199,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     },
     limits: {
       bodyLimit: env.BERTH_BODY_LIMIT ? parseBytes('BERTH_BODY_LIMIT', env.BERTH_BODY_LIMIT) : defaults.limits.bodyLimit,
+      headersTimeoutMs,
+      requestTimeoutMs,
       rateLimitPerMinute: parseInteger('BERTH_RATE_LIMIT', env.BERTH_RATE_LIMIT, defaults.limits.rateLimitPerMinute, 1, 1_000_000),
       maxConcurrentPulls: parseInteger('BERTH_MAX_CONCURRENT_PULLS', env.BERTH_MAX_CONCURRENT_PULLS, defaults.limits.maxConcurrentPulls, 1, 1000),
       maxConcurrentRuns: parseInteger('BERTH_MAX_CONCURRENT_RUNS', env.BERTH_MAX_CONCURRENT_RUNS, defaults.limits.maxConcurrentRuns, 1, 1000)
@@ -205,6 +214,20 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     },
     registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {}
   })
+}
+
+/** The tokens of BERTH_TOKENS and BERTH_TOKENS_FILE together: read at start, and again on each reload. */
+export function tokensFromEnv (env: NodeJS.ProcessEnv): TokenConfig[] {
+  const tokens = [
+    ...parseTokenList(env.BERTH_TOKENS),
+    ...(env.BERTH_TOKENS_FILE ? parseTokenFile(env.BERTH_TOKENS_FILE) : [])
+  ]
+  const names = new Set<string>()
+  for (const token of tokens) {
+    if (names.has(token.name)) throw new ConfigError(`token name "${token.name}" is configured twice`)
+    names.add(token.name)
+  }
+  return tokens
 }
 
 // BERTH_TOKENS="ci:read,write:s3cret;ops:admin:sha256:<hex>" — name:scopes:token, the token last
@@ -296,10 +319,19 @@ function parseRegistryAuth (path: string): Record<string, RegistryCredentials> {
 }
 
 function readJson (name: string, path: string): unknown {
+  let text: string
   try {
-    return JSON.parse(readFileSync(path, 'utf8'))
+    text = readFileSync(path, 'utf8')
   } catch (error) {
     throw new ConfigError(`${name}: cannot read ${path}: ${(error as Error).message}`)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (error) {
+    // V8 quotes the text around a syntax error, and these files hold tokens and passwords: the
+    // message says where the error is, never what is there.
+    const at = /line \d+ column \d+/.exec((error as Error).message)
+    throw new ConfigError(`${name}: cannot read ${path}: not valid JSON${at === null ? '' : ` (${at[0]})`}`)
   }
 }
 

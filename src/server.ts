@@ -3,9 +3,10 @@ import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { buildApp } from './app.ts'
 import { verifyBindRoots } from './access/binds.ts'
-import { ConfigError, configFromEnv, type Config } from './config.ts'
+import { TokenStore, watchTokens } from './access/token-store.ts'
+import { ConfigError, configFromEnv, tokensFromEnv, type Config } from './config.ts'
 import { createEngine } from './engine/index.ts'
-import { logRedactions } from './http/log-redactions.ts'
+import { logOptions } from './http/log-redactions.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 
@@ -13,8 +14,8 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 // more than its routing and serialisation together (bench/). pino flushes what is buffered
 // synchronously when the process exits, whatever the reason.
 const logger = pino({
-  level: process.env.BERTH_LOG_LEVEL ?? 'info',
-  redact: { paths: logRedactions, censor: '[redacted]' }
+  ...logOptions,
+  level: process.env.BERTH_LOG_LEVEL ?? 'info'
 }, pino.destination({ dest: 1, sync: false }))
 
 let config: Config
@@ -40,11 +41,19 @@ if (config.auth.disabled) {
 }
 
 const engine = createEngine(config)
-const app = await buildApp(config, { engine, logger })
+const tokens = new TokenStore(config.auth.tokens)
+const app = await buildApp(config, { engine, logger, tokens })
 
-closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
+// Tokens change without a restart: BERTH_TOKENS_FILE is re-read when it changes, and on SIGHUP
+// (for changes a watch cannot see, such as a single file bind-mounted into a container).
+const reloader = watchTokens({ store: tokens, load: () => tokensFromEnv(process.env), file: config.auth.tokensFile, log: app.log })
+process.on('SIGHUP', () => { reloader.reload('SIGHUP') })
+
+// SIGHUP is close-with-grace's by default: it would close berth instead.
+closeWithGrace({ delay: 10_000, logger, skip: ['SIGHUP'] }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'closing berth after an error')
   else app.log.info({ signal }, 'closing berth: finishing requests in flight')
+  reloader.close()
   await app.close()
 })
 

@@ -42,7 +42,10 @@ t.test('every variable is read and typed', async t => {
     BERTH_RATE_LIMIT: '100',
     BERTH_MAX_CONCURRENT_PULLS: '2',
     BERTH_MAX_CONCURRENT_RUNS: '3',
-    BERTH_REGISTRY_AUTH_FILE: registryFile
+    BERTH_REGISTRY_AUTH_FILE: registryFile,
+    BERTH_AUTH_FAILURES_PER_MINUTE: '7',
+    BERTH_HEADERS_TIMEOUT_MS: '2000',
+    BERTH_REQUEST_TIMEOUT_MS: '5000'
   })
   t.match(config, {
     host: '0.0.0.0',
@@ -50,9 +53,9 @@ t.test('every variable is read and typed', async t => {
     port: 9000,
     logLevel: 'debug',
     engine: { socketPath: '/run/docker.sock', timeoutMs: 2500 },
-    auth: { disabled: false, docsPublic: false },
+    auth: { disabled: false, docsPublic: false, failuresPerMinute: 7 },
     policy: { images: ['127.0.0.1:5000/*', 'docker.io/library/*'], hostPortMin: 20000, hostPortMax: 30000, hostIps: ['127.0.0.1'], bindPaths: ['/srv/data', '/home'], maxMemoryBytes: 2 * 1024 ** 3, maxCpus: 1.5, quota: { containers: 10, memoryBytes: 8 * 1024 ** 3, cpus: 4 } },
-    limits: { bodyLimit: 128 * 1024, rateLimitPerMinute: 100, maxConcurrentPulls: 2, maxConcurrentRuns: 3 },
+    limits: { bodyLimit: 128 * 1024, headersTimeoutMs: 2000, requestTimeoutMs: 5000, rateLimitPerMinute: 100, maxConcurrentPulls: 2, maxConcurrentRuns: 3 },
     registryAuth: { 'registry.example:5000': { username: 'u', password: 'p' } }
   })
   t.same(config.auth.tokens, [
@@ -89,7 +92,10 @@ t.test('mistakes fail at start with a message naming the variable', async t => {
     [{ BERTH_QUOTA_MEMORY: 'lots' }, /BERTH_QUOTA_MEMORY/],
     [{ BERTH_MAX_MEMORY: 'lots' }, /BERTH_MAX_MEMORY/],
     [{ BERTH_MAX_CPUS: '-1' }, /BERTH_MAX_CPUS/],
-    [{ BERTH_ENGINE_TIMEOUT_MS: '5' }, /BERTH_ENGINE_TIMEOUT_MS/]
+    [{ BERTH_ENGINE_TIMEOUT_MS: '5' }, /BERTH_ENGINE_TIMEOUT_MS/],
+    [{ BERTH_AUTH_FAILURES_PER_MINUTE: '0' }, /BERTH_AUTH_FAILURES_PER_MINUTE must be an integer from 1/],
+    [{ BERTH_REQUEST_TIMEOUT_MS: '0' }, /BERTH_REQUEST_TIMEOUT_MS must be an integer from 100/],
+    [{ BERTH_HEADERS_TIMEOUT_MS: '20000', BERTH_REQUEST_TIMEOUT_MS: '10000' }, /BERTH_HEADERS_TIMEOUT_MS must not exceed BERTH_REQUEST_TIMEOUT_MS/]
   ]
   for (const [env, message] of cases) {
     t.throws(() => configFromEnv(env), { name: 'ConfigError', message }, JSON.stringify(env))

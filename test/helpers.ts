@@ -10,8 +10,9 @@ import { pino } from 'pino'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
+import type { TokenStore } from '../src/access/token-store.ts'
 import { DockerEngine } from '../src/engine/docker/engine.ts'
-import { logRedactions } from '../src/http/log-redactions.ts'
+import { logOptions } from '../src/http/log-redactions.ts'
 
 function readTestEnv (): Record<string, string> {
   const file = new URL('../.test-env/env', import.meta.url)
@@ -79,7 +80,7 @@ export function testConfig (overrides: DeepPartial<Config> = {}): Config {
 export class LogCapture {
   readonly lines: Array<Record<string, unknown>> = []
   text = ''
-  readonly logger = pino({ level: 'debug', redact: { paths: logRedactions, censor: '[redacted]' } }, new Writable({
+  readonly logger = pino({ ...logOptions, level: 'debug' }, new Writable({
     write: (chunk: Buffer, _encoding, done) => {
       this.text += chunk.toString()
       for (const line of chunk.toString().split('\n')) if (line) this.lines.push(JSON.parse(line))
@@ -92,6 +93,10 @@ export interface BuildOptions {
   config?: DeepPartial<Config>
   socketPath?: string
   logs?: LogCapture
+  /** The app's clock (ms), for time windows tested without waiting. */
+  now?: () => number
+  /** The tokens in use, for a test that reloads them; by default the TOKENS, fixed. */
+  tokens?: TokenStore
 }
 
 export async function build (t: Test, options: BuildOptions = {}) {
@@ -101,7 +106,7 @@ export async function build (t: Test, options: BuildOptions = {}) {
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth
   })
-  const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}) })
+  const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}), ...(options.tokens ? { tokens: options.tokens } : {}) })
   t.teardown(() => app.close())
   return app
 }

@@ -321,11 +321,13 @@ t.test('audit: one structured line per mutating call, with token name, action, t
   await app.inject({ method: 'POST', url: `/v1/containers/${name('audited')}/stop`, headers: auth('bob') })
   await app.inject({ method: 'GET', url: '/v1/containers', headers: auth('alice') })
   const audits = logs.lines.filter(line => line.msg === 'audit').map(line => line.audit)
-  t.same(audits, [
-    { actor: 'alice', action: 'POST /v1/containers', target: {}, status: 201 },
-    { actor: 'alice', action: 'POST /v1/containers/:idOrName/stop', target: { idOrName: name('audited') }, status: 200 },
-    { actor: 'bob', action: 'POST /v1/containers/:idOrName/stop', target: { idOrName: name('audited') }, status: 404 }
+  t.equal(audits.length, 3)
+  t.match(audits, [
+    { actor: 'alice', action: 'POST /v1/containers', target: { container: { id: /^[0-9a-f]{64}$/, name: name('audited') }, image: env.image }, status: 201 },
+    { actor: 'alice', action: 'POST /v1/containers/:idOrName/stop', target: { container: { requested: name('audited'), id: /^[0-9a-f]{64}$/, name: name('audited') } }, status: 200 }
   ])
+  t.same(audits[2], { actor: 'bob', action: 'POST /v1/containers/:idOrName/stop', target: { container: { requested: name('audited') } }, status: 404 },
+    'bob\'s refused attempt names what he asked for, and nothing of the container he may not see')
   t.notOk(logs.text.includes('p4ss-'), 'env values are not logged')
   t.notOk(logs.text.includes(TOKEN_PREFIXES[0]!) || logs.text.includes(TOKEN_PREFIXES[1]!), 'tokens are not logged')
 })

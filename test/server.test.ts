@@ -1,30 +1,10 @@
 // The berth process itself: it refuses to start without a token, keeps to loopback when auth is
 // disabled, and exits cleanly on SIGTERM after finishing what is in flight.
-import { spawn } from 'node:child_process'
 import t from 'tap'
-import { cleanupAfter, env, freePort, name, runBody } from './helpers.ts'
+import { start } from './berth-process.ts'
+import { cleanupAfter, freePort, name, runBody } from './helpers.ts'
 
 cleanupAfter(t)
-
-const SERVER = new URL('../src/server.ts', import.meta.url).pathname
-
-interface Run { code: number | null, signal: NodeJS.Signals | null, output: string }
-
-function start (vars: Record<string, string>) {
-  const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', BERTH_DOCKER_SOCKET: env.socket, ...vars }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout.on('data', chunk => { output += chunk })
-  child.stderr.on('data', chunk => { output += chunk })
-  const exited = new Promise<Run>(resolve => child.once('exit', (code, signal) => resolve({ code, signal, output })))
-  const waitFor = async (pattern: RegExp) => {
-    const deadline = Date.now() + 15_000
-    while (!pattern.test(output)) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`never saw ${pattern}:\n${output}`)
-      await new Promise(resolve => setTimeout(resolve, 50))
-    }
-  }
-  return { child, exited, waitFor, get output () { return output } }
-}
 
 t.test('without a token berth refuses to start, and says how to fix it', async t => {
   const run = await start({}).exited

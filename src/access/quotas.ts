@@ -1,7 +1,7 @@
 // Quotas per token (OWASP API4): the most containers, memory and CPUs a token may hold at once,
 // counted over its containers in every state (a stopped one can be started again without asking).
 // Runs of one token are admitted one at a time, so concurrent runs cannot race past the limit.
-import type { Quota, TokenConfig } from '../config.ts'
+import type { Quota } from '../config.ts'
 import type { Engine, RunSpec } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
 import type { Ownership, Principal } from './ownership.ts'
@@ -16,20 +16,20 @@ export class Quotas {
   readonly #engine: Engine
   readonly #ownership: Ownership
   readonly #defaults: Quota
-  readonly #tokens: () => readonly TokenConfig[]
+  readonly #tokenQuota: (name: string) => Partial<Quota> | undefined
   /** The tail of each token's queue of admissions: the next one waits for it. */
   readonly #queues = new Map<string, Promise<unknown>>()
 
-  constructor (engine: Engine, ownership: Ownership, defaults: Quota, tokens: () => readonly TokenConfig[]) {
+  /** `tokenQuota` answers a token's own quota as configured now (tokens can be reloaded). */
+  constructor (engine: Engine, ownership: Ownership, defaults: Quota, tokenQuota: (name: string) => Partial<Quota> | undefined) {
     this.#engine = engine
     this.#ownership = ownership
     this.#defaults = defaults
-    this.#tokens = tokens
+    this.#tokenQuota = tokenQuota
   }
 
   quotaOf (name: string): Quota {
-    const own = this.#tokens().find(token => token.name === name)?.quota
-    return { ...this.#defaults, ...own }
+    return { ...this.#defaults, ...this.#tokenQuota(name) }
   }
 
   /** Runs `create` when the spec fits the owner's quota, with no other run of that owner in between. */

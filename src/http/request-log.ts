@@ -2,6 +2,8 @@
 // to stdout, and on the machines berth was measured on a write costs more than the rest of a
 // short request (bench/, profiled). The one line carries what both did: method, path, status, time.
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import { redactSecrets } from './log-redactions.ts'
+import { mergeTargets, type AuditTarget } from '../plugins/audit.ts'
 
 /** Probes and scrapes come every few seconds and say nothing new: they log at debug. */
 const QUIET = new Set(['/healthz', '/readyz', '/metrics'])
@@ -14,7 +16,9 @@ export class RequestLog extends LogController {
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const line = { req: { method: request.method, url: request.url }, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }
+    // A credential in the query string is refused, but it was sent: it must not reach the log (also
+    // without the logger's own serializer, so this line does not depend on how the logger was made).
+    const line = { req: { method: request.method, url: redactSecrets(request.url) }, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }
     if (isMutation(request)) {
       const audited = { ...line, audit: auditOf(request, reply) }
       if (error) reply.log.error({ ...audited, err: error }, 'audit')
@@ -35,9 +39,26 @@ function auditOf (request: FastifyRequest, reply: FastifyReply) {
   return {
     actor: request.principal?.name ?? null,
     action: `${request.method} ${request.routeOptions.url ?? pathOf(request)}`,
-    target: request.params ?? {},
+    target: mergeTargets(requestedTarget(request.params), request.auditTarget ?? {}),
     status: reply.statusCode
   }
+}
+
+// What a route's path names, by parameter name: known as soon as the route matched, so also a call
+// refused before its handler ran (no token, no scope, a bad body) names what it was aimed at.
+const PATH_TARGETS: Record<string, (value: string) => AuditTarget> = {
+  idOrName: value => ({ container: { requested: value } }),
+  ref: value => ({ image: value }),
+  id: value => ({ job: value })
+}
+
+function requestedTarget (params: unknown): AuditTarget {
+  let target: AuditTarget = {}
+  for (const [key, value] of Object.entries(params ?? {})) {
+    const of = PATH_TARGETS[key]
+    if (of !== undefined && typeof value === 'string') target = mergeTargets(target, of(value))
+  }
+  return target
 }
 
 export function pathOf (request: FastifyRequest): string {

@@ -15,7 +15,7 @@ declare module 'fastify' {
 
 export default fp<{ config: Config }>(async (app, { config }) => {
   const ownership = new Ownership(config.deployment)
-  const quotas = new Quotas(app.engine, ownership, config.policy.quota, () => config.auth.tokens)
+  const quotas = new Quotas(app.engine, ownership, config.policy.quota, name => app.tokens.named(name)?.quota)
   app.decorate('ownership', ownership)
   app.decorate('containers', new ContainerAccess(app.engine, ownership, config.policy, quotas))
-}, { name: 'berth-access', dependencies: ['berth-engine'] })
+}, { name: 'berth-access', dependencies: ['berth-engine', 'berth-auth'] })

@@ -1,11 +1,13 @@
 // Provides `app.streams`: the signal a streaming response ends on — its client going away, or berth
 // closing. Open streams would otherwise hold a graceful shutdown open for as long as they last.
 import fp from 'fastify-plugin'
-import type { FastifyReply } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 
 export interface Streams {
   /** Aborts when the response closes (the client left, or it ended) or when the app closes. */
   signal (reply: FastifyReply): AbortSignal
+  /** Ends the open streams whose request `which` picks (their token was revoked, say); answers how many. */
+  end (which: (request: FastifyRequest) => boolean): number
   /** How many responses are tied to engine work now (streams, and pulls answered in JSON). */
   readonly open: number
 }
@@ -17,11 +19,11 @@ declare module 'fastify' {
 }
 
 export default fp(async (app) => {
-  const open = new Set<AbortController>()
+  const open = new Map<AbortController, FastifyRequest>()
   app.decorate('streams', {
     signal (reply: FastifyReply): AbortSignal {
       const controller = new AbortController()
-      open.add(controller)
+      open.set(controller, reply.request)
       const done = (): void => {
         open.delete(controller)
         controller.abort()
@@ -33,12 +35,22 @@ export default fp(async (app) => {
       }, { once: true })
       return controller.signal
     },
+    end (which: (request: FastifyRequest) => boolean): number {
+      let ended = 0
+      for (const [controller, request] of [...open]) {
+        if (which(request)) {
+          controller.abort()
+          ended++
+        }
+      }
+      return ended
+    },
     get open () {
       return open.size
     }
   })
   // Before the server stops accepting: streams end cleanly, so closing does not wait on them.
   app.addHook('preClose', async () => {
-    for (const controller of [...open]) controller.abort()
+    for (const controller of [...open.keys()]) controller.abort()
   })
 }, { name: 'berth-streams' })

@@ -47,8 +47,11 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problemResponses(400, 401, 403, 404, 409, 429, 502, 503) }
     }
   }, async (request, reply) => {
+    const { name, image, volumes } = request.body
+    request.audit({ image, ...(name === undefined ? {} : { container: { name } }), ...(volumes === undefined ? {} : { volumes: volumes.map(volume => volume.source) }) })
     // Validation has filled in the schema's defaults; the type provider cannot know that.
     const container = await app.runSlots.run(() => app.containers.run(principalOf(request), request.body as ValidatedRunRequest))
+    request.audit({ container: { id: container.id, name: container.name }, image: container.image, imageId: container.imageId, digest: container.imageDigest })
     reply.code(201).header('location', `/v1/containers/${container.id}`)
     return container
   })
@@ -76,7 +79,8 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ref(StateChange, 'Done, or nothing to do (`changed: false`); the container as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
     }
   }, async (request) => {
-    const { id } = await app.containers.find(principalOf(request), request.params.idOrName)
+    const { id, name } = await app.containers.find(principalOf(request), request.params.idOrName)
+    request.audit({ container: { id, name } })
     const timeout = (request.query as { timeout?: number }).timeout
     const options = timeout === undefined ? {} : { timeout }
     const { changed } = action === 'start'
@@ -101,7 +105,8 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 503) }
     }
   }, async (request, reply) => {
-    const { id } = await app.containers.find(principalOf(request), request.params.idOrName)
+    const { id, name } = await app.containers.find(principalOf(request), request.params.idOrName)
+    request.audit({ container: { id, name } })
     await app.engine.removeContainer(id, { force: request.query.force ?? false, volumes: request.query.volumes ?? false })
     return await reply.code(204).send(null)
   })

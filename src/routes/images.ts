@@ -1,6 +1,7 @@
 // /v1/images: docker pull, docker images, docker image inspect, docker rmi.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { EventStream, NDJSON, SSE, negotiate, notAcceptable, pipeSubscription, sendStream } from '../http/event-stream.ts'
+import type { AuditTarget } from '../plugins/audit.ts'
 import type { Principal } from '../access/ownership.ts'
 import { checkPullRef, imageFrom } from '../access/policy.ts'
 import { isFinal, type PullEntry, type PullSpec } from '../pulls/shared-pull.ts'
@@ -44,6 +45,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       }
     }
   }, async (request, reply) => {
+    request.audit({ image: request.body.image })
     const spec: PullSpec = {
       ref: checkPullRef(policy, request.body.image),
       ...(request.body.platform ? { platform: request.body.platform } : {}),
@@ -52,6 +54,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
     const preferAsync = /(^|,)\s*respond-async\s*(;|,|$)/i.test([request.headers.prefer ?? ''].flat().join(','))
     if (request.query.async === true || preferAsync) {
       const job = app.pullJobs.start(spec, (request.principal as Principal).name)
+      request.audit({ job: job.id })
       reply.code(202).header('location', `/v1/jobs/${job.id}`)
       if (preferAsync) reply.header('preference-applied', 'respond-async')
       return describeJob(job, request.id)
@@ -64,7 +67,9 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
     signal.addEventListener('abort', () => { follower.release() }, { once: true })
     if (media === 'application/json') {
       try {
-        return await follower.pull.outcome()
+        const pulled = await follower.pull.outcome()
+        request.audit(pulledTarget(pulled))
+        return pulled
       } finally {
         follower.release()
       }
@@ -80,7 +85,11 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
     pipeSubscription<PullEntry>(stream, {
       signal,
       subscribe: listener => follower.pull.subscribe(0, Infinity, listener),
-      render: ({ seq, event }) => ({ data: wirePullEvent(event, request.id, instance), id: String(seq), droppable: event.type === 'progress', last: isFinal(event) }),
+      render: ({ seq, event }) => {
+        // The audit line is written when the stream ends, so it names what the stream delivered.
+        if (event.type === 'pulled') request.audit(pulledTarget(event.image))
+        return { data: wirePullEvent(event, request.id, instance), id: String(seq), droppable: event.type === 'progress', last: isFinal(event) }
+      },
       onClose: () => { follower.release() }
     })
     return await sendStream(reply, media, stream)
@@ -124,7 +133,15 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       querystring: RemoveImageQuery,
       response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
     }
-  }, async (request) => await app.engine.removeImage(engineReference(request.params.ref), { force: request.query.force ?? false }))
+  }, async (request) => {
+    const removal = await app.engine.removeImage(engineReference(request.params.ref), { force: request.query.force ?? false })
+    request.audit({ untagged: removal.untagged, deleted: removal.deleted })
+    return removal
+  })
+}
+
+function pulledTarget (image: { reference: string, id: string, digest: string | null }): AuditTarget {
+  return { image: image.reference, imageId: image.id, digest: image.digest }
 }
 
 // An id (full or short) goes to the engine as it is; a reference is validated and made explicit.

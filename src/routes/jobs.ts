@@ -76,6 +76,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     const job = app.pullJobs.get(request.params.id, request.principal as Principal)
+    request.audit({ image: job.pull.ref.reference })
     await app.pullJobs.cancel(job, app.config.engine.timeoutMs)
     return describeJob(job, request.id)
   })

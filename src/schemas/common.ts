@@ -58,7 +58,7 @@ const problemDescriptions: Record<number, string> = {
   404: 'not_found or image_not_found.',
   406: 'not_acceptable: Accept allows none of the media types this route answers in.',
   409: 'A conflict: name_conflict, port_conflict, container_running, image_in_use or pull_cancelled.',
-  429: 'rate_limited: too many requests for this token; see Retry-After.',
+  429: 'rate_limited: too many requests for this token, or too many failed authentications from this address; see Retry-After.',
   502: 'pull_failed or engine_error: the engine or a registry failed.',
   503: 'engine_unavailable: the engine cannot be reached now; see Retry-After.'
 }
