@@ -3,6 +3,7 @@
 // a valid token included — until its failures age out of the window.
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
+import { AuthFailures, clientKey } from '../src/auth-failures.ts'
 import { LogCapture, auth, build } from './helpers.ts'
 
 const GUESS = { authorization: 'Bearer a-guessed-token-0000000000' }
@@ -73,4 +74,27 @@ t.test('the docs, when closed, count failures the same way', async t => {
   t.equal((await app.inject({ method: 'GET', url: '/docs/', headers: GUESS })).statusCode, 401)
   t.equal((await app.inject({ method: 'GET', url: '/docs/', headers: auth('reader') })).statusCode, 429)
   t.equal((await app.inject({ method: 'GET', url: '/openapi.json', headers: auth('reader') })).statusCode, 429)
+})
+
+t.test('the tracker keeps a bounded number of addresses, forgetting the one that failed longest ago', async t => {
+  const now = 1_000
+  const failures = new AuthFailures({ limit: 1, maxClients: 2, now: () => now })
+  t.equal(failures.fail('192.0.2.1'), true, 'a limit of one: the first failure locks')
+  failures.fail('192.0.2.2')
+  failures.fail('192.0.2.1')
+  failures.fail('192.0.2.3')
+  t.equal(failures.lockedFor('192.0.2.2'), 0, 'the address that failed longest ago was forgotten')
+  t.equal(failures.lockedFor('192.0.2.1'), 60_000, 'the others are still locked')
+  t.equal(failures.lockedFor('192.0.2.3'), 60_000)
+})
+
+t.test('client keys: IPv4 as is, IPv6 by /64 however it is written, anything else as is', async t => {
+  t.equal(clientKey('192.0.2.9'), '192.0.2.9')
+  t.equal(clientKey('::ffff:192.0.2.9'), '192.0.2.9')
+  t.equal(clientKey('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64')
+  t.equal(clientKey('2001:0DB8:0001:0002::'), '2001:db8:1:2::/64')
+  t.equal(clientKey('::1'), '0:0:0:0::/64')
+  t.equal(clientKey('fe80::1%eth0'), 'fe80:0:0:0::/64')
+  t.equal(clientKey('64:ff9b::192.0.2.1'), '64:ff9b:0:0::/64')
+  t.equal(clientKey('not-an-address'), 'not-an-address')
 })

@@ -18,7 +18,8 @@ t.test('credential-looking query parameters are redacted from every logged URL',
     ['GET', `/v1/images?auth=${secret(8)}&sig=${secret(9)}&refresh_token=${secret(10)}&PASSWD=${secret(11)}`, auth(), 400, 'more spellings'],
     ['GET', `/healthz?token=${secret(12)}`, {}, 200, 'a probe, logged at debug'],
     ['GET', `/v1/containers?access%5Ftoken=${secret(13)}&token=x&token=${secret(14)}`, {}, 401, 'a percent-encoded name, a repeated parameter'],
-    ['DELETE', `/v1/containers/${name('nope')}?session=${secret(15)}&credentials=${secret(16)}&jwt=${secret(17)}`, {}, 401, 'a refused mutation']
+    ['DELETE', `/v1/containers/${name('nope')}?session=${secret(15)}&credentials=${secret(16)}&jwt=${secret(17)}`, {}, 401, 'a refused mutation'],
+    ['GET', `/v1/containers?bad%zz=1&token%zz=${secret(21)}`, {}, 401, 'names with malformed escapes are judged as written']
   ]
   for (const [method, url, headers, status, what] of calls) {
     const response = await app.inject({ method: method as 'GET', url, headers })
@@ -28,7 +29,7 @@ t.test('credential-looking query parameters are redacted from every logged URL',
   app.log.error({ err: new Error(`GET /v1/images?token=${secret(18)} failed`) }, `while calling /v1/images?key=${secret(19)}`)
   app.log.warn(`pulling from https://berth:${secret(20)}@registry.example/v2/ failed`)
 
-  for (let n = 1; n <= 20; n++) t.notOk(logs.text.includes(secret(n)), `secret ${n} is nowhere in the log`)
+  for (let n = 1; n <= 21; n++) t.notOk(logs.text.includes(secret(n)), `secret ${n} is nowhere in the log`)
   const urls = logs.lines.filter(line => line.req !== undefined).map(line => (line.req as { url: string }).url)
   t.same(urls, [
     '/v1/containers?access_token=[redacted]',
@@ -38,7 +39,8 @@ t.test('credential-looking query parameters are redacted from every logged URL',
     '/v1/images?auth=[redacted]&sig=[redacted]&refresh_token=[redacted]&PASSWD=[redacted]',
     '/healthz?token=[redacted]',
     '/v1/containers?access%5Ftoken=[redacted]&token=[redacted]&token=[redacted]',
-    `/v1/containers/${name('nope')}?session=[redacted]&credentials=[redacted]&jwt=[redacted]`
+    `/v1/containers/${name('nope')}?session=[redacted]&credentials=[redacted]&jwt=[redacted]`,
+    '/v1/containers?bad%zz=1&token%zz=[redacted]'
   ], 'each request was logged, with its harmless parameters as sent and only the secrets cut')
   const audit = logs.lines.find(line => line.msg === 'audit' && (line.req as { method: string }).method === 'POST')
   t.match(audit, { req: { url: /token=\[redacted\]$/ }, audit: { action: 'POST /v1/containers/:idOrName/stop', status: 400 } }, 'the audit line is there, redacted')

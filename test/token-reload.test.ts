@@ -205,7 +205,7 @@ t.test('the berth process: SIGHUP re-reads the file and does not stop berth; a r
   mark = server.output.length
   server.child.kill('SIGHUP')
   await server.waitFor(/"msg":"tokens not reloaded: the ones in use stay"/, mark)
-  t.match(server.output.slice(mark), /not valid JSON/)
+  t.ok(/not valid JSON \(line 1 column \d+\)/.test(server.output.slice(mark)), 'the log says why, and where in the file')
   t.equal(await status('reader'), 200, 'a bad file keeps the tokens in use')
 
   server.child.kill('SIGTERM')
