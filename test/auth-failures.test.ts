@@ -3,7 +3,7 @@
 // a valid token included — until its failures age out of the window.
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
-import { AuthFailures, clientKey } from '../src/auth-failures.ts'
+import { AuthFailures, clientKey } from '../src/access/auth-failures.ts'
 import { LogCapture, auth, build } from './helpers.ts'
 
 const GUESS = { authorization: 'Bearer a-guessed-token-0000000000' }
