@@ -38,9 +38,14 @@ async function exec (container: string, command: string): Promise<string> {
 
 t.test('bind mounts: only the token\'s own directory, never through a symlink, also while a tenant swaps links in a loop', async t => {
   const root = mkdtempSync(join(tmpdir(), `${RUN}-binds-`))
-  t.teardown(() => rmSync(root, { recursive: true, force: true }))
   const app = await build(t, { config: { policy: { bindPaths: [root] } } })
   const alices = `${root}/default/alice`
+  const planters: string[] = []
+  // The planter swaps links until it is gone: remove it before the directory, or rm races its loop.
+  t.teardown(async () => {
+    for (const id of planters) await docker.getContainer(id).remove({ force: true }).catch(() => {})
+    rmSync(root, { recursive: true, force: true })
+  })
 
   // Alice mounts her directory and plants every kind of link in it, then swaps one in a loop.
   const planter = await run(app, 'alice', {
@@ -50,6 +55,7 @@ t.test('bind mounts: only the token\'s own directory, never through a symlink, a
       'while true; do rm -rf /data/swap; mkdir /data/swap; rm -rf /data/swap; ln -s / /data/swap; done']
   })
   t.equal(planter.statusCode, 201, planter.body)
+  planters.push(planter.json().id)
   t.equal(await waitFor('the marker on the host', () => existsSync(`${alices}/marker`) ? readFileSync(`${alices}/marker`, 'utf8') : ''), 'alice\n',
     'the engine created the token\'s directory and the container writes into it')
 
