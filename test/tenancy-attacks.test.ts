@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { verifyBindRoots } from '../src/access/binds.ts'
+import { start } from './berth-process.ts'
 import { ConfigError, hashToken } from '../src/config.ts'
 import { RUN, RUN_LABEL, TOKENS, auth, build, cleanupAfter, containersOfRun, docker, env, fetchFromContainer, HTTPD, name, runBody, testConfig, waitFor } from './helpers.ts'
 
@@ -111,6 +112,12 @@ t.test('bind roots: berth refuses to start when it cannot see a root, or a root 
   await t.rejects(verifyBindRoots([`${base}/missing`]), new ConfigError(`BERTH_ALLOWED_BIND_PATHS: ${base}/missing does not exist (or berth cannot see it). berth must see each allowed root as a real directory; when berth runs in a container, mount each root read-only at the same path (see the README)`))
   await t.rejects(verifyBindRoots([`${base}/link/sub`]), { message: new RegExp(`${base}/link is a symbolic link`) })
   await t.rejects(verifyBindRoots([`${base}/file`]), { message: /is not a directory/ })
+
+  // The process itself: a root it cannot see is a configuration error (78), said in the log, not a crash.
+  const refused = await start({ BERTH_TOKENS: `ops:admin:${'x'.repeat(20)}`, BERTH_ALLOWED_BIND_PATHS: `${base}/missing` }).exited
+  t.equal(refused.code, 78, refused.output)
+  t.match(refused.output, /BERTH_ALLOWED_BIND_PATHS: .*\/missing does not exist \(or berth cannot see it\)/)
+  t.notMatch(refused.output, /\bat [\w.<>]+ \(/, 'no stack trace')
 })
 
 t.test('named volumes: another token\'s, another deployment\'s or an unlabelled one answers as if it did not exist', async t => {
