@@ -13,6 +13,7 @@ import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from
 import type { TokenStore } from '../src/access/token-store.ts'
 import { DockerEngine } from '../src/engine/docker/engine.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
+import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
 
 function readTestEnv (): Record<string, string> {
   const file = new URL('../.test-env/env', import.meta.url)
@@ -111,10 +112,42 @@ export async function build (t: Test, options: BuildOptions = {}) {
   return app
 }
 
+export type App = Awaited<ReturnType<typeof build>>
+
 /** A run body for the test image, labelled with the run so cleanup finds it. */
 export function runBody (body: Record<string, unknown> = {}): Record<string, unknown> {
   const labels = (body.labels ?? {}) as Record<string, string>
   return { image: env.image, command: ['sleep', '300'], ...body, labels: { ...labels, [RUN_LABEL]: RUN } }
+}
+
+/** docker run through berth, as `who`: POST /v1/containers with the run body `body` (see runBody). */
+export async function runContainer (app: App, who: TokenName, body: Record<string, unknown> = {}) {
+  return await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(who), payload: runBody(body) })
+}
+
+type Answer = Awaited<ReturnType<App['inject']>>
+
+/**
+ * Asserts that `response` is exactly this problem+json: the status, the content type and every member
+ * of the body, nothing more. The type and title follow from the code; the instance is the request's
+ * path unless `expected` names it; a RegExp detail is matched rather than compared.
+ */
+export function assertProblem (t: Test, response: Answer, status: number, expected: { code: ErrorCode, detail: string | RegExp, instance?: string, [member: string]: unknown }, what: string = expected.code): void {
+  t.equal(response.statusCode, status, `${what}: status`)
+  t.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8', `${what}: content type`)
+  const body = response.json() as Record<string, unknown>
+  const { code, detail, instance = (response.raw.req.url ?? '').split('?')[0], ...members } = expected
+  if (detail instanceof RegExp) t.match(body.detail, detail, `${what}: detail`)
+  t.same(body, {
+    type: PROBLEM_TYPE_BASE + code,
+    title: errorCodes[code].title,
+    status,
+    detail: detail instanceof RegExp ? body.detail : detail,
+    code,
+    instance,
+    requestId: response.headers['x-request-id'],
+    ...members
+  }, `${what}: body`)
 }
 
 /** Removes every container and image of this run; registered once per test file. */
@@ -186,19 +219,11 @@ export async function freePort (): Promise<number> {
 
 /** GETs http://127.0.0.1:port/ until a server in a container answers (it needs a moment to start). */
 export async function fetchFromContainer (port: number, timeoutMs = 10_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  while (Date.now() < deadline) {
-    try {
-      const response = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) })
-      if (response.ok) return await response.text()
-      lastError = new Error(`HTTP ${response.status}`)
-    } catch (error) {
-      lastError = error
-    }
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error(`nothing answered on port ${port}: ${String(lastError)}`)
+  return await waitFor(`a server on port ${port}`, async () => {
+    const response = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) })
+    if (!response.ok) throw new Error(`HTTP ${response.status}`)
+    return await response.text()
+  }, () => true, timeoutMs)
 }
 
 /** The command that makes the busybox test image serve HTTP on port 80. */
