@@ -130,24 +130,37 @@ type Answer = Awaited<ReturnType<App['inject']>>
 /**
  * Asserts that `response` is exactly this problem+json: the status, the content type and every member
  * of the body, nothing more. The type and title follow from the code; the instance is the request's
- * path unless `expected` names it; a RegExp detail is matched rather than compared.
+ * path unless `expected` names it. A RegExp anywhere in `expected` is matched rather than compared.
  */
 export function assertProblem (t: Test, response: Answer, status: number, expected: { code: ErrorCode, detail: string | RegExp, instance?: string, [member: string]: unknown }, what: string = expected.code): void {
   t.equal(response.statusCode, status, `${what}: status`)
   t.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8', `${what}: content type`)
   const body = response.json() as Record<string, unknown>
   const { code, detail, instance = (response.raw.req.url ?? '').split('?')[0], ...members } = expected
-  if (detail instanceof RegExp) t.match(body.detail, detail, `${what}: detail`)
-  t.same(body, {
+  t.same(body, matched(t, body, {
     type: PROBLEM_TYPE_BASE + code,
     title: errorCodes[code].title,
     status,
-    detail: detail instanceof RegExp ? body.detail : detail,
+    detail,
     code,
     instance,
     requestId: response.headers['x-request-id'],
     ...members
-  }, `${what}: body`)
+  }), `${what}: body`)
+}
+
+/** `expected` with each RegExp in it replaced by what it matched in `actual` (each match is asserted). */
+function matched (t: Test, actual: unknown, expected: unknown): unknown {
+  if (expected instanceof RegExp) {
+    t.match(actual, expected)
+    return typeof actual === 'string' && expected.test(actual) ? actual : expected.source
+  }
+  if (Array.isArray(expected)) return expected.map((item, i) => matched(t, Array.isArray(actual) ? actual[i] : undefined, item))
+  if (typeof expected === 'object' && expected !== null) {
+    const of = (typeof actual === 'object' && actual !== null ? actual : {}) as Record<string, unknown>
+    return Object.fromEntries(Object.entries(expected).map(([key, value]) => [key, matched(t, of[key], value)]))
+  }
+  return expected
 }
 
 /** Removes every container and image of this run; registered once per test file. */
