@@ -12,6 +12,7 @@ import { buildApp } from '../src/app.ts'
 import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import type { TokenStore } from '../src/access/token-store.ts'
 import { DockerEngine } from '../src/engine/docker/engine.ts'
+import type { Engine } from '../src/engine/types.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
 
@@ -98,11 +99,13 @@ export interface BuildOptions {
   now?: () => number
   /** The tokens in use, for a test that reloads them; by default the TOKENS, fixed. */
   tokens?: TokenStore
+  /** An engine of the test's own (one that wraps the real one); by default a DockerEngine on socketPath. */
+  engine?: Engine
 }
 
 export async function build (t: Test, options: BuildOptions = {}) {
   const config = testConfig(options.config)
-  const engine = new DockerEngine({
+  const engine = options.engine ?? new DockerEngine({
     socketPath: options.socketPath ?? config.engine.socketPath,
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth

@@ -1,7 +1,6 @@
 // GET /metrics on the real engine: request and engine-call series move with the right labels, the
 // pull and run gauges show work under way, and the endpoint is closed without a read token.
 import t from 'tap'
-import { buildApp } from '../src/app.ts'
 import { configFromEnv } from '../src/config.ts'
 import { DockerEngine } from '../src/engine/docker/engine.ts'
 import { assertProblem, auth, build, cleanupAfter, name, pushImage, runContainer, testConfig, waitFor, type App } from './helpers.ts'
@@ -111,8 +110,7 @@ t.test('pulls and runs under way, and runs waiting for a slot, are gauges', asyn
       }
     }
   })
-  const app = await buildApp(testConfig({ limits: { maxConcurrentRuns: 1 } }), { engine: gated })
-  t.teardown(() => app.close())
+  const app = await build(t, { engine: gated, config: { limits: { maxConcurrentRuns: 1 } } })
   const { reference } = await pushImage('metrics')
 
   const pull = app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: reference } })
