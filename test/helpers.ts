@@ -13,6 +13,7 @@ import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from
 import type { TokenStore } from '../src/access/token-store.ts'
 import { DockerEngine } from '../src/engine/docker/engine.ts'
 import type { Engine } from '../src/engine/types.ts'
+import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
 
@@ -260,4 +261,18 @@ export async function waitFor<T> (what: string, probe: () => Promise<T> | T, don
     await new Promise(resolve => setTimeout(resolve, 50))
   }
   throw new Error(`timed out waiting for ${what} (last: ${lastError === undefined ? JSON.stringify(last) : String(lastError)})`)
+}
+
+/** Everything an async iterable yields, once it ends. */
+export async function readAll<T> (iterable: AsyncIterable<T>): Promise<T[]> {
+  const items: T[] = []
+  for await (const item of iterable) items.push(item)
+  return items
+}
+
+/** An image reference parsed as berth parses one; throws on one that is not (test input is known good). */
+export function imageRef (text: string): ImageRef {
+  const parsed = parseImage(text)
+  if (typeof parsed === 'string' || parsed.kind !== 'ref') throw new Error(`bad reference ${text}`)
+  return parsed.ref
 }

@@ -1,7 +1,14 @@
-// Async pull jobs and shared pulls on the real engine: 202 and a job, its events replayed then live,
-// identical pulls sharing one engine pull, cancel stopping the engine, ownership, and retention.
+// Async pull jobs and shared pulls (src/pulls/jobs.ts and the routes on it): first on an engine whose
+// pulls end when the test says, then on the real engine: 202 and a job, its events replayed then
+// live, identical pulls sharing one engine pull, cancel stopping the engine, ownership, retention.
 import t, { type Test } from 'tap'
-import { assertProblem, auth, build, cleanupAfter, docker, env, imageExists, waitFor, type App, type TokenName } from './helpers.ts'
+import type { Engine, PulledImage, PullOptions } from '../src/engine/types.ts'
+import type { ImageRef } from '../src/engine/image-ref.ts'
+import { BerthError } from '../src/errors.ts'
+import { Limiter } from '../src/http/limiter.ts'
+import { PullJobs } from '../src/pulls/jobs.ts'
+import type { PullEntry } from '../src/pulls/shared-pull.ts'
+import { assertProblem, auth, build, cleanupAfter, docker, env, imageExists, imageRef, waitFor, type App, type TokenName } from './helpers.ts'
 import { engineRequests } from './engine-spies.ts'
 import { RegistryProxy, pushLayeredImage } from './pull-fixtures.ts'
 import { StreamClient, listen } from './stream-client.ts'
@@ -48,6 +55,68 @@ async function engineStopped (t: Test, proxy: RegistryProxy, layers: Array<{ siz
   t.equal(proxy.bytes, bytes, 'no byte moved since')
   t.equal(proxy.connections, connections, 'no new registry connection since')
 }
+
+/** An engine whose pulls run until the test says how they end. */
+class FakeEngine {
+  readonly pulls: Array<{ ref: ImageRef, options: PullOptions, finish: (image: PulledImage) => void, fail: (error: unknown) => void }> = []
+
+  pullImage (ref: ImageRef, options: PullOptions): Promise<PulledImage> {
+    return new Promise((resolve, reject) => {
+      options.signal?.addEventListener('abort', () => reject(options.signal?.reason))
+      this.pulls.push({ ref, options, finish: resolve, fail: reject })
+      options.onProgress?.({ kind: 'started' })
+    })
+  }
+}
+
+const pulled = (reference: string): PulledImage => ({ id: 'sha256:' + 'a'.repeat(64), reference, digest: null, tags: [reference] })
+
+t.test('pull jobs: one pull per normalised reference, platform and credentials; queue, refusal and cancel', async t => {
+  const engine = new FakeEngine()
+  const limiter = new Limiter('pulls', 1, 1)
+  const jobs = new PullJobs(engine as unknown as Engine, limiter, { retentionMs: 60_000, maxJobs: 10 })
+
+  const a = jobs.follow({ ref: imageRef('busybox') })
+  const b = jobs.follow({ ref: imageRef('docker.io/library/busybox:latest') })
+  t.equal(a.pull, b.pull, 'busybox and docker.io/library/busybox:latest are the same pull')
+  t.equal(engine.pulls.length, 1)
+
+  // The one slot is taken: the next different pull waits, and says so; the one after that is refused.
+  const queued = jobs.follow({ ref: imageRef('busybox'), platform: 'linux/arm64' })
+  t.not(queued.pull, a.pull, 'another platform is another pull')
+  t.equal(engine.pulls.length, 1, 'it waits for a slot')
+  t.same(await queued.pull.first(), { type: 'queued', image: 'busybox:latest' })
+  t.throws(() => jobs.follow({ ref: imageRef('busybox'), auth: { username: 'u', password: 'p' } }), { code: 'rate_limited' })
+
+  // Cancelled while queued: it ends at once, and never reaches the engine.
+  t.equal(queued.release(), true, 'the last holder let go')
+  t.equal(queued.release(), false, 'releasing twice is harmless')
+  await queued.pull.settled
+  t.equal(queued.pull.state, 'cancelled')
+
+  t.equal(a.release(), false, 'b still holds the pull')
+  const entries: PullEntry[] = []
+  b.pull.subscribe(0, Infinity, entry => entries.push(entry))
+  engine.pulls[0]?.finish(pulled('busybox:latest'))
+  t.same(await b.pull.outcome(), pulled('busybox:latest'))
+  t.same(entries.map(entry => entry.event.type), ['started', 'pulled'])
+  await b.pull.settled
+  t.equal(engine.pulls.length, 1, 'the cancelled queued pull never started')
+
+  const job = jobs.start({ ref: imageRef('alpine') }, 'alice')
+  t.throws(() => jobs.get(job.id, { name: 'bob', scopes: ['write'], admin: false }), { code: 'not_found' })
+  t.equal(jobs.get(job.id, { name: 'root', scopes: ['admin'], admin: true }), job)
+  engine.pulls[1]?.fail(new BerthError('pull_failed', 'registry on fire'))
+  await job.pull.settled
+  t.equal(job.state, 'failed')
+  t.equal(job.error?.code, 'pull_failed')
+  t.ok(job.finishedAt)
+
+  const odd = jobs.start({ ref: imageRef('odd') }, 'alice')
+  engine.pulls[2]?.fail(new TypeError('a bug'))
+  await odd.pull.settled
+  t.equal(odd.error?.code, 'internal_error', 'an unexpected failure is berth\'s bug, said so')
+})
 
 const finished = (job: Job) => ['succeeded', 'failed', 'cancelled'].includes(job.state)
 const downloading = (job: Job) => job.progress.layers.some(layer => (layer as { phase: string }).phase === 'downloading')
