@@ -1,11 +1,11 @@
 // Issue 10, item 12: tokens change without a restart. BERTH_TOKENS_FILE is re-read on SIGHUP and
 // when it changes; a removed token stops working at once, on its open streams too; a bad file keeps
 // the tokens in use and the log says why, without quoting the file.
-import { mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import t from 'tap'
-import { tokensFromEnv } from '../src/config.ts'
+import { dirname, join } from 'node:path'
+import t, { type Test } from 'tap'
+import { tokensFromEnv, type Config, type DeepPartial } from '../src/config.ts'
 import { TokenStore, watchTokens } from '../src/access/token-store.ts'
 import { start } from './berth-process.ts'
 import { LogCapture, TOKENS, assertProblem, auth, build, cleanupAfter, env, freePort, name, runContainer, waitFor, type TokenName } from './helpers.ts'
@@ -24,18 +24,29 @@ function replaceFile (path: string, text: string): void {
   renameSync(`${path}.tmp`, path)
 }
 
+/**
+ * berth on a tokens file of alice and bob, with the reloader server.ts would give it: re-reading the
+ * file when told to, and also when the file changes if `watch`. Closed and removed after the test.
+ */
+async function onTokensFile (t: Test, options: { watch?: boolean, config?: DeepPartial<Config> } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-tokens-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'tokens.json')
+  writeFileSync(file, tokenFile(['alice', 'bob']))
+  const load = () => tokensFromEnv({ BERTH_TOKENS_FILE: file })
+  const tokens = new TokenStore(load())
+  const logs = new LogCapture()
+  const app = await build(t, { tokens, logs, ...(options.config === undefined ? {} : { config: options.config }) })
+  const reloader = watchTokens({ store: tokens, load, file: options.watch === true ? file : null, log: app.log })
+  t.teardown(() => reloader.close())
+  return { file, tokens, logs, app, reloader }
+}
+
 const TICKING = ['sh', '-c', 'while true; do echo tick; sleep 0.2; done']
 
 t.test('a token removed on reload is refused at once, and its open streams end; other tokens are unaffected', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-tokens-'))
-  const file = join(dir, 'tokens.json')
-  writeFileSync(file, tokenFile(['alice', 'bob']))
-  const tokens = new TokenStore(tokensFromEnv({ BERTH_TOKENS_FILE: file }))
-  const logs = new LogCapture()
-  const app = await build(t, { tokens, logs, config: { streams: { heartbeatMs: 100 } } })
+  const { file, logs, app, reloader } = await onTokensFile(t, { config: { streams: { heartbeatMs: 100 } } })
   const base = await listen(app)
-  const reloader = watchTokens({ store: tokens, load: () => tokensFromEnv({ BERTH_TOKENS_FILE: file }), file: null, log: app.log })
-  t.teardown(() => reloader.close())
 
   for (const who of ['alice', 'bob'] as const) {
     const run = await runContainer(app, who, { name: name(`reload-${who}`), command: TICKING })
@@ -113,14 +124,7 @@ t.test('a revoked token\'s streamed pull and its job\'s event stream end too', a
 })
 
 t.test('a bad file keeps the tokens in use, and the log says why without quoting the file', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-tokens-'))
-  const file = join(dir, 'tokens.json')
-  writeFileSync(file, tokenFile(['alice', 'bob']))
-  const tokens = new TokenStore(tokensFromEnv({ BERTH_TOKENS_FILE: file }))
-  const logs = new LogCapture()
-  const app = await build(t, { tokens, logs })
-  const reloader = watchTokens({ store: tokens, load: () => tokensFromEnv({ BERTH_TOKENS_FILE: file }), file: null, log: app.log })
-  t.teardown(() => reloader.close())
+  const { file, tokens, logs, app, reloader } = await onTokensFile(t)
   const leaked = 'carol-token-' + TOKENS.admin.token
   const bad: Array<[string, string, RegExp]> = [
     ['truncated JSON', tokenFile(['bob'], [{ name: 'carol', scopes: ['admin'], token: leaked }]).slice(0, -3), /BERTH_TOKENS_FILE: cannot read .*tokens\.json: not valid JSON/],
@@ -142,14 +146,7 @@ t.test('a bad file keeps the tokens in use, and the log says why without quoting
 })
 
 t.test('the file is watched: replaced as editors do, or written in place, it is re-read by itself', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-tokens-'))
-  const file = join(dir, 'tokens.json')
-  writeFileSync(file, tokenFile(['alice', 'bob']))
-  const tokens = new TokenStore(tokensFromEnv({ BERTH_TOKENS_FILE: file }))
-  const logs = new LogCapture()
-  const app = await build(t, { tokens, logs })
-  const reloader = watchTokens({ store: tokens, load: () => tokensFromEnv({ BERTH_TOKENS_FILE: file }), file, log: app.log })
-  t.teardown(() => reloader.close())
+  const { file, logs, app } = await onTokensFile(t, { watch: true })
   const status = async (who: TokenName) => (await app.inject({ method: 'GET', url: '/v1/images', headers: auth(who) })).statusCode
 
   replaceFile(file, tokenFile(['bob']))
@@ -158,7 +155,7 @@ t.test('the file is watched: replaced as editors do, or written in place, it is 
   writeFileSync(file, tokenFile(['bob', 'reader']))
   await waitFor('the reader to be let in once the file is written in place', async () => await status('reader'), status => status === 200, 10_000)
   t.match(logs.lines.filter(line => line.msg === 'tokens reloaded'), [{ trigger: 'file changed', removed: ['alice'] }, { trigger: 'file changed', added: ['reader'] }])
-  writeFileSync(join(dir, 'unrelated.txt'), 'x')
+  writeFileSync(join(dirname(file), 'unrelated.txt'), 'x')
   replaceFile(file, tokenFile(['bob', 'reader']))
   await waitFor('the unchanged file to be re-read', () => logs.lines.some(line => line.msg === 'tokens re-read: no change'), Boolean, 5000)
   t.equal(logs.lines.filter(line => line.msg === 'tokens reloaded').length, 2, 'a file rewritten unchanged changes nothing')
