@@ -45,7 +45,7 @@ export interface AppDeps {
   engine: Engine
   /** A pino logger; none means silent (tests). */
   logger?: FastifyBaseLogger
-  /** The clock of time windows (failed authentications), in ms; Date.now unless a test moves time itself. */
+  /** The clock of time windows (failed authentications, pull-job retention), in ms; Date.now unless a test moves time itself. */
   now?: () => number
   /** The tokens in use, when something reloads them (server.ts); by default config.auth.tokens, fixed. */
   tokens?: TokenStore
@@ -112,7 +112,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
     if (ended > 0) app.log.info({ streams: ended }, 'ended the streams of tokens no longer in use')
   })
   app.addHook('onClose', async () => { stopRevoking() })
-  await app.register(pullJobsPlugin, { jobs: config.jobs })
+  await app.register(pullJobsPlugin, { jobs: config.jobs, ...(deps.now === undefined ? {} : { now: deps.now }) })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,
     timeWindow: 60_000,
