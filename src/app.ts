@@ -90,11 +90,12 @@ export async function buildApp (config: Config, deps: AppDeps) {
     if (closing || request.raw.complete === false) reply.header('connection', 'close')
   })
 
-  // Reading and answering requests. Metrics first, so that every request is measured.
+  // Reading and answering requests. Problems first, so that every route (/metrics too) answers
+  // its errors as problem+json; metrics next, so that every request is measured.
+  await app.register(problems)
   await app.register(metrics, { public: config.auth.metricsPublic })
   await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas] })
   await app.register(serializers)
-  await app.register(problems)
   await app.register(securityHeaders)
 
   // Who is asking, and the document of what they may ask (before the routes, or they are missing from it).

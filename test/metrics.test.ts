@@ -74,7 +74,7 @@ t.test('requests by route pattern and status, engine calls by operation and outc
 // /metrics is routed in the metrics plugin, which is registered before the problems plugin sets the
 // error handler, so its refusals get Fastify's default error body ({ statusCode, code, error,
 // message } as application/json). Found by this check; the fix belongs to the plugin order in src/app.ts.
-t.test('a refused scrape is problem+json like every other refusal', { todo: '/metrics answers errors with Fastify\'s default handler' }, async t => {
+t.test('a refused scrape is problem+json like every other refusal', async t => {
   const app = await build(t)
   assertProblem(t, await app.inject({ method: 'GET', url: '/metrics' }), 401, { code: 'unauthorized', detail: 'send Authorization: Bearer <token>' }, 'no token')
 })
