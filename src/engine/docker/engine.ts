@@ -279,12 +279,6 @@ export class DockerEngine implements Engine {
     // all of them, env values included, into the query string.
     const created = await this.#transport.call({ subject: 'image', target: String(body.Image) },
       (docker, signal) => docker.createContainer({ _query: name === undefined ? {} : { name }, _body: body, abortSignal: signal } as never))
-      .catch((error: unknown) => {
-        if (error instanceof BerthError && error.code === 'name_conflict') {
-          throw new BerthError('name_conflict', `the container name ${name} is already in use`, { name })
-        }
-        throw error
-      })
     return created.id
   }
 
