@@ -4,6 +4,9 @@
 #
 #   scripts/swarm-env.sh up     # progress on stderr; writes .swarm-env/env for the tests
 #   scripts/swarm-env.sh down   # stops what `up` started, by process id, and proves nothing is left
+#   scripts/swarm-env.sh stop-node nodeN    # SIGTERM its dockerd, as an operator stopping the engine
+#   scripts/swarm-env.sh kill-node nodeN    # SIGKILL its dockerd, as a machine lost (its containers live on)
+#   scripts/swarm-env.sh start-node nodeN   # start its dockerd again; returns once it answers
 #
 # The env file (KEY=VALUE, no quoting, lists are comma-separated NAME=VALUE pairs):
 #   BERTH_TEST_SWARM_SOCKET        the manager's (node1) Docker socket
@@ -314,6 +317,37 @@ ENV
 }
 
 # ---------------------------------------------------------------------------------------------
+# One node's engine going away and coming back, for tests of an outage and of a lost node.
+node_known() {
+  local n
+  for n in "${nodes[@]}"; do [ "$n" = "$1" ] && return 0; done
+  die "no node $1 (${nodes[*]})"
+}
+stop_node() {
+  local n=$1 sig=$2 pid
+  node_known "$n"
+  [ -f "$state/env" ] || die "no swarm is up ($state/env is missing)"
+  pid=$(cat "$state/$n/launch.pid" 2>/dev/null) || die "$n was not started from $state"
+  if ! kill -0 "$pid" 2>/dev/null; then log "$n is not running"; return; fi
+  kill "-$sig" "$pid"
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "dockerd of $n did not exit within 30 s of SIG$sig"
+    sleep 0.05
+  done
+  log "dockerd of $n is gone (SIG$sig)"
+}
+start_node() {
+  local n=$1 pid
+  node_known "$n"
+  [ -f "$state/env" ] || die "no swarm is up ($state/env is missing)"
+  pid=$(cat "$state/$n/launch.pid" 2>/dev/null) || true
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then log "$n is already running"; return; fi
+  node_up "$n"
+  wait_node "$n"
+  log "dockerd of $n answers again"
+}
+
 kill_all() {
   local sig=$1 pid
   for pid in $(our_pids); do kill "-$sig" "$pid" 2>/dev/null || true; done
@@ -380,5 +414,8 @@ case "${1:-up}" in
   up) up ;;
   down) down ;;
   _node) shift; node_exec "$@" ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  stop-node) stop_node "${2:?node}" TERM ;;
+  kill-node) stop_node "${2:?node}" KILL ;;
+  start-node) start_node "${2:?node}" ;;
+  *) echo "usage: $0 up|down|stop-node N|kill-node N|start-node N" >&2; exit 2 ;;
 esac

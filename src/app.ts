@@ -11,10 +11,12 @@ import { SerializerSelector } from '@fastify/fast-json-stringify-compiler'
 import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { Config } from './config.ts'
-import type { Engine } from './engine/types.ts'
+import { BACKENDS, backendsSentence } from './capabilities.ts'
+import type { Engine, EngineKind } from './engine/types.ts'
 import { BerthError, problemOf } from './errors.ts'
 import access from './plugins/access.ts'
 import auth from './plugins/auth.ts'
+import capabilities from './plugins/capabilities.ts'
 import enginePlugin from './plugins/engine.ts'
 import metrics from './plugins/metrics.ts'
 import pullJobsPlugin from './plugins/pull-jobs.ts'
@@ -25,11 +27,13 @@ import health from './routes/health.ts'
 import images from './routes/images.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
+import nodes from './routes/nodes.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
+import { nodeSchemas } from './schemas/nodes.ts'
 import { RequestLog, pathOf } from './request-log.ts'
 import { version } from './version.ts'
 
@@ -64,7 +68,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)
-  for (const schema of [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas]) app.addSchema(schema)
+  for (const schema of [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...nodeSchemas]) app.addSchema(schema)
 
   // Bodies are validated as sent (a "8080" is not a port); query strings and params are text, so they are coerced.
   const ajvOptions: AjvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, strict: false }
@@ -144,7 +148,8 @@ export async function buildApp (config: Config, deps: AppDeps) {
       info: {
         title: 'berth',
         version,
-        description: 'A typed, documented, secure HTTP API in front of a Docker Engine: pull, list, run, stop and start containers.',
+        description: 'A typed, documented, secure HTTP API in front of a Docker Engine or a Docker Swarm cluster: pull, list, run, stop and start containers. ' +
+          'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A berth token (BERTH_TOKENS); scopes read, write, admin.' } } },
@@ -153,14 +158,21 @@ export async function buildApp (config: Config, deps: AppDeps) {
         { name: 'images', description: 'docker pull, images, image inspect, rmi' },
         { name: 'jobs', description: 'Async pulls: state, events, cancel' },
         { name: 'events', description: 'docker events, as server-sent events' },
+        { name: 'nodes', description: 'docker node ls: the machines containers run on' },
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transform: ({ schema, url, route }) => {
+      const config = route.config as { scope?: string, backends?: readonly EngineKind[], unsupported?: string } | undefined
       // Routes that need a scope say so in the document, so Swagger UI's Authorize applies to them.
-      const scope = (route.config as { scope?: string } | undefined)?.scope
-      return { schema: scope === undefined ? schema : { ...schema, security: [{ bearer: [] }] } as typeof schema, url }
+      const secured = config?.scope === undefined ? schema : { ...schema, security: [{ bearer: [] }] }
+      // Every operation names the backends that have it; one that some lack says so in words too.
+      const backends = config?.backends
+      const described = backends === undefined
+        ? { ...secured, 'x-berth-backends': [...BACKENDS] }
+        : { ...secured, 'x-berth-backends': [...backends], description: [secured.description, backendsSentence(backends, config?.unsupported)].filter(Boolean).join('\n\n') }
+      return { schema: described as typeof schema, url }
     }
   })
   await app.register(auth, { auth: config.auth })
@@ -174,6 +186,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   app.get('/openapi.json', { schema: { hide: true }, config: { scope: docsScope } }, async () => app.swagger())
 
   await app.register(enginePlugin, { engine: app.metrics.meter(deps.engine), limits: config.limits })
+  await app.register(capabilities)
   await app.register(access, { config })
   await app.register(streams)
   await app.register(pullJobsPlugin, { jobs: config.jobs })
@@ -193,6 +206,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(logs)
   await app.register(jobs)
   await app.register(events)
+  await app.register(nodes)
   return app
 }
 

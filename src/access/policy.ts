@@ -104,8 +104,24 @@ export function admitRun (policy: Policy, ownership: Ownership, body: RunRequest
     throw deny('maxCpus', `cpus ${cpus} exceeds the allowed maximum of ${policy.maxCpus}`)
   }
 
+  // Reservations (a cluster's) are held to the same maxima as limits, and cannot exceed the limits.
+  const reservations = body.resources?.reservations
+  if (reservations?.memory !== undefined) {
+    if (policy.maxMemoryBytes !== null && reservations.memory > policy.maxMemoryBytes) {
+      throw deny('maxMemory', `reserved memory ${reservations.memory} exceeds the allowed maximum of ${policy.maxMemoryBytes} bytes`)
+    }
+    if (memory !== undefined && reservations.memory > memory) throw invalid('body/resources/reservations/memory', `must not exceed the memory limit (${memory})`)
+  }
+  if (reservations?.cpus !== undefined) {
+    if (policy.maxCpus !== null && reservations.cpus > policy.maxCpus) throw deny('maxCpus', `reserved cpus ${reservations.cpus} exceed the allowed maximum of ${policy.maxCpus}`)
+    if (cpus !== undefined && reservations.cpus > cpus) throw invalid('body/resources/reservations/cpus', `must not exceed the cpu limit (${cpus})`)
+  }
+
   return {
     image,
+    ...(body.replicas === undefined ? {} : { replicas: body.replicas }),
+    ...(body.placement === undefined ? {} : { placement: { constraints: body.placement.constraints ?? [], spread: body.placement.spread ?? [] } }),
+    ...(reservations === undefined ? {} : { reservations }),
     ...(body.name === undefined ? {} : { name: body.name }),
     ...(body.command === undefined ? {} : { command: body.command }),
     ...(body.entrypoint === undefined ? {} : { entrypoint: body.entrypoint }),
@@ -121,6 +137,7 @@ export function admitRun (policy: Policy, ownership: Ownership, body: RunRequest
     autoRemove: body.autoRemove ?? false,
     pull: body.pull ?? 'missing',
     ...(body.tty ? { tty: true } : {}),
+    ...(body.stopTimeout === undefined ? {} : { stopTimeout: body.stopTimeout }),
     ...(body.auth === undefined ? {} : { auth: body.auth })
   }
 }
