@@ -345,11 +345,15 @@ export class SwarmEngine implements Engine {
     }
   }
 
-  /** Waits until no task of the service runs or is about to (bounded: a node that is down never reports). */
+  /**
+   * Waits until no task of the service runs or is about to, and those scaled away are deleted: the
+   * manager does not place a replica in a slot whose old task is still being removed (bounded: a
+   * node that is down never reports).
+   */
   async #awaitNoneLive (id: string, graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs + this.#options.timeoutMs
     while (Date.now() < deadline) {
-      if (!(await this.#tasks([id])).some(isLive)) return
+      if (!(await this.#tasks([id])).some(task => isLive(task) || task.DesiredState === 'remove')) return
       await sleep(this.#pollMs)
     }
   }
