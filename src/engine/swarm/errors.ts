@@ -32,8 +32,8 @@ export function mapSwarmError (error: unknown, target: string): BerthError {
     // The manager names the holder; its labels (who may see it) are looked up by the engine.
     return new PortConflictError(Number(ingress[1]), { id: ingress[3] as string, name: ingress[2] as string, labels: {} }, undefined, raw)
   }
-  if (status === 400 && /valid as a DNS name component/i.test(message)) {
-    return new BerthError('validation_failed', `on a Swarm cluster the container name ${target} must be a DNS name component: letters, digits and "-", at most 63`,
+  if (status === 400 && /valid as a DNS name component|name must be \d+ characters or fewer/i.test(message)) {
+    return new BerthError('validation_failed', `on a Swarm cluster the container name ${target} must be a DNS name component: at most 63 letters, digits, "_" or "-", without "." and not ending in "-"`,
       { errors: [{ location: 'body', path: '/name', message: 'must be a DNS name component on a cluster' }] }, { cause: raw })
   }
   if (/update out of sequence/i.test(message)) return new OutOfSequenceError(raw)

@@ -1,7 +1,8 @@
 // berth's event stream on a cluster, from two sources: the manager's events of services and nodes,
 // and task state changes, which the Docker API does not publish as events and berth reads by
-// polling the manager's task list. A cursor holds a position in each, so a resume repeats nothing
-// and misses only a task state that came and went between two polls.
+// polling the manager's task list. A cursor holds a position in each, so a resume repeats nothing.
+// What a resume cannot bring back: a task state that came and went between two polls, and the
+// tasks of a service removed meanwhile (the manager deletes them with it).
 import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { BerthError } from '../../errors.ts'
@@ -128,7 +129,8 @@ export async function swarmEvents (sources: EventSources, options: EventsOptions
     let first = true
     for (;;) {
       const changed = tasks.filter(task => {
-        const key = `${task.Status.State}|${task.Status.Timestamp}`
+        // A task's timestamp moves within a state too (its ports are reported): only a new state is news.
+        const key = `${task.Status.State}|${task.Status.Err ?? ''}`
         const known = seen.get(task.ID)
         seen.set(task.ID, key)
         return known !== key
