@@ -159,12 +159,24 @@ if (swarmBackend === null) {
     const id = run.json().id as string
     const lost = run.json().tasks[0].node as string
     t.teardown(() => swarmNode('start-node', lost))
+    const base = await listen(app)
+    const events = await StreamClient.open(`${base}/v1/events`, { headers: auth('reader') })
+    t.teardown(() => events.close())
+    t.equal((await events.sse())?.retry, 2000)
     const started = performance.now()
     await swarmNode('kill-node', lost)
     const nodes = await waitFor(`${lost} reported down`, async () => (await app.inject({ method: 'GET', url: '/v1/nodes', headers: auth('reader') })).json(),
       (list: Array<{ name: string, state: string }>) => list.some(node => node.name === lost && node.state === 'down'), 30_000)
     t.match(nodes.find((node: { name: string }) => node.name === lost), { state: 'down' })
     t.comment(`${lost} down after ${(performance.now() - started).toFixed(0)} ms`)
+    for (;;) {
+      const message = await events.sseData(20_000)
+      if (message === null) throw new Error('the event stream ended')
+      const event = message.data as { type: string, name: string, detail?: string }
+      if (event.type !== 'node' || event.name !== lost || !/→ down/.test(event.detail ?? '')) continue
+      t.match(event, { type: 'node', action: 'update', name: lost, detail: 'state ready → down' }, 'the node event, to any token that can read')
+      break
+    }
     const moved = await waitFor('the replica running on another node', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json(),
       c => c.tasks.some((task: Task) => task.state === 'running' && task.node !== lost), 60_000)
     t.comment(`rescheduled after ${(performance.now() - started).toFixed(0)} ms`)
@@ -269,8 +281,10 @@ if (swarmBackend === null) {
     const id = aliceRun.json().id as string
     const bobRun = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('bob'), payload: body('ev-b') })
     t.equal(bobRun.statusCode, 201, bobRun.body)
+    await app.inject({ method: 'POST', url: `/v1/containers/${id}/scale`, headers: auth('alice'), payload: { replicas: 2 } })
     await app.inject({ method: 'POST', url: `/v1/containers/${id}/stop`, headers: auth('alice') })
-    await app.inject({ method: 'DELETE', url: `/v1/containers/${id}`, headers: auth('alice') })
+    await app.inject({ method: 'POST', url: `/v1/containers/${id}/start`, headers: auth('alice') })
+    await app.inject({ method: 'DELETE', url: `/v1/containers/${id}?force=true`, headers: auth('alice') })
 
     const read = async (client: StreamClient, until: (events: SseMessage[]) => boolean): Promise<SseMessage[]> => {
       const kept: SseMessage[] = []
@@ -290,7 +304,7 @@ if (swarmBackend === null) {
     const events = forAlice.map(message => message.data as Event)
     const mine = events.filter(event => event.id === id || event.service === id)
     const containerActions = mine.filter(event => event.type === 'container').map(event => event.action)
-    t.ok(['create', 'stop', 'destroy'].every(action => containerActions.includes(action)), `the service's lifecycle: ${containerActions.join(' ')}`)
+    t.ok(['create', 'scale', 'stop', 'start', 'destroy'].every(action => containerActions.includes(action)), `the service's lifecycle: ${containerActions.join(' ')}`)
     t.ok(mine.some(event => event.type === 'task' && event.action === 'running' && nodeNames.includes(event.node as string)), 'its task ran, on a node')
     t.notOk(events.some(event => event.id === bobRun.json().id || event.service === bobRun.json().id), 'nothing of bob\'s service')
     const forBob = await read(bob, has('task', 'running', bobRun.json().id))
@@ -349,6 +363,119 @@ if (swarmBackend === null) {
     const pinned = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('pinned', { ports: [{ container: 80, hostIp: '127.0.0.1' }] }) })
     t.match(pinned.json(), { status: 501, code: 'not_supported', detail: /every address of a node/ })
     t.same(await (manager as NonNullable<typeof manager>).listServices({ filters: { name: [`${RUN}-sw-auto`, `${RUN}-sw-pinned`] } }), [], 'refused before anything was made')
+  })
+
+  t.test('a node that refuses what it was given says why: image, bind source, a port held outside the swarm', async t => {
+    const app = await backend.build(t, { config: { deployment } })
+    const before = await backend.leftovers()
+    // pull "never": berth does not ask the registry, so the node is the one to find the image missing.
+    const absent = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('absent', { image: `${cluster.registry}/berth-test/absent:1`, pull: 'never' }) })
+    t.equal(absent.statusCode, 404, absent.body)
+    t.match(absent.json(), { code: 'image_not_found', detail: /the node could not get the container's image/ })
+    const binds = await backend.build(t, { config: { deployment, policy: { bindPaths: ['/tmp'] } } })
+    const noSource = await binds.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('nobind', { volumes: [{ source: `/tmp/${deployment}/alice`, target: '/data' }] }) })
+    t.equal(noSource.statusCode, 409, noSource.body)
+    t.match(noSource.json(), { code: 'placement_failed', reason: 'mount', detail: /bind source must exist on the node/ })
+    // A container the swarm does not know of holds the port on node2: the scheduler places the task
+    // there, and the node fails to start it.
+    const port = await freePort()
+    const node2 = nodeEngine('node2')
+    const squatter = await node2.createContainer({
+      Image: cluster.image, Cmd: HTTPD, Labels: { [RUN_LABEL]: RUN }, ExposedPorts: { '80/tcp': {} }, HostConfig: { PortBindings: { '80/tcp': [{ HostPort: String(port) }] } }
+    })
+    await squatter.start()
+    t.teardown(() => squatter.remove({ force: true }).catch(() => {}))
+    const clash = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('squat', { ports: [{ container: 80, host: port }], placement: { constraints: ['node.hostname==node2'] } }) })
+    t.equal(clash.statusCode, 409, clash.body)
+    t.match(clash.json(), { code: 'port_conflict', port, detail: /already allocated on the node the container was placed on/ })
+    t.notOk('holder' in clash.json(), 'the holder is no container berth knows')
+    await squatter.remove({ force: true })
+    t.same((await backend.leftovers()).sort(), before.sort())
+  })
+
+  t.test('what a run body names reaches every replica; the manager names an unnamed one', async t => {
+    const app = await backend.build(t, { config: { deployment } })
+    const run = await app.inject({
+      method: 'POST',
+      url: '/v1/containers',
+      headers: auth('alice'),
+      payload: runBody({
+        image: cluster.image,
+        entrypoint: ['sh', '-c'],
+        command: ['echo "$GREETING from $(pwd) as $(id -u)"; sleep 300'],
+        env: { GREETING: 'hi' },
+        workingDir: '/www',
+        user: '1000',
+        tty: true,
+        stopTimeout: 1,
+        labels: { team: 'ml' },
+        restart: { policy: 'on-failure', maxRetries: 3 },
+        resources: { memory: 64 * 1024 * 1024, cpus: 0.5, reservations: { memory: 32 * 1024 * 1024, cpus: 0.25 } }
+      })
+    })
+    t.equal(run.statusCode, 201, run.body)
+    const container = run.json()
+    t.match(container, {
+      name: /^[a-z]+_[a-z]+$/,
+      command: ['sh', '-c', 'echo "$GREETING from $(pwd) as $(id -u)"; sleep 300'],
+      labels: { team: 'ml', 'io.berth.owner': 'alice' },
+      restart: { policy: 'on-failure', maxRetries: 3 },
+      resources: { memory: 64 * 1024 * 1024, cpus: 0.5 },
+      reservations: { memory: 32 * 1024 * 1024, cpus: 0.25 },
+      imageDigest: cluster.imageDigest.split('@')[1],
+      image: cluster.image
+    })
+    const logs = await waitFor('its first line', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${container.id}/logs`, headers: auth('alice') })).body, body => body.includes('hi'))
+    t.equal(logs.trim(), 'hi from /www as 1000', 'env, working dir and user reached the task (a TTY: one stream)')
+    const inspected = await (manager as NonNullable<typeof manager>).getService(container.id).inspect()
+    t.notOk(JSON.stringify(inspected).includes('hi from'), 'sanity: the command is in the spec, not its output')
+    t.equal(inspected.Spec.TaskTemplate.ContainerSpec.Env[0], 'GREETING=hi')
+  })
+
+  t.test('a command that ends: run answers once it ran, ps -a shows it exited, start runs it again', async t => {
+    const app = await backend.build(t, { config: { deployment } })
+    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('once', { command: ['sh', '-c', 'echo done; exit 3'] }) })
+    t.equal(run.statusCode, 201, run.body)
+    const id = run.json().id as string
+    const exited = await waitFor('it to exit', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json(), c => c.state === 'exited')
+    t.match(exited, { state: 'exited', running: false, exitCode: 3, finishedAt: /Z$/, replicas: { count: 1, running: 0 } })
+    const running = await app.inject({ method: 'GET', url: `/v1/containers?name=${RUN}-sw-once`, headers: auth('alice') })
+    t.same(running.json(), [], 'ps lists only what runs')
+    const byStatus = await app.inject({ method: 'GET', url: `/v1/containers?all=true&status=exited&label=${RUN_LABEL}=${RUN}`, headers: auth('alice') })
+    t.ok(byStatus.json().some((c: { id: string, status: string }) => c.id === id && /^Exited \(3\)/.test(c.status)), 'ps -a --filter status=exited shows it, with its exit code')
+    const none = await app.inject({ method: 'GET', url: '/v1/containers?all=true&label=no-such-label', headers: auth('alice') })
+    t.same(none.json(), [])
+    const start = await app.inject({ method: 'POST', url: `/v1/containers/${id}/start`, headers: auth('alice') })
+    t.equal(start.statusCode, 200, start.body)
+    t.equal(start.json().changed, true, 'start runs the command again')
+    const logs = await waitFor('two runs in the logs', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}/logs`, headers: auth('alice') })).body, body => body.split('done').length === 3)
+    t.equal(logs, 'done\ndone\n')
+    const stop = await app.inject({ method: 'POST', url: `/v1/containers/${id}/stop`, headers: auth('alice') })
+    t.match(stop.json(), { changed: false, container: { state: 'exited' } }, 'stopping what already ended changes nothing')
+    const restart = await app.inject({ method: 'POST', url: `/v1/containers/${id}/restart`, headers: auth('alice') })
+    t.equal(restart.statusCode, 200, 'restart of a stopped container runs it')
+    const rm = await app.inject({ method: 'DELETE', url: `/v1/containers/${id}`, headers: auth('alice') })
+    t.equal(rm.statusCode, 204, 'an ended container is removed without force')
+  })
+
+  t.test('an image only on the nodes runs unpinned; a host port range with none free is 409', async t => {
+    const app = await backend.build(t, { config: { deployment: `${deployment}-range`, policy: { hostPortMin: 31140, hostPortMax: 31140 } } })
+    const local = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('local', { image: 'berth-test/busybox:1', ports: [{ container: 80 }] }) })
+    t.equal(local.statusCode, 201, local.body)
+    t.match(local.json(), { image: 'berth-test/busybox:1', imageDigest: null, ports: [{ host: 31140 }] }, 'no registry to pin it from: it runs as named')
+    const full = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('full', { ports: [{ container: 80 }] }) })
+    t.equal(full.statusCode, 409, full.body)
+    t.match(full.json(), { code: 'port_conflict', detail: 'no host port is free in the allowed range' })
+  })
+
+  t.test('berth pointed at a worker instead of a manager: 503, saying so', async t => {
+    const app = await backend.build(t, { socketPath: cluster.nodeSockets.node2 as string, config: { deployment } })
+    const ready = await app.inject({ method: 'GET', url: '/readyz' })
+    t.equal(ready.statusCode, 503)
+    t.match(ready.json(), { code: 'engine_unavailable', detail: /not a swarm manager/ })
+    t.equal(ready.headers['retry-after'], '5')
+    const list = await app.inject({ method: 'GET', url: '/v1/containers', headers: auth('alice') })
+    t.equal(list.statusCode, 503)
   })
 
   t.test('what berth left on the nodes: only what this run still holds, all labelled', async t => {

@@ -3,6 +3,7 @@
 // only at start) and leaves nothing half-made behind. Talks to the engine only through its transport.
 import type Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
+import { notSupported } from '../../capabilities.ts'
 import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import type { ImageRef } from '../../image-ref.ts'
@@ -196,7 +197,7 @@ export class DockerEngine implements Engine {
   /** One host runs a container as exactly one replica: asking for one changes nothing, more is not_supported. */
   async scaleContainer (id: string, replicas: number): Promise<StateChange> {
     if (replicas !== 1) {
-      throw new BerthError('not_supported', `the docker backend runs a container as exactly one replica; ${replicas} replicas need a cluster (BERTH_ENGINE=swarm)`)
+      throw notSupported('docker', `the docker backend runs a container as exactly one replica; ${replicas} replicas need a cluster (BERTH_ENGINE=swarm)`)
     }
     await this.inspectContainer(id)
     return { changed: false }
