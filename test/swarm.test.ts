@@ -454,6 +454,8 @@ if (swarmBackend === null) {
     t.match(stop.json(), { changed: false, container: { state: 'exited' } }, 'stopping what already ended changes nothing')
     const restart = await app.inject({ method: 'POST', url: `/v1/containers/${id}/restart`, headers: auth('alice') })
     t.equal(restart.statusCode, 200, 'restart of a stopped container runs it')
+    await waitFor('it to end again', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}/logs`, headers: auth('alice') })).body, body => body.split('done').length === 4)
+    await waitFor('it to exit again', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json(), c => c.state === 'exited')
     const rm = await app.inject({ method: 'DELETE', url: `/v1/containers/${id}`, headers: auth('alice') })
     t.equal(rm.statusCode, 204, 'an ended container is removed without force')
   })

@@ -274,10 +274,9 @@ export class SwarmEngine implements Engine {
     }
   }
 
-  /** The tasks of these services. The manager's own filter refuses a service that is gone: those are filtered here. */
+  /** The tasks of these services; null for every task (the manager's filter refuses a service that is gone). */
   async #tasks (serviceIds: string[] | null): Promise<SwarmTask[]> {
     if (serviceIds === null) return await this.#api.get<SwarmTask[]>('/tasks', {}, { target: 'tasks' })
-    if (serviceIds.length === 0) return []
     return await this.#api.get<SwarmTask[]>('/tasks', { filters: { service: serviceIds } }, { subject: 'container', target: serviceIds.join(', ') })
   }
 
