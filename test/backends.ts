@@ -26,6 +26,11 @@ export interface SwarmEnv {
   image: string
   imageDigest: string
   registry: string
+  /** A registry behind htpasswd, and an image in it that no node holds. */
+  authRegistry: string
+  authUser: string
+  authPassword: string
+  authImage: string
   state: string
 }
 
@@ -51,6 +56,10 @@ function readSwarmEnv (): SwarmEnv | null {
     image: values.BERTH_TEST_SWARM_IMAGE as string,
     imageDigest: values.BERTH_TEST_SWARM_IMAGE_DIGEST as string,
     registry: values.BERTH_TEST_SWARM_REGISTRY as string,
+    authRegistry: values.BERTH_TEST_SWARM_AUTH_REGISTRY as string,
+    authUser: values.BERTH_TEST_SWARM_AUTH_USER as string,
+    authPassword: values.BERTH_TEST_SWARM_AUTH_PASSWORD as string,
+    authImage: values.BERTH_TEST_SWARM_AUTH_IMAGE as string,
     state: values.BERTH_TEST_SWARM_STATE as string
   }
 }

@@ -450,12 +450,16 @@ if (swarmBackend === null) {
     t.equal(start.json().changed, true, 'start runs the command again')
     const logs = await waitFor('two runs in the logs', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}/logs`, headers: auth('alice') })).body, body => body.split('done').length === 3)
     t.equal(logs, 'done\ndone\n')
+    await waitFor('the second run to exit', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json(),
+      c => c.state === 'exited' && !c.tasks.some((task: Task) => task.id === exited.tasks[0].id))
     const stop = await app.inject({ method: 'POST', url: `/v1/containers/${id}/stop`, headers: auth('alice') })
     t.match(stop.json(), { changed: false, container: { state: 'exited' } }, 'stopping what already ended changes nothing')
+    const before = stop.json().container.tasks.map((task: Task) => task.id)
     const restart = await app.inject({ method: 'POST', url: `/v1/containers/${id}/restart`, headers: auth('alice') })
     t.equal(restart.statusCode, 200, 'restart of a stopped container runs it')
-    await waitFor('it to end again', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}/logs`, headers: auth('alice') })).body, body => body.split('done').length === 4)
-    await waitFor('it to exit again', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json(), c => c.state === 'exited')
+    const after = await waitFor('a new task of it to exit', async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json(),
+      c => c.state === 'exited' && c.tasks.some((task: Task) => !before.includes(task.id)))
+    t.equal(after.exitCode, 3)
     const rm = await app.inject({ method: 'DELETE', url: `/v1/containers/${id}`, headers: auth('alice') })
     t.equal(rm.statusCode, 204, 'an ended container is removed without force')
   })
@@ -468,6 +472,28 @@ if (swarmBackend === null) {
     const full = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('full', { ports: [{ container: 80 }] }) })
     t.equal(full.statusCode, 409, full.body)
     t.match(full.json(), { code: 'port_conflict', detail: 'no host port is free in the allowed range' })
+  })
+
+  t.test('registry credentials reach the nodes that pull, and stay out of what berth shows', async t => {
+    const app = await backend.build(t, { config: { deployment } })
+    const credentials = { username: cluster.authUser, password: cluster.authPassword }
+    const on = (node: string) => ({ placement: { constraints: [`node.hostname==${node}`] } })
+    const refused = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('private-none', { image: cluster.authImage, command: ['sleep', '300'] }) })
+    t.equal(refused.statusCode, 502, refused.body)
+    t.match(refused.json(), { code: 'pull_failed', reason: 'registry_auth', detail: /wants credentials|refused access/ })
+    const nodeRefused = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('private-node', { image: cluster.authImage, pull: 'never', command: ['sleep', '300'], ...on('node3') }) })
+    // Without credentials the node's pull fails, and all it reports is that it has no such image.
+    t.equal(nodeRefused.statusCode, 404, nodeRefused.body)
+    t.match(nodeRefused.json(), { code: 'image_not_found', detail: /the node could not get the container's image: No such image/ })
+    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('private', { image: cluster.authImage, auth: credentials, command: ['sleep', '300'], replicas: 2, ...on('node3') }) })
+    t.equal(run.statusCode, 201, run.body)
+    t.match(run.json(), { imageDigest: /^sha256:/, replicas: { running: 2 } }, 'pinned with the credentials, pulled by node3 with them')
+    t.notOk(run.body.includes(cluster.authPassword), 'the password is in no reply')
+    const raw = await (manager as NonNullable<typeof manager>).getService(run.json().id).inspect()
+    t.notOk(JSON.stringify(raw).includes(cluster.authPassword), 'nor in what the manager shows of the service')
+    const serverSide = await backend.build(t, { config: { deployment, registryAuth: { [cluster.authRegistry]: credentials } } })
+    const configured = await serverSide.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('private-cfg', { image: cluster.authImage, command: ['sleep', '300'], ...on('node2') }) })
+    t.equal(configured.statusCode, 201, `BERTH_REGISTRY_AUTH_FILE credentials too: ${configured.body}`)
   })
 
   t.test('berth pointed at a worker instead of a manager: 503, saying so', async t => {

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import { notSupported } from '../../capabilities.ts'
-import { toAuthConfig } from '../docker/mapping.ts'
+import { pullFailureReason, toAuthConfig } from '../docker/mapping.ts'
 import { engineTime } from '../docker/streams.ts'
 import { DockerTransport } from '../docker/transport.ts'
 import { PortConflictError } from '../types.ts'
@@ -427,10 +427,11 @@ export class SwarmEngine implements Engine {
         throw new BerthError('image_not_found', `image ${ref.reference} is not in its registry`, { image: ref.reference })
       }
       if (error instanceof BerthError && error.code === 'engine_unavailable') throw error
-      if (error instanceof BerthError && /unauthorized|authentication required|denied/i.test(error.message)) {
+      if (error instanceof BerthError && pullFailureReason(error.message) === 'registry_auth') {
         throw new BerthError('pull_failed', `the registry refused access to ${ref.reference}: give registry credentials (auth, or BERTH_REGISTRY_AUTH_FILE)`,
           { image: ref.reference, reason: 'registry_auth' })
       }
+      // The manager cannot reach the registry, or the image is in none: the nodes may still have it.
       return ref.reference
     }
   }

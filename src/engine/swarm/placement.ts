@@ -3,6 +3,7 @@
 // refused it (no such image, a bind source missing), or it failed to start. Pure functions.
 import { BerthError } from '../../errors.ts'
 import { conflictingPort } from '../docker/errors.ts'
+import { pullFailureReason } from '../docker/mapping.ts'
 import { PortConflictError } from '../types.ts'
 import type { SwarmTask } from './mapping.ts'
 
@@ -22,6 +23,9 @@ export function placementFailure (task: SwarmTask, ports: number[]): BerthError 
     return placementFailed(reason, `the cluster has no node for the container: ${err}`)
   }
   if (state === 'rejected' || (state === 'failed' && /starting container failed|failed to start/i.test(err))) {
+    if (pullFailureReason(err) === 'registry_auth') {
+      return new BerthError('pull_failed', `the node could not pull the container's image: the registry wants credentials (auth, or BERTH_REGISTRY_AUTH_FILE): ${err}`, { reason: 'registry_auth' })
+    }
     if (/no such image|manifest unknown|pull access denied|repository does not exist|not found: manifest|invalid reference format/i.test(err)) {
       return new BerthError('image_not_found', `the node could not get the container's image: ${err}`)
     }
