@@ -14,6 +14,7 @@ import { RequestLog } from './http/request-log.ts'
 import access from './plugins/access.ts'
 import audit from './plugins/audit.ts'
 import auth from './plugins/auth.ts'
+import capabilities from './plugins/capabilities.ts'
 import enginePlugin from './plugins/engine.ts'
 import metrics from './plugins/metrics.ts'
 import openapi from './plugins/openapi.ts'
@@ -29,11 +30,13 @@ import health from './routes/health.ts'
 import images from './routes/images.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
+import nodes from './routes/nodes.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
+import { nodeSchemas } from './schemas/nodes.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -94,7 +97,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   // its errors as problem+json; metrics next, so that every request is measured.
   await app.register(problems)
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...nodeSchemas] })
   await app.register(serializers)
   await app.register(securityHeaders)
 
@@ -105,6 +108,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   // The engine, and what berth keeps on top of it.
   await app.register(enginePlugin, { engine: deps.engine, limits: config.limits })
+  await app.register(capabilities)
   await app.register(access, { config })
   await app.register(streams)
   // A token removed or changed by a reload stops working at once: on its open streams too.
@@ -130,5 +134,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(logs)
   await app.register(jobs)
   await app.register(events)
+  await app.register(nodes)
   return app
 }

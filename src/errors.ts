@@ -22,10 +22,13 @@ export const errorCodes = {
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   rate_limited: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal error in berth' },
+  placement_failed: { status: 409, title: 'The cluster cannot place the container' },
+  not_supported: { status: 501, title: 'The engine backend does not support this' },
   pull_failed: { status: 502, title: 'The image could not be pulled' },
   pull_cancelled: { status: 409, title: 'The pull was cancelled' },
   engine_error: { status: 502, title: 'The container engine reported an error' },
-  engine_unavailable: { status: 503, title: 'The container engine is unavailable' }
+  engine_unavailable: { status: 503, title: 'The container engine is unavailable' },
+  placement_timeout: { status: 504, title: 'The cluster did not start the container in time' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorCodes

@@ -1,6 +1,7 @@
-// The operations berth needs from a container engine, in berth's own types. Every backend (a
-// single Docker host, a Swarm) implements them. The objects berth answers with are the API's
-// schemas' own types, so the engine and the contract cannot drift apart.
+// The operations berth needs from a container engine, in berth's own types. Docker (one host) and
+// Swarm (a cluster) implement them; a Kubernetes engine is meant to slot in behind the same
+// interface. The objects berth answers with are the API's schemas' own types, so the engine and
+// the contract cannot drift apart.
 import type { PortHolder } from '../access/ownership.ts'
 import type { RegistryCredentials } from '../config.ts'
 import { BerthError } from '../errors.ts'
@@ -50,6 +51,69 @@ export interface Volume {
 /** The engine's states, and `removed`: an autoRemove container that exited and was removed before berth could inspect it. */
 export type ContainerState = 'created' | 'restarting' | 'running' | 'removing' | 'paused' | 'exited' | 'dead' | 'removed'
 
+// ---- Cluster additions (contract v2): absent on a single host, where a container is one replica.
+
+/** Which backend an engine is; what it can do follows from it (see src/capabilities.ts). */
+export type EngineKind = 'docker' | 'swarm'
+
+export interface Replicas {
+  /** The replicas it runs when started (remembered while it is stopped). */
+  count: number
+  /** The replicas running now. */
+  running: number
+}
+
+/** Swarm's task states, as the manager names them. */
+export type TaskState = 'new' | 'allocated' | 'pending' | 'assigned' | 'accepted' | 'preparing' | 'ready' | 'starting' | 'running' |
+  'complete' | 'shutdown' | 'failed' | 'rejected' | 'remove' | 'orphaned'
+
+export interface Task {
+  id: string
+  /** The replica this task is (1..count). */
+  slot: number | null
+  /** The node it was placed on (hostname), null while it waits to be placed. */
+  node: string | null
+  /** That node's address, where host-mode ports answer. */
+  address: string | null
+  state: TaskState
+  desiredState: string
+  /** Why it is not running (the scheduler's or the node's words), null when nothing is wrong. */
+  error: string | null
+  exitCode: number | null
+  /** Host ports this task publishes on its node. */
+  ports: PortBinding[]
+  /** When it last changed state. */
+  since: string
+}
+
+export interface Placement {
+  /** Swarm constraints, such as `node.labels.gpu==true`; all must hold. */
+  constraints: string[]
+  /** Spread replicas evenly over the values of these node attributes, such as `node.labels.zone`. */
+  spread: string[]
+}
+
+export interface Reservations {
+  memory: number | null
+  cpus: number | null
+}
+
+export interface Node {
+  id: string
+  name: string
+  /** The address the node is reached at (host-mode ports answer there); null when unknown. */
+  address: string | null
+  role: 'manager' | 'worker' | 'standalone'
+  leader: boolean
+  state: 'ready' | 'down' | 'unknown' | 'disconnected'
+  availability: 'active' | 'pause' | 'drain'
+  labels: Record<string, string>
+  resources: { cpus: number, memory: number }
+  engineVersion: string
+  os: string
+  arch: string
+}
+
 export type RestartPolicy = 'no' | 'always' | 'unless-stopped' | 'on-failure'
 export type PullPolicy = 'missing' | 'always' | 'never'
 
@@ -79,6 +143,14 @@ export interface RunSpec {
   auth?: RegistryCredentials
   /** Allocate a terminal: the engine then keeps no separate stdout and stderr. */
   tty?: boolean
+  /** Seconds a stop waits after SIGTERM before it kills (the engine's default when absent). */
+  stopTimeout?: number
+  /** On a cluster: how many replicas to run (1 when absent). */
+  replicas?: number
+  /** On a cluster: where replicas may run. */
+  placement?: Placement
+  /** On a cluster: what to reserve on a node for each replica. */
+  reservations?: { memory?: number, cpus?: number }
 }
 
 /** Where one layer of a pull is: the phases every registry pull goes through, in berth's words. */
@@ -121,7 +193,8 @@ export interface LogOptions {
 export interface EngineEvent {
   /** Opaque position in the engine's event history: `events({ after })` resumes right after it. */
   cursor: string
-  type: 'container' | 'image'
+  /** node and task events come from a cluster; on it, `container` events are about services. */
+  type: 'container' | 'image' | 'node' | 'task'
   action: string
   id: string
   name: string | null
@@ -132,6 +205,12 @@ export interface EngineEvent {
   labels: Record<string, string>
   /** A container's exit code, on `die`. */
   exitCode?: number
+  /** A task's service (berth's container id on a cluster). */
+  service?: string
+  /** The node a task runs on. */
+  node?: string
+  /** Why a task failed or cannot be placed; a node's new state. */
+  detail?: string
 }
 
 export interface EventsOptions {
@@ -168,6 +247,7 @@ export interface StateChange {
 }
 
 export interface Engine {
+  readonly kind: EngineKind
   info (): Promise<EngineInfo>
   pullImage (ref: ImageRef, options: PullOptions): Promise<PulledImage>
   listImages (options: ListImagesOptions): Promise<ImageSummary[]>
@@ -181,6 +261,10 @@ export interface Engine {
   stopContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   restartContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void>
+  /** Sets how many replicas it runs; a single host runs exactly one (other counts are not_supported). */
+  scaleContainer (id: string, replicas: number): Promise<StateChange>
+  /** The machines containers run on: a cluster's nodes, or the single host as its one node. */
+  listNodes (): Promise<Node[]>
   /** A named volume, or not_found. */
   inspectVolume (name: string): Promise<Volume>
   /** Creates a named volume; an existing one of that name is returned as it is (labels and all). */

@@ -19,6 +19,8 @@ export interface AuditTarget {
   /** Volume names and bind-mounted host paths of a run. */
   volumes?: string[]
   job?: string
+  /** The replicas a scale asked for. */
+  replicas?: number
   /** What an image removal untagged and deleted, as the engine reported it. */
   untagged?: string[]
   deleted?: string[]

@@ -12,12 +12,16 @@ import { PullEvent, PullHeaders, PullJob, PullQuery } from '../schemas/jobs.ts'
 import { Type } from 'typebox'
 
 const PULL_MEDIA = ['application/json', NDJSON, SSE] as const
+/** Why a cluster has no image routes: there is no one image store to list, pull into or remove from. */
+export const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there ' +
+  '(with the registry credentials of the run), and a manager\'s own images say nothing of the other nodes\''
+const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: IMAGE_STORE }
 
 const images: FastifyPluginAsyncTypebox = async (app) => {
   const policy = app.config.policy
 
   app.post('/v1/images/pull', {
-    config: { scope: 'write' },
+    config: { scope: 'write', ...DOCKER_ONLY },
     schema: {
       tags: ['images'],
       summary: 'Pull an image (docker pull)',
@@ -40,7 +44,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
           }
         },
         202: { description: 'Started as an async job (Location: the job).', content: { 'application/json': { schema: ref(PullJob) } } },
-        ...problemResponses(400, 401, 403, 404, 429, 502, 503),
+        ...problemResponses(400, 401, 403, 404, 429, 501, 502, 503),
         406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/json, application/x-ndjson, text/event-stream.' }
       }
     }
@@ -96,13 +100,13 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/images', {
-    config: { scope: 'read' },
+    config: { scope: 'read', ...DOCKER_ONLY },
     schema: {
       tags: ['images'],
       summary: 'List images (docker images)',
       operationId: 'listImages',
       querystring: ListImagesQuery,
-      response: { 200: Type.Array(ref(ImageSummary), { description: 'The images.' }), ...problemResponses(400, 401, 503) }
+      response: { 200: Type.Array(ref(ImageSummary), { description: 'The images.' }), ...problemResponses(400, 401, 501, 503) }
     }
   }, async (request) => await app.engine.listImages({
     ...(request.query.reference === undefined ? {} : { reference: request.query.reference }),
@@ -111,19 +115,19 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
   }))
 
   app.get('/v1/images/:ref', {
-    config: { scope: 'read' },
+    config: { scope: 'read', ...DOCKER_ONLY },
     schema: {
       tags: ['images'],
       summary: 'Inspect an image (docker image inspect)',
       operationId: 'inspectImage',
       params: ImageParams,
-      response: { 200: ref(Image, 'The image.'), ...problemResponses(400, 401, 404, 503) }
+      response: { 200: ref(Image, 'The image.'), ...problemResponses(400, 401, 404, 501, 503) }
     }
   }, async (request) => await app.engine.inspectImage(engineReference(request.params.ref)))
 
   app.delete('/v1/images/:ref', {
     // Images are shared by every token's containers: removing one is an admin's call.
-    config: { scope: 'admin' },
+    config: { scope: 'admin', ...DOCKER_ONLY },
     schema: {
       tags: ['images'],
       summary: 'Remove an image (docker rmi)',
@@ -131,7 +135,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'removeImage',
       params: ImageParams,
       querystring: RemoveImageQuery,
-      response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
+      response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
     }
   }, async (request) => {
     const removal = await app.engine.removeImage(engineReference(request.params.ref), { force: request.query.force ?? false })

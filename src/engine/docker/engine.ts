@@ -3,20 +3,23 @@
 // only at start) and leaves nothing half-made behind. Talks to the engine only through its transport.
 import type Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
+import { notSupported } from '../capabilities.ts'
 import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import type { ImageRef } from '../image-ref.ts'
 import { mapEngineError } from './errors.ts'
-import { containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, pullFailureReason, removedContainer, toAuthConfig, volumeOf } from './mapping.ts'
+import { containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, nodeOfEngine, pullFailureReason, removedContainer, toAuthConfig, volumeOf, type EngineSystemInfo } from './mapping.ts'
 import { engineTime, layerProgress, parseCursor, readEventStream, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   Volume, Container, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PulledImage, PullOptions, RunSpec, StateChange
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Node, PulledImage, PullOptions, RunSpec, StateChange
 } from '../types.ts'
 
+/** The longest stopTimeout a run may give (see the RunRequest schema). */
+const MAX_STOP_TIMEOUT = 300
 /** How many ports of a host port range a run tries before it answers port_conflict. */
 const MAX_RANGE_ATTEMPTS = 16
 /** How long a container inspect reuses its image's digests; see #imageDigests. */
@@ -30,6 +33,7 @@ export interface DockerEngineOptions {
 }
 
 export class DockerEngine implements Engine {
+  readonly kind = 'docker' as const
   readonly #options: DockerEngineOptions
   readonly #transport: DockerTransport
   /** Image digests by image id, reused for a few seconds by container inspects (see #imageDigests). */
@@ -190,6 +194,21 @@ export class DockerEngine implements Engine {
       (docker, signal) => docker.getContainer(id).remove({ force: options.force, v: options.volumes, abortSignal: signal }))
   }
 
+  /** One host runs a container as exactly one replica: asking for one changes nothing, more is not_supported. */
+  async scaleContainer (id: string, replicas: number): Promise<StateChange> {
+    if (replicas !== 1) {
+      throw notSupported('docker', `the docker backend runs a container as exactly one replica; ${replicas} replicas need a cluster (BERTH_ENGINE=swarm)`)
+    }
+    await this.inspectContainer(id)
+    return { changed: false }
+  }
+
+  /** The one engine, as a cluster would list a node of its own. */
+  async listNodes (): Promise<Node[]> {
+    const info = await this.#transport.call({ subject: 'engine', target: 'engine' }, (docker, signal) => (docker.info as (options: object) => Promise<unknown>)(withSignal(signal))) as EngineSystemInfo
+    return [nodeOfEngine(info)]
+  }
+
   async inspectVolume (name: string): Promise<Volume> {
     const volume = await this.#transport.call({ subject: 'volume', target: name },
       (docker, signal) => docker.getVolume(name).inspect(withSignal(signal)))
@@ -269,9 +288,10 @@ export class DockerEngine implements Engine {
     this.#digests.clear()
   }
 
-  // A stop waits up to the container's grace period before the engine kills it; the deadline must outlast it.
+  // A stop waits up to the container's grace period before the engine kills it; the deadline must
+  // outlast it. Without a timeout that is the container's own (its stopTimeout, at most 300 s).
   #graceDeadline (timeout: number | undefined): number {
-    return this.#transport.timeoutMs + (timeout ?? 10) * 1000
+    return this.#transport.timeoutMs + (timeout ?? MAX_STOP_TIMEOUT) * 1000
   }
 
   async #create (body: Record<string, unknown>, name: string | undefined): Promise<string> {
