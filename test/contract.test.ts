@@ -148,7 +148,8 @@ interface Outage {
 
 /**
  * docker: a private dockerd stopped and started (the shared engine keeps serving other suites).
- * swarm: the manager's own dockerd stopped and started; the cluster and its services survive it.
+ * swarm: the manager's own dockerd stopped and started; the cluster and the services on its workers
+ * survive it (a replica on the manager itself stops with its dockerd, and restart "no" keeps it so).
  */
 async function outageOf (backend: Backend, t: Test, deployment: { deployment: string }): Promise<Outage> {
   if (backend.kind === 'docker') {
@@ -160,7 +161,7 @@ async function outageOf (backend: Backend, t: Test, deployment: { deployment: st
   }
   const app = await backend.build(t, { config: { ...deployment, engine: { timeoutMs: 2000 } } })
   const port = await freePort()
-  const survivor = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ image: backend.image, name: `${RUN}-survivor`, command: HTTPD, stopTimeout: 1, ports: [{ container: 80, host: port }] }) })
+  const survivor = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ image: backend.image, name: `${RUN}-survivor`, command: HTTPD, stopTimeout: 1, ports: [{ container: 80, host: port }], placement: { constraints: ['node.role==worker'] } }) })
   t.equal(survivor.statusCode, 201, survivor.body)
   const manager = Object.keys((swarmEnv as NonNullable<typeof swarmEnv>).nodes)[0] as string
   t.teardown(() => swarmNode('start-node', manager))

@@ -344,6 +344,10 @@ if (swarmBackend === null) {
     const bobs = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('bob'), payload: body('ingress3', { ports: [{ container: 80, host: port }] }) })
     t.equal(bobs.statusCode, 409)
     t.notOk('holder' in bobs.json(), 'redacted for bob')
+    const chosen = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('ingress4', { ports: [{ container: 80 }] }) })
+    t.equal(chosen.statusCode, 201, chosen.body)
+    const host = chosen.json().ports[0].host as number
+    t.ok(host >= 32768 && host <= 60999, `berth chose ${host}, in the range a single engine hands out, not the manager's 30000-32767`)
   })
 
   t.test('what a cluster does not have is 501 not_supported, never imitated', async t => {

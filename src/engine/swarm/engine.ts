@@ -44,6 +44,11 @@ export interface SwarmEngineOptions {
 const NODES_TTL_MS = 5000
 /** How many ports of a host port range a run tries before it answers port_conflict. */
 const MAX_RANGE_ATTEMPTS = 16
+/**
+ * The ports an engine hands out on a node when a run names none (Linux's ip_local_port_range), as
+ * the policy assumes (src/access/policy.ts): where berth must choose instead, it chooses from these.
+ */
+const ENGINE_CHOSEN_PORTS = { min: 32768, max: 60999 }
 const UPDATE_ATTEMPTS = 5
 
 const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there'
@@ -113,7 +118,9 @@ export class SwarmEngine implements Engine {
   async run (spec: RunSpec): Promise<Container> {
     const image = await this.#pinnedImage(spec)
     const auth = this.#auth(spec)
-    const ranged = spec.ports.some(port => port.hostRange !== undefined)
+    // In ingress mode the manager would choose a port from its own range (30000-32767), which the
+    // policy never judged: berth chooses, from the range a single engine would (the policy's).
+    const ranged = spec.ports.some(port => port.hostRange !== undefined || (port.host === undefined && this.#options.publishMode === 'ingress'))
     const tried = new Set<number>()
     for (let attempt = 1; ; attempt++) {
       const chosenPorts = ranged ? await this.#choosePorts(spec.ports, tried) : undefined
@@ -394,8 +401,9 @@ export class SwarmEngine implements Engine {
     const taken = new Set([...tried, ...services.flatMap(service => publishedPorts(service.Spec))])
     const chosen = new Map<number, number>()
     ports.forEach((port, index) => {
-      if (port.host !== undefined || port.hostRange === undefined) return
-      for (let candidate = port.hostRange.min; candidate <= port.hostRange.max; candidate++) {
+      if (port.host !== undefined) return
+      const range = port.hostRange ?? ENGINE_CHOSEN_PORTS
+      for (let candidate = range.min; candidate <= range.max; candidate++) {
         if (taken.has(candidate)) continue
         chosen.set(index, candidate)
         taken.add(candidate)
