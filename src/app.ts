@@ -29,11 +29,13 @@ import health from './routes/health.ts'
 import images from './routes/images.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
+import volumes from './routes/volumes.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
+import { volumeSchemas } from './schemas/volumes.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -92,7 +94,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   // Reading and answering requests. Metrics first, so that every request is measured.
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas] })
   await app.register(serializers)
   await app.register(problems)
   await app.register(securityHeaders)
@@ -129,5 +131,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(logs)
   await app.register(jobs)
   await app.register(events)
+  await app.register(volumes)
   return app
 }

@@ -22,6 +22,9 @@ export interface Principal {
 type Requester = Pick<Principal, 'name' | 'admin'>
 
 /** What a port conflict knows of the container holding the port; shown only to who may see it. */
+/** The kinds of object berth makes and owns. */
+export type Kind = 'container' | 'volume' | 'network'
+
 export interface PortHolder {
   id: string
   name: string
@@ -51,7 +54,7 @@ export class Ownership {
   }
 
   /** The object, when the requester may see it; otherwise the same not_found as for one that does not exist. */
-  visible<T extends { labels: Record<string, string> }> (requester: Requester, object: T, kind: 'container' | 'volume', idOrName: string): T {
+  visible<T extends { labels: Record<string, string> }> (requester: Requester, object: T, kind: Kind, idOrName: string): T {
     if (!this.owns(requester, object.labels)) throw notFound(kind, idOrName)
     return object
   }
@@ -69,6 +72,6 @@ export class Ownership {
   }
 }
 
-export function notFound (kind: 'container' | 'volume', idOrName: string): BerthError {
+export function notFound (kind: Kind, idOrName: string): BerthError {
   return new BerthError('not_found', `${kind} ${idOrName} was not found`)
 }

@@ -9,8 +9,9 @@ import type { Container, ContainerSummary } from '../schemas/containers.ts'
 import type { PortBinding } from '../schemas/common.ts'
 import type { Image, ImageRemoval, ImageSummary, PulledImage } from '../schemas/images.ts'
 import type { LogEntry } from '../schemas/logs.ts'
+import type { Volume } from '../schemas/volumes.ts'
 
-export type { Container, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, PortBinding, PulledImage }
+export type { Container, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, PortBinding, PulledImage, Volume }
 
 export type Protocol = 'tcp' | 'udp' | 'sctp'
 
@@ -40,11 +41,12 @@ export class PortConflictError extends BerthError {
   }
 }
 
-export interface Volume {
-  name: string
-  driver: string
-  labels: Record<string, string>
-  createdAt: string | null
+/** Which details of a volume to find out besides what the engine keeps with it. */
+export interface VolumeDetails {
+  /** Its size, which costs the engine a walk of the volume. */
+  size?: boolean
+  /** The containers that mount it, among those whose labels match every one of these filters ([] for all). */
+  usedBy?: string[]
 }
 
 /** The engine's states, and `removed`: an autoRemove container that exited and was removed before berth could inspect it. */
@@ -181,8 +183,8 @@ export interface Engine {
   stopContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   restartContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void>
-  /** A named volume, or not_found. */
-  inspectVolume (name: string): Promise<Volume>
+  /** A named volume, or not_found; its size and users only when asked for (otherwise null and []). */
+  inspectVolume (name: string, details?: VolumeDetails): Promise<Volume>
   /** Creates a named volume; an existing one of that name is returned as it is (labels and all). */
   createVolume (name: string, labels: Record<string, string>): Promise<Volume>
   removeVolume (name: string): Promise<void>
@@ -199,4 +201,9 @@ export interface Engine {
   events (options: EventsOptions): Promise<AsyncIterable<EngineEvent>>
   /** Releases what the backend holds open (watches, caches); a backend that holds nothing has none. */
   close?: () => Promise<void>
+
+  // ---- Environments (issue 14). A backend that cannot do one of these throws not_supported.
+
+  /** docker volume ls: the volumes whose labels match every filter, with the details asked for. */
+  listVolumes (options: { labels: string[] } & VolumeDetails): Promise<Volume[]>
 }

@@ -49,7 +49,8 @@ function auditOf (request: FastifyRequest, reply: FastifyReply) {
 const PATH_TARGETS: Record<string, (value: string) => AuditTarget> = {
   idOrName: value => ({ container: { requested: value } }),
   ref: value => ({ image: value }),
-  id: value => ({ job: value })
+  id: value => ({ job: value }),
+  volume: value => ({ volume: value })
 }
 
 function requestedTarget (params: unknown): AuditTarget {

@@ -22,6 +22,10 @@ export interface AuditTarget {
   /** What an image removal untagged and deleted, as the engine reported it. */
   untagged?: string[]
   deleted?: string[]
+  /** A volume created, removed or mounted by name. */
+  volume?: string
+  /** Containers removed along with the target (a forced volume removal). */
+  removed?: string[]
 }
 
 declare module 'fastify' {

@@ -22,6 +22,7 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         { name: 'images', description: 'docker pull, images, image inspect, rmi' },
         { name: 'jobs', description: 'Async pulls: state, events, cancel' },
         { name: 'events', description: 'docker events, as server-sent events' },
+        { name: 'volumes', description: 'docker volume create, ls, inspect, rm' },
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },

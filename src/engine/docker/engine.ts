@@ -7,15 +7,19 @@ import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import type { ImageRef } from '../image-ref.ts'
 import { mapEngineError } from './errors.ts'
-import { containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, pullFailureReason, removedContainer, toAuthConfig, volumeOf } from './mapping.ts'
+import {
+  containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, pullFailureReason, removedContainer, toAuthConfig,
+  volumeOf, volumeSizesOf, volumeUsersOf
+} from './mapping.ts'
 import { engineTime, layerProgress, parseCursor, readEventStream, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   Volume, Container, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PulledImage, PullOptions, RunSpec, StateChange
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails
 } from '../types.ts'
+import type { VolumeUser } from '../../schemas/volumes.ts'
 
 /** How many ports of a host port range a run tries before it answers port_conflict. */
 const MAX_RANGE_ATTEMPTS = 16
@@ -190,10 +194,11 @@ export class DockerEngine implements Engine {
       (docker, signal) => docker.getContainer(id).remove({ force: options.force, v: options.volumes, abortSignal: signal }))
   }
 
-  async inspectVolume (name: string): Promise<Volume> {
+  async inspectVolume (name: string, details: VolumeDetails = {}): Promise<Volume> {
     const volume = await this.#transport.call({ subject: 'volume', target: name },
       (docker, signal) => docker.getVolume(name).inspect(withSignal(signal)))
-    return volumeOf(volume)
+    const [sizes, users] = await this.#volumeDetails(details)
+    return volumeOf(volume, sizes?.get(volume.Name) ?? null, users?.get(volume.Name) ?? [])
   }
 
   async createVolume (name: string, labels: Record<string, string>): Promise<Volume> {
@@ -206,6 +211,29 @@ export class DockerEngine implements Engine {
   async removeVolume (name: string): Promise<void> {
     await this.#transport.call({ subject: 'volume', target: name },
       (docker, signal) => docker.getVolume(name).remove(withSignal(signal)))
+  }
+
+  async listVolumes (options: { labels: string[] } & VolumeDetails): Promise<Volume[]> {
+    const listed = await this.#transport.call({ subject: 'volume', target: 'volumes' },
+      (docker, signal) => docker.listVolumes({ filters: { label: options.labels }, abortSignal: signal } as Docker.VolumeListOptions))
+    const [sizes, users] = await this.#volumeDetails(options)
+    return (listed.Volumes ?? []).map(volume => volumeOf(volume, sizes?.get(volume.Name) ?? null, users?.get(volume.Name) ?? []))
+      .sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  async #volumeDetails (details: VolumeDetails): Promise<[Map<string, number | null> | null, Map<string, VolumeUser[]> | null]> {
+    const usedBy = details.usedBy
+    return await Promise.all([
+      // The engine walks every volume to answer: give it longer than an ordinary call.
+      details.size === true
+        ? this.#transport.call({ subject: 'engine', target: 'disk usage', timeoutMs: this.#transport.timeoutMs * 6 },
+          (docker, signal) => (docker.df as (options: object) => Promise<Parameters<typeof volumeSizesOf>[0]>)(withSignal(signal))).then(volumeSizesOf)
+        : null,
+      usedBy === undefined
+        ? null
+        : this.#transport.call({ subject: 'container', target: 'containers' },
+          (docker, signal) => docker.listContainers({ all: true, filters: usedBy.length > 0 ? { label: usedBy } : {}, abortSignal: signal })).then(volumeUsersOf)
+    ])
   }
 
   async containerLogs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {

@@ -64,6 +64,10 @@ export function mapEngineError (error: unknown, subject: Subject, target: string
     if (subject === 'image') {
       return new BerthError('image_in_use', `image ${target} is in use: ${message}`, { image: target }, { cause: error })
     }
+    // "remove x: volume is in use - [ids]": the ids may be anybody's, so they are not repeated.
+    if (subject === 'volume' && /volume is in use/i.test(message)) {
+      return new BerthError('volume_in_use', `volume ${target} is in use by a container`, { volume: target }, { cause: error })
+    }
   }
   if (status === 400) {
     return new BerthError('validation_failed', `the engine rejected the request: ${message}`, {}, { cause: error })

@@ -5,6 +5,7 @@ import { parseImage } from '../image-ref.ts'
 import type {
   Container, ContainerState, ContainerSummary, Image, ImageSummary, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
 } from '../types.ts'
+import type { VolumeUser } from '../../schemas/volumes.ts'
 
 export function imageSummaryOf (image: Docker.ImageInfo): ImageSummary {
   return {
@@ -174,8 +175,30 @@ export function digestFromRepoDigests (repoDigests: string[], repository: string
   return pinnedReference(repoDigests, repository)?.split('@')[1] ?? null
 }
 
-export function volumeOf (volume: Docker.VolumeInspectInfo & { CreatedAt?: string }): Volume {
-  return { name: volume.Name, driver: volume.Driver, labels: volume.Labels ?? {}, createdAt: volume.CreatedAt ?? null }
+export function volumeOf (volume: Docker.VolumeInspectInfo & { CreatedAt?: string }, size: number | null = null, usedBy: VolumeUser[] = []): Volume {
+  return { name: volume.Name, driver: volume.Driver, labels: volume.Labels ?? {}, createdAt: volume.CreatedAt ?? null, size, usedBy }
+}
+
+/** The sizes `docker system df -v` reports, by volume name; -1 (the driver cannot say) becomes null. */
+export function volumeSizesOf (df: { Volumes?: Array<{ Name: string, UsageData?: { Size?: number } | null }> | null }): Map<string, number | null> {
+  return new Map((df.Volumes ?? []).map(volume => {
+    const size = volume.UsageData?.Size
+    return [volume.Name, typeof size === 'number' && size >= 0 ? size : null]
+  }))
+}
+
+/** Which containers mount which named volumes, from a container list. */
+export function volumeUsersOf (containers: Docker.ContainerInfo[]): Map<string, VolumeUser[]> {
+  const users = new Map<string, VolumeUser[]>()
+  for (const container of containers) {
+    for (const mount of container.Mounts ?? []) {
+      if (mount.Type !== 'volume' || !mount.Name) continue
+      const list = users.get(mount.Name) ?? []
+      list.push({ id: container.Id, name: (container.Names[0] ?? '').replace(/^\//, ''), state: container.State })
+      users.set(mount.Name, list)
+    }
+  }
+  return users
 }
 
 function zeroTime (time: string): string | null {
