@@ -15,6 +15,7 @@ import access from './plugins/access.ts'
 import audit from './plugins/audit.ts'
 import auth from './plugins/auth.ts'
 import enginePlugin from './plugins/engine.ts'
+import lifecyclePlugin from './plugins/lifecycle.ts'
 import metrics from './plugins/metrics.ts'
 import openapi from './plugins/openapi.ts'
 import problems from './plugins/problems.ts'
@@ -29,12 +30,14 @@ import health from './routes/health.ts'
 import images from './routes/images.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
+import lifecycle from './routes/lifecycle.ts'
 import volumes from './routes/volumes.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
+import { lifecycleSchemas } from './schemas/lifecycle.ts'
 import { volumeSchemas } from './schemas/volumes.ts'
 
 declare module 'fastify' {
@@ -94,7 +97,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   // Reading and answering requests. Metrics first, so that every request is measured.
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas, ...lifecycleSchemas] })
   await app.register(serializers)
   await app.register(problems)
   await app.register(securityHeaders)
@@ -115,6 +118,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   })
   app.addHook('onClose', async () => { stopRevoking() })
   await app.register(pullJobsPlugin, { jobs: config.jobs })
+  await app.register(lifecyclePlugin, { lifecycle: config.lifecycle })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,
     timeWindow: 60_000,
@@ -132,5 +136,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(jobs)
   await app.register(events)
   await app.register(volumes)
+  await app.register(lifecycle)
   return app
 }

@@ -111,6 +111,13 @@ export interface Config {
   }
   /** Server-side registry credentials by registry host, so clients need not send them. */
   registryAuth: Record<string, RegistryCredentials>
+  /** What berth does to containers over time, by itself (src/lifecycle). */
+  lifecycle: {
+    /** How often berth looks for containers to remove (autoRemove) or expire; 0 never looks. */
+    sweepIntervalMs: number
+    /** How long an exited autoRemove container stays (its logs readable) when nobody waits for it. */
+    autoRemoveGraceMs: number
+  }
 }
 
 export const defaults: Config = {
@@ -133,7 +140,8 @@ export const defaults: Config = {
   limits: { bodyLimit: 64 * 1024, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
   streams: { heartbeatMs: 15_000 },
-  registryAuth: {}
+  registryAuth: {},
+  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000 }
 }
 
 export class ConfigError extends Error {
@@ -155,6 +163,7 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
     limits: { ...defaults.limits, ...overrides.limits },
     jobs: { ...defaults.jobs, ...overrides.jobs },
     streams: { ...defaults.streams, ...overrides.streams },
+    lifecycle: { ...defaults.lifecycle, ...overrides.lifecycle },
     registryAuth: (overrides.registryAuth ?? defaults.registryAuth) as Config['registryAuth']
   }
 }
@@ -212,7 +221,11 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     streams: {
       heartbeatMs: parseInteger('BERTH_HEARTBEAT_MS', env.BERTH_HEARTBEAT_MS, defaults.streams.heartbeatMs, 100, 600_000)
     },
-    registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {}
+    registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {},
+    lifecycle: {
+      sweepIntervalMs: parseInteger('BERTH_SWEEP_INTERVAL_MS', env.BERTH_SWEEP_INTERVAL_MS, defaults.lifecycle.sweepIntervalMs, 0, 3_600_000),
+      autoRemoveGraceMs: parseInteger('BERTH_AUTO_REMOVE_GRACE_MS', env.BERTH_AUTO_REMOVE_GRACE_MS, defaults.lifecycle.autoRemoveGraceMs, 0, 7 * 24 * 3_600_000)
+    }
   })
 }
 

@@ -8,6 +8,12 @@ import { BerthError } from '../errors.ts'
 export const LABEL_MANAGED = 'io.berth.managed'
 export const LABEL_OWNER = 'io.berth.owner'
 export const LABEL_DEPLOYMENT = 'io.berth.deployment'
+/**
+ * An autoRemove container. berth removes it itself once its exit has been collected — a wait
+ * answered, or the grace period over (src/lifecycle) — rather than the engine at once, which would
+ * take its logs and exit code with it.
+ */
+export const LABEL_AUTO_REMOVE = 'io.berth.auto-remove'
 /** Labels under this prefix are berth's own: a run body cannot set them. */
 export const RESERVED_LABEL_PREFIX = 'io.berth.'
 

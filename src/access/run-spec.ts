@@ -5,7 +5,7 @@
 import type { Policy } from '../config.ts'
 import type { Mount, PortRequest, RunSpec } from '../engine/types.ts'
 import type { ValidatedRunRequest } from '../schemas/containers.ts'
-import { RESERVED_LABEL_PREFIX, type Ownership } from './ownership.ts'
+import { LABEL_AUTO_REMOVE, RESERVED_LABEL_PREFIX, type Ownership } from './ownership.ts'
 import { imageFrom, invalid } from './policy.ts'
 
 /**
@@ -45,6 +45,9 @@ export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership:
     return { type: 'bind', source, target: volume.target, readOnly: volume.readOnly }
   })
 
+  const restartPolicy = body.restart?.policy ?? 'no'
+  if (body.autoRemove && restartPolicy !== 'no') throw invalid('body/autoRemove', `cannot be combined with restart policy "${restartPolicy}": a container that is removed when it exits is not restarted`)
+
   const memory = body.resources?.memory ?? policy.maxMemoryBytes ?? undefined
   const cpus = body.resources?.cpus ?? policy.maxCpus ?? undefined
   return {
@@ -55,10 +58,10 @@ export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership:
     env: body.env ?? {},
     ...(body.workingDir === undefined ? {} : { workingDir: body.workingDir }),
     ...(body.user === undefined ? {} : { user: body.user }),
-    labels: { ...labels, ...ownership.labelsFor(owner) },
+    labels: { ...labels, ...ownership.labelsFor(owner), ...(body.autoRemove ? { [LABEL_AUTO_REMOVE]: 'true' } : {}) },
     ports,
     mounts,
-    restart: { policy: body.restart?.policy ?? 'no', ...(body.restart?.maxRetries === undefined ? {} : { maxRetries: body.restart.maxRetries }) },
+    restart: { policy: restartPolicy, ...(body.restart?.maxRetries === undefined ? {} : { maxRetries: body.restart.maxRetries }) },
     ...(memory === undefined ? {} : { memory }),
     ...(cpus === undefined ? {} : { cpus }),
     autoRemove: body.autoRemove,

@@ -206,4 +206,17 @@ export interface Engine {
 
   /** docker volume ls: the volumes whose labels match every filter, with the details asked for. */
   listVolumes (options: { labels: string[] } & VolumeDetails): Promise<Volume[]>
+  /**
+   * docker wait: resolves when the container is not running (at once when it is not), however long
+   * that takes; only the signal ends it sooner, with the signal's reason.
+   */
+  waitContainer (id: string, options: { signal?: AbortSignal }): Promise<ContainerExit>
+}
+
+/** How a container ended. */
+export interface ContainerExit {
+  exitCode: number
+  oomKilled: boolean
+  /** What the engine reports went wrong, if anything. */
+  error: string | null
 }

@@ -46,7 +46,11 @@ export const RunRequest = Type.Object({
     memory: Type.Optional(Type.Integer({ minimum: 6 * 1024 * 1024, maximum: 2 ** 50, description: 'Memory limit in bytes (`--memory`); at least 6 MiB.' })),
     cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPU limit in cores (`--cpus`).' }))
   }, { additionalProperties: false, description: 'Resource limits.' })),
-  autoRemove: Type.Optional(Type.Boolean({ default: false, description: 'Remove the container when it exits (`--rm`).' })),
+  autoRemove: Type.Optional(Type.Boolean({
+    default: false,
+    description: 'Remove the container once it has exited (`--rm`) and its exit was collected: when a wait on it is answered, ' +
+      'or BERTH_AUTO_REMOVE_GRACE_MS after it exited when nobody waits. Until then its logs stay readable. Not with a restart policy.'
+  })),
   tty: Type.Optional(Type.Boolean({ default: false, description: 'Allocate a terminal (`-t`); its logs then have no separate stderr.' })),
   pull: Type.Optional(Type.Enum(['missing', 'always', 'never'], {
     type: 'string',
@@ -73,7 +77,7 @@ export type ValidatedRunRequest = Omit<RunRequest, 'pull' | 'autoRemove' | 'tty'
 
 const portList = Type.Array(ref(PortBinding), { description: 'Host ports bound to container ports, one entry per binding.' })
 const STATES = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'] as const
-const stateSchema = Type.Enum([...STATES, 'removed'], { type: 'string', description: 'Container state; `removed` only in a run reply, for an autoRemove container that exited and was removed before it could be inspected.' })
+const stateSchema = Type.Enum([...STATES, 'removed'], { type: 'string', description: 'Container state. (`removed` is no longer answered: berth keeps an autoRemove container until its exit is collected.)' })
 const labels = Type.Record(Type.String(), Type.String(), { description: 'Labels, berth\'s own (`io.berth.*`) included.' })
 
 export const ContainerSummary = Type.Object({

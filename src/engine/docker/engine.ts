@@ -8,15 +8,15 @@ import { BerthError } from '../../errors.ts'
 import type { ImageRef } from '../image-ref.ts'
 import { mapEngineError } from './errors.ts'
 import {
-  containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, pullFailureReason, removedContainer, toAuthConfig,
+  containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, pullFailureReason, toAuthConfig,
   volumeOf, volumeSizesOf, volumeUsersOf
 } from './mapping.ts'
-import { engineTime, layerProgress, parseCursor, readEventStream, readLogStream } from './streams.ts'
+import { engineTime, layerProgress, parseCursor, readAll, readEventStream, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
-  Volume, Container, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
+  Volume, Container, ContainerExit, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
   ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails
 } from '../types.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
@@ -149,13 +149,8 @@ export class DockerEngine implements Engine {
         if (ranged && error.port !== null && attempt < attempts) continue
         throw await this.#withHolder(error)
       }
-      try {
-        return await this.inspectContainer(id)
-      } catch (error) {
-        // With autoRemove a container that exits at once can be gone before it is inspected: it ran.
-        if (!(spec.autoRemove && error instanceof BerthError && error.code === 'not_found')) throw error
-        return removedContainer(id, spec, imageName)
-      }
+      // An autoRemove container is still there: berth, not the engine, removes it once its exit is collected.
+      return await this.inspectContainer(id)
     }
   }
 
@@ -219,6 +214,21 @@ export class DockerEngine implements Engine {
     const [sizes, users] = await this.#volumeDetails(options)
     return (listed.Volumes ?? []).map(volume => volumeOf(volume, sizes?.get(volume.Name) ?? null, users?.get(volume.Name) ?? []))
       .sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  async waitContainer (id: string, options: { signal?: AbortSignal }): Promise<ContainerExit> {
+    const target = { subject: 'container' as const, target: id, ...(options.signal ? { signal: options.signal } : {}) }
+    // The engine sends its headers at once and the body when the container stops: only the setup is bounded.
+    const stream = await this.#transport.streamRequest(target, { method: 'POST', path: `/containers/${encodeURIComponent(id)}/wait`, query: { condition: 'not-running' } })
+    let body: { StatusCode?: number, Error?: { Message?: string } | null }
+    try {
+      body = JSON.parse((await readAll(stream, options.signal)).toString('utf8'))
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason
+      throw new BerthError('engine_unavailable', `the engine connection broke while waiting for ${id}`, {}, { cause: error, headers: { 'retry-after': '5' } })
+    }
+    const info = await this.#transport.call({ subject: 'container', target: id }, (docker, signal) => docker.getContainer(id).inspect({ abortSignal: signal }))
+    return { exitCode: body.StatusCode ?? info.State.ExitCode, oomKilled: info.State.OOMKilled, error: body.Error?.Message || null }
   }
 
   async #volumeDetails (details: VolumeDetails): Promise<[Map<string, number | null> | null, Map<string, VolumeUser[]> | null]> {

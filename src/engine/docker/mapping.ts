@@ -1,6 +1,7 @@
 // Docker's objects in berth's words, and berth's run spec in Docker's: pure functions, no I/O.
 import type Docker from 'dockerode'
 import type { RegistryCredentials } from '../../config.ts'
+import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
 import { parseImage } from '../image-ref.ts'
 import type {
   Container, ContainerState, ContainerSummary, Image, ImageSummary, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
@@ -77,7 +78,8 @@ export function containerOf (info: Docker.ContainerInspectInfo, imageDigests: st
       memory: hostConfig.Memory ? hostConfig.Memory : null,
       cpus: hostConfig.NanoCpus ? hostConfig.NanoCpus / 1e9 : null
     },
-    autoRemove: hostConfig.AutoRemove ?? false
+    // berth removes an autoRemove container itself (the label says so); one made with the CLI's --rm is the engine's to remove.
+    autoRemove: (hostConfig.AutoRemove ?? false) || info.Config.Labels?.[LABEL_AUTO_REMOVE] === 'true'
   }
 }
 
@@ -110,32 +112,13 @@ export function createBody (spec: RunSpec, image: string): Record<string, unknow
       RestartPolicy: { Name: spec.restart.policy === 'no' ? '' : spec.restart.policy, MaximumRetryCount: spec.restart.maxRetries ?? 0 },
       ...(spec.memory ? { Memory: spec.memory } : {}),
       ...(spec.cpus ? { NanoCpus: Math.round(spec.cpus * 1e9) } : {}),
-      AutoRemove: spec.autoRemove,
+      // Never the engine's AutoRemove: it would remove the container the moment it exits, its logs
+      // and exit code with it, before anybody could read them. berth removes it once its exit has
+      // been collected (the run's labels say so: see LABEL_AUTO_REMOVE).
+      AutoRemove: false,
       ...(binds.length > 0 ? { Binds: binds } : {}),
       Mounts: spec.mounts.filter(mount => mount.type === 'volume').map(mount => ({ Type: 'volume', Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly }))
     }
-  }
-}
-
-export function removedContainer (id: string, spec: RunSpec, image: string): Container {
-  return {
-    id,
-    name: spec.name ?? id.slice(0, 12),
-    image,
-    imageId: '',
-    imageDigest: null,
-    command: [...(spec.entrypoint ?? []), ...(spec.command ?? [])],
-    state: 'removed',
-    running: false,
-    exitCode: null,
-    createdAt: new Date().toISOString(),
-    startedAt: null,
-    finishedAt: null,
-    ports: [],
-    labels: spec.labels,
-    restart: { policy: spec.restart.policy, maxRetries: spec.restart.maxRetries ?? 0 },
-    resources: { memory: spec.memory ?? null, cpus: spec.cpus ?? null },
-    autoRemove: true
   }
 }
 
