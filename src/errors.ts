@@ -27,7 +27,8 @@ export const errorCodes = {
   engine_error: { status: 502, title: 'The container engine reported an error' },
   engine_unavailable: { status: 503, title: 'The container engine is unavailable' },
   // ---- Environments (issue 14)
-  volume_in_use: { status: 409, title: 'The volume is in use' }
+  volume_in_use: { status: 409, title: 'The volume is in use' },
+  gpu_unavailable: { status: 409, title: 'The engine cannot give the container the GPUs asked for' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorCodes

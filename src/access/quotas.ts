@@ -3,6 +3,7 @@
 // Runs of one token are admitted one at a time, so concurrent runs cannot race past the limit.
 import type { Quota } from '../config.ts'
 import type { Engine, RunSpec } from '../engine/types.ts'
+import type { GpuRequest } from '../schemas/containers.ts'
 import { BerthError } from '../errors.ts'
 import type { Ownership, Principal } from './ownership.ts'
 
@@ -10,6 +11,8 @@ export interface Usage {
   containers: number
   memoryBytes: number
   cpus: number
+  /** GPUs asked for by count or ids; `all` counts as every GPU there is (Infinity). */
+  gpus: number
 }
 
 export class Quotas {
@@ -35,7 +38,7 @@ export class Quotas {
   /** Runs `create` when the spec fits the owner's quota, with no other run of that owner in between. */
   async admit<T> (requester: Principal, spec: RunSpec, create: () => Promise<T>): Promise<T> {
     const quota = this.quotaOf(requester.name)
-    if (quota.containers === null && quota.memoryBytes === null && quota.cpus === null) return await create()
+    if (quota.containers === null && quota.memoryBytes === null && quota.cpus === null && quota.gpus === null) return await create()
     const previous = this.#queues.get(requester.name) ?? Promise.resolve()
     const turn = previous.then(async () => {
       this.#check(quota, spec, await this.usage(requester.name, quota))
@@ -53,13 +56,14 @@ export class Quotas {
   /** What the token holds now: its containers of this deployment, in every state. */
   async usage (owner: string, quota: Quota): Promise<Usage> {
     const held = await this.#engine.listContainers({ all: true, labels: this.#ownership.filtersFor({ name: owner, admin: false }) })
-    const usage: Usage = { containers: held.length, memoryBytes: 0, cpus: 0 }
-    if (quota.memoryBytes === null && quota.cpus === null) return usage
+    const usage: Usage = { containers: held.length, memoryBytes: 0, cpus: 0, gpus: 0 }
+    if (quota.memoryBytes === null && quota.cpus === null && quota.gpus === null) return usage
     // The list does not carry limits; only the token's own containers are inspected.
     const inspected = await Promise.all(held.map(async container => await this.#engine.inspectContainer(container.id).catch(() => null)))
     for (const container of inspected) {
       usage.memoryBytes += container?.resources.memory ?? 0
       usage.cpus += container?.resources.cpus ?? 0
+      usage.gpus += gpuCount(container?.gpus)
     }
     return usage
   }
@@ -81,9 +85,24 @@ export class Quotas {
         throw exceeded('cpus', `cpus ${spec.cpus} on top of the ${used.cpus} the token holds exceeds its quota of ${quota.cpus}`, quota.cpus, used.cpus)
       }
     }
+    // ---- Environments (issue 14)
+    if (quota.gpus !== null && spec.gpus !== undefined) {
+      if (quota.gpus === 0) throw exceeded('gpus', 'the token may not use GPUs', 0, used.gpus)
+      if (spec.gpus === 'all') throw exceeded('gpus', `the token has a GPU quota of ${quota.gpus}: ask for a count or device ids, not "all"`, quota.gpus, used.gpus)
+      const asked = gpuCount(spec.gpus)
+      if (used.gpus + asked > quota.gpus) {
+        throw exceeded('gpus', `${asked} GPUs on top of the ${used.gpus} the token holds exceed its quota of ${quota.gpus}`, quota.gpus, used.gpus)
+      }
+    }
   }
 }
 
-function exceeded (limit: 'containers' | 'memory' | 'cpus', detail: string, quota: number, used: number): BerthError {
+function gpuCount (gpus: GpuRequest | undefined): number {
+  if (gpus === undefined) return 0
+  if (gpus === 'all') return Infinity
+  return typeof gpus === 'number' ? gpus : gpus.length
+}
+
+function exceeded (limit: 'containers' | 'memory' | 'cpus' | 'gpus', detail: string, quota: number, used: number): BerthError {
   return new BerthError('quota_exceeded', detail, { limit, quota, used })
 }

@@ -5,7 +5,7 @@ import type { PortHolder } from '../access/ownership.ts'
 import type { RegistryCredentials } from '../config.ts'
 import { BerthError } from '../errors.ts'
 import type { ImageRef } from './image-ref.ts'
-import type { Container, ContainerSummary } from '../schemas/containers.ts'
+import type { Container, ContainerSummary, GpuRequest } from '../schemas/containers.ts'
 import type { PortBinding } from '../schemas/common.ts'
 import type { Image, ImageRemoval, ImageSummary, PulledImage } from '../schemas/images.ts'
 import type { LogEntry } from '../schemas/logs.ts'
@@ -81,6 +81,20 @@ export interface RunSpec {
   auth?: RegistryCredentials
   /** Allocate a terminal: the engine then keeps no separate stdout and stderr. */
   tty?: boolean
+  // ---- Environments (issue 14)
+  /** Bytes of /dev/shm. */
+  shmSize?: number
+  hostname?: string
+  ulimits?: { nofile?: { soft: number, hard: number } }
+  /** An init as PID 1 that reaps zombies and forwards signals. */
+  init?: boolean
+  /** A read-only root filesystem. */
+  readOnly?: boolean
+  stopSignal?: string
+  /** Seconds a stop waits after the stop signal before it kills (the engine's default when absent). */
+  stopTimeout?: number
+  /** GPUs: every one, a count, or device ids. */
+  gpus?: GpuRequest
 }
 
 /** Where one layer of a pull is: the phases every registry pull goes through, in berth's words. */

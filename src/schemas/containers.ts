@@ -23,6 +23,34 @@ export const Volume = Type.Object({
   readOnly: Type.Optional(Type.Boolean({ default: false, description: 'Mount read-only.' }))
 }, { additionalProperties: false, description: 'A volume or bind mount, as `-v source:target[:ro]`.' })
 
+/** The forms of `-p` berth takes as strings, as a 400 lists them. */
+export const PORT_FORMS = ['8888', '8888:8888', '127.0.0.1:8888:8888', '127.0.0.1::8888', '[::1]:8888:8888', '5353:53/udp', '8000-8009:8000-8009', '8000-8009:80']
+export const PortString = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: printable,
+  description: `\`-p\` as the CLI writes it: \`[hostIp:][host:]container[/protocol]\`, ports or ranges: ${PORT_FORMS.map(form => `\`${form}\``).join(', ')}. ` +
+    'A host range with one container port binds one free port of the range.'
+})
+
+/** The forms of `-v` berth takes as strings. */
+export const VOLUME_FORMS = ['name:/data', 'name:/data:ro', '/srv/data/default/alice:/data']
+export const VolumeString = Type.String({
+  minLength: 1,
+  maxLength: 4096,
+  pattern: printable,
+  description: `\`-v\` as the CLI writes it: \`source:target[:ro|rw]\`, such as ${VOLUME_FORMS.map(form => `\`${form}\``).join(', ')} (a host path only when the policy allows it).`
+})
+
+const SIGNAL = '^(SIG)?(HUP|INT|QUIT|ILL|TRAP|ABRT|BUS|FPE|KILL|USR1|SEGV|USR2|PIPE|ALRM|TERM|STKFLT|CHLD|CONT|STOP|TSTP|TTIN|TTOU|URG|XCPU|XFSZ|VTALRM|PROF|WINCH|IO|PWR|SYS|RTMIN|RTMIN\\+[0-9]{1,2}|RTMAX|RTMAX-[0-9]{1,2})$|^[1-9][0-9]?$'
+
+export const GpuRequest = Type.Union([
+  Type.Integer({ minimum: 1, maximum: 64, description: 'This many GPUs (`--gpus 2`).' }),
+  Type.Literal('all', { description: 'Every GPU of the host (`--gpus all`).' }),
+  Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$' }), { minItems: 1, maxItems: 64, uniqueItems: true, description: 'These GPUs, by index or UUID (`--gpus \'"device=0,2"\'`).' })
+], { description: 'GPUs, as `--gpus` takes them: `"all"`, a count, or device ids. An engine without a GPU runtime answers 409 gpu_unavailable.' })
+export type GpuRequest = Static<typeof GpuRequest>
+
 export const RunRequest = Type.Object({
   image: ImageReference,
   name: Type.Optional(Type.String({ pattern: NAME_PATTERN, description: 'Container name (`--name`); unique on the engine.' })),
@@ -36,8 +64,8 @@ export const RunRequest = Type.Object({
   labels: Type.Optional(keyedMap('^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$', Type.String({ maxLength: 4096, pattern: printable }), {
     maxProperties: 64, description: 'Labels (`-l`). Keys under `io.berth.` are berth\'s own and cannot be set.'
   })),
-  ports: Type.Optional(Type.Array(PortRequest, { maxItems: 64, description: 'Port bindings (`-p`).' })),
-  volumes: Type.Optional(Type.Array(Volume, { maxItems: 32, description: 'Volumes and bind mounts (`-v`).' })),
+  ports: Type.Optional(Type.Array(Type.Union([PortRequest, PortString]), { maxItems: 64, description: 'Port bindings (`-p`): objects, or the CLI\'s strings; 64 at most once ranges are expanded.' })),
+  volumes: Type.Optional(Type.Array(Type.Union([Volume, VolumeString]), { maxItems: 32, description: 'Volumes and bind mounts (`-v`): objects, or the CLI\'s strings.' })),
   restart: Type.Optional(Type.Object({
     policy: Type.Enum(['no', 'always', 'unless-stopped', 'on-failure'], { type: 'string', description: 'When the engine restarts the container.' }),
     maxRetries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'With on-failure: how many times at most.' }))
@@ -57,7 +85,21 @@ export const RunRequest = Type.Object({
     default: 'missing',
     description: 'Pull the image first: when missing (the CLI\'s default), always, or never (404 image_not_found when missing).'
   })),
-  auth: Type.Optional(Type.Unsafe<Static<typeof RegistryAuth>>(Type.Ref('RegistryAuth')))
+  auth: Type.Optional(Type.Unsafe<Static<typeof RegistryAuth>>(Type.Ref('RegistryAuth'))),
+  // ---- Environments (issue 14): the data-science knobs
+  shmSize: Type.Optional(Type.Integer({ minimum: 1024 * 1024, maximum: 2 ** 40, description: 'Size of /dev/shm in bytes (`--shm-size`); the engine\'s default of 64 MiB is too small for PyTorch data loaders.' })),
+  hostname: Type.Optional(Type.String({ maxLength: 63, pattern: '^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,61}[a-zA-Z0-9])?$', description: 'Host name inside the container (`--hostname`).' })),
+  ulimits: Type.Optional(Type.Object({
+    nofile: Type.Optional(Type.Object({
+      soft: Type.Integer({ minimum: 1, maximum: 1048576, description: 'Soft limit.' }),
+      hard: Type.Integer({ minimum: 1, maximum: 1048576, description: 'Hard limit; at least the soft one.' })
+    }, { additionalProperties: false, description: 'Open files (`--ulimit nofile=soft:hard`).' }))
+  }, { additionalProperties: false, description: 'Resource limits of the processes (`--ulimit`).' })),
+  init: Type.Optional(Type.Boolean({ description: 'Run a tiny init as PID 1 that reaps zombies and forwards signals (`--init`).' })),
+  readOnly: Type.Optional(Type.Boolean({ description: 'Mount the root filesystem read-only (`--read-only`); volumes stay writable.' })),
+  stopSignal: Type.Optional(Type.String({ pattern: SIGNAL, maxLength: 16, description: 'The signal a stop sends first (`--stop-signal`), such as `SIGINT`; by default the image\'s, or SIGTERM.' })),
+  stopTimeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'Seconds a stop waits after the stop signal before it kills (`--stop-timeout`); a stop\'s own `timeout` wins.' })),
+  gpus: Type.Optional(GpuRequest)
 }, {
   $id: 'RunRequest',
   additionalProperties: false,
@@ -66,13 +108,15 @@ export const RunRequest = Type.Object({
 })
 export type RunRequest = Static<typeof RunRequest>
 
-/** A run body as validation leaves it: ajv has filled in every default the schema declares. */
-export type ValidatedRunRequest = Omit<RunRequest, 'pull' | 'autoRemove' | 'tty' | 'ports' | 'volumes'> & {
+/**
+ * A run body as validation leaves it: ajv has filled in every default the schema declares — except
+ * inside `ports` and `volumes` entries, which may be objects or strings (ajv fills no defaults in a
+ * union): src/access/run-spec.ts does.
+ */
+export type ValidatedRunRequest = Omit<RunRequest, 'pull' | 'autoRemove' | 'tty'> & {
   pull: NonNullable<RunRequest['pull']>
   autoRemove: boolean
   tty: boolean
-  ports?: Array<Static<typeof PortRequest> & { protocol: NonNullable<Static<typeof PortRequest>['protocol']> }>
-  volumes?: Array<Static<typeof Volume> & { readOnly: boolean }>
 }
 
 const portList = Type.Array(ref(PortBinding), { description: 'Host ports bound to container ports, one entry per binding.' })
@@ -117,7 +161,9 @@ export const Container = Type.Object({
     memory: Type.Union([Type.Integer(), Type.Null()], { description: 'Memory limit in bytes, null for none.' }),
     cpus: Type.Union([Type.Number(), Type.Null()], { description: 'CPU limit in cores, null for none.' })
   }, { additionalProperties: false, description: 'Resource limits.' }),
-  autoRemove: Type.Boolean({ description: 'Removed when it exits.' })
+  autoRemove: Type.Boolean({ description: 'Removed when it exits.' }),
+  // ---- Environments (issue 14)
+  gpus: Type.Optional(Type.Unsafe<GpuRequest>({ ...GpuRequest, description: 'The GPUs it was given, as asked for; absent when none.' }))
 }, { $id: 'Container', additionalProperties: false, description: 'A container, as `docker inspect` shows it.' })
 export type Container = Static<typeof Container>
 

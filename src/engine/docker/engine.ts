@@ -174,12 +174,12 @@ export class DockerEngine implements Engine {
   }
 
   async stopContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
-    return await this.#stateChange({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout) },
+    return await this.#stateChange({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout ?? await this.#stopTimeoutOf(id)) },
       (docker, signal) => docker.getContainer(id).stop({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
   }
 
   async restartContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
-    await this.#transport.call({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout) },
+    await this.#transport.call({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout ?? await this.#stopTimeoutOf(id)) },
       (docker, signal) => docker.getContainer(id).restart({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
     return { changed: true }
   }
@@ -305,6 +305,12 @@ export class DockerEngine implements Engine {
   #forgetDigests (): void {
     this.#digestsGeneration++
     this.#digests.clear()
+  }
+
+  /** The grace period a container was run with (`stopTimeout`), which a stop without its own timeout waits. */
+  async #stopTimeoutOf (id: string): Promise<number | undefined> {
+    const info = await this.#transport.call({ subject: 'container', target: id }, (docker, signal) => docker.getContainer(id).inspect({ abortSignal: signal }))
+    return (info.Config as { StopTimeout?: number }).StopTimeout
   }
 
   // A stop waits up to the container's grace period before the engine kills it; the deadline must outlast it.

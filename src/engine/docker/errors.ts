@@ -72,6 +72,11 @@ export function mapEngineError (error: unknown, subject: Subject, target: string
   if (status === 400) {
     return new BerthError('validation_failed', `the engine rejected the request: ${message}`, {}, { cause: error })
   }
+  // Found only at start: the engine has no GPU runtime (no device driver for the gpu capability), or
+  // the GPU runtime refused the devices asked for.
+  if (/could not select device driver .* with capabilities: \[\[gpu\]\]|nvidia-container-cli/i.test(message)) {
+    return new BerthError('gpu_unavailable', `the engine cannot give ${target} the GPUs asked for: ${message}`, {}, { cause: error })
+  }
   const port = conflictingPort(message)
   if (port !== null) return new PortConflictError(port, null, undefined, error)
   // A host port range with every port taken.

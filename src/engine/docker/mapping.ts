@@ -7,6 +7,7 @@ import type {
   Container, ContainerState, ContainerSummary, Image, ImageSummary, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
 } from '../types.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
+import type { GpuRequest } from '../../schemas/containers.ts'
 
 export function imageSummaryOf (image: Docker.ImageInfo): ImageSummary {
   return {
@@ -79,8 +80,31 @@ export function containerOf (info: Docker.ContainerInspectInfo, imageDigests: st
       cpus: hostConfig.NanoCpus ? hostConfig.NanoCpus / 1e9 : null
     },
     // berth removes an autoRemove container itself (the label says so); one made with the CLI's --rm is the engine's to remove.
-    autoRemove: (hostConfig.AutoRemove ?? false) || info.Config.Labels?.[LABEL_AUTO_REMOVE] === 'true'
+    autoRemove: (hostConfig.AutoRemove ?? false) || info.Config.Labels?.[LABEL_AUTO_REMOVE] === 'true',
+    ...gpusOf(hostConfig as { DeviceRequests?: DeviceRequest[] | null })
   }
+}
+
+interface DeviceRequest {
+  Driver?: string
+  Count?: number
+  DeviceIDs?: string[] | null
+  Capabilities?: string[][] | null
+}
+
+/** `--gpus` as the engine takes it: a device request for the gpu capability, of every device (-1), a count or ids. */
+function deviceRequests (gpus: GpuRequest): DeviceRequest[] {
+  const base = { Driver: '', Capabilities: [['gpu']] }
+  if (gpus === 'all') return [{ ...base, Count: -1, DeviceIDs: null }]
+  if (typeof gpus === 'number') return [{ ...base, Count: gpus, DeviceIDs: null }]
+  return [{ ...base, Count: 0, DeviceIDs: gpus }]
+}
+
+function gpusOf (hostConfig: { DeviceRequests?: DeviceRequest[] | null }): { gpus?: GpuRequest } {
+  const request = (hostConfig.DeviceRequests ?? []).find(device => device.Capabilities?.some(set => set.includes('gpu')))
+  if (request === undefined) return {}
+  if (request.DeviceIDs !== undefined && request.DeviceIDs !== null && request.DeviceIDs.length > 0) return { gpus: request.DeviceIDs }
+  return { gpus: request.Count === -1 || request.Count === undefined ? 'all' : request.Count }
 }
 
 export function createBody (spec: RunSpec, image: string): Record<string, unknown> {
@@ -104,6 +128,9 @@ export function createBody (spec: RunSpec, image: string): Record<string, unknow
     ...(spec.workingDir ? { WorkingDir: spec.workingDir } : {}),
     ...(spec.user ? { User: spec.user } : {}),
     ...(spec.tty ? { Tty: true } : {}),
+    ...(spec.hostname === undefined ? {} : { Hostname: spec.hostname }),
+    ...(spec.stopSignal === undefined ? {} : { StopSignal: spec.stopSignal }),
+    ...(spec.stopTimeout === undefined ? {} : { StopTimeout: spec.stopTimeout }),
     Labels: spec.labels,
     // Without ExposedPorts the engine publishes nothing, whatever PortBindings say.
     ExposedPorts: exposed,
@@ -117,6 +144,12 @@ export function createBody (spec: RunSpec, image: string): Record<string, unknow
       // been collected (the run's labels say so: see LABEL_AUTO_REMOVE).
       AutoRemove: false,
       ...(binds.length > 0 ? { Binds: binds } : {}),
+      // ---- Environments (issue 14)
+      ...(spec.shmSize === undefined ? {} : { ShmSize: spec.shmSize }),
+      ...(spec.ulimits?.nofile === undefined ? {} : { Ulimits: [{ Name: 'nofile', Soft: spec.ulimits.nofile.soft, Hard: spec.ulimits.nofile.hard }] }),
+      ...(spec.init === undefined ? {} : { Init: spec.init }),
+      ...(spec.readOnly === undefined ? {} : { ReadonlyRootfs: spec.readOnly }),
+      ...(spec.gpus === undefined ? {} : { DeviceRequests: deviceRequests(spec.gpus) }),
       Mounts: spec.mounts.filter(mount => mount.type === 'volume').map(mount => ({ Type: 'volume', Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly }))
     }
   }
