@@ -31,6 +31,7 @@ import images from './routes/images.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
 import lifecycle from './routes/lifecycle.ts'
+import networks from './routes/networks.ts'
 import volumes from './routes/volumes.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
@@ -38,6 +39,7 @@ import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
 import { lifecycleSchemas } from './schemas/lifecycle.ts'
+import { networkSchemas } from './schemas/networks.ts'
 import { volumeSchemas } from './schemas/volumes.ts'
 
 declare module 'fastify' {
@@ -97,7 +99,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   // Reading and answering requests. Metrics first, so that every request is measured.
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas, ...lifecycleSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas] })
   await app.register(serializers)
   await app.register(problems)
   await app.register(securityHeaders)
@@ -137,5 +139,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(events)
   await app.register(volumes)
   await app.register(lifecycle)
+  await app.register(networks)
   return app
 }

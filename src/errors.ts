@@ -28,7 +28,8 @@ export const errorCodes = {
   engine_unavailable: { status: 503, title: 'The container engine is unavailable' },
   // ---- Environments (issue 14)
   volume_in_use: { status: 409, title: 'The volume is in use' },
-  gpu_unavailable: { status: 409, title: 'The engine cannot give the container the GPUs asked for' }
+  gpu_unavailable: { status: 409, title: 'The engine cannot give the container the GPUs asked for' },
+  network_in_use: { status: 409, title: 'The network has containers attached' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorCodes

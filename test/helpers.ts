@@ -134,6 +134,9 @@ export function cleanupAfter (t: Test): void {
     }
     const volumes = await docker.listVolumes({ filters: { name: [RUN] } })
     for (const volume of volumes.Volumes ?? []) await docker.getVolume(volume.Name).remove().catch(() => {})
+    // Networks after the containers attached to them.
+    const networks = await docker.listNetworks({ filters: { name: [RUN] } })
+    for (const network of networks) await docker.getNetwork(network.Id).remove().catch(() => {})
   })
 }
 

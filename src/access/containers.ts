@@ -8,6 +8,7 @@ import { BerthError } from '../errors.ts'
 import type { ValidatedRunRequest } from '../schemas/containers.ts'
 import type { WaitResult } from '../schemas/lifecycle.ts'
 import { checkBindDirectory } from './binds.ts'
+import { networkForRun } from './networks.ts'
 import { notFound, type Ownership, type Principal } from './ownership.ts'
 import { admitRun } from './policy.ts'
 import { runSpecOf } from './run-spec.ts'
@@ -59,6 +60,8 @@ export class ContainerAccess {
     const spec = runSpecOf(body, this.#policy, this.#ownership, requester.name)
     admitRun(this.#policy, this.#ownership, spec, requester.name)
     for (const mount of spec.mounts) if (mount.type === 'bind') await checkBindDirectory(mount.source)
+    const network = await networkForRun(this.#engine, this.#ownership, requester, spec.network, spec.aliases)
+    if (network !== undefined) spec.network = network
     return await this.#quotas.admit(requester, spec, async () => {
       const created = await this.#claimVolumes(requester, spec)
       try {

@@ -90,7 +90,10 @@ export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership:
     ...(body.readOnly === undefined ? {} : { readOnly: body.readOnly }),
     ...(body.stopSignal === undefined ? {} : { stopSignal: body.stopSignal }),
     ...(body.stopTimeout === undefined ? {} : { stopTimeout: body.stopTimeout }),
-    ...(body.gpus === undefined ? {} : { gpus: body.gpus })
+    ...(body.gpus === undefined ? {} : { gpus: body.gpus }),
+    // As named: ContainerAccess#run resolves it among the requester's networks.
+    ...(body.network === undefined ? {} : { network: body.network }),
+    ...(body.aliases === undefined ? {} : { aliases: body.aliases })
   }
 }
 

@@ -10,8 +10,9 @@ import type { PortBinding } from '../schemas/common.ts'
 import type { Image, ImageRemoval, ImageSummary, PulledImage } from '../schemas/images.ts'
 import type { LogEntry } from '../schemas/logs.ts'
 import type { Volume } from '../schemas/volumes.ts'
+import type { Network } from '../schemas/networks.ts'
 
-export type { Container, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, PortBinding, PulledImage, Volume }
+export type { Container, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, Network, PortBinding, PulledImage, Volume }
 
 export type Protocol = 'tcp' | 'udp' | 'sctp'
 
@@ -95,6 +96,10 @@ export interface RunSpec {
   stopTimeout?: number
   /** GPUs: every one, a count, or device ids. */
   gpus?: GpuRequest
+  /** The network it joins (an id, or `bridge` or `none`); the engine's default bridge when absent. */
+  network?: string
+  /** More names it is reached by on that network. */
+  aliases?: string[]
 }
 
 /** Where one layer of a pull is: the phases every registry pull goes through, in berth's words. */
@@ -225,6 +230,25 @@ export interface Engine {
    * that takes; only the signal ends it sooner, with the signal's reason.
    */
   waitContainer (id: string, options: { signal?: AbortSignal }): Promise<ContainerExit>
+  /** docker network ls: user-defined networks whose labels match every filter; members among the containers matching `members` filters ([] for all). */
+  listNetworks (options: { labels: string[], members: string[] }): Promise<Network[]>
+  /** A network by id, unique id prefix or name, or not_found; members as for listNetworks. */
+  inspectNetwork (idOrName: string, options: { members: string[] }): Promise<Network>
+  /** A bridge network; a name in use is name_conflict. */
+  createNetwork (spec: NetworkSpec): Promise<Network>
+  /** Refuses with network_in_use while any container is attached to it, running or not. */
+  removeNetwork (id: string): Promise<void>
+  /** `changed: false` when it already was connected. */
+  connectNetwork (networkId: string, containerId: string, options: { aliases: string[] }): Promise<StateChange>
+  /** `changed: false` when it was not connected. */
+  disconnectNetwork (networkId: string, containerId: string, options: { force: boolean }): Promise<StateChange>
+}
+
+export interface NetworkSpec {
+  name: string
+  /** No route to the outside. */
+  internal: boolean
+  labels: Record<string, string>
 }
 
 /** How a container ended. */

@@ -50,7 +50,8 @@ const PATH_TARGETS: Record<string, (value: string) => AuditTarget> = {
   idOrName: value => ({ container: { requested: value } }),
   ref: value => ({ image: value }),
   id: value => ({ job: value }),
-  volume: value => ({ volume: value })
+  volume: value => ({ volume: value }),
+  network: value => ({ network: { requested: value } })
 }
 
 function requestedTarget (params: unknown): AuditTarget {

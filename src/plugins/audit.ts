@@ -26,6 +26,8 @@ export interface AuditTarget {
   volume?: string
   /** Containers removed along with the target (a forced volume removal). */
   removed?: string[]
+  /** A network created, removed, connected to or disconnected from: as requested, and resolved. */
+  network?: { requested?: string, id?: string, name?: string }
 }
 
 declare module 'fastify' {
@@ -40,6 +42,7 @@ declare module 'fastify' {
 export function mergeTargets (before: AuditTarget, after: AuditTarget): AuditTarget {
   const merged = { ...before, ...after }
   if (before.container !== undefined && after.container !== undefined) merged.container = { ...before.container, ...after.container }
+  if (before.network !== undefined && after.network !== undefined) merged.network = { ...before.network, ...after.network }
   return merged
 }
 

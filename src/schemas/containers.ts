@@ -51,6 +51,13 @@ export const GpuRequest = Type.Union([
 ], { description: 'GPUs, as `--gpus` takes them: `"all"`, a count, or device ids. An engine without a GPU runtime answers 409 gpu_unavailable.' })
 export type GpuRequest = Static<typeof GpuRequest>
 
+export const ContainerNetwork = Type.Object({
+  name: Type.String({ description: 'Network name (`bridge` is the engine\'s default one).' }),
+  ipAddress: Type.Union([Type.String(), Type.Null()], { description: 'Its address there while it runs.' }),
+  aliases: Type.Array(Type.String(), { description: 'The names it is reached by there besides its own (`--network-alias`).' })
+}, { additionalProperties: false, description: 'A network a container is attached to.' })
+export type ContainerNetwork = Static<typeof ContainerNetwork>
+
 export const RunRequest = Type.Object({
   image: ImageReference,
   name: Type.Optional(Type.String({ pattern: NAME_PATTERN, description: 'Container name (`--name`); unique on the engine.' })),
@@ -99,7 +106,14 @@ export const RunRequest = Type.Object({
   readOnly: Type.Optional(Type.Boolean({ description: 'Mount the root filesystem read-only (`--read-only`); volumes stay writable.' })),
   stopSignal: Type.Optional(Type.String({ pattern: SIGNAL, maxLength: 16, description: 'The signal a stop sends first (`--stop-signal`), such as `SIGINT`; by default the image\'s, or SIGTERM.' })),
   stopTimeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'Seconds a stop waits after the stop signal before it kills (`--stop-timeout`); a stop\'s own `timeout` wins.' })),
-  gpus: Type.Optional(GpuRequest)
+  gpus: Type.Optional(GpuRequest),
+  network: Type.Optional(Type.String({
+    pattern: NAME_PATTERN,
+    description: 'The network to join (`--network`): one of the token\'s networks (by name or id), or `bridge` (the default) or `none`. Never `host`.'
+  })),
+  aliases: Type.Optional(Type.Array(Type.String({ pattern: '^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$' }), {
+    maxItems: 16, uniqueItems: true, description: 'More names it is reached by on `network` (`--network-alias`), so a hub or proxy finds it; needs a user-defined network.'
+  }))
 }, {
   $id: 'RunRequest',
   additionalProperties: false,
@@ -163,7 +177,8 @@ export const Container = Type.Object({
   }, { additionalProperties: false, description: 'Resource limits.' }),
   autoRemove: Type.Boolean({ description: 'Removed when it exits.' }),
   // ---- Environments (issue 14)
-  gpus: Type.Optional(Type.Unsafe<GpuRequest>({ ...GpuRequest, description: 'The GPUs it was given, as asked for; absent when none.' }))
+  gpus: Type.Optional(Type.Unsafe<GpuRequest>({ ...GpuRequest, description: 'The GPUs it was given, as asked for; absent when none.' })),
+  networks: Type.Optional(Type.Array(ContainerNetwork, { description: 'The networks it is attached to.' }))
 }, { $id: 'Container', additionalProperties: false, description: 'A container, as `docker inspect` shows it.' })
 export type Container = Static<typeof Container>
 

@@ -9,7 +9,7 @@ import type { ImageRef } from '../image-ref.ts'
 import { mapEngineError } from './errors.ts'
 import {
   containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, pullFailureReason, toAuthConfig,
-  volumeOf, volumeSizesOf, volumeUsersOf
+  volumeOf, volumeSizesOf, volumeUsersOf, networkOf, networkMembersOf
 } from './mapping.ts'
 import { engineTime, layerProgress, parseCursor, readAll, readEventStream, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
@@ -17,8 +17,9 @@ import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   Volume, Container, ContainerExit, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails
 } from '../types.ts'
+import type { NetworkMember } from '../../schemas/networks.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
 
 /** How many ports of a host port range a run tries before it answers port_conflict. */
@@ -229,6 +230,74 @@ export class DockerEngine implements Engine {
     }
     const info = await this.#transport.call({ subject: 'container', target: id }, (docker, signal) => docker.getContainer(id).inspect({ abortSignal: signal }))
     return { exitCode: body.StatusCode ?? info.State.ExitCode, oomKilled: info.State.OOMKilled, error: body.Error?.Message || null }
+  }
+
+  async listNetworks (options: { labels: string[], members: string[] }): Promise<Network[]> {
+    // The list leaves out what inspect says (the subnet): inspect each of the few a token has.
+    const listed = await this.#transport.call({ subject: 'network', target: 'networks' },
+      (docker, signal) => docker.listNetworks({ filters: { label: options.labels }, abortSignal: signal } as Docker.NetworkListOptions))
+    const members = await this.#networkMembers(options.members)
+    const networks = await Promise.all(listed.map(async network => await this.#inspectNetwork(network.Id).catch(() => null)))
+    return networks.flatMap(network => network === null ? [] : [networkOf(network, members.get(network.Id) ?? [])])
+      .sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  async inspectNetwork (idOrName: string, options: { members: string[] }): Promise<Network> {
+    const network = await this.#inspectNetwork(idOrName)
+    return networkOf(network, (await this.#networkMembers(options.members, network.Id)).get(network.Id) ?? [])
+  }
+
+  async createNetwork (spec: NetworkSpec): Promise<Network> {
+    // CheckDuplicate: without it the engine makes a second network of the same name.
+    const created = await this.#transport.request<{ Id: string }>({ subject: 'network', target: spec.name },
+      { method: 'POST', path: '/networks/create', body: { Name: spec.name, CheckDuplicate: true, Driver: 'bridge', Internal: spec.internal, Labels: spec.labels } })
+    return await this.inspectNetwork(created.Id, { members: [] })
+  }
+
+  async removeNetwork (id: string): Promise<void> {
+    // The engine refuses only while a running container is attached; it would remove the network
+    // from under stopped ones, which then cannot start. Attached in any state is in use.
+    const attached = await this.#transport.call({ subject: 'container', target: 'containers' },
+      (docker, signal) => docker.listContainers({ all: true, filters: { network: [id] }, abortSignal: signal }))
+    if (attached.length > 0) throw new BerthError('network_in_use', `network ${id} has containers attached`, { network: id })
+    await this.#transport.request({ subject: 'network', target: id }, { method: 'DELETE', path: `/networks/${encodeURIComponent(id)}` })
+  }
+
+  async connectNetwork (networkId: string, containerId: string, options: { aliases: string[] }): Promise<StateChange> {
+    if (await this.#attached(networkId, containerId)) return { changed: false }
+    await this.#transport.request({ subject: 'network', target: networkId }, {
+      method: 'POST',
+      path: `/networks/${encodeURIComponent(networkId)}/connect`,
+      body: { Container: containerId, ...(options.aliases.length > 0 ? { EndpointConfig: { Aliases: options.aliases } } : {}) }
+    })
+    return { changed: true }
+  }
+
+  async disconnectNetwork (networkId: string, containerId: string, options: { force: boolean }): Promise<StateChange> {
+    if (!await this.#attached(networkId, containerId)) return { changed: false }
+    await this.#transport.request({ subject: 'network', target: networkId },
+      { method: 'POST', path: `/networks/${encodeURIComponent(networkId)}/disconnect`, body: { Container: containerId, Force: options.force } })
+    return { changed: true }
+  }
+
+  async #inspectNetwork (idOrName: string): Promise<Docker.NetworkInspectInfo> {
+    return await this.#transport.request<Docker.NetworkInspectInfo>({ subject: 'network', target: idOrName }, { method: 'GET', path: `/networks/${encodeURIComponent(idOrName)}` })
+  }
+
+  async #attached (networkId: string, containerId: string): Promise<boolean> {
+    const info = await this.#transport.call({ subject: 'container', target: containerId },
+      (docker, signal) => docker.getContainer(containerId).inspect({ abortSignal: signal }))
+    return Object.values(info.NetworkSettings.Networks ?? {}).some(endpoint => endpoint.NetworkID === networkId)
+  }
+
+  /** The containers matching `labels` (all of them for []), by the networks they are attached to. */
+  async #networkMembers (labels: string[], network?: string): Promise<Map<string, NetworkMember[]>> {
+    const filters: Record<string, string[]> = {}
+    if (labels.length > 0) filters.label = labels
+    if (network !== undefined) filters.network = [network]
+    const containers = await this.#transport.call({ subject: 'container', target: 'containers' },
+      (docker, signal) => docker.listContainers({ all: true, filters, abortSignal: signal }))
+    return networkMembersOf(containers)
   }
 
   async #volumeDetails (details: VolumeDetails): Promise<[Map<string, number | null> | null, Map<string, VolumeUser[]> | null]> {

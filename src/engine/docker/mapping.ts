@@ -7,7 +7,8 @@ import type {
   Container, ContainerState, ContainerSummary, Image, ImageSummary, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
 } from '../types.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
-import type { GpuRequest } from '../../schemas/containers.ts'
+import type { ContainerNetwork, GpuRequest } from '../../schemas/containers.ts'
+import type { Network, NetworkMember } from '../../schemas/networks.ts'
 
 export function imageSummaryOf (image: Docker.ImageInfo): ImageSummary {
   return {
@@ -81,7 +82,8 @@ export function containerOf (info: Docker.ContainerInspectInfo, imageDigests: st
     },
     // berth removes an autoRemove container itself (the label says so); one made with the CLI's --rm is the engine's to remove.
     autoRemove: (hostConfig.AutoRemove ?? false) || info.Config.Labels?.[LABEL_AUTO_REMOVE] === 'true',
-    ...gpusOf(hostConfig as { DeviceRequests?: DeviceRequest[] | null })
+    ...gpusOf(hostConfig as { DeviceRequests?: DeviceRequest[] | null }),
+    networks: containerNetworksOf(info)
   }
 }
 
@@ -134,6 +136,9 @@ export function createBody (spec: RunSpec, image: string): Record<string, unknow
     Labels: spec.labels,
     // Without ExposedPorts the engine publishes nothing, whatever PortBindings say.
     ExposedPorts: exposed,
+    ...(spec.network !== undefined && spec.aliases !== undefined && spec.aliases.length > 0
+      ? { NetworkingConfig: { EndpointsConfig: { [spec.network]: { Aliases: spec.aliases } } } }
+      : {}),
     HostConfig: {
       PortBindings: bindings,
       RestartPolicy: { Name: spec.restart.policy === 'no' ? '' : spec.restart.policy, MaximumRetryCount: spec.restart.maxRetries ?? 0 },
@@ -150,6 +155,7 @@ export function createBody (spec: RunSpec, image: string): Record<string, unknow
       ...(spec.init === undefined ? {} : { Init: spec.init }),
       ...(spec.readOnly === undefined ? {} : { ReadonlyRootfs: spec.readOnly }),
       ...(spec.gpus === undefined ? {} : { DeviceRequests: deviceRequests(spec.gpus) }),
+      ...(spec.network === undefined ? {} : { NetworkMode: spec.network }),
       Mounts: spec.mounts.filter(mount => mount.type === 'volume').map(mount => ({ Type: 'volume', Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly }))
     }
   }
@@ -215,6 +221,42 @@ export function volumeUsersOf (containers: Docker.ContainerInfo[]): Map<string, 
     }
   }
   return users
+}
+
+export function networkOf (network: Docker.NetworkInspectInfo, members: NetworkMember[]): Network {
+  return {
+    id: network.Id,
+    name: network.Name,
+    driver: network.Driver,
+    internal: network.Internal,
+    subnet: network.IPAM?.Config?.[0]?.Subnet ?? null,
+    labels: network.Labels ?? {},
+    createdAt: network.Created ?? null,
+    containers: members
+  }
+}
+
+/** Which containers are attached to which networks (by network id), from a container list. */
+export function networkMembersOf (containers: Docker.ContainerInfo[]): Map<string, NetworkMember[]> {
+  const members = new Map<string, NetworkMember[]>()
+  for (const container of containers) {
+    for (const endpoint of Object.values(container.NetworkSettings?.Networks ?? {})) {
+      const list = members.get(endpoint.NetworkID) ?? []
+      list.push({ id: container.Id, name: (container.Names[0] ?? '').replace(/^\//, ''), ipAddress: endpoint.IPAddress || null })
+      members.set(endpoint.NetworkID, list)
+    }
+  }
+  return members
+}
+
+/** The user-defined networks a container is attached to, with its address and the names it is reached by there. */
+export function containerNetworksOf (info: Docker.ContainerInspectInfo): ContainerNetwork[] {
+  return Object.entries(info.NetworkSettings.Networks ?? {}).map(([name, endpoint]) => ({
+    name,
+    ipAddress: endpoint.IPAddress || null,
+    // The engine adds the container's short id as an alias on every user-defined network; it says nothing.
+    aliases: (endpoint.Aliases ?? []).filter((alias: string) => !info.Id.startsWith(alias))
+  }))
 }
 
 function zeroTime (time: string): string | null {

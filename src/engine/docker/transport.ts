@@ -124,6 +124,23 @@ export class DockerTransport {
     }))
   }
 
+  /**
+   * A plain JSON request, bounded like every call: for the engine endpoints whose dockerode method
+   * takes no abort signal (a network inspect would otherwise outlive its deadline on a stuck engine).
+   */
+  async request<T> (options: CallOptions, request: { method: 'GET' | 'POST' | 'DELETE', path: string, query?: Record<string, unknown>, body?: object }): Promise<T> {
+    const { method, path, query = {}, body = {} } = request
+    return await this.call(options, (docker, signal) => new Promise<T>((resolve, reject) => {
+      docker.modem.dial({
+        path: `${path}?`,
+        method,
+        options: { _query: query, _body: body },
+        abortSignal: signal,
+        statusCodes: { 200: true, 201: true, 204: true, 304: true, 400: 'bad parameter', 403: 'forbidden', 404: 'no such object', 409: 'conflict', 500: 'server error', 503: 'unavailable' }
+      }, (error: unknown, data: unknown) => error ? reject(error) : resolve(data as T))
+    }))
+  }
+
   async #client (): Promise<Docker> {
     if (this.#docker !== null) return this.#docker
     this.#connecting ??= this.#negotiate().finally(() => { this.#connecting = null })
