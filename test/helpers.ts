@@ -72,7 +72,10 @@ export function testConfig (overrides: DeepPartial<Config> = {}): Config {
     auth: {
       tokens: Object.entries(TOKENS).map(([tokenName, { token, scopes }]) => ({ name: tokenName, scopes, sha256: hashToken(token) })),
       ...overrides.auth
-    }
+    },
+    // No background sweeps unless a test asks for them: they would add engine calls and connections
+    // to what other tests count, and act on containers of suites running beside them.
+    lifecycle: { sweepIntervalMs: 0, ...overrides.lifecycle }
   })
 }
 
