@@ -16,6 +16,7 @@ import audit from './plugins/audit.ts'
 import auth from './plugins/auth.ts'
 import capabilities from './plugins/capabilities.ts'
 import enginePlugin from './plugins/engine.ts'
+import lifecyclePlugin from './plugins/lifecycle.ts'
 import metrics from './plugins/metrics.ts'
 import openapi from './plugins/openapi.ts'
 import problems from './plugins/problems.ts'
@@ -31,12 +32,18 @@ import images from './routes/images.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
 import nodes from './routes/nodes.ts'
+import lifecycle from './routes/lifecycle.ts'
+import networks from './routes/networks.ts'
+import volumes from './routes/volumes.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
 import { nodeSchemas } from './schemas/nodes.ts'
+import { lifecycleSchemas } from './schemas/lifecycle.ts'
+import { networkSchemas } from './schemas/networks.ts'
+import { volumeSchemas } from './schemas/volumes.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -97,7 +104,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   // its errors as problem+json; metrics next, so that every request is measured.
   await app.register(problems)
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...nodeSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...nodeSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas] })
   await app.register(serializers)
   await app.register(securityHeaders)
 
@@ -118,6 +125,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   })
   app.addHook('onClose', async () => { stopRevoking() })
   await app.register(pullJobsPlugin, { jobs: config.jobs, ...(deps.now === undefined ? {} : { now: deps.now }) })
+  await app.register(lifecyclePlugin, { lifecycle: config.lifecycle })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,
     timeWindow: 60_000,
@@ -135,5 +143,8 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(jobs)
   await app.register(events)
   await app.register(nodes)
+  await app.register(volumes)
+  await app.register(lifecycle)
+  await app.register(networks)
   return app
 }

@@ -19,6 +19,8 @@ export interface Quota {
   containers: number | null
   memoryBytes: number | null
   cpus: number | null
+  /** GPUs held at once; 0 forbids them. */
+  gpus: number | null
 }
 
 export interface RegistryCredentials {
@@ -41,6 +43,8 @@ export interface Policy {
   bindPaths: string[]
   maxMemoryBytes: number | null
   maxCpus: number | null
+  /** The largest /dev/shm a run may ask for. */
+  maxShmBytes: number | null
   /** The quota of every token that does not name its own. */
   quota: Quota
 }
@@ -111,6 +115,13 @@ export interface Config {
   }
   /** Server-side registry credentials by registry host, so clients need not send them. */
   registryAuth: Record<string, RegistryCredentials>
+  /** What berth does to containers over time, by itself (src/lifecycle). */
+  lifecycle: {
+    /** How often berth looks for containers to remove (autoRemove) or expire; 0 never looks. */
+    sweepIntervalMs: number
+    /** How long an exited autoRemove container stays (its logs readable) when nobody waits for it. */
+    autoRemoveGraceMs: number
+  }
 }
 
 export const defaults: Config = {
@@ -128,12 +139,14 @@ export const defaults: Config = {
     bindPaths: [],
     maxMemoryBytes: null,
     maxCpus: null,
-    quota: { containers: null, memoryBytes: null, cpus: null }
+    maxShmBytes: null,
+    quota: { containers: null, memoryBytes: null, cpus: null, gpus: null }
   },
   limits: { bodyLimit: 64 * 1024, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
   streams: { heartbeatMs: 15_000 },
-  registryAuth: {}
+  registryAuth: {},
+  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000 }
 }
 
 export class ConfigError extends Error {
@@ -155,6 +168,7 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
     limits: { ...defaults.limits, ...overrides.limits },
     jobs: { ...defaults.jobs, ...overrides.jobs },
     streams: { ...defaults.streams, ...overrides.streams },
+    lifecycle: { ...defaults.lifecycle, ...overrides.lifecycle },
     registryAuth: (overrides.registryAuth ?? defaults.registryAuth) as Config['registryAuth']
   }
 }
@@ -191,10 +205,12 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
       bindPaths: checkBindRoots((parseList(env.BERTH_ALLOWED_BIND_PATHS) ?? []).map(checkBindPrefix)),
       maxMemoryBytes: env.BERTH_MAX_MEMORY ? parseBytes('BERTH_MAX_MEMORY', env.BERTH_MAX_MEMORY) : null,
       maxCpus: env.BERTH_MAX_CPUS ? parsePositive('BERTH_MAX_CPUS', env.BERTH_MAX_CPUS) : null,
+      maxShmBytes: env.BERTH_MAX_SHM_SIZE ? parseBytes('BERTH_MAX_SHM_SIZE', env.BERTH_MAX_SHM_SIZE) : null,
       quota: {
         containers: env.BERTH_QUOTA_CONTAINERS ? parseInteger('BERTH_QUOTA_CONTAINERS', env.BERTH_QUOTA_CONTAINERS, 0, 0, 100_000) : null,
         memoryBytes: env.BERTH_QUOTA_MEMORY ? parseBytes('BERTH_QUOTA_MEMORY', env.BERTH_QUOTA_MEMORY) : null,
-        cpus: env.BERTH_QUOTA_CPUS ? parsePositive('BERTH_QUOTA_CPUS', env.BERTH_QUOTA_CPUS) : null
+        cpus: env.BERTH_QUOTA_CPUS ? parsePositive('BERTH_QUOTA_CPUS', env.BERTH_QUOTA_CPUS) : null,
+        gpus: env.BERTH_QUOTA_GPUS ? parseInteger('BERTH_QUOTA_GPUS', env.BERTH_QUOTA_GPUS, 0, 0, 1024) : null
       }
     },
     limits: {
@@ -212,7 +228,11 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     streams: {
       heartbeatMs: parseInteger('BERTH_HEARTBEAT_MS', env.BERTH_HEARTBEAT_MS, defaults.streams.heartbeatMs, 100, 600_000)
     },
-    registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {}
+    registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {},
+    lifecycle: {
+      sweepIntervalMs: parseInteger('BERTH_SWEEP_INTERVAL_MS', env.BERTH_SWEEP_INTERVAL_MS, defaults.lifecycle.sweepIntervalMs, 0, 3_600_000),
+      autoRemoveGraceMs: parseInteger('BERTH_AUTO_REMOVE_GRACE_MS', env.BERTH_AUTO_REMOVE_GRACE_MS, defaults.lifecycle.autoRemoveGraceMs, 0, 7 * 24 * 3_600_000)
+    }
   })
 }
 
@@ -270,14 +290,15 @@ function makeToken (name: string, scopes: string[], secret: string): TokenConfig
 
 // {"containers": 5, "memory": "8g", "cpus": 4}; a field that is null means no limit for this token.
 function parseQuota (token: string, value: unknown): Partial<Quota> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`token "${token}": quota must be an object of containers, memory and cpus`)
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`token "${token}": quota must be an object of containers, memory, cpus and gpus`)
   const quota: Partial<Quota> = {}
   for (const [key, raw] of Object.entries(value)) {
     const name = `token "${token}" quota.${key}`
     if (key === 'containers') quota.containers = raw === null ? null : parseInteger(name, String(raw), 0, 0, 100_000)
     else if (key === 'memory') quota.memoryBytes = raw === null ? null : parseBytes(name, String(raw))
     else if (key === 'cpus') quota.cpus = raw === null ? null : parsePositive(name, String(raw))
-    else throw new ConfigError(`${name} is not a quota (containers, memory, cpus)`)
+    else if (key === 'gpus') quota.gpus = raw === null ? null : parseInteger(name, String(raw), 0, 0, 1024)
+    else throw new ConfigError(`${name} is not a quota (containers, memory, cpus, gpus)`)
   }
   return quota
 }

@@ -12,7 +12,7 @@ export const errorCodes = {
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   not_acceptable: { status: 406, title: 'Cannot answer in the media type asked for' },
   request_timeout: { status: 408, title: 'The request was not received in time' },
-  name_conflict: { status: 409, title: 'The container name is already in use' },
+  name_conflict: { status: 409, title: 'The name is already in use' },
   ambiguous_id: { status: 409, title: 'The id prefix matches more than one container' },
   port_conflict: { status: 409, title: 'The host port is already allocated' },
   container_running: { status: 409, title: 'The container is running' },
@@ -28,7 +28,11 @@ export const errorCodes = {
   pull_cancelled: { status: 409, title: 'The pull was cancelled' },
   engine_error: { status: 502, title: 'The container engine reported an error' },
   engine_unavailable: { status: 503, title: 'The container engine is unavailable' },
-  placement_timeout: { status: 504, title: 'The cluster did not start the container in time' }
+  placement_timeout: { status: 504, title: 'The cluster did not start the container in time' },
+  // ---- Environments (issue 14)
+  volume_in_use: { status: 409, title: 'The volume is in use' },
+  gpu_unavailable: { status: 409, title: 'The engine cannot give the container the GPUs asked for' },
+  network_in_use: { status: 409, title: 'The network has containers attached' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorCodes

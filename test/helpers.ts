@@ -75,7 +75,10 @@ export function testConfig (overrides: DeepPartial<Config> = {}): Config {
     auth: {
       tokens: Object.entries(TOKENS).map(([tokenName, { token, scopes }]) => ({ name: tokenName, scopes, sha256: hashToken(token) })),
       ...overrides.auth
-    }
+    },
+    // No background sweeps unless a test asks for them: they would add engine calls and connections
+    // to what other tests count, and act on containers of suites running beside them.
+    lifecycle: { sweepIntervalMs: 0, ...overrides.lifecycle }
   })
 }
 
@@ -184,6 +187,9 @@ export function cleanupAfter (t: Test): void {
     }
     const volumes = await docker.listVolumes({ filters: { name: [RUN] } })
     for (const volume of volumes.Volumes ?? []) await docker.getVolume(volume.Name).remove().catch(() => {})
+    // Networks after the containers attached to them.
+    const networks = await docker.listNetworks({ filters: { name: [RUN] } })
+    for (const network of networks) await docker.getNetwork(network.Id).remove().catch(() => {})
   })
 }
 

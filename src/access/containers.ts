@@ -3,11 +3,13 @@
 // ownership of the volumes it mounts. Routes call this; it calls the engine.
 import { checkRunCapabilities } from '../engine/capabilities.ts'
 import type { Policy } from '../config.ts'
-import type { Container, Engine, RunSpec } from '../engine/types.ts'
+import type { Container, ContainerExit, Engine, RunSpec } from '../engine/types.ts'
 import { PortConflictError } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
 import type { ValidatedRunRequest } from '../schemas/containers.ts'
+import type { WaitResult } from '../schemas/lifecycle.ts'
 import { checkBindDirectory } from './binds.ts'
+import { networkForRun } from './networks.ts'
 import { notFound, type Ownership, type Principal } from './ownership.ts'
 import { admitRun } from './policy.ts'
 import { runSpecOf } from './run-spec.ts'
@@ -60,6 +62,8 @@ export class ContainerAccess {
     admitRun(this.#policy, this.#ownership, spec, requester.name)
     checkRunCapabilities(this.#engine.kind, spec)
     for (const mount of spec.mounts) if (mount.type === 'bind') await checkBindDirectory(mount.source)
+    const network = await networkForRun(this.#engine, this.#ownership, requester, spec.network, spec.aliases)
+    if (network !== undefined) spec.network = network
     return await this.#quotas.admit(requester, spec, async () => {
       const created = await this.#claimVolumes(requester, spec)
       try {
@@ -113,5 +117,37 @@ export class ContainerAccess {
 
   async #removeVolumes (names: string[]): Promise<void> {
     for (const name of names) await this.#engine.removeVolume(name).catch(() => {})
+  }
+
+  // ---- Environments (issue 14)
+
+  /**
+   * docker wait: the exit of a container (one `find` gave the requester), when it stops (or the
+   * timeout passes first). An autoRemove container is removed once its exit is known: that is what
+   * berth kept it for, and the wait is where its exit is collected.
+   */
+  async wait (container: Pick<Container, 'id' | 'autoRemove'>, options: { signal: AbortSignal, timeoutMs?: number }): Promise<WaitResult> {
+    const { id, autoRemove } = container
+    const deadline = new AbortController()
+    const timer = options.timeoutMs === undefined ? null : setTimeout(() => deadline.abort(), options.timeoutMs)
+    let exit: ContainerExit
+    try {
+      exit = await this.#engine.waitContainer(id, { signal: AbortSignal.any([options.signal, deadline.signal]) })
+    } catch (error) {
+      if (deadline.signal.aborted && !options.signal.aborted) return { stopped: false, exitCode: null, oomKilled: false, error: null, removed: false }
+      if (options.signal.aborted) throw new BerthError('engine_unavailable', 'the wait ended before the container stopped: berth is closing; wait again', {}, { headers: { 'retry-after': '5' } })
+      throw error
+    } finally {
+      if (timer !== null) clearTimeout(timer)
+    }
+    let removed = false
+    if (autoRemove) {
+      // As --rm does: with its anonymous volumes. Somebody else removing it first is fine.
+      await this.#engine.removeContainer(id, { force: true, volumes: true }).catch((error: unknown) => {
+        if (!(error instanceof BerthError && error.code === 'not_found')) throw error
+      })
+      removed = true
+    }
+    return { stopped: true, ...exit, removed }
   }
 }

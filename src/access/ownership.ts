@@ -8,6 +8,12 @@ import { BerthError } from '../errors.ts'
 export const LABEL_MANAGED = 'io.berth.managed'
 export const LABEL_OWNER = 'io.berth.owner'
 export const LABEL_DEPLOYMENT = 'io.berth.deployment'
+/**
+ * An autoRemove container. berth removes it itself once its exit has been collected — a wait
+ * answered, or the grace period over (src/lifecycle) — rather than the engine at once, which would
+ * take its logs and exit code with it.
+ */
+export const LABEL_AUTO_REMOVE = 'io.berth.auto-remove'
 /** Labels under this prefix are berth's own: a run body cannot set them. */
 export const RESERVED_LABEL_PREFIX = 'io.berth.'
 
@@ -22,6 +28,9 @@ export interface Principal {
 type Requester = Pick<Principal, 'name' | 'admin'>
 
 /** What a port conflict knows of the container holding the port; shown only to who may see it. */
+/** The kinds of object berth makes and owns. */
+export type Kind = 'container' | 'volume' | 'network'
+
 export interface PortHolder {
   id: string
   name: string
@@ -51,7 +60,7 @@ export class Ownership {
   }
 
   /** The object, when the requester may see it; otherwise the same not_found as for one that does not exist. */
-  visible<T extends { labels: Record<string, string> }> (requester: Requester, object: T, kind: 'container' | 'volume', idOrName: string): T {
+  visible<T extends { labels: Record<string, string> }> (requester: Requester, object: T, kind: Kind, idOrName: string): T {
     if (!this.owns(requester, object.labels)) throw notFound(kind, idOrName)
     return object
   }
@@ -69,6 +78,6 @@ export class Ownership {
   }
 }
 
-export function notFound (kind: 'container' | 'volume', idOrName: string): BerthError {
+export function notFound (kind: Kind, idOrName: string): BerthError {
   return new BerthError('not_found', `${kind} ${idOrName} was not found`)
 }

@@ -75,4 +75,14 @@ export function admitRun (policy: Policy, ownership: Ownership, spec: RunSpec, o
   if (policy.maxCpus !== null && spec.reservations?.cpus != null && spec.reservations.cpus > policy.maxCpus) {
     throw deny('maxCpus', `reserved cpus ${spec.reservations.cpus} exceed the allowed maximum of ${policy.maxCpus}`)
   }
+  // ---- Environments (issue 14)
+  spec.ports.forEach((port, index) => {
+    const range = port.hostRange
+    if (range !== undefined && (range.min < policy.hostPortMin || range.max > policy.hostPortMax)) {
+      throw deny('hostPorts', `host ports ${range.min}-${range.max} (ports/${index}) reach outside the allowed range ${policy.hostPortMin}-${policy.hostPortMax}`)
+    }
+  })
+  if (policy.maxShmBytes !== null && spec.shmSize !== undefined && spec.shmSize > policy.maxShmBytes) {
+    throw deny('maxShmSize', `shmSize ${spec.shmSize} exceeds the allowed maximum of ${policy.maxShmBytes} bytes`)
+  }
 }

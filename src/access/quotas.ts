@@ -4,6 +4,7 @@
 // token are admitted one at a time, so concurrent ones cannot race past the limit.
 import type { Quota } from '../config.ts'
 import type { Container, Engine, RunSpec } from '../engine/types.ts'
+import type { GpuRequest } from '../schemas/containers.ts'
 import { BerthError } from '../errors.ts'
 import type { Ownership, Principal } from './ownership.ts'
 
@@ -11,6 +12,8 @@ export interface Usage {
   containers: number
   memoryBytes: number
   cpus: number
+  /** GPUs asked for by count or ids; `all` counts as every GPU there is (Infinity). */
+  gpus: number
 }
 
 export class Quotas {
@@ -35,7 +38,7 @@ export class Quotas {
 
   /** Runs `create` when the spec fits the owner's quota, with no other run of that owner in between. */
   async admit<T> (requester: Principal, spec: RunSpec, create: () => Promise<T>): Promise<T> {
-    return await this.#admit(requester, { replicas: spec.replicas ?? 1, memory: spec.memory, cpus: spec.cpus }, create)
+    return await this.#admit(requester, { replicas: spec.replicas ?? 1, memory: spec.memory, cpus: spec.cpus, gpus: spec.gpus }, create)
   }
 
   /** Runs `scale` when the replicas added to the container fit the owner's quota (fewer always do). */
@@ -48,7 +51,7 @@ export class Quotas {
 
   async #admit<T> (requester: Principal, demand: Demand, create: () => Promise<T>): Promise<T> {
     const quota = this.quotaOf(requester.name)
-    if (quota.containers === null && quota.memoryBytes === null && quota.cpus === null) return await create()
+    if (quota.containers === null && quota.memoryBytes === null && quota.cpus === null && quota.gpus === null) return await create()
     const previous = this.#queues.get(requester.name) ?? Promise.resolve()
     const turn = previous.then(async () => {
       this.#check(quota, demand, await this.usage(requester.name, quota))
@@ -66,15 +69,16 @@ export class Quotas {
   /** What the token holds now: its containers of this deployment, in every state. */
   async usage (owner: string, quota: Quota): Promise<Usage> {
     const held = await this.#engine.listContainers({ all: true, labels: this.#ownership.filtersFor({ name: owner, admin: false }) })
-    const usage: Usage = { containers: 0, memoryBytes: 0, cpus: 0 }
+    const usage: Usage = { containers: 0, memoryBytes: 0, cpus: 0, gpus: 0 }
     for (const container of held) usage.containers += container.replicas?.count ?? 1
-    if (quota.memoryBytes === null && quota.cpus === null) return usage
+    if (quota.memoryBytes === null && quota.cpus === null && quota.gpus === null) return usage
     // The list does not carry limits; only the token's own containers are inspected.
     const inspected = await Promise.all(held.map(async container => await this.#engine.inspectContainer(container.id).catch(() => null)))
     for (const container of inspected) {
       const replicas = container?.replicas?.count ?? 1
       usage.memoryBytes += (container?.resources.memory ?? 0) * replicas
       usage.cpus += (container?.resources.cpus ?? 0) * replicas
+      usage.gpus += gpuCount(container?.gpus) * replicas
     }
     return usage
   }
@@ -100,6 +104,15 @@ export class Quotas {
         throw exceeded('cpus', `cpus ${cpus} on top of the ${used.cpus} the token holds exceeds its quota of ${quota.cpus}`, quota.cpus, used.cpus)
       }
     }
+    // ---- Environments (issue 14)
+    if (quota.gpus !== null && demand.gpus !== undefined) {
+      if (quota.gpus === 0) throw exceeded('gpus', 'the token may not use GPUs', 0, used.gpus)
+      if (demand.gpus === 'all') throw exceeded('gpus', `the token has a GPU quota of ${quota.gpus}: ask for a count or device ids, not "all"`, quota.gpus, used.gpus)
+      const asked = gpuCount(demand.gpus) * replicas
+      if (used.gpus + asked > quota.gpus) {
+        throw exceeded('gpus', `${asked} GPUs on top of the ${used.gpus} the token holds exceed its quota of ${quota.gpus}`, quota.gpus, used.gpus)
+      }
+    }
   }
 }
 
@@ -108,8 +121,15 @@ interface Demand {
   replicas: number
   memory: number | undefined
   cpus: number | undefined
+  gpus?: GpuRequest | undefined
 }
 
-function exceeded (limit: 'containers' | 'memory' | 'cpus', detail: string, quota: number, used: number): BerthError {
+function gpuCount (gpus: GpuRequest | undefined): number {
+  if (gpus === undefined) return 0
+  if (gpus === 'all') return Infinity
+  return typeof gpus === 'number' ? gpus : gpus.length
+}
+
+function exceeded (limit: 'containers' | 'memory' | 'cpus' | 'gpus', detail: string, quota: number, used: number): BerthError {
   return new BerthError('quota_exceeded', detail, { limit, quota, used })
 }

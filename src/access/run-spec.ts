@@ -5,8 +5,9 @@
 import type { Policy } from '../config.ts'
 import type { Mount, PortRequest, RunSpec } from '../engine/types.ts'
 import type { ValidatedRunRequest } from '../schemas/containers.ts'
-import { RESERVED_LABEL_PREFIX, type Ownership } from './ownership.ts'
+import { LABEL_AUTO_REMOVE, RESERVED_LABEL_PREFIX, type Ownership } from './ownership.ts'
 import { imageFrom, invalid } from './policy.ts'
+import { MAX_PORTS, parsePortString, parseVolumeString, type PortForm } from './cli-forms.ts'
 
 /**
  * The host ports an engine hands out when asked for "any free port" (Linux's default
@@ -26,24 +27,40 @@ export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership:
   const engineChoosesInRange = policy.hostPortMin <= ENGINE_EPHEMERAL_PORTS.min && policy.hostPortMax >= ENGINE_EPHEMERAL_PORTS.max
   // An omitted host IP would bind every interface: with an allow-list, bind the first allowed one.
   const defaultHostIp = policy.hostIps.includes('*') ? undefined : policy.hostIps[0]
-  const ports = (body.ports ?? []).map((port): PortRequest => {
+  // Strings are the CLI's forms (a range is several bindings); objects get their defaults here:
+  // validation fills none inside a union of an object and a string.
+  const requested = (body.ports ?? []).flatMap((port, index): PortForm[] => typeof port === 'string'
+    ? parsePortString(port, `body/ports/${index}`)
+    : [{ container: port.container, protocol: port.protocol ?? 'tcp', ...(port.host === undefined ? {} : { host: port.host }), ...(port.hostIp === undefined ? {} : { hostIp: port.hostIp }) }])
+  if (requested.length > MAX_PORTS) throw invalid('body/ports', `binds ${requested.length} ports once ranges are expanded; a run binds ${MAX_PORTS} at most`)
+  const ports = requested.map((port): PortRequest => {
     const hostIp = port.hostIp ?? defaultHostIp
     const host = port.host !== undefined
       ? { host: port.host }
-      : engineChoosesInRange ? {} : { hostRange: { min: policy.hostPortMin, max: policy.hostPortMax } }
+      : port.hostRange !== undefined
+        ? { hostRange: port.hostRange }
+        : engineChoosesInRange ? {} : { hostRange: { min: policy.hostPortMin, max: policy.hostPortMax } }
     return { container: port.container, protocol: port.protocol, ...host, ...(hostIp === undefined ? {} : { hostIp }) }
   })
 
-  const mounts: Mount[] = (body.volumes ?? []).map((volume, index) => {
+  const mounts: Mount[] = (body.volumes ?? []).map((entry, index) => {
+    const at = typeof entry === 'string' ? `body/volumes/${index}` : `body/volumes/${index}/source`
+    const volume = typeof entry === 'string' ? parseVolumeString(entry, at) : { ...entry, readOnly: entry.readOnly ?? false }
     if (!volume.source.startsWith('/')) {
-      if (!VOLUME_NAME.test(volume.source)) throw invalid(`body/volumes/${index}/source`, 'must be a volume name or an absolute host path')
+      if (!VOLUME_NAME.test(volume.source)) throw invalid(at, 'must be a volume name or an absolute host path')
       return { type: 'volume', source: volume.source, target: volume.target, readOnly: volume.readOnly }
     }
     const source = normalisePath(volume.source)
-    if (source === null) throw invalid(`body/volumes/${index}/source`, 'must not contain ".." or "." segments')
-    if (volume.target.includes(':')) throw invalid(`body/volumes/${index}/target`, 'of a bind mount must not contain ":"')
+    if (source === null) throw invalid(at, 'must not contain ".." or "." segments')
+    if (volume.target.includes(':')) throw invalid(typeof entry === 'string' ? at : `body/volumes/${index}/target`, 'of a bind mount must not contain ":"')
     return { type: 'bind', source, target: volume.target, readOnly: volume.readOnly }
   })
+
+  const nofile = body.ulimits?.nofile
+  if (nofile !== undefined && nofile.soft > nofile.hard) throw invalid('body/ulimits/nofile', `has a soft limit (${nofile.soft}) above its hard limit (${nofile.hard})`)
+
+  const restartPolicy = body.restart?.policy ?? 'no'
+  if (body.autoRemove && restartPolicy !== 'no') throw invalid('body/autoRemove', `cannot be combined with restart policy "${restartPolicy}": a container that is removed when it exits is not restarted`)
 
   const memory = body.resources?.memory ?? policy.maxMemoryBytes ?? undefined
   const cpus = body.resources?.cpus ?? policy.maxCpus ?? undefined
@@ -66,17 +83,28 @@ export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership:
     env: body.env ?? {},
     ...(body.workingDir === undefined ? {} : { workingDir: body.workingDir }),
     ...(body.user === undefined ? {} : { user: body.user }),
-    labels: { ...labels, ...ownership.labelsFor(owner) },
+    labels: { ...labels, ...ownership.labelsFor(owner), ...(body.autoRemove ? { [LABEL_AUTO_REMOVE]: 'true' } : {}) },
     ports,
     mounts,
-    restart: { policy: body.restart?.policy ?? 'no', ...(body.restart?.maxRetries === undefined ? {} : { maxRetries: body.restart.maxRetries }) },
+    restart: { policy: restartPolicy, ...(body.restart?.maxRetries === undefined ? {} : { maxRetries: body.restart.maxRetries }) },
     ...(memory === undefined ? {} : { memory }),
     ...(cpus === undefined ? {} : { cpus }),
     autoRemove: body.autoRemove,
     pull: body.pull,
     ...(body.tty ? { tty: true } : {}),
+    ...(body.auth === undefined ? {} : { auth: body.auth }),
+    // ---- Environments (issue 14)
+    ...(body.shmSize === undefined ? {} : { shmSize: body.shmSize }),
+    ...(body.hostname === undefined ? {} : { hostname: body.hostname }),
+    ...(nofile === undefined ? {} : { ulimits: { nofile } }),
+    ...(body.init === undefined ? {} : { init: body.init }),
+    ...(body.readOnly === undefined ? {} : { readOnly: body.readOnly }),
+    ...(body.stopSignal === undefined ? {} : { stopSignal: body.stopSignal }),
     ...(body.stopTimeout === undefined ? {} : { stopTimeout: body.stopTimeout }),
-    ...(body.auth === undefined ? {} : { auth: body.auth })
+    ...(body.gpus === undefined ? {} : { gpus: body.gpus }),
+    // As named: ContainerAccess#run resolves it among the requester's networks.
+    ...(body.network === undefined ? {} : { network: body.network }),
+    ...(body.aliases === undefined ? {} : { aliases: body.aliases })
   }
 }
 

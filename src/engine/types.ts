@@ -6,12 +6,14 @@ import type { PortHolder } from '../access/ownership.ts'
 import type { RegistryCredentials } from '../config.ts'
 import { BerthError } from '../errors.ts'
 import type { ImageRef } from './image-ref.ts'
-import type { Container, ContainerSummary } from '../schemas/containers.ts'
+import type { Container, ContainerSummary, GpuRequest } from '../schemas/containers.ts'
 import type { PortBinding } from '../schemas/common.ts'
 import type { Image, ImageRemoval, ImageSummary, PulledImage } from '../schemas/images.ts'
 import type { LogEntry } from '../schemas/logs.ts'
+import type { Volume } from '../schemas/volumes.ts'
+import type { Network } from '../schemas/networks.ts'
 
-export type { Container, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, PortBinding, PulledImage }
+export type { Container, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, Network, PortBinding, PulledImage, Volume }
 
 export type Protocol = 'tcp' | 'udp' | 'sctp'
 
@@ -41,11 +43,12 @@ export class PortConflictError extends BerthError {
   }
 }
 
-export interface Volume {
-  name: string
-  driver: string
-  labels: Record<string, string>
-  createdAt: string | null
+/** Which details of a volume to find out besides what the engine keeps with it. */
+export interface VolumeDetails {
+  /** Its size, which costs the engine a walk of the volume. */
+  size?: boolean
+  /** The containers that mount it, among those whose labels match every one of these filters ([] for all). */
+  usedBy?: string[]
 }
 
 /** The engine's states, and `removed`: an autoRemove container that exited and was removed before berth could inspect it. */
@@ -143,7 +146,7 @@ export interface RunSpec {
   auth?: RegistryCredentials
   /** Allocate a terminal: the engine then keeps no separate stdout and stderr. */
   tty?: boolean
-  /** Seconds a stop waits after SIGTERM before it kills (the engine's default when absent). */
+  /** Seconds a stop waits after the stop signal before it kills (the engine's default when absent). */
   stopTimeout?: number
   /** On a cluster: how many replicas to run (1 when absent). */
   replicas?: number
@@ -151,6 +154,22 @@ export interface RunSpec {
   placement?: Placement
   /** On a cluster: what to reserve on a node for each replica. */
   reservations?: { memory?: number, cpus?: number }
+  // ---- Environments (issue 14)
+  /** Bytes of /dev/shm. */
+  shmSize?: number
+  hostname?: string
+  ulimits?: { nofile?: { soft: number, hard: number } }
+  /** An init as PID 1 that reaps zombies and forwards signals. */
+  init?: boolean
+  /** A read-only root filesystem. */
+  readOnly?: boolean
+  stopSignal?: string
+  /** GPUs: every one, a count, or device ids. */
+  gpus?: GpuRequest
+  /** The network it joins (an id, or `bridge` or `none`); the engine's default bridge when absent. */
+  network?: string
+  /** More names it is reached by on that network. */
+  aliases?: string[]
 }
 
 /** Where one layer of a pull is: the phases every registry pull goes through, in berth's words. */
@@ -265,8 +284,8 @@ export interface Engine {
   scaleContainer (id: string, replicas: number): Promise<StateChange>
   /** The machines containers run on: a cluster's nodes, or the single host as its one node. */
   listNodes (): Promise<Node[]>
-  /** A named volume, or not_found. */
-  inspectVolume (name: string): Promise<Volume>
+  /** A named volume, or not_found; its size and users only when asked for (otherwise null and []). */
+  inspectVolume (name: string, details?: VolumeDetails): Promise<Volume>
   /** Creates a named volume; an existing one of that name is returned as it is (labels and all). */
   createVolume (name: string, labels: Record<string, string>): Promise<Volume>
   removeVolume (name: string): Promise<void>
@@ -283,4 +302,41 @@ export interface Engine {
   events (options: EventsOptions): Promise<AsyncIterable<EngineEvent>>
   /** Releases what the backend holds open (watches, caches); a backend that holds nothing has none. */
   close?: () => Promise<void>
+
+  // ---- Environments (issue 14). A backend that cannot do one of these throws not_supported.
+
+  /** docker volume ls: the volumes whose labels match every filter, with the details asked for. */
+  listVolumes (options: { labels: string[] } & VolumeDetails): Promise<Volume[]>
+  /**
+   * docker wait: resolves when the container is not running (at once when it is not), however long
+   * that takes; only the signal ends it sooner, with the signal's reason.
+   */
+  waitContainer (id: string, options: { signal?: AbortSignal }): Promise<ContainerExit>
+  /** docker network ls: user-defined networks whose labels match every filter; members among the containers matching `members` filters ([] for all). */
+  listNetworks (options: { labels: string[], members: string[] }): Promise<Network[]>
+  /** A network by id, unique id prefix or name, or not_found; members as for listNetworks. */
+  inspectNetwork (idOrName: string, options: { members: string[] }): Promise<Network>
+  /** A bridge network; a name in use is name_conflict. */
+  createNetwork (spec: NetworkSpec): Promise<Network>
+  /** Refuses with network_in_use while any container is attached to it, running or not. */
+  removeNetwork (id: string): Promise<void>
+  /** `changed: false` when it already was connected. */
+  connectNetwork (networkId: string, containerId: string, options: { aliases: string[] }): Promise<StateChange>
+  /** `changed: false` when it was not connected. */
+  disconnectNetwork (networkId: string, containerId: string, options: { force: boolean }): Promise<StateChange>
+}
+
+export interface NetworkSpec {
+  name: string
+  /** No route to the outside. */
+  internal: boolean
+  labels: Record<string, string>
+}
+
+/** How a container ended. */
+export interface ContainerExit {
+  exitCode: number
+  oomKilled: boolean
+  /** What the engine reports went wrong, if anything. */
+  error: string | null
 }

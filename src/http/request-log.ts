@@ -49,7 +49,9 @@ function auditOf (request: FastifyRequest, reply: FastifyReply) {
 const PATH_TARGETS: Record<string, (value: string) => AuditTarget> = {
   idOrName: value => ({ container: { requested: value } }),
   ref: value => ({ image: value }),
-  id: value => ({ job: value })
+  id: value => ({ job: value }),
+  volume: value => ({ volume: value }),
+  network: value => ({ network: { requested: value } })
 }
 
 function requestedTarget (params: unknown): AuditTarget {

@@ -1,15 +1,20 @@
-// Provides `app.ownership` and `app.containers`: who may see what berth made, and containers as
-// one requester may use them (lookup, run under policy and quota). Needs `app.engine`.
+// Provides `app.ownership`, `app.containers`, `app.volumes` and `app.networks`: who may see what
+// berth made, and containers (lookup, run under policy and quota), volumes and networks as one
+// requester may use them. Needs `app.engine`.
 import fp from 'fastify-plugin'
 import type { Config } from '../config.ts'
 import { ContainerAccess } from '../access/containers.ts'
 import { Ownership } from '../access/ownership.ts'
 import { Quotas } from '../access/quotas.ts'
+import { VolumeAccess } from '../access/volumes.ts'
+import { NetworkAccess } from '../access/networks.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
     ownership: Ownership
     containers: ContainerAccess
+    volumes: VolumeAccess
+    networks: NetworkAccess
   }
 }
 
@@ -17,5 +22,8 @@ export default fp<{ config: Config }>(async (app, { config }) => {
   const ownership = new Ownership(config.deployment)
   const quotas = new Quotas(app.engine, ownership, config.policy.quota, name => app.tokens.named(name)?.quota)
   app.decorate('ownership', ownership)
-  app.decorate('containers', new ContainerAccess(app.engine, ownership, config.policy, quotas))
+  const containers = new ContainerAccess(app.engine, ownership, config.policy, quotas)
+  app.decorate('containers', containers)
+  app.decorate('volumes', new VolumeAccess(app.engine, ownership))
+  app.decorate('networks', new NetworkAccess(app.engine, ownership, containers))
 }, { name: 'berth-access', dependencies: ['berth-engine', 'berth-auth'] })

@@ -24,6 +24,12 @@ export interface AuditTarget {
   /** What an image removal untagged and deleted, as the engine reported it. */
   untagged?: string[]
   deleted?: string[]
+  /** A volume created, removed or mounted by name. */
+  volume?: string
+  /** Containers removed along with the target (a forced volume removal). */
+  removed?: string[]
+  /** A network created, removed, connected to or disconnected from: as requested, and resolved. */
+  network?: { requested?: string, id?: string, name?: string }
 }
 
 declare module 'fastify' {
@@ -38,6 +44,7 @@ declare module 'fastify' {
 export function mergeTargets (before: AuditTarget, after: AuditTarget): AuditTarget {
   const merged = { ...before, ...after }
   if (before.container !== undefined && after.container !== undefined) merged.container = { ...before.container, ...after.container }
+  if (before.network !== undefined && after.network !== undefined) merged.network = { ...before.network, ...after.network }
   return merged
 }
 

@@ -26,6 +26,8 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         { name: 'jobs', description: 'Async pulls: state, events, cancel' },
         { name: 'events', description: 'docker events, as server-sent events' },
         { name: 'nodes', description: 'docker node ls: the machines containers run on' },
+        { name: 'volumes', description: 'docker volume create, ls, inspect, rm' },
+        { name: 'networks', description: 'docker network create, ls, inspect, rm, connect, disconnect' },
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },

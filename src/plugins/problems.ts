@@ -19,13 +19,40 @@ export default fp(async (app) => {
   })
 }, { name: 'berth-problems' })
 
+type Issue = NonNullable<FastifyError['validation']>[number]
+
+/**
+ * A value that matches no member of a union (a port as an object or a string, GPUs as a count,
+ * "all" or ids) fails every member: ajv reports each member's failure, then the union's. Only the
+ * member the value was meant for says something useful — the one that failed on more than the
+ * value's type — so that one stands for the union; when every member failed on the type alone, the
+ * union's own entry says which types would do.
+ */
+function withoutUnionBranches (issues: Issue[]): Issue[] {
+  const union = issues.find(issue => issue.keyword === 'anyOf')
+  if (union === undefined) return issues
+  const at = union.instancePath
+  const branches = issues.filter(issue => issue !== union && (issue.instancePath === at || issue.instancePath.startsWith(at + '/')))
+  const others = issues.filter(issue => issue !== union && !branches.includes(issue))
+  const meant = branches.find(issue => issue.keyword !== 'type' && issue.keyword !== 'const')
+  if (meant !== undefined) return [meant, ...others]
+  // One alternative per member: its constant when it has one (a string member that must be "all" is "all"), else its type.
+  const members = new Map<string, string>()
+  for (const issue of branches) {
+    const member = issue.schemaPath.slice(0, issue.schemaPath.lastIndexOf('/'))
+    if (issue.keyword === 'const') members.set(member, JSON.stringify((issue.params as { allowedValue?: unknown }).allowedValue))
+    else if (!members.has(member)) members.set(member, String((issue.params as { type?: unknown }).type))
+  }
+  return [{ ...union, message: `must be ${[...new Set(members.values())].join(' or ')}` }, ...others]
+}
+
 // Everything thrown becomes one of berth's codes; an error berth did not expect is a 500 whose
 // message stays in the log, not in the reply.
 function toBerthError (error: FastifyError): BerthError {
   if (error instanceof BerthError) return error
   if (error.validation) {
     const location = error.validationContext ?? 'request'
-    const errors = error.validation.map(issue => {
+    const errors = withoutUnionBranches(error.validation).map(issue => {
       // "must NOT have additional properties" says nothing useful until it names the field.
       const params = issue.params as { additionalProperty?: string } | undefined
       // ajv names a key that fails propertyNames on the error itself, not in its params.

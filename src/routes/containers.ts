@@ -50,7 +50,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const { name, image, volumes } = request.body
-    request.audit({ image, ...(name === undefined ? {} : { container: { name } }), ...(volumes === undefined ? {} : { volumes: volumes.map(volume => volume.source) }) })
+    request.audit({ image, ...(name === undefined ? {} : { container: { name } }), ...(volumes === undefined ? {} : { volumes: volumes.map(volume => typeof volume === 'string' ? volume.split(':')[0] as string : volume.source) }) })
     // Validation has filled in the schema's defaults; the type provider cannot know that.
     const container = await app.runSlots.run(() => app.containers.run(principalOf(request), request.body as ValidatedRunRequest))
     request.audit({ container: { id: container.id, name: container.name }, image: container.image, imageId: container.imageId, digest: container.imageDigest })

@@ -41,6 +41,41 @@ export const PlacementSchema = Type.Object({
   description: 'Cluster only (501 not_supported on docker): where replicas may run. Without it the scheduler spreads replicas over the nodes.'
 })
 
+/** The forms of `-p` berth takes as strings, as a 400 lists them. */
+export const PORT_FORMS = ['8888', '8888:8888', '127.0.0.1:8888:8888', '127.0.0.1::8888', '[::1]:8888:8888', '5353:53/udp', '8000-8009:8000-8009', '8000-8009:80']
+export const PortString = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: printable,
+  description: `\`-p\` as the CLI writes it: \`[hostIp:][host:]container[/protocol]\`, ports or ranges: ${PORT_FORMS.map(form => `\`${form}\``).join(', ')}. ` +
+    'A host range with one container port binds one free port of the range.'
+})
+
+/** The forms of `-v` berth takes as strings. */
+export const VOLUME_FORMS = ['name:/data', 'name:/data:ro', '/srv/data/default/alice:/data']
+export const VolumeString = Type.String({
+  minLength: 1,
+  maxLength: 4096,
+  pattern: printable,
+  description: `\`-v\` as the CLI writes it: \`source:target[:ro|rw]\`, such as ${VOLUME_FORMS.map(form => `\`${form}\``).join(', ')} (a host path only when the policy allows it).`
+})
+
+const SIGNAL = '^(SIG)?(HUP|INT|QUIT|ILL|TRAP|ABRT|BUS|FPE|KILL|USR1|SEGV|USR2|PIPE|ALRM|TERM|STKFLT|CHLD|CONT|STOP|TSTP|TTIN|TTOU|URG|XCPU|XFSZ|VTALRM|PROF|WINCH|IO|PWR|SYS|RTMIN|RTMIN\\+[0-9]{1,2}|RTMAX|RTMAX-[0-9]{1,2})$|^[1-9][0-9]?$'
+
+export const GpuRequest = Type.Union([
+  Type.Integer({ minimum: 1, maximum: 64, description: 'This many GPUs (`--gpus 2`).' }),
+  Type.Literal('all', { description: 'Every GPU of the host (`--gpus all`).' }),
+  Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$' }), { minItems: 1, maxItems: 64, uniqueItems: true, description: 'These GPUs, by index or UUID (`--gpus \'"device=0,2"\'`).' })
+], { description: 'GPUs, as `--gpus` takes them: `"all"`, a count, or device ids. An engine without a GPU runtime answers 409 gpu_unavailable.' })
+export type GpuRequest = Static<typeof GpuRequest>
+
+export const ContainerNetwork = Type.Object({
+  name: Type.String({ description: 'Network name (`bridge` is the engine\'s default one).' }),
+  ipAddress: Type.Union([Type.String(), Type.Null()], { description: 'Its address there while it runs.' }),
+  aliases: Type.Array(Type.String(), { description: 'The names it is reached by there besides its own (`--network-alias`).' })
+}, { additionalProperties: false, description: 'A network a container is attached to.' })
+export type ContainerNetwork = Static<typeof ContainerNetwork>
+
 export const RunRequest = Type.Object({
   image: ImageReference,
   name: Type.Optional(Type.String({ pattern: NAME_PATTERN, description: 'Container name (`--name`); unique on the engine.' })),
@@ -54,8 +89,8 @@ export const RunRequest = Type.Object({
   labels: Type.Optional(keyedMap('^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$', Type.String({ maxLength: 4096, pattern: printable }), {
     maxProperties: 64, description: 'Labels (`-l`). Keys under `io.berth.` are berth\'s own and cannot be set.'
   })),
-  ports: Type.Optional(Type.Array(PortRequest, { maxItems: 64, description: 'Port bindings (`-p`).' })),
-  volumes: Type.Optional(Type.Array(Volume, { maxItems: 32, description: 'Volumes and bind mounts (`-v`).' })),
+  ports: Type.Optional(Type.Array(Type.Union([PortRequest, PortString]), { maxItems: 64, description: 'Port bindings (`-p`): objects, or the CLI\'s strings; 64 at most once ranges are expanded.' })),
+  volumes: Type.Optional(Type.Array(Type.Union([Volume, VolumeString]), { maxItems: 32, description: 'Volumes and bind mounts (`-v`): objects, or the CLI\'s strings.' })),
   restart: Type.Optional(Type.Object({
     policy: Type.Enum(['no', 'always', 'unless-stopped', 'on-failure'], { type: 'string', description: 'When the engine restarts the container.' }),
     maxRetries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'With on-failure: how many times at most.' }))
@@ -70,15 +105,39 @@ export const RunRequest = Type.Object({
   }, { additionalProperties: false, description: 'Resource limits, and on a cluster reservations.' })),
   replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 1, description: 'How many replicas to run (`docker service create --replicas`). More than 1 needs a cluster: 501 not_supported on docker.' })),
   placement: Type.Optional(Type.Unsafe<Static<typeof PlacementSchema>>(Type.Ref('Placement'))),
-  autoRemove: Type.Optional(Type.Boolean({ default: false, description: 'Remove the container when it exits (`--rm`).' })),
-  stopTimeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 300, description: 'Seconds a stop waits after SIGTERM before the container is killed (`--stop-timeout`; on a cluster the service\'s stop grace period). The engine\'s default is 10.' })),
+  autoRemove: Type.Optional(Type.Boolean({
+    default: false,
+    description: 'Remove the container once it has exited (`--rm`) and its exit was collected: when a wait on it is answered, ' +
+      'or BERTH_AUTO_REMOVE_GRACE_MS after it exited when nobody waits. Until then its logs stay readable. Not with a restart policy.'
+  })),
   tty: Type.Optional(Type.Boolean({ default: false, description: 'Allocate a terminal (`-t`); its logs then have no separate stderr.' })),
   pull: Type.Optional(Type.Enum(['missing', 'always', 'never'], {
     type: 'string',
     default: 'missing',
     description: 'Pull the image first: when missing (the CLI\'s default), always, or never (404 image_not_found when missing).'
   })),
-  auth: Type.Optional(Type.Unsafe<Static<typeof RegistryAuth>>(Type.Ref('RegistryAuth')))
+  auth: Type.Optional(Type.Unsafe<Static<typeof RegistryAuth>>(Type.Ref('RegistryAuth'))),
+  // ---- Environments (issue 14): the data-science knobs
+  shmSize: Type.Optional(Type.Integer({ minimum: 1024 * 1024, maximum: 2 ** 40, description: 'Size of /dev/shm in bytes (`--shm-size`); the engine\'s default of 64 MiB is too small for PyTorch data loaders.' })),
+  hostname: Type.Optional(Type.String({ maxLength: 63, pattern: '^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,61}[a-zA-Z0-9])?$', description: 'Host name inside the container (`--hostname`).' })),
+  ulimits: Type.Optional(Type.Object({
+    nofile: Type.Optional(Type.Object({
+      soft: Type.Integer({ minimum: 1, maximum: 1048576, description: 'Soft limit.' }),
+      hard: Type.Integer({ minimum: 1, maximum: 1048576, description: 'Hard limit; at least the soft one.' })
+    }, { additionalProperties: false, description: 'Open files (`--ulimit nofile=soft:hard`).' }))
+  }, { additionalProperties: false, description: 'Resource limits of the processes (`--ulimit`).' })),
+  init: Type.Optional(Type.Boolean({ description: 'Run a tiny init as PID 1 that reaps zombies and forwards signals (`--init`).' })),
+  readOnly: Type.Optional(Type.Boolean({ description: 'Mount the root filesystem read-only (`--read-only`); volumes stay writable.' })),
+  stopSignal: Type.Optional(Type.String({ pattern: SIGNAL, maxLength: 16, description: 'The signal a stop sends first (`--stop-signal`), such as `SIGINT`; by default the image\'s, or SIGTERM.' })),
+  stopTimeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'Seconds a stop waits after the stop signal before it kills (`--stop-timeout`); a stop\'s own `timeout` wins.' })),
+  gpus: Type.Optional(GpuRequest),
+  network: Type.Optional(Type.String({
+    pattern: NAME_PATTERN,
+    description: 'The network to join (`--network`): one of the token\'s networks (by name or id), or `bridge` (the default) or `none`. Never `host`.'
+  })),
+  aliases: Type.Optional(Type.Array(Type.String({ pattern: '^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$' }), {
+    maxItems: 16, uniqueItems: true, description: 'More names it is reached by on `network` (`--network-alias`), so a hub or proxy finds it; needs a user-defined network.'
+  }))
 }, {
   $id: 'RunRequest',
   additionalProperties: false,
@@ -87,18 +146,20 @@ export const RunRequest = Type.Object({
 })
 export type RunRequest = Static<typeof RunRequest>
 
-/** A run body as validation leaves it: ajv has filled in every default the schema declares. */
-export type ValidatedRunRequest = Omit<RunRequest, 'pull' | 'autoRemove' | 'tty' | 'ports' | 'volumes'> & {
+/**
+ * A run body as validation leaves it: ajv has filled in every default the schema declares — except
+ * inside `ports` and `volumes` entries, which may be objects or strings (ajv fills no defaults in a
+ * union): src/access/run-spec.ts does.
+ */
+export type ValidatedRunRequest = Omit<RunRequest, 'pull' | 'autoRemove' | 'tty'> & {
   pull: NonNullable<RunRequest['pull']>
   autoRemove: boolean
   tty: boolean
-  ports?: Array<Static<typeof PortRequest> & { protocol: NonNullable<Static<typeof PortRequest>['protocol']> }>
-  volumes?: Array<Static<typeof Volume> & { readOnly: boolean }>
 }
 
 const portList = Type.Array(ref(PortBinding), { description: 'Host ports bound to container ports, one entry per binding.' })
 const STATES = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'] as const
-const stateSchema = Type.Enum([...STATES, 'removed'], { type: 'string', description: 'Container state; `removed` only in a run reply, for an autoRemove container that exited and was removed before it could be inspected.' })
+const stateSchema = Type.Enum([...STATES, 'removed'], { type: 'string', description: 'Container state. (`removed` is no longer answered: berth keeps an autoRemove container until its exit is collected.)' })
 const labels = Type.Record(Type.String(), Type.String(), { description: 'Labels, berth\'s own (`io.berth.*`) included.' })
 
 export const Task = Type.Object({
@@ -166,7 +227,10 @@ export const Container = Type.Object({
   reservations: Type.Optional(Type.Object({
     memory: Type.Union([Type.Integer(), Type.Null()], { description: 'Memory reserved for each replica in bytes, null for none.' }),
     cpus: Type.Union([Type.Number(), Type.Null()], { description: 'CPU cores reserved for each replica, null for none.' })
-  }, { additionalProperties: false, description: 'On a cluster: what the scheduler reserves on a node for each replica.' }))
+  }, { additionalProperties: false, description: 'On a cluster: what the scheduler reserves on a node for each replica.' })),
+  // ---- Environments (issue 14)
+  gpus: Type.Optional(Type.Unsafe<GpuRequest>({ ...GpuRequest, description: 'The GPUs it was given, as asked for; absent when none.' })),
+  networks: Type.Optional(Type.Array(ContainerNetwork, { description: 'The networks it is attached to.' }))
 }, { $id: 'Container', additionalProperties: false, description: 'A container, as `docker inspect` shows it. On a Swarm cluster it is a service, and also has `replicas` and `tasks`.' })
 export type Container = Static<typeof Container>
 

@@ -8,15 +8,20 @@ import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import type { ImageRef } from '../image-ref.ts'
 import { mapEngineError } from './errors.ts'
-import { containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, nodeOfEngine, pullFailureReason, removedContainer, toAuthConfig, volumeOf, type EngineSystemInfo } from './mapping.ts'
-import { engineTime, layerProgress, parseCursor, readEventStream, readLogStream } from './streams.ts'
+import {
+  containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, nodeOfEngine, pullFailureReason, toAuthConfig,
+  volumeOf, volumeSizesOf, volumeUsersOf, networkOf, networkMembersOf, type EngineSystemInfo
+} from './mapping.ts'
+import { engineTime, layerProgress, parseCursor, readAll, readEventStream, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
-  Volume, Container, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Node, PulledImage, PullOptions, RunSpec, StateChange
+  Volume, Container, ContainerExit, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails
 } from '../types.ts'
+import type { NetworkMember } from '../../schemas/networks.ts'
+import type { VolumeUser } from '../../schemas/volumes.ts'
 
 /** The longest stopTimeout a run may give (see the RunRequest schema). */
 const MAX_STOP_TIMEOUT = 300
@@ -149,13 +154,8 @@ export class DockerEngine implements Engine {
         if (ranged && error.port !== null && attempt < attempts) continue
         throw await this.#withHolder(error)
       }
-      try {
-        return await this.inspectContainer(id)
-      } catch (error) {
-        // With autoRemove a container that exits at once can be gone before it is inspected: it ran.
-        if (!(spec.autoRemove && error instanceof BerthError && error.code === 'not_found')) throw error
-        return removedContainer(id, spec, imageName)
-      }
+      // An autoRemove container is still there: berth, not the engine, removes it once its exit is collected.
+      return await this.inspectContainer(id)
     }
   }
 
@@ -179,12 +179,12 @@ export class DockerEngine implements Engine {
   }
 
   async stopContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
-    return await this.#stateChange({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout) },
+    return await this.#stateChange({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout ?? await this.#stopTimeoutOf(id)) },
       (docker, signal) => docker.getContainer(id).stop({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
   }
 
   async restartContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
-    await this.#transport.call({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout) },
+    await this.#transport.call({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout ?? await this.#stopTimeoutOf(id)) },
       (docker, signal) => docker.getContainer(id).restart({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
     return { changed: true }
   }
@@ -209,10 +209,11 @@ export class DockerEngine implements Engine {
     return [nodeOfEngine(info)]
   }
 
-  async inspectVolume (name: string): Promise<Volume> {
+  async inspectVolume (name: string, details: VolumeDetails = {}): Promise<Volume> {
     const volume = await this.#transport.call({ subject: 'volume', target: name },
       (docker, signal) => docker.getVolume(name).inspect(withSignal(signal)))
-    return volumeOf(volume)
+    const [sizes, users] = await this.#volumeDetails(details)
+    return volumeOf(volume, sizes?.get(volume.Name) ?? null, users?.get(volume.Name) ?? [])
   }
 
   async createVolume (name: string, labels: Record<string, string>): Promise<Volume> {
@@ -225,6 +226,112 @@ export class DockerEngine implements Engine {
   async removeVolume (name: string): Promise<void> {
     await this.#transport.call({ subject: 'volume', target: name },
       (docker, signal) => docker.getVolume(name).remove(withSignal(signal)))
+  }
+
+  async listVolumes (options: { labels: string[] } & VolumeDetails): Promise<Volume[]> {
+    const listed = await this.#transport.call({ subject: 'volume', target: 'volumes' },
+      (docker, signal) => docker.listVolumes({ filters: { label: options.labels }, abortSignal: signal } as Docker.VolumeListOptions))
+    const [sizes, users] = await this.#volumeDetails(options)
+    return (listed.Volumes ?? []).map(volume => volumeOf(volume, sizes?.get(volume.Name) ?? null, users?.get(volume.Name) ?? []))
+      .sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  async waitContainer (id: string, options: { signal?: AbortSignal }): Promise<ContainerExit> {
+    const target = { subject: 'container' as const, target: id, ...(options.signal ? { signal: options.signal } : {}) }
+    // The engine sends its headers at once and the body when the container stops: only the setup is bounded.
+    const stream = await this.#transport.streamRequest(target, { method: 'POST', path: `/containers/${encodeURIComponent(id)}/wait`, query: { condition: 'not-running' } })
+    let body: { StatusCode?: number, Error?: { Message?: string } | null }
+    try {
+      body = JSON.parse((await readAll(stream, options.signal)).toString('utf8'))
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason
+      throw new BerthError('engine_unavailable', `the engine connection broke while waiting for ${id}`, {}, { cause: error, headers: { 'retry-after': '5' } })
+    }
+    const info = await this.#transport.call({ subject: 'container', target: id }, (docker, signal) => docker.getContainer(id).inspect({ abortSignal: signal }))
+    return { exitCode: body.StatusCode ?? info.State.ExitCode, oomKilled: info.State.OOMKilled, error: body.Error?.Message || null }
+  }
+
+  async listNetworks (options: { labels: string[], members: string[] }): Promise<Network[]> {
+    // The list leaves out what inspect says (the subnet): inspect each of the few a token has.
+    const listed = await this.#transport.call({ subject: 'network', target: 'networks' },
+      (docker, signal) => docker.listNetworks({ filters: { label: options.labels }, abortSignal: signal } as Docker.NetworkListOptions))
+    const members = await this.#networkMembers(options.members)
+    const networks = await Promise.all(listed.map(async network => await this.#inspectNetwork(network.Id).catch(() => null)))
+    return networks.flatMap(network => network === null ? [] : [networkOf(network, members.get(network.Id) ?? [])])
+      .sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  async inspectNetwork (idOrName: string, options: { members: string[] }): Promise<Network> {
+    const network = await this.#inspectNetwork(idOrName)
+    return networkOf(network, (await this.#networkMembers(options.members, network.Id)).get(network.Id) ?? [])
+  }
+
+  async createNetwork (spec: NetworkSpec): Promise<Network> {
+    // CheckDuplicate: without it the engine makes a second network of the same name.
+    const created = await this.#transport.request<{ Id: string }>({ subject: 'network', target: spec.name },
+      { method: 'POST', path: '/networks/create', body: { Name: spec.name, CheckDuplicate: true, Driver: 'bridge', Internal: spec.internal, Labels: spec.labels } })
+    return await this.inspectNetwork(created.Id, { members: [] })
+  }
+
+  async removeNetwork (id: string): Promise<void> {
+    // The engine refuses only while a running container is attached; it would remove the network
+    // from under stopped ones, which then cannot start. Attached in any state is in use.
+    const attached = await this.#transport.call({ subject: 'container', target: 'containers' },
+      (docker, signal) => docker.listContainers({ all: true, filters: { network: [id] }, abortSignal: signal }))
+    if (attached.length > 0) throw new BerthError('network_in_use', `network ${id} has containers attached`, { network: id })
+    await this.#transport.request({ subject: 'network', target: id }, { method: 'DELETE', path: `/networks/${encodeURIComponent(id)}` })
+  }
+
+  async connectNetwork (networkId: string, containerId: string, options: { aliases: string[] }): Promise<StateChange> {
+    if (await this.#attached(networkId, containerId)) return { changed: false }
+    await this.#transport.request({ subject: 'network', target: networkId }, {
+      method: 'POST',
+      path: `/networks/${encodeURIComponent(networkId)}/connect`,
+      body: { Container: containerId, ...(options.aliases.length > 0 ? { EndpointConfig: { Aliases: options.aliases } } : {}) }
+    })
+    return { changed: true }
+  }
+
+  async disconnectNetwork (networkId: string, containerId: string, options: { force: boolean }): Promise<StateChange> {
+    if (!await this.#attached(networkId, containerId)) return { changed: false }
+    await this.#transport.request({ subject: 'network', target: networkId },
+      { method: 'POST', path: `/networks/${encodeURIComponent(networkId)}/disconnect`, body: { Container: containerId, Force: options.force } })
+    return { changed: true }
+  }
+
+  async #inspectNetwork (idOrName: string): Promise<Docker.NetworkInspectInfo> {
+    return await this.#transport.request<Docker.NetworkInspectInfo>({ subject: 'network', target: idOrName }, { method: 'GET', path: `/networks/${encodeURIComponent(idOrName)}` })
+  }
+
+  async #attached (networkId: string, containerId: string): Promise<boolean> {
+    const info = await this.#transport.call({ subject: 'container', target: containerId },
+      (docker, signal) => docker.getContainer(containerId).inspect({ abortSignal: signal }))
+    return Object.values(info.NetworkSettings.Networks ?? {}).some(endpoint => endpoint.NetworkID === networkId)
+  }
+
+  /** The containers matching `labels` (all of them for []), by the networks they are attached to. */
+  async #networkMembers (labels: string[], network?: string): Promise<Map<string, NetworkMember[]>> {
+    const filters: Record<string, string[]> = {}
+    if (labels.length > 0) filters.label = labels
+    if (network !== undefined) filters.network = [network]
+    const containers = await this.#transport.call({ subject: 'container', target: 'containers' },
+      (docker, signal) => docker.listContainers({ all: true, filters, abortSignal: signal }))
+    return networkMembersOf(containers)
+  }
+
+  async #volumeDetails (details: VolumeDetails): Promise<[Map<string, number | null> | null, Map<string, VolumeUser[]> | null]> {
+    const usedBy = details.usedBy
+    return await Promise.all([
+      // The engine walks every volume to answer: give it longer than an ordinary call.
+      details.size === true
+        ? this.#transport.call({ subject: 'engine', target: 'disk usage', timeoutMs: this.#transport.timeoutMs * 6 },
+          (docker, signal) => (docker.df as (options: object) => Promise<Parameters<typeof volumeSizesOf>[0]>)(withSignal(signal))).then(volumeSizesOf)
+        : null,
+      usedBy === undefined
+        ? null
+        : this.#transport.call({ subject: 'container', target: 'containers' },
+          (docker, signal) => docker.listContainers({ all: true, filters: usedBy.length > 0 ? { label: usedBy } : {}, abortSignal: signal })).then(volumeUsersOf)
+    ])
   }
 
   async containerLogs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {
@@ -288,8 +395,13 @@ export class DockerEngine implements Engine {
     this.#digests.clear()
   }
 
-  // A stop waits up to the container's grace period before the engine kills it; the deadline must
-  // outlast it. Without a timeout that is the container's own (its stopTimeout, at most 300 s).
+  /** The grace period a container was run with (`stopTimeout`), which a stop without its own timeout waits. */
+  async #stopTimeoutOf (id: string): Promise<number | undefined> {
+    const info = await this.#transport.call({ subject: 'container', target: id }, (docker, signal) => docker.getContainer(id).inspect({ abortSignal: signal }))
+    return (info.Config as { StopTimeout?: number }).StopTimeout
+  }
+
+  // A stop waits up to the container's grace period before the engine kills it; the deadline must outlast it.
   #graceDeadline (timeout: number | undefined): number {
     return this.#transport.timeoutMs + (timeout ?? MAX_STOP_TIMEOUT) * 1000
   }

@@ -10,7 +10,7 @@ export interface DockerModemError extends Error {
 }
 
 /** What the failed call was about, so a 404 can say "container" or "image". */
-export type Subject = 'container' | 'image' | 'volume' | 'engine'
+export type Subject = 'container' | 'image' | 'volume' | 'network' | 'engine'
 
 const CONNECTION_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EACCES', 'EHOSTUNREACH', 'ENOTCONN', 'UND_ERR_SOCKET'])
 
@@ -67,9 +67,24 @@ export function mapEngineError (error: unknown, subject: Subject, target: string
     if (subject === 'image') {
       return new BerthError('image_in_use', `image ${target} is in use: ${message}`, { image: target }, { cause: error })
     }
+    if (subject === 'network' && /already exists/i.test(message)) {
+      return new BerthError('name_conflict', `the network name ${target} is already in use`, { name: target }, { cause: error })
+    }
+    // "remove x: volume is in use - [ids]": the ids may be anybody's, so they are not repeated.
+    if (subject === 'volume' && /volume is in use/i.test(message)) {
+      return new BerthError('volume_in_use', `volume ${target} is in use by a container`, { volume: target }, { cause: error })
+    }
+  }
+  if (subject === 'network' && /has active endpoints/i.test(message)) {
+    return new BerthError('network_in_use', `network ${target} has containers attached`, { network: target }, { cause: error })
   }
   if (status === 400) {
     return new BerthError('validation_failed', `the engine rejected the request: ${message}`, {}, { cause: error })
+  }
+  // Found only at start: the engine has no GPU runtime (no device driver for the gpu capability), or
+  // the GPU runtime refused the devices asked for.
+  if (/could not select device driver .* with capabilities: \[\[gpu\]\]|nvidia-container-cli/i.test(message)) {
+    return new BerthError('gpu_unavailable', `the engine cannot give ${target} the GPUs asked for: ${message}`, {}, { cause: error })
   }
   const port = conflictingPort(message)
   if (port !== null) return new PortConflictError(port, null, undefined, error)

@@ -1,10 +1,14 @@
 // Docker's objects in berth's words, and berth's run spec in Docker's: pure functions, no I/O.
 import type Docker from 'dockerode'
 import type { RegistryCredentials } from '../../config.ts'
+import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
 import { parseImage } from '../image-ref.ts'
 import type {
   Container, ContainerState, ContainerSummary, Image, ImageSummary, Node, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
 } from '../types.ts'
+import type { VolumeUser } from '../../schemas/volumes.ts'
+import type { ContainerNetwork, GpuRequest } from '../../schemas/containers.ts'
+import type { Network, NetworkMember } from '../../schemas/networks.ts'
 
 export function imageSummaryOf (image: Docker.ImageInfo): ImageSummary {
   return {
@@ -76,8 +80,33 @@ export function containerOf (info: Docker.ContainerInspectInfo, imageDigests: st
       memory: hostConfig.Memory ? hostConfig.Memory : null,
       cpus: hostConfig.NanoCpus ? hostConfig.NanoCpus / 1e9 : null
     },
-    autoRemove: hostConfig.AutoRemove ?? false
+    // berth removes an autoRemove container itself (the label says so); one made with the CLI's --rm is the engine's to remove.
+    autoRemove: (hostConfig.AutoRemove ?? false) || info.Config.Labels?.[LABEL_AUTO_REMOVE] === 'true',
+    ...gpusOf(hostConfig as { DeviceRequests?: DeviceRequest[] | null }),
+    networks: containerNetworksOf(info)
   }
+}
+
+interface DeviceRequest {
+  Driver?: string
+  Count?: number
+  DeviceIDs?: string[] | null
+  Capabilities?: string[][] | null
+}
+
+/** `--gpus` as the engine takes it: a device request for the gpu capability, of every device (-1), a count or ids. */
+function deviceRequests (gpus: GpuRequest): DeviceRequest[] {
+  const base = { Driver: '', Capabilities: [['gpu']] }
+  if (gpus === 'all') return [{ ...base, Count: -1, DeviceIDs: null }]
+  if (typeof gpus === 'number') return [{ ...base, Count: gpus, DeviceIDs: null }]
+  return [{ ...base, Count: 0, DeviceIDs: gpus }]
+}
+
+function gpusOf (hostConfig: { DeviceRequests?: DeviceRequest[] | null }): { gpus?: GpuRequest } {
+  const request = (hostConfig.DeviceRequests ?? []).find(device => device.Capabilities?.some(set => set.includes('gpu')))
+  if (request === undefined) return {}
+  if (request.DeviceIDs !== undefined && request.DeviceIDs !== null && request.DeviceIDs.length > 0) return { gpus: request.DeviceIDs }
+  return { gpus: request.Count === -1 || request.Count === undefined ? 'all' : request.Count }
 }
 
 export function createBody (spec: RunSpec, image: string): Record<string, unknown> {
@@ -101,41 +130,34 @@ export function createBody (spec: RunSpec, image: string): Record<string, unknow
     ...(spec.workingDir ? { WorkingDir: spec.workingDir } : {}),
     ...(spec.user ? { User: spec.user } : {}),
     ...(spec.tty ? { Tty: true } : {}),
+    ...(spec.hostname === undefined ? {} : { Hostname: spec.hostname }),
+    ...(spec.stopSignal === undefined ? {} : { StopSignal: spec.stopSignal }),
     ...(spec.stopTimeout === undefined ? {} : { StopTimeout: spec.stopTimeout }),
     Labels: spec.labels,
     // Without ExposedPorts the engine publishes nothing, whatever PortBindings say.
     ExposedPorts: exposed,
+    ...(spec.network !== undefined && spec.aliases !== undefined && spec.aliases.length > 0
+      ? { NetworkingConfig: { EndpointsConfig: { [spec.network]: { Aliases: spec.aliases } } } }
+      : {}),
     HostConfig: {
       PortBindings: bindings,
       RestartPolicy: { Name: spec.restart.policy === 'no' ? '' : spec.restart.policy, MaximumRetryCount: spec.restart.maxRetries ?? 0 },
       ...(spec.memory ? { Memory: spec.memory } : {}),
       ...(spec.cpus ? { NanoCpus: Math.round(spec.cpus * 1e9) } : {}),
-      AutoRemove: spec.autoRemove,
+      // Never the engine's AutoRemove: it would remove the container the moment it exits, its logs
+      // and exit code with it, before anybody could read them. berth removes it once its exit has
+      // been collected (the run's labels say so: see LABEL_AUTO_REMOVE).
+      AutoRemove: false,
       ...(binds.length > 0 ? { Binds: binds } : {}),
+      // ---- Environments (issue 14)
+      ...(spec.shmSize === undefined ? {} : { ShmSize: spec.shmSize }),
+      ...(spec.ulimits?.nofile === undefined ? {} : { Ulimits: [{ Name: 'nofile', Soft: spec.ulimits.nofile.soft, Hard: spec.ulimits.nofile.hard }] }),
+      ...(spec.init === undefined ? {} : { Init: spec.init }),
+      ...(spec.readOnly === undefined ? {} : { ReadonlyRootfs: spec.readOnly }),
+      ...(spec.gpus === undefined ? {} : { DeviceRequests: deviceRequests(spec.gpus) }),
+      ...(spec.network === undefined ? {} : { NetworkMode: spec.network }),
       Mounts: spec.mounts.filter(mount => mount.type === 'volume').map(mount => ({ Type: 'volume', Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly }))
     }
-  }
-}
-
-export function removedContainer (id: string, spec: RunSpec, image: string): Container {
-  return {
-    id,
-    name: spec.name ?? id.slice(0, 12),
-    image,
-    imageId: '',
-    imageDigest: null,
-    command: [...(spec.entrypoint ?? []), ...(spec.command ?? [])],
-    state: 'removed',
-    running: false,
-    exitCode: null,
-    createdAt: new Date().toISOString(),
-    startedAt: null,
-    finishedAt: null,
-    ports: [],
-    labels: spec.labels,
-    restart: { policy: spec.restart.policy, maxRetries: spec.restart.maxRetries ?? 0 },
-    resources: { memory: spec.memory ?? null, cpus: spec.cpus ?? null },
-    autoRemove: true
   }
 }
 
@@ -175,8 +197,66 @@ export function digestFromRepoDigests (repoDigests: string[], repository: string
   return pinnedReference(repoDigests, repository)?.split('@')[1] ?? null
 }
 
-export function volumeOf (volume: Docker.VolumeInspectInfo & { CreatedAt?: string }): Volume {
-  return { name: volume.Name, driver: volume.Driver, labels: volume.Labels ?? {}, createdAt: volume.CreatedAt ?? null }
+export function volumeOf (volume: Docker.VolumeInspectInfo & { CreatedAt?: string }, size: number | null = null, usedBy: VolumeUser[] = []): Volume {
+  return { name: volume.Name, driver: volume.Driver, labels: volume.Labels ?? {}, createdAt: volume.CreatedAt ?? null, size, usedBy }
+}
+
+/** The sizes `docker system df -v` reports, by volume name; -1 (the driver cannot say) becomes null. */
+export function volumeSizesOf (df: { Volumes?: Array<{ Name: string, UsageData?: { Size?: number } | null }> | null }): Map<string, number | null> {
+  return new Map((df.Volumes ?? []).map(volume => {
+    const size = volume.UsageData?.Size
+    return [volume.Name, typeof size === 'number' && size >= 0 ? size : null]
+  }))
+}
+
+/** Which containers mount which named volumes, from a container list. */
+export function volumeUsersOf (containers: Docker.ContainerInfo[]): Map<string, VolumeUser[]> {
+  const users = new Map<string, VolumeUser[]>()
+  for (const container of containers) {
+    for (const mount of container.Mounts ?? []) {
+      if (mount.Type !== 'volume' || !mount.Name) continue
+      const list = users.get(mount.Name) ?? []
+      list.push({ id: container.Id, name: (container.Names[0] ?? '').replace(/^\//, ''), state: container.State })
+      users.set(mount.Name, list)
+    }
+  }
+  return users
+}
+
+export function networkOf (network: Docker.NetworkInspectInfo, members: NetworkMember[]): Network {
+  return {
+    id: network.Id,
+    name: network.Name,
+    driver: network.Driver,
+    internal: network.Internal,
+    subnet: network.IPAM?.Config?.[0]?.Subnet ?? null,
+    labels: network.Labels ?? {},
+    createdAt: network.Created ?? null,
+    containers: members
+  }
+}
+
+/** Which containers are attached to which networks (by network id), from a container list. */
+export function networkMembersOf (containers: Docker.ContainerInfo[]): Map<string, NetworkMember[]> {
+  const members = new Map<string, NetworkMember[]>()
+  for (const container of containers) {
+    for (const endpoint of Object.values(container.NetworkSettings?.Networks ?? {})) {
+      const list = members.get(endpoint.NetworkID) ?? []
+      list.push({ id: container.Id, name: (container.Names[0] ?? '').replace(/^\//, ''), ipAddress: endpoint.IPAddress || null })
+      members.set(endpoint.NetworkID, list)
+    }
+  }
+  return members
+}
+
+/** The user-defined networks a container is attached to, with its address and the names it is reached by there. */
+export function containerNetworksOf (info: Docker.ContainerInspectInfo): ContainerNetwork[] {
+  return Object.entries(info.NetworkSettings.Networks ?? {}).map(([name, endpoint]) => ({
+    name,
+    ipAddress: endpoint.IPAddress || null,
+    // The engine adds the container's short id as an alias on every user-defined network; it says nothing.
+    aliases: (endpoint.Aliases ?? []).filter((alias: string) => !info.Id.startsWith(alias))
+  }))
 }
 
 function zeroTime (time: string): string | null {

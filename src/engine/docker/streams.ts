@@ -225,6 +225,21 @@ function toEngineEvent (raw: DockerEvent, cursor: Cursor): EngineEvent | null {
   }
 }
 
+/** A whole response body, for the engine's answers that come late (a wait); the signal ends it. */
+export async function readAll (stream: Readable, signal?: AbortSignal): Promise<Buffer> {
+  const abort = (): void => { stream.destroy(signal?.reason) }
+  signal?.addEventListener('abort', abort, { once: true })
+  if (signal?.aborted) abort()
+  const chunks: Buffer[] = []
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk)
+  } finally {
+    signal?.removeEventListener('abort', abort)
+    stream.destroy()
+  }
+  return Buffer.concat(chunks)
+}
+
 function brokenStream (error: unknown): BerthError {
   return new BerthError('engine_unavailable', `the engine connection broke: ${(error as Error).message}`, {}, { cause: error, headers: { 'retry-after': '5' } })
 }

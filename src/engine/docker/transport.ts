@@ -102,6 +102,45 @@ export class DockerTransport {
     }))
   }
 
+  /**
+   * A raw streamed request of any method, for the engine's responses that come late or long (a wait
+   * answers when the container stops, an archive is as long as the files): only the setup is bounded.
+   * `body` is JSON, or a stream sent as it is read (an archive).
+   */
+  async streamRequest (options: CallOptions, request: { method: 'GET' | 'POST' | 'PUT' | 'HEAD', path: string, query?: Record<string, unknown>, body?: object | NodeJS.ReadableStream }): Promise<IncomingMessage> {
+    const { method, path, query = {}, body } = request
+    const file = body !== undefined && typeof (body as NodeJS.ReadableStream).pipe === 'function' ? body as NodeJS.ReadableStream : undefined
+    return await this.openStream(options, (docker, signal) => new Promise((resolve, reject) => {
+      docker.modem.dial({
+        path: `${path}?`,
+        method,
+        // _query/_body keep a JSON body out of the URL (docker-modem would copy it into the query string too).
+        options: file === undefined ? { _query: query, _body: body ?? {} } : query,
+        ...(file === undefined ? {} : { file, headers: { 'Content-Type': 'application/x-tar' } }),
+        isStream: true,
+        abortSignal: signal,
+        statusCodes: { 200: true, 400: 'bad parameter', 403: 'forbidden', 404: 'no such object', 409: 'conflict', 500: 'server error', 501: 'not implemented', 503: 'unavailable' }
+      }, (error: unknown, data: unknown) => error ? reject(error) : resolve(data))
+    }))
+  }
+
+  /**
+   * A plain JSON request, bounded like every call: for the engine endpoints whose dockerode method
+   * takes no abort signal (a network inspect would otherwise outlive its deadline on a stuck engine).
+   */
+  async request<T> (options: CallOptions, request: { method: 'GET' | 'POST' | 'DELETE', path: string, query?: Record<string, unknown>, body?: object }): Promise<T> {
+    const { method, path, query = {}, body = {} } = request
+    return await this.call(options, (docker, signal) => new Promise<T>((resolve, reject) => {
+      docker.modem.dial({
+        path: `${path}?`,
+        method,
+        options: { _query: query, _body: body },
+        abortSignal: signal,
+        statusCodes: { 200: true, 201: true, 204: true, 304: true, 400: 'bad parameter', 403: 'forbidden', 404: 'no such object', 409: 'conflict', 500: 'server error', 503: 'unavailable' }
+      }, (error: unknown, data: unknown) => error ? reject(error) : resolve(data as T))
+    }))
+  }
+
   async #client (): Promise<Docker> {
     if (this.#docker !== null) return this.#docker
     this.#connecting ??= this.#negotiate().finally(() => { this.#connecting = null })

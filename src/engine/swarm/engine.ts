@@ -13,7 +13,7 @@ import { engineTime } from '../docker/streams.ts'
 import { DockerTransport } from '../docker/transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
-  Container, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
+  Container, ContainerExit, ContainerSummary, Engine, EngineEvent, Network, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
   LogEntry, LogOptions, Node, PortRequest, PulledImage, RunSpec, StateChange, Volume
 } from '../types.ts'
 import { SwarmApi } from './api.ts'
@@ -53,6 +53,7 @@ const UPDATE_ATTEMPTS = 5
 
 const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there'
 const VOLUMES = 'named volumes are not supported on a Swarm cluster: each node has its own'
+const NETWORKS = 'networks through berth are single-host for now; on a Swarm cluster they would be overlay networks, which berth does not manage yet'
 
 export class SwarmEngine implements Engine {
   readonly kind = 'swarm' as const
@@ -83,6 +84,14 @@ export class SwarmEngine implements Engine {
   async inspectVolume (): Promise<Volume> { throw notSupported('swarm', VOLUMES) }
   async createVolume (): Promise<Volume> { throw notSupported('swarm', VOLUMES) }
   async removeVolume (): Promise<void> { throw notSupported('swarm', VOLUMES) }
+  async listVolumes (): Promise<Volume[]> { throw notSupported('swarm', VOLUMES) }
+  async waitContainer (): Promise<ContainerExit> { throw notSupported('swarm', 'a service has no single exit to wait for on a Swarm cluster; follow its tasks in ps or events') }
+  async listNetworks (): Promise<Network[]> { throw notSupported('swarm', NETWORKS) }
+  async inspectNetwork (): Promise<Network> { throw notSupported('swarm', NETWORKS) }
+  async createNetwork (): Promise<Network> { throw notSupported('swarm', NETWORKS) }
+  async removeNetwork (): Promise<void> { throw notSupported('swarm', NETWORKS) }
+  async connectNetwork (): Promise<StateChange> { throw notSupported('swarm', NETWORKS) }
+  async disconnectNetwork (): Promise<StateChange> { throw notSupported('swarm', NETWORKS) }
 
   async listNodes (): Promise<Node[]> {
     const nodes = await this.#api.get<SwarmNode[]>('/nodes', {}, { target: 'nodes' })

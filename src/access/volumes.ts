@@ -1,0 +1,98 @@
+// Named volumes as one requester may use them: the token's own (an admin: all of its deployment's),
+// with only the containers it may see named as their users. Another token's volume is not found,
+// as if it did not exist; a name taken by one is a conflict that says nothing of whose it is.
+import { randomBytes } from 'node:crypto'
+import type { Engine, Volume } from '../engine/types.ts'
+import { BerthError } from '../errors.ts'
+import type { CreateVolumeRequest } from '../schemas/volumes.ts'
+import { RESERVED_LABEL_PREFIX, notFound, type Ownership, type Principal } from './ownership.ts'
+import { invalid } from './policy.ts'
+
+export class VolumeAccess {
+  readonly #engine: Engine
+  readonly #ownership: Ownership
+
+  constructor (engine: Engine, ownership: Ownership) {
+    this.#engine = engine
+    this.#ownership = ownership
+  }
+
+  async list (requester: Principal, options: { labels?: string[] | undefined, size: boolean }): Promise<Volume[]> {
+    const visible = this.#ownership.filtersFor(requester)
+    return await this.#engine.listVolumes({ labels: [...(options.labels ?? []), ...visible], size: options.size, usedBy: visible })
+  }
+
+  /** A volume the requester may see, or not_found as if it did not exist. */
+  async find (requester: Principal, name: string, options: { size?: boolean } = {}): Promise<Volume> {
+    let volume: Volume
+    try {
+      volume = await this.#engine.inspectVolume(name, { size: options.size ?? false, usedBy: this.#ownership.filtersFor(requester) })
+    } catch (error) {
+      if (error instanceof BerthError && error.code === 'not_found') throw notFound('volume', name)
+      throw error
+    }
+    return this.#ownership.visible(requester, volume, 'volume', name)
+  }
+
+  /**
+   * docker volume create: a new volume of the requester's. Its own volume of that name is answered
+   * as it is (`created: false`), as the CLI does; a name somebody else holds is name_conflict.
+   */
+  async create (requester: Principal, body: CreateVolumeRequest): Promise<{ volume: Volume, created: boolean }> {
+    const labels = body.labels ?? {}
+    for (const key of Object.keys(labels)) {
+      if (key.startsWith(RESERVED_LABEL_PREFIX)) throw invalid(`body/labels/${key}`, `is reserved: labels under ${RESERVED_LABEL_PREFIX} are berth's own`)
+    }
+    // The engine's own choice of name when none is given: 64 hex digits.
+    const name = body.name ?? randomBytes(32).toString('hex')
+    const existing = await this.#engine.inspectVolume(name).catch((error: unknown) => {
+      if (error instanceof BerthError && error.code === 'not_found') return null
+      throw error
+    })
+    if (existing !== null) return { volume: this.#taken(requester, existing), created: false }
+    // Creating a name that exists (made meanwhile) returns that volume: its labels tell whose it is.
+    const made = await this.#engine.createVolume(name, { ...labels, ...this.#ownership.labelsFor(requester.name) })
+    return { volume: this.#taken(requester, made), created: true }
+  }
+
+  /**
+   * docker volume rm. In use (by a container in any state) is volume_in_use naming the users the
+   * requester may see; with `force` those containers are removed first, when it may see them all.
+   * The ids of the containers removed go into `removed` as they go, also when the volume then stays.
+   */
+  async remove (requester: Principal, name: string, options: { force: boolean, removed: string[] }): Promise<void> {
+    await this.find(requester, name)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#engine.removeVolume(name)
+        return
+      } catch (error) {
+        if (!(error instanceof BerthError && error.code === 'volume_in_use')) throw error
+        const users = (await this.find(requester, name)).usedBy
+        // Users the requester may not see (or that came back after the first round) are not its to remove.
+        if (!options.force || users.length === 0 || attempt > 0) throw inUse(name, users)
+        for (const user of users) {
+          await this.#engine.removeContainer(user.id, { force: true, volumes: false }).catch((failure: unknown) => {
+            if (!(failure instanceof BerthError && failure.code === 'not_found')) throw failure
+          })
+          options.removed.push(user.id)
+        }
+      }
+    }
+  }
+
+  #taken (requester: Principal, volume: Volume): Volume {
+    if (!this.#ownership.owns(requester, volume.labels)) {
+      throw new BerthError('name_conflict', `the volume name ${volume.name} is already in use`, { name: volume.name })
+    }
+    return volume
+  }
+}
+
+function inUse (name: string, users: Volume['usedBy']): BerthError {
+  const named = users.map(user => user.name)
+  const detail = named.length === 0
+    ? `volume ${name} is in use by a container`
+    : `volume ${name} is in use by ${named.length === 1 ? 'container' : 'containers'} ${named.join(', ')}; remove ${named.length === 1 ? 'it' : 'them'} first, or remove the volume with force=true`
+  return new BerthError('volume_in_use', detail, { volume: name, containers: users.map(user => ({ id: user.id, name: user.name })) })
+}

@@ -1,0 +1,22 @@
+// Provides `app.lifecycle`: the sweeper that removes exited autoRemove containers nobody waited for.
+// It starts when the app is ready and stops when it closes. Needs `app.engine` and `app.ownership`.
+import fp from 'fastify-plugin'
+import type { Config } from '../config.ts'
+import { Sweeper } from '../lifecycle/sweeper.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    lifecycle: Sweeper
+  }
+}
+
+export default fp<{ lifecycle: Config['lifecycle'] }>(async (app, options) => {
+  const sweeper = new Sweeper(app.engine, app.ownership, {
+    intervalMs: options.lifecycle.sweepIntervalMs,
+    autoRemoveGraceMs: options.lifecycle.autoRemoveGraceMs,
+    log: app.log
+  })
+  app.decorate('lifecycle', sweeper)
+  app.addHook('onReady', async () => { sweeper.start() })
+  app.addHook('preClose', async () => { sweeper.stop() })
+}, { name: 'berth-lifecycle', dependencies: ['berth-engine', 'berth-access'] })
