@@ -64,11 +64,16 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
     t.ok(Array.isArray(operation['x-berth-backends']) && operation['x-berth-backends'].length > 0, `${operation.method} ${operation.path} names its backends`)
   }
   const dockerOnly = operations.filter(operation => operation['x-berth-backends']?.length === 1).map(operation => `${operation.method} ${operation.path}`).sort()
-  t.same(dockerOnly, [
-    'delete /v1/images/{ref}', 'delete /v1/jobs/{id}', 'get /v1/images', 'get /v1/images/{ref}', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'post /v1/images/pull'
-  ], 'the image store and pull jobs are docker-only')
+  const imageStore = ['delete /v1/images/{ref}', 'delete /v1/jobs/{id}', 'get /v1/images', 'get /v1/images/{ref}', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'post /v1/images/pull']
+  const singleHost = [
+    'delete /v1/networks/{network}', 'delete /v1/volumes/{volume}', 'get /v1/networks', 'get /v1/networks/{network}', 'get /v1/volumes', 'get /v1/volumes/{volume}',
+    'post /v1/containers/{idOrName}/wait', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes'
+  ]
+  t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, pull jobs, volumes, networks and wait are docker-only')
   for (const operation of operations.filter(operation => operation['x-berth-backends']?.length === 1)) {
-    t.match(operation.description, /Backends: docker only; on swarm this answers 501 not_supported \(a Swarm cluster has no single image store/, `${operation.method} ${operation.path} says so in words`)
+    const why = imageStore.includes(`${operation.method} ${operation.path}`) ? /a Swarm cluster has no single image store/ : /on a Swarm cluster/
+    t.match(operation.description, /Backends: docker only; on swarm this answers 501 not_supported \(/, `${operation.method} ${operation.path} says so in words`)
+    t.match(operation.description, why, `${operation.method} ${operation.path} says why`)
     t.ok(operation.responses['501'], `${operation.method} ${operation.path} documents its 501`)
   }
   t.match(doc.paths['/v1/containers'].get['x-berth-backends'], ['docker', 'swarm'])
