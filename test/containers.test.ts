@@ -6,7 +6,6 @@ import {
   freePort, imageExists, name, pushImage, runContainer
 } from './helpers.ts'
 import { engineRequests } from './engine-spies.ts'
-import { DockerEngine } from '../src/engine/docker/engine.ts'
 
 cleanupAfter(t)
 
