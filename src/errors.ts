@@ -25,7 +25,11 @@ export const errorCodes = {
   pull_failed: { status: 502, title: 'The image could not be pulled' },
   pull_cancelled: { status: 409, title: 'The pull was cancelled' },
   engine_error: { status: 502, title: 'The container engine reported an error' },
-  engine_unavailable: { status: 503, title: 'The container engine is unavailable' }
+  engine_unavailable: { status: 503, title: 'The container engine is unavailable' },
+  // Builds and pushes (issue 15).
+  build_failed: { status: 422, title: 'The image could not be built' },
+  build_cancelled: { status: 409, title: 'The build was cancelled' },
+  push_failed: { status: 502, title: 'The image could not be pushed' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorCodes
