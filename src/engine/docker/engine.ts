@@ -11,10 +11,12 @@ import { containerOf, containerSummaryOf, createBody, digestFromRepoDigests, ima
 import { engineTime, layerProgress, parseCursor, readEventStream, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
+import * as images from './image-work.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   Volume, Container, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PulledImage, PullOptions, RunSpec, StateChange
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, PulledImage, PullOptions, RunSpec, StateChange,
+  BuildOptions, BuildSpec, BuiltImage, ContainerConfig, DiskUsage, ImageHistoryEntry, PruneImagesOptions, PruneReport, PushedImage, PushOptions
 } from '../types.ts'
 
 /** How many ports of a host port range a run tries before it answers port_conflict. */
@@ -235,6 +237,53 @@ export class DockerEngine implements Engine {
     const stream = await this.#transport.openStream({ subject: 'engine', target: 'events', ...(options.signal ? { signal: options.signal } : {}) },
       (docker, signal) => docker.getEvents({ ...(since === undefined ? {} : { since }), filters: { type: ['container', 'image'] }, abortSignal: signal } as Docker.GetEventsOptions))
     return readEventStream(stream, after, options.signal)
+  }
+
+  // Images built, shared and reproduced (issue 15): the work is in image-work.ts.
+  async buildImage (spec: BuildSpec, options: BuildOptions): Promise<BuiltImage> {
+    try {
+      return await images.buildImage(this.#transport, this.#options.registryAuth ?? {}, spec, options)
+    } finally {
+      this.#forgetDigests()
+    }
+  }
+
+  async tagImage (source: string, target: ImageRef): Promise<void> {
+    await images.tagImage(this.#transport, source, target)
+    this.#forgetDigests()
+  }
+
+  async pushImage (ref: ImageRef, options: PushOptions): Promise<PushedImage> {
+    try {
+      return await images.pushImage(this.#transport, this.#options.registryAuth ?? {}, ref, options)
+    } finally {
+      // A push gives the image a digest in that repository.
+      this.#forgetDigests()
+    }
+  }
+
+  async imageHistory (reference: string): Promise<ImageHistoryEntry[]> {
+    return await images.imageHistory(this.#transport, reference)
+  }
+
+  async pruneImages (options: PruneImagesOptions): Promise<PruneReport> {
+    try {
+      return await images.pruneImages(this.#transport, options)
+    } finally {
+      this.#forgetDigests()
+    }
+  }
+
+  async pruneBuildCache (): Promise<PruneReport> {
+    return await images.pruneBuildCache(this.#transport)
+  }
+
+  async diskUsage (): Promise<DiskUsage> {
+    return await images.diskUsage(this.#transport)
+  }
+
+  async containerConfig (idOrName: string): Promise<ContainerConfig> {
+    return await images.containerConfig(this.#transport, idOrName)
   }
 
   /**
