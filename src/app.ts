@@ -14,6 +14,7 @@ import { RequestLog } from './http/request-log.ts'
 import access from './plugins/access.ts'
 import audit from './plugins/audit.ts'
 import auth from './plugins/auth.ts'
+import buildsPlugin from './plugins/builds.ts'
 import enginePlugin from './plugins/engine.ts'
 import metrics from './plugins/metrics.ts'
 import openapi from './plugins/openapi.ts'
@@ -23,12 +24,14 @@ import securityHeaders from './plugins/security-headers.ts'
 import serializers from './plugins/serializers.ts'
 import streams from './plugins/streams.ts'
 import validation from './plugins/validation.ts'
+import builds from './routes/builds.ts'
 import containers from './routes/containers.ts'
 import events from './routes/events.ts'
 import health from './routes/health.ts'
 import images from './routes/images.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
+import { buildSchemas } from './schemas/builds.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
 import { imageSchemas } from './schemas/images.ts'
@@ -92,7 +95,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   // Reading and answering requests. Metrics first, so that every request is measured.
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...buildSchemas] })
   await app.register(serializers)
   await app.register(problems)
   await app.register(securityHeaders)
@@ -113,6 +116,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   })
   app.addHook('onClose', async () => { stopRevoking() })
   await app.register(pullJobsPlugin, { jobs: config.jobs })
+  await app.register(buildsPlugin, { config })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,
     timeWindow: 60_000,
@@ -129,5 +133,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(logs)
   await app.register(jobs)
   await app.register(events)
+  await app.register(builds)
   return app
 }

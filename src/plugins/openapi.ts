@@ -16,11 +16,12 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         description: 'A typed, documented, secure HTTP API in front of a Docker Engine: pull, list, run, stop and start containers.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A berth token (BERTH_TOKENS); scopes read, write, admin.' } } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A berth token (BERTH_TOKENS); scopes read, write, admin, build.' } } },
       tags: [
         { name: 'containers', description: 'docker ps, run -d, inspect, start, stop, restart, rm' },
         { name: 'images', description: 'docker pull, images, image inspect, rmi' },
         { name: 'jobs', description: 'Async pulls: state, events, cancel' },
+        { name: 'builds', description: 'docker build, and builds as jobs: state, events, cancel' },
         { name: 'events', description: 'docker events, as server-sent events' },
         { name: 'health', description: 'Liveness and readiness' }
       ]
