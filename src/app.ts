@@ -29,6 +29,7 @@ import containers from './routes/containers.ts'
 import events from './routes/events.ts'
 import health from './routes/health.ts'
 import images from './routes/images.ts'
+import imageSharing from './routes/image-sharing.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
 import { buildSchemas } from './schemas/builds.ts'
@@ -134,5 +135,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(jobs)
   await app.register(events)
   await app.register(builds)
+  await app.register(imageSharing)
   return app
 }

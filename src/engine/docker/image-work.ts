@@ -191,6 +191,8 @@ export async function pushImage (transport: DockerTransport, registryAuth: Recor
     onProgress({ id: line.id, phase, current: typeof current === 'number' && current >= 0 ? current : 0, total: typeof total === 'number' && total > 0 ? total : null })
   })
   if (result.error !== null) {
+    // The engine answers 200 also for a tag it does not have, and says so in the stream.
+    if (/does not exist locally/i.test(result.error)) throw new BerthError('image_not_found', `image ${ref.reference} is not on the engine: tag an image with that name first`, { image: ref.reference })
     throw new BerthError('push_failed', `pushing ${ref.reference} failed: ${result.error}`, { image: ref.reference, reason: pullFailureReason(result.error) })
   }
   const aux = pushed as { Digest?: string, Size?: number } | null
