@@ -26,6 +26,7 @@ import streams from './plugins/streams.ts'
 import validation from './plugins/validation.ts'
 import builds from './routes/builds.ts'
 import containers from './routes/containers.ts'
+import containerSpec from './routes/container-spec.ts'
 import events from './routes/events.ts'
 import health from './routes/health.ts'
 import images from './routes/images.ts'
@@ -35,6 +36,7 @@ import logs from './routes/logs.ts'
 import { buildSchemas } from './schemas/builds.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
+import { containerSpecSchemas } from './schemas/container-spec.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
@@ -96,7 +98,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   // Reading and answering requests. Metrics first, so that every request is measured.
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...buildSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...buildSchemas, ...containerSpecSchemas] })
   await app.register(serializers)
   await app.register(problems)
   await app.register(securityHeaders)
@@ -136,5 +138,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(events)
   await app.register(builds)
   await app.register(imageSharing)
+  await app.register(containerSpec)
   return app
 }

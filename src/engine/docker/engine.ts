@@ -358,6 +358,10 @@ export class DockerEngine implements Engine {
 
   #pullError (error: unknown, ref: ImageRef): BerthError {
     const mapped = mapEngineError(error, 'image', ref.reference, this.#transport.timeoutMs)
+    // A pinned run asks for exactly one image: when the registry no longer has it, nothing else runs in its place.
+    if (mapped.code === 'image_not_found' && ref.digest !== undefined) {
+      return new BerthError('image_not_found', `registry ${ref.registry} has no image ${ref.repository}@${ref.digest} (it may have been deleted); nothing else is run in its place`, { image: ref.reference, digest: ref.digest }, { cause: error })
+    }
     if (mapped.code === 'engine_error' || mapped.code === 'validation_failed') {
       const message = mapped.message.replace(/^the engine (answered \d+|rejected the request): /, '')
       return new BerthError('pull_failed', `pulling ${ref.reference} failed: ${message}`, { image: ref.reference, reason: pullFailureReason(message) }, { cause: error })
