@@ -107,13 +107,22 @@ t.test('build, push, remove locally, run from the spec on another berth with ano
 })
 
 t.test('a spec of an image never pushed is not pinned, and says so; volumes, command, user and tty come along', async t => {
-  const app = await build(t)
+  const app = await build(t, withBuilders())
+  // Not the shared test image: other suites push it, and the spec would then pin it to one of those digests.
+  const local = `berth-test/${RUN}-local:1`
+  const built = await app.inject({
+    method: 'POST',
+    url: `/v1/images/build?tag=${encodeURIComponent(local)}&label=${encodeURIComponent(`${RUN_LABEL}=${RUN}`)}`,
+    headers: { ...builderAuth('builder'), 'content-type': 'application/x-tar' },
+    payload: tarOf({ Dockerfile: `FROM berth-test/busybox:1\nLABEL never-pushed=${RUN}\n` })
+  })
+  t.equal(built.statusCode, 200)
   const run = await app.inject({
     method: 'POST',
     url: '/v1/containers',
     headers: auth('alice'),
     payload: {
-      image: env.image,
+      image: local,
       name: `${RUN}-local`,
       command: ['sleep', '300'],
       entrypoint: ['/bin/sh', '-c', 'exec "$@"', 'sh'],
@@ -130,7 +139,7 @@ t.test('a spec of an image never pushed is not pinned, and says so; volumes, com
   const spec = (await app.inject({ method: 'GET', url: `/v1/containers/${RUN}-local/spec`, headers: auth('alice') })).json()
   t.match(spec, {
     run: {
-      image: env.image,
+      image: local,
       command: ['sleep', '300'],
       entrypoint: ['/bin/sh', '-c', 'exec "$@"', 'sh'],
       workingDir: '/tmp',

@@ -107,11 +107,13 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: Type.Array(ref(ImageSummary), { description: 'The images.' }), ...problemResponses(400, 401, 503) }
     }
   }, async (request) => {
-    const [list, usage] = await Promise.all([app.engine.listImages({
+    // One engine call after the other: a request holds at most one engine connection at a time.
+    const list = await app.engine.listImages({
       ...(request.query.reference === undefined ? {} : { reference: request.query.reference }),
       ...(request.query.dangling === undefined ? {} : { dangling: request.query.dangling }),
       ...(request.query.label === undefined ? {} : { labels: request.query.label })
-    }), app.imageAccess.usage(request.principal as Principal)])
+    })
+    const usage = await app.imageAccess.usage(request.principal as Principal)
     return list.map(image => ({ ...image, containers: usage.get(image.id) ?? 0 }))
   })
 
@@ -127,8 +129,8 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     const image = await app.engine.inspectImage(engineReference(request.params.ref, 'params/ref'))
-    const [history, usedBy] = await Promise.all([app.engine.imageHistory(image.id), app.imageAccess.usedBy(request.principal as Principal, image.id)])
-    return { ...image, history, usedBy }
+    const history = await app.engine.imageHistory(image.id)
+    return { ...image, history, usedBy: await app.imageAccess.usedBy(request.principal as Principal, image.id) }
   })
 
   app.delete('/v1/images/:ref', {
