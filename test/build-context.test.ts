@@ -6,7 +6,8 @@ import { PassThrough, Readable } from 'node:stream'
 import t from 'tap'
 import { TarScanner, normaliseEntry, receiveContext } from '../src/builds/context.ts'
 import { BerthError } from '../src/errors.ts'
-import { gzipped, tarOf } from './build-helpers.ts'
+import { formOf, gzipped, tarOf } from './build-helpers.ts'
+import { receiveMultipartContext } from '../src/builds/multipart.ts'
 
 const spooled = () => readdirSync(tmpdir()).filter(name => name.startsWith('berth-build-')).length
 
@@ -104,4 +105,52 @@ t.test('the scanner reads base-256 sizes and ignores what follows the end of the
   next.write(Buffer.concat([header, Buffer.from('x'), Buffer.alloc(511), Buffer.alloc(1024)]))
   t.equal(next.found, 'x')
   t.ok(existsSync(tmpdir()))
+})
+
+async function receiveForm (form: { body: Buffer, contentType: string }, options: { limit?: number, dockerfile?: string } = {}) {
+  return await receiveMultipartContext(Readable.from([form.body]), { 'content-type': form.contentType }, { limit: options.limit ?? 1024 * 1024, dockerfile: options.dockerfile ?? 'Dockerfile' })
+}
+
+t.test('a form becomes a tar: the dockerfile field, files at the paths their names give, long paths too', async t => {
+  const before = spooled()
+  const long = 'deep/'.repeat(30) + 'data.txt'
+  const context = await receiveForm(await formOf('FROM busybox\nCOPY . /app\n', { 'src/app.py': 'print(1)\n', [long]: 'long', 'empty.txt': '' }))
+  // A form's text fields come with CRLF line ends (the HTML rules); the builder reads either.
+  t.equal(context.dockerfile, 'FROM busybox\r\nCOPY . /app\r\n')
+  const chunks: Buffer[] = []
+  for await (const chunk of context.open()) chunks.push(chunk as Buffer)
+  const tar = Buffer.concat(chunks)
+  t.equal(context.size, tar.length)
+  for (const [wanted, content] of [['Dockerfile', 'FROM busybox\r\nCOPY . /app\r\n'], ['src/app.py', 'print(1)\n'], [long, 'long'], ['empty.txt', '']]) {
+    const scanner = new TarScanner(wanted as string)
+    scanner.write(tar)
+    t.equal(scanner.found, content, `${(wanted as string).slice(0, 40)} is in the tar`)
+  }
+  await context.remove()
+  const asFile = new FormData()
+  asFile.append('dockerfile', new Blob(['FROM alpine\n']), 'whatever-name')
+  const request = new Request('http://berth.test/', { method: 'POST', body: asFile })
+  const fromFile = await receiveForm({ body: Buffer.from(await request.arrayBuffer()), contentType: request.headers.get('content-type') as string }, { dockerfile: 'ci/Dockerfile' })
+  t.equal(fromFile.dockerfile, 'FROM alpine\n', 'the dockerfile may come as a file, and goes where the dockerfile parameter says')
+  await fromFile.remove()
+  t.equal(spooled(), before)
+})
+
+t.test('a form refused: no dockerfile, a path out of the context, a name twice, an unknown field, too large, not multipart', async t => {
+  const before = spooled()
+  const cases: Array<[string, Promise<{ body: Buffer, contentType: string }>, number | undefined, string, RegExp]> = [
+    ['no dockerfile', formOf(null, { 'a.txt': 'a' }), undefined, 'validation_failed', /has no Dockerfile/],
+    ['a path up and out', formOf('FROM a', { '../etc/passwd': 'x' }), undefined, 'validation_failed', /not a relative path inside the context/],
+    ['an absolute path', formOf('FROM a', { '/etc/passwd': 'x' }), undefined, 'validation_failed', /not a relative path/],
+    ['a name twice', formOf('FROM a', { Dockerfile: 'FROM b' }), undefined, 'validation_failed', /has Dockerfile twice/],
+    ['an unknown field', formOf('FROM a', {}, { tag: 'x:1' }), undefined, 'validation_failed', /has a field "tag"/],
+    ['too large', formOf('FROM a', { 'big.bin': Buffer.alloc(64 * 1024) }), 16 * 1024, 'payload_too_large', /larger than the limit/]
+  ]
+  for (const [what, form, limit, code, detail] of cases) {
+    const error = await receiveForm(await form, limit === undefined ? {} : { limit }).then(() => null, (failure: unknown) => failure)
+    t.match(error, { code, message: detail }, what)
+  }
+  await t.rejects(receiveMultipartContext(Readable.from([Buffer.from('x')]), { 'content-type': 'multipart/form-data' }, { limit: 1024, dockerfile: 'Dockerfile' }), { code: 'validation_failed', message: /not multipart\/form-data with a boundary/ })
+  await t.rejects(receiveMultipartContext(Readable.from([Buffer.from('--x\r\nbroken')]), { 'content-type': 'multipart/form-data; boundary=x' }, { limit: 1024, dockerfile: 'Dockerfile' }), { code: 'validation_failed' })
+  t.equal(spooled(), before, 'nothing left in the temporary directory')
 })

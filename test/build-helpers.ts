@@ -93,3 +93,13 @@ export function cleanupBuilds (t: Test, ids: Set<string> = new Set()): Set<strin
   })
   return ids
 }
+
+/** A multipart/form-data body of a dockerfile field and files at their paths, as a browser or curl -F sends it. */
+export async function formOf (dockerfile: string | null, files: Record<string, string | Buffer> = {}, extra: Record<string, string> = {}): Promise<{ body: Buffer, contentType: string }> {
+  const form = new FormData()
+  if (dockerfile !== null) form.append('dockerfile', dockerfile)
+  for (const [path, content] of Object.entries(files)) form.append('files', new Blob([content]), path)
+  for (const [field, value] of Object.entries(extra)) form.append(field, value)
+  const request = new Request('http://berth.test/', { method: 'POST', body: form })
+  return { body: Buffer.from(await request.arrayBuffer()), contentType: request.headers.get('content-type') as string }
+}

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { RUN, RUN_LABEL, auth, build, cleanupAfter, docker, env, imageExists, pushImage, waitFor } from './helpers.ts'
-import { builderAuth, cleanupBuilds, gzipped, imageName, tarOf, withBuilders } from './build-helpers.ts'
+import { builderAuth, cleanupBuilds, formOf, gzipped, imageName, tarOf, withBuilders } from './build-helpers.ts'
 
 cleanupAfter(t)
 const leftovers = cleanupBuilds(t)
@@ -141,6 +141,21 @@ t.test('options: a gzip context, a Dockerfile elsewhere, a target stage, no-cach
   t.equal(events.at(-1)?.type, 'built')
   t.ok(events.filter(e => e.type === 'layer').every(e => e.cached === false), 'no-cache: nothing from the cache')
   await docker.getImage(base.reference).remove().catch(() => {})
+})
+
+t.test('a form instead of a tar: a dockerfile field and files at their paths', async t => {
+  const app = await build(t, withBuilders())
+  const form = await formOf(`FROM berth-test/busybox:1\nCOPY . /app\nRUN cat /app/site/index.html /app/notes.txt # ${RUN}\n`, { 'site/index.html': 'from a form', 'notes.txt': '\nand a second file' })
+  const response = await app.inject({ method: 'POST', url: `/v1/images/build?tag=${imageName('form')}&${LABEL}`, headers: { ...builderAuth('builder'), 'content-type': form.contentType, accept: 'application/x-ndjson' }, payload: form.body })
+  t.equal(response.statusCode, 200)
+  const events = ndjson(response.body)
+  remember(events)
+  t.same(events.filter(e => e.type === 'output').map(e => e.line), ['from a form', 'and a second file'])
+  t.equal(events.at(-1)?.type, 'built')
+  const escape = await formOf('FROM berth-test/busybox:1', { '../../etc/shadow': 'x' })
+  const refused = await app.inject({ method: 'POST', url: `/v1/images/build?${LABEL}`, headers: { ...builderAuth('builder'), 'content-type': escape.contentType }, payload: escape.body })
+  t.equal(refused.statusCode, 400)
+  t.match(refused.json(), { code: 'validation_failed', detail: /not a relative path inside the context/ })
 })
 
 t.test('server-sent events, and an async build followed as a job', async t => {

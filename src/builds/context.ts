@@ -10,7 +10,7 @@ import { createGunzip, type Gunzip } from 'node:zlib'
 import { BerthError } from '../errors.ts'
 
 /** A Dockerfile larger than this is not one: it is refused rather than read into memory. */
-const MAX_DOCKERFILE = 1024 * 1024
+export const MAX_DOCKERFILE = 1024 * 1024
 
 export interface ReceivedContext {
   /** The Dockerfile's text. */
@@ -23,17 +23,50 @@ export interface ReceivedContext {
   remove: () => Promise<void>
 }
 
-function tooLarge (limit: number): BerthError {
+export function tooLarge (limit: number): BerthError {
   return new BerthError('payload_too_large', `the build context is larger than the limit of ${limit} bytes (BERTH_BUILD_CONTEXT_LIMIT)`, { limit })
 }
 
-function invalidContext (detail: string): BerthError {
+export function invalidContext (detail: string): BerthError {
   return new BerthError('validation_failed', `the build context ${detail}`, { errors: [{ location: 'body', path: '', message: detail }] })
 }
 
 /** The path a tar entry names, as the builder resolves a Dockerfile path: no leading "./" or "/". */
 export function normaliseEntry (path: string): string {
   return path.split('/').filter(segment => segment !== '' && segment !== '.').join('/')
+}
+
+/**
+ * A ustar header for a regular file of `size` bytes (a pax record first when the path is longer than
+ * a header holds), and how many zero bytes pad its content to a block. Fixed mode, owner and time:
+ * the same files make the same context.
+ */
+export function tarHeader (path: string, size: number): { header: Buffer, padding: number } {
+  const block = (name: string, length: number, type: string): Buffer => {
+    const header = Buffer.alloc(512)
+    header.write(name, 0, 100, 'utf8')
+    header.write('0000644\0', 100, 8, 'ascii')
+    header.write('0000000\0', 108, 8, 'ascii')
+    header.write('0000000\0', 116, 8, 'ascii')
+    header.write(length.toString(8).padStart(11, '0') + '\0', 124, 12, 'ascii')
+    header.write('00000000000\0', 136, 12, 'ascii')
+    header.write('        ', 148, 8, 'ascii')
+    header.write(type, 156, 1, 'ascii')
+    header.write('ustar\0', 257, 6, 'ascii')
+    header.write('00', 263, 2, 'ascii')
+    let sum = 0
+    for (const byte of header) sum += byte
+    header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii')
+    return header
+  }
+  const pad = (length: number): number => (512 - (length % 512)) % 512
+  if (Buffer.byteLength(path) <= 100) return { header: block(path, size, '0'), padding: pad(size) }
+  // pax: "<length> path=<path>\n", the length counting itself.
+  const text = ` path=${path}\n`
+  let length = Buffer.byteLength(text) + 1
+  while (String(length).length + Buffer.byteLength(text) !== length) length = String(length).length + Buffer.byteLength(text)
+  const record = Buffer.from(`${length}${text}`)
+  return { header: Buffer.concat([block('PaxHeader', record.length, 'x'), record, Buffer.alloc(pad(record.length)), block(path.slice(0, 100), size, '0')]), padding: pad(size) }
 }
 
 function octal (field: Buffer): number {

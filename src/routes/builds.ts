@@ -10,6 +10,7 @@ import { Type } from 'typebox'
 import type { Principal } from '../access/ownership.ts'
 import { isFinal, type BuildEntry } from '../builds/build.ts'
 import { receiveContext } from '../builds/context.ts'
+import { receiveMultipartContext } from '../builds/multipart.ts'
 import { describeBuild, wireBuildEvent } from '../builds/views.ts'
 import { BerthError } from '../errors.ts'
 import { EventStream, NDJSON, SSE, lastEventSeq, negotiate, notAcceptable, pipeSubscription, sendStream } from '../http/event-stream.ts'
@@ -33,7 +34,7 @@ function principalOf (request: FastifyRequest): Principal {
 const builds: FastifyPluginAsyncTypebox = async (app) => {
   const limits = app.config.limits
   // Within this plugin only: a context comes as a stream, never parsed or buffered by fastify.
-  app.addContentTypeParser(CONTEXT_TYPES, (_request, payload, done) => { done(null, payload) })
+  app.addContentTypeParser([...CONTEXT_TYPES, 'multipart/form-data'], (_request, payload, done) => { done(null, payload) })
   app.addContentTypeParser('*', (_request, _payload, done) => {
     done(new BerthError('unsupported_media_type', 'send the build context as application/x-tar (optionally gzip-compressed)', { accepts: CONTEXT_TYPES }))
   })
@@ -45,6 +46,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['builds'],
       summary: 'Build an image (docker build)',
       description: 'The body is the build context: a tar (optionally gzip-compressed) holding the Dockerfile and the files it uses, as `tar -c . | curl --data-binary @- …` sends it. ' +
+        'Or a form (multipart/form-data): a `dockerfile` field and the files, each at the path its file name gives. ' +
         'Options are query parameters, as `docker build` flags. Every FROM and COPY --from image must be on the image allow-list (checked before the engine sees the context); ' +
         'RUN steps have no network unless policy allows it; the context and the build time are limited (BERTH_BUILD_CONTEXT_LIMIT, BERTH_BUILD_TIMEOUT_MS).\n\n' +
         '`Accept: application/x-ndjson` or `text/event-stream` streams the build as BuildEvents: each step, its output, cache hits, then the image or a problem with the failing step and its output. ' +
@@ -56,7 +58,18 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
       body: {
         content: {
           'application/x-tar': { schema: { type: 'string', format: 'binary', description: 'The build context: a tar of the Dockerfile and the files it uses.' } },
-          'application/gzip': { schema: { type: 'string', format: 'binary', description: 'The build context as a gzip-compressed tar.' } }
+          'application/gzip': { schema: { type: 'string', format: 'binary', description: 'The build context as a gzip-compressed tar.' } },
+          'multipart/form-data': {
+            schema: {
+              type: 'object',
+              description: 'The build context as a form: the Dockerfile, and the files it uses, each at the path its file name gives (`curl -F "files=@app.py;filename=src/app.py"`).',
+              properties: {
+                dockerfile: { type: 'string', description: 'The Dockerfile\'s text (or a file).' },
+                files: { type: 'array', items: { type: 'string', format: 'binary' }, description: 'The files of the context.' }
+              },
+              required: ['dockerfile']
+            }
+          }
         }
       },
       response: {
@@ -87,7 +100,10 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
     const media = isAsync ? 'application/json' : negotiate(request.headers.accept, BUILD_MEDIA)
     if (media === null) throw notAcceptable(BUILD_MEDIA)
     const signal = app.streams.signal(reply)
-    const context = await receiveContext(body, { limit: limits.buildContextBytes, dockerfile: query.dockerfile, signal })
+    const receiving = { limit: limits.buildContextBytes, dockerfile: query.dockerfile, signal }
+    const context = /^multipart\/form-data/i.test(request.headers['content-type'] ?? '')
+      ? await receiveMultipartContext(body, request.headers, receiving)
+      : await receiveContext(body, receiving)
     let spec
     try {
       spec = await app.imageAccess.admitBuild(principalOf(request), query, context.dockerfile)
