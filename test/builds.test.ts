@@ -158,6 +158,22 @@ t.test('a form instead of a tar: a dockerfile field and files at their paths', a
   t.match(refused.json(), { code: 'validation_failed', detail: /not a relative path inside the context/ })
 })
 
+t.test('a base from a registry that needs credentials: pulled with the server\'s (X-Registry-Config), refused without', async t => {
+  const base = await pushImage('private-base', { registry: env.authRegistry })
+  const files = { Dockerfile: `FROM ${base.reference}\nRUN echo private-${RUN}\n` }
+  const without = await build(t, withBuilders())
+  const refused = await postBuild(without, files, { pull: true })
+  t.equal(refused.statusCode, 422)
+  t.match(refused.json(), { code: 'build_failed', reason: 'base_image', step: { number: 1 }, detail: /no basic auth credentials|unauthorized|authentication required/ })
+  const withCredentials = await build(t, withBuilders({ config: { registryAuth: { [env.authRegistry]: { username: env.authUser, password: env.authPassword } } } }))
+  const built = await postBuild(withCredentials, files, { pull: true, tag: imageName('private') }, { accept: 'application/x-ndjson' })
+  const events = ndjson(built.body)
+  remember(events)
+  t.equal(events.at(-1)?.type, 'built')
+  t.ok(events.some(e => e.type === 'status'), 'the base was pulled')
+  await docker.getImage(base.reference).remove({ force: true }).catch(() => {})
+})
+
 t.test('server-sent events, and an async build followed as a job', async t => {
   const app = await build(t, withBuilders())
   const sse = await postBuild(app, { Dockerfile: 'FROM berth-test/busybox:1\nRUN echo sse\n' }, { tag: imageName('sse') }, { accept: 'text/event-stream' })
