@@ -15,6 +15,7 @@ import access from './plugins/access.ts'
 import audit from './plugins/audit.ts'
 import auth from './plugins/auth.ts'
 import capabilities from './plugins/capabilities.ts'
+import buildsPlugin from './plugins/builds.ts'
 import enginePlugin from './plugins/engine.ts'
 import lifecyclePlugin from './plugins/lifecycle.ts'
 import metrics from './plugins/metrics.ts'
@@ -25,18 +26,23 @@ import securityHeaders from './plugins/security-headers.ts'
 import serializers from './plugins/serializers.ts'
 import streams from './plugins/streams.ts'
 import validation from './plugins/validation.ts'
+import builds from './routes/builds.ts'
 import containers from './routes/containers.ts'
+import containerSpec from './routes/container-spec.ts'
 import events from './routes/events.ts'
 import health from './routes/health.ts'
 import images from './routes/images.ts'
+import imageSharing from './routes/image-sharing.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
 import nodes from './routes/nodes.ts'
 import lifecycle from './routes/lifecycle.ts'
 import networks from './routes/networks.ts'
 import volumes from './routes/volumes.ts'
+import { buildSchemas } from './schemas/builds.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
+import { containerSpecSchemas } from './schemas/container-spec.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
@@ -104,7 +110,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   // its errors as problem+json; metrics next, so that every request is measured.
   await app.register(problems)
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...nodeSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...nodeSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas, ...buildSchemas, ...containerSpecSchemas] })
   await app.register(serializers)
   await app.register(securityHeaders)
 
@@ -126,6 +132,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   app.addHook('onClose', async () => { stopRevoking() })
   await app.register(pullJobsPlugin, { jobs: config.jobs, ...(deps.now === undefined ? {} : { now: deps.now }) })
   await app.register(lifecyclePlugin, { lifecycle: config.lifecycle })
+  await app.register(buildsPlugin, { config })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,
     timeWindow: 60_000,
@@ -146,5 +153,8 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(volumes)
   await app.register(lifecycle)
   await app.register(networks)
+  await app.register(builds)
+  await app.register(imageSharing)
+  await app.register(containerSpec)
   return app
 }

@@ -32,7 +32,11 @@ export const errorCodes = {
   // ---- Environments (issue 14)
   volume_in_use: { status: 409, title: 'The volume is in use' },
   gpu_unavailable: { status: 409, title: 'The engine cannot give the container the GPUs asked for' },
-  network_in_use: { status: 409, title: 'The network has containers attached' }
+  network_in_use: { status: 409, title: 'The network has containers attached' },
+  // Builds and pushes (issue 15).
+  build_failed: { status: 422, title: 'The image could not be built' },
+  build_cancelled: { status: 409, title: 'The build was cancelled' },
+  push_failed: { status: 502, title: 'The image could not be pushed' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorCodes

@@ -64,10 +64,14 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
     t.ok(Array.isArray(operation['x-berth-backends']) && operation['x-berth-backends'].length > 0, `${operation.method} ${operation.path} names its backends`)
   }
   const dockerOnly = operations.filter(operation => operation['x-berth-backends']?.length === 1).map(operation => `${operation.method} ${operation.path}`).sort()
-  const imageStore = ['delete /v1/images/{ref}', 'delete /v1/jobs/{id}', 'get /v1/images', 'get /v1/images/{ref}', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'post /v1/images/pull']
+  const imageStore = [
+    'delete /v1/images/{ref}', 'delete /v1/jobs/{id}', 'get /v1/images', 'get /v1/images/{ref}', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'post /v1/images/pull',
+    'delete /v1/builds/{id}', 'get /v1/builds', 'get /v1/builds/{id}', 'get /v1/builds/{id}/events', 'get /v1/system/df',
+    'post /v1/images/build', 'post /v1/images/prune', 'post /v1/images/push', 'post /v1/images/tag', 'post /v1/images/untag'
+  ]
   const singleHost = [
     'delete /v1/networks/{network}', 'delete /v1/volumes/{volume}', 'get /v1/networks', 'get /v1/networks/{network}', 'get /v1/volumes', 'get /v1/volumes/{volume}',
-    'post /v1/containers/{idOrName}/wait', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes'
+    'post /v1/containers/{idOrName}/wait', 'get /v1/containers/{idOrName}/spec', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes'
   ]
   t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, pull jobs, volumes, networks and wait are docker-only')
   for (const operation of operations.filter(operation => operation['x-berth-backends']?.length === 1)) {

@@ -2,6 +2,7 @@
 // Swarm (a cluster) implement them; a Kubernetes engine is meant to slot in behind the same
 // interface. The objects berth answers with are the API's schemas' own types, so the engine and
 // the contract cannot drift apart.
+import type { Readable } from 'node:stream'
 import type { PortHolder } from '../access/ownership.ts'
 import type { RegistryCredentials } from '../config.ts'
 import { BerthError } from '../errors.ts'
@@ -324,6 +325,27 @@ export interface Engine {
   connectNetwork (networkId: string, containerId: string, options: { aliases: string[] }): Promise<StateChange>
   /** `changed: false` when it was not connected. */
   disconnectNetwork (networkId: string, containerId: string, options: { force: boolean }): Promise<StateChange>
+
+  // Images built, shared and reproduced (issue 15).
+  /**
+   * docker build: resolves with the built image once it is tagged. A build that fails or is cancelled
+   * (the signal) leaves nothing behind: its step's container is gone and the images it committed are removed.
+   */
+  buildImage (spec: BuildSpec, options: BuildOptions): Promise<BuiltImage>
+  /** docker tag: `target` then names the image `source` names (an id or a reference). */
+  tagImage (source: string, target: ImageRef): Promise<void>
+  /** docker push of one tag; resolves with the digest the registry stored. Like a pull, a failure inside the stream is push_failed. */
+  pushImage (ref: ImageRef, options: PushOptions): Promise<PushedImage>
+  /** docker history: the steps that made an image, newest first. */
+  imageHistory (reference: string): Promise<ImageHistoryEntry[]>
+  /** docker image prune: removes dangling images (or every unused one), optionally only those with the given labels. */
+  pruneImages (options: PruneImagesOptions): Promise<PruneReport>
+  /** docker builder prune: the build cache the engine keeps besides images. */
+  pruneBuildCache (): Promise<PruneReport>
+  /** docker system df. */
+  diskUsage (): Promise<DiskUsage>
+  /** What a container was run with, as a run request would say it: only what differs from its image's defaults. */
+  containerConfig (idOrName: string): Promise<ContainerConfig>
 }
 
 export interface NetworkSpec {
@@ -339,4 +361,118 @@ export interface ContainerExit {
   oomKilled: boolean
   /** What the engine reports went wrong, if anything. */
   error: string | null
+}
+
+/** What a build is asked to do. Policy has checked it; the context is a tar (optionally gzip-compressed). */
+export interface BuildSpec {
+  /** Opens the build context; called once. */
+  context: () => Readable
+  /** The Dockerfile's path inside the context. */
+  dockerfile: string
+  tags: ImageRef[]
+  buildArgs: Record<string, string>
+  labels: Record<string, string>
+  target?: string
+  platform?: string
+  /** Pull every base image even when the engine has it (`--pull`). */
+  pull: boolean
+  noCache: boolean
+  /** The network RUN steps get; `none` unless policy allows more. */
+  network: 'none' | 'default'
+  /** Memory limit of each step's container, in bytes. */
+  memory?: number
+  /** CPU limit of each step's container, in cores. */
+  cpus?: number
+}
+
+/** What a running build reports. */
+export type BuildProgress =
+  | { kind: 'step', number: number, total: number, instruction: string }
+  | { kind: 'output', step: number, stream: 'stdout' | 'stderr', line: string }
+  | { kind: 'layer', step: number, id: string, cached: boolean }
+  | { kind: 'status', message: string }
+
+export interface BuildOptions {
+  /** Cancels the build at the engine, which stops its step's container. */
+  signal?: AbortSignal
+  onProgress?: (progress: BuildProgress) => void
+}
+
+export interface BuiltImage {
+  id: string
+  tags: string[]
+}
+
+/** Where one layer of a push is. */
+export type PushPhase = 'preparing' | 'waiting' | 'pushing' | 'pushed' | 'exists' | 'mounted' | 'retrying'
+
+export interface PushProgress {
+  id: string
+  phase: PushPhase
+  current: number
+  total: number | null
+}
+
+export interface PushOptions {
+  auth?: RegistryCredentials
+  signal?: AbortSignal
+  onProgress?: (progress: PushProgress) => void
+}
+
+export interface PushedImage {
+  reference: string
+  digest: string
+  /** Size of the manifest the registry stored, in bytes. */
+  size: number | null
+}
+
+export interface ImageHistoryEntry {
+  /** The layer's image id; null for steps whose image is not on this engine (they came with a pull). */
+  id: string | null
+  createdAt: string
+  /** The instruction that made it. */
+  createdBy: string
+  size: number
+  comment: string
+  tags: string[]
+}
+
+export interface PruneImagesOptions {
+  /** true: only untagged images; false: every image no container uses. */
+  dangling: boolean
+  /** Only images with all of these labels (`key` or `key=value`). */
+  labels?: string[]
+}
+
+export interface PruneReport {
+  deleted: string[]
+  spaceReclaimed: number
+}
+
+export interface DiskUsage {
+  images: { count: number, size: number, reclaimable: number }
+  containers: { count: number, size: number }
+  volumes: { count: number, size: number }
+  buildCache: { count: number, size: number, reclaimable: number }
+}
+
+export interface ContainerConfig {
+  /** The image as the run named it. */
+  image: string
+  imageId: string
+  /** repo@digest references of its image. */
+  imageDigests: string[]
+  command?: string[]
+  entrypoint?: string[]
+  env: Record<string, string>
+  workingDir?: string
+  user?: string
+  labels: Record<string, string>
+  ports: Array<{ container: number, host?: number, protocol: Protocol, hostIp?: string }>
+  mounts: Mount[]
+  restart: { policy: RestartPolicy, maxRetries?: number }
+  memory?: number
+  cpus?: number
+  autoRemove: boolean
+  tty: boolean
 }

@@ -21,6 +21,9 @@ export interface AuditTarget {
   job?: string
   /** The replicas a scale asked for. */
   replicas?: number
+  /** A build's id, and the names it gives its image (issue 15). */
+  build?: string
+  tags?: string[]
   /** What an image removal untagged and deleted, as the engine reported it. */
   untagged?: string[]
   deleted?: string[]

@@ -19,11 +19,12 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
           'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A berth token (BERTH_TOKENS); scopes read, write, admin.' } } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A berth token (BERTH_TOKENS); scopes read, write, admin, build.' } } },
       tags: [
         { name: 'containers', description: 'docker ps, run -d, inspect, start, stop, restart, rm' },
         { name: 'images', description: 'docker pull, images, image inspect, rmi' },
         { name: 'jobs', description: 'Async pulls: state, events, cancel' },
+        { name: 'builds', description: 'docker build, and builds as jobs: state, events, cancel' },
         { name: 'events', description: 'docker events, as server-sent events' },
         { name: 'nodes', description: 'docker node ls: the machines containers run on' },
         { name: 'volumes', description: 'docker volume create, ls, inspect, rm' },

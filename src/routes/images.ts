@@ -3,11 +3,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { EventStream, NDJSON, SSE, negotiate, notAcceptable, pipeSubscription, sendStream } from '../http/event-stream.ts'
 import type { AuditTarget } from '../plugins/audit.ts'
 import type { Principal } from '../access/ownership.ts'
-import { checkPullRef, imageFrom } from '../access/policy.ts'
+import { engineReference } from '../access/images.ts'
+import { checkPullRef } from '../access/policy.ts'
 import { isFinal, type PullEntry, type PullSpec } from '../pulls/shared-pull.ts'
 import { describeJob, wirePullEvent } from '../pulls/views.ts'
 import { Problem, problemResponses, ref } from '../schemas/common.ts'
-import { Image, ImageParams, ImageRemoval, ImageSummary, ListImagesQuery, PulledImage, PullRequest, RemoveImageQuery } from '../schemas/images.ts'
+import { ImageDetails, ImageParams, ImageRemoval, ImageSummary, ListImagesQuery, PulledImage, PullRequest, RemoveImageQuery } from '../schemas/images.ts'
 import { PullEvent, PullHeaders, PullJob, PullQuery } from '../schemas/jobs.ts'
 import { Type } from 'typebox'
 
@@ -104,26 +105,37 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['images'],
       summary: 'List images (docker images)',
+      description: 'Each with its labels, size, and how many containers the token may see use it.',
       operationId: 'listImages',
       querystring: ListImagesQuery,
       response: { 200: Type.Array(ref(ImageSummary), { description: 'The images.' }), ...problemResponses(400, 401, 501, 503) }
     }
-  }, async (request) => await app.engine.listImages({
-    ...(request.query.reference === undefined ? {} : { reference: request.query.reference }),
-    ...(request.query.dangling === undefined ? {} : { dangling: request.query.dangling }),
-    ...(request.query.label === undefined ? {} : { labels: request.query.label })
-  }))
+  }, async (request) => {
+    // One engine call after the other: a request holds at most one engine connection at a time.
+    const list = await app.engine.listImages({
+      ...(request.query.reference === undefined ? {} : { reference: request.query.reference }),
+      ...(request.query.dangling === undefined ? {} : { dangling: request.query.dangling }),
+      ...(request.query.label === undefined ? {} : { labels: request.query.label })
+    })
+    const usage = await app.imageAccess.usage(request.principal as Principal)
+    return list.map(image => ({ ...image, containers: usage.get(image.id) ?? 0 }))
+  })
 
   app.get('/v1/images/:ref', {
     config: { scope: 'read', ...DOCKER_ONLY },
     schema: {
       tags: ['images'],
-      summary: 'Inspect an image (docker image inspect)',
+      summary: 'Inspect an image (docker image inspect, docker history)',
+      description: 'The image with its labels, size, history (the steps that made it) and the containers the token may see that use it.',
       operationId: 'inspectImage',
       params: ImageParams,
-      response: { 200: ref(Image, 'The image.'), ...problemResponses(400, 401, 404, 501, 503) }
+      response: { 200: ref(ImageDetails, 'The image.'), ...problemResponses(400, 401, 404, 501, 503) }
     }
-  }, async (request) => await app.engine.inspectImage(engineReference(request.params.ref)))
+  }, async (request) => {
+    const image = await app.engine.inspectImage(engineReference(request.params.ref, 'params/ref'))
+    const history = await app.engine.imageHistory(image.id)
+    return { ...image, history, usedBy: await app.imageAccess.usedBy(request.principal as Principal, image.id) }
+  })
 
   app.delete('/v1/images/:ref', {
     // Images are shared by every token's containers: removing one is an admin's call.
@@ -138,7 +150,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
     }
   }, async (request) => {
-    const removal = await app.engine.removeImage(engineReference(request.params.ref), { force: request.query.force ?? false })
+    const removal = await app.engine.removeImage(engineReference(request.params.ref, 'params/ref'), { force: request.query.force ?? false })
     request.audit({ untagged: removal.untagged, deleted: removal.deleted })
     return removal
   })
@@ -146,13 +158,6 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
 
 function pulledTarget (image: { reference: string, id: string, digest: string | null }): AuditTarget {
   return { image: image.reference, imageId: image.id, digest: image.digest }
-}
-
-// An id (full or short) goes to the engine as it is; a reference is validated and made explicit.
-function engineReference (input: string): string {
-  if (/^(sha256:)?[a-f0-9]{12,64}$/.test(input)) return input
-  const parsed = imageFrom(input, 'params/ref')
-  return parsed.kind === 'id' ? parsed.id : parsed.ref.reference
 }
 
 export default images

@@ -14,7 +14,7 @@ export const PortRequest = Type.Object({
   container: Type.Integer({ minimum: 1, maximum: 65535, description: 'Port inside the container.' }),
   host: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Host port to bind; omit to let the engine choose a free one (the reply says which).' })),
   protocol: Type.Optional(Type.Enum(['tcp', 'udp', 'sctp'], { type: 'string', default: 'tcp', description: 'Transport protocol.' })),
-  hostIp: Type.Optional(Type.String({ anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }], maxLength: 45, description: 'Host address to bind on; omit for every interface.' }))
+  hostIp: Type.Optional(Type.String({ anyOf: [{ type: 'string', format: 'ipv4' }, { type: 'string', format: 'ipv6' }], maxLength: 45, description: 'Host address to bind on; omit for every interface.' }))
 }, { additionalProperties: false, description: 'Bind a host port to a container port, as `-p [hostIp:][host:]container[/protocol]`.' })
 
 export const Volume = Type.Object({

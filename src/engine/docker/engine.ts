@@ -15,10 +15,12 @@ import {
 import { engineTime, layerProgress, parseCursor, readAll, readEventStream, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
+import * as images from './image-work.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   Volume, Container, ContainerExit, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails,
+  BuildOptions, BuildSpec, BuiltImage, ContainerConfig, DiskUsage, ImageHistoryEntry, PruneImagesOptions, PruneReport, PushedImage, PushOptions
 } from '../types.ts'
 import type { NetworkMember } from '../../schemas/networks.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
@@ -363,6 +365,53 @@ export class DockerEngine implements Engine {
     return readEventStream(stream, after, options.signal)
   }
 
+  // Images built, shared and reproduced (issue 15): the work is in image-work.ts.
+  async buildImage (spec: BuildSpec, options: BuildOptions): Promise<BuiltImage> {
+    try {
+      return await images.buildImage(this.#transport, this.#options.registryAuth ?? {}, spec, options)
+    } finally {
+      this.#forgetDigests()
+    }
+  }
+
+  async tagImage (source: string, target: ImageRef): Promise<void> {
+    await images.tagImage(this.#transport, source, target)
+    this.#forgetDigests()
+  }
+
+  async pushImage (ref: ImageRef, options: PushOptions): Promise<PushedImage> {
+    try {
+      return await images.pushImage(this.#transport, this.#options.registryAuth ?? {}, ref, options)
+    } finally {
+      // A push gives the image a digest in that repository.
+      this.#forgetDigests()
+    }
+  }
+
+  async imageHistory (reference: string): Promise<ImageHistoryEntry[]> {
+    return await images.imageHistory(this.#transport, reference)
+  }
+
+  async pruneImages (options: PruneImagesOptions): Promise<PruneReport> {
+    try {
+      return await images.pruneImages(this.#transport, options)
+    } finally {
+      this.#forgetDigests()
+    }
+  }
+
+  async pruneBuildCache (): Promise<PruneReport> {
+    return await images.pruneBuildCache(this.#transport)
+  }
+
+  async diskUsage (): Promise<DiskUsage> {
+    return await images.diskUsage(this.#transport)
+  }
+
+  async containerConfig (idOrName: string): Promise<ContainerConfig> {
+    return await images.containerConfig(this.#transport, idOrName)
+  }
+
   /**
    * The repo digests of an image, for the digest a container inspect reports. Asking the engine
    * costs a second round trip on every inspect (and inspects follow every run, start and stop), so
@@ -435,6 +484,10 @@ export class DockerEngine implements Engine {
 
   #pullError (error: unknown, ref: ImageRef): BerthError {
     const mapped = mapEngineError(error, 'image', ref.reference, this.#transport.timeoutMs)
+    // A pinned run asks for exactly one image: when the registry no longer has it, nothing else runs in its place.
+    if (mapped.code === 'image_not_found' && ref.digest !== undefined) {
+      return new BerthError('image_not_found', `registry ${ref.registry} has no image ${ref.repository}@${ref.digest} (it may have been deleted); nothing else is run in its place`, { image: ref.reference, digest: ref.digest }, { cause: error })
+    }
     if (mapped.code === 'engine_error' || mapped.code === 'validation_failed') {
       const message = mapped.message.replace(/^the engine (answered \d+|rejected the request): /, '')
       return new BerthError('pull_failed', `pulling ${ref.reference} failed: ${message}`, { image: ref.reference, reason: pullFailureReason(message) }, { cause: error })

@@ -13,7 +13,7 @@ import { engineTime } from '../docker/streams.ts'
 import { DockerTransport } from '../docker/transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
-  Container, ContainerExit, ContainerSummary, Engine, EngineEvent, Network, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
+  BuiltImage, Container, ContainerConfig, ContainerExit, ContainerSummary, DiskUsage, Engine, EngineEvent, ImageHistoryEntry, Network, PruneReport, PushedImage, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
   LogEntry, LogOptions, Node, PortRequest, PulledImage, RunSpec, StateChange, Volume
 } from '../types.ts'
 import { SwarmApi } from './api.ts'
@@ -92,6 +92,14 @@ export class SwarmEngine implements Engine {
   async removeNetwork (): Promise<void> { throw notSupported('swarm', NETWORKS) }
   async connectNetwork (): Promise<StateChange> { throw notSupported('swarm', NETWORKS) }
   async disconnectNetwork (): Promise<StateChange> { throw notSupported('swarm', NETWORKS) }
+  async buildImage (): Promise<BuiltImage> { throw notSupported('swarm', IMAGE_STORE) }
+  async tagImage (): Promise<void> { throw notSupported('swarm', IMAGE_STORE) }
+  async pushImage (): Promise<PushedImage> { throw notSupported('swarm', IMAGE_STORE) }
+  async imageHistory (): Promise<ImageHistoryEntry[]> { throw notSupported('swarm', IMAGE_STORE) }
+  async pruneImages (): Promise<PruneReport> { throw notSupported('swarm', IMAGE_STORE) }
+  async pruneBuildCache (): Promise<PruneReport> { throw notSupported('swarm', IMAGE_STORE) }
+  async diskUsage (): Promise<DiskUsage> { throw notSupported('swarm', IMAGE_STORE) }
+  async containerConfig (): Promise<ContainerConfig> { throw notSupported('swarm', 'a service\'s spec as a run request is not there yet on a Swarm cluster') }
 
   async listNodes (): Promise<Node[]> {
     const nodes = await this.#api.get<SwarmNode[]>('/nodes', {}, { target: 'nodes' })
