@@ -63,6 +63,8 @@ t.test('build, push, remove locally, run from the spec on another berth with ano
       ports: [{ container: 80, protocol: 'tcp' }],
       restart: { policy: 'on-failure', maxRetries: 2 },
       resources: { memory: 64 * 1024 * 1024 },
+      // The run body's defaults, spelled out by the schema.
+      replicas: 1,
       autoRemove: false,
       tty: false,
       pull: 'missing'

@@ -17,6 +17,7 @@ import { pullFailureReason, toAuthConfig } from './mapping.ts'
 import { readPullStream } from './pull-stream.ts'
 import type { PullLine } from './streams.ts'
 import { withSignal, type DockerTransport } from './transport.ts'
+import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
 
 /** How long berth waits for the engine to stop a cancelled build's step container before it removes it itself. */
 const STOP_WAIT_MS = 5000
@@ -319,7 +320,8 @@ export async function containerConfig (transport: DockerTransport, idOrName: str
     restart: { policy: (restart?.Name || 'no') as RestartPolicy, ...(restart?.Name === 'on-failure' ? { maxRetries: restart.MaximumRetryCount ?? 0 } : {}) },
     ...(host.Memory ? { memory: host.Memory } : {}),
     ...(host.NanoCpus ? { cpus: host.NanoCpus / 1e9 } : {}),
-    autoRemove: host.AutoRemove ?? false,
+    // berth's own autoRemove is a label (berth removes the container once its exit is collected); the CLI's --rm is the engine's.
+    autoRemove: (host.AutoRemove ?? false) || config.Labels?.[LABEL_AUTO_REMOVE] === 'true',
     tty: config.Tty ?? false
   }
 }
