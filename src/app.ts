@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyBaseLogger } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import rateLimit from '@fastify/rate-limit'
+import websocket from '@fastify/websocket'
 import type { Config } from './config.ts'
 import type { Engine } from './engine/types.ts'
 import type { TokenStore } from './access/token-store.ts'
@@ -30,6 +31,7 @@ import health from './routes/health.ts'
 import images from './routes/images.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
+import exec from './routes/exec.ts'
 import lifecycle from './routes/lifecycle.ts'
 import networks from './routes/networks.ts'
 import volumes from './routes/volumes.ts'
@@ -38,6 +40,7 @@ import { containerSchemas } from './schemas/containers.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
+import { execSchemas } from './schemas/exec.ts'
 import { lifecycleSchemas } from './schemas/lifecycle.ts'
 import { networkSchemas } from './schemas/networks.ts'
 import { volumeSchemas } from './schemas/volumes.ts'
@@ -99,10 +102,14 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   // Reading and answering requests. Metrics first, so that every request is measured.
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas, ...execSchemas] })
   await app.register(serializers)
   await app.register(problems)
   await app.register(securityHeaders)
+  // Interactive terminals (exec) upgrade to WebSockets; a client's frame is stdin or a resize, never
+  // large. Before auth: its hooks must see every upgrade request, also one refused for its token,
+  // so that the connection is closed after the refusal.
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } })
 
   // Who is asking, and the document of what they may ask (before the routes, or they are missing from it).
   await app.register(audit)
@@ -140,5 +147,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(volumes)
   await app.register(lifecycle)
   await app.register(networks)
+  await app.register(exec)
   return app
 }

@@ -29,7 +29,8 @@ export const errorCodes = {
   // ---- Environments (issue 14)
   volume_in_use: { status: 409, title: 'The volume is in use' },
   gpu_unavailable: { status: 409, title: 'The engine cannot give the container the GPUs asked for' },
-  network_in_use: { status: 409, title: 'The network has containers attached' }
+  network_in_use: { status: 409, title: 'The network has containers attached' },
+  container_not_running: { status: 409, title: 'The container is not running' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorCodes
