@@ -34,6 +34,7 @@ import logs from './routes/logs.ts'
 import exec from './routes/exec.ts'
 import lifecycle from './routes/lifecycle.ts'
 import networks from './routes/networks.ts'
+import stats from './routes/stats.ts'
 import volumes from './routes/volumes.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
@@ -43,6 +44,7 @@ import { logSchemas } from './schemas/logs.ts'
 import { execSchemas } from './schemas/exec.ts'
 import { lifecycleSchemas } from './schemas/lifecycle.ts'
 import { networkSchemas } from './schemas/networks.ts'
+import { statsSchemas } from './schemas/stats.ts'
 import { volumeSchemas } from './schemas/volumes.ts'
 
 declare module 'fastify' {
@@ -102,7 +104,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   // Reading and answering requests. Metrics first, so that every request is measured.
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas, ...execSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas, ...execSchemas, ...statsSchemas] })
   await app.register(serializers)
   await app.register(problems)
   await app.register(securityHeaders)
@@ -148,5 +150,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(lifecycle)
   await app.register(networks)
   await app.register(exec)
+  await app.register(stats)
   return app
 }

@@ -11,8 +11,9 @@ import type { Image, ImageRemoval, ImageSummary, PulledImage } from '../schemas/
 import type { LogEntry } from '../schemas/logs.ts'
 import type { Volume } from '../schemas/volumes.ts'
 import type { Network } from '../schemas/networks.ts'
+import type { ContainerStats } from '../schemas/stats.ts'
 
-export type { Container, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, Network, PortBinding, PulledImage, Volume }
+export type { Container, ContainerStats, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, Network, PortBinding, PulledImage, Volume }
 
 export type Protocol = 'tcp' | 'udp' | 'sctp'
 
@@ -249,6 +250,12 @@ export interface Engine {
    * stdin (a shell does) or by itself.
    */
   exec (containerId: string, spec: ExecSpec, options: { signal: AbortSignal }): Promise<ExecSession>
+  /**
+   * docker stats: resolves once the engine answered. One reading (which takes the engine a second,
+   * to have a previous one to compare with), or one about every second until the container stops or
+   * the signal aborts.
+   */
+  containerStats (id: string, options: { stream: boolean, signal?: AbortSignal }): Promise<AsyncIterable<ContainerStats>>
 }
 
 /** A command to run in a running container (docker exec). */

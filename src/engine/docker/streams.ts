@@ -186,6 +186,31 @@ export async function * linesOf (chunks: AsyncIterable<OutputChunk>, tty: boolea
   }
 }
 
+/** A stream of JSON objects, one a line (stats); the signal ends it and releases the connection. */
+export async function * readJsonLines<T> (stream: Readable, signal?: AbortSignal): AsyncGenerator<T> {
+  const abort = (): void => { stream.destroy() }
+  signal?.addEventListener('abort', abort, { once: true })
+  if (signal?.aborted) abort()
+  let pending = ''
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      pending += chunk.toString('utf8')
+      for (let newline = pending.indexOf('\n'); newline !== -1; newline = pending.indexOf('\n')) {
+        const line = pending.slice(0, newline).trim()
+        pending = pending.slice(newline + 1)
+        if (line !== '') yield JSON.parse(line) as T
+      }
+    }
+    if (pending.trim() !== '') yield JSON.parse(pending) as T
+  } catch (error) {
+    if (signal?.aborted) return
+    throw brokenStream(error)
+  } finally {
+    signal?.removeEventListener('abort', abort)
+    stream.destroy()
+  }
+}
+
 interface Cursor {
   nanos: bigint
   /** How many events before this one the engine reported with the very same timeNano. */
