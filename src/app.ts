@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyBaseLogger } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import rateLimit from '@fastify/rate-limit'
+import websocket from '@fastify/websocket'
 import type { Config } from './config.ts'
 import type { Engine } from './engine/types.ts'
 import type { TokenStore } from './access/token-store.ts'
@@ -36,8 +37,10 @@ import imageSharing from './routes/image-sharing.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
 import nodes from './routes/nodes.ts'
+import exec from './routes/exec.ts'
 import lifecycle from './routes/lifecycle.ts'
 import networks from './routes/networks.ts'
+import stats from './routes/stats.ts'
 import volumes from './routes/volumes.ts'
 import { buildSchemas } from './schemas/builds.ts'
 import { commonSchemas } from './schemas/common.ts'
@@ -47,8 +50,10 @@ import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
 import { nodeSchemas } from './schemas/nodes.ts'
+import { execSchemas } from './schemas/exec.ts'
 import { lifecycleSchemas } from './schemas/lifecycle.ts'
 import { networkSchemas } from './schemas/networks.ts'
+import { statsSchemas } from './schemas/stats.ts'
 import { volumeSchemas } from './schemas/volumes.ts'
 
 declare module 'fastify' {
@@ -110,9 +115,13 @@ export async function buildApp (config: Config, deps: AppDeps) {
   // its errors as problem+json; metrics next, so that every request is measured.
   await app.register(problems)
   await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...nodeSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas, ...buildSchemas, ...containerSpecSchemas] })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...nodeSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas, ...buildSchemas, ...containerSpecSchemas, ...execSchemas, ...statsSchemas] })
   await app.register(serializers)
   await app.register(securityHeaders)
+  // Interactive terminals (exec) upgrade to WebSockets; a client's frame is stdin or a resize, never
+  // large. Before auth: its hooks must see every upgrade request, also one refused for its token,
+  // so that the connection is closed after the refusal.
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } })
 
   // Who is asking, and the document of what they may ask (before the routes, or they are missing from it).
   await app.register(audit)
@@ -156,5 +165,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(builds)
   await app.register(imageSharing)
   await app.register(containerSpec)
+  await app.register(exec)
+  await app.register(stats)
   return app
 }

@@ -36,7 +36,8 @@ export const errorCodes = {
   // Builds and pushes (issue 15).
   build_failed: { status: 422, title: 'The image could not be built' },
   build_cancelled: { status: 409, title: 'The build was cancelled' },
-  push_failed: { status: 502, title: 'The image could not be pushed' }
+  push_failed: { status: 502, title: 'The image could not be pushed' },
+  container_not_running: { status: 409, title: 'The container is not running' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorCodes

@@ -71,9 +71,9 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
   ]
   const singleHost = [
     'delete /v1/networks/{network}', 'delete /v1/volumes/{volume}', 'get /v1/networks', 'get /v1/networks/{network}', 'get /v1/volumes', 'get /v1/volumes/{volume}',
-    'post /v1/containers/{idOrName}/wait', 'get /v1/containers/{idOrName}/spec', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes'
+    'post /v1/containers/{idOrName}/wait', 'get /v1/containers/{idOrName}/spec', 'post /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/stats', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes'
   ]
-  t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, pull jobs, volumes, networks and wait are docker-only')
+  t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, builds, pull jobs, volumes, networks, wait, exec, stats and specs are docker-only')
   for (const operation of operations.filter(operation => operation['x-berth-backends']?.length === 1)) {
     const why = imageStore.includes(`${operation.method} ${operation.path}`) ? /a Swarm cluster has no single image store/ : /on a Swarm cluster/
     t.match(operation.description, /Backends: docker only; on swarm this answers 501 not_supported \(/, `${operation.method} ${operation.path} says so in words`)

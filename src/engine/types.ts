@@ -13,8 +13,9 @@ import type { Image, ImageRemoval, ImageSummary, PulledImage } from '../schemas/
 import type { LogEntry } from '../schemas/logs.ts'
 import type { Volume } from '../schemas/volumes.ts'
 import type { Network } from '../schemas/networks.ts'
+import type { ContainerStats } from '../schemas/stats.ts'
 
-export type { Container, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, Network, PortBinding, PulledImage, Volume }
+export type { Container, ContainerStats, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, Network, PortBinding, PulledImage, Volume }
 
 export type Protocol = 'tcp' | 'udp' | 'sctp'
 
@@ -346,6 +347,52 @@ export interface Engine {
   diskUsage (): Promise<DiskUsage>
   /** What a container was run with, as a run request would say it: only what differs from its image's defaults. */
   containerConfig (idOrName: string): Promise<ContainerConfig>
+  /**
+   * docker exec: starts a command in a running container (container_not_running otherwise) and
+   * resolves once its output is flowing. The signal ends the output and releases the engine
+   * connection; the engine has no way to stop the process itself, which ends when it reads EOF on
+   * stdin (a shell does) or by itself.
+   */
+  exec (containerId: string, spec: ExecSpec, options: { signal: AbortSignal }): Promise<ExecSession>
+  /**
+   * docker stats: resolves once the engine answered. One reading (which takes the engine a second,
+   * to have a previous one to compare with), or one about every second until the container stops or
+   * the signal aborts.
+   */
+  containerStats (id: string, options: { stream: boolean, signal?: AbortSignal }): Promise<AsyncIterable<ContainerStats>>
+}
+
+/** A command to run in a running container (docker exec). */
+export interface ExecSpec {
+  command: string[]
+  env: Record<string, string>
+  workingDir?: string
+  user?: string
+  /** A terminal: output is then one stream, as a terminal shows it. */
+  tty: boolean
+  /** Keep the process's stdin open for the caller to write to. */
+  stdin: boolean
+}
+
+/** A piece of an exec's output, as it came. */
+export interface OutputChunk {
+  stream: 'stdout' | 'stderr'
+  data: Buffer
+}
+
+/** A running exec. Its output ends when the process exits, or the signal it was started with aborts. */
+export interface ExecSession {
+  id: string
+  /** The output, demultiplexed (a TTY's is all stdout); read either this or lines(), once. */
+  output: AsyncIterable<OutputChunk>
+  /** The output as lines, as `docker logs` splits them. */
+  lines (): AsyncIterable<LogEntry>
+  /** The process's stdin, when asked for: end() closes it (EOF). */
+  stdin: NodeJS.WritableStream | null
+  /** Resizes its terminal. */
+  resize (size: { cols: number, rows: number }): Promise<void>
+  /** Its exit code, once the output has ended; null when it still runs (the caller left first). */
+  exitCode (): Promise<number | null>
 }
 
 export interface NetworkSpec {

@@ -30,9 +30,9 @@ export class RequestLog extends LogController {
   }
 }
 
-/** Calls that change something on the engine: each one's line is its audit record. */
+/** Calls that change something on the engine: each one's line is its audit record. A WebSocket upgrade runs a command (exec). */
 function isMutation (request: FastifyRequest): boolean {
-  return request.method !== 'GET' && request.method !== 'HEAD' && request.url.startsWith('/v1/')
+  return ((request.method !== 'GET' && request.method !== 'HEAD') || (request as { ws?: boolean }).ws === true) && request.url.startsWith('/v1/')
 }
 
 function auditOf (request: FastifyRequest, reply: FastifyReply) {

@@ -31,6 +31,9 @@ export interface AuditTarget {
   volume?: string
   /** Containers removed along with the target (a forced volume removal). */
   removed?: string[]
+  /** The program an exec runs (never its arguments, which may hold secrets), and the engine's id of the exec. */
+  command?: string
+  exec?: string
   /** A network created, removed, connected to or disconnected from: as requested, and resolved. */
   network?: { requested?: string, id?: string, name?: string }
 }

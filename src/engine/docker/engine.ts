@@ -4,21 +4,22 @@
 import type Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
 import { notSupported } from '../capabilities.ts'
+import type { Duplex } from 'node:stream'
 import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import type { ImageRef } from '../image-ref.ts'
 import { mapEngineError } from './errors.ts'
 import {
   containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, nodeOfEngine, pullFailureReason, toAuthConfig,
-  volumeOf, volumeSizesOf, volumeUsersOf, networkOf, networkMembersOf, type EngineSystemInfo
+  volumeOf, volumeSizesOf, volumeUsersOf, networkOf, networkMembersOf, statsOf, type EngineSystemInfo, type RawStats
 } from './mapping.ts'
-import { engineTime, layerProgress, parseCursor, readAll, readEventStream, readLogStream } from './streams.ts'
+import { engineTime, layerProgress, linesOf, parseCursor, readAll, readEventStream, readFrames, readJsonLines, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
 import * as images from './image-work.ts'
 import { PortConflictError } from '../types.ts'
 import type {
-  Volume, Container, ContainerExit, ContainerSummary, Engine, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
+  Volume, Container, ContainerExit, ContainerStats, ContainerSummary, Engine, ExecSession, ExecSpec, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
   ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails,
   BuildOptions, BuildSpec, BuiltImage, ContainerConfig, DiskUsage, ImageHistoryEntry, PruneImagesOptions, PruneReport, PushedImage, PushOptions
 } from '../types.ts'
@@ -301,6 +302,68 @@ export class DockerEngine implements Engine {
     return { changed: true }
   }
 
+  async exec (containerId: string, spec: ExecSpec, options: { signal: AbortSignal }): Promise<ExecSession> {
+    const target = { subject: 'container' as const, target: containerId }
+    let created: { Id: string }
+    try {
+      // The command and its env go in the body, never in a URL.
+      created = await this.#transport.request<{ Id: string }>(target, {
+        method: 'POST',
+        path: `/containers/${encodeURIComponent(containerId)}/exec`,
+        body: {
+          Cmd: spec.command,
+          Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+          ...(spec.workingDir === undefined ? {} : { WorkingDir: spec.workingDir }),
+          ...(spec.user === undefined ? {} : { User: spec.user }),
+          Tty: spec.tty,
+          AttachStdin: spec.stdin,
+          AttachStdout: true,
+          AttachStderr: true
+        }
+      })
+    } catch (error) {
+      // "Container x is not running" (409), or paused: there is nothing to run a command in.
+      if (error instanceof BerthError && (error.extensions.engineStatus === 409 || error.code === 'container_running')) {
+        throw new BerthError('container_not_running', `container ${containerId} is not running: start it first`, {}, { cause: error })
+      }
+      throw error
+    }
+    const id = created.Id
+    const execTarget = { subject: 'container' as const, target: containerId, signal: options.signal }
+    const start = { path: `/exec/${encodeURIComponent(id)}/start`, body: { Detach: false, Tty: spec.tty } }
+    const stream = spec.stdin
+      ? await this.#transport.hijack(execTarget, start)
+      : await this.#transport.streamRequest(execTarget, { method: 'POST', ...start })
+    const output = readFrames(stream, spec.tty, options.signal)
+    const transport = this.#transport
+    return {
+      id,
+      output,
+      lines: () => linesOf(output, spec.tty),
+      stdin: spec.stdin ? stream as Duplex : null,
+      async resize ({ cols, rows }) {
+        await transport.request({ subject: 'container', target: containerId }, { method: 'POST', path: `/exec/${encodeURIComponent(id)}/resize`, query: { h: rows, w: cols } })
+      },
+      async exitCode () {
+        // The output ends as the process exits; the engine records its exit a moment later.
+        for (let attempt = 0; attempt < 20; attempt++) {
+          const info = await transport.request<{ Running: boolean, ExitCode: number | null }>({ subject: 'container', target: containerId }, { method: 'GET', path: `/exec/${encodeURIComponent(id)}/json` })
+          if (!info.Running) return info.ExitCode
+          if (options.signal.aborted) return null
+          await new Promise(resolve => setTimeout(resolve, 50))
+        }
+        return null
+      }
+    }
+  }
+
+  async containerStats (id: string, options: { stream: boolean, signal?: AbortSignal }): Promise<AsyncIterable<ContainerStats>> {
+    const target = { subject: 'container' as const, target: id, ...(options.signal ? { signal: options.signal } : {}) }
+    // One reading makes the engine take two a second apart, for the CPU delta: longer than a plain call.
+    const stream = await this.#transport.streamGet(target, `/containers/${encodeURIComponent(id)}/stats`, { stream: options.stream })
+    return mapStats(readJsonLines<RawStats>(stream, options.signal))
+  }
+
   async #inspectNetwork (idOrName: string): Promise<Docker.NetworkInspectInfo> {
     return await this.#transport.request<Docker.NetworkInspectInfo>({ subject: 'network', target: idOrName }, { method: 'GET', path: `/networks/${encodeURIComponent(idOrName)}` })
   }
@@ -504,5 +567,13 @@ export class DockerEngine implements Engine {
       if (error instanceof BerthError && error.extensions.engineStatus === 304) return { changed: false }
       throw error
     }
+  }
+}
+
+async function * mapStats (raw: AsyncIterable<RawStats>): AsyncGenerator<ContainerStats> {
+  for await (const reading of raw) {
+    // A container that stopped is read as empty readings of no time, for ever: its stream ends there.
+    if (reading.read.startsWith('0001-01-01')) return
+    yield statsOf(reading)
   }
 }

@@ -9,6 +9,7 @@ import type {
 import type { VolumeUser } from '../../schemas/volumes.ts'
 import type { ContainerNetwork, GpuRequest } from '../../schemas/containers.ts'
 import type { Network, NetworkMember } from '../../schemas/networks.ts'
+import type { ContainerStats } from '../../schemas/stats.ts'
 
 export function imageSummaryOf (image: Docker.ImageInfo): ImageSummary {
   return {
@@ -257,6 +258,57 @@ export function containerNetworksOf (info: Docker.ContainerInspectInfo): Contain
     // The engine adds the container's short id as an alias on every user-defined network; it says nothing.
     aliases: (endpoint.Aliases ?? []).filter((alias: string) => !info.Id.startsWith(alias))
   }))
+}
+
+/** The engine's raw counters, as much of them as `docker stats` reads. */
+export interface RawStats {
+  read: string
+  pids_stats?: { current?: number }
+  blkio_stats?: { io_service_bytes_recursive?: Array<{ op: string, value: number }> | null }
+  cpu_stats: CpuStats
+  precpu_stats: CpuStats
+  memory_stats?: { usage?: number, limit?: number, stats?: Record<string, number> }
+  networks?: Record<string, { rx_bytes: number, tx_bytes: number }>
+}
+
+interface CpuStats {
+  cpu_usage: { total_usage: number, percpu_usage?: number[] | null }
+  system_cpu_usage?: number
+  online_cpus?: number
+}
+
+/** A reading as `docker stats` computes it (the Docker CLI's stats_helpers.go, for Linux). */
+export function statsOf (raw: RawStats): ContainerStats {
+  const cpu = raw.cpu_stats
+  const onlineCpus = cpu.online_cpus || cpu.cpu_usage.percpu_usage?.length || 0
+  const cpuDelta = cpu.cpu_usage.total_usage - (raw.precpu_stats.cpu_usage?.total_usage ?? 0)
+  const systemDelta = (cpu.system_cpu_usage ?? 0) - (raw.precpu_stats.system_cpu_usage ?? 0)
+  const cpuPercent = systemDelta > 0 && cpuDelta > 0 ? (cpuDelta / systemDelta) * onlineCpus * 100 : 0
+
+  // The page cache it could drop is not counted: cgroup v1 calls it total_inactive_file, v2 inactive_file.
+  const memory = raw.memory_stats ?? {}
+  const usage = memory.usage ?? 0
+  const inactive = memory.stats?.total_inactive_file ?? memory.stats?.inactive_file
+  const used = inactive !== undefined && inactive < usage ? usage - inactive : usage
+  const limit = memory.limit ?? 0
+
+  let readBytes = 0
+  let writeBytes = 0
+  for (const entry of raw.blkio_stats?.io_service_bytes_recursive ?? []) {
+    const op = entry.op[0]
+    if (op === 'r' || op === 'R') readBytes += entry.value
+    else if (op === 'w' || op === 'W') writeBytes += entry.value
+  }
+  const networks = Object.values(raw.networks ?? {})
+  return {
+    time: raw.read,
+    cpuPercent,
+    onlineCpus,
+    memory: { used, limit, percent: limit === 0 ? 0 : used / limit * 100 },
+    network: { rxBytes: networks.reduce((sum, n) => sum + n.rx_bytes, 0), txBytes: networks.reduce((sum, n) => sum + n.tx_bytes, 0) },
+    blockIo: { readBytes, writeBytes },
+    pids: raw.pids_stats?.current ?? 0
+  }
 }
 
 function zeroTime (time: string): string | null {

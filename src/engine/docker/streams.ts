@@ -3,7 +3,7 @@
 import type { Readable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 import { BerthError } from '../../errors.ts'
-import type { EngineEvent, LayerProgress, LayerPhase, LogEntry } from '../types.ts'
+import type { EngineEvent, LayerProgress, LayerPhase, LogEntry, OutputChunk } from '../types.ts'
 
 const PHASES: Record<string, LayerPhase> = {
   'Pulling fs layer': 'waiting',
@@ -135,6 +135,78 @@ export async function * readLogStream (stream: Readable, options: LogStreamOptio
   } finally {
     options.signal?.removeEventListener('abort', abort)
     // Also when the reader stops early: the engine connection is released with the generator.
+    stream.destroy()
+  }
+}
+
+/**
+ * Demultiplexes an attached stream (an exec's): without a TTY every piece of output comes in a frame
+ * with an 8-byte header (stream type, three zero bytes, big-endian payload size); with one, the
+ * stream is the terminal's output as it is.
+ */
+export async function * readFrames (stream: Readable, tty: boolean, signal?: AbortSignal): AsyncGenerator<OutputChunk> {
+  const abort = (): void => { stream.destroy() }
+  signal?.addEventListener('abort', abort, { once: true })
+  if (signal?.aborted) abort()
+  let buffer: Buffer = Buffer.alloc(0)
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (tty) {
+        yield { stream: 'stdout', data: chunk }
+        continue
+      }
+      buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk])
+      while (buffer.length >= 8) {
+        const size = buffer.readUInt32BE(4)
+        if (buffer.length < 8 + size) break
+        const data = buffer.subarray(8, 8 + size)
+        const name = buffer[0] === 2 ? 'stderr' : 'stdout'
+        buffer = buffer.subarray(8 + size)
+        if (data.length > 0) yield { stream: name, data }
+      }
+    }
+  } catch (error) {
+    if (signal?.aborted) return
+    throw brokenStream(error)
+  } finally {
+    signal?.removeEventListener('abort', abort)
+    stream.destroy()
+  }
+}
+
+/** Chunks of output as lines, per stream, cut as `docker logs` lines are (a TTY's carriage returns dropped). */
+export async function * linesOf (chunks: AsyncIterable<OutputChunk>, tty: boolean): AsyncGenerator<LogEntry> {
+  const splitters = { stdout: new LineSplitter(), stderr: new LineSplitter() }
+  const entry = (name: 'stdout' | 'stderr', line: string): LogEntry => ({ stream: name, line: tty && line.endsWith('\r') ? line.slice(0, -1) : line })
+  for await (const chunk of chunks) {
+    for (const line of splitters[chunk.stream].push(chunk.data)) yield entry(chunk.stream, line)
+  }
+  for (const name of ['stdout', 'stderr'] as const) {
+    for (const line of splitters[name].end()) yield entry(name, line)
+  }
+}
+
+/** A stream of JSON objects, one a line (stats); the signal ends it and releases the connection. */
+export async function * readJsonLines<T> (stream: Readable, signal?: AbortSignal): AsyncGenerator<T> {
+  const abort = (): void => { stream.destroy() }
+  signal?.addEventListener('abort', abort, { once: true })
+  if (signal?.aborted) abort()
+  let pending = ''
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      pending += chunk.toString('utf8')
+      for (let newline = pending.indexOf('\n'); newline !== -1; newline = pending.indexOf('\n')) {
+        const line = pending.slice(0, newline).trim()
+        pending = pending.slice(newline + 1)
+        if (line !== '') yield JSON.parse(line) as T
+      }
+    }
+    if (pending.trim() !== '') yield JSON.parse(pending) as T
+  } catch (error) {
+    if (signal?.aborted) return
+    throw brokenStream(error)
+  } finally {
+    signal?.removeEventListener('abort', abort)
     stream.destroy()
   }
 }

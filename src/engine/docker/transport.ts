@@ -5,6 +5,7 @@
 import './unused-transports.ts'
 import Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { BerthError } from '../../errors.ts'
 import type { EngineInfo } from '../types.ts'
 import { isConnectionFailure, mapEngineError, type Subject } from './errors.ts'
@@ -139,6 +140,29 @@ export class DockerTransport {
         statusCodes: { 200: true, 201: true, 204: true, 304: true, 400: 'bad parameter', 403: 'forbidden', 404: 'no such object', 409: 'conflict', 500: 'server error', 503: 'unavailable' }
       }, (error: unknown, data: unknown) => error ? reject(error) : resolve(data as T))
     }))
+  }
+
+  /**
+   * A connection the engine takes over both ways (an exec with stdin): the request upgrades and the
+   * socket carries stdin in and the output out. Only the setup is bounded; the signal ends it.
+   */
+  async hijack (options: CallOptions, request: { path: string, body: object }): Promise<Duplex> {
+    const socket = await this.openStream(options, (docker, signal) => new Promise((resolve, reject) => {
+      docker.modem.dial({
+        path: `${request.path}?`,
+        method: 'POST',
+        options: { _query: {}, _body: request.body },
+        hijack: true,
+        openStdin: true,
+        abortSignal: signal,
+        statusCodes: { 101: true, 200: true, 404: 'no such object', 409: 'conflict', 500: 'server error' }
+      }, (error: unknown, data: unknown) => error ? reject(error) : resolve(data))
+    })) as unknown as Duplex
+    // The upgraded socket outlives the request the signal was tied to: the signal ends it too.
+    const end = (): void => { socket.destroy() }
+    options.signal?.addEventListener('abort', end, { once: true })
+    socket.once('close', () => options.signal?.removeEventListener('abort', end))
+    return socket
   }
 
   async #client (): Promise<Docker> {

@@ -13,7 +13,7 @@ import { engineTime } from '../docker/streams.ts'
 import { DockerTransport } from '../docker/transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
-  BuiltImage, Container, ContainerConfig, ContainerExit, ContainerSummary, DiskUsage, Engine, EngineEvent, ImageHistoryEntry, Network, PruneReport, PushedImage, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
+  BuiltImage, Container, ContainerConfig, ContainerExit, ContainerStats, ExecSession, ContainerSummary, DiskUsage, Engine, EngineEvent, ImageHistoryEntry, Network, PruneReport, PushedImage, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
   LogEntry, LogOptions, Node, PortRequest, PulledImage, RunSpec, StateChange, Volume
 } from '../types.ts'
 import { SwarmApi } from './api.ts'
@@ -99,6 +99,8 @@ export class SwarmEngine implements Engine {
   async pruneImages (): Promise<PruneReport> { throw notSupported('swarm', IMAGE_STORE) }
   async pruneBuildCache (): Promise<PruneReport> { throw notSupported('swarm', IMAGE_STORE) }
   async diskUsage (): Promise<DiskUsage> { throw notSupported('swarm', IMAGE_STORE) }
+  async exec (): Promise<ExecSession> { throw notSupported('swarm', 'exec into a service\'s task is not there yet on a Swarm cluster (the manager has no exec API; it needs the node\'s engine)') }
+  async containerStats (): Promise<AsyncIterable<ContainerStats>> { throw notSupported('swarm', 'stats of a service\'s tasks are not there yet on a Swarm cluster (they live on each node\'s engine)') }
   async containerConfig (): Promise<ContainerConfig> { throw notSupported('swarm', 'a service\'s spec as a run request is not there yet on a Swarm cluster') }
 
   async listNodes (): Promise<Node[]> {

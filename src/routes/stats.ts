@@ -1,0 +1,56 @@
+// GET /v1/containers/{idOrName}/stats: docker stats — CPU %, memory used and limit, network and block
+// I/O, processes — as one reading (JSON) or a stream of them (NDJSON, SSE). A token sees only its own.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply } from 'fastify'
+import type { Principal } from '../access/ownership.ts'
+import { BerthError } from '../errors.ts'
+import { NDJSON, SSE, negotiate, notAcceptable, sendStream } from '../http/event-stream.ts'
+import { eventBody } from '../http/output-stream.ts'
+import { Problem, problemResponses, ref } from '../schemas/common.ts'
+import { ContainerParams } from '../schemas/containers.ts'
+import { ContainerStats } from '../schemas/stats.ts'
+
+const STATS_MEDIA = ['application/json', NDJSON, SSE] as const
+
+const stats: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/v1/containers/:idOrName/stats', {
+    config: { scope: 'read', backends: ['docker'], unsupported: 'stats of a service\'s tasks are not there yet on a Swarm cluster: they live on each node\'s engine' },
+    schema: {
+      tags: ['containers'],
+      summary: 'Resource usage of a container (docker stats)',
+      description: 'One reading in JSON (`docker stats --no-stream`; the engine takes about a second, to have a previous reading to compare CPU time with), ' +
+        'or, with `Accept: application/x-ndjson` or `text/event-stream`, a reading about every second until the container stops or the client leaves. ' +
+        'Computed as the Docker CLI computes them.',
+      operationId: 'containerStats',
+      params: ContainerParams,
+      response: {
+        200: {
+          description: 'A reading, or readings as they come.',
+          content: {
+            'application/json': { schema: ref(ContainerStats) },
+            [NDJSON]: { schema: ref(ContainerStats) },
+            [SSE]: { schema: { type: 'string', description: 'Server-sent events; each `data` is a ContainerStats.' } }
+          }
+        },
+        ...problemResponses(400, 401, 404, 409, 501, 502, 503),
+        406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/json, application/x-ndjson, text/event-stream.' }
+      }
+    }
+  }, async (request, reply) => {
+    const media = negotiate(request.headers.accept, STATS_MEDIA)
+    if (media === null) throw notAcceptable(STATS_MEDIA)
+    const container = await app.containers.find(request.principal as Principal, request.params.idOrName)
+    // A container that does not run has no usage to read: the engine would answer zeros.
+    if (!container.running) throw new BerthError('container_not_running', `container ${container.id} is not running: it uses nothing`)
+    const signal = app.streams.signal(reply)
+    const readings = await app.engine.containerStats(container.id, { stream: media !== 'application/json', signal })
+    if (media === 'application/json') {
+      const first = await readings[Symbol.asyncIterator]().next()
+      if (first.done === true) throw new BerthError('container_not_running', `container ${container.id} stopped before it could be read`)
+      return first.value
+    }
+    return await sendStream(reply as unknown as FastifyReply, media, eventBody(readings, media, app.config.streams.heartbeatMs))
+  })
+}
+
+export default stats

@@ -1,0 +1,220 @@
+// docker exec through berth, on the real engine: output streamed as NDJSON and SSE (stdout and
+// stderr apart, exit code last) or answered whole, and an interactive terminal over a real
+// WebSocket client (stdin, TTY, resize, EOF). Another token's container has no exec.
+import t from 'tap'
+import WebSocket from 'ws'
+import { LogCapture, auth, build, cleanupAfter, docker, name, runBody, waitFor } from './helpers.ts'
+import { listen } from './stream-client.ts'
+
+cleanupAfter(t)
+
+type App = Awaited<ReturnType<typeof build>>
+
+async function exec (app: App, container: string, body: object, accept = 'application/x-ndjson', who: 'alice' | 'bob' | 'reader' = 'alice', requestId?: string) {
+  return await app.inject({
+    method: 'POST',
+    url: `/v1/containers/${container}/exec`,
+    headers: { ...auth(who), accept, ...(requestId === undefined ? {} : { 'x-request-id': requestId }) },
+    payload: body
+  })
+}
+
+const lines = (body: string) => body.trim().split('\n').map(line => JSON.parse(line))
+
+t.test('output streamed as NDJSON: stdout and stderr apart, the exit code last, audited without its arguments', async t => {
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('box') }) })
+  t.equal(run.statusCode, 201, run.body)
+  const secret = 'tok-' + Math.random().toString(36).slice(2)
+  const response = await exec(app, name('box'), { command: ['sh', '-c', `echo out; sleep 0.2; echo err >&2; sleep 0.2; echo "${secret}" > /dev/null; printf 'no newline'; exit 5`] }, undefined, 'alice', 'exec-ndjson')
+  t.equal(response.statusCode, 200, response.body)
+  t.match(response.headers['content-type'], /application\/x-ndjson/)
+  t.same(lines(response.body), [
+    { type: 'output', stream: 'stdout', line: 'out' },
+    { type: 'output', stream: 'stderr', line: 'err' },
+    { type: 'output', stream: 'stdout', line: 'no newline' },
+    { type: 'exit', exitCode: 5 }
+  ])
+  const audit = logs.lines.find(line => line.requestId === 'exec-ndjson' && line.msg === 'audit')?.audit as { target: { exec: string } }
+  t.match(audit, { actor: 'alice', action: 'POST /v1/containers/:idOrName/exec', target: { container: { requested: name('box'), id: run.json().id, name: name('box') }, command: 'sh', exec: /^[0-9a-f]{64}$/ }, status: 200 })
+  t.notOk(logs.text.includes(secret), 'the arguments, which may hold secrets, are not logged')
+})
+
+t.test('SSE, and a whole answer in JSON with env, working directory, user and a TTY', async t => {
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('box2') }) })
+  t.equal(run.statusCode, 201, run.body)
+  const sse = await exec(app, name('box2'), { command: ['sh', '-c', 'echo one; echo two >&2'] }, 'text/event-stream')
+  t.equal(sse.statusCode, 200)
+  t.match(sse.headers['content-type'], /text\/event-stream/)
+  const events = sse.body.split('\n\n').filter(block => block.startsWith('data: ')).map(block => JSON.parse(block.slice(6)))
+  t.same(events.sort((a, b) => (a.type + (a.stream ?? '')).localeCompare(b.type + (b.stream ?? ''))), [
+    { type: 'exit', exitCode: 0 },
+    { type: 'output', stream: 'stderr', line: 'two' },
+    { type: 'output', stream: 'stdout', line: 'one' }
+  ])
+  t.ok(sse.body.startsWith('retry: 2000\n\n'))
+
+  const secret = 'env-' + Math.random().toString(36).slice(2)
+  const whole = await exec(app, name('box2'), { command: ['sh', '-c', 'echo "$GREETING"; pwd; id -u; echo oops >&2'], env: { GREETING: secret }, workingDir: '/tmp', user: '1000:1000' }, 'application/json')
+  t.equal(whole.statusCode, 200, whole.body)
+  t.same(whole.json(), { exitCode: 0, stdout: `${secret}\n/tmp\n1000\n`, stderr: 'oops\n', truncated: false })
+  t.notOk(logs.text.includes(secret), 'env values are not logged')
+
+  const big = await exec(app, name('box2'), { command: ['sh', '-c', 'yes | head -c 3000000'] }, 'application/json')
+  t.equal(big.json().stdout.length, 1024 * 1024, 'a whole answer keeps 1 MiB of a stream')
+  t.equal(big.json().truncated, true)
+
+  const tty = await exec(app, name('box2'), { command: ['sh', '-c', 'echo a; echo b >&2'], tty: true })
+  t.same(lines(tty.body), [{ type: 'output', stream: 'stdout', line: 'a' }, { type: 'output', stream: 'stdout', line: 'b' }, { type: 'exit', exitCode: 0 }],
+    'a terminal has one stream, without its carriage returns')
+})
+
+t.test('not running, not there, not yours, not allowed, not well-formed: clear problems', async t => {
+  const app = await build(t)
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('stopped'), command: ['true'] }) })
+  t.equal(run.statusCode, 201, run.body)
+  await waitFor('it to exit', async () => (await docker.getContainer(run.json().id).inspect()).State.Status, status => status === 'exited')
+  const stopped = await exec(app, name('stopped'), { command: ['true'] })
+  t.equal(stopped.statusCode, 409)
+  t.match(stopped.json(), { code: 'container_not_running', detail: `container ${run.json().id} is not running: start it first` })
+  t.equal((await exec(app, name('nowhere'), { command: ['true'] })).statusCode, 404)
+  const bobs = await exec(app, name('stopped'), { command: ['true'] }, undefined, 'bob')
+  t.equal(bobs.statusCode, 404, 'another token\'s container has no exec')
+  t.equal(bobs.json().code, 'not_found')
+  t.equal((await exec(app, name('stopped'), { command: ['true'] }, undefined, 'reader')).statusCode, 403)
+  for (const [what, body] of [['no command', {}], ['an empty command', { command: [] }], ['privileged', { command: ['true'], privileged: true }], ['a relative working directory', { command: ['true'], workingDir: 'tmp' }]] as const) {
+    const response = await exec(app, name('stopped'), body)
+    t.equal(response.statusCode, 400, what)
+    t.equal(response.json().code, 'validation_failed', what)
+  }
+  const html = await exec(app, name('stopped'), { command: ['true'] }, 'text/html')
+  t.equal(html.statusCode, 406)
+  t.same(html.json().accepts, ['application/x-ndjson', 'text/event-stream', 'application/json'])
+})
+
+/** A WebSocket to berth, with what it received. */
+async function terminal (base: string, container: string, query: string, who: 'alice' | 'bob' | null = 'alice') {
+  const socket = new WebSocket(`${base.replace('http', 'ws')}/v1/containers/${container}/exec?${query}`, { headers: who === null ? {} : auth(who) })
+  const received: { output: Buffer[], text: Array<Record<string, unknown>>, close?: { code: number, reason: string } } = { output: [], text: [] }
+  socket.on('error', () => {})
+  socket.on('message', (data: Buffer, isBinary: boolean) => {
+    if (isBinary) received.output.push(data)
+    else received.text.push(JSON.parse(data.toString()))
+  })
+  const closed = new Promise<{ code: number, reason: string }>(resolve => socket.on('close', (code, reason) => {
+    received.close = { code, reason: reason.toString() }
+    resolve(received.close)
+  }))
+  const opened = await new Promise<{ ok: true } | { ok: false, status: number, body: string }>(resolve => {
+    socket.once('open', () => resolve({ ok: true }))
+    socket.once('unexpected-response', (request, response) => {
+      let body = ''
+      response.on('data', (chunk: Buffer) => { body += chunk.toString() })
+      response.on('end', () => {
+        // Refused: the client lets go of the connection, as a browser does.
+        request.destroy()
+        resolve({ ok: false, status: response.statusCode ?? 0, body })
+      })
+    })
+  })
+  const stdout = () => Buffer.concat(received.output.filter(frame => frame[0] === 1).map(frame => frame.subarray(1))).toString()
+  const stderr = () => Buffer.concat(received.output.filter(frame => frame[0] === 2).map(frame => frame.subarray(1))).toString()
+  return { socket, received, closed, opened, stdout, stderr }
+}
+
+t.test('an interactive terminal over a WebSocket: stdin, TTY, resize, exit code', async t => {
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
+  const base = await listen(app)
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('term') }) })
+  t.equal(run.statusCode, 201, run.body)
+
+  const session = await terminal(base, name('term'), 'command=sh&tty=true&cols=80&rows=24')
+  t.same(session.opened, { ok: true })
+  await waitFor('the session to be counted as an open stream', () => app.streams.open, open => open === 1)
+  session.socket.send(Buffer.from('busybox stty size; echo "hello-$((6*7))"\n'))
+  await waitFor('the first answer', () => session.stdout(), out => out.includes('hello-42'))
+  t.match(session.stdout(), /24 80/, 'the terminal started at the size asked for')
+  session.socket.send(JSON.stringify({ type: 'resize', cols: 132, rows: 43 }))
+  await new Promise(resolve => setTimeout(resolve, 200))
+  session.socket.send(Buffer.from('busybox stty size; exit 3\n'))
+  const close = await session.closed
+  t.same(close, { code: 1000, reason: 'exited' })
+  t.match(session.stdout(), /43 132/, 'resized')
+  t.same(session.received.text, [{ type: 'exit', exitCode: 3 }], 'the exit code, last')
+  t.ok(session.received.output.every(frame => frame[0] === 1), 'a terminal has one stream')
+  const audits = logs.lines.filter(line => line.msg === 'audit' && (line.audit as { action?: string }).action === 'GET /v1/containers/:idOrName/exec').map(line => line.audit)
+  t.match(audits, [{ actor: 'alice', target: { container: { id: run.json().id, name: name('term') }, command: 'sh', exec: /^[0-9a-f]{64}$/ }, status: 101 }])
+  t.equal(audits.length, 1, 'one audit line for the session')
+  await waitFor('the session to be released', () => app.streams.open, open => open === 0)
+
+  // Without a terminal: stdout and stderr apart, and EOF on stdin ends a shell.
+  const plain = await terminal(base, name('term'), 'command=sh&tty=false')
+  t.same(plain.opened, { ok: true })
+  plain.socket.send(Buffer.from('echo out; echo err >&2\n'))
+  plain.socket.send(JSON.stringify({ type: 'eof' }))
+  t.same(await plain.closed, { code: 1000, reason: 'exited' })
+  t.equal(plain.stdout(), 'out\n')
+  t.equal(plain.stderr(), 'err\n')
+  t.same(plain.received.text, [{ type: 'exit', exitCode: 0 }])
+
+  // A text frame that is not a control message is answered, and the session goes on.
+  const chatty = await terminal(base, name('term'), 'command=sh&tty=false')
+  chatty.socket.send('ls')
+  await waitFor('the complaint', () => chatty.received.text.length, count => count === 1)
+  t.match(chatty.received.text[0], { type: 'error', problem: { code: 'validation_failed' } })
+  chatty.socket.send(Buffer.from('exit 7\n'))
+  await chatty.closed
+  t.match(chatty.received.text[1], { type: 'exit', exitCode: 7 })
+})
+
+t.test('a client that hangs up ends the session: the command gets EOF on stdin, the engine connection is released', async t => {
+  const app = await build(t)
+  const base = await listen(app)
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('hangup') }) })
+  t.equal(run.statusCode, 201, run.body)
+  // cat ends at EOF; a shell without a terminal does too.
+  const session = await terminal(base, name('hangup'), 'command=cat&tty=false')
+  t.same(session.opened, { ok: true })
+  session.socket.send(Buffer.from('ready\n'))
+  await waitFor('the echo', () => session.stdout(), out => out.includes('ready'))
+  const running = async () => (await docker.getContainer(run.json().id).inspect()).ExecIDs?.length ?? 0
+  t.equal(await running(), 1, 'the command runs while the client is there')
+  session.socket.terminate()
+  await waitFor('the session to be released', () => app.streams.open, open => open === 0)
+  // The engine forgets an exec once its process has exited.
+  await waitFor('the command to have exited', running, count => count === 0)
+  t.pass('nothing is left running')
+})
+
+t.test('a WebSocket refused before the upgrade gets an HTTP problem, and is audited', async t => {
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
+  const base = await listen(app)
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('ws-refused'), command: ['true'] }) })
+  t.equal(run.statusCode, 201, run.body)
+  const mine = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('ws-mine') }) })
+  t.equal(mine.statusCode, 201)
+  await waitFor('it to exit', async () => (await docker.getContainer(run.json().id).inspect()).State.Status, status => status === 'exited')
+  const cases: Array<[string, string, string, 'alice' | 'bob' | null, number, string]> = [
+    ['another token\'s container', name('ws-mine'), 'command=sh', 'bob', 404, 'not_found'],
+    ['no token', name('ws-mine'), 'command=sh', null, 401, 'unauthorized'],
+    ['a stopped container', name('ws-refused'), 'command=sh', 'alice', 409, 'container_not_running'],
+    ['no command', name('ws-mine'), 'tty=true', 'alice', 400, 'validation_failed']
+  ]
+  for (const [what, container, query, who, status, code] of cases) {
+    const session = await terminal(base, container, query, who)
+    t.match(session.opened, { ok: false, status }, what)
+    if (!session.opened.ok) t.equal(JSON.parse(session.opened.body).code, code, what)
+  }
+  t.equal(await new Promise(resolve => app.server.getConnections((_error, count) => resolve(count))), 0, 'a refused upgrade leaves no connection open')
+  const refusals = logs.lines.filter(line => line.msg === 'audit' && (line.audit as { action?: string }).action === 'GET /v1/containers/:idOrName/exec')
+  t.same(refusals.map(line => (line.audit as { status: number }).status), [404, 401, 409, 400], 'each refused attempt is audited')
+  const plain = await app.inject({ method: 'GET', url: `/v1/containers/${name('ws-mine')}/exec?command=sh`, headers: auth('alice') })
+  t.equal(plain.statusCode, 426, 'a plain GET is told to upgrade')
+  t.equal(plain.headers.upgrade, 'websocket')
+  t.equal(app.streams.open, 0)
+})
