@@ -32,6 +32,7 @@ import images from './routes/images.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
 import exec from './routes/exec.ts'
+import files from './routes/files.ts'
 import lifecycle from './routes/lifecycle.ts'
 import networks from './routes/networks.ts'
 import stats from './routes/stats.ts'
@@ -151,5 +152,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(networks)
   await app.register(exec)
   await app.register(stats)
+  await app.register(files)
   return app
 }
