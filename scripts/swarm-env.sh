@@ -4,6 +4,9 @@
 #
 #   scripts/swarm-env.sh up     # progress on stderr; writes .swarm-env/env for the tests
 #   scripts/swarm-env.sh down   # stops what `up` started, by process id, and proves nothing is left
+#   scripts/swarm-env.sh stop-node nodeN    # SIGTERM its dockerd, as an operator stopping the engine
+#   scripts/swarm-env.sh kill-node nodeN    # SIGKILL its dockerd, as a machine lost (its containers live on)
+#   scripts/swarm-env.sh start-node nodeN   # start its dockerd again; returns once it answers
 #
 # The env file (KEY=VALUE, no quoting, lists are comma-separated NAME=VALUE pairs):
 #   BERTH_TEST_SWARM_SOCKET        the manager's (node1) Docker socket
@@ -13,6 +16,9 @@
 #   BERTH_TEST_SWARM_HUB_NETNS     the hub's (bridge and registry)
 #   BERTH_TEST_SWARM_HOST_ADDR     10.250.0.254, the host's own address on the swarm's network
 #   BERTH_TEST_SWARM_REGISTRY      10.250.0.1:5000 (plain HTTP; every node lists it as insecure)
+#   BERTH_TEST_SWARM_AUTH_REGISTRY 10.250.0.1:5001, the same behind htpasswd (user/password below)
+#   BERTH_TEST_SWARM_AUTH_USER / BERTH_TEST_SWARM_AUTH_PASSWORD
+#   BERTH_TEST_SWARM_AUTH_IMAGE    10.250.0.1:5001/berth-test/private:1, on no node: a node must pull it
 #   BERTH_TEST_SWARM_IMAGE         10.250.0.1:5000/berth-test/busybox:1, local on every node too
 #   BERTH_TEST_SWARM_IMAGE_DIGEST  the same image pinned by its registry digest
 #   BERTH_TEST_SWARM_LOCAL_IMAGE   berth-test/busybox:1 (local on every node, in no registry)
@@ -44,6 +50,7 @@ prefix=berth-sw
 hub=$prefix-hub
 net=10.250.0
 registry=$net.1:5000
+auth_registry=$net.1:5001
 host_if=$prefix-0
 host_addr=$net.254
 nodes=(node1 node2 node3)
@@ -140,6 +147,8 @@ need_packages() {
   command -v unshare >/dev/null || missing+=(util-linux)
   command -v ip >/dev/null || missing+=(iproute2)
   command -v curl >/dev/null || missing+=(curl)
+  command -v sysctl >/dev/null || missing+=(procps)
+  command -v htpasswd >/dev/null || missing+=(apache2-utils)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -152,6 +161,7 @@ cluster_answering() {
   [ -f "$state/env" ] || return 1
   ip link show "$host_if" >/dev/null 2>&1 || return 1
   curl -sf -o /dev/null --max-time 2 "http://$registry/v2/" || return 1
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$auth_registry/v2/")" = 401 ] || return 1
   local n
   for n in "${nodes[@]}"; do dk "$n" version >/dev/null 2>&1 || return 1; done
   [ "$(dk node1 node ls --format '{{.Status}}' 2>/dev/null | grep -c '^Ready$')" = 3 ]
@@ -194,16 +204,19 @@ run_tracked() {
   echo $!
 }
 
+# registry_up NAME ADDRESS [htpasswd-file]
 registry_up() {
-  mkdir -p "$state/registry/data"
-  cat >"$state/registry/config.yml" <<YML
-version: 0.1
-log: { level: error, accesslog: { disabled: true } }
-storage: { filesystem: { rootdirectory: $state/registry/data }, delete: { enabled: true } }
-http: { addr: $registry }
-YML
-  run_tracked "$(track_root)/$hub" "$state/registry.log" \
-    ip netns exec "$hub" docker-registry serve "$state/registry/config.yml" >"$state/registry.pid"
+  local name=$1 addr=$2 htpasswd=${3:-}
+  mkdir -p "$state/$name/data"
+  {
+    echo "version: 0.1"
+    echo "log: { level: error, accesslog: { disabled: true } }"
+    echo "storage: { filesystem: { rootdirectory: $state/$name/data }, delete: { enabled: true } }"
+    echo "http: { addr: $addr }"
+    if [ -n "$htpasswd" ]; then echo "auth: { htpasswd: { realm: berth-swarm, path: $htpasswd } }"; fi
+  } >"$state/$name/config.yml"
+  run_tracked "$(track_root)/$hub" "$state/$name.log" \
+    ip netns exec "$hub" docker-registry serve "$state/$name/config.yml" >"$state/$name.pid"
 }
 
 node_up() {
@@ -214,7 +227,7 @@ node_up() {
     dockerd -H "unix://$state/$n.sock" \
     --data-root "$state/$n/data" --exec-root "$state/$n/exec" --pidfile "$state/$n/dockerd.pid" \
     --cgroup-parent "/$prefix-$n" --bip "172.30.$i.1/24" \
-    --insecure-registry "$registry" --swarm-default-advertise-addr "$(node_ip "$n")" \
+    --insecure-registry "$registry" --insecure-registry "$auth_registry" --swarm-default-advertise-addr "$(node_ip "$n")" \
     --shutdown-timeout 2 >"$state/$n/launch.pid"
 }
 
@@ -252,7 +265,12 @@ up() {
   awk '$2 == "/sys/fs/cgroup" || index($2, "/sys/fs/cgroup/") == 1 { print $1, $2, $3, $4 }' /proc/self/mounts >"$state/cgroup-mounts"
   [ -d /etc/docker ] || mkdir -p /etc/docker # bind target for each node's own /etc/docker
   network_up
-  registry_up
+  registry_up registry "$registry"
+  # A registry behind htpasswd, to prove the credentials of a run reach the nodes that pull.
+  local auth_password; auth_password=$(head -c 18 /dev/urandom | base64 | tr -d '+/=')
+  echo "$auth_password" >"$state/auth-password"
+  htpasswd -Bbn berth "$auth_password" >"$state/htpasswd"
+  registry_up auth-registry "$auth_registry" "$state/htpasswd"
   local n
   for n in "${nodes[@]}"; do node_up "$n"; done
   docker -H "unix://$host_socket" save -o "$state/image.tar" "$image" &
@@ -290,6 +308,15 @@ up() {
   for n in "${jobs[@]}"; do wait "$n"; done
   rm -f "$state/image.tar"
   local digest; digest=$(dk node1 image inspect --format '{{index .RepoDigests 0}}' "$registry/$image")
+  # The private image: pushed by node1 with credentials kept in the state dir (not the host's
+  # ~/.docker), then dropped there, so no node holds it and every task of it must pull.
+  local private=$auth_registry/berth-test/private:1
+  wait_for 10 "the registry on $auth_registry" curl -s -o /dev/null "http://$auth_registry/v2/"
+  dk node1 tag "$image" "$private"
+  DOCKER_CONFIG=$state/docker-config dk node1 login -u berth --password-stdin "$auth_registry" <<<"$(cat "$state/auth-password")" >/dev/null 2>&1
+  DOCKER_CONFIG=$state/docker-config dk node1 push -q "$private" >/dev/null
+  rm -rf "$state/docker-config"
+  dk node1 rmi -f "$private" >/dev/null
 
   local list=() socks=() nss=()
   for n in "${nodes[@]}"; do
@@ -304,6 +331,10 @@ BERTH_TEST_SWARM_NETNS=${nss[*]}
 BERTH_TEST_SWARM_HUB_NETNS=$hub
 BERTH_TEST_SWARM_HOST_ADDR=$host_addr
 BERTH_TEST_SWARM_REGISTRY=$registry
+BERTH_TEST_SWARM_AUTH_REGISTRY=$auth_registry
+BERTH_TEST_SWARM_AUTH_USER=berth
+BERTH_TEST_SWARM_AUTH_PASSWORD=$(cat "$state/auth-password")
+BERTH_TEST_SWARM_AUTH_IMAGE=$private
 BERTH_TEST_SWARM_IMAGE=$registry/$image
 BERTH_TEST_SWARM_IMAGE_DIGEST=$digest
 BERTH_TEST_SWARM_LOCAL_IMAGE=$image
@@ -314,6 +345,37 @@ ENV
 }
 
 # ---------------------------------------------------------------------------------------------
+# One node's engine going away and coming back, for tests of an outage and of a lost node.
+node_known() {
+  local n
+  for n in "${nodes[@]}"; do [ "$n" = "$1" ] && return 0; done
+  die "no node $1 (${nodes[*]})"
+}
+stop_node() {
+  local n=$1 sig=$2 pid
+  node_known "$n"
+  [ -f "$state/env" ] || die "no swarm is up ($state/env is missing)"
+  pid=$(cat "$state/$n/launch.pid" 2>/dev/null) || die "$n was not started from $state"
+  if ! kill -0 "$pid" 2>/dev/null; then log "$n is not running"; return; fi
+  kill "-$sig" "$pid"
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "dockerd of $n did not exit within 30 s of SIG$sig"
+    sleep 0.05
+  done
+  log "dockerd of $n is gone (SIG$sig)"
+}
+start_node() {
+  local n=$1 pid
+  node_known "$n"
+  [ -f "$state/env" ] || die "no swarm is up ($state/env is missing)"
+  pid=$(cat "$state/$n/launch.pid" 2>/dev/null) || true
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then log "$n is already running"; return; fi
+  node_up "$n"
+  wait_node "$n"
+  log "dockerd of $n answers again"
+}
+
 kill_all() {
   local sig=$1 pid
   for pid in $(our_pids); do kill "-$sig" "$pid" 2>/dev/null || true; done
@@ -380,5 +442,8 @@ case "${1:-up}" in
   up) up ;;
   down) down ;;
   _node) shift; node_exec "$@" ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  stop-node) stop_node "${2:?node}" TERM ;;
+  kill-node) stop_node "${2:?node}" KILL ;;
+  start-node) start_node "${2:?node}" ;;
+  *) echo "usage: $0 up|down|stop-node N|kill-node N|start-node N" >&2; exit 2 ;;
 esac

@@ -23,6 +23,8 @@ need_packages() {
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v curl >/dev/null || missing+=(curl)
+  # test/private-engine.ts makes a bridge for its dockerd; scripts/swarm-env.sh installs what else it needs.
+  command -v ip >/dev/null || missing+=(iproute2)
   # test/swagger-ui.test.ts drives Swagger UI in a real headless browser (no browser download works here).
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then

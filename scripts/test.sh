@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: type-check, lint, then the tap suites against a real Docker engine and local registries
-# that scripts/test-env.sh brings up (and takes down again if it started them).
+# that scripts/test-env.sh brings up, and a three-node Swarm that scripts/swarm-env.sh brings up (both
+# taken down again at the end unless BERTH_TEST_KEEP_ENV=1).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -10,7 +11,10 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 bash scripts/test-env.sh up
-if [ "${BERTH_TEST_KEEP_ENV:-}" != "1" ]; then trap 'bash scripts/test-env.sh down' EXIT; fi
+# Down in reverse order, the cluster first; set before the cluster comes up, so a half-made one goes too.
+if [ "${BERTH_TEST_KEEP_ENV:-}" != "1" ]; then trap 'bash scripts/swarm-env.sh down || true; bash scripts/test-env.sh down' EXIT; fi
+# A real three-node Swarm for the swarm backend's suites (test/contract.test.ts, test/swarm.test.ts).
+bash scripts/swarm-env.sh up
 
 echo "[test] type-check"; npx tsc --noEmit -p tsconfig.json
 echo "[test] lint"; npx eslint .

@@ -15,6 +15,8 @@ import { RequestLog } from './http/request-log.ts'
 import access from './plugins/access.ts'
 import audit from './plugins/audit.ts'
 import auth from './plugins/auth.ts'
+import capabilities from './plugins/capabilities.ts'
+import buildsPlugin from './plugins/builds.ts'
 import enginePlugin from './plugins/engine.ts'
 import lifecyclePlugin from './plugins/lifecycle.ts'
 import metrics from './plugins/metrics.ts'
@@ -25,23 +27,30 @@ import securityHeaders from './plugins/security-headers.ts'
 import serializers from './plugins/serializers.ts'
 import streams from './plugins/streams.ts'
 import validation from './plugins/validation.ts'
+import builds from './routes/builds.ts'
 import containers from './routes/containers.ts'
+import containerSpec from './routes/container-spec.ts'
 import events from './routes/events.ts'
 import health from './routes/health.ts'
 import images from './routes/images.ts'
+import imageSharing from './routes/image-sharing.ts'
 import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
+import nodes from './routes/nodes.ts'
 import exec from './routes/exec.ts'
 import files from './routes/files.ts'
 import lifecycle from './routes/lifecycle.ts'
 import networks from './routes/networks.ts'
 import stats from './routes/stats.ts'
 import volumes from './routes/volumes.ts'
+import { buildSchemas } from './schemas/builds.ts'
 import { commonSchemas } from './schemas/common.ts'
 import { containerSchemas } from './schemas/containers.ts'
+import { containerSpecSchemas } from './schemas/container-spec.ts'
 import { imageSchemas } from './schemas/images.ts'
 import { jobSchemas } from './schemas/jobs.ts'
 import { logSchemas } from './schemas/logs.ts'
+import { nodeSchemas } from './schemas/nodes.ts'
 import { execSchemas } from './schemas/exec.ts'
 import { lifecycleSchemas } from './schemas/lifecycle.ts'
 import { networkSchemas } from './schemas/networks.ts'
@@ -58,7 +67,7 @@ export interface AppDeps {
   engine: Engine
   /** A pino logger; none means silent (tests). */
   logger?: FastifyBaseLogger
-  /** The clock of time windows (failed authentications), in ms; Date.now unless a test moves time itself. */
+  /** The clock of time windows (failed authentications, pull-job retention), in ms; Date.now unless a test moves time itself. */
   now?: () => number
   /** The tokens in use, when something reloads them (server.ts); by default config.auth.tokens, fixed. */
   tokens?: TokenStore
@@ -103,11 +112,12 @@ export async function buildApp (config: Config, deps: AppDeps) {
     if (closing || request.raw.complete === false) reply.header('connection', 'close')
   })
 
-  // Reading and answering requests. Metrics first, so that every request is measured.
-  await app.register(metrics, { public: config.auth.metricsPublic })
-  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas, ...execSchemas, ...statsSchemas] })
-  await app.register(serializers)
+  // Reading and answering requests. Problems first, so that every route (/metrics too) answers
+  // its errors as problem+json; metrics next, so that every request is measured.
   await app.register(problems)
+  await app.register(metrics, { public: config.auth.metricsPublic })
+  await app.register(validation, { schemas: [...commonSchemas, ...imageSchemas, ...containerSchemas, ...jobSchemas, ...logSchemas, ...nodeSchemas, ...volumeSchemas, ...lifecycleSchemas, ...networkSchemas, ...buildSchemas, ...containerSpecSchemas, ...execSchemas, ...statsSchemas] })
+  await app.register(serializers)
   await app.register(securityHeaders)
   // Interactive terminals (exec) upgrade to WebSockets; a client's frame is stdin or a resize, never
   // large. Before auth: its hooks must see every upgrade request, also one refused for its token,
@@ -121,6 +131,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
 
   // The engine, and what berth keeps on top of it.
   await app.register(enginePlugin, { engine: deps.engine, limits: config.limits })
+  await app.register(capabilities)
   await app.register(access, { config })
   await app.register(streams)
   // A token removed or changed by a reload stops working at once: on its open streams too.
@@ -129,8 +140,9 @@ export async function buildApp (config: Config, deps: AppDeps) {
     if (ended > 0) app.log.info({ streams: ended }, 'ended the streams of tokens no longer in use')
   })
   app.addHook('onClose', async () => { stopRevoking() })
-  await app.register(pullJobsPlugin, { jobs: config.jobs })
+  await app.register(pullJobsPlugin, { jobs: config.jobs, ...(deps.now === undefined ? {} : { now: deps.now }) })
   await app.register(lifecyclePlugin, { lifecycle: config.lifecycle })
+  await app.register(buildsPlugin, { config })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,
     timeWindow: 60_000,
@@ -147,9 +159,13 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(logs)
   await app.register(jobs)
   await app.register(events)
+  await app.register(nodes)
   await app.register(volumes)
   await app.register(lifecycle)
   await app.register(networks)
+  await app.register(builds)
+  await app.register(imageSharing)
+  await app.register(containerSpec)
   await app.register(exec)
   await app.register(stats)
   await app.register(files)

@@ -2,8 +2,9 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 
-export type Scope = 'read' | 'write' | 'admin'
-export const SCOPES: readonly Scope[] = ['read', 'write', 'admin']
+/** read < write < admin; `build` (building and pushing images runs arbitrary commands) sits beside them: admin implies it, and it implies read. */
+export type Scope = 'read' | 'write' | 'admin' | 'build'
+export const SCOPES: readonly Scope[] = ['read', 'write', 'admin', 'build']
 
 export interface TokenConfig {
   name: string
@@ -47,6 +48,8 @@ export interface Policy {
   maxShmBytes: number | null
   /** The quota of every token that does not name its own. */
   quota: Quota
+  /** Whether a build's RUN steps may have a network (BERTH_BUILD_NETWORK); without it they run with none. */
+  buildNetwork: boolean
 }
 
 /** What every backend that speaks the Docker API needs: where its socket is, and how long a call may take. */
@@ -102,6 +105,11 @@ export interface Config {
     rateLimitPerMinute: number
     maxConcurrentPulls: number
     maxConcurrentRuns: number
+    /** The largest build context berth takes, in bytes (compressed as sent, and unpacked). */
+    buildContextBytes: number
+    /** How long a build may run before it is cancelled. */
+    buildTimeoutMs: number
+    maxConcurrentBuilds: number
   }
   jobs: {
     /** How long a finished async pull job stays readable. */
@@ -147,9 +155,20 @@ export const defaults: Config = {
     maxMemoryBytes: null,
     maxCpus: null,
     maxShmBytes: null,
-    quota: { containers: null, memoryBytes: null, cpus: null, gpus: null }
+    quota: { containers: null, memoryBytes: null, cpus: null, gpus: null },
+    buildNetwork: false
   },
-  limits: { bodyLimit: 64 * 1024, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, rateLimitPerMinute: 600, maxConcurrentPulls: 4, maxConcurrentRuns: 8 },
+  limits: {
+    bodyLimit: 64 * 1024,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    rateLimitPerMinute: 600,
+    maxConcurrentPulls: 4,
+    maxConcurrentRuns: 8,
+    buildContextBytes: 256 * 1024 ** 2,
+    buildTimeoutMs: 30 * 60_000,
+    maxConcurrentBuilds: 2
+  },
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
   streams: { heartbeatMs: 15_000 },
   registryAuth: {},
@@ -220,7 +239,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
         memoryBytes: env.BERTH_QUOTA_MEMORY ? parseBytes('BERTH_QUOTA_MEMORY', env.BERTH_QUOTA_MEMORY) : null,
         cpus: env.BERTH_QUOTA_CPUS ? parsePositive('BERTH_QUOTA_CPUS', env.BERTH_QUOTA_CPUS) : null,
         gpus: env.BERTH_QUOTA_GPUS ? parseInteger('BERTH_QUOTA_GPUS', env.BERTH_QUOTA_GPUS, 0, 0, 1024) : null
-      }
+      },
+      buildNetwork: parseBoolean('BERTH_BUILD_NETWORK', env.BERTH_BUILD_NETWORK, false)
     },
     limits: {
       bodyLimit: env.BERTH_BODY_LIMIT ? parseBytes('BERTH_BODY_LIMIT', env.BERTH_BODY_LIMIT) : defaults.limits.bodyLimit,
@@ -228,7 +248,10 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
       requestTimeoutMs,
       rateLimitPerMinute: parseInteger('BERTH_RATE_LIMIT', env.BERTH_RATE_LIMIT, defaults.limits.rateLimitPerMinute, 1, 1_000_000),
       maxConcurrentPulls: parseInteger('BERTH_MAX_CONCURRENT_PULLS', env.BERTH_MAX_CONCURRENT_PULLS, defaults.limits.maxConcurrentPulls, 1, 1000),
-      maxConcurrentRuns: parseInteger('BERTH_MAX_CONCURRENT_RUNS', env.BERTH_MAX_CONCURRENT_RUNS, defaults.limits.maxConcurrentRuns, 1, 1000)
+      maxConcurrentRuns: parseInteger('BERTH_MAX_CONCURRENT_RUNS', env.BERTH_MAX_CONCURRENT_RUNS, defaults.limits.maxConcurrentRuns, 1, 1000),
+      buildContextBytes: env.BERTH_BUILD_CONTEXT_LIMIT ? parseBytes('BERTH_BUILD_CONTEXT_LIMIT', env.BERTH_BUILD_CONTEXT_LIMIT) : defaults.limits.buildContextBytes,
+      buildTimeoutMs: parseInteger('BERTH_BUILD_TIMEOUT_MS', env.BERTH_BUILD_TIMEOUT_MS, defaults.limits.buildTimeoutMs, 1000, 24 * 3_600_000),
+      maxConcurrentBuilds: parseInteger('BERTH_MAX_CONCURRENT_BUILDS', env.BERTH_MAX_CONCURRENT_BUILDS, defaults.limits.maxConcurrentBuilds, 1, 100)
     },
     jobs: {
       retentionMs: parseInteger('BERTH_JOB_RETENTION_MS', env.BERTH_JOB_RETENTION_MS, defaults.jobs.retentionMs, 1000, 7 * 24 * 3_600_000),
@@ -294,7 +317,7 @@ export const TOKEN_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$/
 function makeToken (name: string, scopes: string[], secret: string): TokenConfig {
   if (!TOKEN_NAME.test(name)) throw new ConfigError(`token name "${name}" must be 1-64 letters, digits, '.', '_' or '-', and not "." or ".."`)
   for (const scope of scopes) {
-    if (!SCOPES.includes(scope as Scope)) throw new ConfigError(`token "${name}" has unknown scope "${scope}" (read, write, admin)`)
+    if (!SCOPES.includes(scope as Scope)) throw new ConfigError(`token "${name}" has unknown scope "${scope}" (${SCOPES.join(', ')})`)
   }
   const hashed = /^sha256:([a-f0-9]{64})$/.exec(secret)
   if (!hashed && secret.length < 16) throw new ConfigError(`token "${name}" is shorter than 16 characters`)

@@ -22,14 +22,21 @@ export const errorCodes = {
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   rate_limited: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal error in berth' },
+  placement_failed: { status: 409, title: 'The cluster cannot place the container' },
+  not_supported: { status: 501, title: 'The engine backend does not support this' },
   pull_failed: { status: 502, title: 'The image could not be pulled' },
   pull_cancelled: { status: 409, title: 'The pull was cancelled' },
   engine_error: { status: 502, title: 'The container engine reported an error' },
   engine_unavailable: { status: 503, title: 'The container engine is unavailable' },
+  placement_timeout: { status: 504, title: 'The cluster did not start the container in time' },
   // ---- Environments (issue 14)
   volume_in_use: { status: 409, title: 'The volume is in use' },
   gpu_unavailable: { status: 409, title: 'The engine cannot give the container the GPUs asked for' },
   network_in_use: { status: 409, title: 'The network has containers attached' },
+  // Builds and pushes (issue 15).
+  build_failed: { status: 422, title: 'The image could not be built' },
+  build_cancelled: { status: 409, title: 'The build was cancelled' },
+  push_failed: { status: 502, title: 'The image could not be pushed' },
   container_not_running: { status: 409, title: 'The container is not running' }
 } as const satisfies Record<string, { status: number, title: string }>
 

@@ -10,16 +10,26 @@ export interface Run { code: number | null, signal: NodeJS.Signals | null, outpu
 export function start (vars: Record<string, string>) {
   const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', BERTH_DOCKER_SOCKET: env.socket, ...vars }, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
-  child.stdout.on('data', chunk => { output += chunk })
-  child.stderr.on('data', chunk => { output += chunk })
+  let closed = false
+  // Fired on every piece of output, and once more when berth's output has ended.
+  const seen = new EventTarget()
+  const keep = (chunk: Buffer) => { output += chunk; seen.dispatchEvent(new Event('output')) }
+  child.stdout.on('data', keep)
+  child.stderr.on('data', keep)
+  child.once('close', () => { closed = true; seen.dispatchEvent(new Event('output')) })
   const exited = new Promise<Run>(resolve => child.once('exit', (code, signal) => resolve({ code, signal, output })))
-  /** Resolves once the output matches (from `from` on); fails after 15 s or when berth exits first. */
-  const waitFor = async (pattern: RegExp, from = 0) => {
-    const deadline = Date.now() + 15_000
-    while (!pattern.test(output.slice(from))) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`never saw ${pattern}:\n${output}`)
-      await new Promise(resolve => setTimeout(resolve, 50))
+  /** Resolves once the output matches (from `from` on), as it arrives; fails after 15 s or when berth's output ends first. */
+  const waitFor = async (pattern: RegExp, from = 0) => await new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (pattern.test(output.slice(from))) resolve()
+      else if (closed) reject(new Error(`never saw ${pattern}: berth exited\n${output}`))
+      else return
+      clearTimeout(timer)
+      seen.removeEventListener('output', check)
     }
-  }
+    const timer = setTimeout(() => { seen.removeEventListener('output', check); reject(new Error(`never saw ${pattern} within 15 s:\n${output}`)) }, 15_000)
+    seen.addEventListener('output', check)
+    check()
+  })
   return { child, exited, waitFor, get output () { return output } }
 }

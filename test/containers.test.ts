@@ -2,9 +2,10 @@
 import { createServer } from 'node:net'
 import t from 'tap'
 import {
-  HTTPD, LogCapture, RUN_LABEL, RUN, auth, build, cleanupAfter, containersOfRun, docker, env, fetchFromContainer,
-  freePort, imageExists, name, pushImage, runBody
+  HTTPD, LogCapture, RUN_LABEL, RUN, assertProblem, auth, build, cleanupAfter, containersOfRun, docker, env, fetchFromContainer,
+  freePort, imageExists, name, pushImage, runContainer
 } from './helpers.ts'
+import { engineRequests } from './engine-spies.ts'
 
 cleanupAfter(t)
 
@@ -14,7 +15,7 @@ t.test('run → reach → ps → stop → ps -a → start → reach → rm: the 
   const { reference, digest } = await pushImage('workflow')
   t.notOk(await imageExists(reference), 'the image is only in the registry before the run')
 
-  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: reference, name: name('web'), command: HTTPD, ports: [{ container: 80, host: port }] }) })
+  const run = await runContainer(app, 'admin', { image: reference, name: name('web'), command: HTTPD, ports: [{ container: 80, host: port }] })
   t.equal(run.statusCode, 201, run.body)
   const container = run.json()
   t.equal(run.headers.location, `/v1/containers/${container.id}`)
@@ -54,13 +55,12 @@ t.test('run → reach → ps → stop → ps -a → start → reach → rm: the 
   const remove = await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}?force=true`, headers: auth() })
   t.equal(remove.statusCode, 204)
   const gone = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: auth() })
-  t.equal(gone.statusCode, 404)
-  t.equal(gone.json().code, 'not_found')
+  assertProblem(t, gone, 404, { code: 'not_found', detail: `container ${container.id} was not found` }, 'rm removed it')
 })
 
 t.test('start and stop are idempotent: already in that state is a success that changed nothing', async t => {
   const app = await build(t)
-  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('idem') }) })
+  const run = await runContainer(app, 'admin', { name: name('idem') })
   t.equal(run.statusCode, 201, run.body)
   const again = await app.inject({ method: 'POST', url: `/v1/containers/${name('idem')}/start`, headers: auth() })
   t.equal(again.statusCode, 200)
@@ -81,12 +81,7 @@ t.test('start and stop are idempotent: already in that state is a success that c
 
 t.test('engine-assigned host ports, UDP and a host IP: the reply carries the ports actually bound', async t => {
   const app = await build(t)
-  const run = await app.inject({
-    method: 'POST',
-    url: '/v1/containers',
-    headers: auth(),
-    payload: runBody({ name: name('ports'), command: HTTPD, ports: [{ container: 80 }, { container: 5353, protocol: 'udp', hostIp: '127.0.0.1' }] })
-  })
+  const run = await runContainer(app, 'admin', { name: name('ports'), command: HTTPD, ports: [{ container: 80 }, { container: 5353, protocol: 'udp', hostIp: '127.0.0.1' }] })
   t.equal(run.statusCode, 201, run.body)
   const ports = run.json().ports as Array<{ container: number, host: number, protocol: string, hostIp: string }>
   // The engine picks a free port for IPv4 and for IPv6 separately: usually the same one (listed once),
@@ -105,23 +100,18 @@ t.test('engine-assigned host ports, UDP and a host IP: the reply carries the por
 
 t.test('everything docker run takes reaches the engine', async t => {
   const app = await build(t)
-  const run = await app.inject({
-    method: 'POST',
-    url: '/v1/containers',
-    headers: auth(),
-    payload: runBody({
-      name: name('full'),
-      entrypoint: ['/bin/sh', '-c'],
-      command: ['echo "$GREETING" > /tmp/out; sleep 300'],
-      env: { GREETING: 'hi there' },
-      workingDir: '/tmp',
-      user: '1000:1000',
-      labels: { team: 'ml', 'example.com/purpose': 'notebook' },
-      volumes: [{ source: name('vol'), target: '/data' }],
-      restart: { policy: 'on-failure', maxRetries: 3 },
-      resources: { memory: 64 * 1024 * 1024, cpus: 0.5 },
-      pull: 'never'
-    })
+  const run = await runContainer(app, 'admin', {
+    name: name('full'),
+    entrypoint: ['/bin/sh', '-c'],
+    command: ['echo "$GREETING" > /tmp/out; sleep 300'],
+    env: { GREETING: 'hi there' },
+    workingDir: '/tmp',
+    user: '1000:1000',
+    labels: { team: 'ml', 'example.com/purpose': 'notebook' },
+    volumes: [{ source: name('vol'), target: '/data' }],
+    restart: { policy: 'on-failure', maxRetries: 3 },
+    resources: { memory: 64 * 1024 * 1024, cpus: 0.5 },
+    pull: 'never'
   })
   t.equal(run.statusCode, 201, run.body)
   const body = run.json()
@@ -141,20 +131,16 @@ t.test('everything docker run takes reaches the engine', async t => {
 t.test('a host port held by another container: 409 port_conflict naming it, and nothing left behind', async t => {
   const app = await build(t)
   const port = await freePort()
-  const first = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('holder'), command: HTTPD, ports: [{ container: 80, host: port }] }) })
+  const first = await runContainer(app, 'admin', { name: name('holder'), command: HTTPD, ports: [{ container: 80, host: port }] })
   t.equal(first.statusCode, 201, first.body)
   const before = (await containersOfRun()).length
-  const second = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('clash'), ports: [{ container: 8080, host: port }] }) })
-  t.equal(second.statusCode, 409)
-  t.equal(second.headers['content-type'], 'application/problem+json; charset=utf-8')
-  t.match(second.json(), {
-    type: 'https://berth.dev/problems/port_conflict',
+  const second = await runContainer(app, 'admin', { name: name('clash'), ports: [{ container: 8080, host: port }] })
+  assertProblem(t, second, 409, {
     code: 'port_conflict',
-    status: 409,
+    detail: `host port ${port} is already allocated by container ${name('holder')}`,
     port,
-    holder: { id: first.json().id, name: name('holder') },
-    detail: `host port ${port} is already allocated by container ${name('holder')}`
-  })
+    holder: { id: first.json().id, name: name('holder') }
+  }, 'the port of a container admin may see')
   t.equal((await containersOfRun()).length, before, 'no created-but-not-started container is left')
   const leftover = await docker.listContainers({ all: true, filters: { name: [name('clash')] } })
   t.same(leftover, [])
@@ -166,20 +152,17 @@ t.test('a host port held by a plain process: 409 port_conflict, and nothing left
   await new Promise<void>(resolve => server.listen(0, '0.0.0.0', resolve))
   t.teardown(() => server.close())
   const port = (server.address() as { port: number }).port
-  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('proc-clash'), ports: [{ container: 80, host: port }] }) })
-  t.equal(run.statusCode, 409, run.body)
-  t.match(run.json(), { code: 'port_conflict', port })
-  t.notOk('holder' in run.json(), 'no container holds it, so none is named')
+  const run = await runContainer(app, 'admin', { name: name('proc-clash'), ports: [{ container: 80, host: port }] })
+  assertProblem(t, run, 409, { code: 'port_conflict', detail: `host port ${port} is already allocated`, port }, 'no container holds it, so none is named')
   t.same(await docker.listContainers({ all: true, filters: { name: [name('proc-clash')] } }), [])
 })
 
 t.test('a name already in use: 409 name_conflict, and the existing container is untouched', async t => {
   const app = await build(t)
-  const first = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('taken') }) })
+  const first = await runContainer(app, 'admin', { name: name('taken') })
   t.equal(first.statusCode, 201)
-  const second = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('taken') }) })
-  t.equal(second.statusCode, 409)
-  t.match(second.json(), { code: 'name_conflict', name: name('taken') })
+  const second = await runContainer(app, 'admin', { name: name('taken') })
+  assertProblem(t, second, 409, { code: 'name_conflict', detail: `the container name ${name('taken')} is already in use`, name: name('taken') })
   const still = await docker.getContainer(first.json().id).inspect()
   t.equal(still.State.Running, true)
 })
@@ -187,25 +170,23 @@ t.test('a name already in use: 409 name_conflict, and the existing container is 
 t.test('pull policies: never with a missing image is 404 image_not_found; always pulls again', async t => {
   const app = await build(t)
   const { reference } = await pushImage('policies')
-  const never = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: reference, pull: 'never' }) })
-  t.equal(never.statusCode, 404)
-  t.match(never.json(), { code: 'image_not_found', image: reference })
+  const never = await runContainer(app, 'admin', { image: reference, pull: 'never' })
+  assertProblem(t, never, 404, { code: 'image_not_found', detail: `image ${reference} is not on the engine and pull is "never"`, image: reference }, 'pull never')
   t.notOk(await imageExists(reference), 'never means never')
   t.same(await containersOfRun().then(list => list.filter(c => c.Image === reference)), [])
 
-  const always = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: reference, pull: 'always', name: name('always') }) })
+  const always = await runContainer(app, 'admin', { image: reference, pull: 'always', name: name('always') })
   t.equal(always.statusCode, 201, always.body)
   t.ok(await imageExists(reference))
-  const missingImage = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: `${env.registry}/${RUN}-absent/web:1` }) })
-  t.equal(missingImage.statusCode, 404)
-  t.equal(missingImage.json().code, 'image_not_found')
+  const missingImage = await runContainer(app, 'admin', { image: `${env.registry}/${RUN}-absent/web:1` })
+  assertProblem(t, missingImage, 404, { code: 'image_not_found', detail: `image ${env.registry}/${RUN}-absent/web:1 was not found`, image: `${env.registry}/${RUN}-absent/web:1` }, 'an image in no registry')
 })
 
 t.test('running by digest pins the exact image', async t => {
   const app = await build(t)
   const { reference, digest } = await pushImage('bydigest')
   const repository = reference.slice(0, reference.lastIndexOf(':'))
-  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: `${repository}@${digest}`, name: name('digest') }) })
+  const run = await runContainer(app, 'admin', { image: `${repository}@${digest}`, name: name('digest') })
   t.equal(run.statusCode, 201, run.body)
   t.equal(run.json().imageDigest, digest)
   t.equal(run.json().image, `${repository}@${digest}`)
@@ -213,25 +194,25 @@ t.test('running by digest pins the exact image', async t => {
 
 t.test('remove: 409 container_running unless force; unknown container 404', async t => {
   const app = await build(t)
-  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('rm') }) })
+  const run = await runContainer(app, 'admin', { name: name('rm') })
   t.equal(run.statusCode, 201)
   const refused = await app.inject({ method: 'DELETE', url: `/v1/containers/${name('rm')}`, headers: auth() })
-  t.equal(refused.statusCode, 409)
-  t.equal(refused.json().code, 'container_running')
-  await app.inject({ method: 'POST', url: `/v1/containers/${name('rm')}/stop?timeout=0`, headers: auth() })
+  assertProblem(t, refused, 409, { code: 'container_running', detail: `container ${run.json().id} is running; stop it first or remove it with force=true` }, 'rm without force')
+  t.equal((await app.inject({ method: 'POST', url: `/v1/containers/${name('rm')}/stop?timeout=0`, headers: auth() })).statusCode, 200)
   const removed = await app.inject({ method: 'DELETE', url: `/v1/containers/${name('rm')}`, headers: auth() })
   t.equal(removed.statusCode, 204)
+  t.equal(removed.body, '')
+  t.same(await docker.listContainers({ all: true, filters: { name: [name('rm')] } }), [], 'gone from the engine')
   for (const [method, url] of [['GET', ''], ['POST', '/start'], ['POST', '/stop'], ['POST', '/restart'], ['DELETE', '']] as const) {
     const missing = await app.inject({ method, url: `/v1/containers/${name('never-was')}${url}`, headers: auth() })
-    t.equal(missing.statusCode, 404, `${method} ${url}`)
-    t.equal(missing.json().code, 'not_found')
+    assertProblem(t, missing, 404, { code: 'not_found', detail: `container ${name('never-was')} was not found` }, `${method} ${url}`)
   }
 })
 
 t.test('list filters: status, label and exact name', async t => {
   const app = await build(t)
-  const a = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('flt-a'), labels: { tier: 'gold' } }) })
-  const ab = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('flt-ab'), labels: { tier: 'silver' } }) })
+  const a = await runContainer(app, 'admin', { name: name('flt-a'), labels: { tier: 'gold' } })
+  const ab = await runContainer(app, 'admin', { name: name('flt-ab'), labels: { tier: 'silver' } })
   t.equal(a.statusCode, 201)
   t.equal(ab.statusCode, 201)
   await app.inject({ method: 'POST', url: `/v1/containers/${name('flt-ab')}/stop?timeout=0`, headers: auth() })
@@ -248,22 +229,8 @@ t.test('env values and registry passwords appear neither in logs nor in the URLs
   const app = await build(t, { logs })
   const secret = `s3cret-${RUN}`
   const { reference } = await pushImage('secret', { registry: env.authRegistry })
-  const urls: string[] = []
-  const { default: http } = await import('node:http')
-  const original = http.request
-  // Observe (not replace) the requests docker-modem sends to the engine socket.
-  http.request = ((...args: Parameters<typeof http.request>) => {
-    const options = args[0] as { path?: string }
-    if (typeof options === 'object' && options.path) urls.push(options.path)
-    return original(...args)
-  }) as typeof http.request
-  t.teardown(() => { http.request = original })
-  const run = await app.inject({
-    method: 'POST',
-    url: '/v1/containers',
-    headers: auth(),
-    payload: runBody({ image: reference, name: name('secret'), env: { API_KEY: secret }, auth: { username: env.authUser, password: env.authPassword } })
-  })
+  const urls = engineRequests(t)
+  const run = await runContainer(app, 'admin', { image: reference, name: name('secret'), env: { API_KEY: secret }, auth: { username: env.authUser, password: env.authPassword } })
   t.equal(run.statusCode, 201, run.body)
   t.ok(urls.some(url => url.includes('/containers/create')), 'the create call was observed')
   t.notOk(urls.some(url => url.includes(secret) || url.includes('API_KEY')), 'no env value in any engine URL')
@@ -274,13 +241,4 @@ t.test('env values and registry passwords appear neither in logs nor in the URLs
   t.ok(logs.lines.some(line => (line.audit as { action?: string } | undefined)?.action === 'POST /v1/containers'), 'the run is audited')
   const create = await docker.getContainer(run.json().id).inspect()
   t.ok(create.Config.Env.includes(`API_KEY=${secret}`), 'the env value did reach the container, in the body')
-})
-
-t.test('a run that exits at once with autoRemove is still answered', async t => {
-  const app = await build(t)
-  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('quick'), command: ['true'], autoRemove: true }) })
-  t.equal(run.statusCode, 201, run.body)
-  t.equal(run.json().name, name('quick'))
-  t.equal(run.json().autoRemove, true)
-  t.ok(['running', 'exited', 'removing', 'removed'].includes(run.json().state), run.json().state)
 })

@@ -12,7 +12,10 @@ import { buildApp } from '../src/app.ts'
 import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import type { TokenStore } from '../src/access/token-store.ts'
 import { DockerEngine } from '../src/engine/docker/engine.ts'
+import type { Engine } from '../src/engine/types.ts'
+import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
+import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
 
 function readTestEnv (): Record<string, string> {
   const file = new URL('../.test-env/env', import.meta.url)
@@ -100,11 +103,13 @@ export interface BuildOptions {
   now?: () => number
   /** The tokens in use, for a test that reloads them; by default the TOKENS, fixed. */
   tokens?: TokenStore
+  /** An engine of the test's own (one that wraps the real one); by default a DockerEngine on socketPath. */
+  engine?: Engine
 }
 
 export async function build (t: Test, options: BuildOptions = {}) {
   const config = testConfig(options.config)
-  const engine = new DockerEngine({
+  const engine = options.engine ?? new DockerEngine({
     socketPath: options.socketPath ?? config.engine.socketPath,
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth
@@ -114,10 +119,55 @@ export async function build (t: Test, options: BuildOptions = {}) {
   return app
 }
 
+export type App = Awaited<ReturnType<typeof build>>
+
 /** A run body for the test image, labelled with the run so cleanup finds it. */
 export function runBody (body: Record<string, unknown> = {}): Record<string, unknown> {
   const labels = (body.labels ?? {}) as Record<string, string>
   return { image: env.image, command: ['sleep', '300'], ...body, labels: { ...labels, [RUN_LABEL]: RUN } }
+}
+
+/** docker run through berth, as `who`: POST /v1/containers with the run body `body` (see runBody). */
+export async function runContainer (app: App, who: TokenName, body: Record<string, unknown> = {}) {
+  return await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(who), payload: runBody(body) })
+}
+
+type Answer = Awaited<ReturnType<App['inject']>>
+
+/**
+ * Asserts that `response` is exactly this problem+json: the status, the content type and every member
+ * of the body, nothing more. The type and title follow from the code; the instance is the request's
+ * path unless `expected` names it. A RegExp anywhere in `expected` is matched rather than compared.
+ */
+export function assertProblem (t: Test, response: Answer, status: number, expected: { code: ErrorCode, detail: string | RegExp, instance?: string, [member: string]: unknown }, what: string = expected.code): void {
+  t.equal(response.statusCode, status, `${what}: status`)
+  t.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8', `${what}: content type`)
+  const body = response.json() as Record<string, unknown>
+  const { code, detail, instance = (response.raw.req.url ?? '').split('?')[0], ...members } = expected
+  t.same(body, matched(t, body, {
+    type: PROBLEM_TYPE_BASE + code,
+    title: errorCodes[code].title,
+    status,
+    detail,
+    code,
+    instance,
+    requestId: response.headers['x-request-id'],
+    ...members
+  }), `${what}: body`)
+}
+
+/** `expected` with each RegExp in it replaced by what it matched in `actual` (each match is asserted). */
+function matched (t: Test, actual: unknown, expected: unknown): unknown {
+  if (expected instanceof RegExp) {
+    t.match(actual, expected)
+    return typeof actual === 'string' && expected.test(actual) ? actual : expected.source
+  }
+  if (Array.isArray(expected)) return expected.map((item, i) => matched(t, Array.isArray(actual) ? actual[i] : undefined, item))
+  if (typeof expected === 'object' && expected !== null) {
+    const of = (typeof actual === 'object' && actual !== null ? actual : {}) as Record<string, unknown>
+    return Object.fromEntries(Object.entries(expected).map(([key, value]) => [key, matched(t, of[key], value)]))
+  }
+  return expected
 }
 
 /** Removes every container and image of this run; registered once per test file. */
@@ -192,19 +242,11 @@ export async function freePort (): Promise<number> {
 
 /** GETs http://127.0.0.1:port/ until a server in a container answers (it needs a moment to start). */
 export async function fetchFromContainer (port: number, timeoutMs = 10_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  while (Date.now() < deadline) {
-    try {
-      const response = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) })
-      if (response.ok) return await response.text()
-      lastError = new Error(`HTTP ${response.status}`)
-    } catch (error) {
-      lastError = error
-    }
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error(`nothing answered on port ${port}: ${String(lastError)}`)
+  return await waitFor(`a server on port ${port}`, async () => {
+    const response = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) })
+    if (!response.ok) throw new Error(`HTTP ${response.status}`)
+    return await response.text()
+  }, () => true, timeoutMs)
 }
 
 /** The command that makes the busybox test image serve HTTP on port 80. */
@@ -225,4 +267,18 @@ export async function waitFor<T> (what: string, probe: () => Promise<T> | T, don
     await new Promise(resolve => setTimeout(resolve, 50))
   }
   throw new Error(`timed out waiting for ${what} (last: ${lastError === undefined ? JSON.stringify(last) : String(lastError)})`)
+}
+
+/** Everything an async iterable yields, once it ends. */
+export async function readAll<T> (iterable: AsyncIterable<T>): Promise<T[]> {
+  const items: T[] = []
+  for await (const item of iterable) items.push(item)
+  return items
+}
+
+/** An image reference parsed as berth parses one; throws on one that is not (test input is known good). */
+export function imageRef (text: string): ImageRef {
+  const parsed = parseImage(text)
+  if (typeof parsed === 'string' || parsed.kind !== 'ref') throw new Error(`bad reference ${text}`)
+  return parsed.ref
 }

@@ -1,12 +1,12 @@
 // berth under load and under concurrency, on the real engine: many concurrent reads stay correct and
 // reuse a bounded set of engine connections, concurrent runs race for names and ports and leave
 // nothing behind, and a private engine stopped in the middle of the load gives fast 503s, then recovery.
-import { execFileSync } from 'node:child_process'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import t from 'tap'
-import { LogCapture, RUN_LABEL, RUN, auth, build, cleanupAfter, docker, env, freePort, name, runBody } from './helpers.ts'
+import { LogCapture, RUN_LABEL, RUN, assertProblem, auth, build, cleanupAfter, docker, freePort, name, runContainer, waitFor } from './helpers.ts'
+import { engineConnections } from './engine-spies.ts'
 import { PrivateEngine } from './private-engine.ts'
 
 cleanupAfter(t)
@@ -19,23 +19,6 @@ const HEAP_GROWTH_BOUND_MB = 8
 
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc') as () => void
-
-/**
- * Open connections from this process to the engine's socket, as the kernel sees them (`ss`): our
- * sockets whose peer is a socket dockerd accepted on socketPath.
- */
-function engineConnections (socketPath: string): number {
-  const engineEnds = new Set<string>()
-  const peers: string[] = []
-  for (const line of execFileSync('ss', ['-xpn'], { encoding: 'utf8' }).split('\n')) {
-    // Netid State Recv-Q Send-Q LocalAddress LocalInode PeerAddress PeerInode Process
-    const [netid, state, , , local, inode, , peer] = line.trim().split(/\s+/)
-    if (netid !== 'u_str' || state !== 'ESTAB' || inode === undefined || peer === undefined) continue
-    if (local === socketPath) engineEnds.add(inode)
-    if (line.includes(`pid=${process.pid},`)) peers.push(peer)
-  }
-  return peers.filter(peer => engineEnds.has(peer)).length
-}
 
 /** Runs `concurrency` workers until `until()` says stop; every request is awaited, none is abandoned. */
 async function load<T> (concurrency: number, until: () => boolean, request: (worker: number, i: number) => Promise<T>): Promise<T[]> {
@@ -51,10 +34,10 @@ const sleep = async (ms: number) => await new Promise(resolve => setTimeout(reso
 t.test('concurrent ps / ps -a / inspect / images: no 5xx, no error logs, a bounded set of reused engine connections, no heap left behind', async t => {
   const logs = new LogCapture()
   const app = await build(t, { logs, config: { limits: { rateLimitPerMinute: 1_000_000 } } })
-  const connectionsAtRest = engineConnections(env.socket)
+  const connectionsAtRest = engineConnections()
   const names = Array.from({ length: 10 }, (_, i) => name(`load-${i}`))
   for (const container of names) {
-    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: container }) })
+    const run = await runContainer(app, 'admin', { name: container })
     t.equal(run.statusCode, 201, run.body)
   }
   const urls = [
@@ -72,22 +55,24 @@ t.test('concurrent ps / ps -a / inspect / images: no 5xx, no error logs, a bound
 
   // Warm up (connections, compiled code, caches), then take the baseline.
   await load(CONCURRENCY, (() => { let n = 0; return () => n++ >= 500 })(), request)
+  // A measurement's settling time, not a wait for an event: the warm-up's last sockets close and
+  // their callbacks run, so that the baseline heap does not count them.
   await sleep(100)
   gc()
   const heapBefore = process.memoryUsage().heapUsed
-  const connectionsWarm = engineConnections(env.socket)
+  const connectionsWarm = engineConnections()
 
   // Every connection this process opens during the load: a new one per request would show here.
   let opened = 0
   const onSocket = () => { opened++ }
   subscribe('net.client.socket', onSocket)
   let peak = 0
-  const sampler = setInterval(() => { peak = Math.max(peak, engineConnections(env.socket)) }, 200)
+  const sampler = setInterval(() => { peak = Math.max(peak, engineConnections()) }, 200)
   const deadline = Date.now() + LOAD_MS
   const results = await load(CONCURRENCY, () => Date.now() > deadline, request)
   clearInterval(sampler)
   unsubscribe('net.client.socket', onSocket)
-  const connectionsAfter = engineConnections(env.socket)
+  const connectionsAfter = engineConnections()
 
   t.comment(`${results.length} requests at concurrency ${CONCURRENCY} in ${LOAD_MS} ms; engine connections: ${connectionsAtRest} at rest, ` +
     `${connectionsWarm} after the warm-up, at most ${peak} during the load, ${connectionsAfter} after it, ${opened} opened during it`)
@@ -102,9 +87,8 @@ t.test('concurrent ps / ps -a / inspect / images: no 5xx, no error logs, a bound
   t.ok(connectionsAfter <= peak, 'no connection is left open beyond the pool the load needed')
 
   // Idle keep-alive connections close by themselves: the count goes back to where it was at rest.
-  const settle = Date.now() + 15_000
-  while (engineConnections(env.socket) > connectionsAtRest && Date.now() < settle) await sleep(250)
-  t.ok(engineConnections(env.socket) <= connectionsAtRest, `idle connections are closed again (${connectionsAtRest} at rest)`)
+  const settled = await waitFor(`the engine connections to go back to the ${connectionsAtRest} at rest`, engineConnections, count => count <= connectionsAtRest, 15_000)
+  t.ok(settled <= connectionsAtRest, `idle connections are closed again (${settled}; ${connectionsAtRest} at rest)`)
 
   // The captured log is the test's, not berth's: drop it before weighing the heap.
   logs.lines.length = 0
@@ -118,9 +102,7 @@ t.test('concurrent ps / ps -a / inspect / images: no 5xx, no error logs, a bound
 t.test('twenty concurrent runs with distinct names and engine-assigned ports: all run, each on its own host port', async t => {
   // Twenty is more than the default of eight concurrent runs: the rest wait their turn, none is refused.
   const app = await build(t, { config: { limits: { rateLimitPerMinute: 1_000_000 } } })
-  const runs = await Promise.all(Array.from({ length: 20 }, async (_, i) => await app.inject({
-    method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name(`twenty-${i}`), command: ['sleep', '300'], ports: [{ container: 80 }] })
-  })))
+  const runs = await Promise.all(Array.from({ length: 20 }, async (_, i) => await runContainer(app, 'admin', { name: name(`twenty-${i}`), ports: [{ container: 80 }] })))
   t.same(runs.map(run => run.statusCode), Array(20).fill(201), runs.find(run => run.statusCode !== 201)?.body ?? 'all 201')
   // Host ports are unique per IP family (the engine allocates IPv4 and IPv6 separately): compare the IPv4 ones.
   const ports = runs.map(run => (run.json().ports as Array<{ host: number, hostIp: string }>).find(binding => binding.hostIp === '0.0.0.0')?.host)
@@ -133,12 +115,10 @@ t.test('twenty concurrent runs with distinct names and engine-assigned ports: al
 t.test('concurrent runs with the same name: exactly one wins, the others are 409 name_conflict and leave nothing', async t => {
   const app = await build(t, { config: { limits: { rateLimitPerMinute: 1_000_000 } } })
   const trial = `${RUN}-samename`
-  const runs = await Promise.all(Array.from({ length: 6 }, async () => await app.inject({
-    method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('same'), labels: { trial } })
-  })))
+  const runs = await Promise.all(Array.from({ length: 6 }, async () => await runContainer(app, 'admin', { name: name('same'), labels: { trial } })))
   const statuses = runs.map(run => run.statusCode).sort()
   t.same(statuses, [201, 409, 409, 409, 409, 409])
-  for (const run of runs.filter(r => r.statusCode === 409)) t.match(run.json(), { code: 'name_conflict', name: name('same') })
+  for (const run of runs.filter(r => r.statusCode === 409)) assertProblem(t, run, 409, { code: 'name_conflict', detail: `the container name ${name('same')} is already in use`, name: name('same') }, 'a loser')
   const containers = await docker.listContainers({ all: true, filters: { label: [`trial=${trial}`] } })
   t.equal(containers.length, 1, 'one container on the engine')
   t.equal(containers[0]?.State, 'running')
@@ -149,13 +129,15 @@ t.test('concurrent runs asking for the same host port: exactly one wins, the oth
   const app = await build(t, { config: { limits: { rateLimitPerMinute: 1_000_000 } } })
   const port = await freePort()
   const trial = `${RUN}-sameport`
-  const runs = await Promise.all(Array.from({ length: 6 }, async (_, i) => await app.inject({
-    method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name(`port-${i}`), labels: { trial }, ports: [{ container: 80, host: port }] })
-  })))
+  const runs = await Promise.all(Array.from({ length: 6 }, async (_, i) => await runContainer(app, 'admin', { name: name(`port-${i}`), labels: { trial }, ports: [{ container: 80, host: port }] })))
   const statuses = runs.map(run => run.statusCode).sort()
   t.same(statuses, [201, 409, 409, 409, 409, 409], runs.filter(run => run.statusCode !== 409 && run.statusCode !== 201).map(run => run.body).join('\n'))
   const winner = runs.find(run => run.statusCode === 201)?.json()
-  for (const run of runs.filter(r => r.statusCode === 409)) t.match(run.json(), { code: 'port_conflict', port })
+  // The holder is named when the winner already runs as a loser's conflict is looked into; it may not yet.
+  for (const run of runs.filter(r => r.statusCode === 409)) {
+    if ('holder' in run.json()) assertProblem(t, run, 409, { code: 'port_conflict', detail: `host port ${port} is already allocated by container ${winner?.name}`, port, holder: { id: winner?.id, name: winner?.name } }, 'a loser told the holder')
+    else assertProblem(t, run, 409, { code: 'port_conflict', detail: `host port ${port} is already allocated`, port }, 'a loser')
+  }
   t.same(winner?.ports, [{ container: 80, host: port, protocol: 'tcp', hostIp: '0.0.0.0' }])
   // The losers were created and failed to start: berth removed them, so no "created" container is left.
   const containers = await docker.listContainers({ all: true, filters: { label: [`trial=${trial}`] } })
@@ -172,29 +154,35 @@ t.test('the engine stopped under load: every request completes, fast 503 engine_
   type Phase = 'up' | 'stopping' | 'down' | 'starting' | 'back'
   let phase: Phase = 'up'
   let stop = false
+  const answeredUp = new Set<number>()
   const recovered = new Set<number>()
   const loaded = load(16, () => stop, async (worker, i) => {
     const started = phase
     const url = i % 2 === 0 ? '/v1/containers?all=true' : `/v1/containers/${name('outage-missing')}`
     const response = await app.inject({ method: 'GET', url, headers: auth() })
     const ended = phase
+    if (started === 'up' && ended === 'up') answeredUp.add(worker)
     if (ended === 'back' && response.statusCode !== 503) recovered.add(worker)
     // The outage is judged by requests that began and ended while the engine was wholly down.
     return { phase: started === ended ? started : 'stopping' as Phase, url, status: response.statusCode, code: response.statusCode >= 400 ? response.json().code : null, detail: response.statusCode >= 400 ? response.json().detail as string : '' }
   })
 
-  await sleep(1000)
-  phase = 'stopping'
-  await engine.stop()
-  phase = 'down'
-  await sleep(2000)
-  phase = 'starting'
-  await engine.start()
-  phase = 'back'
-  // Recovery: every worker gets an engine answer again, without berth being restarted.
-  const deadline = Date.now() + 15_000
-  while (recovered.size < 16 && Date.now() < deadline) await sleep(100)
-  stop = true
+  try {
+    await waitFor('every worker to be answered while the engine is up', () => answeredUp.size, count => count === 16)
+    phase = 'stopping'
+    await engine.stop()
+    phase = 'down'
+    // A measurement window, not a wait for an event: longer than the engine call deadline, so that a
+    // request that waited out its deadline, rather than failing at connect, would begin and end in it.
+    await sleep(timeoutMs * 1.5)
+    phase = 'starting'
+    await engine.start()
+    phase = 'back'
+    // Recovery: every worker gets an engine answer again, without berth being restarted.
+    await waitFor('every worker to be answered by the engine again', () => recovered.size, count => count === 16, 15_000)
+  } finally {
+    stop = true
+  }
   const results = await loaded
 
   const by = (p: Phase) => results.filter(result => result.phase === p)

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Docker from 'dockerode'
+import { waitFor } from './helpers.ts'
 
 export class PrivateEngine {
   readonly dir = mkdtempSync(join(tmpdir(), 'berth-engine-'))
@@ -33,17 +34,9 @@ export class PrivateEngine {
     child.stderr?.on('data', chunk => { this.log += chunk })
     this.#process = child
     const client = new Docker({ socketPath: this.socketPath })
-    const deadline = Date.now() + 60_000
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`private dockerd exited with ${child.exitCode}:\n${this.log.slice(-2000)}`)
-      try {
-        await client.ping()
-        return
-      } catch {
-        await new Promise(resolve => setTimeout(resolve, 200))
-      }
-    }
-    throw new Error(`private dockerd did not answer within 60 s:\n${this.log.slice(-2000)}`)
+    const state = await waitFor('the private dockerd to answer', async () => child.exitCode !== null ? 'exited' : await client.ping().then(() => 'up', () => 'starting'), state => state !== 'starting', 60_000)
+      .catch((error: Error) => { throw new Error(`${error.message}:\n${this.log.slice(-2000)}`) })
+    if (state === 'exited') throw new Error(`private dockerd exited with ${child.exitCode}:\n${this.log.slice(-2000)}`)
   }
 
   /** Stops the engine the way an operator would (SIGTERM) and waits until it is gone. */
@@ -68,11 +61,7 @@ export class PrivateEngine {
     const child = this.#process
     if (child?.pid === undefined) throw new Error('the private engine is not running')
     child.kill('SIGSTOP')
-    const deadline = Date.now() + 30_000
-    while (!/^\d+ \(.*\) T /.test(readFileSync(`/proc/${child.pid}/stat`, 'utf8'))) {
-      if (Date.now() > deadline) throw new Error('the private engine did not stop within 30 s of SIGSTOP')
-      await new Promise(resolve => setTimeout(resolve, 20))
-    }
+    await waitFor('the private engine to stop after SIGSTOP', () => readFileSync(`/proc/${child.pid}/stat`, 'utf8'), stat => /^\d+ \(.*\) T /.test(stat), 30_000)
   }
 
   thaw (): void {

@@ -1,8 +1,15 @@
-// Async pull jobs and shared pulls on the real engine: 202 and a job, its events replayed then live,
-// identical pulls sharing one engine pull, cancel stopping the engine, ownership, and retention.
-import http from 'node:http'
+// Async pull jobs and shared pulls (src/pulls/jobs.ts and the routes on it): first on an engine whose
+// pulls end when the test says, then on the real engine: 202 and a job, its events replayed then
+// live, identical pulls sharing one engine pull, cancel stopping the engine, ownership, retention.
 import t, { type Test } from 'tap'
-import { auth, build, cleanupAfter, docker, env, imageExists, type TokenName } from './helpers.ts'
+import type { Engine, PulledImage, PullOptions } from '../src/engine/types.ts'
+import type { ImageRef } from '../src/engine/image-ref.ts'
+import { BerthError } from '../src/errors.ts'
+import { Limiter } from '../src/http/limiter.ts'
+import { PullJobs } from '../src/pulls/jobs.ts'
+import type { PullEntry } from '../src/pulls/shared-pull.ts'
+import { assertProblem, auth, build, cleanupAfter, docker, env, imageExists, imageRef, waitFor, type App, type TokenName } from './helpers.ts'
+import { engineRequests } from './engine-spies.ts'
 import { RegistryProxy, pushLayeredImage } from './pull-fixtures.ts'
 import { StreamClient, listen } from './stream-client.ts'
 
@@ -11,21 +18,10 @@ cleanupAfter(t)
 const MB = 1_000_000
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
-type App = Awaited<ReturnType<typeof build>>
 interface Job { id: string, state: string, createdAt: string, image: string, owner: string, result: unknown, error: Record<string, unknown> | null, finishedAt: string | null, progress: { fraction: number, layers: unknown[] }, links: { self: string, events: string } }
 
-/** Counts the pulls berth starts at the engine, by watching its requests to the engine socket. */
-function enginePulls (t: Test): string[] {
-  const paths: string[] = []
-  const original = http.request
-  http.request = ((...args: Parameters<typeof http.request>) => {
-    const options = args[0] as { path?: string, socketPath?: string }
-    if (typeof options === 'object' && options.socketPath === env.socket && options.path?.includes('/images/create')) paths.push(options.path)
-    return original(...args)
-  }) as typeof http.request
-  t.teardown(() => { http.request = original })
-  return paths
-}
+/** The pulls berth starts at the engine from now on. */
+const enginePulls = (t: Test) => engineRequests(t, path => path.includes('/images/create'))
 
 async function slowImage (t: Test, suffix: string, layers: number[], bytesPerSecond: number) {
   const image = await pushLayeredImage(suffix, layers)
@@ -44,32 +40,91 @@ async function getJob (app: App, id: string, who: TokenName = 'admin'): Promise<
   return (await app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: auth(who) })).json()
 }
 
-async function until<T> (what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (done(value)) return value
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms; last ${JSON.stringify(value).slice(0, 500)}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
-
 /**
  * The engine really stopped pulling: it closed every connection to the registry well before it had
  * all the layers, and opened no new one, nor moved a byte, for a while after.
  */
 async function engineStopped (t: Test, proxy: RegistryProxy, layers: Array<{ size: number }>): Promise<void> {
-  await until('the engine closes its registry connections', async () => proxy.open, open => open === 0, 10_000)
+  await waitFor('the engine closes its registry connections', () => proxy.open, open => open === 0, 10_000)
   const { bytes, connections } = proxy
   const whole = layers.reduce((sum, layer) => sum + layer.size, 0)
   t.ok(bytes < whole, `the engine stopped after ${bytes} of ${whole} bytes`)
+  // A measurement, not a wait for something: "nothing more happens" can only be watched for a while.
+  // 1.5 s is more than the proxy needs to pass a slice of any of these layers.
   await new Promise(resolve => setTimeout(resolve, 1500))
   t.equal(proxy.bytes, bytes, 'no byte moved since')
   t.equal(proxy.connections, connections, 'no new registry connection since')
 }
 
+/** An engine whose pulls run until the test says how they end. */
+class FakeEngine {
+  readonly pulls: Array<{ ref: ImageRef, options: PullOptions, finish: (image: PulledImage) => void, fail: (error: unknown) => void }> = []
+
+  pullImage (ref: ImageRef, options: PullOptions): Promise<PulledImage> {
+    return new Promise((resolve, reject) => {
+      options.signal?.addEventListener('abort', () => reject(options.signal?.reason))
+      this.pulls.push({ ref, options, finish: resolve, fail: reject })
+      options.onProgress?.({ kind: 'started' })
+    })
+  }
+}
+
+const pulled = (reference: string): PulledImage => ({ id: 'sha256:' + 'a'.repeat(64), reference, digest: null, tags: [reference] })
+
+t.test('pull jobs: one pull per normalised reference, platform and credentials; queue, refusal and cancel', async t => {
+  const engine = new FakeEngine()
+  const limiter = new Limiter('pulls', 1, 1)
+  const jobs = new PullJobs(engine as unknown as Engine, limiter, { retentionMs: 60_000, maxJobs: 10 })
+
+  const a = jobs.follow({ ref: imageRef('busybox') })
+  const b = jobs.follow({ ref: imageRef('docker.io/library/busybox:latest') })
+  t.equal(a.pull, b.pull, 'busybox and docker.io/library/busybox:latest are the same pull')
+  t.equal(engine.pulls.length, 1)
+
+  // The one slot is taken: the next different pull waits, and says so; the one after that is refused.
+  const queued = jobs.follow({ ref: imageRef('busybox'), platform: 'linux/arm64' })
+  t.not(queued.pull, a.pull, 'another platform is another pull')
+  t.equal(engine.pulls.length, 1, 'it waits for a slot')
+  t.same(await queued.pull.first(), { type: 'queued', image: 'busybox:latest' })
+  t.throws(() => jobs.follow({ ref: imageRef('busybox'), auth: { username: 'u', password: 'p' } }), { code: 'rate_limited' })
+
+  // Cancelled while queued: it ends at once, and never reaches the engine.
+  t.equal(queued.release(), true, 'the last holder let go')
+  t.equal(queued.release(), false, 'releasing twice is harmless')
+  await queued.pull.settled
+  t.equal(queued.pull.state, 'cancelled')
+
+  t.equal(a.release(), false, 'b still holds the pull')
+  const entries: PullEntry[] = []
+  b.pull.subscribe(0, Infinity, entry => entries.push(entry))
+  engine.pulls[0]?.finish(pulled('busybox:latest'))
+  t.same(await b.pull.outcome(), pulled('busybox:latest'))
+  t.same(entries.map(entry => entry.event.type), ['started', 'pulled'])
+  await b.pull.settled
+  t.equal(engine.pulls.length, 1, 'the cancelled queued pull never started')
+
+  const job = jobs.start({ ref: imageRef('alpine') }, 'alice')
+  t.throws(() => jobs.get(job.id, { name: 'bob', scopes: ['write'], admin: false }), { code: 'not_found' })
+  t.equal(jobs.get(job.id, { name: 'root', scopes: ['admin'], admin: true }), job)
+  engine.pulls[1]?.fail(new BerthError('pull_failed', 'registry on fire'))
+  await job.pull.settled
+  t.equal(job.state, 'failed')
+  t.equal(job.error?.code, 'pull_failed')
+  t.ok(job.finishedAt)
+
+  const odd = jobs.start({ ref: imageRef('odd') }, 'alice')
+  engine.pulls[2]?.fail(new TypeError('a bug'))
+  await odd.pull.settled
+  t.equal(odd.error?.code, 'internal_error', 'an unexpected failure is berth\'s bug, said so')
+})
+
 const finished = (job: Job) => ['succeeded', 'failed', 'cancelled'].includes(job.state)
 const downloading = (job: Job) => job.progress.layers.some(layer => (layer as { phase: string }).phase === 'downloading')
+
+/** The job once `state` holds for it; the pulls here are throttled, so this may take a while. */
+async function jobWhen (app: App, id: string, who: TokenName, state: (job: Job) => boolean): Promise<Job> {
+  return await waitFor(`job ${id} to be ${state.name}`, () => getJob(app, id, who), state, 30_000)
+}
 
 t.test('async: 202 with the job and its URLs; the job runs to succeeded with the pulled image', async t => {
   const app = await build(t)
@@ -83,7 +138,7 @@ t.test('async: 202 with the job and its URLs; the job runs to succeeded with the
   t.match(job, { kind: 'pull', image: reference, platform: null, owner: 'alice', finishedAt: null, result: null, error: null, links: { self: `/v1/jobs/${job.id}`, events: `/v1/jobs/${job.id}/events` } })
   t.ok(['queued', 'pulling'].includes(job.state), job.state)
 
-  const done = await until('the job finishes', () => getJob(app, job.id, 'alice'), finished)
+  const done = await jobWhen(app, job.id, 'alice', finished)
   const engineImage = await docker.getImage(reference).inspect()
   t.equal(done.state, 'succeeded')
   t.same(done.result, { id: engineImage.Id, reference, digest: image.digest, tags: [reference] })
@@ -96,7 +151,7 @@ t.test('async: 202 with the job and its URLs; the job runs to succeeded with the
   const preferred = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: { ...auth('alice'), prefer: 'respond-async, wait=5' }, payload: { image: reference } })
   t.equal(preferred.statusCode, 202, 'Prefer: respond-async asks for the same')
   t.equal(preferred.headers['preference-applied'], 'respond-async')
-  await until('the second job finishes', () => getJob(app, preferred.json().id, 'alice'), finished)
+  await jobWhen(app, preferred.json().id, 'alice', finished)
 })
 
 t.test('identical pulls under way share one engine pull: two tokens\' jobs and a streaming client', async t => {
@@ -117,8 +172,8 @@ t.test('identical pulls under way share one engine pull: two tokens\' jobs and a
   t.equal(events.at(-1)?.image?.digest, image.digest)
 
   const [doneAlice, doneBob] = await Promise.all([
-    until('alice\'s job', () => getJob(app, alice.id, 'alice'), finished),
-    until('bob\'s job', () => getJob(app, bob.id, 'bob'), finished)
+    jobWhen(app, alice.id, 'alice', finished),
+    jobWhen(app, bob.id, 'bob', finished)
   ])
   t.equal(doneAlice.state, 'succeeded')
   t.equal(doneBob.state, 'succeeded')
@@ -142,7 +197,7 @@ t.test('pulls with different registry credentials never share an engine pull', a
     await startJob(app, reference, 'alice', { auth: { username: 'someone', password: 'another-password' } }),
     await startJob(app, reference, 'bob', withCreds)
   ]
-  for (const job of jobs) t.equal((await until('job', () => getJob(app, job.id, job.owner as TokenName), finished)).state, 'succeeded')
+  for (const job of jobs) t.equal((await jobWhen(app, job.id, job.owner as TokenName, finished)).state, 'succeeded')
   t.equal(pulls.length, 3, 'the same credentials shared a pull; different ones (or none) did not')
 })
 
@@ -154,11 +209,11 @@ t.test('DELETE cancels: the engine stops downloading and no image is left', asyn
   const job = await startJob(app, reference, 'alice')
   const follower = await StreamClient.open(`${base}${job.links.events}`, { headers: { ...auth('alice'), accept: 'application/x-ndjson' } })
   t.equal(follower.status, 200)
-  await until('a layer is downloading', () => getJob(app, job.id, 'alice'), downloading)
+  await jobWhen(app, job.id, 'alice', downloading)
   t.ok(proxy.open > 0, `the engine is downloading from the registry (${proxy.open} connections)`)
 
   const others = await app.inject({ method: 'DELETE', url: `/v1/jobs/${job.id}`, headers: auth('bob') })
-  t.equal(others.statusCode, 404, 'another token cannot cancel it')
+  assertProblem(t, others, 404, { code: 'not_found', detail: `job ${job.id} was not found` }, 'another token cannot cancel it')
   const cancel = await app.inject({ method: 'DELETE', url: `/v1/jobs/${job.id}`, headers: auth('alice') })
   t.equal(cancel.statusCode, 200, cancel.body)
   const body = cancel.json() as Job
@@ -200,10 +255,10 @@ t.test('cancelling one of two jobs that share a pull leaves the other running to
   const { reference } = await slowImage(t, 'cancel-shared', [2 * MB], MB)
   const alice = await startJob(app, reference, 'alice')
   const bob = await startJob(app, reference, 'bob')
-  await until('downloading', () => getJob(app, alice.id, 'alice'), downloading)
+  await jobWhen(app, alice.id, 'alice', downloading)
   const cancel = await app.inject({ method: 'DELETE', url: `/v1/jobs/${alice.id}`, headers: auth('alice') })
   t.equal(cancel.json().state, 'cancelled')
-  const done = await until('bob\'s job', () => getJob(app, bob.id, 'bob'), finished)
+  const done = await jobWhen(app, bob.id, 'bob', finished)
   t.equal(done.state, 'succeeded', 'bob\'s pull went on')
   t.equal((await getJob(app, alice.id, 'alice')).state, 'cancelled', 'alice\'s job stays cancelled')
   t.ok(await imageExists(reference))
@@ -224,7 +279,7 @@ t.test('a streaming client that leaves stops only its own stream; the last one t
   const second = await open(shared.reference)
   t.same(await first.json(), { type: 'started', image: shared.reference })
   first.close()
-  t.equal((await until('job', () => getJob(app, job.id, 'alice'), finished)).state, 'succeeded', 'the job\'s pull went on')
+  t.equal((await jobWhen(app, job.id, 'alice', finished)).state, 'succeeded', 'the job\'s pull went on')
   const events = await second.allJson<{ type: string }>()
   t.equal(events.at(-1)?.type, 'pulled', 'so did the other client\'s stream')
   t.equal(pulls.length, 1)
@@ -286,42 +341,56 @@ t.test('jobs belong to their token: others get 404, admins see all', async t => 
   const job = await startJob(app, reference, 'alice')
   for (const [method, url] of [['GET', `/v1/jobs/${job.id}`], ['GET', `/v1/jobs/${job.id}/events`], ['DELETE', `/v1/jobs/${job.id}`]] as const) {
     const response = await app.inject({ method, url, headers: auth('bob') })
-    t.equal(response.statusCode, 404, `${method} ${url}`)
-    t.match(response.json(), { code: 'not_found', detail: `job ${job.id} was not found` })
+    assertProblem(t, response, 404, { code: 'not_found', detail: `job ${job.id} was not found` }, `bob ${method} ${url}`)
   }
   const asAdmin = await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: auth('admin') })
   t.equal(asAdmin.statusCode, 200)
   t.equal(asAdmin.json().owner, 'alice')
   const readerStart = await app.inject({ method: 'POST', url: '/v1/images/pull?async=true', headers: auth('reader'), payload: { image: reference } })
-  t.equal(readerStart.statusCode, 403, 'starting a pull needs write')
-  const unknown = await app.inject({ method: 'GET', url: '/v1/jobs/00000000-0000-0000-0000-000000000000', headers: auth('admin') })
-  t.equal(unknown.statusCode, 404)
+  assertProblem(t, readerStart, 403, { code: 'forbidden', detail: 'this needs the "write" scope; token "reader" has read', scope: 'write' }, 'starting a pull needs write')
+  const unknownId = '00000000-0000-0000-0000-000000000000'
+  const unknown = await app.inject({ method: 'GET', url: `/v1/jobs/${unknownId}`, headers: auth('admin') })
+  assertProblem(t, unknown, 404, { code: 'not_found', detail: `job ${unknownId} was not found` }, 'a job that never was')
   const malformed = await app.inject({ method: 'GET', url: '/v1/jobs/nope', headers: auth('admin') })
-  t.equal(malformed.statusCode, 400)
-  t.equal(malformed.json().code, 'validation_failed')
-  await until('job', () => getJob(app, job.id, 'alice'), finished)
+  assertProblem(t, malformed, 400, {
+    code: 'validation_failed',
+    detail: 'params/id must match pattern "^[0-9a-f-]{36}$"',
+    errors: [{ location: 'params', path: '/id', message: 'must match pattern "^[0-9a-f-]{36}$"' }]
+  }, 'a job id that is not one')
+  await jobWhen(app, job.id, 'alice', finished)
 })
 
-t.test('finished jobs are kept for the retention time, and at most maxJobs of them', async t => {
-  const app = await build(t, { config: { jobs: { retentionMs: 1500, maxJobs: 2 } } })
+t.test('finished jobs are kept for the retention time, on the app\'s clock, and at most maxJobs of them', async t => {
+  // The clock stands still unless the test moves it: every job finishes at the same instant.
+  let now = Date.parse('2030-01-01T00:00:00Z')
+  const retentionMs = 60_000
+  const app = await build(t, { config: { jobs: { retentionMs, maxJobs: 2 } }, now: () => now })
   const { proxy, reference } = await slowImage(t, 'retention', [2 * MB], MB)
   const first = await startJob(app, reference, 'alice')
-  await until('downloading', () => getJob(app, first.id, 'alice'), downloading)
+  await jobWhen(app, first.id, 'alice', downloading)
   proxy.hold()
   const second = await startJob(app, reference, 'bob')
   const full = await app.inject({ method: 'POST', url: '/v1/images/pull?async=true', headers: auth('alice'), payload: { image: reference } })
-  t.equal(full.statusCode, 429, 'two jobs under way fill maxJobs=2')
-  t.match(full.json(), { code: 'rate_limited', detail: '2 pull jobs are under way; wait for one to finish' })
+  assertProblem(t, full, 429, { code: 'rate_limited', detail: '2 pull jobs are under way; wait for one to finish' }, 'two jobs under way fill maxJobs=2')
+  t.equal(full.headers['retry-after'], '10')
   proxy.release()
-  await until('first', () => getJob(app, first.id, 'alice'), finished)
-  await until('second', () => getJob(app, second.id, 'bob'), finished)
+  await jobWhen(app, first.id, 'alice', finished)
+  await jobWhen(app, second.id, 'bob', finished)
 
   const third = await startJob(app, reference, 'alice')
-  t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${first.id}`, headers: auth('alice') })).statusCode, 404, 'the oldest finished job made room')
-  t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${second.id}`, headers: auth('bob') })).statusCode, 200)
-  const thirdDone = await until('third', () => getJob(app, third.id, 'alice'), finished)
+  const madeRoom = await app.inject({ method: 'GET', url: `/v1/jobs/${first.id}`, headers: auth('alice') })
+  assertProblem(t, madeRoom, 404, { code: 'not_found', detail: `job ${first.id} was not found` }, 'the oldest finished job made room')
+  t.equal((await getJob(app, second.id, 'bob')).state, 'succeeded', 'the other finished job is still kept')
+  const thirdDone = await jobWhen(app, third.id, 'alice', finished)
   t.equal(thirdDone.state, 'succeeded')
-  await new Promise(resolve => setTimeout(resolve, 1600))
-  t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${third.id}`, headers: auth('alice') })).statusCode, 404, 'gone after the retention time')
-  t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${second.id}`, headers: auth('bob') })).statusCode, 404)
+  t.equal(thirdDone.finishedAt, new Date(now).toISOString(), 'finished on the app\'s clock')
+
+  now += retentionMs - 1
+  t.equal((await getJob(app, third.id, 'alice')).state, 'succeeded', 'kept until the retention time is up')
+  t.equal((await getJob(app, second.id, 'bob')).state, 'succeeded')
+  now += 1
+  for (const [job, who] of [[third, 'alice'], [second, 'bob']] as const) {
+    const gone = await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: auth(who) })
+    assertProblem(t, gone, 404, { code: 'not_found', detail: `job ${job.id} was not found` }, `${who}'s job is gone once the retention time is up`)
+  }
 })

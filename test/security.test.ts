@@ -2,7 +2,7 @@
 import { createServer, type Socket } from 'node:net'
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
-import { LogCapture, RUN, auth, build, cleanupAfter, containersOfRun, docker, env, freePort, imageExists, name, pushImage, runBody } from './helpers.ts'
+import { LogCapture, RUN, assertProblem, auth, build, cleanupAfter, containersOfRun, docker, env, freePort, imageExists, name, pushImage, runBody, runContainer } from './helpers.ts'
 
 cleanupAfter(t)
 
@@ -38,19 +38,17 @@ t.test('scopes: a read token lists but cannot run, stop, pull or remove; write c
   ]
   for (const [method, url, payload] of denied) {
     const response = await app.inject({ method: method as 'POST', url, headers: auth('reader'), ...(payload === undefined ? {} : { payload: payload as object }) })
-    t.equal(response.statusCode, 403, `${method} ${url}`)
-    t.match(response.json(), { code: 'forbidden', scope: 'write' })
+    assertProblem(t, response, 403, { code: 'forbidden', detail: 'this needs the "write" scope; token "reader" has read', scope: 'write' }, `${method} ${url}`)
   }
   const rmi = await app.inject({ method: 'DELETE', url: `/v1/images/${encodeURIComponent(env.image)}`, headers: auth('alice') })
-  t.equal(rmi.statusCode, 403)
-  t.match(rmi.json(), { code: 'forbidden', scope: 'admin' })
+  assertProblem(t, rmi, 403, { code: 'forbidden', detail: 'this needs the "admin" scope; token "alice" has write', scope: 'admin' }, 'rmi with write')
   t.same(await containersOfRun().then(list => list.filter(c => c.Names.includes(`/${name('reader-run')}`))), [], 'nothing was created')
   t.ok(await imageExists(env.image), 'the image is still there')
 })
 
 t.test("ownership: another token's container is invisible and untouchable; admin sees everything", async t => {
   const app = await build(t)
-  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('alices') }) })
+  const run = await runContainer(app, 'alice', { name: name('alices') })
   t.equal(run.statusCode, 201, run.body)
   t.equal(run.json().labels['io.berth.owner'], 'alice')
   const id = run.json().id
@@ -64,8 +62,8 @@ t.test("ownership: another token's container is invisible and untouchable; admin
   for (const ref of [id, id.slice(0, 12), name('alices')]) {
     for (const [method, url] of [['GET', ''], ['POST', '/stop'], ['POST', '/start'], ['POST', '/restart'], ['DELETE', '?force=true']] as const) {
       const response = await app.inject({ method, url: `/v1/containers/${ref}${url}`, headers: auth('bob') })
-      t.equal(response.statusCode, 404, `bob ${method} ${ref}${url}`)
-      t.match(response.json(), { code: 'not_found', detail: `container ${ref} was not found` }, 'the same answer as for a container that does not exist')
+      // The same answer as for a container that does not exist.
+      assertProblem(t, response, 404, { code: 'not_found', detail: `container ${ref} was not found` }, `bob ${method} ${ref}${url}`)
     }
   }
   const still = await docker.getContainer(id).inspect()
@@ -81,14 +79,12 @@ t.test("ownership: another token's container is invisible and untouchable; admin
 t.test("a port conflict does not name another token's container", async t => {
   const app = await build(t)
   const port = await freePort()
-  const alices = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('alice-port'), ports: [{ container: 80, host: port }] }) })
+  const alices = await runContainer(app, 'alice', { name: name('alice-port'), ports: [{ container: 80, host: port }] })
   t.equal(alices.statusCode, 201)
-  const bobs = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('bob'), payload: runBody({ name: name('bob-port'), ports: [{ container: 80, host: port }] }) })
-  t.equal(bobs.statusCode, 409)
-  t.same(Object.keys(bobs.json()).sort(), ['code', 'detail', 'instance', 'port', 'requestId', 'status', 'title', 'type'])
-  t.equal(bobs.json().detail, `host port ${port} is already allocated`)
-  const admins = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('admin'), payload: runBody({ name: name('admin-port'), ports: [{ container: 80, host: port }] }) })
-  t.match(admins.json(), { code: 'port_conflict', holder: { name: name('alice-port') } }, 'admin is told who holds it')
+  const bobs = await runContainer(app, 'bob', { name: name('bob-port'), ports: [{ container: 80, host: port }] })
+  assertProblem(t, bobs, 409, { code: 'port_conflict', detail: `host port ${port} is already allocated`, port }, 'bob is not told who holds the port')
+  const admins = await runContainer(app, 'admin', { name: name('admin-port'), ports: [{ container: 80, host: port }] })
+  assertProblem(t, admins, 409, { code: 'port_conflict', detail: `host port ${port} is already allocated by container ${name('alice-port')}`, port, holder: { id: alices.json().id, name: name('alice-port') } }, 'admin is told who holds it')
 })
 
 t.test('the run body has no way to ask for privileges: unknown fields are rejected, not ignored', async t => {
@@ -101,20 +97,20 @@ t.test('the run body has no way to ask for privileges: unknown fields are reject
     pidMode: 'host',
     ipcMode: 'host',
     securityOpt: ['seccomp=unconfined'],
-    HostConfig: { Privileged: true, Binds: ['/:/host'] },
-    tty: 'x'
+    HostConfig: { Privileged: true, Binds: ['/:/host'] }
   }
   for (const [field, value] of Object.entries(attempts)) {
-    const response = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name(`priv-${field.toLowerCase()}`), [field]: value }) })
-    if (field === 'tty' && response.statusCode === 400 && response.json().errors?.[0]?.path === '/tty') {
-      t.match(response.json().detail, /tty/, 'tty, when known, must be a boolean')
-      continue
-    }
-    t.equal(response.statusCode, 400, field)
-    t.match(response.json(), { code: 'validation_failed', detail: `body/${field} is not a known field`, errors: [{ location: 'body', path: `/${field}` }] }, field)
+    const response = await runContainer(app, 'admin', { name: name(`priv-${field.toLowerCase()}`), [field]: value })
+    assertProblem(t, response, 400, { code: 'validation_failed', detail: `body/${field} is not a known field`, errors: [{ location: 'body', path: `/${field}`, message: 'is not a known field' }] }, field)
   }
-  const ports = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ ports: [{ container: 80, privileged: true }] }) })
-  t.match(ports.json(), { code: 'validation_failed', detail: 'body/ports/0/privileged is not a known field' })
+  const ports = await runContainer(app, 'admin', { ports: [{ container: 80, privileged: true }] })
+  assertProblem(t, ports, 400, { code: 'validation_failed', detail: 'body/ports/0/privileged is not a known field', errors: [{ location: 'body', path: '/ports/0/privileged', message: 'is not a known field' }] }, 'ports/0/privileged')
+  // tty is a field berth knows (docker run -t), so it is not among the unknown ones above: what it
+  // refuses is a value that is not a boolean, and it does not coerce one that looks like it.
+  for (const value of ['x', 'true', 1]) {
+    const tty = await runContainer(app, 'admin', { name: name('priv-tty'), tty: value })
+    assertProblem(t, tty, 400, { code: 'validation_failed', detail: 'body/tty must be boolean', errors: [{ location: 'body', path: '/tty', message: 'must be boolean' }] }, `tty: ${JSON.stringify(value)}`)
+  }
   t.same(await containersOfRun().then(list => list.filter(c => c.Names.some(n => n.includes('priv-')))), [], 'nothing was created')
 })
 
@@ -145,21 +141,18 @@ t.test('run policy: bind mounts, host ports, host IPs, images, memory and CPUs',
     ['too many cpus', { resources: { cpus: 2 } }, 'maxCpus', /exceeds/]
   ]
   for (const [what, body, rule, detail] of denied) {
-    const response = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('policy'), ...body }) })
-    t.equal(response.statusCode, 403, what)
-    t.match(response.json(), { code: 'policy_denied', rule, detail }, what)
+    const response = await runContainer(app, 'admin', { name: name('policy'), ...body })
+    assertProblem(t, response, 403, { code: 'policy_denied', detail, rule }, what)
   }
-  const traversal = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ volumes: [{ source: '/srv/berth-data/../../etc', target: '/x' }] }) })
-  t.equal(traversal.statusCode, 400, 'a path with .. is refused, not resolved')
-  t.match(traversal.json(), { code: 'validation_failed', detail: /body\/volumes\/0\/source/ })
+  const traversal = await runContainer(app, 'admin', { volumes: [{ source: '/srv/berth-data/../../etc', target: '/x' }] })
+  assertProblem(t, traversal, 400, {
+    code: 'validation_failed',
+    detail: 'body/volumes/0/source must not contain ".." or "." segments',
+    errors: [{ location: 'body', path: '/volumes/0/source', message: 'must not contain ".." or "." segments' }]
+  }, 'a path with .. is refused, not resolved')
   t.same(await containersOfRun().then(list => list.filter(c => c.Names.includes(`/${name('policy')}`))), [], 'no denied run created anything')
 
-  const allowed = await app.inject({
-    method: 'POST',
-    url: '/v1/containers',
-    headers: auth(),
-    payload: runBody({ name: name('policy-ok'), ports: [{ container: 80, host: await freePort().then(p => Math.max(p, 20000) <= 60999 ? Math.max(p, 20000) : 30001), hostIp: '127.0.0.1' }], volumes: [{ source: name('data'), target: '/data' }] })
-  })
+  const allowed = await runContainer(app, 'admin', { name: name('policy-ok'), ports: [{ container: 80, host: await freePort().then(p => Math.max(p, 20000) <= 60999 ? Math.max(p, 20000) : 30001), hostIp: '127.0.0.1' }], volumes: [{ source: name('data'), target: '/data' }] })
   t.equal(allowed.statusCode, 201, allowed.body)
   t.same(allowed.json().resources, { memory: 128 * 1024 * 1024, cpus: 1 }, 'the policy maximum applies when the body sets no limit')
 })
@@ -172,10 +165,9 @@ t.test('a registry not on the allow-list is denied before any connection is made
   const decoyRegistry = `127.0.0.1:${(decoy.address() as { port: number }).port}`
   const app = await build(t, { config: { policy: { images: [`${env.registry}/*`] } } })
   const pull = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: `${decoyRegistry}/${RUN}/web:1` } })
-  t.equal(pull.statusCode, 403)
-  t.match(pull.json(), { code: 'policy_denied', rule: 'images' })
-  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ image: `${decoyRegistry}/${RUN}/web:1` }) })
-  t.equal(run.statusCode, 403)
+  assertProblem(t, pull, 403, { code: 'policy_denied', detail: `image ${decoyRegistry}/${RUN}/web is not on the allow-list (BERTH_ALLOWED_IMAGES)`, rule: 'images' }, 'a pull from a registry not on the list')
+  const run = await runContainer(app, 'admin', { image: `${decoyRegistry}/${RUN}/web:1` })
+  assertProblem(t, run, 403, { code: 'policy_denied', detail: `image ${decoyRegistry}/${RUN}/web is not on the allow-list (BERTH_ALLOWED_IMAGES)`, rule: 'images' }, 'a run of an image from a registry not on the list')
   t.equal(connections, 0, 'the engine never dialled the registry')
   // The same decoy, allowed, is dialled: the count above could have moved.
   const open = await build(t)
@@ -188,11 +180,12 @@ t.test('a registry not on the allow-list is denied before any connection is made
 t.test('registry credentials: from the client or configured on the server; missing ones are pull_failed registry_auth', async t => {
   const { reference } = await pushImage('private', { registry: env.authRegistry })
   const app = await build(t)
+  // The rest of the detail is the registry's own words, passed on by the engine.
+  const pullFailed = new RegExp(`^pulling ${reference.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} failed: `)
   const anonymous = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: reference } })
-  t.equal(anonymous.statusCode, 502)
-  t.match(anonymous.json(), { code: 'pull_failed', reason: 'registry_auth', image: reference })
+  assertProblem(t, anonymous, 502, { code: 'pull_failed', detail: pullFailed, reason: 'registry_auth', image: reference }, 'no credentials')
   const wrong = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: reference, auth: { username: env.authUser, password: 'wrong-password' } } })
-  t.match(wrong.json(), { code: 'pull_failed', reason: 'registry_auth' })
+  assertProblem(t, wrong, 502, { code: 'pull_failed', detail: pullFailed, reason: 'registry_auth', image: reference }, 'wrong credentials')
   t.notOk(wrong.body.includes('wrong-password'))
   const withClientAuth = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth(), payload: { image: reference, auth: { username: env.authUser, password: env.authPassword } } })
   t.equal(withClientAuth.statusCode, 200, withClientAuth.body)
@@ -296,8 +289,8 @@ t.test('security headers on API, error and documentation responses', async t => 
 
 t.test('the document and Swagger UI can be closed: BERTH_DOCS_PUBLIC=false', async t => {
   const app = await build(t, { config: { auth: { docsPublic: false } } })
-  t.equal((await app.inject({ method: 'GET', url: '/openapi.json' })).statusCode, 401)
-  t.equal((await app.inject({ method: 'GET', url: '/docs/' })).statusCode, 401)
+  assertProblem(t, await app.inject({ method: 'GET', url: '/openapi.json' }), 401, { code: 'unauthorized', detail: 'send Authorization: Bearer <token>' }, 'the document, without a token')
+  assertProblem(t, await app.inject({ method: 'GET', url: '/docs/' }), 401, { code: 'unauthorized', detail: 'send Authorization: Bearer <token>' }, 'Swagger UI, without a token')
   t.equal((await app.inject({ method: 'GET', url: '/docs/', headers: auth('reader') })).statusCode, 200)
   t.equal((await app.inject({ method: 'GET', url: '/openapi.json', headers: auth('reader') })).statusCode, 200)
 })
@@ -306,8 +299,7 @@ t.test('rate limit per token: 429 rate_limited with Retry-After, other tokens un
   const app = await build(t, { config: { limits: { rateLimitPerMinute: 3 } } })
   for (let i = 0; i < 3; i++) t.equal((await app.inject({ method: 'GET', url: '/v1/images', headers: auth('alice') })).statusCode, 200)
   const limited = await app.inject({ method: 'GET', url: '/v1/images', headers: auth('alice') })
-  t.equal(limited.statusCode, 429)
-  t.match(limited.json(), { code: 'rate_limited', status: 429 })
+  assertProblem(t, limited, 429, { code: 'rate_limited', detail: /^rate limit of 3 requests a minute reached; retry in \d+ (second|minute)s?$/ }, 'the fourth request of alice')
   t.match(limited.headers['retry-after'], /^\d+$/)
   t.equal((await app.inject({ method: 'GET', url: '/v1/images', headers: auth('bob') })).statusCode, 200, 'bob has his own budget')
   t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'health checks are not limited')
@@ -316,7 +308,7 @@ t.test('rate limit per token: 429 rate_limited with Retry-After, other tokens un
 t.test('audit: one structured line per mutating call, with token name, action, target and result; no secrets', async t => {
   const logs = new LogCapture()
   const app = await build(t, { logs })
-  await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('audited'), env: { PASSWORD: 'p4ss-' + RUN } }) })
+  await runContainer(app, 'alice', { name: name('audited'), env: { PASSWORD: 'p4ss-' + RUN } })
   await app.inject({ method: 'POST', url: `/v1/containers/${name('audited')}/stop?timeout=0`, headers: auth('alice') })
   await app.inject({ method: 'POST', url: `/v1/containers/${name('audited')}/stop`, headers: auth('bob') })
   await app.inject({ method: 'GET', url: '/v1/containers', headers: auth('alice') })

@@ -2,9 +2,24 @@
 // disabled, and exits cleanly on SIGTERM after finishing what is in flight.
 import t from 'tap'
 import { start } from './berth-process.ts'
-import { cleanupAfter, freePort, name, runBody } from './helpers.ts'
+import { cleanupAfter, docker, freePort, name, runBody } from './helpers.ts'
 
 cleanupAfter(t)
+
+interface EngineEvent { Action: string, Actor: { Attributes: Record<string, string> } }
+
+/** Subscribes to the engine's events that match `filters` (docker events --filter); `next` is the first one. */
+async function engineEvents (filters: Record<string, string[]>): Promise<{ next: Promise<EngineEvent> }> {
+  const stream = await docker.getEvents({ filters }) as NodeJS.ReadableStream & { destroy: () => void }
+  const next = new Promise<EngineEvent>((resolve, reject) => {
+    stream.once('data', (chunk: Buffer) => {
+      stream.destroy()
+      resolve(JSON.parse(chunk.toString().split('\n')[0] as string))
+    })
+    stream.once('error', reject)
+  })
+  return { next }
+}
 
 t.test('without a token berth refuses to start, and says how to fix it', async t => {
   const run = await start({}).exited
@@ -43,9 +58,11 @@ t.test('SIGTERM lets an in-flight request finish, then exits 0', async t => {
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' }
   const run = await fetch(`http://127.0.0.1:${port}/v1/containers`, { method: 'POST', headers, body: JSON.stringify(runBody({ name: name('graceful'), pull: 'never' })) })
   t.equal(run.status, 201)
-  // sleep as PID 1 ignores SIGTERM, so this stop takes its whole 2 s grace period: it is in flight when berth is told to stop.
+  // sleep as PID 1 ignores SIGTERM, so this stop takes its whole 2 s grace period. It is in flight
+  // once the engine has sent the container that SIGTERM (its kill event): then berth is told to stop.
+  const kills = await engineEvents({ container: [name('graceful')], event: ['kill'] })
   const stopping = fetch(`http://127.0.0.1:${port}/v1/containers/${name('graceful')}/stop?timeout=2`, { method: 'POST', headers: { authorization: headers.authorization } })
-  await new Promise(resolve => setTimeout(resolve, 300))
+  t.equal((await kills.next).Actor.Attributes.signal, '15', 'the engine sent SIGTERM: the stop is under way')
   server.child.kill('SIGTERM')
   const stopped = await stopping
   t.equal(stopped.status, 200, 'the in-flight request was answered')

@@ -1,51 +1,23 @@
 // Every stream releases its engine connection when its client goes away: counted for real, as the
 // sockets this process holds to the engine's socket (ss), before, during and after many hang-ups.
-import { execFileSync } from 'node:child_process'
 import t from 'tap'
-import { auth, build, cleanupAfter, env, name, runBody } from './helpers.ts'
+import { auth, build, cleanupAfter, env, name, runContainer, waitFor } from './helpers.ts'
+import { engineConnections } from './engine-spies.ts'
 import { RegistryProxy, pushLayeredImage } from './pull-fixtures.ts'
 import { StreamClient, listen } from './stream-client.ts'
 
 cleanupAfter(t)
 
-/**
- * The connections this process holds to the engine now. A client end of a unix socket has no path,
- * so it is found through its peer: the engine's end, whose address is the engine socket.
- */
-function engineConnections (socketPath: string = env.socket): number {
-  const engineSidePeers = new Set<string>()
-  const ours: string[] = []
-  for (const line of execFileSync('ss', ['-xpn'], { encoding: 'utf8' }).split('\n')) {
-    const fields = line.trim().split(/\s+/)
-    // u_str ESTAB 0 0 <local> <inode> <peer> <peer inode> users:((…))
-    if (fields[0] !== 'u_str' || fields[1] !== 'ESTAB') continue
-    const [,,,, local, inode, , peerInode] = fields
-    if (local === socketPath && peerInode !== undefined) engineSidePeers.add(peerInode)
-    if (line.includes(`pid=${process.pid},`) && inode !== undefined) ours.push(inode)
-  }
-  return ours.filter(inode => engineSidePeers.has(inode)).length
-}
-
-async function settle (below: number, timeoutMs = 20_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs
-  let count = engineConnections()
-  // Connections that ended normally may idle in the HTTP agent's pool for its timeout (5 s) first.
-  while (count > below && Date.now() < deadline) {
-    await new Promise(resolve => setTimeout(resolve, 250))
-    count = engineConnections()
-  }
-  return count
-}
-
 t.test('many streams hung up mid-way leave no engine connection behind', async t => {
   const app = await build(t)
   const base = await listen(app)
   // One line, then silence: a followed log with nothing to say must still let go when its client does.
-  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(), payload: runBody({ name: name('quiet'), command: ['sh', '-c', 'echo ready; sleep 600'] }) })
+  const run = await runContainer(app, 'admin', { name: name('quiet'), command: ['sh', '-c', 'echo ready; sleep 600'] })
   t.equal(run.statusCode, 201, run.body)
   const quiet = run.json().id as string
 
-  const baseline = await settle(0, 8000)
+  // Connections that ended normally may idle in the HTTP agent's pool for its timeout (5 s) first.
+  const baseline = await waitFor('the run\'s engine connections to close', engineConnections, count => count === 0, 8000)
   t.comment(`engine connections before: ${baseline}`)
 
   const LOGS = 8
@@ -88,15 +60,13 @@ t.test('many streams hung up mid-way leave no engine connection behind', async t
 
     for (const client of clients) client.close()
     hungUp += clients.length
-    const after = await settle(baseline)
+    const after = await waitFor(`round ${round}: the engine connections to go back to ${baseline}`, engineConnections, count => count <= baseline)
     t.equal(after, baseline, `round ${round}: ${after} engine connections after all ${clients.length} clients hung up`)
     t.equal(app.streams.open, 0, 'berth tracks no stream any more')
     // The engine closes its registry connections a moment after it cancels the pull (seen once at
     // 2 open right after berth's side had settled). 2 s is far shorter than the 8 s the throttled
     // 4 MB layer would still need, so a pull that went on would still be caught here.
-    const registryDeadline = Date.now() + 2000
-    while (proxy.open > 0 && Date.now() < registryDeadline) await new Promise(resolve => setTimeout(resolve, 100))
-    t.equal(proxy.open, 0, 'the abandoned pull stopped at the engine too')
+    t.equal(await waitFor('the engine to close its registry connections', () => proxy.open, open => open === 0, 2000), 0, 'the abandoned pull stopped at the engine too')
   }
   t.comment(`${hungUp} streams hung up; engine connections ${baseline} before, ${engineConnections()} after`)
 })

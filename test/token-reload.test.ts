@@ -1,14 +1,14 @@
 // Issue 10, item 12: tokens change without a restart. BERTH_TOKENS_FILE is re-read on SIGHUP and
 // when it changes; a removed token stops working at once, on its open streams too; a bad file keeps
 // the tokens in use and the log says why, without quoting the file.
-import { mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import t from 'tap'
-import { tokensFromEnv } from '../src/config.ts'
+import { dirname, join } from 'node:path'
+import t, { type Test } from 'tap'
+import { tokensFromEnv, type Config, type DeepPartial } from '../src/config.ts'
 import { TokenStore, watchTokens } from '../src/access/token-store.ts'
 import { start } from './berth-process.ts'
-import { LogCapture, TOKENS, auth, build, cleanupAfter, env, freePort, name, runBody, type TokenName } from './helpers.ts'
+import { LogCapture, TOKENS, assertProblem, auth, build, cleanupAfter, env, freePort, name, runContainer, waitFor, type TokenName } from './helpers.ts'
 import { RegistryProxy, pushLayeredImage } from './pull-fixtures.ts'
 import { StreamClient, listen } from './stream-client.ts'
 
@@ -24,30 +24,32 @@ function replaceFile (path: string, text: string): void {
   renameSync(`${path}.tmp`, path)
 }
 
-/** Polls `check` until it answers true; fails after `ms`. For changes that land asynchronously. */
-async function until (check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!await check()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
+/**
+ * berth on a tokens file of alice and bob, with the reloader server.ts would give it: re-reading the
+ * file when told to, and also when the file changes if `watch`. Closed and removed after the test.
+ */
+async function onTokensFile (t: Test, options: { watch?: boolean, config?: DeepPartial<Config> } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-tokens-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'tokens.json')
+  writeFileSync(file, tokenFile(['alice', 'bob']))
+  const load = () => tokensFromEnv({ BERTH_TOKENS_FILE: file })
+  const tokens = new TokenStore(load())
+  const logs = new LogCapture()
+  const app = await build(t, { tokens, logs, ...(options.config === undefined ? {} : { config: options.config }) })
+  const reloader = watchTokens({ store: tokens, load, file: options.watch === true ? file : null, log: app.log })
+  t.teardown(() => reloader.close())
+  return { file, tokens, logs, app, reloader }
 }
 
 const TICKING = ['sh', '-c', 'while true; do echo tick; sleep 0.2; done']
 
 t.test('a token removed on reload is refused at once, and its open streams end; other tokens are unaffected', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-tokens-'))
-  const file = join(dir, 'tokens.json')
-  writeFileSync(file, tokenFile(['alice', 'bob']))
-  const tokens = new TokenStore(tokensFromEnv({ BERTH_TOKENS_FILE: file }))
-  const logs = new LogCapture()
-  const app = await build(t, { tokens, logs, config: { streams: { heartbeatMs: 100 } } })
+  const { file, logs, app, reloader } = await onTokensFile(t, { config: { streams: { heartbeatMs: 100 } } })
   const base = await listen(app)
-  const reloader = watchTokens({ store: tokens, load: () => tokensFromEnv({ BERTH_TOKENS_FILE: file }), file: null, log: app.log })
-  t.teardown(() => reloader.close())
 
   for (const who of ['alice', 'bob'] as const) {
-    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(who), payload: runBody({ name: name(`reload-${who}`), command: TICKING }) })
+    const run = await runContainer(app, who, { name: name(`reload-${who}`), command: TICKING })
     t.equal(run.statusCode, 201, `${who} runs: ${run.body}`)
   }
   const follow = async (who: 'alice' | 'bob') => await StreamClient.open(`${base}/v1/containers/${name(`reload-${who}`)}/logs?follow=true`, { headers: auth(who) })
@@ -64,8 +66,7 @@ t.test('a token removed on reload is refused at once, and its open streams end; 
   t.same(reloader.reload('test'), { added: [], removed: ['alice'], changed: [] })
 
   const refused = await app.inject({ method: 'GET', url: '/v1/images', headers: auth('alice') })
-  t.equal(refused.statusCode, 401, 'alice\'s next request is refused')
-  t.match(refused.json(), { code: 'unauthorized', detail: 'the bearer token is not valid' })
+  assertProblem(t, refused, 401, { code: 'unauthorized', detail: 'the bearer token is not valid' }, 'alice\'s next request is refused')
   // What was already on its way may still arrive; then the stream ends.
   for (let line = await alicesLog.line(5000); line !== null; line = await alicesLog.line(5000)) t.equal(line, 'tick')
   t.pass('alice\'s log follow ended')
@@ -89,8 +90,8 @@ t.test('a token whose secret or scopes change: the old secret stops, the new one
   t.pass('the stream opened with alice\'s old secret ended')
   t.equal((await app.inject({ method: 'GET', url: '/v1/images', headers: auth('alice') })).statusCode, 401, 'the old secret is refused')
   t.equal((await app.inject({ method: 'GET', url: '/v1/images', headers: { authorization: `Bearer ${rotated}` } })).statusCode, 200, 'the new one works')
-  const bobRuns = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('bob'), payload: runBody({ name: name('narrowed') }) })
-  t.equal(bobRuns.statusCode, 403, 'bob, now read-only, may no longer run')
+  const bobRuns = await runContainer(app, 'bob', { name: name('narrowed') })
+  assertProblem(t, bobRuns, 403, { code: 'forbidden', detail: 'this needs the "write" scope; token "bob" has read', scope: 'write' }, 'bob, now read-only, may no longer run')
   t.equal((await app.inject({ method: 'GET', url: '/v1/images', headers: auth('bob') })).statusCode, 200, 'but still reads')
 })
 
@@ -123,14 +124,7 @@ t.test('a revoked token\'s streamed pull and its job\'s event stream end too', a
 })
 
 t.test('a bad file keeps the tokens in use, and the log says why without quoting the file', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-tokens-'))
-  const file = join(dir, 'tokens.json')
-  writeFileSync(file, tokenFile(['alice', 'bob']))
-  const tokens = new TokenStore(tokensFromEnv({ BERTH_TOKENS_FILE: file }))
-  const logs = new LogCapture()
-  const app = await build(t, { tokens, logs })
-  const reloader = watchTokens({ store: tokens, load: () => tokensFromEnv({ BERTH_TOKENS_FILE: file }), file: null, log: app.log })
-  t.teardown(() => reloader.close())
+  const { file, tokens, logs, app, reloader } = await onTokensFile(t)
   const leaked = 'carol-token-' + TOKENS.admin.token
   const bad: Array<[string, string, RegExp]> = [
     ['truncated JSON', tokenFile(['bob'], [{ name: 'carol', scopes: ['admin'], token: leaked }]).slice(0, -3), /BERTH_TOKENS_FILE: cannot read .*tokens\.json: not valid JSON/],
@@ -152,25 +146,18 @@ t.test('a bad file keeps the tokens in use, and the log says why without quoting
 })
 
 t.test('the file is watched: replaced as editors do, or written in place, it is re-read by itself', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-tokens-'))
-  const file = join(dir, 'tokens.json')
-  writeFileSync(file, tokenFile(['alice', 'bob']))
-  const tokens = new TokenStore(tokensFromEnv({ BERTH_TOKENS_FILE: file }))
-  const logs = new LogCapture()
-  const app = await build(t, { tokens, logs })
-  const reloader = watchTokens({ store: tokens, load: () => tokensFromEnv({ BERTH_TOKENS_FILE: file }), file, log: app.log })
-  t.teardown(() => reloader.close())
+  const { file, logs, app } = await onTokensFile(t, { watch: true })
   const status = async (who: TokenName) => (await app.inject({ method: 'GET', url: '/v1/images', headers: auth(who) })).statusCode
 
   replaceFile(file, tokenFile(['bob']))
-  await until(async () => await status('alice') === 401, 'alice was not removed after the file was replaced')
+  await waitFor('alice to be refused once the file is replaced', async () => await status('alice'), status => status === 401, 10_000)
   t.equal(await status('bob'), 200)
   writeFileSync(file, tokenFile(['bob', 'reader']))
-  await until(async () => await status('reader') === 200, 'the reader was not added after the file was written in place')
+  await waitFor('the reader to be let in once the file is written in place', async () => await status('reader'), status => status === 200, 10_000)
   t.match(logs.lines.filter(line => line.msg === 'tokens reloaded'), [{ trigger: 'file changed', removed: ['alice'] }, { trigger: 'file changed', added: ['reader'] }])
-  writeFileSync(join(dir, 'unrelated.txt'), 'x')
+  writeFileSync(join(dirname(file), 'unrelated.txt'), 'x')
   replaceFile(file, tokenFile(['bob', 'reader']))
-  await until(async () => logs.lines.some(line => line.msg === 'tokens re-read: no change'), 'an unchanged file was not re-read', 5000)
+  await waitFor('the unchanged file to be re-read', () => logs.lines.some(line => line.msg === 'tokens re-read: no change'), Boolean, 5000)
   t.equal(logs.lines.filter(line => line.msg === 'tokens reloaded').length, 2, 'a file rewritten unchanged changes nothing')
 })
 
@@ -199,7 +186,7 @@ t.test('the berth process: SIGHUP re-reads the file and does not stop berth; a r
   t.equal(server.child.exitCode, null, 'SIGHUP did not stop berth')
 
   replaceFile(file, tokenFile(['bob', 'reader']))
-  await until(async () => await status('reader') === 200, 'the replaced file was not read')
+  await waitFor('the reader to be let in once the replaced file is read', async () => await status('reader'), status => status === 200, 10_000)
 
   writeFileSync(file, '[{"name": "bob", ')
   mark = server.output.length

@@ -1,6 +1,7 @@
 // Containers as one requester may use them: finding one by id, id prefix or name without saying
 // whether anything else exists, and running one under the policy, the token's quota and the
 // ownership of the volumes it mounts. Routes call this; it calls the engine.
+import { checkRunCapabilities } from '../engine/capabilities.ts'
 import type { Policy } from '../config.ts'
 import type { Container, ContainerExit, Engine, RunSpec } from '../engine/types.ts'
 import { PortConflictError } from '../engine/types.ts'
@@ -59,6 +60,7 @@ export class ContainerAccess {
   async run (requester: Principal, body: ValidatedRunRequest): Promise<Container> {
     const spec = runSpecOf(body, this.#policy, this.#ownership, requester.name)
     admitRun(this.#policy, this.#ownership, spec, requester.name)
+    checkRunCapabilities(this.#engine.kind, spec)
     for (const mount of spec.mounts) if (mount.type === 'bind') await checkBindDirectory(mount.source)
     const network = await networkForRun(this.#engine, this.#ownership, requester, spec.network, spec.aliases)
     if (network !== undefined) spec.network = network
@@ -74,6 +76,19 @@ export class ContainerAccess {
         throw error
       }
     })
+  }
+
+  /** Sets the replicas of a container the requester may see; more of them must fit its quota. */
+  async scale (requester: Principal, idOrName: string, replicas: number): Promise<{ changed: boolean, container: Container }> {
+    const container = await this.find(requester, idOrName)
+    let changed: boolean
+    try {
+      ({ changed } = await this.#quotas.admitScale(requester, container, replicas, async () => await this.#engine.scaleContainer(container.id, replicas)))
+    } catch (error) {
+      if (error instanceof PortConflictError && error.port !== null) throw this.#ownership.portConflict(requester, error.port, error.holder, error.message)
+      throw error
+    }
+    return { changed, container: await this.#engine.inspectContainer(container.id) }
   }
 
   /** Named volumes: the requester's own are mounted, missing ones are created as its own, any other is not found. */

@@ -14,6 +14,12 @@ export const LABEL_DEPLOYMENT = 'io.berth.deployment'
  * take its logs and exit code with it.
  */
 export const LABEL_AUTO_REMOVE = 'io.berth.auto-remove'
+
+/**
+ * On images a build made: `<deployment>/<token>`. Not the owner label: a container inherits its
+ * image's labels, and a container made from this image by anyone else must not look like the builder's.
+ */
+export const LABEL_BUILT_BY = 'io.berth.built-by'
 /** Labels under this prefix are berth's own: a run body cannot set them. */
 export const RESERVED_LABEL_PREFIX = 'io.berth.'
 
@@ -47,6 +53,16 @@ export class Ownership {
   /** The labels every object berth creates for `owner` carries. */
   labelsFor (owner: string): Record<string, string> {
     return { [LABEL_MANAGED]: 'true', [LABEL_DEPLOYMENT]: this.deployment, [LABEL_OWNER]: owner }
+  }
+
+  /** The label a build gives the image it makes for `owner`. */
+  builtByLabel (owner: string): Record<string, string> {
+    return { [LABEL_BUILT_BY]: `${this.deployment}/${owner}` }
+  }
+
+  /** Whether the requester may move or remove the names of an image with these labels: an admin, or the token that built it. */
+  built (requester: Requester, labels: Record<string, string>): boolean {
+    return requester.admin || labels[LABEL_BUILT_BY] === `${this.deployment}/${requester.name}`
   }
 
   /** Engine label filters that select exactly what the requester may see. */

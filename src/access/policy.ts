@@ -68,6 +68,13 @@ export function admitRun (policy: Policy, ownership: Ownership, spec: RunSpec, o
   if (policy.maxCpus !== null && spec.cpus !== undefined && spec.cpus > policy.maxCpus) {
     throw deny('maxCpus', `cpus ${spec.cpus} exceeds the allowed maximum of ${policy.maxCpus}`)
   }
+  // Reservations (a cluster's) are held to the same maxima as limits.
+  if (policy.maxMemoryBytes !== null && spec.reservations?.memory != null && spec.reservations.memory > policy.maxMemoryBytes) {
+    throw deny('maxMemory', `reserved memory ${spec.reservations.memory} exceeds the allowed maximum of ${policy.maxMemoryBytes} bytes`)
+  }
+  if (policy.maxCpus !== null && spec.reservations?.cpus != null && spec.reservations.cpus > policy.maxCpus) {
+    throw deny('maxCpus', `reserved cpus ${spec.reservations.cpus} exceed the allowed maximum of ${policy.maxCpus}`)
+  }
   // ---- Environments (issue 14)
   spec.ports.forEach((port, index) => {
     const range = port.hostRange

@@ -1,8 +1,9 @@
 // Quotas per token (OWASP API4): the most containers, memory and CPUs a token may hold at once,
 // counted over its containers in every state (a stopped one can be started again without asking).
-// Runs of one token are admitted one at a time, so concurrent runs cannot race past the limit.
+// On a cluster each replica counts as a container, with its own limits. Runs and scales of one
+// token are admitted one at a time, so concurrent ones cannot race past the limit.
 import type { Quota } from '../config.ts'
-import type { Engine, RunSpec } from '../engine/types.ts'
+import type { Container, Engine, RunSpec } from '../engine/types.ts'
 import type { GpuRequest } from '../schemas/containers.ts'
 import { BerthError } from '../errors.ts'
 import type { Ownership, Principal } from './ownership.ts'
@@ -37,11 +38,23 @@ export class Quotas {
 
   /** Runs `create` when the spec fits the owner's quota, with no other run of that owner in between. */
   async admit<T> (requester: Principal, spec: RunSpec, create: () => Promise<T>): Promise<T> {
+    return await this.#admit(requester, { replicas: spec.replicas ?? 1, memory: spec.memory, cpus: spec.cpus, gpus: spec.gpus }, create)
+  }
+
+  /** Runs `scale` when the replicas added to the container fit the owner's quota (fewer always do). */
+  async admitScale<T> (requester: Principal, container: Container, replicas: number, scale: () => Promise<T>): Promise<T> {
+    const added = replicas - (container.replicas?.count ?? 1)
+    if (added <= 0) return await scale()
+    const { memory, cpus } = container.resources
+    return await this.#admit(requester, { replicas: added, memory: memory ?? undefined, cpus: cpus ?? undefined }, scale)
+  }
+
+  async #admit<T> (requester: Principal, demand: Demand, create: () => Promise<T>): Promise<T> {
     const quota = this.quotaOf(requester.name)
     if (quota.containers === null && quota.memoryBytes === null && quota.cpus === null && quota.gpus === null) return await create()
     const previous = this.#queues.get(requester.name) ?? Promise.resolve()
     const turn = previous.then(async () => {
-      this.#check(quota, spec, await this.usage(requester.name, quota))
+      this.#check(quota, demand, await this.usage(requester.name, quota))
       return await create()
     })
     const tail = turn.catch(() => {})
@@ -56,45 +69,59 @@ export class Quotas {
   /** What the token holds now: its containers of this deployment, in every state. */
   async usage (owner: string, quota: Quota): Promise<Usage> {
     const held = await this.#engine.listContainers({ all: true, labels: this.#ownership.filtersFor({ name: owner, admin: false }) })
-    const usage: Usage = { containers: held.length, memoryBytes: 0, cpus: 0, gpus: 0 }
+    const usage: Usage = { containers: 0, memoryBytes: 0, cpus: 0, gpus: 0 }
+    for (const container of held) usage.containers += container.replicas?.count ?? 1
     if (quota.memoryBytes === null && quota.cpus === null && quota.gpus === null) return usage
     // The list does not carry limits; only the token's own containers are inspected.
     const inspected = await Promise.all(held.map(async container => await this.#engine.inspectContainer(container.id).catch(() => null)))
     for (const container of inspected) {
-      usage.memoryBytes += container?.resources.memory ?? 0
-      usage.cpus += container?.resources.cpus ?? 0
-      usage.gpus += gpuCount(container?.gpus)
+      const replicas = container?.replicas?.count ?? 1
+      usage.memoryBytes += (container?.resources.memory ?? 0) * replicas
+      usage.cpus += (container?.resources.cpus ?? 0) * replicas
+      usage.gpus += gpuCount(container?.gpus) * replicas
     }
     return usage
   }
 
-  #check (quota: Quota, spec: RunSpec, used: Usage): void {
-    if (quota.containers !== null && used.containers + 1 > quota.containers) {
-      throw exceeded('containers', `the token holds ${used.containers} of its ${quota.containers} containers; remove one first`, quota.containers, used.containers)
+  #check (quota: Quota, demand: Demand, used: Usage): void {
+    const { replicas } = demand
+    if (quota.containers !== null && used.containers + replicas > quota.containers) {
+      const asked = replicas === 1 ? '' : ` (${replicas} replicas count as ${replicas})`
+      throw exceeded('containers', `the token holds ${used.containers} of its ${quota.containers} containers${asked}; remove one first`, quota.containers, used.containers)
     }
     if (quota.memoryBytes !== null) {
-      if (spec.memory === undefined) throw exceeded('memory', 'the token has a memory quota: set resources.memory', quota.memoryBytes, used.memoryBytes)
-      if (used.memoryBytes + spec.memory > quota.memoryBytes) {
-        throw exceeded('memory', `memory ${spec.memory} on top of the ${used.memoryBytes} bytes the token holds exceeds its quota of ${quota.memoryBytes}`, quota.memoryBytes, used.memoryBytes)
+      if (demand.memory === undefined) throw exceeded('memory', 'the token has a memory quota: set resources.memory', quota.memoryBytes, used.memoryBytes)
+      const memory = demand.memory * replicas
+      if (used.memoryBytes + memory > quota.memoryBytes) {
+        throw exceeded('memory', `memory ${memory} on top of the ${used.memoryBytes} bytes the token holds exceeds its quota of ${quota.memoryBytes}`, quota.memoryBytes, used.memoryBytes)
       }
     }
     if (quota.cpus !== null) {
-      if (spec.cpus === undefined) throw exceeded('cpus', 'the token has a CPU quota: set resources.cpus', quota.cpus, used.cpus)
+      if (demand.cpus === undefined) throw exceeded('cpus', 'the token has a CPU quota: set resources.cpus', quota.cpus, used.cpus)
+      const cpus = demand.cpus * replicas
       // Rounded as the engine keeps them (nano-CPUs), so 0.1 + 0.2 fits a quota of 0.3.
-      if (Math.round((used.cpus + spec.cpus) * 1e9) > Math.round(quota.cpus * 1e9)) {
-        throw exceeded('cpus', `cpus ${spec.cpus} on top of the ${used.cpus} the token holds exceeds its quota of ${quota.cpus}`, quota.cpus, used.cpus)
+      if (Math.round((used.cpus + cpus) * 1e9) > Math.round(quota.cpus * 1e9)) {
+        throw exceeded('cpus', `cpus ${cpus} on top of the ${used.cpus} the token holds exceeds its quota of ${quota.cpus}`, quota.cpus, used.cpus)
       }
     }
     // ---- Environments (issue 14)
-    if (quota.gpus !== null && spec.gpus !== undefined) {
+    if (quota.gpus !== null && demand.gpus !== undefined) {
       if (quota.gpus === 0) throw exceeded('gpus', 'the token may not use GPUs', 0, used.gpus)
-      if (spec.gpus === 'all') throw exceeded('gpus', `the token has a GPU quota of ${quota.gpus}: ask for a count or device ids, not "all"`, quota.gpus, used.gpus)
-      const asked = gpuCount(spec.gpus)
+      if (demand.gpus === 'all') throw exceeded('gpus', `the token has a GPU quota of ${quota.gpus}: ask for a count or device ids, not "all"`, quota.gpus, used.gpus)
+      const asked = gpuCount(demand.gpus) * replicas
       if (used.gpus + asked > quota.gpus) {
         throw exceeded('gpus', `${asked} GPUs on top of the ${used.gpus} the token holds exceed its quota of ${quota.gpus}`, quota.gpus, used.gpus)
       }
     }
   }
+}
+
+/** What a run or a scale adds: replicas, each with these limits. */
+interface Demand {
+  replicas: number
+  memory: number | undefined
+  cpus: number | undefined
+  gpus?: GpuRequest | undefined
 }
 
 function gpuCount (gpus: GpuRequest | undefined): number {

@@ -64,8 +64,19 @@ export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership:
 
   const memory = body.resources?.memory ?? policy.maxMemoryBytes ?? undefined
   const cpus = body.resources?.cpus ?? policy.maxCpus ?? undefined
+  // Reservations (a cluster's) cannot exceed the limits.
+  const reservations = body.resources?.reservations
+  if (reservations?.memory !== undefined && memory !== undefined && reservations.memory > memory) {
+    throw invalid('body/resources/reservations/memory', `must not exceed the memory limit (${memory})`)
+  }
+  if (reservations?.cpus !== undefined && cpus !== undefined && reservations.cpus > cpus) {
+    throw invalid('body/resources/reservations/cpus', `must not exceed the cpu limit (${cpus})`)
+  }
   return {
     image,
+    ...(body.replicas === undefined ? {} : { replicas: body.replicas }),
+    ...(body.placement === undefined ? {} : { placement: { constraints: body.placement.constraints ?? [], spread: body.placement.spread ?? [] } }),
+    ...(reservations === undefined ? {} : { reservations }),
     ...(body.name === undefined ? {} : { name: body.name }),
     ...(body.command === undefined ? {} : { command: body.command }),
     ...(body.entrypoint === undefined ? {} : { entrypoint: body.entrypoint }),

@@ -1,6 +1,7 @@
 // Picks the engine backend berth drives from a kind-tagged config. Routes never see which one.
-import { ConfigError, type Config } from '../config.ts'
+import type { Config } from '../config.ts'
 import { DockerEngine } from './docker/engine.ts'
+import { SwarmEngine } from './swarm/engine.ts'
 import type { Engine } from './types.ts'
 
 export function createEngine (config: Config): Engine {
@@ -9,6 +10,12 @@ export function createEngine (config: Config): Engine {
     case 'docker':
       return new DockerEngine({ socketPath: engine.socketPath, timeoutMs: engine.timeoutMs, registryAuth: config.registryAuth })
     case 'swarm':
-      throw new ConfigError('BERTH_ENGINE=swarm: the Swarm backend is being built on this seam')
+      return new SwarmEngine({
+        socketPath: engine.socketPath,
+        timeoutMs: engine.timeoutMs,
+        publishMode: engine.publishMode,
+        placementTimeoutMs: engine.placementTimeoutMs,
+        registryAuth: config.registryAuth
+      })
   }
 }

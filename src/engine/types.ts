@@ -1,6 +1,8 @@
-// The operations berth needs from a container engine, in berth's own types. Every backend (a
-// single Docker host, a Swarm) implements them. The objects berth answers with are the API's
-// schemas' own types, so the engine and the contract cannot drift apart.
+// The operations berth needs from a container engine, in berth's own types. Docker (one host) and
+// Swarm (a cluster) implement them; a Kubernetes engine is meant to slot in behind the same
+// interface. The objects berth answers with are the API's schemas' own types, so the engine and
+// the contract cannot drift apart.
+import type { Readable } from 'node:stream'
 import type { PortHolder } from '../access/ownership.ts'
 import type { RegistryCredentials } from '../config.ts'
 import { BerthError } from '../errors.ts'
@@ -54,6 +56,69 @@ export interface VolumeDetails {
 /** The engine's states, and `removed`: an autoRemove container that exited and was removed before berth could inspect it. */
 export type ContainerState = 'created' | 'restarting' | 'running' | 'removing' | 'paused' | 'exited' | 'dead' | 'removed'
 
+// ---- Cluster additions (contract v2): absent on a single host, where a container is one replica.
+
+/** Which backend an engine is; what it can do follows from it (see src/capabilities.ts). */
+export type EngineKind = 'docker' | 'swarm'
+
+export interface Replicas {
+  /** The replicas it runs when started (remembered while it is stopped). */
+  count: number
+  /** The replicas running now. */
+  running: number
+}
+
+/** Swarm's task states, as the manager names them. */
+export type TaskState = 'new' | 'allocated' | 'pending' | 'assigned' | 'accepted' | 'preparing' | 'ready' | 'starting' | 'running' |
+  'complete' | 'shutdown' | 'failed' | 'rejected' | 'remove' | 'orphaned'
+
+export interface Task {
+  id: string
+  /** The replica this task is (1..count). */
+  slot: number | null
+  /** The node it was placed on (hostname), null while it waits to be placed. */
+  node: string | null
+  /** That node's address, where host-mode ports answer. */
+  address: string | null
+  state: TaskState
+  desiredState: string
+  /** Why it is not running (the scheduler's or the node's words), null when nothing is wrong. */
+  error: string | null
+  exitCode: number | null
+  /** Host ports this task publishes on its node. */
+  ports: PortBinding[]
+  /** When it last changed state. */
+  since: string
+}
+
+export interface Placement {
+  /** Swarm constraints, such as `node.labels.gpu==true`; all must hold. */
+  constraints: string[]
+  /** Spread replicas evenly over the values of these node attributes, such as `node.labels.zone`. */
+  spread: string[]
+}
+
+export interface Reservations {
+  memory: number | null
+  cpus: number | null
+}
+
+export interface Node {
+  id: string
+  name: string
+  /** The address the node is reached at (host-mode ports answer there); null when unknown. */
+  address: string | null
+  role: 'manager' | 'worker' | 'standalone'
+  leader: boolean
+  state: 'ready' | 'down' | 'unknown' | 'disconnected'
+  availability: 'active' | 'pause' | 'drain'
+  labels: Record<string, string>
+  resources: { cpus: number, memory: number }
+  engineVersion: string
+  os: string
+  arch: string
+}
+
 export type RestartPolicy = 'no' | 'always' | 'unless-stopped' | 'on-failure'
 export type PullPolicy = 'missing' | 'always' | 'never'
 
@@ -83,6 +148,14 @@ export interface RunSpec {
   auth?: RegistryCredentials
   /** Allocate a terminal: the engine then keeps no separate stdout and stderr. */
   tty?: boolean
+  /** Seconds a stop waits after the stop signal before it kills (the engine's default when absent). */
+  stopTimeout?: number
+  /** On a cluster: how many replicas to run (1 when absent). */
+  replicas?: number
+  /** On a cluster: where replicas may run. */
+  placement?: Placement
+  /** On a cluster: what to reserve on a node for each replica. */
+  reservations?: { memory?: number, cpus?: number }
   // ---- Environments (issue 14)
   /** Bytes of /dev/shm. */
   shmSize?: number
@@ -93,8 +166,6 @@ export interface RunSpec {
   /** A read-only root filesystem. */
   readOnly?: boolean
   stopSignal?: string
-  /** Seconds a stop waits after the stop signal before it kills (the engine's default when absent). */
-  stopTimeout?: number
   /** GPUs: every one, a count, or device ids. */
   gpus?: GpuRequest
   /** The network it joins (an id, or `bridge` or `none`); the engine's default bridge when absent. */
@@ -143,7 +214,8 @@ export interface LogOptions {
 export interface EngineEvent {
   /** Opaque position in the engine's event history: `events({ after })` resumes right after it. */
   cursor: string
-  type: 'container' | 'image'
+  /** node and task events come from a cluster; on it, `container` events are about services. */
+  type: 'container' | 'image' | 'node' | 'task'
   action: string
   id: string
   name: string | null
@@ -154,6 +226,12 @@ export interface EngineEvent {
   labels: Record<string, string>
   /** A container's exit code, on `die`. */
   exitCode?: number
+  /** A task's service (berth's container id on a cluster). */
+  service?: string
+  /** The node a task runs on. */
+  node?: string
+  /** Why a task failed or cannot be placed; a node's new state. */
+  detail?: string
 }
 
 export interface EventsOptions {
@@ -190,6 +268,7 @@ export interface StateChange {
 }
 
 export interface Engine {
+  readonly kind: EngineKind
   info (): Promise<EngineInfo>
   pullImage (ref: ImageRef, options: PullOptions): Promise<PulledImage>
   listImages (options: ListImagesOptions): Promise<ImageSummary[]>
@@ -203,6 +282,10 @@ export interface Engine {
   stopContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   restartContainer (id: string, options: { timeout?: number }): Promise<StateChange>
   removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void>
+  /** Sets how many replicas it runs; a single host runs exactly one (other counts are not_supported). */
+  scaleContainer (id: string, replicas: number): Promise<StateChange>
+  /** The machines containers run on: a cluster's nodes, or the single host as its one node. */
+  listNodes (): Promise<Node[]>
   /** A named volume, or not_found; its size and users only when asked for (otherwise null and []). */
   inspectVolume (name: string, details?: VolumeDetails): Promise<Volume>
   /** Creates a named volume; an existing one of that name is returned as it is (labels and all). */
@@ -243,6 +326,27 @@ export interface Engine {
   connectNetwork (networkId: string, containerId: string, options: { aliases: string[] }): Promise<StateChange>
   /** `changed: false` when it was not connected. */
   disconnectNetwork (networkId: string, containerId: string, options: { force: boolean }): Promise<StateChange>
+
+  // Images built, shared and reproduced (issue 15).
+  /**
+   * docker build: resolves with the built image once it is tagged. A build that fails or is cancelled
+   * (the signal) leaves nothing behind: its step's container is gone and the images it committed are removed.
+   */
+  buildImage (spec: BuildSpec, options: BuildOptions): Promise<BuiltImage>
+  /** docker tag: `target` then names the image `source` names (an id or a reference). */
+  tagImage (source: string, target: ImageRef): Promise<void>
+  /** docker push of one tag; resolves with the digest the registry stored. Like a pull, a failure inside the stream is push_failed. */
+  pushImage (ref: ImageRef, options: PushOptions): Promise<PushedImage>
+  /** docker history: the steps that made an image, newest first. */
+  imageHistory (reference: string): Promise<ImageHistoryEntry[]>
+  /** docker image prune: removes dangling images (or every unused one), optionally only those with the given labels. */
+  pruneImages (options: PruneImagesOptions): Promise<PruneReport>
+  /** docker builder prune: the build cache the engine keeps besides images. */
+  pruneBuildCache (): Promise<PruneReport>
+  /** docker system df. */
+  diskUsage (): Promise<DiskUsage>
+  /** What a container was run with, as a run request would say it: only what differs from its image's defaults. */
+  containerConfig (idOrName: string): Promise<ContainerConfig>
   /**
    * docker exec: starts a command in a running container (container_not_running otherwise) and
    * resolves once its output is flowing. The signal ends the output and releases the engine
@@ -318,4 +422,118 @@ export interface ContainerExit {
   oomKilled: boolean
   /** What the engine reports went wrong, if anything. */
   error: string | null
+}
+
+/** What a build is asked to do. Policy has checked it; the context is a tar (optionally gzip-compressed). */
+export interface BuildSpec {
+  /** Opens the build context; called once. */
+  context: () => Readable
+  /** The Dockerfile's path inside the context. */
+  dockerfile: string
+  tags: ImageRef[]
+  buildArgs: Record<string, string>
+  labels: Record<string, string>
+  target?: string
+  platform?: string
+  /** Pull every base image even when the engine has it (`--pull`). */
+  pull: boolean
+  noCache: boolean
+  /** The network RUN steps get; `none` unless policy allows more. */
+  network: 'none' | 'default'
+  /** Memory limit of each step's container, in bytes. */
+  memory?: number
+  /** CPU limit of each step's container, in cores. */
+  cpus?: number
+}
+
+/** What a running build reports. */
+export type BuildProgress =
+  | { kind: 'step', number: number, total: number, instruction: string }
+  | { kind: 'output', step: number, stream: 'stdout' | 'stderr', line: string }
+  | { kind: 'layer', step: number, id: string, cached: boolean }
+  | { kind: 'status', message: string }
+
+export interface BuildOptions {
+  /** Cancels the build at the engine, which stops its step's container. */
+  signal?: AbortSignal
+  onProgress?: (progress: BuildProgress) => void
+}
+
+export interface BuiltImage {
+  id: string
+  tags: string[]
+}
+
+/** Where one layer of a push is. */
+export type PushPhase = 'preparing' | 'waiting' | 'pushing' | 'pushed' | 'exists' | 'mounted' | 'retrying'
+
+export interface PushProgress {
+  id: string
+  phase: PushPhase
+  current: number
+  total: number | null
+}
+
+export interface PushOptions {
+  auth?: RegistryCredentials
+  signal?: AbortSignal
+  onProgress?: (progress: PushProgress) => void
+}
+
+export interface PushedImage {
+  reference: string
+  digest: string
+  /** Size of the manifest the registry stored, in bytes. */
+  size: number | null
+}
+
+export interface ImageHistoryEntry {
+  /** The layer's image id; null for steps whose image is not on this engine (they came with a pull). */
+  id: string | null
+  createdAt: string
+  /** The instruction that made it. */
+  createdBy: string
+  size: number
+  comment: string
+  tags: string[]
+}
+
+export interface PruneImagesOptions {
+  /** true: only untagged images; false: every image no container uses. */
+  dangling: boolean
+  /** Only images with all of these labels (`key` or `key=value`). */
+  labels?: string[]
+}
+
+export interface PruneReport {
+  deleted: string[]
+  spaceReclaimed: number
+}
+
+export interface DiskUsage {
+  images: { count: number, size: number, reclaimable: number }
+  containers: { count: number, size: number }
+  volumes: { count: number, size: number }
+  buildCache: { count: number, size: number, reclaimable: number }
+}
+
+export interface ContainerConfig {
+  /** The image as the run named it. */
+  image: string
+  imageId: string
+  /** repo@digest references of its image. */
+  imageDigests: string[]
+  command?: string[]
+  entrypoint?: string[]
+  env: Record<string, string>
+  workingDir?: string
+  user?: string
+  labels: Record<string, string>
+  ports: Array<{ container: number, host?: number, protocol: Protocol, hostIp?: string }>
+  mounts: Mount[]
+  restart: { policy: RestartPolicy, maxRetries?: number }
+  memory?: number
+  cpus?: number
+  autoRemove: boolean
+  tty: boolean
 }

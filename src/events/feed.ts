@@ -60,9 +60,9 @@ export async function followEvents (engine: Engine, options: FeedOptions): Promi
   return feed()
 }
 
-/** Images are everyone's; a container's events belong to the token that made it (and to admins). */
+/** Images and nodes are everyone's; a container's (and its tasks') events belong to the token that made it (and to admins). */
 export function visibleTo (ownership: Ownership, requester: Principal, event: EngineEvent): boolean {
-  return event.type === 'image' || ownership.owns(requester, event.labels)
+  return event.type === 'image' || event.type === 'node' || ownership.owns(requester, event.labels)
 }
 
 /** An event as a client receives it: no labels (they are the container's business, not the feed's). */

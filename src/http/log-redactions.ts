@@ -13,7 +13,8 @@ export const REDACTED = '[redacted]'
 // Query parameter names that carry credentials in the wild: access_token, id_token, api_key,
 // X-Amz-Signature, client_secret, password, auth, session, jwt… Over-matching costs a readable value
 // in a log line; under-matching leaks a secret, so the net is wide.
-const SECRET_NAME = /token|passw|pwd|secret|key|auth|sig|credential|session|cookie|jwt|bearer/i
+// buildArg: a build argument's value is whatever the client put there (a proxy with a password, say).
+const SECRET_NAME = /token|passw|pwd|secret|key|auth|sig|credential|session|cookie|jwt|bearer|buildarg/i
 // `;` counts as a separator here although berth's query parser does not split on it: the text after
 // it is in the URL all the same. Values stop at whitespace and quotes so a URL inside a message is cut.
 const QUERY_PARAMETER = /([?&;])([^=&?#;\s"'<>]+)=([^&#;\s"'<>]*)/g

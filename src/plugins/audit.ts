@@ -19,6 +19,11 @@ export interface AuditTarget {
   /** Volume names and bind-mounted host paths of a run. */
   volumes?: string[]
   job?: string
+  /** The replicas a scale asked for. */
+  replicas?: number
+  /** A build's id, and the names it gives its image (issue 15). */
+  build?: string
+  tags?: string[]
   /** What an image removal untagged and deleted, as the engine reported it. */
   untagged?: string[]
   deleted?: string[]

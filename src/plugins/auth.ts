@@ -31,13 +31,17 @@ declare module 'fastify' {
   }
 }
 
-// admin implies write, write implies read.
-const RANK: Record<Scope, number> = { read: 1, write: 2, admin: 3 }
+// admin implies write, write implies read. build is beside them: admin implies it, it implies read.
+const RANK: Record<Exclude<Scope, 'build'>, number> = { read: 1, write: 2, admin: 3 }
 
 export const ANONYMOUS: Principal = { name: 'anonymous', scopes: ['admin'], admin: true }
 
-function highest (scopes: Scope[]): number {
-  return Math.max(0, ...scopes.map(scope => RANK[scope]))
+/** Whether a token with these scopes may do what needs `needed`. */
+export function grants (scopes: Scope[], needed: Scope): boolean {
+  if (scopes.includes('admin')) return true
+  if (needed === 'build') return scopes.includes('build')
+  const highest = Math.max(0, ...scopes.map(scope => scope === 'build' ? RANK.read : RANK[scope]))
+  return highest >= RANK[needed]
 }
 
 export interface AuthOptions {
@@ -91,14 +95,14 @@ export default fp<AuthOptions>(async (app, { auth, tokens = new TokenStore(auth.
     if (principal === null || principal === ANONYMOUS || needed === undefined) return true
     const token = letInBy.get(principal)
     const now = token === undefined ? undefined : tokens.named(token.name)
-    return now !== undefined && now.sha256 === token?.sha256 && highest(now.scopes) >= RANK[needed]
+    return now !== undefined && now.sha256 === token?.sha256 && grants(now.scopes, needed)
   }
 
   async function authenticate (request: FastifyRequest, needed: Scope): Promise<void> {
     const principal = identify(request)
     // Known before the scope check, so that a call refused for its scope is audited with who made it.
     request.principal = principal
-    if (highest(principal.scopes) < RANK[needed]) {
+    if (!grants(principal.scopes, needed)) {
       throw new BerthError('forbidden', `this needs the "${needed}" scope; token "${principal.name}" has ${principal.scopes.join(', ') || 'none'}`, { scope: needed })
     }
   }

@@ -4,6 +4,8 @@
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import { BACKENDS, backendsSentence } from '../engine/capabilities.ts'
+import type { EngineKind } from '../engine/types.ts'
 import { version } from '../version.ts'
 
 export default fp<{ docsPublic: boolean }>(async (app, options) => {
@@ -13,15 +15,18 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
       info: {
         title: 'berth',
         version,
-        description: 'A typed, documented, secure HTTP API in front of a Docker Engine: pull, list, run, stop and start containers.',
+        description: 'A typed, documented, secure HTTP API in front of a Docker Engine or a Docker Swarm cluster: pull, list, run, stop and start containers. ' +
+          'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A berth token (BERTH_TOKENS); scopes read, write, admin.' } } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A berth token (BERTH_TOKENS); scopes read, write, admin, build.' } } },
       tags: [
         { name: 'containers', description: 'docker ps, run -d, inspect, start, stop, restart, rm' },
         { name: 'images', description: 'docker pull, images, image inspect, rmi' },
         { name: 'jobs', description: 'Async pulls: state, events, cancel' },
+        { name: 'builds', description: 'docker build, and builds as jobs: state, events, cancel' },
         { name: 'events', description: 'docker events, as server-sent events' },
+        { name: 'nodes', description: 'docker node ls: the machines containers run on' },
         { name: 'volumes', description: 'docker volume create, ls, inspect, rm' },
         { name: 'networks', description: 'docker network create, ls, inspect, rm, connect, disconnect' },
         { name: 'files', description: 'docker cp: files in and out of containers' },
@@ -30,9 +35,15 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transform: ({ schema, url, route }) => {
+      const config = route.config as { scope?: string, backends?: readonly EngineKind[], unsupported?: string } | undefined
       // Routes that need a scope say so in the document, so Swagger UI's Authorize applies to them.
-      const scope = (route.config as { scope?: string } | undefined)?.scope
-      return { schema: scope === undefined ? schema : { ...schema, security: [{ bearer: [] }] } as typeof schema, url }
+      const secured = config?.scope === undefined ? schema : { ...schema, security: [{ bearer: [] }] }
+      // Every operation names the backends that have it; one that some lack says so in words too.
+      const backends = config?.backends
+      const described = backends === undefined
+        ? { ...secured, 'x-berth-backends': [...BACKENDS] }
+        : { ...secured, 'x-berth-backends': [...backends], description: [secured.description, backendsSentence(backends, config?.unsupported)].filter(Boolean).join('\n\n') }
+      return { schema: described as typeof schema, url }
     }
   })
   // The document and Swagger UI are open by default (they hold no data); BERTH_DOCS_PUBLIC=false closes them.

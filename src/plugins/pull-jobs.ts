@@ -10,8 +10,14 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ jobs: Config['jobs'] }>(async (app, { jobs }) => {
-  const pullJobs = new PullJobs(app.engine, app.pullSlots, { retentionMs: jobs.retentionMs, maxJobs: jobs.maxJobs })
+export interface PullJobsPluginOptions {
+  jobs: Config['jobs']
+  /** The clock retention is measured on; Date.now by default. */
+  now?: () => number
+}
+
+export default fp<PullJobsPluginOptions>(async (app, { jobs, now }) => {
+  const pullJobs = new PullJobs(app.engine, app.pullSlots, { retentionMs: jobs.retentionMs, maxJobs: jobs.maxJobs, ...(now === undefined ? {} : { now }) })
   app.decorate('pullJobs', pullJobs)
   app.addHook('preClose', async () => { pullJobs.close() })
 }, { name: 'berth-pull-jobs', dependencies: ['berth-engine'] })

@@ -6,7 +6,7 @@ import { Type } from 'typebox'
 import type { Principal } from '../access/ownership.ts'
 import { problemResponses, ref } from '../schemas/common.ts'
 import {
-  Container, ContainerParams, ContainerSummary, ListContainersQuery, RemoveContainerQuery, RunRequest, StateChange, StopQuery, type ValidatedRunRequest
+  Container, ContainerParams, ContainerSummary, ListContainersQuery, RemoveContainerQuery, RunRequest, ScaleRequest, StateChange, StopQuery, type ValidatedRunRequest
 } from '../schemas/containers.ts'
 
 const containers: FastifyPluginAsyncTypebox = async (app) => {
@@ -41,10 +41,12 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Run a container detached (docker run -d)',
       description: 'Creates and starts a container, pulling the image first when it is missing (per `pull`). ' +
         'Answers with the container as it runs: the host ports actually bound and the image digest. ' +
-        'A host port already taken is 409 port_conflict, and leaves no container behind.',
+        'A host port already taken is 409 port_conflict, and leaves no container behind.\n\n' +
+        'On a Swarm cluster the container is a service of `replicas` tasks: berth answers once they all run, or 409 (port_conflict, placement_failed) ' +
+        'or 504 placement_timeout when they cannot be placed, removing the service again.',
       operationId: 'runContainer',
       body: ref(RunRequest),
-      response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problemResponses(400, 401, 403, 404, 409, 429, 502, 503) }
+      response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problemResponses(400, 401, 403, 404, 409, 429, 501, 502, 503, 504) }
     }
   }, async (request, reply) => {
     const { name, image, volumes } = request.body
@@ -92,6 +94,25 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
   stateChange('start', 'Start a container (docker start)', 'Already running is a success with `changed: false`. A host port taken meanwhile is 409 port_conflict.')
   stateChange('stop', 'Stop a container (docker stop)', 'SIGTERM, then SIGKILL after `timeout` seconds. Already stopped is a success with `changed: false`.')
   stateChange('restart', 'Restart a container (docker restart)', 'Stops (with `timeout`) and starts the container.')
+
+  app.post('/v1/containers/:idOrName/scale', {
+    config: { scope: 'write' },
+    schema: {
+      tags: ['containers'],
+      summary: 'Set how many replicas a container runs (docker service scale)',
+      description: 'On a cluster: runs that many replicas, waiting until the added ones run (or cannot be placed: 409, and the count stays as it was). ' +
+        'A stopped container keeps the new count for its next start. More replicas count against the token\'s quota. ' +
+        'On the docker backend a container is one replica: `replicas: 1` changes nothing, more is 501 not_supported.',
+      operationId: 'scaleContainer',
+      params: ContainerParams,
+      body: ref(ScaleRequest),
+      response: { 200: ref(StateChange, 'Done, or nothing to do (`changed: false`); the container as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503, 504) }
+    }
+  }, async (request) => {
+    const scaled = await app.containers.scale(principalOf(request), request.params.idOrName, request.body.replicas)
+    request.audit({ container: { id: scaled.container.id, name: scaled.container.name }, replicas: request.body.replicas })
+    return scaled
+  })
 
   app.delete('/v1/containers/:idOrName', {
     config: { scope: 'write' },

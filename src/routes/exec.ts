@@ -26,7 +26,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
   app.post('/v1/containers/:idOrName/exec', {
-    config: { scope: 'write' },
+    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a service\'s task is not there yet on a Swarm cluster: the manager has no exec API' },
     schema: {
       tags: ['containers'],
       summary: 'Run a command in a running container (docker exec)',
@@ -46,7 +46,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
             'application/json': { schema: ref(ExecResult) }
           }
         },
-        ...problemResponses(400, 401, 403, 404, 409, 502, 503),
+        ...problemResponses(400, 401, 403, 404, 409, 501, 502, 503),
         406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/x-ndjson, text/event-stream, application/json.' }
       }
     }
@@ -66,7 +66,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
   app.route({
     method: 'GET',
     url: '/v1/containers/:idOrName/exec',
-    config: { scope: 'write' },
+    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a service\'s task is not there yet on a Swarm cluster: the manager has no exec API' },
     schema: {
       tags: ['containers'],
       summary: 'An interactive terminal in a running container (docker exec -it), over a WebSocket',
@@ -80,7 +80,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
       querystring: ExecQuery,
       response: {
         101: { description: 'Switching to the WebSocket protocol.' },
-        ...problemResponses(400, 401, 403, 404, 409, 503),
+        ...problemResponses(400, 401, 403, 404, 409, 501, 503),
         426: { ...ref(Problem), description: 'validation_failed: a plain GET; this route needs a WebSocket upgrade.' }
       }
     },

@@ -3,21 +3,26 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { EventStream, NDJSON, SSE, negotiate, notAcceptable, pipeSubscription, sendStream } from '../http/event-stream.ts'
 import type { AuditTarget } from '../plugins/audit.ts'
 import type { Principal } from '../access/ownership.ts'
-import { checkPullRef, imageFrom } from '../access/policy.ts'
+import { engineReference } from '../access/images.ts'
+import { checkPullRef } from '../access/policy.ts'
 import { isFinal, type PullEntry, type PullSpec } from '../pulls/shared-pull.ts'
 import { describeJob, wirePullEvent } from '../pulls/views.ts'
 import { Problem, problemResponses, ref } from '../schemas/common.ts'
-import { Image, ImageParams, ImageRemoval, ImageSummary, ListImagesQuery, PulledImage, PullRequest, RemoveImageQuery } from '../schemas/images.ts'
+import { ImageDetails, ImageParams, ImageRemoval, ImageSummary, ListImagesQuery, PulledImage, PullRequest, RemoveImageQuery } from '../schemas/images.ts'
 import { PullEvent, PullHeaders, PullJob, PullQuery } from '../schemas/jobs.ts'
 import { Type } from 'typebox'
 
 const PULL_MEDIA = ['application/json', NDJSON, SSE] as const
+/** Why a cluster has no image routes: there is no one image store to list, pull into or remove from. */
+export const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there ' +
+  '(with the registry credentials of the run), and a manager\'s own images say nothing of the other nodes\''
+const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: IMAGE_STORE }
 
 const images: FastifyPluginAsyncTypebox = async (app) => {
   const policy = app.config.policy
 
   app.post('/v1/images/pull', {
-    config: { scope: 'write' },
+    config: { scope: 'write', ...DOCKER_ONLY },
     schema: {
       tags: ['images'],
       summary: 'Pull an image (docker pull)',
@@ -40,7 +45,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
           }
         },
         202: { description: 'Started as an async job (Location: the job).', content: { 'application/json': { schema: ref(PullJob) } } },
-        ...problemResponses(400, 401, 403, 404, 429, 502, 503),
+        ...problemResponses(400, 401, 403, 404, 429, 501, 502, 503),
         406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/json, application/x-ndjson, text/event-stream.' }
       }
     }
@@ -96,34 +101,45 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/images', {
-    config: { scope: 'read' },
+    config: { scope: 'read', ...DOCKER_ONLY },
     schema: {
       tags: ['images'],
       summary: 'List images (docker images)',
+      description: 'Each with its labels, size, and how many containers the token may see use it.',
       operationId: 'listImages',
       querystring: ListImagesQuery,
-      response: { 200: Type.Array(ref(ImageSummary), { description: 'The images.' }), ...problemResponses(400, 401, 503) }
+      response: { 200: Type.Array(ref(ImageSummary), { description: 'The images.' }), ...problemResponses(400, 401, 501, 503) }
     }
-  }, async (request) => await app.engine.listImages({
-    ...(request.query.reference === undefined ? {} : { reference: request.query.reference }),
-    ...(request.query.dangling === undefined ? {} : { dangling: request.query.dangling }),
-    ...(request.query.label === undefined ? {} : { labels: request.query.label })
-  }))
+  }, async (request) => {
+    // One engine call after the other: a request holds at most one engine connection at a time.
+    const list = await app.engine.listImages({
+      ...(request.query.reference === undefined ? {} : { reference: request.query.reference }),
+      ...(request.query.dangling === undefined ? {} : { dangling: request.query.dangling }),
+      ...(request.query.label === undefined ? {} : { labels: request.query.label })
+    })
+    const usage = await app.imageAccess.usage(request.principal as Principal)
+    return list.map(image => ({ ...image, containers: usage.get(image.id) ?? 0 }))
+  })
 
   app.get('/v1/images/:ref', {
-    config: { scope: 'read' },
+    config: { scope: 'read', ...DOCKER_ONLY },
     schema: {
       tags: ['images'],
-      summary: 'Inspect an image (docker image inspect)',
+      summary: 'Inspect an image (docker image inspect, docker history)',
+      description: 'The image with its labels, size, history (the steps that made it) and the containers the token may see that use it.',
       operationId: 'inspectImage',
       params: ImageParams,
-      response: { 200: ref(Image, 'The image.'), ...problemResponses(400, 401, 404, 503) }
+      response: { 200: ref(ImageDetails, 'The image.'), ...problemResponses(400, 401, 404, 501, 503) }
     }
-  }, async (request) => await app.engine.inspectImage(engineReference(request.params.ref)))
+  }, async (request) => {
+    const image = await app.engine.inspectImage(engineReference(request.params.ref, 'params/ref'))
+    const history = await app.engine.imageHistory(image.id)
+    return { ...image, history, usedBy: await app.imageAccess.usedBy(request.principal as Principal, image.id) }
+  })
 
   app.delete('/v1/images/:ref', {
     // Images are shared by every token's containers: removing one is an admin's call.
-    config: { scope: 'admin' },
+    config: { scope: 'admin', ...DOCKER_ONLY },
     schema: {
       tags: ['images'],
       summary: 'Remove an image (docker rmi)',
@@ -131,10 +147,10 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'removeImage',
       params: ImageParams,
       querystring: RemoveImageQuery,
-      response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
+      response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
     }
   }, async (request) => {
-    const removal = await app.engine.removeImage(engineReference(request.params.ref), { force: request.query.force ?? false })
+    const removal = await app.engine.removeImage(engineReference(request.params.ref, 'params/ref'), { force: request.query.force ?? false })
     request.audit({ untagged: removal.untagged, deleted: removal.deleted })
     return removal
   })
@@ -142,13 +158,6 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
 
 function pulledTarget (image: { reference: string, id: string, digest: string | null }): AuditTarget {
   return { image: image.reference, imageId: image.id, digest: image.digest }
-}
-
-// An id (full or short) goes to the engine as it is; a reference is validated and made explicit.
-function engineReference (input: string): string {
-  if (/^(sha256:)?[a-f0-9]{12,64}$/.test(input)) return input
-  const parsed = imageFrom(input, 'params/ref')
-  return parsed.kind === 'id' ? parsed.id : parsed.ref.reference
 }
 
 export default images

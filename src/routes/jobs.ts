@@ -8,24 +8,28 @@ import { isFinal, type PullEntry } from '../pulls/shared-pull.ts'
 import { describeJob, wirePullEvent } from '../pulls/views.ts'
 import { Problem, problemResponses, ref } from '../schemas/common.ts'
 import { JobParams, PullEvent, PullJob } from '../schemas/jobs.ts'
+import { IMAGE_STORE } from './images.ts'
+
+// Jobs are pulls into the engine's image store, which a cluster does not have.
+const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: IMAGE_STORE }
 
 const EVENT_MEDIA = [SSE, NDJSON] as const
 
 const jobs: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/jobs/:id', {
-    config: { scope: 'read' },
+    config: { scope: 'read', ...DOCKER_ONLY },
     schema: {
       tags: ['jobs'],
       summary: 'Show a pull job',
       description: 'Its state, progress so far, and the pulled image or the problem it ended with. Finished jobs are kept for BERTH_JOB_RETENTION_MS.',
       operationId: 'getJob',
       params: JobParams,
-      response: { 200: ref(PullJob), ...problemResponses(400, 401, 404) }
+      response: { 200: ref(PullJob), ...problemResponses(400, 401, 404, 501) }
     }
   }, async (request) => describeJob(app.pullJobs.get(request.params.id, request.principal as Principal), request.id))
 
   app.get('/v1/jobs/:id/events', {
-    config: { scope: 'read' },
+    config: { scope: 'read', ...DOCKER_ONLY },
     schema: {
       tags: ['jobs'],
       summary: 'Follow a pull job\'s events',
@@ -42,7 +46,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
             [NDJSON]: { schema: ref(PullEvent) }
           }
         },
-        ...problemResponses(400, 401, 404),
+        ...problemResponses(400, 401, 404, 501),
         406: { ...ref(Problem), description: 'not_acceptable: Accept allows neither text/event-stream nor application/x-ndjson.' }
       }
     }
@@ -64,7 +68,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.delete('/v1/jobs/:id', {
-    config: { scope: 'write' },
+    config: { scope: 'write', ...DOCKER_ONLY },
     schema: {
       tags: ['jobs'],
       summary: 'Cancel a pull job',
@@ -72,7 +76,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         'unless another job or client shares it, which then goes on. A job that already ended is answered as it is.',
       operationId: 'cancelJob',
       params: JobParams,
-      response: { 200: ref(PullJob), ...problemResponses(400, 401, 403, 404) }
+      response: { 200: ref(PullJob), ...problemResponses(400, 401, 403, 404, 501) }
     }
   }, async (request) => {
     const job = app.pullJobs.get(request.params.id, request.principal as Principal)

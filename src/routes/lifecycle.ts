@@ -6,9 +6,12 @@ import { problemResponses, ref } from '../schemas/common.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 import { WaitQuery, WaitResult } from '../schemas/lifecycle.ts'
 
+/** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
+const WAIT_ON_A_CLUSTER = 'a service has no single exit to wait for on a Swarm cluster; follow its tasks in ps or events'
+
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/containers/:idOrName/wait', {
-    config: { scope: 'write' },
+    config: { scope: 'write', backends: ['docker'], unsupported: WAIT_ON_A_CLUSTER },
     schema: {
       tags: ['containers'],
       summary: 'Wait for a container to stop (docker wait)',
@@ -19,7 +22,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'waitContainer',
       params: ContainerParams,
       querystring: WaitQuery,
-      response: { 200: ref(WaitResult, 'How it ended, or that it has not yet.'), ...problemResponses(400, 401, 403, 404, 502, 503) }
+      response: { 200: ref(WaitResult, 'How it ended, or that it has not yet.'), ...problemResponses(400, 401, 403, 404, 501, 502, 503) }
     }
   }, async (request, reply) => {
     // Tied to the client: one that leaves stops the wait at the engine; so does berth closing.

@@ -7,30 +7,33 @@ import type { Principal } from '../access/ownership.ts'
 import { problemResponses, ref } from '../schemas/common.ts'
 import { ConnectRequest, CreateNetworkRequest, DisconnectRequest, ListNetworksQuery, Network, NetworkChange, NetworkParams } from '../schemas/networks.ts'
 
+/** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
+const NETWORKS_ON_A_CLUSTER = 'networks through berth are single-host for now; on a Swarm cluster they would be overlay networks, which berth does not manage yet'
+
 const networks: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
   app.get('/v1/networks', {
-    config: { scope: 'read' },
+    config: { scope: 'read', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
     schema: {
       tags: ['networks'],
       summary: 'List networks (docker network ls)',
       description: 'The token\'s networks (an admin\'s: all of its deployment\'s), each with the containers attached. The engine\'s own (bridge, host, none) are not listed.',
       operationId: 'listNetworks',
       querystring: ListNetworksQuery,
-      response: { 200: Type.Array(ref(Network), { description: 'The networks, by name.' }), ...problemResponses(400, 401, 503) }
+      response: { 200: Type.Array(ref(Network), { description: 'The networks, by name.' }), ...problemResponses(400, 401, 501, 503) }
     }
   }, async (request) => await app.networks.list(principalOf(request), request.query.label))
 
   app.post('/v1/networks', {
-    config: { scope: 'write' },
+    config: { scope: 'write', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
     schema: {
       tags: ['networks'],
       summary: 'Create a network (docker network create)',
       description: 'A bridge network owned by the token; `internal: true` gives it no route to the outside. A name in use is 409 name_conflict.',
       operationId: 'createNetwork',
       body: ref(CreateNetworkRequest),
-      response: { 201: ref(Network, 'Created (Location: its URL).'), ...problemResponses(400, 401, 403, 409, 503) }
+      response: { 201: ref(Network, 'Created (Location: its URL).'), ...problemResponses(400, 401, 403, 409, 501, 503) }
     }
   }, async (request, reply) => {
     request.audit({ network: { name: request.body.name } })
@@ -41,25 +44,25 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/networks/:network', {
-    config: { scope: 'read' },
+    config: { scope: 'read', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
     schema: {
       tags: ['networks'],
       summary: 'Inspect a network (docker network inspect)',
       operationId: 'inspectNetwork',
       params: NetworkParams,
-      response: { 200: ref(Network, 'The network.'), ...problemResponses(400, 401, 404, 409, 503) }
+      response: { 200: ref(Network, 'The network.'), ...problemResponses(400, 401, 404, 409, 501, 503) }
     }
   }, async (request) => await app.networks.find(principalOf(request), request.params.network))
 
   app.delete('/v1/networks/:network', {
-    config: { scope: 'write' },
+    config: { scope: 'write', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
     schema: {
       tags: ['networks'],
       summary: 'Remove a network (docker network rm)',
       description: 'A network with containers attached, running or not, is 409 network_in_use: the engine would remove it from under stopped ones, which then could not start.',
       operationId: 'removeNetwork',
       params: NetworkParams,
-      response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 503) }
+      response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
     }
   }, async (request, reply) => {
     const network = await app.networks.find(principalOf(request), request.params.network)
@@ -70,7 +73,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
 
   for (const action of ['connect', 'disconnect'] as const) {
     app.post(`/v1/networks/:network/${action}`, {
-      config: { scope: 'write' },
+      config: { scope: 'write', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
       schema: {
         tags: ['networks'],
         summary: action === 'connect' ? 'Connect a container to a network (docker network connect)' : 'Disconnect a container from a network (docker network disconnect)',
@@ -80,7 +83,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
         operationId: `${action}Network`,
         params: NetworkParams,
         body: action === 'connect' ? ref(ConnectRequest) : ref(DisconnectRequest),
-        response: { 200: ref(NetworkChange, 'Done, or nothing to do (`changed: false`); the network as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
+        response: { 200: ref(NetworkChange, 'Done, or nothing to do (`changed: false`); the network as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
       }
     }, async (request) => {
       const body = request.body as { container: string, aliases?: string[], force?: boolean }

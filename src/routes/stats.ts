@@ -14,7 +14,7 @@ const STATS_MEDIA = ['application/json', NDJSON, SSE] as const
 
 const stats: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/containers/:idOrName/stats', {
-    config: { scope: 'read' },
+    config: { scope: 'read', backends: ['docker'], unsupported: 'stats of a service\'s tasks are not there yet on a Swarm cluster: they live on each node\'s engine' },
     schema: {
       tags: ['containers'],
       summary: 'Resource usage of a container (docker stats)',
@@ -32,7 +32,7 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
             [SSE]: { schema: { type: 'string', description: 'Server-sent events; each `data` is a ContainerStats.' } }
           }
         },
-        ...problemResponses(400, 401, 404, 409, 502, 503),
+        ...problemResponses(400, 401, 404, 409, 501, 502, 503),
         406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/json, application/x-ndjson, text/event-stream.' }
       }
     }

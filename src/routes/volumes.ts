@@ -7,23 +7,26 @@ import type { Principal } from '../access/ownership.ts'
 import { problemResponses, ref } from '../schemas/common.ts'
 import { CreateVolumeRequest, InspectVolumeQuery, ListVolumesQuery, RemoveVolumeQuery, Volume, VolumeParams } from '../schemas/volumes.ts'
 
+/** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
+const VOLUMES_ON_A_CLUSTER = 'named volumes are per node on a Swarm cluster, and berth does not manage them there yet'
+
 const volumes: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
   app.get('/v1/volumes', {
-    config: { scope: 'read' },
+    config: { scope: 'read', backends: ['docker'], unsupported: VOLUMES_ON_A_CLUSTER },
     schema: {
       tags: ['volumes'],
       summary: 'List volumes (docker volume ls)',
       description: 'The token\'s volumes (an admin\'s: all of its deployment\'s), each with the containers that mount it; `size=true` adds their sizes.',
       operationId: 'listVolumes',
       querystring: ListVolumesQuery,
-      response: { 200: Type.Array(ref(Volume), { description: 'The volumes, by name.' }), ...problemResponses(400, 401, 503) }
+      response: { 200: Type.Array(ref(Volume), { description: 'The volumes, by name.' }), ...problemResponses(400, 401, 501, 503) }
     }
   }, async (request) => await app.volumes.list(principalOf(request), { labels: request.query.label, size: request.query.size ?? false }))
 
   app.post('/v1/volumes', {
-    config: { scope: 'write' },
+    config: { scope: 'write', backends: ['docker'], unsupported: VOLUMES_ON_A_CLUSTER },
     schema: {
       tags: ['volumes'],
       summary: 'Create a volume (docker volume create)',
@@ -34,7 +37,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       response: {
         201: ref(Volume, 'Created (Location: its URL).'),
         200: ref(Volume, 'The token already has a volume of that name: this is it, unchanged.'),
-        ...problemResponses(400, 401, 403, 409, 503)
+        ...problemResponses(400, 401, 403, 409, 501, 503)
       }
     }
   }, async (request, reply) => {
@@ -46,7 +49,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/volumes/:volume', {
-    config: { scope: 'read' },
+    config: { scope: 'read', backends: ['docker'], unsupported: VOLUMES_ON_A_CLUSTER },
     schema: {
       tags: ['volumes'],
       summary: 'Inspect a volume (docker volume inspect)',
@@ -54,12 +57,12 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'inspectVolume',
       params: VolumeParams,
       querystring: InspectVolumeQuery,
-      response: { 200: ref(Volume, 'The volume.'), ...problemResponses(400, 401, 404, 503) }
+      response: { 200: ref(Volume, 'The volume.'), ...problemResponses(400, 401, 404, 501, 503) }
     }
   }, async (request) => await app.volumes.find(principalOf(request), request.params.volume, { size: request.query.size ?? false }))
 
   app.delete('/v1/volumes/:volume', {
-    config: { scope: 'write' },
+    config: { scope: 'write', backends: ['docker'], unsupported: VOLUMES_ON_A_CLUSTER },
     schema: {
       tags: ['volumes'],
       summary: 'Remove a volume (docker volume rm)',
@@ -68,7 +71,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'removeVolume',
       params: VolumeParams,
       querystring: RemoveVolumeQuery,
-      response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 503) }
+      response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
     }
   }, async (request, reply) => {
     const removed: string[] = []

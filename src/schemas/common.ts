@@ -26,7 +26,7 @@ export const Problem = Type.Object({
   code: Type.Enum(Object.keys(errorCodes) as Array<keyof typeof errorCodes>, { type: 'string', description: 'Stable machine-readable error code.' }),
   instance: Type.Optional(Type.String({ description: 'The request path the problem occurred on.' })),
   requestId: Type.String({ description: 'The request id, also in the x-request-id header and in berth\'s logs.' })
-}, { $id: 'Problem', additionalProperties: true, description: 'An RFC 9457 problem. Some codes add members: `port` and `holder` (port_conflict), `errors` (validation_failed), `rule` (policy_denied).' })
+}, { $id: 'Problem', additionalProperties: true, description: 'An RFC 9457 problem. Some codes add members: `port` and `holder` (port_conflict), `errors` (validation_failed), `rule` (policy_denied), `backend` (not_supported), `reason` (placement_failed).' })
 
 export const PortBinding = Type.Object({
   container: Type.Integer({ minimum: 1, maximum: 65535, description: 'Port inside the container.' }),
@@ -57,10 +57,12 @@ const problemDescriptions: Record<number, string> = {
   403: 'forbidden (scope) or policy_denied (run policy; `rule` names the rule).',
   404: 'not_found or image_not_found.',
   406: 'not_acceptable: Accept allows none of the media types this route answers in.',
-  409: 'A conflict: name_conflict, port_conflict, container_running, image_in_use or pull_cancelled.',
+  409: 'A conflict: name_conflict, port_conflict, container_running, image_in_use, pull_cancelled, or on a cluster placement_failed.',
   429: 'rate_limited: too many requests for this token, or too many failed authentications from this address; see Retry-After.',
   502: 'pull_failed or engine_error: the engine or a registry failed.',
-  503: 'engine_unavailable: the engine cannot be reached now; see Retry-After.'
+  501: 'not_supported: the engine backend berth drives does not have this operation or field (`backend` names it).',
+  503: 'engine_unavailable: the engine cannot be reached now; see Retry-After.',
+  504: 'placement_timeout: the cluster did not start the replicas within BERTH_SWARM_PLACEMENT_TIMEOUT_MS; nothing was left behind.'
 }
 
 export const commonSchemas = [Problem, PortBinding, Health]

@@ -14,7 +14,7 @@ export const PortRequest = Type.Object({
   container: Type.Integer({ minimum: 1, maximum: 65535, description: 'Port inside the container.' }),
   host: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Host port to bind; omit to let the engine choose a free one (the reply says which).' })),
   protocol: Type.Optional(Type.Enum(['tcp', 'udp', 'sctp'], { type: 'string', default: 'tcp', description: 'Transport protocol.' })),
-  hostIp: Type.Optional(Type.String({ anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }], maxLength: 45, description: 'Host address to bind on; omit for every interface.' }))
+  hostIp: Type.Optional(Type.String({ anyOf: [{ type: 'string', format: 'ipv4' }, { type: 'string', format: 'ipv6' }], maxLength: 45, description: 'Host address to bind on; omit for every interface.' }))
 }, { additionalProperties: false, description: 'Bind a host port to a container port, as `-p [hostIp:][host:]container[/protocol]`.' })
 
 export const Volume = Type.Object({
@@ -22,6 +22,24 @@ export const Volume = Type.Object({
   target: Type.String({ minLength: 2, maxLength: 4096, pattern: absolutePath, description: 'Absolute path inside the container.' }),
   readOnly: Type.Optional(Type.Boolean({ default: false, description: 'Mount read-only.' }))
 }, { additionalProperties: false, description: 'A volume or bind mount, as `-v source:target[:ro]`.' })
+
+// Swarm's constraint language, narrowed to what a node can be matched on: a malformed one would
+// otherwise reach the manager and come back as a 500.
+const CONSTRAINT = '^(node\\.(id|hostname|role|platform\\.os|platform\\.arch|labels\\.[A-Za-z0-9][A-Za-z0-9._-]{0,127})|engine\\.labels\\.[A-Za-z0-9][A-Za-z0-9._-]{0,127}) ?(==|!=) ?[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$'
+const SPREAD = '^(node\\.(id|hostname|role|platform\\.os|platform\\.arch|labels\\.[A-Za-z0-9][A-Za-z0-9._-]{0,127})|engine\\.labels\\.[A-Za-z0-9][A-Za-z0-9._-]{0,127})$'
+
+export const PlacementSchema = Type.Object({
+  constraints: Type.Optional(Type.Array(Type.String({ pattern: CONSTRAINT, maxLength: 300, description: 'attribute==value or attribute!=value.' }), {
+    maxItems: 16, description: 'Every one must hold on a node for a replica to run there (`--constraint`), such as `node.labels.gpu==true` or `node.role!=manager`.'
+  })),
+  spread: Type.Optional(Type.Array(Type.String({ pattern: SPREAD, maxLength: 200, description: 'A node attribute.' }), {
+    maxItems: 4, description: 'Spread replicas evenly over the values of these node attributes (`--placement-pref spread=…`), such as `node.labels.zone`.'
+  }))
+}, {
+  $id: 'Placement',
+  additionalProperties: false,
+  description: 'Cluster only (501 not_supported on docker): where replicas may run. Without it the scheduler spreads replicas over the nodes.'
+})
 
 /** The forms of `-p` berth takes as strings, as a 400 lists them. */
 export const PORT_FORMS = ['8888', '8888:8888', '127.0.0.1:8888:8888', '127.0.0.1::8888', '[::1]:8888:8888', '5353:53/udp', '8000-8009:8000-8009', '8000-8009:80']
@@ -79,8 +97,14 @@ export const RunRequest = Type.Object({
   }, { additionalProperties: false, description: 'Restart policy (`--restart`).' })),
   resources: Type.Optional(Type.Object({
     memory: Type.Optional(Type.Integer({ minimum: 6 * 1024 * 1024, maximum: 2 ** 50, description: 'Memory limit in bytes (`--memory`); at least 6 MiB.' })),
-    cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPU limit in cores (`--cpus`).' }))
-  }, { additionalProperties: false, description: 'Resource limits.' })),
+    cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPU limit in cores (`--cpus`).' })),
+    reservations: Type.Optional(Type.Object({
+      memory: Type.Optional(Type.Integer({ minimum: 4 * 1024 * 1024, maximum: 2 ** 50, description: 'Memory to reserve on a node for each replica, in bytes (`--reserve-memory`).' })),
+      cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPU cores to reserve on a node for each replica (`--reserve-cpu`).' }))
+    }, { additionalProperties: false, description: 'Cluster only (501 not_supported on docker): what the scheduler reserves for each replica; a replica goes only to a node with that much unreserved.' }))
+  }, { additionalProperties: false, description: 'Resource limits, and on a cluster reservations.' })),
+  replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 1, description: 'How many replicas to run (`docker service create --replicas`). More than 1 needs a cluster: 501 not_supported on docker.' })),
+  placement: Type.Optional(Type.Unsafe<Static<typeof PlacementSchema>>(Type.Ref('Placement'))),
   autoRemove: Type.Optional(Type.Boolean({
     default: false,
     description: 'Remove the container once it has exited (`--rm`) and its exit was collected: when a wait on it is answered, ' +
@@ -138,6 +162,27 @@ const STATES = ['created', 'restarting', 'running', 'removing', 'paused', 'exite
 const stateSchema = Type.Enum([...STATES, 'removed'], { type: 'string', description: 'Container state. (`removed` is no longer answered: berth keeps an autoRemove container until its exit is collected.)' })
 const labels = Type.Record(Type.String(), Type.String(), { description: 'Labels, berth\'s own (`io.berth.*`) included.' })
 
+export const Task = Type.Object({
+  id: Type.String({ description: 'Task id.' }),
+  slot: Type.Union([Type.Integer(), Type.Null()], { description: 'Which replica it is (1..count).' }),
+  node: Type.Union([Type.String(), Type.Null()], { description: 'The node it was placed on; null while it waits to be placed.' }),
+  address: Type.Union([Type.String(), Type.Null()], { description: 'That node\'s address: host-mode ports answer there.' }),
+  state: Type.String({ description: 'Swarm\'s task state: pending, assigned, preparing, starting, running, complete, failed, shutdown, rejected…' }),
+  desiredState: Type.String({ description: 'The state the orchestrator wants it in (running, shutdown…).' }),
+  error: Type.Union([Type.String(), Type.Null()], { description: 'Why it is not running, as the scheduler or the node said; null when nothing is wrong.' }),
+  exitCode: Type.Union([Type.Integer(), Type.Null()], { description: 'Its container\'s exit code, once it has exited.' }),
+  ports: portList,
+  since: Type.String({ format: 'date-time', description: 'When it entered its state.' })
+}, { $id: 'Task', additionalProperties: false, description: 'One replica of a container on a cluster (a Swarm task).' })
+
+const clusterFields = {
+  replicas: Type.Optional(Type.Object({
+    count: Type.Integer({ description: 'The replicas it runs when started (kept while it is stopped).' }),
+    running: Type.Integer({ description: 'The replicas running now.' })
+  }, { additionalProperties: false, description: 'On a cluster: how many replicas it has.' })),
+  tasks: Type.Optional(Type.Array(Type.Unsafe<Static<typeof Task>>(Type.Ref('Task')), { description: 'On a cluster: the latest task of each replica.' }))
+}
+
 export const ContainerSummary = Type.Object({
   id: Type.String({ description: 'Container id.' }),
   name: Type.String({ description: 'Container name.' }),
@@ -148,8 +193,9 @@ export const ContainerSummary = Type.Object({
   status: Type.String({ description: 'Human-readable status, such as "Up 5 minutes".' }),
   createdAt: Type.String({ format: 'date-time', description: 'When it was created.' }),
   ports: portList,
-  labels
-}, { $id: 'ContainerSummary', additionalProperties: false, description: 'A container, as `docker ps` lists it.' })
+  labels,
+  ...clusterFields
+}, { $id: 'ContainerSummary', additionalProperties: false, description: 'A container, as `docker ps` lists it. On a Swarm cluster it is a service, and also has `replicas` and `tasks`.' })
 export type ContainerSummary = Static<typeof ContainerSummary>
 
 export const Container = Type.Object({
@@ -176,10 +222,16 @@ export const Container = Type.Object({
     cpus: Type.Union([Type.Number(), Type.Null()], { description: 'CPU limit in cores, null for none.' })
   }, { additionalProperties: false, description: 'Resource limits.' }),
   autoRemove: Type.Boolean({ description: 'Removed when it exits.' }),
+  ...clusterFields,
+  placement: Type.Optional(Type.Unsafe<Static<typeof PlacementSchema>>(Type.Ref('Placement'))),
+  reservations: Type.Optional(Type.Object({
+    memory: Type.Union([Type.Integer(), Type.Null()], { description: 'Memory reserved for each replica in bytes, null for none.' }),
+    cpus: Type.Union([Type.Number(), Type.Null()], { description: 'CPU cores reserved for each replica, null for none.' })
+  }, { additionalProperties: false, description: 'On a cluster: what the scheduler reserves on a node for each replica.' })),
   // ---- Environments (issue 14)
   gpus: Type.Optional(Type.Unsafe<GpuRequest>({ ...GpuRequest, description: 'The GPUs it was given, as asked for; absent when none.' })),
   networks: Type.Optional(Type.Array(ContainerNetwork, { description: 'The networks it is attached to.' }))
-}, { $id: 'Container', additionalProperties: false, description: 'A container, as `docker inspect` shows it.' })
+}, { $id: 'Container', additionalProperties: false, description: 'A container, as `docker inspect` shows it. On a Swarm cluster it is a service, and also has `replicas` and `tasks`.' })
 export type Container = Static<typeof Container>
 
 export const StateChange = Type.Object({
@@ -207,4 +259,9 @@ export const RemoveContainerQuery = Type.Object({
   volumes: Type.Optional(Type.Boolean({ default: false, description: 'Also remove anonymous volumes (`docker rm -v`).' }))
 }, { additionalProperties: false })
 
-export const containerSchemas = [RunRequest, ContainerSummary, Container, StateChange]
+export const ScaleRequest = Type.Object({
+  replicas: Type.Integer({ minimum: 1, maximum: 100, description: 'How many replicas it runs (`docker service scale`). To run none, stop it.' })
+}, { $id: 'ScaleRequest', additionalProperties: false, description: 'The replicas a container is to run.' })
+export type ScaleRequest = Static<typeof ScaleRequest>
+
+export const containerSchemas = [PlacementSchema, RunRequest, Task, ContainerSummary, Container, StateChange, ScaleRequest]

@@ -1,5 +1,6 @@
 // Image models: pull requests and results, image summaries and details.
 import { Type, type Static } from 'typebox'
+import { ref } from './common.ts'
 
 export const RegistryAuth = Type.Object({
   username: Type.Optional(Type.String({ maxLength: 512, description: 'Registry user name.' })),
@@ -37,7 +38,10 @@ const imageSummaryProperties = {
   labels: Type.Record(Type.String(), Type.String(), { description: 'Image labels.' })
 }
 
-export const ImageSummary = Type.Object(imageSummaryProperties, { $id: 'ImageSummary', additionalProperties: false, description: 'An image, as `docker images` lists it.' })
+export const ImageSummary = Type.Object({
+  ...imageSummaryProperties,
+  containers: Type.Optional(Type.Integer({ minimum: 0, description: 'How many containers the token may see use it (any state).' }))
+}, { $id: 'ImageSummary', additionalProperties: false, description: 'An image, as `docker images` lists it.' })
 export type ImageSummary = Static<typeof ImageSummary>
 
 export const Image = Type.Object({
@@ -46,6 +50,28 @@ export const Image = Type.Object({
   os: Type.String({ description: 'Operating system.' })
 }, { $id: 'Image', additionalProperties: false, description: 'An image, as `docker image inspect` shows it.' })
 export type Image = Static<typeof Image>
+
+export const ImageHistoryEntry = Type.Object({
+  id: Type.Union([Type.String(), Type.Null()], { description: 'The image this step made; null for steps whose image is not on this engine (they came with a pull).' }),
+  createdAt: Type.String({ format: 'date-time', description: 'When the step ran.' }),
+  createdBy: Type.String({ description: 'The instruction that made it.' }),
+  size: Type.Integer({ description: 'Bytes the step added.' }),
+  comment: Type.String({ description: 'The step\'s comment, if any.' }),
+  tags: Type.Array(Type.String(), { description: 'Names of the image the step made.' })
+}, { $id: 'ImageHistoryEntry', additionalProperties: false, description: 'One step of an image\'s history, as `docker history` shows it.' })
+
+export const ImageDetails = Type.Object({
+  ...imageSummaryProperties,
+  architecture: Type.String({ description: 'CPU architecture.' }),
+  os: Type.String({ description: 'Operating system.' }),
+  history: Type.Array(ref(ImageHistoryEntry), { description: 'The steps that made it, newest first (docker history).' }),
+  usedBy: Type.Array(Type.Object({
+    id: Type.String({ description: 'Container id.' }),
+    name: Type.String({ description: 'Container name.' }),
+    state: Type.String({ description: 'Container state.' })
+  }, { additionalProperties: false }), { description: 'The containers using it that the token may see.' })
+}, { $id: 'ImageDetails', additionalProperties: false, description: 'An image, as `docker image inspect` and `docker history` show it, with the containers that use it.' })
+export type ImageDetails = Static<typeof ImageDetails>
 
 export const ImageRemoval = Type.Object({
   untagged: Type.Array(Type.String(), { description: 'References removed.' }),
@@ -67,4 +93,4 @@ export const RemoveImageQuery = Type.Object({
   force: Type.Optional(Type.Boolean({ default: false, description: 'Remove even when containers use it (docker rmi -f).' }))
 }, { additionalProperties: false })
 
-export const imageSchemas = [RegistryAuth, PullRequest, PulledImage, ImageSummary, Image, ImageRemoval]
+export const imageSchemas = [RegistryAuth, PullRequest, PulledImage, ImageSummary, Image, ImageHistoryEntry, ImageDetails, ImageRemoval]

@@ -15,18 +15,23 @@ export const LogsQuery = Type.Object({
 export const LogEntry = Type.Object({
   stream: Type.Enum(['stdout', 'stderr'], { type: 'string', description: 'Which stream the line was written to; a TTY container has stdout only.' }),
   line: Type.String({ description: 'The line, without its line break.' }),
-  time: Type.Optional(Type.String({ description: 'When the engine recorded it (RFC 3339, nanoseconds); with timestamps=true.' }))
+  time: Type.Optional(Type.String({ description: 'When the engine recorded it (RFC 3339, nanoseconds); with timestamps=true.' })),
+  task: Type.Optional(Type.String({ description: 'On a cluster: the task (replica) that wrote the line.' })),
+  node: Type.Optional(Type.String({ description: 'On a cluster: the node that task ran on.' }))
 }, { $id: 'LogEntry', additionalProperties: false, description: 'One line of a container\'s output, as an NDJSON line.' })
 export type LogEntry = Static<typeof LogEntry>
 
 export const Event = Type.Object({
-  type: Type.Enum(['container', 'image'], { type: 'string', description: 'What changed.' }),
+  type: Type.Enum(['container', 'image', 'node', 'task'], { type: 'string', description: 'What changed. node and task events come from a cluster, where container events are about services.' }),
   action: Type.String({ description: 'What happened, as the engine names it: create, start, die, stop, destroy, pull, tag, untag, delete…' }),
   id: Type.String({ description: 'Container id, or image id or reference.' }),
   name: Type.Union([Type.String(), Type.Null()], { description: 'Container name, or image name.' }),
   image: Type.Union([Type.String(), Type.Null()], { description: 'The image the container runs, or the image the event is about.' }),
   time: Type.String({ format: 'date-time', description: 'When it happened, to the nanosecond.' }),
-  exitCode: Type.Optional(Type.Integer({ description: 'The container\'s exit code, on `die`.' }))
+  exitCode: Type.Optional(Type.Integer({ description: 'The container\'s exit code, on `die`.' })),
+  service: Type.Optional(Type.String({ description: 'On a task event: the container (service) it is a replica of.' })),
+  node: Type.Optional(Type.String({ description: 'On a task event: the node it runs on.' })),
+  detail: Type.Optional(Type.String({ description: 'On a task event: why it failed or waits; on a node event: what changed.' }))
 }, {
   $id: 'Event',
   additionalProperties: false,

@@ -3,26 +3,31 @@
 // only at start) and leaves nothing half-made behind. Talks to the engine only through its transport.
 import type Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
+import { notSupported } from '../capabilities.ts'
 import type { Duplex } from 'node:stream'
 import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import type { ImageRef } from '../image-ref.ts'
 import { mapEngineError } from './errors.ts'
 import {
-  containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, pullFailureReason, toAuthConfig,
-  volumeOf, volumeSizesOf, volumeUsersOf, networkOf, networkMembersOf, statsOf, type RawStats
+  containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, nodeOfEngine, pullFailureReason, toAuthConfig,
+  volumeOf, volumeSizesOf, volumeUsersOf, networkOf, networkMembersOf, statsOf, type EngineSystemInfo, type RawStats
 } from './mapping.ts'
 import { engineTime, layerProgress, linesOf, parseCursor, readAll, readEventStream, readFrames, readJsonLines, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
+import * as images from './image-work.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   Volume, Container, ContainerExit, ContainerStats, ContainerSummary, Engine, ExecSession, ExecSpec, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, PathStat, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PathStat, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails,
+  BuildOptions, BuildSpec, BuiltImage, ContainerConfig, DiskUsage, ImageHistoryEntry, PruneImagesOptions, PruneReport, PushedImage, PushOptions
 } from '../types.ts'
 import type { NetworkMember } from '../../schemas/networks.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
 
+/** The longest stopTimeout a run may give (see the RunRequest schema). */
+const MAX_STOP_TIMEOUT = 300
 /** How many ports of a host port range a run tries before it answers port_conflict. */
 const MAX_RANGE_ATTEMPTS = 16
 /** How long a container inspect reuses its image's digests; see #imageDigests. */
@@ -36,6 +41,7 @@ export interface DockerEngineOptions {
 }
 
 export class DockerEngine implements Engine {
+  readonly kind = 'docker' as const
   readonly #options: DockerEngineOptions
   readonly #transport: DockerTransport
   /** Image digests by image id, reused for a few seconds by container inspects (see #imageDigests). */
@@ -189,6 +195,21 @@ export class DockerEngine implements Engine {
   async removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void> {
     await this.#transport.call({ subject: 'container', target: id },
       (docker, signal) => docker.getContainer(id).remove({ force: options.force, v: options.volumes, abortSignal: signal }))
+  }
+
+  /** One host runs a container as exactly one replica: asking for one changes nothing, more is not_supported. */
+  async scaleContainer (id: string, replicas: number): Promise<StateChange> {
+    if (replicas !== 1) {
+      throw notSupported('docker', `the docker backend runs a container as exactly one replica; ${replicas} replicas need a cluster (BERTH_ENGINE=swarm)`)
+    }
+    await this.inspectContainer(id)
+    return { changed: false }
+  }
+
+  /** The one engine, as a cluster would list a node of its own. */
+  async listNodes (): Promise<Node[]> {
+    const info = await this.#transport.call({ subject: 'engine', target: 'engine' }, (docker, signal) => (docker.info as (options: object) => Promise<unknown>)(withSignal(signal))) as EngineSystemInfo
+    return [nodeOfEngine(info)]
   }
 
   async inspectVolume (name: string, details: VolumeDetails = {}): Promise<Volume> {
@@ -425,6 +446,53 @@ export class DockerEngine implements Engine {
     return readEventStream(stream, after, options.signal)
   }
 
+  // Images built, shared and reproduced (issue 15): the work is in image-work.ts.
+  async buildImage (spec: BuildSpec, options: BuildOptions): Promise<BuiltImage> {
+    try {
+      return await images.buildImage(this.#transport, this.#options.registryAuth ?? {}, spec, options)
+    } finally {
+      this.#forgetDigests()
+    }
+  }
+
+  async tagImage (source: string, target: ImageRef): Promise<void> {
+    await images.tagImage(this.#transport, source, target)
+    this.#forgetDigests()
+  }
+
+  async pushImage (ref: ImageRef, options: PushOptions): Promise<PushedImage> {
+    try {
+      return await images.pushImage(this.#transport, this.#options.registryAuth ?? {}, ref, options)
+    } finally {
+      // A push gives the image a digest in that repository.
+      this.#forgetDigests()
+    }
+  }
+
+  async imageHistory (reference: string): Promise<ImageHistoryEntry[]> {
+    return await images.imageHistory(this.#transport, reference)
+  }
+
+  async pruneImages (options: PruneImagesOptions): Promise<PruneReport> {
+    try {
+      return await images.pruneImages(this.#transport, options)
+    } finally {
+      this.#forgetDigests()
+    }
+  }
+
+  async pruneBuildCache (): Promise<PruneReport> {
+    return await images.pruneBuildCache(this.#transport)
+  }
+
+  async diskUsage (): Promise<DiskUsage> {
+    return await images.diskUsage(this.#transport)
+  }
+
+  async containerConfig (idOrName: string): Promise<ContainerConfig> {
+    return await images.containerConfig(this.#transport, idOrName)
+  }
+
   /**
    * The repo digests of an image, for the digest a container inspect reports. Asking the engine
    * costs a second round trip on every inspect (and inspects follow every run, start and stop), so
@@ -465,7 +533,7 @@ export class DockerEngine implements Engine {
 
   // A stop waits up to the container's grace period before the engine kills it; the deadline must outlast it.
   #graceDeadline (timeout: number | undefined): number {
-    return this.#transport.timeoutMs + (timeout ?? 10) * 1000
+    return this.#transport.timeoutMs + (timeout ?? MAX_STOP_TIMEOUT) * 1000
   }
 
   async #create (body: Record<string, unknown>, name: string | undefined): Promise<string> {
@@ -473,12 +541,6 @@ export class DockerEngine implements Engine {
     // all of them, env values included, into the query string.
     const created = await this.#transport.call({ subject: 'image', target: String(body.Image) },
       (docker, signal) => docker.createContainer({ _query: name === undefined ? {} : { name }, _body: body, abortSignal: signal } as never))
-      .catch((error: unknown) => {
-        if (error instanceof BerthError && error.code === 'name_conflict') {
-          throw new BerthError('name_conflict', `the container name ${name} is already in use`, { name })
-        }
-        throw error
-      })
     return created.id
   }
 
@@ -503,6 +565,10 @@ export class DockerEngine implements Engine {
 
   #pullError (error: unknown, ref: ImageRef): BerthError {
     const mapped = mapEngineError(error, 'image', ref.reference, this.#transport.timeoutMs)
+    // A pinned run asks for exactly one image: when the registry no longer has it, nothing else runs in its place.
+    if (mapped.code === 'image_not_found' && ref.digest !== undefined) {
+      return new BerthError('image_not_found', `registry ${ref.registry} has no image ${ref.repository}@${ref.digest} (it may have been deleted); nothing else is run in its place`, { image: ref.reference, digest: ref.digest }, { cause: error })
+    }
     if (mapped.code === 'engine_error' || mapped.code === 'validation_failed') {
       const message = mapped.message.replace(/^the engine (answered \d+|rejected the request): /, '')
       return new BerthError('pull_failed', `pulling ${ref.reference} failed: ${message}`, { image: ref.reference, reason: pullFailureReason(message) }, { cause: error })

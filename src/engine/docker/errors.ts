@@ -55,8 +55,11 @@ export function mapEngineError (error: unknown, subject: Subject, target: string
     return new BerthError('not_found', `${subject} ${target} was not found`, {}, { cause: error })
   }
   if (status === 409) {
-    if (/is already in use by container/i.test(message)) {
-      return new BerthError('name_conflict', `the container name ${target} is already in use`, { name: target }, { cause: error })
+    // 'Conflict. The container name "/x" is already in use by container "…"': the name is in the message.
+    const taken = /container name "\/?([^"]+)" is already in use/i.exec(message)
+    if (taken !== null || /is already in use by container/i.test(message)) {
+      const name = taken?.[1] ?? target
+      return new BerthError('name_conflict', `the container name ${name} is already in use`, { name }, { cause: error })
     }
     if (/cannot remove a running container|stop the container before/i.test(message)) {
       return new BerthError('container_running', `container ${target} is running; stop it first or remove it with force=true`, {}, { cause: error })

@@ -4,7 +4,7 @@ import type { RegistryCredentials } from '../../config.ts'
 import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
 import { parseImage } from '../image-ref.ts'
 import type {
-  Container, ContainerState, ContainerSummary, Image, ImageSummary, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
+  Container, ContainerState, ContainerSummary, Image, ImageSummary, Node, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
 } from '../types.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
 import type { ContainerNetwork, GpuRequest } from '../../schemas/containers.ts'
@@ -345,4 +345,42 @@ export function dedupePorts (ports: PortBinding[]): PortBinding[] {
     if (previous === undefined || (previous.hostIp.includes(':') && !port.hostIp.includes(':'))) seen.set(key, port)
   }
   return [...seen.values()].sort((a, b) => a.container - b.container || (a.host ?? 0) - (b.host ?? 0))
+}
+
+/** What `GET /info` says of the engine that berth lists as a node. */
+export interface EngineSystemInfo {
+  ID?: string
+  Name?: string
+  NCPU?: number
+  MemTotal?: number
+  Labels?: string[] | null
+  ServerVersion?: string
+  OSType?: string
+  Architecture?: string
+}
+
+/**
+ * The single host as a node: it is where every container runs. It has no address berth could name
+ * (host ports answer on whichever of its addresses a port is bound to) and no cluster role.
+ */
+export function nodeOfEngine (info: EngineSystemInfo): Node {
+  const labels: Record<string, string> = {}
+  for (const label of info.Labels ?? []) {
+    const eq = label.indexOf('=')
+    if (eq > 0) labels[label.slice(0, eq)] = label.slice(eq + 1)
+  }
+  return {
+    id: info.ID ?? '',
+    name: info.Name ?? '',
+    address: null,
+    role: 'standalone',
+    leader: false,
+    state: 'ready',
+    availability: 'active',
+    labels,
+    resources: { cpus: info.NCPU ?? 0, memory: info.MemTotal ?? 0 },
+    engineVersion: info.ServerVersion ?? '',
+    os: info.OSType ?? '',
+    arch: info.Architecture ?? ''
+  }
 }

@@ -1,0 +1,30 @@
+// GET /v1/containers/{idOrName}/spec: a container as a run request someone else can POST.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { containerSpecOf } from '../access/container-spec.ts'
+import type { Principal } from '../access/ownership.ts'
+import { problemResponses, ref } from '../schemas/common.ts'
+import { ContainerSpec } from '../schemas/container-spec.ts'
+import { ContainerParams } from '../schemas/containers.ts'
+
+const containerSpec: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/v1/containers/:idOrName/spec', {
+    config: { scope: 'read', backends: ['docker'], unsupported: 'a service\'s spec as a run request is not there yet on a Swarm cluster' },
+    schema: {
+      tags: ['containers'],
+      summary: 'A container as a run request (reproduce it)',
+      description: 'The run request that makes the same environment again — on this berth or another (another host, another engine): ' +
+        'the image pinned by its registry digest, command, environment, ports, volumes, resources, restart policy and labels, ' +
+        'each only where the run set it (what the image sets by itself comes with the image). POST `run` to /v1/containers. ' +
+        'Environment values are shown only to the token that ran the container; berth\'s own labels and the container name are left out.',
+      operationId: 'containerSpec',
+      params: ContainerParams,
+      response: { 200: ref(ContainerSpec, 'The run request, and how exactly it pins the image.'), ...problemResponses(400, 401, 404, 501, 503) }
+    }
+  }, async (request) => {
+    const principal = request.principal as Principal
+    const container = await app.containers.find(principal, request.params.idOrName)
+    return containerSpecOf(await app.engine.containerConfig(container.id), principal)
+  })
+}
+
+export default containerSpec

@@ -1,0 +1,22 @@
+// /v1/nodes: the machines containers run on (docker node ls). On a cluster, its nodes; on the
+// docker backend, the one host. Nodes hold every token's containers: any token that can read sees them.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { problemResponses, ref } from '../schemas/common.ts'
+import { Node } from '../schemas/nodes.ts'
+
+const nodes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/v1/nodes', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['nodes'],
+      summary: 'List nodes (docker node ls)',
+      description: 'On a Swarm cluster: every node, with its address, role, state (`down` when the managers stopped hearing from it), availability, labels and resources. ' +
+        'On the docker backend: the one host, as a `standalone` node.',
+      operationId: 'listNodes',
+      response: { 200: Type.Array(ref(Node), { description: 'The nodes, by name.' }), ...problemResponses(401, 503) }
+    }
+  }, async () => await app.engine.listNodes())
+}
+
+export default nodes
