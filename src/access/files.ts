@@ -245,8 +245,12 @@ export async function spool (body: Readable, options: { limit: number, check?: T
     await pipeline(limit, options.check ?? new PassThrough(), createWriteStream(path, { mode: 0o600 }))
   } catch (error) {
     body.unpipe(limit)
-    // The rest of the body is read and dropped, so the refusal reaches the client.
-    body.resume()
+    // The rest of the body is read and dropped before the refusal is sent: a client still sending
+    // when the connection closes might never read the answer. BERTH_REQUEST_TIMEOUT_MS bounds it.
+    await new Promise<void>(resolve => {
+      if (body.readableEnded || body.destroyed) return resolve()
+      body.once('end', resolve).once('close', resolve).resume()
+    })
     await discard()
     throw error
   } finally {

@@ -4,7 +4,7 @@
 // limited by BERTH_MAX_UPLOAD and read whole before the engine sees them, downloads cut at
 // BERTH_MAX_DOWNLOAD.
 import { posix } from 'node:path'
-import { Readable, Transform, type TransformCallback } from 'node:stream'
+import { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify'
 import { Type } from 'typebox'
@@ -15,6 +15,8 @@ import { problemResponses } from '../schemas/common.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 import { ArchiveQuery, PutArchiveQuery, PutFileQuery } from '../schemas/files.ts'
 
+/** On a cluster each task's files live on its node's engine, which berth does not reach yet. */
+const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: 'files in and out of a service\'s tasks are not there yet on a Swarm cluster: they live on each node\'s engine' }
 const TAR = 'application/x-tar'
 const BYTES = 'application/octet-stream'
 
@@ -30,7 +32,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
   const binary = (media: string, description: string) => ({ content: { [media]: { schema: Type.String({ format: 'binary', description }) } } })
 
   app.get('/v1/containers/:idOrName/archive', {
-    config: { scope: 'read' },
+    config: { scope: 'read', ...DOCKER_ONLY },
     schema: {
       tags: ['files'],
       summary: 'Download a path from a container as a tar (docker cp out)',
@@ -41,7 +43,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       querystring: ArchiveQuery,
       response: {
         200: { description: 'The tar archive.', content: { [TAR]: { schema: Type.String({ format: 'binary' }) } } },
-        ...problemResponses(400, 401, 404, 503)
+        ...problemResponses(400, 401, 404, 501, 503)
       }
     }
   }, async (request, reply) => {
@@ -56,11 +58,11 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       // JSON with everything outside ASCII escaped: a header carries ASCII only.
       .header('x-berth-path-stat', JSON.stringify(stat).replace(/[^\x20-\x7e]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`))
       .header('cache-control', 'no-store')
-      .send(Readable.from(archive as AsyncIterable<Buffer>).pipe(new Cutoff(maxDownloadBytes)))
+      .send(Readable.from(cutOff(archive as AsyncIterable<Buffer>, maxDownloadBytes)))
   })
 
   app.put('/v1/containers/:idOrName/archive', {
-    config: { scope: 'write' },
+    config: { scope: 'write', ...DOCKER_ONLY },
     validatorCompiler,
     schema: {
       tags: ['files'],
@@ -72,7 +74,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       params: ContainerParams,
       querystring: PutArchiveQuery,
       body: binary(TAR, 'A tar archive.'),
-      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problemResponses(400, 401, 403, 404, 413, 415, 503) }
+      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problemResponses(400, 401, 403, 404, 413, 415, 501, 503) }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: false })
@@ -88,7 +90,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/v1/containers/:idOrName/files', {
-    config: { scope: 'write' },
+    config: { scope: 'write', ...DOCKER_ONLY },
     validatorCompiler,
     schema: {
       tags: ['files'],
@@ -99,7 +101,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       params: ContainerParams,
       querystring: PutFileQuery,
       body: binary(BYTES, 'The file\'s content.'),
-      response: { 204: Type.Null({ description: 'Written.' }), ...problemResponses(400, 401, 403, 404, 413, 415, 503) }
+      response: { 204: Type.Null({ description: 'Written.' }), ...problemResponses(400, 401, 403, 404, 413, 415, 501, 503) }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: true })
@@ -136,20 +138,17 @@ function bodyOf (request: FastifyRequest, media: string, limit: number): Readabl
   return request.body
 }
 
-/** Passes at most `limit` bytes; past them the response is cut off with an error, so no client takes it for whole. */
-class Cutoff extends Transform {
-  readonly #limit: number
-  #seen = 0
-
-  constructor (limit: number) {
-    super()
-    this.#limit = limit
-  }
-
-  override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#seen += chunk.length
-    if (this.#seen > this.#limit) callback(new BerthError('payload_too_large', `the archive is larger than ${this.#limit} bytes (BERTH_MAX_DOWNLOAD)`))
-    else callback(null, chunk)
+/**
+ * At most `limit` bytes of `source`; past them the response is cut off with an error, so no client
+ * takes it for whole. One generator, so that every error (the cut, the engine going away) reaches
+ * the response, and a client that leaves releases the engine's stream.
+ */
+async function * cutOff (source: AsyncIterable<Buffer>, limit: number): AsyncGenerator<Buffer> {
+  let seen = 0
+  for await (const chunk of source) {
+    seen += chunk.length
+    if (seen > limit) throw new BerthError('payload_too_large', `the archive is larger than ${limit} bytes (BERTH_MAX_DOWNLOAD)`)
+    yield chunk
   }
 }
 
