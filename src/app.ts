@@ -38,6 +38,7 @@ import jobs from './routes/jobs.ts'
 import logs from './routes/logs.ts'
 import nodes from './routes/nodes.ts'
 import exec from './routes/exec.ts'
+import files from './routes/files.ts'
 import lifecycle from './routes/lifecycle.ts'
 import networks from './routes/networks.ts'
 import stats from './routes/stats.ts'
@@ -167,5 +168,6 @@ export async function buildApp (config: Config, deps: AppDeps) {
   await app.register(containerSpec)
   await app.register(exec)
   await app.register(stats)
+  await app.register(files)
   return app
 }

@@ -130,6 +130,13 @@ export interface Config {
     /** How long an exited autoRemove container stays (its logs readable) when nobody waits for it. */
     autoRemoveGraceMs: number
   }
+  /** Files in and out of containers (docker cp). */
+  files: {
+    /** The largest upload (an archive, or a file); it is spooled to a temporary file before the engine sees it. */
+    maxUploadBytes: number
+    /** Where a download is cut off. */
+    maxDownloadBytes: number
+  }
 }
 
 export const defaults: Config = {
@@ -165,7 +172,8 @@ export const defaults: Config = {
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
   streams: { heartbeatMs: 15_000 },
   registryAuth: {},
-  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000 }
+  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000 },
+  files: { maxUploadBytes: 256 * 1024 ** 2, maxDownloadBytes: 1024 ** 3 }
 }
 
 export class ConfigError extends Error {
@@ -188,6 +196,7 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
     jobs: { ...defaults.jobs, ...overrides.jobs },
     streams: { ...defaults.streams, ...overrides.streams },
     lifecycle: { ...defaults.lifecycle, ...overrides.lifecycle },
+    files: { ...defaults.files, ...overrides.files },
     registryAuth: (overrides.registryAuth ?? defaults.registryAuth) as Config['registryAuth']
   }
 }
@@ -255,6 +264,10 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     lifecycle: {
       sweepIntervalMs: parseInteger('BERTH_SWEEP_INTERVAL_MS', env.BERTH_SWEEP_INTERVAL_MS, defaults.lifecycle.sweepIntervalMs, 0, 3_600_000),
       autoRemoveGraceMs: parseInteger('BERTH_AUTO_REMOVE_GRACE_MS', env.BERTH_AUTO_REMOVE_GRACE_MS, defaults.lifecycle.autoRemoveGraceMs, 0, 7 * 24 * 3_600_000)
+    },
+    files: {
+      maxUploadBytes: env.BERTH_MAX_UPLOAD ? parseBytes('BERTH_MAX_UPLOAD', env.BERTH_MAX_UPLOAD) : defaults.files.maxUploadBytes,
+      maxDownloadBytes: env.BERTH_MAX_DOWNLOAD ? parseBytes('BERTH_MAX_DOWNLOAD', env.BERTH_MAX_DOWNLOAD) : defaults.files.maxDownloadBytes
     }
   })
 }

@@ -360,6 +360,20 @@ export interface Engine {
    * the signal aborts.
    */
   containerStats (id: string, options: { stream: boolean, signal?: AbortSignal }): Promise<AsyncIterable<ContainerStats>>
+  /** docker cp out: a tar of the path (a file, or a directory and all below it); not_found when the path is not there. */
+  getArchive (id: string, path: string, options: { signal?: AbortSignal }): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }>
+  /** docker cp in: unpacks a tar of `size` bytes into the directory `path`, which must exist. */
+  putArchive (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }): Promise<void>
+}
+
+/** What the engine says of a path in a container. */
+export interface PathStat {
+  name: string
+  size: number
+  /** Go's os.FileMode bits: the permissions, and the type in the high bits. */
+  mode: number
+  mtime: string
+  linkTarget: string
 }
 
 /** A command to run in a running container (docker exec). */

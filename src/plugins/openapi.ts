@@ -29,6 +29,7 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         { name: 'nodes', description: 'docker node ls: the machines containers run on' },
         { name: 'volumes', description: 'docker volume create, ls, inspect, rm' },
         { name: 'networks', description: 'docker network create, ls, inspect, rm, connect, disconnect' },
+        { name: 'files', description: 'docker cp: files in and out of containers' },
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },

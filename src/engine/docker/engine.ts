@@ -20,7 +20,7 @@ import * as images from './image-work.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   Volume, Container, ContainerExit, ContainerStats, ContainerSummary, Engine, ExecSession, ExecSpec, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails,
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PathStat, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails,
   BuildOptions, BuildSpec, BuiltImage, ContainerConfig, DiskUsage, ImageHistoryEntry, PruneImagesOptions, PruneReport, PushedImage, PushOptions
 } from '../types.ts'
 import type { NetworkMember } from '../../schemas/networks.ts'
@@ -364,6 +364,24 @@ export class DockerEngine implements Engine {
     return mapStats(readJsonLines<RawStats>(stream, options.signal))
   }
 
+  async getArchive (id: string, path: string, options: { signal?: AbortSignal }): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> {
+    const target = { subject: 'container' as const, target: id, ...(options.signal ? { signal: options.signal } : {}) }
+    const response = await this.#transport.streamGet(target, `/containers/${encodeURIComponent(id)}/archive`, { path }).catch((error: unknown) => { throw pathError(error, id, path) })
+    const header = response.headers['x-docker-container-path-stat']
+    const stat = typeof header === 'string' ? JSON.parse(Buffer.from(header, 'base64').toString('utf8')) as PathStat : { name: path.split('/').pop() ?? '', size: 0, mode: 0, mtime: '', linkTarget: '' }
+    options.signal?.addEventListener('abort', () => { response.destroy() }, { once: true })
+    return { stat, archive: response }
+  }
+
+  async putArchive (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }): Promise<void> {
+    // The engine answers once it has unpacked it all: give it the time to read it at 1 MB/s at least.
+    const timeoutMs = this.#transport.timeoutMs + Math.ceil(options.size / 1_000_000) * 1000
+    const response = await this.#transport.streamRequest({ subject: 'container', target: id, timeoutMs },
+      { method: 'PUT', path: `/containers/${encodeURIComponent(id)}/archive`, query: { path, noOverwriteDirNonDir: true }, body: archive })
+      .catch((error: unknown) => { throw pathError(error, id, path) })
+    response.resume()
+  }
+
   async #inspectNetwork (idOrName: string): Promise<Docker.NetworkInspectInfo> {
     return await this.#transport.request<Docker.NetworkInspectInfo>({ subject: 'network', target: idOrName }, { method: 'GET', path: `/networks/${encodeURIComponent(idOrName)}` })
   }
@@ -576,4 +594,13 @@ async function * mapStats (raw: AsyncIterable<RawStats>): AsyncGenerator<Contain
     if (reading.read.startsWith('0001-01-01')) return
     yield statsOf(reading)
   }
+}
+
+/** The engine's 404 on an archive is about the path (the container was found first); a read-only root says so. */
+function pathError (error: unknown, id: string, path: string): unknown {
+  if (error instanceof BerthError && error.code === 'not_found') return new BerthError('not_found', `no such path ${path} in container ${id}`, { path }, { cause: error })
+  if (error instanceof BerthError && /rootfs is marked read-only/.test(error.message)) {
+    return new BerthError('validation_failed', `container ${id} has a read-only root filesystem: write into one of its volumes`, { path }, { cause: error })
+  }
+  return error
 }

@@ -74,7 +74,8 @@ export class DockerTransport {
     const cancel = (): void => { connection.abort(options.signal?.reason) }
     options.signal?.addEventListener('abort', cancel, { once: true })
     if (options.signal?.aborted) cancel()
-    const deadline = setTimeout(() => { connection.abort(new DOMException('the engine did not answer in time', 'TimeoutError')) }, this.timeoutMs)
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs
+    const deadline = setTimeout(() => { connection.abort(new DOMException('the engine did not answer in time', 'TimeoutError')) }, timeoutMs)
     try {
       const stream = await open(docker, connection.signal) as IncomingMessage
       stream.once('close', () => options.signal?.removeEventListener('abort', cancel))
@@ -83,7 +84,7 @@ export class DockerTransport {
       options.signal?.removeEventListener('abort', cancel)
       if (options.signal?.aborted) throw options.signal.reason
       if (isConnectionFailure(error)) this.#docker = null
-      throw mapEngineError(error, options.subject, options.target, this.timeoutMs)
+      throw mapEngineError(error, options.subject, options.target, timeoutMs)
     } finally {
       clearTimeout(deadline)
     }

@@ -14,7 +14,7 @@ import { DockerTransport } from '../docker/transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   BuiltImage, Container, ContainerConfig, ContainerExit, ContainerStats, ExecSession, ContainerSummary, DiskUsage, Engine, EngineEvent, ImageHistoryEntry, Network, PruneReport, PushedImage, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
-  LogEntry, LogOptions, Node, PortRequest, PulledImage, RunSpec, StateChange, Volume
+  LogEntry, LogOptions, Node, PathStat, PortRequest, PulledImage, RunSpec, StateChange, Volume
 } from '../types.ts'
 import { SwarmApi } from './api.ts'
 import { OutOfSequenceError } from './errors.ts'
@@ -54,6 +54,7 @@ const UPDATE_ATTEMPTS = 5
 const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there'
 const VOLUMES = 'named volumes are not supported on a Swarm cluster: each node has its own'
 const NETWORKS = 'networks through berth are single-host for now; on a Swarm cluster they would be overlay networks, which berth does not manage yet'
+const FILES = 'files in and out of a service\'s tasks are not there yet on a Swarm cluster: they live on each node\'s engine'
 
 export class SwarmEngine implements Engine {
   readonly kind = 'swarm' as const
@@ -101,6 +102,8 @@ export class SwarmEngine implements Engine {
   async diskUsage (): Promise<DiskUsage> { throw notSupported('swarm', IMAGE_STORE) }
   async exec (): Promise<ExecSession> { throw notSupported('swarm', 'exec into a service\'s task is not there yet on a Swarm cluster (the manager has no exec API; it needs the node\'s engine)') }
   async containerStats (): Promise<AsyncIterable<ContainerStats>> { throw notSupported('swarm', 'stats of a service\'s tasks are not there yet on a Swarm cluster (they live on each node\'s engine)') }
+  async getArchive (): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> { throw notSupported('swarm', FILES) }
+  async putArchive (): Promise<void> { throw notSupported('swarm', FILES) }
   async containerConfig (): Promise<ContainerConfig> { throw notSupported('swarm', 'a service\'s spec as a run request is not there yet on a Swarm cluster') }
 
   async listNodes (): Promise<Node[]> {
