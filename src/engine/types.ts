@@ -552,4 +552,6 @@ export interface ContainerConfig {
   cpus?: number
   autoRemove: boolean
   tty: boolean
+  /** The environment knobs the run set (issue 14): what its processes see, not where it runs (network, expiry). */
+  environment?: Pick<RunSpec, 'shmSize' | 'hostname' | 'ulimits' | 'init' | 'readOnly' | 'stopSignal' | 'stopTimeout' | 'gpus'>
 }

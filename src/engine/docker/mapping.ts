@@ -113,7 +113,7 @@ function deviceRequests (gpus: GpuRequest): DeviceRequest[] {
   return [{ ...base, Count: 0, DeviceIDs: gpus }]
 }
 
-function gpusOf (hostConfig: { DeviceRequests?: DeviceRequest[] | null }): { gpus?: GpuRequest } {
+export function gpusOf (hostConfig: { DeviceRequests?: DeviceRequest[] | null }): { gpus?: GpuRequest } {
   const request = (hostConfig.DeviceRequests ?? []).find(device => device.Capabilities?.some(set => set.includes('gpu')))
   if (request === undefined) return {}
   if (request.DeviceIDs !== undefined && request.DeviceIDs !== null && request.DeviceIDs.length > 0) return { gpus: request.DeviceIDs }
