@@ -6,7 +6,7 @@
 // starts again, so a container is never taken for idle sooner than it should be.
 import type { FastifyBaseLogger } from 'fastify'
 import { LABEL_AUTO_REMOVE, LABEL_OWNER, type Ownership } from '../access/ownership.ts'
-import type { Engine } from '../engine/types.ts'
+import type { Engine, ExpiringContainer } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
 
 export interface SweeperOptions {
@@ -101,6 +101,7 @@ export class Sweeper {
   async #expire (report: SweepReport): Promise<void> {
     const expiring = await this.#engine.listExpiring(this.#ownership.filtersFor({ name: '', admin: true }))
     const seen = new Set<string>()
+    const acting: Array<Promise<void>> = []
     for (const container of expiring) {
       if (this.#stopped) return
       seen.add(container.id)
@@ -115,22 +116,29 @@ export class Sweeper {
       let reason: 'ttl' | 'idle' | null = null
       if (expiry.expiresAt !== null && Date.parse(expiry.expiresAt) <= now) reason = 'ttl'
       else if (expiry.idleTimeout !== null && running && await this.#idleFor(container.id, now).catch(() => 0) >= expiry.idleTimeout * 1000) reason = 'idle'
-      if (reason === null) continue
-      try {
-        if (expiry.action === 'stop') await this.#engine.stopContainer(container.id, {})
-        else await this.#engine.removeContainer(container.id, { force: true, volumes: true })
-      } catch (error) {
-        if (error instanceof BerthError && error.code === 'not_found') continue
-        this.#options.log.warn({ err: error, container: { id: container.id, name: container.name } }, 'could not expire a container')
-        continue
-      }
-      this.#samples.delete(container.id)
-      report.expired.push({ id: container.id, action: expiry.action, reason })
-      this.#options.log.info({ lifecycle: { action: expiry.action, reason, container: { id: container.id, name: container.name }, owner: container.labels[LABEL_OWNER] ?? null } },
-        reason === 'ttl' ? 'a container\'s time to live is over' : 'a container sat idle past its idle timeout')
+      if (reason !== null) acting.push(this.#act(container, reason, report))
     }
+    // Side by side: a stop waits out the container's grace period, which must not hold up the others.
+    await Promise.all(acting)
     for (const id of [...this.#samples.keys()]) if (!seen.has(id)) this.#samples.delete(id)
     for (const id of [...this.#touched.keys()]) if (!seen.has(id)) this.#touched.delete(id)
+  }
+
+  async #act (container: ExpiringContainer, reason: 'ttl' | 'idle', report: SweepReport): Promise<void> {
+    const { action } = container.expiry
+    try {
+      if (action === 'stop') await this.#engine.stopContainer(container.id, {})
+      else await this.#engine.removeContainer(container.id, { force: true, volumes: true })
+    } catch (error) {
+      if (!(error instanceof BerthError && error.code === 'not_found')) {
+        this.#options.log.warn({ err: error, container: { id: container.id, name: container.name } }, 'could not expire a container')
+      }
+      return
+    }
+    this.#samples.delete(container.id)
+    report.expired.push({ id: container.id, action, reason })
+    this.#options.log.info({ lifecycle: { action, reason, container: { id: container.id, name: container.name }, owner: container.labels[LABEL_OWNER] ?? null } },
+      reason === 'ttl' ? 'a container\'s time to live is over' : 'a container sat idle past its idle timeout')
   }
 
   /** How long the container has been idle, as far as this berth has seen (0 at its first look). */
