@@ -37,7 +37,8 @@ export const errorCodes = {
   build_failed: { status: 422, title: 'The image could not be built' },
   build_cancelled: { status: 409, title: 'The build was cancelled' },
   push_failed: { status: 502, title: 'The image could not be pushed' },
-  container_not_running: { status: 409, title: 'The container is not running' }
+  container_not_running: { status: 409, title: 'The container is not running' },
+  expiry_not_set: { status: 409, title: 'The container was run without an expiry' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorCodes

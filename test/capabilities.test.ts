@@ -72,7 +72,7 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
   const singleHost = [
     'delete /v1/networks/{network}', 'delete /v1/volumes/{volume}', 'get /v1/networks', 'get /v1/networks/{network}', 'get /v1/volumes', 'get /v1/volumes/{volume}',
     'post /v1/containers/{idOrName}/wait', 'get /v1/containers/{idOrName}/spec', 'post /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/stats', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes',
-    'get /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/files'
+    'get /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/files', 'put /v1/containers/{idOrName}/expiry'
   ]
   t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, builds, pull jobs, volumes, networks, wait, exec, stats and specs are docker-only')
   for (const operation of operations.filter(operation => operation['x-berth-backends']?.length === 1)) {

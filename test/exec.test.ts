@@ -3,7 +3,9 @@
 // WebSocket client (stdin, TTY, resize, EOF). Another token's container has no exec.
 import t from 'tap'
 import WebSocket from 'ws'
-import { LogCapture, auth, build, cleanupAfter, docker, name, runBody, waitFor } from './helpers.ts'
+import { TokenStore } from '../src/access/token-store.ts'
+import { tokensFromEnv } from '../src/config.ts'
+import { LogCapture, TOKENS, auth, build, cleanupAfter, docker, name, runBody, waitFor } from './helpers.ts'
 import { listen } from './stream-client.ts'
 
 cleanupAfter(t)
@@ -217,4 +219,24 @@ t.test('a WebSocket refused before the upgrade gets an HTTP problem, and is audi
   t.equal(plain.statusCode, 426, 'a plain GET is told to upgrade')
   t.equal(plain.headers.upgrade, 'websocket')
   t.equal(app.streams.open, 0)
+})
+
+t.test('a token revoked by a reload ends its terminal at once; another token\'s goes on', async t => {
+  const tokens = new TokenStore(tokensFromEnv({ BERTH_TOKENS: `alice:write:${TOKENS.alice.token};bob:write:${TOKENS.bob.token}` }))
+  const app = await build(t, { tokens })
+  const base = await listen(app)
+  for (const who of ['alice', 'bob'] as const) {
+    const response = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(who), payload: runBody({ name: name(`revoked-${who}`) }) })
+    t.equal(response.statusCode, 201, response.body)
+  }
+  const alices = await terminal(base, name('revoked-alice'), 'command=sh&tty=true')
+  const bobs = await terminal(base, name('revoked-bob'), 'command=sh&tty=true', 'bob')
+  t.same([alices.opened, bobs.opened], [{ ok: true }, { ok: true }])
+  await waitFor('both sessions', () => app.streams.open, open => open === 2)
+  tokens.replace(tokensFromEnv({ BERTH_TOKENS: `bob:write:${TOKENS.bob.token}` }))
+  t.same(await alices.closed, { code: 1001, reason: 'session ended' }, 'alice\'s session ends')
+  bobs.socket.send(Buffer.from('echo still-here\n'))
+  await waitFor('bob\'s answer', () => bobs.stdout(), out => out.includes('still-here'))
+  bobs.socket.send(Buffer.from('exit\n'))
+  t.same(await bobs.closed, { code: 1000, reason: 'exited' })
 })

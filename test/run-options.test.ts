@@ -138,6 +138,20 @@ t.test('shmSize, hostname, ulimits, init and a read-only root reach the containe
   t.same(output.slice(1, 6), ['notebook-ada', '1024', '2048', 'read-only', 'docker-init'])
   const info = await docker.getContainer(response.json().id).inspect()
   t.match(info.Config, { StopSignal: 'SIGINT', StopTimeout: 7 })
+
+  // The container's spec carries them, so that the same environment can be run again.
+  const spec = await app.inject({ method: 'GET', url: `/v1/containers/${name('knobs')}/spec`, headers: auth('alice') })
+  t.equal(spec.statusCode, 200, spec.body)
+  t.match(spec.json().run, { shmSize: 256 * 1024 * 1024, hostname: 'notebook-ada', ulimits: { nofile: { soft: 1024, hard: 2048 } }, init: true, readOnly: true, stopSignal: 'SIGINT', stopTimeout: 7 })
+  const plain = await run(app, { name: name('plain-knobs') })
+  const plainSpec = await app.inject({ method: 'GET', url: `/v1/containers/${name('plain-knobs')}/spec`, headers: auth('alice') })
+  t.equal(plain.statusCode, 201)
+  for (const knob of ['shmSize', 'hostname', 'ulimits', 'init', 'readOnly', 'stopSignal', 'stopTimeout', 'gpus']) {
+    t.notOk(knob in plainSpec.json().run, `${knob}: the engine's default is not written out`)
+  }
+  const again = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: { ...spec.json().run, name: name('knobs-again'), labels: { 'berth.test.run': RUN } } })
+  t.equal(again.statusCode, 201, again.body)
+  t.match((await docker.getContainer(again.json().id).inspect()).HostConfig, { ShmSize: 256 * 1024 * 1024, Init: true, ReadonlyRootfs: true })
 })
 
 t.test('a stop without its own timeout waits the container\'s stopTimeout, not the engine\'s 10 s', async t => {

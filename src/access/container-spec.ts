@@ -36,7 +36,9 @@ export function containerSpecOf (config: ContainerConfig, requester: Principal):
       ? {}
       : { resources: { ...(config.memory === undefined ? {} : { memory: config.memory }), ...(config.cpus === undefined ? {} : { cpus: config.cpus }) } }),
     ...(config.autoRemove ? { autoRemove: true } : {}),
-    ...(config.tty ? { tty: true } : {})
+    ...(config.tty ? { tty: true } : {}),
+    // Where it ran (its network) and how long it was to live (expiry) belong to that run, not to the environment.
+    ...config.environment
   }
   return {
     run,

@@ -20,6 +20,17 @@ export const LABEL_AUTO_REMOVE = 'io.berth.auto-remove'
  * image's labels, and a container made from this image by anyone else must not look like the builder's.
  */
 export const LABEL_BUILT_BY = 'io.berth.built-by'
+/**
+ * A container's expiry, as it was run (src/lifecycle sweeps them): when its time to live ends
+ * (RFC 3339), how long it may sit idle (seconds), and what then (stop or remove). Labels cannot
+ * change after create: a moved end lives on the engine beside it (the docker backend keeps it in a
+ * labelled volume, LABEL_LEASE_FOR).
+ */
+export const LABEL_EXPIRES_AT = 'io.berth.expires-at'
+export const LABEL_IDLE_TIMEOUT = 'io.berth.idle-timeout'
+export const LABEL_EXPIRY_ACTION = 'io.berth.expiry-action'
+/** An object that holds the moved expiry of this container id: berth's bookkeeping, nobody's data. */
+export const LABEL_LEASE_FOR = 'io.berth.lease-for'
 /** Labels under this prefix are berth's own: a run body cannot set them. */
 export const RESERVED_LABEL_PREFIX = 'io.berth.'
 

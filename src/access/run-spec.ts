@@ -5,7 +5,7 @@
 import type { Policy } from '../config.ts'
 import type { Mount, PortRequest, RunSpec } from '../engine/types.ts'
 import type { ValidatedRunRequest } from '../schemas/containers.ts'
-import { LABEL_AUTO_REMOVE, RESERVED_LABEL_PREFIX, type Ownership } from './ownership.ts'
+import { LABEL_AUTO_REMOVE, LABEL_EXPIRES_AT, LABEL_EXPIRY_ACTION, LABEL_IDLE_TIMEOUT, RESERVED_LABEL_PREFIX, type Ownership } from './ownership.ts'
 import { imageFrom, invalid } from './policy.ts'
 import { MAX_PORTS, parsePortString, parseVolumeString, type PortForm } from './cli-forms.ts'
 
@@ -17,7 +17,7 @@ import { MAX_PORTS, parsePortString, parseVolumeString, type PortForm } from './
 export const ENGINE_EPHEMERAL_PORTS = { min: 32768, max: 60999 }
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/
 
-export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership: Ownership, owner: string): RunSpec {
+export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership: Ownership, owner: string, now: number = Date.now()): RunSpec {
   const image = imageFrom(body.image, 'body/image')
   const labels = body.labels ?? {}
   for (const key of Object.keys(labels)) {
@@ -83,7 +83,7 @@ export function runSpecOf (body: ValidatedRunRequest, policy: Policy, ownership:
     env: body.env ?? {},
     ...(body.workingDir === undefined ? {} : { workingDir: body.workingDir }),
     ...(body.user === undefined ? {} : { user: body.user }),
-    labels: { ...labels, ...ownership.labelsFor(owner), ...(body.autoRemove ? { [LABEL_AUTO_REMOVE]: 'true' } : {}) },
+    labels: { ...labels, ...ownership.labelsFor(owner), ...(body.autoRemove ? { [LABEL_AUTO_REMOVE]: 'true' } : {}), ...expiryLabels(body, now) },
     ports,
     mounts,
     restart: { policy: restartPolicy, ...(body.restart?.maxRetries === undefined ? {} : { maxRetries: body.restart.maxRetries }) },
@@ -113,4 +113,16 @@ function normalisePath (path: string): string | null {
   const segments = path.split('/').filter(segment => segment !== '')
   if (segments.some(segment => segment === '..' || segment === '.')) return null
   return '/' + segments.join('/')
+}
+
+/** An expiry is kept as labels, so that it outlives berth: the sweeper reads them from the engine. */
+function expiryLabels (body: ValidatedRunRequest, now: number): Record<string, string> {
+  const expiry = body.expiry
+  if (expiry === undefined) return {}
+  if (expiry.ttl === undefined && expiry.idleTimeout === undefined) throw invalid('body/expiry', 'needs a ttl, an idleTimeout or both')
+  return {
+    [LABEL_EXPIRY_ACTION]: expiry.action ?? 'stop',
+    ...(expiry.ttl === undefined ? {} : { [LABEL_EXPIRES_AT]: new Date(now + expiry.ttl * 1000).toISOString() }),
+    ...(expiry.idleTimeout === undefined ? {} : { [LABEL_IDLE_TIMEOUT]: String(expiry.idleTimeout) })
+  }
 }

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import type { Engine, Volume } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
 import type { CreateVolumeRequest } from '../schemas/volumes.ts'
-import { RESERVED_LABEL_PREFIX, notFound, type Ownership, type Principal } from './ownership.ts'
+import { LABEL_LEASE_FOR, RESERVED_LABEL_PREFIX, notFound, type Ownership, type Principal } from './ownership.ts'
 import { invalid } from './policy.ts'
 
 export class VolumeAccess {
@@ -19,7 +19,8 @@ export class VolumeAccess {
 
   async list (requester: Principal, options: { labels?: string[] | undefined, size: boolean }): Promise<Volume[]> {
     const visible = this.#ownership.filtersFor(requester)
-    return await this.#engine.listVolumes({ labels: [...(options.labels ?? []), ...visible], size: options.size, usedBy: visible })
+    const volumes = await this.#engine.listVolumes({ labels: [...(options.labels ?? []), ...visible], size: options.size, usedBy: visible })
+    return volumes.filter(volume => !bookkeeping(volume))
   }
 
   /** A volume the requester may see, or not_found as if it did not exist. */
@@ -31,6 +32,7 @@ export class VolumeAccess {
       if (error instanceof BerthError && error.code === 'not_found') throw notFound('volume', name)
       throw error
     }
+    if (bookkeeping(volume)) throw notFound('volume', name)
     return this.#ownership.visible(requester, volume, 'volume', name)
   }
 
@@ -82,11 +84,16 @@ export class VolumeAccess {
   }
 
   #taken (requester: Principal, volume: Volume): Volume {
-    if (!this.#ownership.owns(requester, volume.labels)) {
+    if (bookkeeping(volume) || !this.#ownership.owns(requester, volume.labels)) {
       throw new BerthError('name_conflict', `the volume name ${volume.name} is already in use`, { name: volume.name })
     }
     return volume
   }
+}
+
+/** A volume berth keeps for itself (a container's moved expiry): nobody's data, listed to nobody. */
+function bookkeeping (volume: Volume): boolean {
+  return volume.labels[LABEL_LEASE_FOR] !== undefined
 }
 
 function inUse (name: string, users: Volume['usedBy']): BerthError {

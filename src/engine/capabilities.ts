@@ -2,6 +2,7 @@
 // `config.backends`; the capabilities plugin answers 501 not_supported on the others, and the
 // OpenAPI document lists the backends of every operation. Run bodies are checked here too: a field
 // a backend cannot honour is refused, never ignored or imitated.
+import { LABEL_EXPIRY_ACTION } from '../access/ownership.ts'
 import { BerthError } from '../errors.ts'
 import type { EngineKind, RunSpec } from './types.ts'
 
@@ -38,6 +39,9 @@ export function checkRunCapabilities (kind: EngineKind, spec: RunSpec): void {
       throw notSupported(kind, `${cluster.join(', ')} need a cluster: the docker backend runs one container on one host (BERTH_ENGINE=swarm schedules replicas over nodes)`)
     }
     return
+  }
+  if (spec.labels[LABEL_EXPIRY_ACTION] !== undefined) {
+    throw notSupported(kind, 'expiry is single-host for now: on a Swarm cluster nothing would stop or remove the service when it expires')
   }
   if (spec.autoRemove) {
     throw notSupported(kind, 'autoRemove is not supported on a Swarm cluster: a service\'s tasks are kept and replaced by the orchestrator; remove the container when done')

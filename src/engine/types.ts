@@ -14,6 +14,7 @@ import type { LogEntry } from '../schemas/logs.ts'
 import type { Volume } from '../schemas/volumes.ts'
 import type { Network } from '../schemas/networks.ts'
 import type { ContainerStats } from '../schemas/stats.ts'
+import type { Expiry } from '../schemas/lifecycle.ts'
 
 export type { Container, ContainerStats, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, Network, PortBinding, PulledImage, Volume }
 
@@ -357,13 +358,28 @@ export interface Engine {
   /**
    * docker stats: resolves once the engine answered. One reading (which takes the engine a second,
    * to have a previous one to compare with), or one about every second until the container stops or
-   * the signal aborts.
+   * the signal aborts. `oneShot`: one reading at once, without the comparison (no cpuPercent).
    */
-  containerStats (id: string, options: { stream: boolean, signal?: AbortSignal }): Promise<AsyncIterable<ContainerStats>>
+  containerStats (id: string, options: { stream: boolean, signal?: AbortSignal, oneShot?: boolean }): Promise<AsyncIterable<ContainerStats>>
   /** docker cp out: a tar of the path (a file, or a directory and all below it); not_found when the path is not there. */
   getArchive (id: string, path: string, options: { signal?: AbortSignal }): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }>
   /** docker cp in: unpacks a tar of `size` bytes into the directory `path`, which must exist. */
   putArchive (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }): Promise<void>
+  /**
+   * The containers among those matching `labels` that were run with an expiry, with its end as it
+   * is now (moved by setExpiry, or as run). Forgets moved ends of containers that are gone.
+   */
+  listExpiring (labels: string[]): Promise<ExpiringContainer[]>
+  /** Moves the end of a container's time to live (it must have been run with an expiry). */
+  setExpiry (id: string, expiresAt: string): Promise<void>
+}
+
+export interface ExpiringContainer {
+  id: string
+  name: string
+  state: ContainerState
+  labels: Record<string, string>
+  expiry: Expiry
 }
 
 /** What the engine says of a path in a container. */
@@ -536,4 +552,6 @@ export interface ContainerConfig {
   cpus?: number
   autoRemove: boolean
   tty: boolean
+  /** The environment knobs the run set (issue 14): what its processes see, not where it runs (network, expiry). */
+  environment?: Pick<RunSpec, 'shmSize' | 'hostname' | 'ulimits' | 'init' | 'readOnly' | 'stopSignal' | 'stopTimeout' | 'gpus'>
 }

@@ -31,6 +31,8 @@ export interface AuditTarget {
   volume?: string
   /** Containers removed along with the target (a forced volume removal). */
   removed?: string[]
+  /** The new end of a container's time to live. */
+  expiresAt?: string
   /** A path in a container that files were written to. */
   path?: string
   /** The program an exec runs (never its arguments, which may hold secrets), and the engine's id of the exec. */

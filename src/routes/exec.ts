@@ -58,6 +58,8 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
     const signal = app.streams.signal(reply)
     const session = await app.engine.exec(container.id, container.spec, { signal })
     request.audit({ exec: session.id })
+    // Somebody works in it: an idle timeout does not count this as idle.
+    app.lifecycle.touch(container.id)
     if (media === 'application/json') return await collect(session)
     return await sendStream(reply as unknown as FastifyReply, media, eventBody(events(session, request.id), media, app.config.streams.heartbeatMs))
   })
@@ -156,6 +158,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
       return
     }
     const query = request.query as ExecQueryType
+    app.lifecycle.touch(container.id)
     request.log.info({ audit: { actor: principalOf(request).name, action: 'GET /v1/containers/:idOrName/exec', target: { container: { id: container.id, name: container.name }, command: container.spec.command[0], exec: started.id }, status: 101 } }, 'audit')
     if (query.cols !== undefined && query.rows !== undefined) await started.resize({ cols: query.cols, rows: query.rows }).catch(() => {})
     session = started

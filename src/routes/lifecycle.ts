@@ -1,10 +1,12 @@
 // A container's life after `docker run -d`: POST /v1/containers/{idOrName}/wait (docker wait), so a
-// batch job can be run, waited for, its logs read and removed. A token waits only on its own containers.
+// batch job can be run, waited for, its logs read and removed; and PUT /v1/containers/{idOrName}/expiry,
+// which moves the end of its time to live. A token acts only on its own containers.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Principal } from '../access/ownership.ts'
 import { problemResponses, ref } from '../schemas/common.ts'
-import { ContainerParams } from '../schemas/containers.ts'
-import { WaitQuery, WaitResult } from '../schemas/lifecycle.ts'
+import { Container, ContainerParams } from '../schemas/containers.ts'
+import { BerthError } from '../errors.ts'
+import { SetExpiryRequest, WaitQuery, WaitResult } from '../schemas/lifecycle.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
 const WAIT_ON_A_CLUSTER = 'a service has no single exit to wait for on a Swarm cluster; follow its tasks in ps or events'
@@ -31,6 +33,29 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     const signal = app.streams.signal(reply)
     const { timeout } = request.query
     return await app.containers.wait(container, { signal, ...(timeout === undefined ? {} : { timeoutMs: timeout * 1000 }) })
+  })
+
+  app.put('/v1/containers/:idOrName/expiry', {
+    config: { scope: 'write', backends: ['docker'], unsupported: 'expiry is single-host for now; on a Swarm cluster a service\'s labels could carry it' },
+    schema: {
+      tags: ['containers'],
+      summary: 'Move the end of a container\'s time to live',
+      description: 'It then lives `ttl` seconds from now: an extension (or a shortening). Only a container run with an `expiry` has one to move ' +
+        '(409 expiry_not_set otherwise); its idle timeout and action stay as they were run. A container stopped because it expired is stopped again ' +
+        'at the next look when it is started without its end moved first.',
+      operationId: 'setContainerExpiry',
+      params: ContainerParams,
+      body: ref(SetExpiryRequest),
+      response: { 200: ref(Container, 'The container, with its expiry as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
+    }
+  }, async (request) => {
+    const container = await app.containers.find(request.principal as Principal, request.params.idOrName)
+    request.audit({ container: { id: container.id, name: container.name } })
+    if (container.expiry === undefined) throw new BerthError('expiry_not_set', `container ${container.name} was run without an expiry: there is no end to move`)
+    const expiresAt = new Date(Date.now() + request.body.ttl * 1000).toISOString()
+    await app.engine.setExpiry(container.id, expiresAt)
+    request.audit({ expiresAt })
+    return await app.engine.inspectContainer(container.id)
   })
 }
 

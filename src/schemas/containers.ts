@@ -2,6 +2,7 @@
 import { Type, type Static } from 'typebox'
 import { ImageReference, RegistryAuth } from './images.ts'
 import { PortBinding, keyedMap, ref } from './common.ts'
+import { Expiry, ExpiryRequest } from './lifecycle.ts'
 
 // No control characters: they would end up in logs, headers and terminals.
 const printable = '^[^\\u0000-\\u001f\\u007f]*$'
@@ -137,7 +138,8 @@ export const RunRequest = Type.Object({
   })),
   aliases: Type.Optional(Type.Array(Type.String({ pattern: '^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$' }), {
     maxItems: 16, uniqueItems: true, description: 'More names it is reached by on `network` (`--network-alias`), so a hub or proxy finds it; needs a user-defined network.'
-  }))
+  })),
+  expiry: Type.Optional(ExpiryRequest)
 }, {
   $id: 'RunRequest',
   additionalProperties: false,
@@ -230,7 +232,8 @@ export const Container = Type.Object({
   }, { additionalProperties: false, description: 'On a cluster: what the scheduler reserves on a node for each replica.' })),
   // ---- Environments (issue 14)
   gpus: Type.Optional(Type.Unsafe<GpuRequest>({ ...GpuRequest, description: 'The GPUs it was given, as asked for; absent when none.' })),
-  networks: Type.Optional(Type.Array(ContainerNetwork, { description: 'The networks it is attached to.' }))
+  networks: Type.Optional(Type.Array(ContainerNetwork, { description: 'The networks it is attached to.' })),
+  expiry: Type.Optional(ref(Expiry, 'When it expires, when it was run with an expiry.'))
 }, { $id: 'Container', additionalProperties: false, description: 'A container, as `docker inspect` shows it. On a Swarm cluster it is a service, and also has `replicas` and `tasks`.' })
 export type Container = Static<typeof Container>
 

@@ -1,4 +1,5 @@
-// A container's life after `docker run -d`: waiting for it to stop (`docker wait`), for batch jobs.
+// A container's life after `docker run -d`: waiting for it to stop (`docker wait`), for batch jobs,
+// and when it expires — after a time to live, or idle — and what berth then does to it.
 import { Type, type Static } from 'typebox'
 
 export const WaitQuery = Type.Object({
@@ -18,4 +19,28 @@ export const WaitResult = Type.Object({
 }, { $id: 'WaitResult', additionalProperties: false, description: 'How a container ended, as `docker wait` reports it, and a little more.' })
 export type WaitResult = Static<typeof WaitResult>
 
-export const lifecycleSchemas = [WaitResult]
+const action = Type.Enum(['stop', 'remove'], { type: 'string', description: 'What berth does when it expires: stop it (its data and logs stay), or remove it (as `docker rm -f`).' })
+
+export const ExpiryRequest = Type.Object({
+  ttl: Type.Optional(Type.Integer({ minimum: 1, maximum: 366 * 86_400, description: 'Seconds it may live from now; the owner can extend it (PUT …/expiry).' })),
+  idleTimeout: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: 366 * 86_400,
+    description: 'Seconds it may sit idle: no CPU use above 1 % of a core, no network traffic above 4 KiB and no exec through berth between two looks (every BERTH_SWEEP_INTERVAL_MS). Checked while it runs; a restart of berth starts the idle clock again.'
+  })),
+  action: Type.Optional(action)
+}, { additionalProperties: false, description: 'When the container expires and what happens then: a time to live, an idle timeout, or both (whichever comes first). No Docker tool has this.' })
+export type ExpiryRequest = Static<typeof ExpiryRequest>
+
+export const Expiry = Type.Object({
+  expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'When its time to live ends; null for none.' }),
+  idleTimeout: Type.Union([Type.Integer(), Type.Null()], { description: 'Seconds it may sit idle; null for no idle timeout.' }),
+  action
+}, { $id: 'Expiry', additionalProperties: false, description: 'When a container expires, and what berth then does to it. Kept in the engine\'s labels, so a restarted berth keeps to it.' })
+export type Expiry = Static<typeof Expiry>
+
+export const SetExpiryRequest = Type.Object({
+  ttl: Type.Integer({ minimum: 1, maximum: 366 * 86_400, description: 'Seconds it may live from now on: the new end of its time to live.' })
+}, { $id: 'SetExpiryRequest', additionalProperties: false, description: 'A new time to live, from now: extends (or shortens) it.' })
+
+export const lifecycleSchemas = [WaitResult, Expiry, SetExpiryRequest]

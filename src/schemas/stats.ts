@@ -6,6 +6,7 @@ export const ContainerStats = Type.Object({
   time: Type.String({ format: 'date-time', description: 'When the engine took the reading.' }),
   cpuPercent: Type.Number({ description: 'CPU used since the previous reading, in percent of one core (200 is two cores busy), as `docker stats` shows it.' }),
   onlineCpus: Type.Integer({ description: 'CPUs the host has online.' }),
+  cpuSeconds: Type.Number({ description: 'CPU time it has used since it started, over all cores, in seconds.' }),
   memory: Type.Object({
     used: Type.Integer({ description: 'Bytes used, the page cache that can be dropped not counted (as `docker stats`).' }),
     limit: Type.Integer({ description: 'Bytes it may use: its memory limit, or the host\'s memory.' }),

@@ -11,15 +11,16 @@ import type { ImageRef } from '../image-ref.ts'
 import { mapEngineError } from './errors.ts'
 import {
   containerOf, containerSummaryOf, createBody, digestFromRepoDigests, imageOf, imageSummaryOf, nodeOfEngine, pullFailureReason, toAuthConfig,
-  volumeOf, volumeSizesOf, volumeUsersOf, networkOf, networkMembersOf, statsOf, type EngineSystemInfo, type RawStats
+  volumeOf, volumeSizesOf, volumeUsersOf, networkOf, networkMembersOf, statsOf, expiryOf, type EngineSystemInfo, type RawStats
 } from './mapping.ts'
+import { LABEL_DEPLOYMENT, LABEL_EXPIRES_AT, LABEL_EXPIRY_ACTION, LABEL_LEASE_FOR, LABEL_MANAGED } from '../../access/ownership.ts'
 import { engineTime, layerProgress, linesOf, parseCursor, readAll, readEventStream, readFrames, readJsonLines, readLogStream } from './streams.ts'
 import { readPullStream } from './pull-stream.ts'
 import { DockerTransport, withSignal, type CallOptions } from './transport.ts'
 import * as images from './image-work.ts'
 import { PortConflictError } from '../types.ts'
 import type {
-  Volume, Container, ContainerExit, ContainerStats, ContainerSummary, Engine, ExecSession, ExecSpec, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
+  Volume, Container, ContainerExit, ContainerState, ContainerStats, ContainerSummary, Engine, ExpiringContainer, ExecSession, ExecSpec, EngineEvent, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary,
   ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PathStat, PulledImage, PullOptions, RunSpec, StateChange, VolumeDetails,
   BuildOptions, BuildSpec, BuiltImage, ContainerConfig, DiskUsage, ImageHistoryEntry, PruneImagesOptions, PruneReport, PushedImage, PushOptions
 } from '../types.ts'
@@ -132,7 +133,11 @@ export class DockerEngine implements Engine {
     const info = await this.#transport.call({ subject: 'container', target: idOrName },
       (docker, signal) => docker.getContainer(idOrName).inspect({ abortSignal: signal }))
     const digests = await this.#imageDigests(info.Image)
-    return containerOf(info, digests)
+    const container = containerOf(info, digests)
+    // Only a container run with an expiry can have had its end moved: only then is there more to ask.
+    if (container.expiry === undefined) return container
+    const lease = latestLeases(await this.#leases([`${LABEL_LEASE_FOR}=${info.Id}`])).get(info.Id)
+    return lease === undefined ? container : { ...container, ...expiryOf(container.labels, lease.expiresAt) }
   }
 
   async run (spec: RunSpec): Promise<Container> {
@@ -357,10 +362,11 @@ export class DockerEngine implements Engine {
     }
   }
 
-  async containerStats (id: string, options: { stream: boolean, signal?: AbortSignal }): Promise<AsyncIterable<ContainerStats>> {
+  async containerStats (id: string, options: { stream: boolean, signal?: AbortSignal, oneShot?: boolean }): Promise<AsyncIterable<ContainerStats>> {
     const target = { subject: 'container' as const, target: id, ...(options.signal ? { signal: options.signal } : {}) }
-    // One reading makes the engine take two a second apart, for the CPU delta: longer than a plain call.
-    const stream = await this.#transport.streamGet(target, `/containers/${encodeURIComponent(id)}/stats`, { stream: options.stream })
+    // One reading makes the engine take two a second apart, for the CPU delta, unless it is one-shot.
+    const query = { stream: options.stream, ...(options.oneShot === true ? { 'one-shot': true } : {}) }
+    const stream = await this.#transport.streamGet(target, `/containers/${encodeURIComponent(id)}/stats`, query)
     return mapStats(readJsonLines<RawStats>(stream, options.signal))
   }
 
@@ -380,6 +386,47 @@ export class DockerEngine implements Engine {
       { method: 'PUT', path: `/containers/${encodeURIComponent(id)}/archive`, query: { path, noOverwriteDirNonDir: true }, body: archive })
       .catch((error: unknown) => { throw pathError(error, id, path) })
     response.resume()
+  }
+
+  async listExpiring (labels: string[]): Promise<ExpiringContainer[]> {
+    const [containers, leases] = await Promise.all([
+      this.#transport.call({ subject: 'container', target: 'containers' },
+        (docker, signal) => docker.listContainers({ all: true, filters: { label: [...labels, LABEL_EXPIRY_ACTION] }, abortSignal: signal })),
+      this.#leases([...labels, LABEL_LEASE_FOR])
+    ])
+    const latest = latestLeases(leases)
+    const ids = new Set(containers.map(container => container.Id))
+    // The moved ends of containers that are gone (removed, also behind berth's back) are forgotten.
+    for (const lease of leases) if (!ids.has(lease.container)) await this.removeVolume(lease.volume).catch(() => {})
+    return containers.flatMap(info => {
+      const { expiry } = expiryOf(info.Labels ?? {}, latest.get(info.Id)?.expiresAt)
+      return expiry === undefined ? [] : [{ id: info.Id, name: (info.Names[0] ?? '').replace(/^\//, ''), state: info.State as ContainerState, labels: info.Labels ?? {}, expiry }]
+    })
+  }
+
+  /**
+   * Labels are fixed once a container is made, so a moved end is kept beside it: in a small volume
+   * labelled with the container's id and the new end (berth's bookkeeping; berth lists it to nobody).
+   * The newest such volume wins; the older ones are removed once it is there.
+   */
+  async setExpiry (id: string, expiresAt: string): Promise<void> {
+    const info = await this.#transport.call({ subject: 'container', target: id }, (docker, signal) => docker.getContainer(id).inspect({ abortSignal: signal }))
+    const before = await this.#leases([`${LABEL_LEASE_FOR}=${info.Id}`])
+    const name = `berth-lease-${info.Id.slice(0, 12)}-${Date.now()}`
+    const deployment = info.Config.Labels?.[LABEL_DEPLOYMENT]
+    await this.createVolume(name, { [LABEL_MANAGED]: 'true', ...(deployment === undefined ? {} : { [LABEL_DEPLOYMENT]: deployment }), [LABEL_LEASE_FOR]: info.Id, [LABEL_EXPIRES_AT]: expiresAt })
+    for (const lease of before) await this.removeVolume(lease.volume).catch(() => {})
+  }
+
+  async #leases (labels: string[]): Promise<Lease[]> {
+    const listed = await this.#transport.call({ subject: 'volume', target: 'volumes' },
+      (docker, signal) => docker.listVolumes({ filters: { label: labels }, abortSignal: signal } as Docker.VolumeListOptions))
+    return (listed.Volumes ?? []).flatMap(volume => {
+      const container = volume.Labels?.[LABEL_LEASE_FOR]
+      const expiresAt = volume.Labels?.[LABEL_EXPIRES_AT]
+      const written = Number(/-(\d+)$/.exec(volume.Name)?.[1])
+      return container === undefined || expiresAt === undefined ? [] : [{ volume: volume.Name, container, expiresAt, written }]
+    })
   }
 
   async #inspectNetwork (idOrName: string): Promise<Docker.NetworkInspectInfo> {
@@ -603,4 +650,21 @@ function pathError (error: unknown, id: string, path: string): unknown {
     return new BerthError('validation_failed', `container ${id} has a read-only root filesystem: write into one of its volumes`, { path }, { cause: error })
   }
   return error
+}
+
+interface Lease {
+  volume: string
+  container: string
+  expiresAt: string
+  /** When it was written (ms), from its name: the newest wins. */
+  written: number
+}
+
+function latestLeases (leases: Lease[]): Map<string, Lease> {
+  const latest = new Map<string, Lease>()
+  for (const lease of leases) {
+    const known = latest.get(lease.container)
+    if (known === undefined || lease.written > known.written) latest.set(lease.container, lease)
+  }
+  return latest
 }

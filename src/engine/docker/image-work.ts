@@ -18,6 +18,7 @@ import { readPullStream } from './pull-stream.ts'
 import type { PullLine } from './streams.ts'
 import { withSignal, type DockerTransport } from './transport.ts'
 import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
+import { gpusOf } from './mapping.ts'
 
 /** How long berth waits for the engine to stop a cancelled build's step container before it removes it itself. */
 const STOP_WAIT_MS = 5000
@@ -322,6 +323,29 @@ export async function containerConfig (transport: DockerTransport, idOrName: str
     ...(host.NanoCpus ? { cpus: host.NanoCpus / 1e9 } : {}),
     // berth's own autoRemove is a label (berth removes the container once its exit is collected); the CLI's --rm is the engine's.
     autoRemove: (host.AutoRemove ?? false) || config.Labels?.[LABEL_AUTO_REMOVE] === 'true',
-    tty: config.Tty ?? false
+    tty: config.Tty ?? false,
+    ...environmentOf(info, (defaults as { StopSignal?: string } | undefined)?.StopSignal)
   }
+}
+
+/** The engine's default /dev/shm. */
+const DEFAULT_SHM = 64 * 1024 * 1024
+
+/** What a run set of the environment knobs: only what differs from the engine's and the image's defaults. */
+function environmentOf (info: Docker.ContainerInspectInfo, imageStopSignal: string | undefined): Pick<ContainerConfig, 'environment'> {
+  const host = info.HostConfig as Docker.HostConfig & { Init?: boolean | null, ReadonlyRootfs?: boolean, DeviceRequests?: unknown[] | null }
+  const config = info.Config as Docker.ContainerInspectInfo['Config'] & { StopTimeout?: number, StopSignal?: string }
+  const nofile = host.Ulimits?.find(limit => limit.Name === 'nofile')
+  const environment: NonNullable<ContainerConfig['environment']> = {
+    ...(host.ShmSize !== undefined && host.ShmSize !== 0 && host.ShmSize !== DEFAULT_SHM ? { shmSize: host.ShmSize } : {}),
+    // The engine names a container's host after its id unless the run named it.
+    ...(config.Hostname && !info.Id.startsWith(config.Hostname) ? { hostname: config.Hostname } : {}),
+    ...(nofile?.Soft !== undefined && nofile.Hard !== undefined ? { ulimits: { nofile: { soft: nofile.Soft, hard: nofile.Hard } } } : {}),
+    ...(host.Init === true ? { init: true } : {}),
+    ...(host.ReadonlyRootfs === true ? { readOnly: true } : {}),
+    ...(config.StopSignal && config.StopSignal !== imageStopSignal ? { stopSignal: config.StopSignal } : {}),
+    ...(config.StopTimeout === undefined ? {} : { stopTimeout: config.StopTimeout }),
+    ...gpusOf(host as { DeviceRequests?: Parameters<typeof gpusOf>[0]['DeviceRequests'] })
+  }
+  return Object.keys(environment).length === 0 ? {} : { environment }
 }

@@ -1,7 +1,7 @@
 // Docker's objects in berth's words, and berth's run spec in Docker's: pure functions, no I/O.
 import type Docker from 'dockerode'
 import type { RegistryCredentials } from '../../config.ts'
-import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
+import { LABEL_AUTO_REMOVE, LABEL_EXPIRES_AT, LABEL_EXPIRY_ACTION, LABEL_IDLE_TIMEOUT } from '../../access/ownership.ts'
 import { parseImage } from '../image-ref.ts'
 import type {
   Container, ContainerState, ContainerSummary, Image, ImageSummary, Node, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
@@ -10,6 +10,7 @@ import type { VolumeUser } from '../../schemas/volumes.ts'
 import type { ContainerNetwork, GpuRequest } from '../../schemas/containers.ts'
 import type { Network, NetworkMember } from '../../schemas/networks.ts'
 import type { ContainerStats } from '../../schemas/stats.ts'
+import type { Expiry } from '../../schemas/lifecycle.ts'
 
 export function imageSummaryOf (image: Docker.ImageInfo): ImageSummary {
   return {
@@ -84,8 +85,17 @@ export function containerOf (info: Docker.ContainerInspectInfo, imageDigests: st
     // berth removes an autoRemove container itself (the label says so); one made with the CLI's --rm is the engine's to remove.
     autoRemove: (hostConfig.AutoRemove ?? false) || info.Config.Labels?.[LABEL_AUTO_REMOVE] === 'true',
     ...gpusOf(hostConfig as { DeviceRequests?: DeviceRequest[] | null }),
-    networks: containerNetworksOf(info)
+    networks: containerNetworksOf(info),
+    ...expiryOf(info.Config.Labels ?? {})
   }
+}
+
+/** A container's expiry as its labels say (a moved end is laid over it by the engine). */
+export function expiryOf (labels: Record<string, string>, movedTo?: string): { expiry?: Expiry } {
+  const action = labels[LABEL_EXPIRY_ACTION]
+  if (action !== 'stop' && action !== 'remove') return {}
+  const idle = Number(labels[LABEL_IDLE_TIMEOUT])
+  return { expiry: { expiresAt: movedTo ?? labels[LABEL_EXPIRES_AT] ?? null, idleTimeout: Number.isInteger(idle) && idle > 0 ? idle : null, action } }
 }
 
 interface DeviceRequest {
@@ -103,7 +113,7 @@ function deviceRequests (gpus: GpuRequest): DeviceRequest[] {
   return [{ ...base, Count: 0, DeviceIDs: gpus }]
 }
 
-function gpusOf (hostConfig: { DeviceRequests?: DeviceRequest[] | null }): { gpus?: GpuRequest } {
+export function gpusOf (hostConfig: { DeviceRequests?: DeviceRequest[] | null }): { gpus?: GpuRequest } {
   const request = (hostConfig.DeviceRequests ?? []).find(device => device.Capabilities?.some(set => set.includes('gpu')))
   if (request === undefined) return {}
   if (request.DeviceIDs !== undefined && request.DeviceIDs !== null && request.DeviceIDs.length > 0) return { gpus: request.DeviceIDs }
@@ -304,6 +314,7 @@ export function statsOf (raw: RawStats): ContainerStats {
     time: raw.read,
     cpuPercent,
     onlineCpus,
+    cpuSeconds: cpu.cpu_usage.total_usage / 1e9,
     memory: { used, limit, percent: limit === 0 ? 0 : used / limit * 100 },
     network: { rxBytes: networks.reduce((sum, n) => sum + n.rx_bytes, 0), txBytes: networks.reduce((sum, n) => sum + n.tx_bytes, 0) },
     blockIo: { readBytes, writeBytes },

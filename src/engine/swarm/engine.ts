@@ -14,7 +14,7 @@ import { DockerTransport } from '../docker/transport.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   BuiltImage, Container, ContainerConfig, ContainerExit, ContainerStats, ExecSession, ContainerSummary, DiskUsage, Engine, EngineEvent, ImageHistoryEntry, Network, PruneReport, PushedImage, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
-  LogEntry, LogOptions, Node, PathStat, PortRequest, PulledImage, RunSpec, StateChange, Volume
+  ExpiringContainer, LogEntry, LogOptions, Node, PathStat, PortRequest, PulledImage, RunSpec, StateChange, Volume
 } from '../types.ts'
 import { SwarmApi } from './api.ts'
 import { OutOfSequenceError } from './errors.ts'
@@ -103,6 +103,8 @@ export class SwarmEngine implements Engine {
   async exec (): Promise<ExecSession> { throw notSupported('swarm', 'exec into a service\'s task is not there yet on a Swarm cluster (the manager has no exec API; it needs the node\'s engine)') }
   async containerStats (): Promise<AsyncIterable<ContainerStats>> { throw notSupported('swarm', 'stats of a service\'s tasks are not there yet on a Swarm cluster (they live on each node\'s engine)') }
   async getArchive (): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> { throw notSupported('swarm', FILES) }
+  async listExpiring (): Promise<ExpiringContainer[]> { return [] }
+  async setExpiry (): Promise<void> { throw notSupported('swarm', 'expiry is single-host for now; on a Swarm cluster a service\'s labels could carry it') }
   async putArchive (): Promise<void> { throw notSupported('swarm', FILES) }
   async containerConfig (): Promise<ContainerConfig> { throw notSupported('swarm', 'a service\'s spec as a run request is not there yet on a Swarm cluster') }
 
