@@ -95,47 +95,17 @@ export interface LogStreamOptions {
 }
 
 /**
- * Demultiplexes the engine's log stream: without a TTY every chunk of output comes in a frame with an
- * 8-byte header (stream type, three zero bytes, big-endian payload size), and frames do not follow lines.
+ * The engine's log stream as lines: the same frames as an attached stream's (readFrames), cut into
+ * lines per stream, with the engine's timestamp split off each line when it was asked for.
  */
 export async function * readLogStream (stream: Readable, options: LogStreamOptions): AsyncGenerator<LogEntry> {
-  const splitters = { stdout: new LineSplitter(), stderr: new LineSplitter() }
-  const entry = (name: 'stdout' | 'stderr', raw: string): LogEntry => {
-    const text = options.tty && raw.endsWith('\r') ? raw.slice(0, -1) : raw
-    if (!options.timestamps) return { stream: name, line: text }
-    const space = text.indexOf(' ')
-    return space === -1 ? { stream: name, line: '', time: text } : { stream: name, line: text.slice(space + 1), time: text.slice(0, space) }
-  }
-  const abort = (): void => { stream.destroy() }
-  options.signal?.addEventListener('abort', abort, { once: true })
-  let buffer: Buffer = Buffer.alloc(0)
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (options.tty) {
-        for (const line of splitters.stdout.push(chunk)) yield entry('stdout', line)
-        continue
-      }
-      buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk])
-      while (buffer.length >= 8) {
-        const size = buffer.readUInt32BE(4)
-        if (buffer.length < 8 + size) break
-        // 0 is stdin, which the engine only sends for an attached stdin; the CLI shows it as stdout.
-        const name = buffer[0] === 2 ? 'stderr' : 'stdout'
-        const payload = buffer.subarray(8, 8 + size)
-        buffer = buffer.subarray(8 + size)
-        for (const line of splitters[name].push(payload)) yield entry(name, line)
-      }
+  for await (const { stream: name, line } of linesOf(readFrames(stream, options.tty, options.signal), options.tty)) {
+    if (!options.timestamps) {
+      yield { stream: name, line }
+      continue
     }
-    for (const name of ['stdout', 'stderr'] as const) {
-      for (const line of splitters[name].end()) yield entry(name, line)
-    }
-  } catch (error) {
-    if (options.signal?.aborted) return
-    throw brokenStream(error)
-  } finally {
-    options.signal?.removeEventListener('abort', abort)
-    // Also when the reader stops early: the engine connection is released with the generator.
-    stream.destroy()
+    const space = line.indexOf(' ')
+    yield space === -1 ? { stream: name, line: '', time: line } : { stream: name, line: line.slice(space + 1), time: line.slice(0, space) }
   }
 }
 
@@ -160,6 +130,7 @@ export async function * readFrames (stream: Readable, tty: boolean, signal?: Abo
         const size = buffer.readUInt32BE(4)
         if (buffer.length < 8 + size) break
         const data = buffer.subarray(8, 8 + size)
+        // 0 is stdin, which the engine only sends for an attached stdin; the CLI shows it as stdout.
         const name = buffer[0] === 2 ? 'stderr' : 'stdout'
         buffer = buffer.subarray(8 + size)
         if (data.length > 0) yield { stream: name, data }
