@@ -9,6 +9,13 @@ source scripts/node.sh
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+# The client package (clients/typescript) keeps its own dependencies and lockfile; its build generates
+# the types from openapi/openapi.yaml and compiles them, before the type-check and its tests see it.
+client=clients/typescript
+if [ ! -d $client/node_modules ] || [ $client/package-lock.json -nt $client/node_modules/.package-lock.json ]; then
+  npm ci --prefix $client --no-audit --no-fund --loglevel=error
+fi
+echo "[test] client build"; npm run --prefix $client --silent build
 
 bash scripts/test-env.sh up
 # Down in reverse order, the cluster first; set before the cluster comes up, so a half-made one goes too.
