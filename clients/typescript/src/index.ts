@@ -94,6 +94,13 @@ export function createBerthClient (options: BerthClientOptions) {
     yield * finalEvents(ndjson<PullEvent>(data ?? empty()), 'pulled', 'the pull')
   }
 
+  /** Starts a pull as a job (`?async=true`) and answers it at once; jobEvents(job.id) follows it. */
+  async function startPull (body: Schemas['PullRequest'], { signal }: StreamOptions = {}): Promise<Schemas['PullJob']> {
+    const job = await ok(api.POST('/v1/images/pull', { body, params: { query: { async: true } }, signal }))
+    // The answer's type is every media type of the 200 and the 202 at once; async=true answers the 202.
+    return job as Schemas['PullJob']
+  }
+
   /**
    * A build as it happens (`docker build`): the context is a tar (or gzip'd tar) archive; steps, their
    * output and layers, then `built`; a failure is thrown as a BerthProblem.
@@ -222,7 +229,7 @@ export function createBerthClient (options: BerthClientOptions) {
     yield * finalEvents((async function * () { for await (const { event } of messages) yield event })(), 'pulled', 'the pull job')
   }
 
-  return Object.assign(api, { pull, build, logs, events, jobEvents })
+  return Object.assign(api, { pull, startPull, build, logs, events, jobEvents })
 }
 
 export type BerthClient = ReturnType<typeof createBerthClient>
