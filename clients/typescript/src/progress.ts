@@ -54,28 +54,32 @@ export function lineRenderer (write: (text: string) => void): PullRenderer {
   }
 }
 
-/** Bars at a terminal: the first for the whole pull (by size, and layers done), then one per layer. */
+/**
+ * Bars at a terminal, under docker's "Pulling from" line: the first for the whole pull (by size, and
+ * layers done), then one per layer, labelled as docker labels them (12 characters: they line up).
+ */
 export function barRenderer (stream: NodeJS.WriteStream): PullRenderer {
-  const bars = new cliProgress.MultiBar({
-    stream,
-    format: '{label} {bar} {detail}',
-    barsize: 30,
-    hideCursor: true,
-    autopadding: true,
-    // Ctrl-C while pulling gives the cursor back.
-    gracefulExit: true
-  }, cliProgress.Presets.shades_classic)
+  let bars: cliProgress.MultiBar | undefined
   let overall: SingleBar | undefined
   const layers = new Map<string, SingleBar>()
-  const overallBar = (image: string) => {
-    overall ??= bars.create(100, 0, { label: image, detail: '' }, { format: '{label} {bar} {percentage}% {detail}' })
-    return overall
+  const start = (line: string) => {
+    stream.write(`${line}\n`)
+    bars = new cliProgress.MultiBar({
+      stream,
+      format: '{label} {bar} {detail}',
+      barsize: 30,
+      hideCursor: true,
+      autopadding: true,
+      // Ctrl-C while pulling gives the cursor back.
+      gracefulExit: true
+    }, cliProgress.Presets.shades_classic)
+    overall = bars.create(100, 0, { label: 'total'.padEnd(12), detail: '' }, { format: '{label} {bar} {percentage}% {detail}' })
   }
   return {
     event (event) {
-      if (event.type === 'queued') overallBar(event.image).update(0, { detail: 'waiting for a pull slot' })
-      else if (event.type === 'started') overallBar(event.image).update(0, { detail: '' })
-      else if (event.type === 'progress') {
+      if (event.type === 'queued') stream.write(`${event.image}: Waiting for a pull slot\n`)
+      else if (event.type === 'started') start(pullingLine(event.image))
+      else if (event.type === 'progress' && bars) {
         const { layer } = event
         overall?.update(Math.floor(event.fraction * 100), { detail: `${event.layers.done}/${event.layers.total} layers` })
         let bar = layers.get(layer.id)
@@ -84,13 +88,13 @@ export function barRenderer (stream: NodeJS.WriteStream): PullRenderer {
           layers.set(layer.id, bar)
         }
         const finished = layer.phase === 'complete' || layer.phase === 'exists' || layer.phase === 'downloaded'
-        const total = layer.total ?? 0
-        bar.setTotal(Math.max(total, 1))
-        bar.update(finished ? Math.max(total, 1) : Math.min(layer.current, Math.max(total, 1)), {
+        const total = Math.max(layer.total ?? 0, 1)
+        bar.setTotal(total)
+        bar.update(finished ? total : Math.min(layer.current, total), {
           detail: layer.total && !finished ? `${PHASE_WORDS[layer.phase]} ${humanSize(layer.current)}/${humanSize(layer.total)}` : PHASE_WORDS[layer.phase]
         })
-      } else if (event.type === 'pulled') overall?.update(100, { detail: 'done' })
+      } else if (event.type === 'pulled') overall?.update(100)
     },
-    stop () { bars.stop() }
+    stop () { bars?.stop() }
   }
 }
