@@ -1,0 +1,148 @@
+// The client's parts that need no berth: the SSE and NDJSON readers at awkward chunk boundaries, the
+// docker-style formatting of the berth command, and the pull renderers fed known events.
+import { PassThrough } from 'node:stream'
+import t from 'tap'
+import { ago, commandText, humanDuration, humanSize, imagesTable, portsText, psTable, splitTag } from '../clients/typescript/src/format.ts'
+import type { PullEvent, Schemas } from '../clients/typescript/src/index.ts'
+import { barRenderer, lineRenderer } from '../clients/typescript/src/progress.ts'
+import { ndjson, sse } from '../clients/typescript/src/streams.ts'
+import { readAll } from './helpers.ts'
+
+/** A body that arrives in exactly these pieces. */
+function body (...chunks: string[]): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder()
+  return new ReadableStream({
+    start (controller) {
+      for (const chunk of chunks) controller.enqueue(encoder.encode(chunk))
+      controller.close()
+    }
+  })
+}
+
+t.test('server-sent events as the spec parses them', async t => {
+  const events = await readAll(sse(body(
+    ': a heartbeat\n\n',
+    'id: 1\ndata: {"a":1}\n\n',
+    // An event split across chunks, in the middle of a CRLF, with two data lines.
+    'id: 2\r\ndata: first\r', '\ndata: second\r\n\r\n',
+    'event: custom\ndata\n\n',
+    'retry: 250\ndata: no id of its own\n\n',
+    'id: with\0nul\ndata: keeps the last good id\n\n',
+    'data: no blank line at the end'
+  ), 'before'))
+  t.same(events, [
+    { id: '1', event: 'message', data: '{"a":1}' },
+    { id: '2', event: 'message', data: 'first\nsecond' },
+    { id: '2', event: 'custom', data: '' },
+    { id: '2', event: 'message', data: 'no id of its own', retry: 250 },
+    { id: '2', event: 'message', data: 'keeps the last good id' }
+  ], 'an unfinished event at the end is not dispatched')
+  t.same(await readAll(sse(body('data: x\n\n'), 'resumed-from')), [{ id: 'resumed-from', event: 'message', data: 'x' }], 'the id resumed from until one comes')
+})
+
+t.test('NDJSON lines, split anywhere; blank lines skipped; the last without its newline', async t => {
+  t.same(await readAll(ndjson(body('{"a":', '1}\n\n{"b":2}\r\n', '{"c":3}'))), [{ a: 1 }, { b: 2 }, { c: 3 }])
+  await t.rejects(readAll(ndjson(body('{"a":1}\nnot json\n'))), SyntaxError, 'a line that is not JSON is an error')
+})
+
+t.test('leaving a stream early cancels its body', async t => {
+  let cancelled = false
+  const stream = new ReadableStream<Uint8Array>({
+    pull (controller) { controller.enqueue(new TextEncoder().encode('{"n":1}\n')) },
+    cancel () { cancelled = true }
+  })
+  const lines = ndjson(stream)
+  t.same((await lines.next()).value, { n: 1 })
+  await lines.return(undefined)
+  t.ok(cancelled, 'as a for-await loop that breaks does')
+})
+
+t.test('docker\'s words for durations and sizes', async t => {
+  const cases: Array<[number, string]> = [
+    [500, 'Less than a second'], [1000, '1 second'], [59_000, '59 seconds'], [60_000, 'About a minute'],
+    [119_000, 'About a minute'], [120_000, '2 minutes'], [59 * 60_000, '59 minutes'], [60 * 60_000, 'About an hour'],
+    [89 * 60_000, 'About an hour'], [90 * 60_000, '2 hours'], [47 * 3_600_000, '47 hours'], [48 * 3_600_000, '2 days'],
+    [14 * 86_400_000, '2 weeks'], [60 * 86_400_000, '2 months'], [730 * 86_400_000, '2 years']
+  ]
+  for (const [ms, words] of cases) t.equal(humanDuration(ms), words, `${ms} ms`)
+  t.equal(ago('2026-01-01T00:00:00Z', Date.parse('2026-01-01T00:00:05Z')), '5 seconds ago')
+  t.equal(ago('2026-01-01T00:00:10Z', Date.parse('2026-01-01T00:00:05Z')), 'Less than a second ago', 'a clock a little behind is not negative')
+  const sizes: Array<[number, string]> = [[0, '0B'], [999, '999B'], [1000, '1kB'], [1_981_234, '1.98MB'], [146_400_000, '146MB'], [7.5e15, '7.5PB'], [2e18, '2000PB']]
+  for (const [bytes, text] of sizes) t.equal(humanSize(bytes), text, `${bytes} bytes`)
+})
+
+t.test('ports, commands and tags as docker shows them', async t => {
+  t.equal(portsText([
+    { container: 80, host: 8080, protocol: 'tcp', hostIp: '0.0.0.0' },
+    { container: 80, host: 8080, protocol: 'tcp', hostIp: '0.0.0.0' },
+    { container: 53, host: 5353, protocol: 'udp', hostIp: '' },
+    { container: 443, host: null, protocol: 'tcp', hostIp: '' },
+    { container: 8888, host: 18888, protocol: 'tcp', hostIp: '::1' }
+  ]), '0.0.0.0:8080->80/tcp, 0.0.0.0:5353->53/udp, 443/tcp, ::1:18888->8888/tcp')
+  t.equal(commandText('sleep 300'), '"sleep 300"')
+  t.equal(commandText(['httpd', '-f', '-p', '80', '-h', '/www']), '"httpd -f -p 80 -h /…"', 'an array (as inspect gives it) joined, cut at 20')
+  t.equal(commandText(null), '""')
+  t.same(splitTag('127.0.0.1:5000/demo/web:1'), ['127.0.0.1:5000/demo/web', '1'])
+  t.same(splitTag('127.0.0.1:5000/demo/web'), ['127.0.0.1:5000/demo/web', '<none>'])
+})
+
+t.test('ps and images tables line up like docker\'s', async t => {
+  const now = Date.parse('2026-01-01T01:00:00Z')
+  const container = (id: string, name: string, ports: Schemas['PortBinding'][], status: string): Schemas['ContainerSummary'] => ({
+    id, name, ports, status, image: 'web:1', imageId: 'sha256:1', command: 'httpd -f -p 80 -h /www', state: 'running', createdAt: '2026-01-01T00:58:00Z', labels: {}
+  })
+  t.equal(psTable([
+    container('4c73aa0b1d2e3f40', 'demo', [{ container: 80, host: 18888, protocol: 'tcp', hostIp: '0.0.0.0' }], 'Up 2 minutes'),
+    container('9f00aa0b1d2e3f40', '/old', [], 'Exited (0) 1 minute ago')
+  ], now),
+  'CONTAINER ID   IMAGE   COMMAND                  CREATED         STATUS                    PORTS                   NAMES\n' +
+  '4c73aa0b1d2e   web:1   "httpd -f -p 80 -h /…"   2 minutes ago   Up 2 minutes              0.0.0.0:18888->80/tcp   demo\n' +
+  '9f00aa0b1d2e   web:1   "httpd -f -p 80 -h /…"   2 minutes ago   Exited (0) 1 minute ago                           old\n')
+  t.equal(imagesTable([
+    { id: 'sha256:190c5d1d7e280325', tags: ['127.0.0.1:5000/demo/web:1', 'web:latest'], digests: [], createdAt: '2025-12-31T01:00:00Z', size: 1_981_234, labels: {} },
+    { id: 'sha256:aa00bb11cc22dd33', tags: [], digests: [], createdAt: '2026-01-01T00:59:59Z', size: 512, labels: {} }
+  ], now),
+  'REPOSITORY                TAG      IMAGE ID       CREATED        SIZE\n' +
+  '127.0.0.1:5000/demo/web   1        190c5d1d7e28   24 hours ago   1.98MB\n' +
+  'web                       latest   190c5d1d7e28   24 hours ago   1.98MB\n' +
+  '<none>                    <none>   aa00bb11cc22   1 second ago   512B\n')
+  t.equal(psTable([]), 'CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   PORTS   NAMES\n', 'no containers: the header alone')
+})
+
+const progress = (id: string, phase: Extract<PullEvent, { type: 'progress' }>['layer']['phase'], current: number, total: number | null, fraction: number, done: number): PullEvent =>
+  ({ type: 'progress', layer: { id, phase, current, total }, fraction, layers: { total: 2, done } })
+const pull: PullEvent[] = [
+  { type: 'queued', image: '127.0.0.1:5000/demo/web:1' },
+  { type: 'started', image: '127.0.0.1:5000/demo/web:1' },
+  progress('aaaaaaaaaaaa', 'exists', 0, 1000, 0.25, 1),
+  progress('bbbbbbbbbbbb', 'downloading', 500_000, 3_000_000, 0.4, 1),
+  progress('bbbbbbbbbbbb', 'downloading', 1_500_000, 3_000_000, 0.6, 1),
+  progress('bbbbbbbbbbbb', 'extracting', 32_768, 3_000_000, 0.8, 1),
+  progress('bbbbbbbbbbbb', 'complete', 3_000_000, 3_000_000, 1, 2),
+  { type: 'pulled', image: { id: 'sha256:1', reference: '127.0.0.1:5000/demo/web:1', digest: 'sha256:2', tags: [] } }
+]
+
+t.test('in a pipe: docker\'s lines, one per layer state', async t => {
+  let text = ''
+  const renderer = lineRenderer(line => { text += line })
+  for (const event of pull) renderer.event(event)
+  renderer.stop()
+  t.equal(text, '127.0.0.1:5000/demo/web:1: Waiting for a pull slot\n1: Pulling from demo/web\naaaaaaaaaaaa: Already exists\nbbbbbbbbbbbb: Downloading\nbbbbbbbbbbbb: Extracting\nbbbbbbbbbbbb: Pull complete\n')
+  let byDigest = ''
+  const digest = lineRenderer(line => { byDigest += line })
+  for (const image of ['localhost/app@sha256:abc', 'library/busybox', 'registry.example.com/team/app:2']) digest.event({ type: 'started', image })
+  t.equal(byDigest, 'sha256:abc: Pulling from app\nlatest: Pulling from library/busybox\n2: Pulling from team/app\n')
+})
+
+t.test('at a terminal: bars whose last frame shows every layer done', async t => {
+  const screen = Object.assign(new PassThrough(), { isTTY: true, columns: 100 }) as unknown as NodeJS.WriteStream & PassThrough
+  let text = ''
+  screen.on('data', (chunk: Buffer) => { text += chunk })
+  const renderer = barRenderer(screen)
+  for (const event of pull) renderer.event(event)
+  renderer.stop()
+  t.match(text, /^127\.0\.0\.1:5000\/demo\/web:1: Waiting for a pull slot\n1: Pulling from demo\/web\n/)
+  t.match(text, /total {8}█{30} 100% 2\/2 layers/)
+  t.match(text, /aaaaaaaaaaaa █{30} Already exists/)
+  t.match(text, /bbbbbbbbbbbb █{30} Pull complete/)
+})
