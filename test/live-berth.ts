@@ -14,6 +14,8 @@ export interface LiveBerth {
   /** The secret of a `write,build` token named after this run: it sees only what this run makes. */
   token: string
   port: number
+  /** What berth has logged so far. */
+  output: () => string
 }
 
 export const CLIENT_DIR = new URL('../clients/typescript/', import.meta.url).pathname
@@ -29,7 +31,7 @@ export async function liveBerth (t: Test, vars: Record<string, string> = {}): Pr
     await server.exited
   })
   await server.waitFor(/Server listening at/)
-  return { url: `http://127.0.0.1:${port}`, token, port }
+  return { url: `http://127.0.0.1:${port}`, token, port, output: () => server.output }
 }
 
 /**
