@@ -83,7 +83,7 @@ t.test('pull prints docker\'s lines when stdout is not a terminal', async t => {
 
   const images = await berth(['images'])
   t.equal(images.code, 0)
-  t.match(images.stdout, /^REPOSITORY {3,}TAG {3}IMAGE ID {7}CREATED {3,}SIZE\n/)
+  t.match(images.stdout, /^REPOSITORY {3,}TAG {3,}IMAGE ID {3,}CREATED {3,}SIZE\n/)
   const id = (await docker.getImage(reference).inspect()).Id.slice('sha256:'.length, 'sha256:'.length + 12)
   const row = parseTable(images.stdout).find(image => image.REPOSITORY === reference.slice(0, -2))
   t.match(row, { TAG: '1', 'IMAGE ID': id, CREATED: /^(\d+ (seconds|minutes)|Less than a second|About a minute) ago$/, SIZE: /^\d(\.\d\d)?MB$/ })
@@ -163,6 +163,12 @@ t.test('without a token, or without a berth, one line says what to do', async t 
     code: 1,
     stdout: '',
     stderr: `Cannot connect to berth at ${nowhere} (ECONNREFUSED): is it running, and is BERTH_URL right?\n`
+  })
+  // The registry is an HTTP server that is not berth: its answer is named, not taken for a problem.
+  t.same(await berth(['ps'], { BERTH_URL: `http://${env.registry}` }), {
+    code: 1,
+    stdout: '',
+    stderr: `Error: berth at http://${env.registry} answered HTTP 404: 404 page not found\n`
   })
   const flags = await berth([`--url=${live.url}`, '--token', live.token, 'ps'], { BERTH_URL: nowhere, BERTH_TOKEN: 'wrong' })
   t.equal(flags.code, 0, '--url and --token win over the environment')

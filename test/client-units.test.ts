@@ -1,9 +1,10 @@
 // The client's parts that need no berth: the SSE and NDJSON readers at awkward chunk boundaries, the
-// docker-style formatting of the berth command, and the pull renderers fed known events.
+// docker-style formatting of the berth command, the pull renderers fed known events, and the
+// reconnect rules of the streams, against scripted answers (test/client.test.ts drops real ones).
 import { PassThrough } from 'node:stream'
 import t from 'tap'
 import { ago, commandText, humanDuration, humanSize, imagesTable, portsText, psTable, splitTag } from '../clients/typescript/src/format.ts'
-import type { PullEvent, Schemas } from '../clients/typescript/src/index.ts'
+import { BerthProblem, createBerthClient, type PullEvent, type Schemas } from '../clients/typescript/src/index.ts'
 import { barRenderer, lineRenderer } from '../clients/typescript/src/progress.ts'
 import { ndjson, sse } from '../clients/typescript/src/streams.ts'
 import { readAll } from './helpers.ts'
@@ -145,4 +146,86 @@ t.test('at a terminal: bars whose last frame shows every layer done', async t =>
   t.match(text, /total {8}█{30} 100% 2\/2 layers/)
   t.match(text, /aaaaaaaaaaaa █{30} Already exists/)
   t.match(text, /bbbbbbbbbbbb █{30} Pull complete/)
+})
+
+/** A fetch that answers each request with the next of `answers` (an Error is a failed connection), keeping the requests. */
+function scripted (answers: Array<Response | Error>) {
+  const requests: Request[] = []
+  const fetch = async (request: Request): Promise<Response> => {
+    requests.push(request)
+    const answer = answers.shift()
+    if (!answer) throw new Error(`no answer scripted for ${request.method} ${request.url}`)
+    if (answer instanceof Error) throw answer
+    return answer
+  }
+  return { requests, fetch }
+}
+const unavailable = () => new Response(JSON.stringify({ type: 'https://berth.dev/problems/engine_unavailable', title: 'The engine is unavailable', status: 503, detail: 'cannot reach the container engine', code: 'engine_unavailable', requestId: 'r1' }), { status: 503, headers: { 'content-type': 'application/problem+json' } })
+const answer = (type: string, text: string) => new Response(text, { status: 200, headers: { 'content-type': type } })
+
+t.test('events reconnect after a failed connection, a 503 and an ended stream, resuming with Last-Event-ID', async t => {
+  const { requests, fetch } = scripted([
+    new TypeError('fetch failed'),
+    unavailable(),
+    answer('text/event-stream', 'retry: 5\nid: 1\ndata: {"action":"create"}\n\nid: 2\ndata: {"action":"start"}\n\n'),
+    answer('text/event-stream', 'id: 3\ndata: {"action":"die"}\n\n')
+  ])
+  const berth = createBerthClient({ url: 'http://berth.test/', token: 'secret', fetch })
+  const got: string[] = []
+  for await (const message of berth.events({ retryMs: 1 })) {
+    got.push(`${message.id} ${message.event.action}`)
+    if (got.length === 3) break
+  }
+  t.same(got, ['1 create', '2 start', '3 die'])
+  t.same(requests.map(request => [request.url, request.headers.get('last-event-id'), request.headers.get('authorization')]), [
+    ['http://berth.test/v1/events', null, 'Bearer secret'],
+    ['http://berth.test/v1/events', null, 'Bearer secret'],
+    ['http://berth.test/v1/events', null, 'Bearer secret'],
+    ['http://berth.test/v1/events', '2', 'Bearer secret']
+  ], 'the reconnect after the stream ended sends the last id')
+
+  const once = scripted([unavailable()])
+  const refused = await readAll(createBerthClient({ url: 'http://berth.test', fetch: once.fetch }).events({ reconnect: false })).catch((error: unknown) => error)
+  t.ok(refused instanceof BerthProblem && refused.code === 'engine_unavailable', 'without reconnecting, the 503 is thrown')
+  const ended = scripted([answer('text/event-stream', 'id: 9\ndata: {"action":"x"}\n\n')])
+  t.equal((await readAll(createBerthClient({ url: 'http://berth.test', fetch: ended.fetch }).events({ reconnect: false }))).length, 1, 'and an ended stream ends the iteration')
+})
+
+t.test('a followed log resumes from the last line\'s time, skipping the lines of that time it gave', async t => {
+  const line = (text: string, time: string) => JSON.stringify({ stream: 'stdout', line: text, time }) + '\n'
+  const running = () => new Response(JSON.stringify({ state: 'running' }), { status: 200, headers: { 'content-type': 'application/json' } })
+  const exited = () => new Response(JSON.stringify({ state: 'exited' }), { status: 200, headers: { 'content-type': 'application/json' } })
+  const { requests, fetch } = scripted([
+    unavailable(),
+    answer('application/x-ndjson', line('a', 't1') + line('b', 't2') + line('c', 't2')),
+    running(),
+    // berth's `since` is inclusive: the two lines of t2 come again, then a third of the same time.
+    answer('application/x-ndjson', line('b', 't2') + line('c', 't2') + line('d', 't2') + line('e', 't3')),
+    // The state check fails: the log is asked for again, and ends; then the state says it stopped.
+    new TypeError('fetch failed'),
+    answer('application/x-ndjson', line('e', 't3')),
+    exited()
+  ])
+  const berth = createBerthClient({ url: 'http://berth.test', fetch })
+  const lines = await readAll(berth.logs('web', { follow: true, tail: '10' }, { retryMs: 1 }))
+  t.same(lines, ['a', 'b', 'c', 'd', 'e'].map(text => ({ stream: 'stdout', line: text })))
+  t.same(requests.map(request => { const url = new URL(request.url); return `${request.method} ${url.pathname}${url.search}` }), [
+    'GET /v1/containers/web/logs?follow=true&tail=10&timestamps=true',
+    'GET /v1/containers/web/logs?follow=true&tail=10&timestamps=true',
+    'GET /v1/containers/web',
+    'GET /v1/containers/web/logs?follow=true&tail=all&timestamps=true&since=t2',
+    'GET /v1/containers/web',
+    'GET /v1/containers/web/logs?follow=true&tail=all&timestamps=true&since=t3',
+    'GET /v1/containers/web'
+  ])
+
+  const gone = scripted([answer('application/x-ndjson', line('a', 't1')), new Response(null, { status: 404 })])
+  t.same((await readAll(createBerthClient({ url: 'http://berth.test', fetch: gone.fetch }).logs('web', { follow: true }))).map(entry => entry.line), ['a'], 'a removed container ends the log')
+})
+
+t.test('a progress stream that stops before its outcome is an error', async t => {
+  const { fetch } = scripted([answer('application/x-ndjson', '{"type":"started","image":"web:1"}\n')])
+  await t.rejects(readAll(createBerthClient({ url: 'http://berth.test', fetch }).pull({ image: 'web:1' })), { message: 'the pull stream ended before its outcome' })
+  const job = scripted([answer('text/event-stream', 'id: 1\ndata: {"type":"error","problem":{"type":"t","title":"t","status":502,"detail":"the registry failed","code":"pull_failed","requestId":"r"}}\n\n')])
+  await t.rejects(readAll(createBerthClient({ url: 'http://berth.test', fetch: job.fetch }).jobEvents('00000000-0000-0000-0000-000000000000')), { name: 'BerthProblem', code: 'pull_failed', detail: 'the registry failed' })
 })

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process'
 import t from 'tap'
 import { liveBerth, pushWebImage } from './live-berth.ts'
-import { HTTPD, RUN, cleanupAfter, docker, fetchFromContainer, freePort } from './helpers.ts'
+import { HTTPD, RUN, cleanupAfter, docker, env, fetchFromContainer, freePort } from './helpers.ts'
 
 const EXAMPLE = new URL('../examples/notebook.ts', import.meta.url).pathname
 
@@ -79,4 +79,11 @@ t.test('without a user it says how it is run', async t => {
   const run = example([])
   t.equal(await run.exited, 2)
   t.match(run.stderr, /^usage: node examples\/notebook\.ts USER /)
+})
+
+t.test('an image berth cannot find is berth\'s refusal, in one line', async t => {
+  const missing = `${env.registry}/${RUN}-notebook-missing/web:1`
+  const run = example([`${RUN}-bob`, '--image', missing])
+  t.equal(await run.exited, 1)
+  t.match(run.stderr, /^berth refused: [^\n]*notebook-missing\/web:1[^\n]* \(404 image_not_found\)\n$/)
 })

@@ -38,7 +38,8 @@ export class BerthResponseError extends Error {
   readonly body: string
 
   constructor (status: number, body: string) {
-    super(`HTTP ${status}${body ? `: ${body.slice(0, 200)}` : ''}`)
+    const start = body.trim().slice(0, 200)
+    super(`HTTP ${status}${start ? `: ${start}` : ''}`)
     this.status = status
     this.body = body
   }
