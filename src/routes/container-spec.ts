@@ -8,7 +8,7 @@ import { ContainerParams } from '../schemas/containers.ts'
 
 const containerSpec: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/containers/:idOrName/spec', {
-    config: { scope: 'read', backends: ['docker'], unsupported: 'a service\'s spec as a run request is not there yet on a Swarm cluster' },
+    config: { scope: 'read', backends: ['docker'], unsupported: 'a container\'s spec as a run request is not there yet on a cluster' },
     schema: {
       tags: ['containers'],
       summary: 'A container as a run request (reproduce it)',

@@ -43,7 +43,9 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
         'Answers with the container as it runs: the host ports actually bound and the image digest. ' +
         'A host port already taken is 409 port_conflict, and leaves no container behind.\n\n' +
         'On a Swarm cluster the container is a service of `replicas` tasks: berth answers once they all run, or 409 (port_conflict, placement_failed) ' +
-        'or 504 placement_timeout when they cannot be placed, removing the service again.',
+        'or 504 placement_timeout when they cannot be placed, removing the service again. ' +
+        'On Kubernetes it is a Deployment of `replicas` pods in berth\'s namespace, each `-p` a pod hostPort on its node, under the restricted pod security ' +
+        'profile (a non-root user, no privilege escalation, no capabilities): berth answers once the pods run, or 409/403/404 with why (the scheduler\'s or the kubelet\'s words), removing the Deployment again.',
       operationId: 'runContainer',
       body: ref(RunRequest),
       response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problemResponses(400, 401, 403, 404, 409, 429, 501, 502, 503, 504) }

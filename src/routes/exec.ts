@@ -26,7 +26,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
   app.post('/v1/containers/:idOrName/exec', {
-    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a service\'s task is not there yet on a Swarm cluster: the manager has no exec API' },
+    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a replica is not there yet on a cluster: a Swarm manager has no exec API, and berth does not use Kubernetes\' yet' },
     schema: {
       tags: ['containers'],
       summary: 'Run a command in a running container (docker exec)',
@@ -68,7 +68,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
   app.route({
     method: 'GET',
     url: '/v1/containers/:idOrName/exec',
-    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a service\'s task is not there yet on a Swarm cluster: the manager has no exec API' },
+    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a replica is not there yet on a cluster: a Swarm manager has no exec API, and berth does not use Kubernetes\' yet' },
     schema: {
       tags: ['containers'],
       summary: 'An interactive terminal in a running container (docker exec -it), over a WebSocket',

@@ -16,7 +16,7 @@ import { ContainerParams } from '../schemas/containers.ts'
 import { ArchiveQuery, PutArchiveQuery, PutFileQuery } from '../schemas/files.ts'
 
 /** On a cluster each task's files live on its node's engine, which berth does not reach yet. */
-const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: 'files in and out of a service\'s tasks are not there yet on a Swarm cluster: they live on each node\'s engine' }
+const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: 'files in and out of replicas are not there yet on a cluster: they live on each node' }
 const TAR = 'application/x-tar'
 const BYTES = 'application/octet-stream'
 

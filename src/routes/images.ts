@@ -14,8 +14,8 @@ import { Type } from 'typebox'
 
 const PULL_MEDIA = ['application/json', NDJSON, SSE] as const
 /** Why a cluster has no image routes: there is no one image store to list, pull into or remove from. */
-export const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there ' +
-  '(with the registry credentials of the run), and a manager\'s own images say nothing of the other nodes\''
+export const IMAGE_STORE = 'a cluster (Swarm or Kubernetes) has no single image store: each node pulls a container\'s image when a replica of it starts there ' +
+  '(with the registry credentials of the run), and one node\'s images say nothing of the others\''
 const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: IMAGE_STORE }
 
 const images: FastifyPluginAsyncTypebox = async (app) => {

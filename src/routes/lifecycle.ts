@@ -9,7 +9,7 @@ import { BerthError } from '../errors.ts'
 import { SetExpiryRequest, WaitQuery, WaitResult } from '../schemas/lifecycle.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const WAIT_ON_A_CLUSTER = 'a service has no single exit to wait for on a Swarm cluster; follow its tasks in ps or events'
+const WAIT_ON_A_CLUSTER = 'a container has no single exit to wait for on a cluster (its replicas are replaced as they exit); follow its replicas in ps or events'
 
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/containers/:idOrName/wait', {
@@ -36,7 +36,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/v1/containers/:idOrName/expiry', {
-    config: { scope: 'write', backends: ['docker'], unsupported: 'expiry is single-host for now; on a Swarm cluster a service\'s labels could carry it' },
+    config: { scope: 'write', backends: ['docker'], unsupported: 'expiry is single-host for now; on a cluster a service\'s or Deployment\'s labels could carry it' },
     schema: {
       tags: ['containers'],
       summary: 'Move the end of a container\'s time to live',

@@ -8,7 +8,7 @@ import { problemResponses, ref } from '../schemas/common.ts'
 import { ConnectRequest, CreateNetworkRequest, DisconnectRequest, ListNetworksQuery, Network, NetworkChange, NetworkParams } from '../schemas/networks.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const NETWORKS_ON_A_CLUSTER = 'networks through berth are single-host for now; on a Swarm cluster they would be overlay networks, which berth does not manage yet'
+const NETWORKS_ON_A_CLUSTER = 'networks through berth are single-host for now; on a cluster they would be Swarm overlay networks or Kubernetes\' pod network, which berth does not manage yet'
 
 const networks: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal

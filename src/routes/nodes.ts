@@ -12,9 +12,10 @@ const nodes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['nodes'],
       summary: 'List nodes (docker node ls)',
       description: 'On a Swarm cluster: every node, with its address, role, state (`down` when the managers stopped hearing from it), availability, labels and resources. ' +
+        'On Kubernetes: the cluster\'s nodes, when berth\'s ServiceAccount may list them (deploy/kubernetes/nodes-reader.yaml; 501 otherwise). ' +
         'On the docker backend: the one host, as a `standalone` node.',
       operationId: 'listNodes',
-      response: { 200: Type.Array(ref(Node), { description: 'The nodes, by name.' }), ...problemResponses(401, 503) }
+      response: { 200: Type.Array(ref(Node), { description: 'The nodes, by name.' }), ...problemResponses(401, 501, 503) }
     }
   }, async () => await app.engine.listNodes())
 }

@@ -14,7 +14,7 @@ const STATS_MEDIA = ['application/json', NDJSON, SSE] as const
 
 const stats: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/containers/:idOrName/stats', {
-    config: { scope: 'read', backends: ['docker'], unsupported: 'stats of a service\'s tasks are not there yet on a Swarm cluster: they live on each node\'s engine' },
+    config: { scope: 'read', backends: ['docker'], unsupported: 'stats of replicas are not there yet on a cluster: they live on each node' },
     schema: {
       tags: ['containers'],
       summary: 'Resource usage of a container (docker stats)',

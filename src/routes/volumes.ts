@@ -8,7 +8,7 @@ import { problemResponses, ref } from '../schemas/common.ts'
 import { CreateVolumeRequest, InspectVolumeQuery, ListVolumesQuery, RemoveVolumeQuery, Volume, VolumeParams } from '../schemas/volumes.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const VOLUMES_ON_A_CLUSTER = 'named volumes are per node on a Swarm cluster, and berth does not manage them there yet'
+const VOLUMES_ON_A_CLUSTER = 'named volumes are per node on a cluster (on Kubernetes they would be PersistentVolumeClaims), and berth does not manage them there yet'
 
 const volumes: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
