@@ -19,5 +19,13 @@ bash scripts/swarm-env.sh up
 echo "[test] type-check"; npx tsc --noEmit -p tsconfig.json
 echo "[test] lint"; npx eslint .
 echo "[test] tap"
+# The Kubernetes backend's suites need a real cluster, named by BERTH_TEST_KUBECONFIG (README: "Testing on
+# Kubernetes"); no script here builds one. Without it they say they skipped, and the backend's modules
+# that only a cluster can exercise are left out of the coverage count (its pure mapping is tested anyway).
+coverage=()
+if [ -z "${BERTH_TEST_KUBECONFIG:-}" ]; then
+  echo "[test] no Kubernetes cluster (BERTH_TEST_KUBECONFIG unset): test/kubernetes*.test.ts and the kubernetes contract skip"
+  for module in client cache engine events logs; do coverage+=("--coverage-exclude=src/engine/kubernetes/$module.ts"); done
+fi
 # Node strips the types itself (no ts-node); tap runs only test/**/*.test.ts (.taprc).
-TAP_TYPE_STRIP_ONLY=1 npx tap "$@"
+TAP_TYPE_STRIP_ONLY=1 npx tap "${coverage[@]}" "$@"

@@ -9,7 +9,7 @@ import Docker from 'dockerode'
 import { pino } from 'pino'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
-import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
+import { DOCKER_SOCKET, hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import type { TokenStore } from '../src/access/token-store.ts'
 import { DockerEngine } from '../src/engine/docker/engine.ts'
 import type { Engine } from '../src/engine/types.ts'
@@ -110,7 +110,7 @@ export interface BuildOptions {
 export async function build (t: Test, options: BuildOptions = {}) {
   const config = testConfig(options.config)
   const engine = options.engine ?? new DockerEngine({
-    socketPath: options.socketPath ?? config.engine.socketPath,
+    socketPath: options.socketPath ?? ('socketPath' in config.engine ? config.engine.socketPath : DOCKER_SOCKET),
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth
   })
