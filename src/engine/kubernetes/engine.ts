@@ -11,6 +11,7 @@ import { ApiException } from '@kubernetes/client-node'
 import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import { notSupported } from '../capabilities.ts'
+import { chooseHostPorts } from '../host-ports.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   BuiltImage, Container, ContainerConfig, ContainerExit, ContainerStats, ContainerSummary, DiskUsage, Engine, EngineEvent, EngineInfo, EventsOptions,
@@ -40,8 +41,6 @@ export interface KubernetesEngineOptions {
   pollMs?: number
 }
 
-/** The ports a node hands out when a run names none (Linux's ip_local_port_range), as the policy assumes. */
-const ENGINE_CHOSEN_PORTS = { min: 32768, max: 60999 }
 const MAX_RANGE_ATTEMPTS = 16
 
 const K8S = 'kubernetes' as const
@@ -376,21 +375,7 @@ export class KubernetesEngine implements Engine {
    * scheduler finds one taken on every node.
    */
   #choosePorts (ports: PortRequest[], tried: Set<number>): Map<number, number> {
-    const taken = new Set([...tried, ...this.#deployments.list().flatMap(hostPorts)])
-    const chosen = new Map<number, number>()
-    ports.forEach((port, index) => {
-      if (port.host !== undefined) return
-      const range = port.hostRange ?? ENGINE_CHOSEN_PORTS
-      for (let candidate = range.min; candidate <= range.max; candidate++) {
-        if (taken.has(candidate)) continue
-        chosen.set(index, candidate)
-        taken.add(candidate)
-        tried.add(candidate)
-        return
-      }
-      throw new PortConflictError(null, null, 'no host port is free in the allowed range')
-    })
-    return chosen
+    return chooseHostPorts(ports, this.#deployments.list().flatMap(hostPorts), tried)
   }
 
   /** Names the container holding a conflicting port, when it is one of this namespace's: its labels say who may be told. */
