@@ -18,6 +18,8 @@ bash scripts/swarm-env.sh up
 
 echo "[test] type-check"; npx tsc --noEmit -p tsconfig.json
 echo "[test] lint"; npx eslint .
+# The committed contract, with Redocly's recommended rules (redocly.yaml); offline, nothing sent.
+echo "[test] openapi lint"; REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true npx redocly lint --format=summary openapi/openapi.yaml
 echo "[test] tap"
 # Node strips the types itself (no ts-node); tap runs only test/**/*.test.ts (.taprc).
 TAP_TYPE_STRIP_ONLY=1 npx tap "$@"
