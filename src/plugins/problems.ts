@@ -120,9 +120,6 @@ function withoutUnionBranches (issues: Issue[]): Issue[] {
   // The member the value was meant for failed on more than its type, or inside it (a field of an object).
   const meant = branches.find(issue => (issue.keyword !== 'type' && issue.keyword !== 'const') || issue.instancePath !== at)
   if (meant !== undefined) return [meant, ...others]
-  // A union that describes itself says what it takes (ports, volumes: both shapes, with examples).
-  const described = (union as Issue & Verbose).parentSchema?.description
-  if (described !== undefined) return [{ ...union, message: `must be ${described}` }, ...others]
   // One alternative per member: its constant when it has one (a string member that must be "all" is "all"), else its type.
   const members = new Map<string, string>()
   for (const issue of branches) {
@@ -130,7 +127,9 @@ function withoutUnionBranches (issues: Issue[]): Issue[] {
     if (issue.keyword === 'const') members.set(member, JSON.stringify((issue.params as { allowedValue?: unknown }).allowedValue))
     else if (!members.has(member)) members.set(member, String((issue.params as { type?: unknown }).type))
   }
-  return [{ ...union, message: `must be ${[...new Set(members.values())].join(' or ')}` }, ...others]
+  // A union that describes itself (ports, volumes: both shapes, with examples) says what it takes.
+  const described = (union as Issue & Verbose).parentSchema?.description
+  return [{ ...union, message: `must be ${[...new Set(members.values())].join(' or ')}${described === undefined ? '' : `: ${described}`}` }, ...others]
 }
 
 // Everything thrown becomes one of berth's codes; an error berth did not expect is a 500 whose

@@ -44,8 +44,7 @@ function whyNotJson (text: string): BerthError {
   try {
     JSON.parse(text)
   } catch (error) {
-    if (error instanceof SyntaxError) return invalidJson(text, error)
-    return new BerthError('validation_failed', 'the body is nested too deeply to read')
+    return invalidJson(text, error as Error)
   }
   return new BerthError('validation_failed', 'the body has a __proto__ or constructor.prototype member, which berth refuses')
 }
