@@ -11,7 +11,7 @@ export const errorCodes = {
   quota_exceeded: { status: 403, title: 'The token\'s quota would be exceeded', example: { detail: 'the token holds 5 of its 5 containers; remove one first', limit: 'containers', quota: 5, used: 5 } },
   not_found: { status: 404, title: 'No such resource', example: { detail: 'container web was not found' } },
   image_not_found: { status: 404, title: 'No such image', example: { detail: 'image nginx:1.27 was not found', image: 'nginx:1.27' } },
-  method_not_allowed: { status: 405, title: 'Method not allowed', example: { detail: 'DELETE is not allowed on /v1/containers; it has GET, POST', allow: ['GET', 'HEAD', 'POST'] } },
+  method_not_allowed: { status: 405, title: 'Method not allowed', example: { detail: 'DELETE is not allowed on /v1/containers: it answers GET, HEAD, POST', allow: ['GET', 'HEAD', 'POST'] } },
   not_acceptable: { status: 406, title: 'Cannot answer in the media type asked for', example: { detail: 'this answers in application/json or application/x-ndjson; the Accept header allows none of them', accepts: ['application/json', 'application/x-ndjson'] } },
   request_timeout: { status: 408, title: 'The request was not received in time', example: { detail: 'send the headers within 10000 ms and the whole request within 30000 ms' } },
   name_conflict: { status: 409, title: 'The name is already in use', example: { detail: 'the container name web is already in use', name: 'web' } },

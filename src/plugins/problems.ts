@@ -7,6 +7,9 @@ import { BerthError, problemOf, type ErrorCode } from '../errors.ts'
 import { pathOf } from '../http/request-log.ts'
 import { ANY_REQUEST, declaredCodes, PROBLEM_JSON, problemsAt, type ExampleOverrides } from '../schemas/problems.ts'
 
+// The methods a path can have routes for (fastify adds HEAD beside each GET).
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
+
 // The methods whose body fastify parses (a DELETE's too): a body can be malformed, too large or of a
 // media type berth does not read.
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
@@ -71,9 +74,15 @@ export default fp(async (app) => {
     return reply.code(problem.statusCode).headers(problem.headers).type(PROBLEM_JSON)
       .send(problemOf(problem, request.id, pathOf(request)))
   })
+  // A path berth has, asked with a method it does not answer there, is 405 with the methods it
+  // does (Allow, RFC 9110); a path it does not have at all is 404.
   app.setNotFoundHandler((request, reply) => {
-    const problem = new BerthError('not_found', `no route ${request.method} ${pathOf(request)}`)
-    return reply.code(404).type(PROBLEM_JSON).send(problemOf(problem, request.id, pathOf(request)))
+    const path = pathOf(request)
+    const allow = METHODS.filter(method => app.findRoute({ method, url: path }) !== null)
+    const problem = allow.length === 0
+      ? new BerthError('not_found', `no route ${request.method} ${path}`)
+      : new BerthError('method_not_allowed', `${request.method} is not allowed on ${path}: it answers ${allow.join(', ')}`, { allow }, { headers: { allow: allow.join(', ') } })
+    return reply.code(problem.statusCode).headers(problem.headers).type(PROBLEM_JSON).send(problemOf(problem, request.id, path))
   })
 }, { name: 'berth-problems' })
 
