@@ -38,7 +38,7 @@ export const Problem = Type.Object({
 
 export const PortBinding = Type.Object({
   container: Type.Integer({ minimum: 1, maximum: 65535, description: 'Port inside the container.' }),
-  host: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Null()], { description: 'Host port bound to it; null when the container is not running and the engine is to choose.' }),
+  host: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Null()], { description: 'Host port bound to it; null on a cluster for a port the engine is to choose while no replica runs.' }),
   protocol: Type.Enum(['tcp', 'udp', 'sctp'], { type: 'string', description: 'Transport protocol.' }),
   hostIp: Type.String({ description: 'Host address the port is bound on; "" or 0.0.0.0 means every interface.' })
 }, { $id: 'PortBinding', additionalProperties: false, description: 'A host port bound to a container port.' })

@@ -191,7 +191,7 @@ export const ContainerSummary = Type.Object({
   name: Type.String({ description: 'Container name.' }),
   image: Type.String({ description: 'The image as it was asked for.' }),
   imageId: Type.String({ description: 'Id of the image it runs.' }),
-  command: Type.String({ description: 'Command, as one string.' }),
+  command: Type.Array(Type.String(), { description: 'Entrypoint and command as run, as inspect gives them (on one host, read back from the engine\'s list, where an argument with both a space and a single quote cannot be told apart).' }),
   state: stateSchema,
   status: Type.String({ description: 'Human-readable status, such as "Up 5 minutes".' }),
   createdAt: Type.String({ format: 'date-time', description: 'When it was created.' }),

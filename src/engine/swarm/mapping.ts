@@ -326,7 +326,7 @@ export function summaryOf (service: SwarmService, tasks: SwarmTask[], nodes: Map
     name: service.Spec.Name ?? service.ID,
     image,
     imageId: digest ?? '',
-    command: commandOf(service.Spec).join(' '),
+    command: commandOf(service.Spec),
     state,
     status: statusOf(service, state, latest),
     createdAt: service.CreatedAt,
