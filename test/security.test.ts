@@ -274,7 +274,7 @@ t.test('hostile input: sizes, nesting, traversal, control characters, header inj
   await expect('an unknown query parameter', { method: 'GET', url: '/v1/containers?privileged=true', headers: auth() }, 400, 'validation_failed')
   await expect('a bad stop timeout', { method: 'POST', url: `/v1/containers/${name('x')}/stop?timeout=-1`, headers: auth() }, 400, 'validation_failed')
   await expect('an unknown route', { method: 'GET', url: '/v1/nothing', headers: auth() }, 404, 'not_found')
-  await expect('a wrong method', { method: 'PUT', url: '/v1/containers', headers: auth() }, 404, 'not_found')
+  await expect('a wrong method', { method: 'PUT', url: '/v1/containers', headers: auth() }, 405, 'method_not_allowed')
 
   t.same((await containersOfRun()).map(container => container.Id), before, 'none of it created a container')
   t.notOk(logs.lines.some(line => (line.level as number) >= 50), 'no error-level log: none of it is a berth bug')
