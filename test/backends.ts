@@ -12,7 +12,7 @@ import { buildApp } from '../src/app.ts'
 import type { DeepPartial, Config } from '../src/config.ts'
 import type { EngineKind } from '../src/engine/types.ts'
 import { SwarmEngine } from '../src/engine/swarm/engine.ts'
-import { HTTPD, RUN, RUN_LABEL, build, docker, env, testConfig, waitFor } from './helpers.ts'
+import { HTTPD, RUN, RUN_LABEL, build, checkDeclaredProblems, docker, env, testConfig, waitFor } from './helpers.ts'
 import { admin, buildKube, kubeEnv, leftoversIn } from './kubernetes-env.ts'
 
 const run = promisify(execFile)
@@ -209,6 +209,7 @@ export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<Fasti
     eventPollMs: 200
   })
   const app = await buildApp(config, { engine })
+  checkDeclaredProblems(t, app)
   t.teardown(() => app.close())
   return app as unknown as FastifyInstance
 }

@@ -10,7 +10,7 @@ import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import type { Config, DeepPartial } from '../src/config.ts'
 import { KubernetesEngine } from '../src/engine/kubernetes/engine.ts'
-import { RUN, testConfig, waitFor } from './helpers.ts'
+import { RUN, checkDeclaredProblems, testConfig, waitFor } from './helpers.ts'
 
 export interface KubeEnv {
   kubeconfig: string
@@ -141,6 +141,7 @@ export async function buildKube (t: Test, options: KubeBuild): Promise<FastifyIn
     pollMs: 50
   })
   const app = await buildApp(config, { engine })
+  checkDeclaredProblems(t, app)
   t.teardown(() => app.close())
   await waitFor('berth\'s copies of the namespace', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 200, 30_000)
   return app as unknown as FastifyInstance

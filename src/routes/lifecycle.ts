@@ -3,7 +3,8 @@
 // which moves the end of its time to live. A token acts only on its own containers.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Principal } from '../access/ownership.ts'
-import { problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { CONTAINER, problems } from '../schemas/problems.ts'
 import { Container, ContainerParams } from '../schemas/containers.ts'
 import { BerthError } from '../errors.ts'
 import { SetExpiryRequest, WaitQuery, WaitResult } from '../schemas/lifecycle.ts'
@@ -24,7 +25,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'waitContainer',
       params: ContainerParams,
       querystring: WaitQuery,
-      response: { 200: ref(WaitResult, 'How it ended, or that it has not yet.'), ...problemResponses(400, 401, 403, 404, 501, 502, 503) }
+      response: { 200: ref(WaitResult, 'How it ended, or that it has not yet.'), ...problems(...CONTAINER) }
     }
   }, async (request, reply) => {
     // Tied to the client: one that leaves stops the wait at the engine; so does berth closing.
@@ -46,7 +47,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'setContainerExpiry',
       params: ContainerParams,
       body: ref(SetExpiryRequest),
-      response: { 200: ref(Container, 'The container, with its expiry as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
+      response: { 200: ref(Container, 'The container, with its expiry as it is now.'), ...problems(...CONTAINER, 'expiry_not_set') }
     }
   }, async (request) => {
     const container = await app.containers.find(request.principal as Principal, request.params.idOrName)

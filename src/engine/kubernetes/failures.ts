@@ -32,7 +32,7 @@ export function podFailure (pod: V1Pod, ports: number[]): BerthError | null {
     }
     if (reason === 'ErrImageNeverPull') return new BerthError('image_not_found', `the image is not on the node and pull is "never": ${message}`)
     if (/not found|manifest unknown|does not exist/i.test(message)) return new BerthError('image_not_found', `the node could not get the container's image: ${message}`)
-    return new BerthError('pull_failed', `the node could not pull the container's image: ${message}`, { reason: 'unreachable' })
+    return new BerthError('pull_failed', `the node could not pull the container's image: ${message}`, { reason: 'registry_unreachable' })
   }
   if (reason === 'CreateContainerConfigError' && /non-root|runAsNonRoot/i.test(message)) {
     return new BerthError('policy_denied', `the image runs as root, which containers on Kubernetes may not (the restricted pod security profile): give a numeric non-root user, or use an image that has one (${message})`)

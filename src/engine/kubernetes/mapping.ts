@@ -312,9 +312,9 @@ function statusText (deployment: V1Deployment, state: ContainerState, pods: V1Po
   return `${state === 'running' ? 'Up' : state === 'restarting' ? 'Restarting' : 'Starting'}: ${running}/${count} running${why}`
 }
 
-function portsOf (deployment: V1Deployment, tasks: Task[]): PortBinding[] {
-  const bound = tasks.flatMap(task => task.ports)
-  const ports: PortBinding[] = bound.length > 0 ? bound : hostPortsOf(deployment)
+/** The ports in effect: those of the replicas that run, on their nodes' addresses (none while nothing runs, as on one host). */
+function portsOf (tasks: Task[]): PortBinding[] {
+  const ports: PortBinding[] = tasks.flatMap(task => task.ports)
   const unique = new Map(ports.map(port => [`${port.container}/${port.protocol}/${port.host ?? ''}/${port.hostIp}`, port]))
   return [...unique.values()].sort((a, b) => a.container - b.container || (a.host ?? 0) - (b.host ?? 0) || a.hostIp.localeCompare(b.hostIp))
 }
@@ -343,11 +343,11 @@ export function summaryOf (deployment: V1Deployment, allPods: V1Pod[]): Containe
     name: deployment.metadata?.name ?? '',
     image: deployment.spec?.template.spec?.containers[0]?.image ?? '',
     imageId: imageDigestOf(pods) ?? '',
-    command: commandOf(deployment).join(' '),
+    command: commandOf(deployment),
     state,
     status: statusText(deployment, state, pods),
     createdAt: timeOf(deployment.metadata?.creationTimestamp) ?? new Date(0).toISOString(),
-    ports: portsOf(deployment, tasks),
+    ports: portsOf(tasks),
     labels: labelsOf(deployment),
     replicas: { count: replicaCount(deployment), running: pods.filter(isRunning).length },
     tasks
