@@ -1,8 +1,10 @@
 // The bench's instruments: one keep-alive HTTP client for the engine's socket and for berth, the
 // Docker CLI, latency and throughput loops, percentiles, and a process's resident memory.
-import { execFile } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 export interface Reply {
   status: number
@@ -14,19 +16,23 @@ export interface Reply {
  * body read. The engine and berth get the same client, so the difference is theirs, not the client's.
  */
 export class HttpClient {
-  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
+  readonly #agent: http.Agent
   readonly #where: { socketPath: string } | { host: string, port: number }
   readonly #headers: Record<string, string>
+  readonly #tls: boolean
 
-  constructor (where: { socketPath: string } | { host: string, port: number }, headers: Record<string, string> = {}) {
+  /** With `tls`, HTTPS with those certificates (an apiserver's, from a kubeconfig). */
+  constructor (where: { socketPath: string } | { host: string, port: number }, headers: Record<string, string> = {}, tls?: https.AgentOptions) {
     this.#where = where
     this.#headers = headers
+    this.#tls = tls !== undefined
+    this.#agent = tls === undefined ? new http.Agent({ keepAlive: true, maxSockets: 64 }) : new https.Agent({ ...tls, keepAlive: true, maxSockets: 64 })
   }
 
   async request (method: string, path: string, body?: unknown): Promise<Reply> {
     const payload = body === undefined ? undefined : JSON.stringify(body)
     return await new Promise((resolve, reject) => {
-      const request = http.request({
+      const request = (this.#tls ? https : http).request({
         ...this.#where,
         agent: this.#agent,
         method,
@@ -170,4 +176,68 @@ export function memoryOf (pid: number): Memory {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN)
   return { rssMb: round(kb('VmRSS') / 1024, 1), peakMb: round(kb('VmHWM') / 1024, 1), anonymousMb: round(kb('RssAnon') / 1024, 1) }
+}
+
+/** Polls a condition (no fixed sleeps standing in for it); fails naming it at the deadline. */
+export async function until (what: string, done: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 100): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(everyMs)
+  }
+}
+
+export async function inBatches<T> (items: T[], size: number, task: (item: T) => Promise<unknown>): Promise<void> {
+  const queue = [...items]
+  await Promise.all(Array.from({ length: size }, async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await task(item)
+  }))
+}
+
+export interface BerthProcess {
+  child: ChildProcess
+  port: number
+  /** SIGTERM, and resolves once it has exited. */
+  stop: () => Promise<void>
+}
+
+/** Starts dist/server.js on a free loopback port with these variables (and PATH), logging to `logFile`. */
+export async function startBerth (root: string, env: Record<string, string>, logFile: string): Promise<BerthProcess> {
+  const script = `${root}dist/server.js`
+  if (!existsSync(script)) throw new Error('dist/server.js is missing: run "npm run bench" (it builds first) or "npm run build"')
+  const out = openSync(logFile, 'a')
+  const child = spawn(process.execPath, [script], {
+    cwd: root,
+    stdio: ['ignore', out, out],
+    env: { PATH: process.env.PATH ?? '', BERTH_HOST: '127.0.0.1', BERTH_PORT: '0', BERTH_RATE_LIMIT: '1000000', BERTH_LOG_LEVEL: 'info', ...env }
+  })
+  closeSync(out)
+  let port = 0
+  await until('berth to listen', () => {
+    if (child.exitCode !== null) throw new Error(`berth exited with ${child.exitCode}: ${readFileSync(logFile, 'utf8').slice(-2000)}`)
+    port = Number(/Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(logFile, 'utf8'))?.[1] ?? 0)
+    return port > 0
+  }, 20_000)
+  return {
+    child,
+    port,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      const exited = new Promise(resolve => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
+  }
+}
+
+/** A plain-text table: the first column left-aligned, the others right-aligned, under a title. */
+export function formatTable (title: string, header: string[], rows: string[][]): string {
+  const widths = header.map((heading, i) => Math.max(heading.length, ...rows.map(row => String(row[i]).length)))
+  const line = (cells: string[]) => cells.map((cell, i) => i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)).join('  ')
+  return ['', title, '', line(header), ...rows.map(line), ''].join('\n')
+}
+
+/** Milliseconds as a table shows them: two decimals below 10. */
+export function ms (value: number): string {
+  return value < 10 ? value.toFixed(2) : value.toFixed(0)
 }

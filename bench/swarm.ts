@@ -2,13 +2,11 @@
 // `docker service` CLI, on the three-node test cluster (scripts/swarm-env.sh up) with 50 services, in
 // one run: ps and inspect latency, and the time from a run to a replica that answers. Writes a table
 // and bench/results/swarm-latest.json. Without the cluster it says so and does nothing.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { HttpClient, dockerCli, interleavedLatency, percentiles, round, type Percentiles } from './measure.ts'
+import { HttpClient, dockerCli, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
 
 const root = new URL('..', import.meta.url).pathname
 const SERVICES = Number(process.env.BERTH_BENCH_SERVICES ?? 50)
@@ -23,7 +21,7 @@ const labelFilter = `${LABEL}=${prefix}`
 const token = randomBytes(24).toString('hex')
 const workDir = mkdtempSync(join(os.tmpdir(), 'berth-bench-swarm-'))
 const berthLog = join(workDir, 'berth.log')
-let berthProcess: ChildProcess | null = null
+let berthProcess: BerthProcess | null = null
 
 function readEnv (): Record<string, string> {
   return Object.fromEntries(readFileSync(envFile, 'utf8').split('\n').filter(line => line.includes('=')).map(line => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]))
@@ -56,7 +54,8 @@ async function main (): Promise<void> {
       const tasks = JSON.parse((await manager.expect(200, 'GET', `${api}/tasks?filters=${encodeURIComponent(JSON.stringify({ 'desired-state': ['running'] }))}`)).body) as Array<{ Status: { State: string } }>
       return tasks.filter(task => task.Status.State === 'running').length >= RUNNING
     }, 120_000)
-    const port = await startBerth(socketPath)
+    berthProcess = await startBerth(root, { BERTH_ENGINE: 'swarm', BERTH_DOCKER_SOCKET: socketPath, BERTH_TOKENS: `bench:admin:${token}` }, berthLog)
+    const port = berthProcess.port
     const berth = new HttpClient({ host: '127.0.0.1', port }, { authorization: `Bearer ${token}` })
     await berth.expect(200, 'GET', '/readyz')
 
@@ -174,41 +173,8 @@ async function answers (addresses: string[], port: number): Promise<boolean> {
   return false
 }
 
-async function startBerth (socketPath: string): Promise<number> {
-  const script = join(root, 'dist/server.js')
-  if (!existsSync(script)) throw new Error('dist/server.js is missing: run "npm run bench" (it builds first) or "npm run build"')
-  const out = openSync(berthLog, 'a')
-  berthProcess = spawn(process.execPath, [script], {
-    cwd: root,
-    stdio: ['ignore', out, out],
-    env: {
-      PATH: process.env.PATH ?? '',
-      BERTH_HOST: '127.0.0.1',
-      BERTH_PORT: '0',
-      BERTH_ENGINE: 'swarm',
-      BERTH_DOCKER_SOCKET: socketPath,
-      BERTH_TOKENS: `bench:admin:${token}`,
-      BERTH_RATE_LIMIT: '1000000',
-      BERTH_LOG_LEVEL: 'info'
-    }
-  })
-  closeSync(out)
-  let port = 0
-  await until('berth to listen', () => {
-    if (berthProcess?.exitCode !== null) throw new Error(`berth exited with ${berthProcess?.exitCode}: ${readFileSync(berthLog, 'utf8').slice(-2000)}`)
-    port = Number(/Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(berthLog, 'utf8'))?.[1] ?? 0)
-    return port > 0
-  }, 20_000)
-  return port
-}
-
 async function cleanup (manager: HttpClient, api: string): Promise<void> {
-  const child = berthProcess
-  if (child !== null && child.exitCode === null) {
-    const exited = new Promise(resolve => child.once('exit', resolve))
-    child.kill('SIGTERM')
-    await exited
-  }
+  await berthProcess?.stop()
   const reply = await manager.request('GET', `${api}/services?filters=${encodeURIComponent(JSON.stringify({ label: [labelFilter] }))}`)
   const services = reply.status === 200 ? JSON.parse(reply.body) as Array<{ ID: string }> : []
   await inBatches(services, 8, service => manager.request('DELETE', `${api}/services/${service.ID}`))
@@ -216,30 +182,11 @@ async function cleanup (manager: HttpClient, api: string): Promise<void> {
   rmSync(workDir, { recursive: true, force: true })
 }
 
-/** Polls a condition (no fixed sleeps standing in for it); fails naming it at the deadline. */
-async function until (what: string, done: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await done())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(everyMs)
-  }
-}
-
-async function inBatches<T> (items: T[], size: number, task: (item: T) => Promise<unknown>): Promise<void> {
-  const queue = [...items]
-  await Promise.all(Array.from({ length: size }, async () => {
-    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await task(item)
-  }))
-}
-
 function table (rows: Array<Row & { ratio: { p50: number, p99: number } }>, run: Record<'berth' | 'engine' | 'cli', Percentiles>): string {
-  const ms = (value: number) => value < 10 ? value.toFixed(2) : value.toFixed(0)
   const header = ['operation', 'p50 manager', 'p50 berth', '×', 'p99 manager', 'p99 berth', '×', 'CLI p50', 'calls b/m']
   const body = rows.map(r => [r.name, ms(r.engine.p50), ms(r.berth.p50), r.ratio.p50.toFixed(2), ms(r.engine.p99), ms(r.berth.p99), r.ratio.p99.toFixed(2), r.cli === null ? '-' : ms(r.cli.p50), r.calls])
   body.push(['run → reachable', ms(run.engine.p50), ms(run.berth.p50), (run.berth.p50 / run.engine.p50).toFixed(2), ms(run.engine.p99), ms(run.berth.p99), (run.berth.p99 / run.engine.p99).toFixed(2), ms(run.cli.p50), '-'])
-  const widths = header.map((title, i) => Math.max(title.length, ...body.map(row => String(row[i]).length)))
-  const line = (cells: string[]) => cells.map((cell, i) => i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)).join('  ')
-  return ['', 'Swarm backend, latency in ms one request at a time; × is berth ÷ the manager\'s own API', '', line(header), ...body.map(line), ''].join('\n')
+  return formatTable('Swarm backend, latency in ms one request at a time; × is berth ÷ the manager\'s own API', header, body)
 }
 
 function log (message: string): void {

@@ -212,19 +212,25 @@ expect 200 POST "/v1/containers/$web/start"
 [ "$(listed '')" = running ] || fail "GET /v1/containers does not list the started $web"
 ok "started again: listed as running, its server answers"
 
-# --- without the socket's group: no engine, no root, and berth says why ------------------------------
-nogroup_port=$(free_port)
-docker run --detach --name "$run_id-nogroup" --init -e "BERTH_TOKENS=$run_id:read:$token" \
-  -v /var/run/docker.sock:/var/run/docker.sock -p "127.0.0.1:$nogroup_port:8080" "$image" >/dev/null
-readyz=""
-for _ in $(seq 1 60); do
-  readyz=$(curl -s --max-time 5 "http://127.0.0.1:$nogroup_port/readyz" || true)
-  [ -n "$readyz" ] && break
-  sleep 0.5
-done
-[[ "$readyz" = *'"code":"engine_unavailable"'* && "$readyz" = *EACCES* ]] || fail "berth without the socket's group answered /readyz with: ${readyz:-nothing}"
-docker rm -f "$run_id-nogroup" >/dev/null
-ok "without the socket's group: /readyz 503 engine_unavailable (EACCES), no fallback to root"
+# --- first-run mistakes: berth refuses to start, and its first log line says how to fix it ----------
+# Without the socket's group (a wrong DOCKER_GID): no engine, no fallback to root, and exit 78.
+first_line() {  # <what> <env…>: runs the image, which must exit 78; prints the message of its first log line
+  local what=$1; shift
+  local name="$run_id-$what"
+  docker run --detach --name "$name" --init "$@" -v /var/run/docker.sock:/var/run/docker.sock "$image" >/dev/null
+  local code; code=$(timeout 30 docker wait "$name") || fail "$what: berth still runs after 30 s"
+  docker logs "$name" >"$work/$what.log" 2>&1
+  docker rm -f "$name" >/dev/null
+  [ "$code" = 78 ] || fail "$what: berth exited $code, not 78: $(cat "$work/$what.log")"
+  [ "$(wc -l <"$work/$what.log")" = 1 ] || fail "$what: more than one line, a stack? $(cat "$work/$what.log")"
+  json "$work/$what.log" 'j.msg'
+}
+msg=$(first_line nogroup -e "BERTH_TOKENS=$run_id:read:$token")
+[[ "$msg" = *"permission denied on the Docker socket"*"DOCKER_GID"*"stat -c %g /var/run/docker.sock"* ]] || fail "without the socket's group berth said: $msg"
+ok "without the socket's group: exit 78, one line naming DOCKER_GID and the command that prints it"
+msg=$(first_line short --group-add "$docker_gid" -e "BERTH_TOKENS=$run_id:read:short")
+[ "$msg" = "token \"$run_id\" is shorter than 16 characters" ] || fail "with a short secret berth said: $msg"
+ok "a secret that is too short: exit 78, one line saying so"
 
 # --- SIGTERM: a request in flight finishes, then berth exits 0 ---------------------------------------
 # busybox httpd runs as pid 1 and ignores SIGTERM, so stopping it takes the whole timeout: a slow request,

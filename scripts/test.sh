@@ -25,6 +25,16 @@ bash scripts/swarm-env.sh up
 
 echo "[test] type-check"; npx tsc --noEmit -p tsconfig.json
 echo "[test] lint"; npx eslint .
+# The committed contract, with Redocly's recommended rules (redocly.yaml); offline, nothing sent.
+echo "[test] openapi lint"; REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true npx redocly lint --format=summary openapi/openapi.yaml
 echo "[test] tap"
+# The Kubernetes backend's suites need a real cluster, named by BERTH_TEST_KUBECONFIG (README: "Testing on
+# Kubernetes"); no script here builds one. Without it they say they skipped, and the backend's modules
+# that only a cluster can exercise are left out of the coverage count (its pure mapping is tested anyway).
+coverage=()
+if [ -z "${BERTH_TEST_KUBECONFIG:-}" ]; then
+  echo "[test] no Kubernetes cluster (BERTH_TEST_KUBECONFIG unset): test/kubernetes*.test.ts and the kubernetes contract skip"
+  for module in client cache engine events logs; do coverage+=("--coverage-exclude=src/engine/kubernetes/$module.ts"); done
+fi
 # Node strips the types itself (no ts-node); tap runs only test/**/*.test.ts (.taprc).
-TAP_TYPE_STRIP_ONLY=1 npx tap "$@"
+TAP_TYPE_STRIP_ONLY=1 npx tap "${coverage[@]}" "$@"

@@ -70,8 +70,21 @@ export type EngineConfig =
     /** How long a run waits for its tasks to be placed and running before it answers. */
     placementTimeoutMs: number
   } & DockerApiConfig)
+  | {
+    kind: 'kubernetes'
+    /** A kubeconfig file; null for the service account of the pod berth runs in. */
+    kubeconfig: string | null
+    /** The kubeconfig's context to use; its current one when absent. */
+    context?: string
+    /** The one namespace this berth deployment's containers live in (it must exist; berth's Role is there). */
+    namespace: string
+    /** Bound on every apiserver call except streams. */
+    timeoutMs: number
+    /** How long a run waits for its pods to be placed and running (image pulls on the nodes included). */
+    placementTimeoutMs: number
+  }
 
-export const ENGINE_KINDS = ['docker', 'swarm'] as const
+export const ENGINE_KINDS = ['docker', 'swarm', 'kubernetes'] as const
 
 export interface Config {
   host: string
@@ -139,12 +152,15 @@ export interface Config {
   }
 }
 
+/** Where the Docker engine listens unless BERTH_DOCKER_SOCKET says otherwise. */
+export const DOCKER_SOCKET = '/var/run/docker.sock'
+
 export const defaults: Config = {
   host: '127.0.0.1',
   deployment: 'default',
   port: 8080,
   logLevel: 'info',
-  engine: { kind: 'docker', socketPath: '/var/run/docker.sock', timeoutMs: 10_000 },
+  engine: { kind: 'docker', socketPath: DOCKER_SOCKET, timeoutMs: 10_000 },
   auth: { disabled: false, tokens: [], tokensFile: null, docsPublic: true, metricsPublic: false, failuresPerMinute: 20 },
   policy: {
     images: ['*'],
@@ -189,7 +205,8 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
   return {
     ...defaults,
     ...overrides,
-    engine: { ...defaults.engine, ...overrides.engine } as EngineConfig,
+    // The Docker socket is no part of a Kubernetes engine's config.
+    engine: (overrides.engine?.kind === 'kubernetes' ? { timeoutMs: defaults.engine.timeoutMs, ...overrides.engine } : { ...defaults.engine, ...overrides.engine }) as EngineConfig,
     auth: { ...defaults.auth, ...overrides.auth } as Config['auth'],
     policy: { ...defaults.policy, ...overrides.policy, quota: { ...defaults.policy.quota, ...overrides.policy?.quota } } as Policy,
     limits: { ...defaults.limits, ...overrides.limits },
@@ -216,7 +233,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     deployment: parseDeployment(env.BERTH_DEPLOYMENT),
     port: parseInteger('BERTH_PORT', env.BERTH_PORT, defaults.port, 0, 65535),
     logLevel: env.BERTH_LOG_LEVEL ?? defaults.logLevel,
-    engine: parseEngine(env),
+    engine: parseEngine(env, parseDeployment(env.BERTH_DEPLOYMENT)),
     auth: {
       disabled: parseBoolean('BERTH_AUTH_DISABLED', env.BERTH_AUTH_DISABLED, false),
       tokens,
@@ -339,9 +356,9 @@ function parseQuota (token: string, value: unknown): Partial<Quota> {
   return quota
 }
 
-function parseEngine (env: NodeJS.ProcessEnv): EngineConfig {
+function parseEngine (env: NodeJS.ProcessEnv, deployment: string): EngineConfig {
   const api = {
-    socketPath: env.BERTH_DOCKER_SOCKET ?? defaults.engine.socketPath,
+    socketPath: env.BERTH_DOCKER_SOCKET ?? DOCKER_SOCKET,
     timeoutMs: parseInteger('BERTH_ENGINE_TIMEOUT_MS', env.BERTH_ENGINE_TIMEOUT_MS, defaults.engine.timeoutMs, 100, 600_000)
   }
   const kind = env.BERTH_ENGINE ?? 'docker'
@@ -357,7 +374,32 @@ function parseEngine (env: NodeJS.ProcessEnv): EngineConfig {
         placementTimeoutMs: parseInteger('BERTH_SWARM_PLACEMENT_TIMEOUT_MS', env.BERTH_SWARM_PLACEMENT_TIMEOUT_MS, 30_000, 1000, 600_000)
       }
     }
+    case 'kubernetes': {
+      const kubeconfig = env.BERTH_KUBECONFIG === undefined || env.BERTH_KUBECONFIG === '' ? null : env.BERTH_KUBECONFIG
+      if (kubeconfig === null && (env.KUBERNETES_SERVICE_HOST ?? '') === '') {
+        throw new ConfigError('BERTH_ENGINE=kubernetes needs BERTH_KUBECONFIG (a kubeconfig file), or to run in a pod with a service account')
+      }
+      if (kubeconfig !== null) readableFile('BERTH_KUBECONFIG', kubeconfig)
+      const namespace = env.BERTH_KUBE_NAMESPACE ?? `berth-${deployment}`
+      if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(namespace)) throw new ConfigError('BERTH_KUBE_NAMESPACE must be a Kubernetes namespace name (a DNS label)')
+      return {
+        kind,
+        kubeconfig,
+        ...(env.BERTH_KUBE_CONTEXT === undefined || env.BERTH_KUBE_CONTEXT === '' ? {} : { context: env.BERTH_KUBE_CONTEXT }),
+        namespace,
+        timeoutMs: api.timeoutMs,
+        placementTimeoutMs: parseInteger('BERTH_KUBE_PLACEMENT_TIMEOUT_MS', env.BERTH_KUBE_PLACEMENT_TIMEOUT_MS, 60_000, 1000, 600_000)
+      }
+    }
     default: throw new ConfigError(`BERTH_ENGINE must be one of ${ENGINE_KINDS.join(', ')}`)
+  }
+}
+
+function readableFile (name: string, path: string): void {
+  try {
+    readFileSync(path)
+  } catch (error) {
+    throw new ConfigError(`${name}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)})`)
   }
 }
 

@@ -6,6 +6,7 @@ import { verifyBindRoots } from './access/binds.ts'
 import { TokenStore, watchTokens } from './access/token-store.ts'
 import { ConfigError, configFromEnv, tokensFromEnv, type Config } from './config.ts'
 import { createEngine } from './engine/index.ts'
+import { checkSocketAccess } from './engine/socket-check.ts'
 import { logOptions } from './http/log-redactions.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
@@ -22,6 +23,7 @@ let config: Config
 try {
   config = configFromEnv()
   await verifyBindRoots(config.policy.bindPaths)
+  if ('socketPath' in config.engine) await checkSocketAccess(config.engine.socketPath)
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error
   logger.fatal(error.message)
@@ -64,10 +66,8 @@ try {
     app.log.info({ engine: info }, 'engine reachable')
   } catch (error) {
     // berth starts without its engine and says so on /readyz; it connects when the engine is back.
-    const denied = error instanceof Error && error.message.includes('EACCES')
-    app.log.warn({ err: error }, denied
-      ? 'engine not reachable yet: permission denied on the Docker socket (run berth with the socket\'s group: DOCKER_GID in .env, --group-add with docker run)'
-      : 'engine not reachable yet')
+    // (A socket it may not open stopped it above: no waiting fixes that.)
+    app.log.warn({ err: error }, 'engine not reachable yet')
   }
 } catch (error) {
   app.log.fatal({ err: error }, 'cannot listen')

@@ -12,7 +12,8 @@ import { buildApp } from '../src/app.ts'
 import type { DeepPartial, Config } from '../src/config.ts'
 import type { EngineKind } from '../src/engine/types.ts'
 import { SwarmEngine } from '../src/engine/swarm/engine.ts'
-import { RUN, RUN_LABEL, build, docker, env, testConfig, waitFor } from './helpers.ts'
+import { HTTPD, RUN, RUN_LABEL, build, checkDeclaredProblems, docker, env, testConfig, waitFor } from './helpers.ts'
+import { admin, buildKube, kubeEnv, leftoversIn } from './kubernetes-env.ts'
 
 const run = promisify(execFile)
 const root = new URL('..', import.meta.url).pathname
@@ -88,6 +89,9 @@ export interface Backend {
   kind: EngineKind
   /** The test image as this backend runs it. */
   image: string
+  /** The command that makes the image serve "hello from berth-test", and the port it listens on. */
+  httpd: string[]
+  httpPort: number
   build (t: Test, options?: BuildOn): Promise<FastifyInstance>
   /** Where each published port of a container (as berth reports it) answers, as [address, port]. */
   endpoints (container: { ports: Array<{ host: number | null, hostIp: string }> }): Array<[string, number]>
@@ -102,6 +106,8 @@ export interface Backend {
 export const dockerBackend: Backend = {
   kind: 'docker',
   image: env.image,
+  httpd: HTTPD,
+  httpPort: 80,
   build: async (t, options = {}) => await build(t, options),
   endpoints: container => container.ports.flatMap(port => port.host === null ? [] : [['127.0.0.1', port.host] as [string, number]]),
   everywhere: {},
@@ -132,6 +138,8 @@ export const swarmBackend: Backend | null = swarmEnv === null
   : {
       kind: 'swarm',
       image: swarmEnv.image,
+      httpd: HTTPD,
+      httpPort: 80,
       build: async (t, options = {}) => await buildSwarm(t, options),
       // Host-mode ports answer on the address of the node each replica runs on.
       endpoints: container => container.ports.flatMap(port => port.host === null || port.hostIp === '' ? [] : [[port.hostIp, port.host] as [string, number]]),
@@ -151,7 +159,37 @@ export const swarmBackend: Backend | null = swarmEnv === null
       }
     }
 
-export const backends: Backend[] = [dockerBackend, ...(swarmBackend === null ? [] : [swarmBackend])]
+/** The contract's namespace on the test cluster, as deploy/kubernetes/namespaces.yaml makes berth-default, made once when first used. */
+let contractNamespace: Promise<string> | null = null
+export async function kubeContractNamespace (): Promise<string> {
+  contractNamespace ??= (async () => {
+    const name = `${RUN}-contract`
+    await (admin as NonNullable<typeof admin>).core.createNamespace({ body: { metadata: { name, labels: { 'pod-security.kubernetes.io/warn': 'restricted' } } } })
+    return name
+  })()
+  return await contractNamespace
+}
+
+/** The Kubernetes backend, when a cluster is named. */
+export const kubernetesBackend: Backend | null = kubeEnv === null
+  ? null
+  : {
+      kind: 'kubernetes',
+      image: kubeEnv.image,
+      httpd: kubeEnv.httpd,
+      httpPort: kubeEnv.port,
+      build: async (t, options = {}) => await buildKube(t, { namespace: await kubeContractNamespace(), ...(options.config === undefined ? {} : { config: options.config }) }),
+      // A hostPort answers on the address of the node its pod runs on.
+      endpoints: container => container.ports.flatMap(port => port.host === null || port.hostIp === '' ? [] : [[port.hostIp, port.host] as [string, number]]),
+      everywhere: {},
+      leftovers: async () => await leftoversIn(await kubeContractNamespace()),
+      cleanup: async () => {
+        if (contractNamespace === null) return
+        await (admin as NonNullable<typeof admin>).core.deleteNamespace({ name: await contractNamespace }).catch(() => {})
+      }
+    }
+
+export const backends: Backend[] = [dockerBackend, ...(swarmBackend === null ? [] : [swarmBackend]), ...(kubernetesBackend === null ? [] : [kubernetesBackend])]
 
 /** An app on the Swarm backend, driving the test cluster's manager. */
 export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<FastifyInstance> {
@@ -171,6 +209,7 @@ export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<Fasti
     eventPollMs: 200
   })
   const app = await buildApp(config, { engine })
+  checkDeclaredProblems(t, app)
   t.teardown(() => app.close())
   return app as unknown as FastifyInstance
 }

@@ -1,14 +1,30 @@
 // Runs berth as its own process (src/server.ts), for tests of the process itself: start-up checks,
 // signals, graceful close. Everything it prints is kept, and can be waited on.
 import { spawn } from 'node:child_process'
+import { chownSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { env } from './helpers.ts'
 
 const SERVER = new URL('../src/server.ts', import.meta.url).pathname
 
+function ownedDirectory (owner: { uid: number, gid: number }): string {
+  const directory = mkdtempSync(join(tmpdir(), 'berth-process-'))
+  chownSync(directory, owner.uid, owner.gid)
+  return directory
+}
+
 export interface Run { code: number | null, signal: NodeJS.Signals | null, output: string }
 
-export function start (vars: Record<string, string>) {
-  const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', BERTH_DOCKER_SOCKET: env.socket, ...vars }, stdio: ['ignore', 'pipe', 'pipe'] })
+/**
+ * Starts berth with these environment variables; `as` runs it as another user and group (the test
+ * must be root). tap records what each process it spawns covered under .tap/, which that user may
+ * not write: such a berth records it in a directory of its own, and its coverage is not counted.
+ */
+export function start (vars: Record<string, string>, as: { uid: number, gid: number } | null = null) {
+  const own = as === null ? null : ownedDirectory(as)
+  const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH ?? '', BERTH_DOCKER_SOCKET: env.socket, ...(own === null ? {} : { _TAPJS_PROCESSINFO_CWD_: own }), ...vars }, stdio: ['ignore', 'pipe', 'pipe'], ...(as ?? {}) })
+  if (own !== null) child.once('exit', () => { rmSync(own, { recursive: true, force: true }) })
   let output = ''
   let closed = false
   // Fired on every piece of output, and once more when berth's output has ended.

@@ -76,12 +76,12 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
   ]
   t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, builds, pull jobs, volumes, networks, wait, exec, stats and specs are docker-only')
   for (const operation of operations.filter(operation => operation['x-berth-backends']?.length === 1)) {
-    const why = imageStore.includes(`${operation.method} ${operation.path}`) ? /a Swarm cluster has no single image store/ : /on a Swarm cluster/
-    t.match(operation.description, /Backends: docker only; on swarm this answers 501 not_supported \(/, `${operation.method} ${operation.path} says so in words`)
+    const why = imageStore.includes(`${operation.method} ${operation.path}`) ? /a cluster \(Swarm or Kubernetes\) has no single image store/ : /on a cluster/
+    t.match(operation.description, /Backends: docker only; on swarm and kubernetes this answers 501 not_supported \(/, `${operation.method} ${operation.path} says so in words`)
     t.match(operation.description, why, `${operation.method} ${operation.path} says why`)
     t.ok(operation.responses['501'], `${operation.method} ${operation.path} documents its 501`)
   }
-  t.match(doc.paths['/v1/containers'].get['x-berth-backends'], ['docker', 'swarm'])
+  t.match(doc.paths['/v1/containers'].get['x-berth-backends'], ['docker', 'swarm', 'kubernetes'])
 })
 
 t.test('run capabilities, backend by backend', async t => {
@@ -89,6 +89,11 @@ t.test('run capabilities, backend by backend', async t => {
   t.doesNotThrow(() => checkRunCapabilities('docker', { ...base, replicas: 1 }))
   t.doesNotThrow(() => checkRunCapabilities('swarm', { ...base, replicas: 3, ports: [{ container: 80, protocol: 'tcp', hostIp: '0.0.0.0' }] }))
   t.throws(() => checkRunCapabilities('swarm', { ...base, mounts: [{ type: 'volume', source: 'v', target: '/v', readOnly: false }] }), { code: 'not_supported' })
-  t.equal(backendsSentence(['docker'], undefined), 'Backends: docker only; on swarm this answers 501 not_supported.')
-  t.same(BACKENDS, ['docker', 'swarm'])
+  t.equal(backendsSentence(['docker'], undefined), 'Backends: docker only; on swarm and kubernetes this answers 501 not_supported.')
+  t.equal(backendsSentence(['docker', 'swarm'], 'why'), 'Backends: docker and swarm only; on kubernetes this answers 501 not_supported (why).')
+  t.same(BACKENDS, ['docker', 'swarm', 'kubernetes'])
+  t.throws(() => checkRunCapabilities('kubernetes', { ...base, restart: { policy: 'on-failure' } }), { code: 'not_supported', message: /Deployment restarts/ })
+  t.throws(() => checkRunCapabilities('kubernetes', { ...base, mounts: [{ type: 'bind', source: '/srv', target: '/v', readOnly: false }] }), { code: 'not_supported', message: /hostPath/ })
+  t.throws(() => checkRunCapabilities('kubernetes', { ...base, gpus: 'all' }), { code: 'not_supported', message: /by count/ })
+  t.doesNotThrow(() => checkRunCapabilities('kubernetes', { ...base, replicas: 2, gpus: 1, ports: [{ container: 80, protocol: 'tcp', hostIp: '127.0.0.1' }] }))
 })

@@ -90,7 +90,7 @@ t.test('ports, commands and tags as docker shows them', async t => {
 t.test('ps and images tables line up like docker\'s', async t => {
   const now = Date.parse('2026-01-01T01:00:00Z')
   const container = (id: string, name: string, ports: Schemas['PortBinding'][], status: string): Schemas['ContainerSummary'] => ({
-    id, name, ports, status, image: 'web:1', imageId: 'sha256:1', command: 'httpd -f -p 80 -h /www', state: 'running', createdAt: '2026-01-01T00:58:00Z', labels: {}
+    id, name, ports, status, image: 'web:1', imageId: 'sha256:1', command: ['httpd', '-f', '-p', '80', '-h', '/www'], state: 'running', createdAt: '2026-01-01T00:58:00Z', labels: {}
   })
   t.equal(psTable([
     container('4c73aa0b1d2e3f40', 'demo', [{ container: 80, host: 18888, protocol: 'tcp', hostIp: '0.0.0.0' }], 'Up 2 minutes'),

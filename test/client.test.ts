@@ -131,6 +131,9 @@ t.test('without ok() the problem is the typed error of the answer', async t => {
   // The document's Problem schema types it: `code` is its enum (checked by tsc over this file).
   const code: ProblemCode | undefined = error?.code
   t.equal(code, 'not_found')
+  // Each operation's problems carry only the codes it answers: inspect never answers port_conflict.
+  // @ts-expect-error — the comparison has no overlap with inspect's codes
+  t.not(error?.code === 'port_conflict', true)
   // @ts-expect-error — a code the document does not declare is not a ProblemCode
   const unknown: ProblemCode = 'no_such_code'
   t.equal(typeof unknown, 'string')

@@ -121,3 +121,17 @@ t.test('sizes', async t => {
   t.equal(parseBytes('x', '1.5g'), 1.5 * 1024 ** 3)
   t.throws(() => parseBytes('X', '12 parsecs'), { message: /^X must be a size/ })
 })
+
+t.test('BERTH_ENGINE=kubernetes: a kubeconfig or a pod\'s service account, and a namespace per deployment', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-kube-'))
+  const kubeconfig = join(dir, 'config')
+  writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\n')
+  t.same(configFromEnv({ BERTH_ENGINE: 'kubernetes', BERTH_KUBECONFIG: kubeconfig, BERTH_DEPLOYMENT: 'lab' }).engine,
+    { kind: 'kubernetes', kubeconfig, namespace: 'berth-lab', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 60_000 }, 'the namespace follows the deployment')
+  t.same(configFromEnv({ BERTH_ENGINE: 'kubernetes', KUBERNETES_SERVICE_HOST: '10.96.0.1', BERTH_KUBE_NAMESPACE: 'notebooks', BERTH_KUBE_CONTEXT: 'lab', BERTH_KUBE_PLACEMENT_TIMEOUT_MS: '90000' }).engine,
+    { kind: 'kubernetes', kubeconfig: null, context: 'lab', namespace: 'notebooks', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 90_000 }, 'in a pod: its service account')
+  t.throws(() => configFromEnv({ BERTH_ENGINE: 'kubernetes' }), { name: 'ConfigError', message: /needs BERTH_KUBECONFIG/ })
+  t.throws(() => configFromEnv({ BERTH_ENGINE: 'kubernetes', BERTH_KUBECONFIG: join(dir, 'missing') }), { name: 'ConfigError', message: /BERTH_KUBECONFIG: cannot read .*missing \(ENOENT\)/ })
+  t.throws(() => configFromEnv({ BERTH_ENGINE: 'kubernetes', BERTH_KUBECONFIG: kubeconfig, BERTH_KUBE_NAMESPACE: 'Not_A_Namespace' }), { name: 'ConfigError', message: /BERTH_KUBE_NAMESPACE/ })
+  t.throws(() => configFromEnv({ BERTH_ENGINE: 'nomad' }), { name: 'ConfigError', message: 'BERTH_ENGINE must be one of docker, swarm, kubernetes' })
+})

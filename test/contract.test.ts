@@ -3,11 +3,14 @@
 // ownership across tokens, and an engine outage berth answers with 503 and recovers from by itself.
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { HTTPD, RUN, auth, freePort, runBody, waitFor } from './helpers.ts'
-import { backends, fetchFrom, holdCluster, swarmEnv, swarmNode, type Backend } from './backends.ts'
+import { RUN, auth, freePort, runBody, waitFor } from './helpers.ts'
+import { backends, fetchFrom, holdCluster, kubeContractNamespace, swarmEnv, swarmNode, type Backend } from './backends.ts'
+import { ApiserverRelay, KUBE_SKIP, adminConfig, buildKube, kubeEnv } from './kubernetes-env.ts'
 import { PrivateEngine } from './private-engine.ts'
 
 interface Reply { statusCode: number, json: () => any, body: string }
+
+if (kubeEnv === null) t.test('contract on kubernetes', { skip: KUBE_SKIP }, async () => {})
 
 for (const backend of backends) {
   t.test(`contract on ${backend.kind}`, async t => {
@@ -17,12 +20,12 @@ for (const backend of backends) {
     const deployment = { deployment: `contract-${RUN}` }
     const app = await backend.build(t, { config: deployment })
     const web = (suffix: string, extra: Record<string, unknown> = {}) =>
-      runBody({ image: backend.image, name: `${RUN}-${backend.kind}-${suffix}`, command: HTTPD, stopTimeout: 1, ...extra })
+      runBody({ image: backend.image, name: `${RUN}-${backend.kind}-${suffix}`, command: backend.httpd, stopTimeout: 1, ...extra })
 
     t.test('seed workflow: run -p, reach it, ps, stop, ps -a, start, reach it again, rm', async t => {
       const port = await freePort()
       const started = performance.now()
-      const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('seed', { ports: [{ container: 80, host: port }] }) })
+      const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('seed', { ports: [{ container: backend.httpPort, host: port }] }) })
       t.equal(run.statusCode, 201, run.body)
       t.comment(`${backend.kind}: run answered in ${(performance.now() - started).toFixed(0)} ms`)
       const container = run.json()
@@ -69,17 +72,17 @@ for (const backend of backends) {
 
     t.test('port conflict: 409 naming the holder only to its owner, and nothing left behind', async t => {
       const port = await freePort()
-      const holder = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('holder', { ports: [{ container: 80, host: port }], ...backend.everywhere }) })
+      const holder = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('holder', { ports: [{ container: backend.httpPort, host: port }], ...backend.everywhere }) })
       t.equal(holder.statusCode, 201, holder.body)
       const held = holder.json()
       const before = await backend.leftovers()
 
-      const own = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('second', { ports: [{ container: 80, host: port }] }) })
+      const own = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('second', { ports: [{ container: backend.httpPort, host: port }] }) })
       t.equal(own.statusCode, 409, own.body)
       t.equal(own.headers['content-type'], 'application/problem+json; charset=utf-8')
       t.match(own.json(), { code: 'port_conflict', status: 409, port, holder: { id: held.id, name: held.name } })
 
-      const other = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('bob'), payload: web('bobs', { ports: [{ container: 80, host: port }] }) })
+      const other = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('bob'), payload: web('bobs', { ports: [{ container: backend.httpPort, host: port }] }) })
       t.equal(other.statusCode, 409, other.body)
       t.match(other.json(), { code: 'port_conflict', port })
       t.notOk('holder' in other.json(), 'bob is not told whose container holds the port')
@@ -150,8 +153,25 @@ interface Outage {
  * docker: a private dockerd stopped and started (the shared engine keeps serving other suites).
  * swarm: the manager's own dockerd stopped and started; the cluster and the services on its workers
  * survive it (a replica on the manager itself stops with its dockerd, and restart "no" keeps it so).
+ * kubernetes: the connection to the apiserver cut (every connection dropped, none accepted) and
+ * restored; berth's watches break and must catch up by themselves.
  */
 async function outageOf (backend: Backend, t: Test, deployment: { deployment: string }): Promise<Outage> {
+  if (backend.kind === 'kubernetes') {
+    const relay = new ApiserverRelay(adminConfig().getCurrentCluster()?.server ?? '')
+    await relay.start()
+    t.teardown(() => relay.stop())
+    const app = await buildKube(t, { namespace: await kubeContractNamespace(), relay, config: { ...deployment, engine: { timeoutMs: 2000 } } })
+    return {
+      app,
+      stop: async () => {
+        await relay.stop()
+        // The cut reaches berth's watches as their connections drop.
+        await waitFor('berth to notice the apiserver is gone', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 503, 10_000)
+      },
+      start: () => relay.start()
+    }
+  }
   if (backend.kind === 'docker') {
     const engine = new PrivateEngine()
     t.teardown(() => engine.dispose())
@@ -161,7 +181,7 @@ async function outageOf (backend: Backend, t: Test, deployment: { deployment: st
   }
   const app = await backend.build(t, { config: { ...deployment, engine: { timeoutMs: 2000 } } })
   const port = await freePort()
-  const survivor = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ image: backend.image, name: `${RUN}-survivor`, command: HTTPD, stopTimeout: 1, ports: [{ container: 80, host: port }], placement: { constraints: ['node.role==worker'] } }) })
+  const survivor = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ image: backend.image, name: `${RUN}-survivor`, command: backend.httpd, stopTimeout: 1, ports: [{ container: backend.httpPort, host: port }], placement: { constraints: ['node.role==worker'] } }) })
   t.equal(survivor.statusCode, 201, survivor.body)
   const manager = Object.keys((swarmEnv as NonNullable<typeof swarmEnv>).nodes)[0] as string
   t.teardown(() => swarmNode('start-node', manager))

@@ -5,7 +5,7 @@ import t from 'tap'
 import WebSocket from 'ws'
 import { TokenStore } from '../src/access/token-store.ts'
 import { tokensFromEnv } from '../src/config.ts'
-import { LogCapture, TOKENS, auth, build, cleanupAfter, docker, name, runBody, waitFor } from './helpers.ts'
+import { LogCapture, TOKENS, assertProblem, auth, build, cleanupAfter, docker, name, runBody, waitFor } from './helpers.ts'
 import { listen } from './stream-client.ts'
 
 cleanupAfter(t)
@@ -216,7 +216,7 @@ t.test('a WebSocket refused before the upgrade gets an HTTP problem, and is audi
   const refusals = logs.lines.filter(line => line.msg === 'audit' && (line.audit as { action?: string }).action === 'GET /v1/containers/:idOrName/exec')
   t.same(refusals.map(line => (line.audit as { status: number }).status), [404, 401, 409, 400], 'each refused attempt is audited')
   const plain = await app.inject({ method: 'GET', url: `/v1/containers/${name('ws-mine')}/exec?command=sh`, headers: auth('alice') })
-  t.equal(plain.statusCode, 426, 'a plain GET is told to upgrade')
+  assertProblem(t, plain, 426, { code: 'upgrade_required', detail: 'this is a WebSocket endpoint: send the upgrade request (Connection: Upgrade, Upgrade: websocket)' }, 'a plain GET is told to upgrade')
   t.equal(plain.headers.upgrade, 'websocket')
   t.equal(app.streams.open, 0)
 })

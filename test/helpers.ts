@@ -9,13 +9,14 @@ import Docker from 'dockerode'
 import { pino } from 'pino'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
-import { hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
+import { DOCKER_SOCKET, hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import type { TokenStore } from '../src/access/token-store.ts'
 import { DockerEngine } from '../src/engine/docker/engine.ts'
 import type { Engine } from '../src/engine/types.ts'
 import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
+import { declares, PROBLEM_JSON } from '../src/schemas/problems.ts'
 
 function readTestEnv (): Record<string, string> {
   const file = new URL('../.test-env/env', import.meta.url)
@@ -110,16 +111,36 @@ export interface BuildOptions {
 export async function build (t: Test, options: BuildOptions = {}) {
   const config = testConfig(options.config)
   const engine = options.engine ?? new DockerEngine({
-    socketPath: options.socketPath ?? config.engine.socketPath,
+    socketPath: options.socketPath ?? ('socketPath' in config.engine ? config.engine.socketPath : DOCKER_SOCKET),
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth
   })
   const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}), ...(options.tokens ? { tokens: options.tokens } : {}) })
+  checkDeclaredProblems(t, app)
   t.teardown(() => app.close())
   return app
 }
 
 export type App = Awaited<ReturnType<typeof build>>
+
+/**
+ * The contract, checked on every answer the suites get: a problem an operation answers must be one
+ * its schema (so the OpenAPI document) declares for that status. A suite that meets an undeclared
+ * one fails at its end, naming the operation, status and code.
+ */
+export function checkDeclaredProblems (t: Test, app: Awaited<ReturnType<typeof buildApp>>): void {
+  const undeclared = new Set<string>()
+  app.addHook('onSend', async (request, reply, payload) => {
+    const schema = request.routeOptions.schema
+    if (typeof payload !== 'string' || schema?.operationId === undefined || !String(reply.getHeader('content-type')).startsWith(PROBLEM_JSON)) return payload
+    const { code } = JSON.parse(payload) as { code: ErrorCode }
+    if (!declares(schema.response as Record<string, unknown>, reply.statusCode, code)) undeclared.add(`${schema.operationId} answered ${reply.statusCode} ${code}`)
+    return payload
+  })
+  t.teardown(() => {
+    if (undeclared.size > 0) throw new Error(`problems the contract does not declare: ${[...undeclared].join('; ')}`)
+  })
+}
 
 /** A run body for the test image, labelled with the run so cleanup finds it. */
 export function runBody (body: Record<string, unknown> = {}): Record<string, unknown> {

@@ -94,7 +94,7 @@ t.test('an unreachable engine shows as engine_unavailable errors by operation', 
 t.test('pulls and runs under way, and runs waiting for a slot, are gauges', async t => {
   // The real engine behind a gate: the test decides when a pull or run may reach it, so the
   // gauges can be read while the work is provably under way.
-  const engine = new DockerEngine({ socketPath: testConfig().engine.socketPath, timeoutMs: 10_000 })
+  const engine = new DockerEngine({ socketPath: (testConfig().engine as { socketPath: string }).socketPath, timeoutMs: 10_000 })
   let open = () => {}
   const gate = new Promise<void>(resolve => { open = resolve })
   const entered: string[] = []

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { renderOpenApi } from '../scripts/openapi-document.ts'
+import { errorCodes, type ErrorCode } from '../src/errors.ts'
 import { build } from './helpers.ts'
 
 t.test('openapi/openapi.yaml is up to date (regenerate with npm run openapi)', async t => {
@@ -16,7 +17,7 @@ t.test('/openapi.json is OpenAPI 3.1 with named components, bearer security and 
   const doc = response.json()
   t.equal(doc.openapi, '3.1.0')
   t.same(doc.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer', description: doc.components.securitySchemes.bearer.description })
-  for (const name of ['Problem', 'Container', 'ContainerSummary', 'RunRequest', 'PortBinding', 'PullRequest', 'PulledImage', 'ImageSummary', 'Image', 'StateChange']) {
+  for (const name of ['Problem', 'Container', 'ContainerSummary', 'RunRequest', 'PortBinding', 'PullRequest', 'PulledImage', 'ImageSummary', 'ImageDetails', 'Event', 'StateChange']) {
     t.ok(doc.components.schemas[name], `components.schemas.${name}`)
   }
   t.notOk(JSON.stringify(doc).includes('def-'), 'no anonymous def-N components')
@@ -25,11 +26,52 @@ t.test('/openapi.json is OpenAPI 3.1 with named components, bearer security and 
   t.ok(operations.length >= 12, `${operations.length} operations`)
   for (const operation of operations) {
     t.ok(operation.operationId && operation.summary && operation.tags?.length, `${operation.method} ${operation.path} has operationId, summary, tags`)
-    t.equal(Boolean(operation.security), operation.path.startsWith('/v1/'), `${operation.method} ${operation.path}: bearer security exactly on /v1`)
+    t.same(operation.security, operation.path.startsWith('/v1/') ? [{ bearer: [] }] : [], `${operation.method} ${operation.path}: bearer security exactly on /v1, none said explicitly elsewhere`)
   }
+  t.same(doc.servers, [{ url: '/', description: 'The berth serving this document' }])
   const run = doc.paths['/v1/containers'].post
   t.equal(run.requestBody.content['application/json'].schema.$ref, '#/components/schemas/RunRequest')
-  t.equal(run.responses['409'].content['application/json'].schema.$ref, '#/components/schemas/Problem')
+  t.same(run.responses['409'].content['application/problem+json'].schema.allOf, [
+    { $ref: '#/components/schemas/Problem' },
+    { type: 'object', properties: { code: { type: 'string', enum: ['name_conflict', 'placement_failed', 'port_conflict', 'pull_cancelled', 'gpu_unavailable'].sort() } } }
+  ])
+})
+
+t.test('every 4xx and 5xx is problem+json with the codes it can carry, and an example of each', async t => {
+  const doc = (await (await build(t)).inject({ method: 'GET', url: '/openapi.json' })).json()
+  type Media = { schema: { allOf?: Array<{ properties?: { code?: { enum: ErrorCode[] } } }> }, examples?: Record<string, { value: { status: number, code: string } }> }
+  const answered = new Set<string>()
+  // Every mismatch, named; one assertion at the end, so a failure lists them all.
+  const wrong: string[] = []
+  for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, Media> }> }>>)) {
+    for (const [method, { responses }] of Object.entries(methods)) {
+      const where = `${method} ${path}`
+      if (!Object.keys(responses).some(status => /^4/.test(status))) wrong.push(`${where}: no 4xx`)
+      if (responses['500'] === undefined || responses['4XX'] === undefined) wrong.push(`${where}: no 500 or 4XX`)
+      for (const [status, response] of Object.entries(responses).filter(([status]) => /^[45]/.test(status))) {
+        const types = Object.keys(response.content ?? {})
+        if (types.join() !== 'application/problem+json') wrong.push(`${where} ${status}: ${types.join()}`)
+        const media = response.content?.['application/problem+json']
+        const codes = media?.schema.allOf?.[1]?.properties?.code?.enum ?? []
+        if (codes.length === 0) wrong.push(`${where} ${status}: no codes`)
+        if (Object.keys(media?.examples ?? {}).join() !== codes.join()) wrong.push(`${where} ${status}: examples ${Object.keys(media?.examples ?? {})} for codes ${codes}`)
+        for (const code of codes) {
+          answered.add(code)
+          const example = media?.examples?.[code]?.value
+          const declaredAs = status === '4XX' ? `4${String(errorCodes[code].status).slice(1)}` : status
+          if (errorCodes[code].status !== Number(declaredAs) || example?.status !== errorCodes[code].status || example?.code !== code) {
+            wrong.push(`${where} ${status}: ${code} (a ${errorCodes[code].status}) with the example ${JSON.stringify(example)}`)
+          }
+        }
+      }
+    }
+  }
+  t.same(wrong, [], 'every error response of every operation is a problem+json with its codes and their examples')
+  // method_not_allowed is no operation's: a path answers it for a method it has no operation for.
+  t.same([...answered, 'method_not_allowed'].sort(), Object.keys(errorCodes).sort(), 'every error code is answered by some operation')
+  const examples = doc.components.schemas.Problem.examples as Array<{ code: ErrorCode, status: number }>
+  t.same(examples.map(example => example.code), Object.keys(errorCodes), 'the Problem schema shows an example of every code')
+  t.ok(examples.every(example => example.status === errorCodes[example.code].status), 'each with its status')
 })
 
 t.test('Swagger UI is served at /docs', async t => {

@@ -77,7 +77,11 @@ t.test('malformed strings: a 400 that shows the accepted forms, and nothing is c
     ['a reversed range', '9001-9000', /not a port \(1-65535\) or a range/],
     ['more ports than a run binds', '1000-1100', /spans 101 ports; a run binds 64 at most/],
     ['an empty host port without an address', ':80', /leaves the host port empty/],
-    ['a number', 8080, /^body\/ports\/0 must be object or string$/]
+    // Neither shape: both are named, with the strings -p takes.
+    ['a number', 8080, /^body\/ports\/0 must be object or string: an object \{container, host\?, protocol\?, hostIp\?\} or a string as `-p` takes it \("8888", "8888:8888", "127\.0\.0\.1:8888:8888", .*"8000-8009:80"\)$/],
+    ['an object with a port as text', { container: '80' }, /^body\/ports\/0\/container must be integer$/],
+    ['an object with a misspelt field', { containr: 80 }, /^body\/ports\/0\/containr is not a known field$/],
+    ['an object with a field in the wrong case', { container: 80, hostIP: '127.0.0.1' }, /^body\/ports\/0\/hostIP is not a known field \(did you mean "hostIp"\?\)$/]
   ]
   for (const [what, port, detail] of cases) {
     const response = await run(app, { name: name('bad-port'), ports: [port] })
@@ -181,11 +185,11 @@ t.test('GPUs: an engine without a GPU runtime answers gpu_unavailable, and nothi
   }
   const bad: Array<[unknown, RegExp]> = [
     [0, /^body\/gpus must be >= 1$/],
-    ['some', /^body\/gpus must be integer or "all" or array$/],
+    ['some', /^body\/gpus must be integer or "all" or array: GPUs, as `--gpus` takes them/],
     [[], /^body\/gpus must NOT have fewer than 1 items$/],
     [['0', '0'], /must NOT have duplicate items/],
     [['a b'], /must match pattern/],
-    [true, /^body\/gpus must be integer or "all" or array$/]
+    [true, /^body\/gpus must be integer or "all" or array: GPUs, as `--gpus` takes them/]
   ]
   for (const [gpus, detail] of bad) {
     const response = await run(app, { gpus })

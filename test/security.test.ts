@@ -105,6 +105,14 @@ t.test('the run body has no way to ask for privileges: unknown fields are reject
   }
   const ports = await runContainer(app, 'admin', { ports: [{ container: 80, privileged: true }] })
   assertProblem(t, ports, 400, { code: 'validation_failed', detail: 'body/ports/0/privileged is not a known field', errors: [{ location: 'body', path: '/ports/0/privileged', message: 'is not a known field' }] }, 'ports/0/privileged')
+  // The Docker API's spelling of a field: the unknown field is named first, and the one meant with
+  // it, not only the required field it leaves missing.
+  const dockerCase = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('admin'), payload: { Image: env.image } })
+  assertProblem(t, dockerCase, 400, {
+    code: 'validation_failed',
+    detail: 'body/Image is not a known field (did you mean "image"?)',
+    errors: [{ location: 'body', path: '/Image', message: 'is not a known field (did you mean "image"?)' }, { location: 'body', path: '', message: 'must have required property \'image\'' }]
+  }, '{"Image": …}')
   // tty is a field berth knows (docker run -t), so it is not among the unknown ones above: what it
   // refuses is a value that is not a boolean, and it does not coerce one that looks like it.
   for (const value of ['x', 'true', 1]) {
@@ -216,6 +224,17 @@ t.test('hostile input: sizes, nesting, traversal, control characters, header inj
   await expect('prototype poisoning', post('{"image":"x","__proto__":{"privileged":true}}'), 400, 'validation_failed')
   await expect('constructor poisoning', post('{"image":"x","constructor":{"prototype":{"privileged":true}}}'), 400, 'validation_failed')
   await expect('malformed JSON', post('{"image":'), 400, 'validation_failed')
+  // Where JSON is broken, in lines and columns as an editor shows them, also where V8 does not say.
+  const broken: Array<[string, string]> = [
+    ['{"image":', 'the body is not valid JSON (line 1 column 10): Unexpected end of JSON input'],
+    ['{"image": "x",\n "ports": [80,]}', 'the body is not valid JSON (line 2 column 15): Unexpected token \']\''],
+    ['{image: "x"}', 'the body is not valid JSON (line 1 column 2): Expected property name or \'}\''],
+    ['{"image": "x"} {}', 'the body is not valid JSON (line 1 column 16): Unexpected non-whitespace character after JSON']
+  ]
+  for (const [text, detail] of broken) {
+    assertProblem(t, await app.inject(post(text)), 400, { code: 'validation_failed', detail, errors: [{ location: 'body', path: '', message: detail.replace('the body ', '') }] }, text)
+  }
+  assertProblem(t, await app.inject(post('{"image":"x","__proto__":{"privileged":true}}')), 400, { code: 'validation_failed', detail: 'the body has a __proto__ or constructor.prototype member, which berth refuses' }, 'the poisoning refusal says why')
   await expect('an empty JSON body', post(''), 400, 'validation_failed')
   await expect('a JSON array body', post([]), 400, 'validation_failed')
   await expect('a text body', post('image=x', { 'content-type': 'text/plain' }), 415, 'unsupported_media_type')
@@ -255,7 +274,7 @@ t.test('hostile input: sizes, nesting, traversal, control characters, header inj
   await expect('an unknown query parameter', { method: 'GET', url: '/v1/containers?privileged=true', headers: auth() }, 400, 'validation_failed')
   await expect('a bad stop timeout', { method: 'POST', url: `/v1/containers/${name('x')}/stop?timeout=-1`, headers: auth() }, 400, 'validation_failed')
   await expect('an unknown route', { method: 'GET', url: '/v1/nothing', headers: auth() }, 404, 'not_found')
-  await expect('a wrong method', { method: 'PUT', url: '/v1/containers', headers: auth() }, 404, 'not_found')
+  await expect('a wrong method', { method: 'PUT', url: '/v1/containers', headers: auth() }, 405, 'method_not_allowed')
 
   t.same((await containersOfRun()).map(container => container.Id), before, 'none of it created a container')
   t.notOk(logs.lines.some(line => (line.level as number) >= 50), 'no error-level log: none of it is a berth bug')

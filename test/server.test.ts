@@ -1,8 +1,9 @@
 // The berth process itself: it refuses to start without a token, keeps to loopback when auth is
 // disabled, and exits cleanly on SIGTERM after finishing what is in flight.
 import t from 'tap'
+import { statSync } from 'node:fs'
 import { start } from './berth-process.ts'
-import { cleanupAfter, docker, freePort, name, runBody } from './helpers.ts'
+import { cleanupAfter, docker, env, freePort, name, runBody } from './helpers.ts'
 
 cleanupAfter(t)
 
@@ -30,7 +31,47 @@ t.test('without a token berth refuses to start, and says how to fix it', async t
 t.test('a configuration mistake stops it with a message saying what is wrong', async t => {
   const run = await start({ BERTH_TOKENS: 'x:read:short' }).exited
   t.equal(run.code, 78)
-  t.match(run.output, /token \\"x\\" is shorter than 16 characters/)
+  // The reason is the first line of the log, and its only one: what `docker compose logs` shows.
+  t.same(run.output.trim().split('\n').map(line => JSON.parse(line)).map(({ level, msg }) => ({ level, msg })), [{ level: 60, msg: 'token "x" is shorter than 16 characters' }])
+})
+
+// The first run on a new host: the socket's group is the setting people get wrong (DOCKER_GID).
+t.test('a Docker socket berth may not open stops it with a message naming DOCKER_GID; a missing engine does not', { skip: process.getuid?.() === 0 ? false : 'needs root, to run berth as another user' }, async t => {
+  const { gid: socketGroup, mode } = statSync(env.socket)
+  t.equal(mode & 0o007, 0, `the test socket ${env.socket} is closed to others, as Docker makes it`)
+  const token = 'server-test-token-0123456789'
+  const nobody = { uid: 65534, gid: 65534 }
+
+  const denied = await start({ BERTH_TOKENS: `ops:admin:${token}` }, nobody).exited
+  t.equal(denied.code, 78, 'a configuration error')
+  const lines = denied.output.trim().split('\n')
+  t.equal(lines.length, 1, `one line, no stack: ${denied.output}`)
+  const line = JSON.parse(lines[0] as string) as { level: number, msg: string }
+  t.equal(line.level, 60, 'fatal')
+  t.equal(line.msg, `permission denied on the Docker socket ${env.socket} (EACCES): berth runs as uid 65534 with groups 65534; ` +
+    `the socket belongs to group ${socketGroup} (mode ${(mode & 0o777).toString(8)}); set DOCKER_GID in .env to the group of the socket on the host, ` +
+    'which `stat -c %g /var/run/docker.sock` prints (docker run: --group-add "$(stat -c %g /var/run/docker.sock)")')
+  t.notOk(denied.output.includes(token), 'the token is not in the output')
+
+  // The fix the message names: the same user with the socket's group starts, and reaches the engine.
+  const port = await freePort()
+  const fixed = start({ BERTH_TOKENS: `ops:admin:${token}`, BERTH_PORT: String(port) }, { uid: 65534, gid: socketGroup })
+  t.teardown(() => { fixed.child.kill('SIGKILL') })
+  await fixed.waitFor(/engine reachable/)
+  t.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200)
+  fixed.child.kill('SIGTERM')
+  t.equal((await fixed.exited).code, 0)
+
+  // An engine that is not there (yet) is not a configuration error: berth starts and waits for it.
+  const waitPort = await freePort()
+  const waiting = start({ BERTH_TOKENS: `ops:admin:${token}`, BERTH_PORT: String(waitPort), BERTH_DOCKER_SOCKET: '/nonexistent/docker.sock' }, nobody)
+  t.teardown(() => { waiting.child.kill('SIGKILL') })
+  await waiting.waitFor(/engine not reachable yet/)
+  const ready = await fetch(`http://127.0.0.1:${waitPort}/readyz`)
+  t.equal(ready.status, 503)
+  t.equal((await ready.json() as { code: string }).code, 'engine_unavailable')
+  waiting.child.kill('SIGTERM')
+  t.equal((await waiting.exited).code, 0)
 })
 
 t.test('with auth disabled it listens on loopback only, whatever BERTH_HOST says, and warns loudly', async t => {

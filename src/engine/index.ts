@@ -1,6 +1,7 @@
 // Picks the engine backend berth drives from a kind-tagged config. Routes never see which one.
 import type { Config } from '../config.ts'
 import { DockerEngine } from './docker/engine.ts'
+import { KubernetesEngine } from './kubernetes/engine.ts'
 import { SwarmEngine } from './swarm/engine.ts'
 import type { Engine } from './types.ts'
 
@@ -14,6 +15,15 @@ export function createEngine (config: Config): Engine {
         socketPath: engine.socketPath,
         timeoutMs: engine.timeoutMs,
         publishMode: engine.publishMode,
+        placementTimeoutMs: engine.placementTimeoutMs,
+        registryAuth: config.registryAuth
+      })
+    case 'kubernetes':
+      return new KubernetesEngine({
+        kubeconfig: engine.kubeconfig,
+        ...(engine.context === undefined ? {} : { context: engine.context }),
+        namespace: engine.namespace,
+        timeoutMs: engine.timeoutMs,
         placementTimeoutMs: engine.placementTimeoutMs,
         registryAuth: config.registryAuth
       })

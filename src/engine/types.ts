@@ -60,7 +60,7 @@ export type ContainerState = 'created' | 'restarting' | 'running' | 'removing' |
 // ---- Cluster additions (contract v2): absent on a single host, where a container is one replica.
 
 /** Which backend an engine is; what it can do follows from it (see src/capabilities.ts). */
-export type EngineKind = 'docker' | 'swarm'
+export type EngineKind = 'docker' | 'swarm' | 'kubernetes'
 
 export interface Replicas {
   /** The replicas it runs when started (remembered while it is stopped). */

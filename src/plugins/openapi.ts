@@ -19,6 +19,8 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
           'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
       },
+      // Relative: the document is served by the berth it describes, so its origin is the server.
+      servers: [{ url: '/', description: 'The berth serving this document' }],
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A berth token (BERTH_TOKENS); scopes read, write, admin, build.' } } },
       tags: [
         { name: 'containers', description: 'docker ps, run -d, inspect, start, stop, restart, rm' },
@@ -36,8 +38,9 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transform: ({ schema, url, route }) => {
       const config = route.config as { scope?: string, backends?: readonly EngineKind[], unsupported?: string } | undefined
-      // Routes that need a scope say so in the document, so Swagger UI's Authorize applies to them.
-      const secured = config?.scope === undefined ? schema : { ...schema, security: [{ bearer: [] }] }
+      // Routes that need a scope say so in the document, so Swagger UI's Authorize applies to them;
+      // the public ones say that they need nothing.
+      const secured = { ...schema, security: config?.scope === undefined ? [] : [{ bearer: [] }] }
       // Every operation names the backends that have it; one that some lack says so in words too.
       const backends = config?.backends
       const described = backends === undefined

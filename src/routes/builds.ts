@@ -14,7 +14,8 @@ import { receiveMultipartContext } from '../builds/multipart.ts'
 import { describeBuild, wireBuildEvent } from '../builds/views.ts'
 import { BerthError } from '../errors.ts'
 import { EventStream, NDJSON, SSE, lastEventSeq, negotiate, notAcceptable, pipeSubscription, sendStream } from '../http/event-stream.ts'
-import { Problem, problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { ENGINE, problems } from '../schemas/problems.ts'
 import { BuildEvent, BuildJob, BuildParams, BuildQuery, BuiltImage } from '../schemas/builds.ts'
 import { PullHeaders } from '../schemas/jobs.ts'
 import { IMAGE_STORE } from './images.ts'
@@ -86,8 +87,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
           }
         },
         202: { description: 'Started as an async build (Location: the build).', content: { 'application/json': { schema: ref(BuildJob) } } },
-        ...problemResponses(400, 401, 403, 409, 413, 415, 422, 429, 501, 503),
-        406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/json, application/x-ndjson, text/event-stream.' }
+        ...problems(...ENGINE, 'policy_denied', 'build_failed', 'build_cancelled', 'rate_limited', 'not_acceptable')
       }
     } as never
   }, async (request, reply) => {
@@ -153,7 +153,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'List builds',
       description: 'The builds of this token (every token\'s for an admin) under way or ended within BERTH_JOB_RETENTION_MS, newest first.',
       operationId: 'listBuilds',
-      response: { 200: Type.Array(ref(BuildJob), { description: 'The builds.' }), ...problemResponses(401, 403, 501) }
+      response: { 200: Type.Array(ref(BuildJob), { description: 'The builds.' }), ...problems() }
     }
   }, async (request) => app.builds.list(principalOf(request)).map(build => describeBuild(build, request.id)))
 
@@ -165,7 +165,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
       description: 'Its state, the step it is at, and the built image or the problem it ended with.',
       operationId: 'getBuild',
       params: BuildParams,
-      response: { 200: ref(BuildJob), ...problemResponses(400, 401, 403, 404, 501) }
+      response: { 200: ref(BuildJob), ...problems('not_found') }
     }
   }, async (request) => describeBuild(app.builds.get(request.params.id, principalOf(request)), request.id))
 
@@ -187,8 +187,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
             [NDJSON]: { schema: ref(BuildEvent) }
           }
         },
-        ...problemResponses(400, 401, 403, 404, 501),
-        406: { ...ref(Problem), description: 'not_acceptable: Accept allows neither text/event-stream nor application/x-ndjson.' }
+        ...problems('not_found', 'not_acceptable')
       }
     }
   }, async (request, reply) => {
@@ -216,7 +215,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
         'A build that already ended is answered as it is.',
       operationId: 'cancelBuild',
       params: BuildParams,
-      response: { 200: ref(BuildJob), ...problemResponses(400, 401, 403, 404, 501) }
+      response: { 200: ref(BuildJob), ...problems('not_found') }
     }
   }, async (request) => {
     const build = app.builds.get(request.params.id, principalOf(request))

@@ -2,13 +2,14 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { containerSpecOf } from '../access/container-spec.ts'
 import type { Principal } from '../access/ownership.ts'
-import { problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerSpec } from '../schemas/container-spec.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 
 const containerSpec: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/containers/:idOrName/spec', {
-    config: { scope: 'read', backends: ['docker'], unsupported: 'a service\'s spec as a run request is not there yet on a Swarm cluster' },
+    config: { scope: 'read', backends: ['docker'], unsupported: 'a container\'s spec as a run request is not there yet on a cluster' },
     schema: {
       tags: ['containers'],
       summary: 'A container as a run request (reproduce it)',
@@ -18,7 +19,7 @@ const containerSpec: FastifyPluginAsyncTypebox = async (app) => {
         'Environment values are shown only to the token that ran the container; berth\'s own labels and the container name are left out.',
       operationId: 'containerSpec',
       params: ContainerParams,
-      response: { 200: ref(ContainerSpec, 'The run request, and how exactly it pins the image.'), ...problemResponses(400, 401, 404, 501, 503) }
+      response: { 200: ref(ContainerSpec, 'The run request, and how exactly it pins the image.'), ...problems(...CONTAINER) }
     }
   }, async (request) => {
     const principal = request.principal as Principal

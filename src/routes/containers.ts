@@ -4,10 +4,21 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { Principal } from '../access/ownership.ts'
-import { problemResponses, ref } from '../schemas/common.ts'
+import type { ErrorCode } from '../errors.ts'
+import { ref } from '../schemas/common.ts'
+import { CONTAINER, ENGINE, problems } from '../schemas/problems.ts'
 import {
   Container, ContainerParams, ContainerSummary, ListContainersQuery, RemoveContainerQuery, RunRequest, ScaleRequest, StateChange, StopQuery, type ValidatedRunRequest
 } from '../schemas/containers.ts'
+
+// A start (re)binds host ports and, on a cluster, waits for its replicas to be placed; a stop or
+// restart with a timeout is refused on a cluster, where replicas keep the grace period they ran with.
+const PLACING: ErrorCode[] = ['port_conflict', 'gpu_unavailable', 'image_not_found', 'pull_failed', 'placement_failed', 'placement_timeout']
+const STATE_CHANGE_CODES: Record<'start' | 'stop' | 'restart', ErrorCode[]> = {
+  start: [...CONTAINER, ...PLACING],
+  stop: [...CONTAINER, 'not_supported'],
+  restart: [...CONTAINER, ...PLACING, 'not_supported']
+}
 
 const containers: FastifyPluginAsyncTypebox = async (app) => {
   function principalOf (request: FastifyRequest): Principal {
@@ -23,7 +34,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       description: 'Running containers by default; `all=true` for every state (docker ps -a).',
       operationId: 'listContainers',
       querystring: ListContainersQuery,
-      response: { 200: Type.Array(ref(ContainerSummary), { description: 'The containers, newest first.' }), ...problemResponses(400, 401, 503) }
+      response: { 200: Type.Array(ref(ContainerSummary), { description: 'The containers, newest first.' }), ...problems(...ENGINE) }
     }
   }, async (request) => {
     return await app.engine.listContainers({
@@ -43,10 +54,12 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
         'Answers with the container as it runs: the host ports actually bound and the image digest. ' +
         'A host port already taken is 409 port_conflict, and leaves no container behind.\n\n' +
         'On a Swarm cluster the container is a service of `replicas` tasks: berth answers once they all run, or 409 (port_conflict, placement_failed) ' +
-        'or 504 placement_timeout when they cannot be placed, removing the service again.',
+        'or 504 placement_timeout when they cannot be placed, removing the service again. ' +
+        'On Kubernetes it is a Deployment of `replicas` pods in berth\'s namespace, each `-p` a pod hostPort on its node, under the restricted pod security ' +
+        'profile (a non-root user, no privilege escalation, no capabilities): berth answers once the pods run, or 409/403/404 with why (the scheduler\'s or the kubelet\'s words), removing the Deployment again.',
       operationId: 'runContainer',
       body: ref(RunRequest),
-      response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problemResponses(400, 401, 403, 404, 409, 429, 501, 502, 503, 504) }
+      response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problems(...ENGINE, 'not_found', 'image_not_found', 'name_conflict', 'port_conflict', 'gpu_unavailable', 'policy_denied', 'quota_exceeded', 'not_supported', 'pull_failed', 'pull_cancelled', 'rate_limited', 'placement_failed', 'placement_timeout') }
     }
   }, async (request, reply) => {
     const { name, image, volumes } = request.body
@@ -65,7 +78,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Inspect a container (docker inspect)',
       operationId: 'inspectContainer',
       params: ContainerParams,
-      response: { 200: ref(Container, 'The container.'), ...problemResponses(400, 401, 404, 503) }
+      response: { 200: ref(Container, 'The container.'), ...problems(...CONTAINER) }
     }
   }, async (request) => await app.containers.find(principalOf(request), request.params.idOrName))
 
@@ -78,7 +91,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       operationId: `${action}Container`,
       params: ContainerParams,
       ...(action === 'start' ? {} : { querystring: StopQuery }),
-      response: { 200: ref(StateChange, 'Done, or nothing to do (`changed: false`); the container as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 503) }
+      response: { 200: ref(StateChange, 'Done, or nothing to do (`changed: false`); the container as it is now.'), ...problems(...STATE_CHANGE_CODES[action]) }
     }
   }, async (request) => {
     const { id, name } = await app.containers.find(principalOf(request), request.params.idOrName)
@@ -106,7 +119,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'scaleContainer',
       params: ContainerParams,
       body: ref(ScaleRequest),
-      response: { 200: ref(StateChange, 'Done, or nothing to do (`changed: false`); the container as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503, 504) }
+      response: { 200: ref(StateChange, 'Done, or nothing to do (`changed: false`); the container as it is now.'), ...problems(...CONTAINER, 'quota_exceeded', 'not_supported', 'port_conflict', 'image_not_found', 'pull_failed', 'placement_failed', 'placement_timeout') }
     }
   }, async (request) => {
     const scaled = await app.containers.scale(principalOf(request), request.params.idOrName, request.body.replicas)
@@ -123,7 +136,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'removeContainer',
       params: ContainerParams,
       querystring: RemoveContainerQuery,
-      response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 503) }
+      response: { 204: Type.Null({ description: 'Removed.' }), ...problems(...CONTAINER, 'container_running') }
     }
   }, async (request, reply) => {
     const { id, name } = await app.containers.find(principalOf(request), request.params.idOrName)

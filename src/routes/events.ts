@@ -6,7 +6,9 @@ import { BerthError } from '../errors.ts'
 import { EventStream, SSE, negotiate, notAcceptable, sendStream } from '../http/event-stream.ts'
 import { followEvents, publicEvent, visibleTo } from '../events/feed.ts'
 import type { Principal } from '../access/ownership.ts'
-import { Problem, problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { Event } from '../schemas/logs.ts'
+import { ENGINE, problems } from '../schemas/problems.ts'
 
 const events: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/events', {
@@ -20,9 +22,8 @@ const events: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'followEvents',
       headers: Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 64, description: 'Resume after this event id.' })) }),
       response: {
-        200: { description: 'The events.', content: { [SSE]: { schema: Type.String({ description: 'Server-sent events; each `data` is an Event (see components.schemas.Event).' }) } } },
-        ...problemResponses(400, 401, 503),
-        406: { ...ref(Problem), description: 'not_acceptable: Accept does not allow text/event-stream.' }
+        200: { description: 'The events.', content: { [SSE]: { schema: ref(Event, 'Server-sent events; the `data` of each is an Event (the schema of a stream is that of its events, as OpenAPI 3.2 says with itemSchema).') } } },
+        ...problems(...ENGINE, 'not_acceptable')
       }
     }
   }, async (request, reply) => {

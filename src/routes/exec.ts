@@ -10,7 +10,8 @@ import type { Container, ExecSession, ExecSpec } from '../engine/types.ts'
 import { BerthError, problemOf } from '../errors.ts'
 import { NDJSON, SSE, negotiate, notAcceptable, sendStream } from '../http/event-stream.ts'
 import { eventBody } from '../http/output-stream.ts'
-import { Problem, problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 import { ExecEvent, ExecQuery, ExecRequest, ExecResult } from '../schemas/exec.ts'
 
@@ -26,7 +27,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
   app.post('/v1/containers/:idOrName/exec', {
-    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a service\'s task is not there yet on a Swarm cluster: the manager has no exec API' },
+    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a replica is not there yet on a cluster: a Swarm manager has no exec API, and berth does not use Kubernetes\' yet' },
     schema: {
       tags: ['containers'],
       summary: 'Run a command in a running container (docker exec)',
@@ -46,8 +47,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
             'application/json': { schema: ref(ExecResult) }
           }
         },
-        ...problemResponses(400, 401, 403, 404, 409, 501, 502, 503),
-        406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/x-ndjson, text/event-stream, application/json.' }
+        ...problems(...CONTAINER, 'container_not_running', 'not_acceptable')
       }
     }
   }, async (request, reply) => {
@@ -68,7 +68,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
   app.route({
     method: 'GET',
     url: '/v1/containers/:idOrName/exec',
-    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a service\'s task is not there yet on a Swarm cluster: the manager has no exec API' },
+    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a replica is not there yet on a cluster: a Swarm manager has no exec API, and berth does not use Kubernetes\' yet' },
     schema: {
       tags: ['containers'],
       summary: 'An interactive terminal in a running container (docker exec -it), over a WebSocket',
@@ -82,8 +82,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
       querystring: ExecQuery,
       response: {
         101: { description: 'Switching to the WebSocket protocol.' },
-        ...problemResponses(400, 401, 403, 404, 409, 501, 503),
-        426: { ...ref(Problem), description: 'validation_failed: a plain GET; this route needs a WebSocket upgrade.' }
+        ...problems(...CONTAINER, 'container_not_running', 'upgrade_required')
       }
     },
     preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
@@ -94,8 +93,8 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
       terminals.set(request, { ...started, signal: app.streams.signal(reply) })
     },
     handler: async (request: FastifyRequest, reply: FastifyReply) => {
-      return await reply.code(426).header('upgrade', 'websocket').type('application/problem+json')
-        .send(problemOf(new BerthError('validation_failed', 'this is a WebSocket endpoint: send the upgrade request (Connection: Upgrade, Upgrade: websocket)'), request.id))
+      // Thrown, so that the one error handler answers it like every other problem.
+      throw new BerthError('upgrade_required', 'this is a WebSocket endpoint: send the upgrade request (Connection: Upgrade, Upgrade: websocket)', {}, { headers: { upgrade: 'websocket' } })
     },
     wsHandler: async (socket: WebSocket, request: FastifyRequest) => {
       const started = terminals.get(request) as Started & { signal: AbortSignal }

@@ -11,12 +11,12 @@ import { Type } from 'typebox'
 import { TAR_END, TarCheck, confinedPath, padding, spool, tarHeader } from '../access/files.ts'
 import type { Principal } from '../access/ownership.ts'
 import { BerthError } from '../errors.ts'
-import { problemResponses } from '../schemas/common.ts'
+import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 import { ArchiveQuery, PutArchiveQuery, PutFileQuery } from '../schemas/files.ts'
 
 /** On a cluster each task's files live on its node's engine, which berth does not reach yet. */
-const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: 'files in and out of a service\'s tasks are not there yet on a Swarm cluster: they live on each node\'s engine' }
+const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: 'files in and out of replicas are not there yet on a cluster: they live on each node' }
 const TAR = 'application/x-tar'
 const BYTES = 'application/octet-stream'
 
@@ -43,7 +43,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       querystring: ArchiveQuery,
       response: {
         200: { description: 'The tar archive.', content: { [TAR]: { schema: Type.String({ format: 'binary' }) } } },
-        ...problemResponses(400, 401, 404, 501, 503)
+        ...problems(...CONTAINER, 'payload_too_large')
       }
     }
   }, async (request, reply) => {
@@ -74,7 +74,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       params: ContainerParams,
       querystring: PutArchiveQuery,
       body: binary(TAR, 'A tar archive.'),
-      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problemResponses(400, 401, 403, 404, 413, 415, 501, 503) }
+      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problems(...CONTAINER) }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: false })
@@ -101,7 +101,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       params: ContainerParams,
       querystring: PutFileQuery,
       body: binary(BYTES, 'The file\'s content.'),
-      response: { 204: Type.Null({ description: 'Written.' }), ...problemResponses(400, 401, 403, 404, 413, 415, 501, 503) }
+      response: { 204: Type.Null({ description: 'Written.' }), ...problems(...CONTAINER) }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: true })

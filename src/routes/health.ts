@@ -1,6 +1,7 @@
 // Liveness and readiness: /healthz says the process answers, /readyz that the engine does too.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Health, problemResponses, ref } from '../schemas/common.ts'
+import { Health, ref } from '../schemas/common.ts'
+import { ENGINE, problems } from '../schemas/problems.ts'
 
 const health: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/healthz', {
@@ -13,7 +14,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Engine is reachable',
       description: 'Asks the engine now; 503 engine_unavailable when it does not answer within the engine timeout.',
       operationId: 'readyz',
-      response: { 200: ref(Health, 'The engine answers; its version and the negotiated API version.'), ...problemResponses(503) }
+      response: { 200: ref(Health, 'The engine answers; its version and the negotiated API version.'), ...problems(...ENGINE) }
     }
   }, async () => ({ status: 'ready', engine: await app.engine.info() }))
 }

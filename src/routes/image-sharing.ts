@@ -7,7 +7,8 @@ import type { Principal } from '../access/ownership.ts'
 import type { PushProgress } from '../engine/types.ts'
 import { BerthError, problemOf } from '../errors.ts'
 import { EventStream, NDJSON, SSE, negotiate, notAcceptable, sendStream } from '../http/event-stream.ts'
-import { Problem, problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { ENGINE, problems } from '../schemas/problems.ts'
 import { DiskUsage, PruneReport, PruneRequest, PushedImage, PushEvent, PushRequest, TaggedImage, TagRequest, UntagRequest } from '../schemas/builds.ts'
 import { ImageRemoval } from '../schemas/images.ts'
 import { IMAGE_STORE } from './images.ts'
@@ -31,7 +32,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
         'a non-admin token may only take a name that is free or names an image it built.',
       operationId: 'tagImage',
       body: ref(TagRequest),
-      response: { 201: ref(TaggedImage, 'Tagged.'), ...problemResponses(400, 401, 403, 404, 501, 503) }
+      response: { 201: ref(TaggedImage, 'Tagged.'), ...problems(...ENGINE, 'image_not_found', 'policy_denied') }
     }
   }, async (request, reply) => {
     request.audit({ image: request.body.source, tags: [request.body.tag] })
@@ -49,7 +50,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
         'A non-admin token may only remove names of images it built.',
       operationId: 'untagImage',
       body: ref(UntagRequest),
-      response: { 200: ref(ImageRemoval, 'What was untagged and deleted.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
+      response: { 200: ref(ImageRemoval, 'What was untagged and deleted.'), ...problems(...ENGINE, 'image_not_found', 'image_in_use', 'policy_denied') }
     }
   }, async (request) => {
     request.audit({ image: request.body.image })
@@ -78,8 +79,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
             [SSE]: { schema: Type.String({ description: 'Server-sent events; each `data` is a PushEvent.' }) }
           }
         },
-        ...problemResponses(400, 401, 403, 404, 429, 501, 502, 503),
-        406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/json, application/x-ndjson, text/event-stream.' }
+        ...problems(...ENGINE, 'image_not_found', 'policy_denied', 'push_failed', 'rate_limited', 'not_acceptable')
       }
     }
   }, async (request, reply) => {
@@ -128,7 +128,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
         'and the engine\'s build cache (with the classic builder, untagged intermediate images are its cache and go with the first part).',
       operationId: 'pruneImages',
       body: ref(PruneRequest),
-      response: { 200: ref(PruneReport, 'What was removed.'), ...problemResponses(400, 401, 403, 501, 503) }
+      response: { 200: ref(PruneReport, 'What was removed.'), ...problems(...ENGINE) }
     }
   }, async (request) => {
     const body = request.body
@@ -145,7 +145,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Disk usage (docker system df)',
       description: 'What images, containers, volumes and the build cache take on the engine\'s disk, and what a prune would free.',
       operationId: 'diskUsage',
-      response: { 200: ref(DiskUsage, 'Disk usage.'), ...problemResponses(401, 403, 501, 503) }
+      response: { 200: ref(DiskUsage, 'Disk usage.'), ...problems(...ENGINE) }
     }
   }, async () => await app.engine.diskUsage())
 }

@@ -7,15 +7,16 @@ import { engineReference } from '../access/images.ts'
 import { checkPullRef } from '../access/policy.ts'
 import { isFinal, type PullEntry, type PullSpec } from '../pulls/shared-pull.ts'
 import { describeJob, wirePullEvent } from '../pulls/views.ts'
-import { Problem, problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { ENGINE, problems } from '../schemas/problems.ts'
 import { ImageDetails, ImageParams, ImageRemoval, ImageSummary, ListImagesQuery, PulledImage, PullRequest, RemoveImageQuery } from '../schemas/images.ts'
 import { PullEvent, PullHeaders, PullJob, PullQuery } from '../schemas/jobs.ts'
 import { Type } from 'typebox'
 
 const PULL_MEDIA = ['application/json', NDJSON, SSE] as const
 /** Why a cluster has no image routes: there is no one image store to list, pull into or remove from. */
-export const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there ' +
-  '(with the registry credentials of the run), and a manager\'s own images say nothing of the other nodes\''
+export const IMAGE_STORE = 'a cluster (Swarm or Kubernetes) has no single image store: each node pulls a container\'s image when a replica of it starts there ' +
+  '(with the registry credentials of the run), and one node\'s images say nothing of the others\''
 const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: IMAGE_STORE }
 
 const images: FastifyPluginAsyncTypebox = async (app) => {
@@ -45,8 +46,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
           }
         },
         202: { description: 'Started as an async job (Location: the job).', content: { 'application/json': { schema: ref(PullJob) } } },
-        ...problemResponses(400, 401, 403, 404, 429, 501, 502, 503),
-        406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/json, application/x-ndjson, text/event-stream.' }
+        ...problems(...ENGINE, 'policy_denied', 'image_not_found', 'pull_failed', 'pull_cancelled', 'rate_limited', 'not_acceptable')
       }
     }
   }, async (request, reply) => {
@@ -108,7 +108,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       description: 'Each with its labels, size, and how many containers the token may see use it.',
       operationId: 'listImages',
       querystring: ListImagesQuery,
-      response: { 200: Type.Array(ref(ImageSummary), { description: 'The images.' }), ...problemResponses(400, 401, 501, 503) }
+      response: { 200: Type.Array(ref(ImageSummary), { description: 'The images.' }), ...problems(...ENGINE) }
     }
   }, async (request) => {
     // One engine call after the other: a request holds at most one engine connection at a time.
@@ -129,7 +129,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       description: 'The image with its labels, size, history (the steps that made it) and the containers the token may see that use it.',
       operationId: 'inspectImage',
       params: ImageParams,
-      response: { 200: ref(ImageDetails, 'The image.'), ...problemResponses(400, 401, 404, 501, 503) }
+      response: { 200: ref(ImageDetails, 'The image.'), ...problems(...ENGINE, 'image_not_found') }
     }
   }, async (request) => {
     const image = await app.engine.inspectImage(engineReference(request.params.ref, 'params/ref'))
@@ -147,7 +147,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'removeImage',
       params: ImageParams,
       querystring: RemoveImageQuery,
-      response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
+      response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problems(...ENGINE, 'image_not_found', 'image_in_use') }
     }
   }, async (request) => {
     const removal = await app.engine.removeImage(engineReference(request.params.ref, 'params/ref'), { force: request.query.force ?? false })

@@ -6,7 +6,8 @@ import { EventStream, NDJSON, SSE, lastEventSeq, negotiate, notAcceptable, pipeS
 import type { Principal } from '../access/ownership.ts'
 import { isFinal, type PullEntry } from '../pulls/shared-pull.ts'
 import { describeJob, wirePullEvent } from '../pulls/views.ts'
-import { Problem, problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { problems } from '../schemas/problems.ts'
 import { JobParams, PullEvent, PullJob } from '../schemas/jobs.ts'
 import { IMAGE_STORE } from './images.ts'
 
@@ -24,7 +25,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       description: 'Its state, progress so far, and the pulled image or the problem it ended with. Finished jobs are kept for BERTH_JOB_RETENTION_MS.',
       operationId: 'getJob',
       params: JobParams,
-      response: { 200: ref(PullJob), ...problemResponses(400, 401, 404, 501) }
+      response: { 200: ref(PullJob), ...problems('not_found') }
     }
   }, async (request) => describeJob(app.pullJobs.get(request.params.id, request.principal as Principal), request.id))
 
@@ -46,8 +47,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
             [NDJSON]: { schema: ref(PullEvent) }
           }
         },
-        ...problemResponses(400, 401, 404, 501),
-        406: { ...ref(Problem), description: 'not_acceptable: Accept allows neither text/event-stream nor application/x-ndjson.' }
+        ...problems('not_found', 'not_acceptable')
       }
     }
   }, async (request, reply) => {
@@ -76,7 +76,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         'unless another job or client shares it, which then goes on. A job that already ended is answered as it is.',
       operationId: 'cancelJob',
       params: JobParams,
-      response: { 200: ref(PullJob), ...problemResponses(400, 401, 403, 404, 501) }
+      response: { 200: ref(PullJob), ...problems('not_found') }
     }
   }, async (request) => {
     const job = app.pullJobs.get(request.params.id, request.principal as Principal)

@@ -3,13 +3,14 @@
 // which moves the end of its time to live. A token acts only on its own containers.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Principal } from '../access/ownership.ts'
-import { problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { CONTAINER, problems } from '../schemas/problems.ts'
 import { Container, ContainerParams } from '../schemas/containers.ts'
 import { BerthError } from '../errors.ts'
 import { SetExpiryRequest, WaitQuery, WaitResult } from '../schemas/lifecycle.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const WAIT_ON_A_CLUSTER = 'a service has no single exit to wait for on a Swarm cluster; follow its tasks in ps or events'
+const WAIT_ON_A_CLUSTER = 'a container has no single exit to wait for on a cluster (its replicas are replaced as they exit); follow its replicas in ps or events'
 
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/containers/:idOrName/wait', {
@@ -24,7 +25,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'waitContainer',
       params: ContainerParams,
       querystring: WaitQuery,
-      response: { 200: ref(WaitResult, 'How it ended, or that it has not yet.'), ...problemResponses(400, 401, 403, 404, 501, 502, 503) }
+      response: { 200: ref(WaitResult, 'How it ended, or that it has not yet.'), ...problems(...CONTAINER) }
     }
   }, async (request, reply) => {
     // Tied to the client: one that leaves stops the wait at the engine; so does berth closing.
@@ -36,7 +37,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/v1/containers/:idOrName/expiry', {
-    config: { scope: 'write', backends: ['docker'], unsupported: 'expiry is single-host for now; on a Swarm cluster a service\'s labels could carry it' },
+    config: { scope: 'write', backends: ['docker'], unsupported: 'expiry is single-host for now; on a cluster a service\'s or Deployment\'s labels could carry it' },
     schema: {
       tags: ['containers'],
       summary: 'Move the end of a container\'s time to live',
@@ -46,7 +47,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'setContainerExpiry',
       params: ContainerParams,
       body: ref(SetExpiryRequest),
-      response: { 200: ref(Container, 'The container, with its expiry as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
+      response: { 200: ref(Container, 'The container, with its expiry as it is now.'), ...problems(...CONTAINER, 'expiry_not_set') }
     }
   }, async (request) => {
     const container = await app.containers.find(request.principal as Principal, request.params.idOrName)

@@ -5,7 +5,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { NDJSON, negotiate, notAcceptable, sendStream } from '../http/event-stream.ts'
 import type { Principal } from '../access/ownership.ts'
-import { Problem, problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 import { LogEntry, LogsQuery } from '../schemas/logs.ts'
 import { parseTime } from '../http/times.ts'
@@ -32,8 +33,7 @@ const logs: FastifyPluginAsyncTypebox = async (app) => {
             [NDJSON]: { schema: ref(LogEntry) }
           }
         },
-        ...problemResponses(400, 401, 404, 502, 503),
-        406: { ...ref(Problem), description: 'not_acceptable: Accept allows neither text/plain nor application/x-ndjson.' }
+        ...problems(...CONTAINER, 'not_acceptable')
       }
     }
   }, async (request, reply) => {

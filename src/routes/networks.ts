@@ -4,11 +4,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { Principal } from '../access/ownership.ts'
-import { problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { CONTAINER, ENGINE, problems } from '../schemas/problems.ts'
 import { ConnectRequest, CreateNetworkRequest, DisconnectRequest, ListNetworksQuery, Network, NetworkChange, NetworkParams } from '../schemas/networks.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const NETWORKS_ON_A_CLUSTER = 'networks through berth are single-host for now; on a Swarm cluster they would be overlay networks, which berth does not manage yet'
+const NETWORKS_ON_A_CLUSTER = 'networks through berth are single-host for now; on a cluster they would be Swarm overlay networks or Kubernetes\' pod network, which berth does not manage yet'
 
 const networks: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
@@ -21,7 +22,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
       description: 'The token\'s networks (an admin\'s: all of its deployment\'s), each with the containers attached. The engine\'s own (bridge, host, none) are not listed.',
       operationId: 'listNetworks',
       querystring: ListNetworksQuery,
-      response: { 200: Type.Array(ref(Network), { description: 'The networks, by name.' }), ...problemResponses(400, 401, 501, 503) }
+      response: { 200: Type.Array(ref(Network), { description: 'The networks, by name.' }), ...problems(...ENGINE) }
     }
   }, async (request) => await app.networks.list(principalOf(request), request.query.label))
 
@@ -33,7 +34,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
       description: 'A bridge network owned by the token; `internal: true` gives it no route to the outside. A name in use is 409 name_conflict.',
       operationId: 'createNetwork',
       body: ref(CreateNetworkRequest),
-      response: { 201: ref(Network, 'Created (Location: its URL).'), ...problemResponses(400, 401, 403, 409, 501, 503) }
+      response: { 201: ref(Network, 'Created (Location: its URL).'), ...problems(...ENGINE, 'name_conflict') }
     }
   }, async (request, reply) => {
     request.audit({ network: { name: request.body.name } })
@@ -50,7 +51,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Inspect a network (docker network inspect)',
       operationId: 'inspectNetwork',
       params: NetworkParams,
-      response: { 200: ref(Network, 'The network.'), ...problemResponses(400, 401, 404, 409, 501, 503) }
+      response: { 200: ref(Network, 'The network.'), ...problems(...ENGINE, 'not_found', 'ambiguous_id') }
     }
   }, async (request) => await app.networks.find(principalOf(request), request.params.network))
 
@@ -62,7 +63,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
       description: 'A network with containers attached, running or not, is 409 network_in_use: the engine would remove it from under stopped ones, which then could not start.',
       operationId: 'removeNetwork',
       params: NetworkParams,
-      response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
+      response: { 204: Type.Null({ description: 'Removed.' }), ...problems(...ENGINE, 'not_found', 'ambiguous_id', 'network_in_use') }
     }
   }, async (request, reply) => {
     const network = await app.networks.find(principalOf(request), request.params.network)
@@ -83,7 +84,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
         operationId: `${action}Network`,
         params: NetworkParams,
         body: action === 'connect' ? ref(ConnectRequest) : ref(DisconnectRequest),
-        response: { 200: ref(NetworkChange, 'Done, or nothing to do (`changed: false`); the network as it is now.'), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
+        response: { 200: ref(NetworkChange, 'Done, or nothing to do (`changed: false`); the network as it is now.'), ...problems(...CONTAINER, 'policy_denied') }
       }
     }, async (request) => {
       const body = request.body as { container: string, aliases?: string[], force?: boolean }

@@ -2,7 +2,8 @@
 // docker backend, the one host. Nodes hold every token's containers: any token that can read sees them.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { ENGINE, problems } from '../schemas/problems.ts'
 import { Node } from '../schemas/nodes.ts'
 
 const nodes: FastifyPluginAsyncTypebox = async (app) => {
@@ -12,9 +13,10 @@ const nodes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['nodes'],
       summary: 'List nodes (docker node ls)',
       description: 'On a Swarm cluster: every node, with its address, role, state (`down` when the managers stopped hearing from it), availability, labels and resources. ' +
+        'On Kubernetes: the cluster\'s nodes, when berth\'s ServiceAccount may list them (deploy/kubernetes/nodes-reader.yaml; 501 otherwise). ' +
         'On the docker backend: the one host, as a `standalone` node.',
       operationId: 'listNodes',
-      response: { 200: Type.Array(ref(Node), { description: 'The nodes, by name.' }), ...problemResponses(401, 503) }
+      response: { 200: Type.Array(ref(Node), { description: 'The nodes, by name.' }), ...problems(...ENGINE, 'not_supported') }
     }
   }, async () => await app.engine.listNodes())
 }

@@ -6,7 +6,8 @@ import type { Principal } from '../access/ownership.ts'
 import { BerthError } from '../errors.ts'
 import { NDJSON, SSE, negotiate, notAcceptable, sendStream } from '../http/event-stream.ts'
 import { eventBody } from '../http/output-stream.ts'
-import { Problem, problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 import { ContainerStats } from '../schemas/stats.ts'
 
@@ -14,7 +15,7 @@ const STATS_MEDIA = ['application/json', NDJSON, SSE] as const
 
 const stats: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/containers/:idOrName/stats', {
-    config: { scope: 'read', backends: ['docker'], unsupported: 'stats of a service\'s tasks are not there yet on a Swarm cluster: they live on each node\'s engine' },
+    config: { scope: 'read', backends: ['docker'], unsupported: 'stats of replicas are not there yet on a cluster: they live on each node' },
     schema: {
       tags: ['containers'],
       summary: 'Resource usage of a container (docker stats)',
@@ -32,8 +33,7 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
             [SSE]: { schema: { type: 'string', description: 'Server-sent events; each `data` is a ContainerStats.' } }
           }
         },
-        ...problemResponses(400, 401, 404, 409, 501, 502, 503),
-        406: { ...ref(Problem), description: 'not_acceptable: Accept allows none of application/json, application/x-ndjson, text/event-stream.' }
+        ...problems(...CONTAINER, 'container_not_running', 'not_acceptable')
       }
     }
   }, async (request, reply) => {

@@ -4,11 +4,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { Principal } from '../access/ownership.ts'
-import { problemResponses, ref } from '../schemas/common.ts'
+import { ref } from '../schemas/common.ts'
+import { ENGINE, problems } from '../schemas/problems.ts'
 import { CreateVolumeRequest, InspectVolumeQuery, ListVolumesQuery, RemoveVolumeQuery, Volume, VolumeParams } from '../schemas/volumes.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const VOLUMES_ON_A_CLUSTER = 'named volumes are per node on a Swarm cluster, and berth does not manage them there yet'
+const VOLUMES_ON_A_CLUSTER = 'named volumes are per node on a cluster (on Kubernetes they would be PersistentVolumeClaims), and berth does not manage them there yet'
 
 const volumes: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
@@ -21,7 +22,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       description: 'The token\'s volumes (an admin\'s: all of its deployment\'s), each with the containers that mount it; `size=true` adds their sizes.',
       operationId: 'listVolumes',
       querystring: ListVolumesQuery,
-      response: { 200: Type.Array(ref(Volume), { description: 'The volumes, by name.' }), ...problemResponses(400, 401, 501, 503) }
+      response: { 200: Type.Array(ref(Volume), { description: 'The volumes, by name.' }), ...problems(...ENGINE) }
     }
   }, async (request) => await app.volumes.list(principalOf(request), { labels: request.query.label, size: request.query.size ?? false }))
 
@@ -37,7 +38,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       response: {
         201: ref(Volume, 'Created (Location: its URL).'),
         200: ref(Volume, 'The token already has a volume of that name: this is it, unchanged.'),
-        ...problemResponses(400, 401, 403, 409, 501, 503)
+        ...problems(...ENGINE, 'name_conflict')
       }
     }
   }, async (request, reply) => {
@@ -57,7 +58,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'inspectVolume',
       params: VolumeParams,
       querystring: InspectVolumeQuery,
-      response: { 200: ref(Volume, 'The volume.'), ...problemResponses(400, 401, 404, 501, 503) }
+      response: { 200: ref(Volume, 'The volume.'), ...problems(...ENGINE, 'not_found') }
     }
   }, async (request) => await app.volumes.find(principalOf(request), request.params.volume, { size: request.query.size ?? false }))
 
@@ -71,7 +72,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'removeVolume',
       params: VolumeParams,
       querystring: RemoveVolumeQuery,
-      response: { 204: Type.Null({ description: 'Removed.' }), ...problemResponses(400, 401, 403, 404, 409, 501, 503) }
+      response: { 204: Type.Null({ description: 'Removed.' }), ...problems(...ENGINE, 'not_found', 'volume_in_use') }
     }
   }, async (request, reply) => {
     const removed: string[] = []

@@ -1,6 +1,7 @@
 // Shared models: the problem+json error body and the pieces containers and images both use.
 import { Type, type Static, type TSchema } from 'typebox'
-import { errorCodes } from '../errors.ts'
+import { errorCodes, type ErrorCode } from '../errors.ts'
+import { exampleProblem } from './problems.ts'
 
 /** A reference to a schema registered with addSchema, typed as the schema it points at. */
 export function ref<T extends TSchema> (schema: T, description?: string) {
@@ -26,11 +27,18 @@ export const Problem = Type.Object({
   code: Type.Enum(Object.keys(errorCodes) as Array<keyof typeof errorCodes>, { type: 'string', description: 'Stable machine-readable error code.' }),
   instance: Type.Optional(Type.String({ description: 'The request path the problem occurred on.' })),
   requestId: Type.String({ description: 'The request id, also in the x-request-id header and in berth\'s logs.' })
-}, { $id: 'Problem', additionalProperties: true, description: 'An RFC 9457 problem. Some codes add members: `port` and `holder` (port_conflict), `errors` (validation_failed), `rule` (policy_denied), `backend` (not_supported), `reason` (placement_failed).' })
+}, {
+  $id: 'Problem',
+  additionalProperties: true,
+  description: 'An RFC 9457 problem, sent as application/problem+json. Some codes add members: `port` and `holder` (port_conflict), `errors` (validation_failed), ' +
+    '`rule` (policy_denied), `backend` (not_supported), `reason` (placement_failed, pull_failed, push_failed, build_failed), `allow` (method_not_allowed). ' +
+    'Each operation lists the codes it can answer per status; the examples here show every code.',
+  examples: (Object.keys(errorCodes) as ErrorCode[]).map(code => exampleProblem(code))
+})
 
 export const PortBinding = Type.Object({
   container: Type.Integer({ minimum: 1, maximum: 65535, description: 'Port inside the container.' }),
-  host: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Null()], { description: 'Host port bound to it; null when the container is not running and the engine is to choose.' }),
+  host: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Null()], { description: 'Host port bound to it; null on a cluster for a port the engine is to choose while no replica runs.' }),
   protocol: Type.Enum(['tcp', 'udp', 'sctp'], { type: 'string', description: 'Transport protocol.' }),
   hostIp: Type.String({ description: 'Host address the port is bound on; "" or 0.0.0.0 means every interface.' })
 }, { $id: 'PortBinding', additionalProperties: false, description: 'A host port bound to a container port.' })
@@ -47,22 +55,5 @@ export const Health = Type.Object({
     arch: Type.String({ description: 'Engine architecture.' })
   }, { additionalProperties: false, description: 'The engine berth talks to.' }))
 }, { $id: 'Health', additionalProperties: false, description: 'Liveness or readiness.' })
-
-export const problemResponses = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map(status => [status, { ...ref(Problem), description: problemDescriptions[status] ?? 'Problem' }]))
-
-const problemDescriptions: Record<number, string> = {
-  400: 'validation_failed: the request is malformed; `detail` and `errors` say which field.',
-  401: 'unauthorized: no valid bearer token.',
-  403: 'forbidden (scope) or policy_denied (run policy; `rule` names the rule).',
-  404: 'not_found or image_not_found.',
-  406: 'not_acceptable: Accept allows none of the media types this route answers in.',
-  409: 'A conflict: name_conflict, port_conflict, container_running, image_in_use, pull_cancelled, or on a cluster placement_failed.',
-  429: 'rate_limited: too many requests for this token, or too many failed authentications from this address; see Retry-After.',
-  502: 'pull_failed or engine_error: the engine or a registry failed.',
-  501: 'not_supported: the engine backend berth drives does not have this operation or field (`backend` names it).',
-  503: 'engine_unavailable: the engine cannot be reached now; see Retry-After.',
-  504: 'placement_timeout: the cluster did not start the replicas within BERTH_SWARM_PLACEMENT_TIMEOUT_MS; nothing was left behind.'
-}
 
 export const commonSchemas = [Problem, PortBinding, Health]

@@ -90,8 +90,9 @@ export const RunRequest = Type.Object({
   labels: Type.Optional(keyedMap('^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$', Type.String({ maxLength: 4096, pattern: printable }), {
     maxProperties: 64, description: 'Labels (`-l`). Keys under `io.berth.` are berth\'s own and cannot be set.'
   })),
-  ports: Type.Optional(Type.Array(Type.Union([PortRequest, PortString]), { maxItems: 64, description: 'Port bindings (`-p`): objects, or the CLI\'s strings; 64 at most once ranges are expanded.' })),
-  volumes: Type.Optional(Type.Array(Type.Union([Volume, VolumeString]), { maxItems: 32, description: 'Volumes and bind mounts (`-v`): objects, or the CLI\'s strings.' })),
+  // The union's description is also what a value of neither shape is told (plugins/problems.ts).
+  ports: Type.Optional(Type.Array(Type.Union([PortRequest, PortString], { description: `an object {container, host?, protocol?, hostIp?} or a string as \`-p\` takes it (${PORT_FORMS.map(form => `"${form}"`).join(', ')})` }), { maxItems: 64, description: 'Port bindings (`-p`): objects, or the CLI\'s strings; 64 at most once ranges are expanded.' })),
+  volumes: Type.Optional(Type.Array(Type.Union([Volume, VolumeString], { description: `an object {source, target, readOnly?} or a string as \`-v\` takes it (${VOLUME_FORMS.map(form => `"${form}"`).join(', ')})` }), { maxItems: 32, description: 'Volumes and bind mounts (`-v`): objects, or the CLI\'s strings.' })),
   restart: Type.Optional(Type.Object({
     policy: Type.Enum(['no', 'always', 'unless-stopped', 'on-failure'], { type: 'string', description: 'When the engine restarts the container.' }),
     maxRetries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'With on-failure: how many times at most.' }))
@@ -190,7 +191,7 @@ export const ContainerSummary = Type.Object({
   name: Type.String({ description: 'Container name.' }),
   image: Type.String({ description: 'The image as it was asked for.' }),
   imageId: Type.String({ description: 'Id of the image it runs.' }),
-  command: Type.String({ description: 'Command, as one string.' }),
+  command: Type.Array(Type.String(), { description: 'Entrypoint and command as run, as inspect gives them (on one host, read back from the engine\'s list, where an argument with both a space and a single quote cannot be told apart).' }),
   state: stateSchema,
   status: Type.String({ description: 'Human-readable status, such as "Up 5 minutes".' }),
   createdAt: Type.String({ format: 'date-time', description: 'When it was created.' }),

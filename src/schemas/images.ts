@@ -93,4 +93,4 @@ export const RemoveImageQuery = Type.Object({
   force: Type.Optional(Type.Boolean({ default: false, description: 'Remove even when containers use it (docker rmi -f).' }))
 }, { additionalProperties: false })
 
-export const imageSchemas = [RegistryAuth, PullRequest, PulledImage, ImageSummary, Image, ImageHistoryEntry, ImageDetails, ImageRemoval]
+export const imageSchemas = [RegistryAuth, PullRequest, PulledImage, ImageSummary, ImageHistoryEntry, ImageDetails, ImageRemoval]

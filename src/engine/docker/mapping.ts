@@ -42,7 +42,7 @@ export function containerSummaryOf (container: Docker.ContainerInfo): ContainerS
     name: (container.Names[0] ?? '').replace(/^\//, ''),
     image: container.Image,
     imageId: container.ImageID,
-    command: container.Command,
+    command: commandOfList(container.Command),
     state: container.State as ContainerState,
     status: container.Status,
     createdAt: new Date(container.Created * 1000).toISOString(),
@@ -326,14 +326,21 @@ function zeroTime (time: string): string | null {
   return time.startsWith('0001-01-01') ? null : time
 }
 
+/**
+ * The engine's list gives the command as one string: the path, then each argument, an argument
+ * with a space in single quotes (moby daemon/list.go). Split back the same way, it is the array
+ * inspect gives — except for an argument holding both a space and a single quote, which the
+ * engine's string cannot tell apart.
+ */
+export function commandOfList (command: string): string[] {
+  return [...command.matchAll(/'([^']*\s[^']*)'|(\S+)/g)].map(match => match[1] ?? match[2] ?? '')
+}
+
+/** The bindings in effect, as `docker ps` lists them: a container that is not running has none. */
 function portsOf (info: Docker.ContainerInspectInfo): PortBinding[] {
-  const live = info.NetworkSettings.Ports ?? {}
-  // A container that is not running has no live bindings: show what it asked for instead.
-  const source: Record<string, Array<{ HostIp: string, HostPort: string }> | null> = Object.keys(live).length > 0
-    ? live
-    : (info.HostConfig.PortBindings ?? {}) as Record<string, Array<{ HostIp: string, HostPort: string }>>
+  const live = (info.NetworkSettings.Ports ?? {}) as Record<string, Array<{ HostIp: string, HostPort: string }> | null>
   const bindings: PortBinding[] = []
-  for (const [key, hosts] of Object.entries(source)) {
+  for (const [key, hosts] of Object.entries(live)) {
     const [containerPort, protocol] = key.split('/')
     for (const host of hosts ?? []) {
       bindings.push({

@@ -11,6 +11,7 @@ import { notSupported } from '../capabilities.ts'
 import { pullFailureReason, toAuthConfig } from '../docker/mapping.ts'
 import { engineTime } from '../docker/streams.ts'
 import { DockerTransport } from '../docker/transport.ts'
+import { chooseHostPorts } from '../host-ports.ts'
 import { PortConflictError } from '../types.ts'
 import type {
   BuiltImage, Container, ContainerConfig, ContainerExit, ContainerStats, ExecSession, ContainerSummary, DiskUsage, Engine, EngineEvent, ImageHistoryEntry, Network, PruneReport, PushedImage, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
@@ -44,11 +45,6 @@ export interface SwarmEngineOptions {
 const NODES_TTL_MS = 5000
 /** How many ports of a host port range a run tries before it answers port_conflict. */
 const MAX_RANGE_ATTEMPTS = 16
-/**
- * The ports an engine hands out on a node when a run names none (Linux's ip_local_port_range), as
- * the policy assumes (src/access/policy.ts): where berth must choose instead, it chooses from these.
- */
-const ENGINE_CHOSEN_PORTS = { min: 32768, max: 60999 }
 const UPDATE_ATTEMPTS = 5
 
 const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there'
@@ -422,21 +418,7 @@ export class SwarmEngine implements Engine {
    */
   async #choosePorts (ports: PortRequest[], tried: Set<number>): Promise<Map<number, number>> {
     const services = await this.#api.get<SwarmService[]>('/services', {}, { target: 'services' })
-    const taken = new Set([...tried, ...services.flatMap(service => publishedPorts(service.Spec))])
-    const chosen = new Map<number, number>()
-    ports.forEach((port, index) => {
-      if (port.host !== undefined) return
-      const range = port.hostRange ?? ENGINE_CHOSEN_PORTS
-      for (let candidate = range.min; candidate <= range.max; candidate++) {
-        if (taken.has(candidate)) continue
-        chosen.set(index, candidate)
-        taken.add(candidate)
-        tried.add(candidate)
-        return
-      }
-      throw new PortConflictError(null, null, 'no host port is free in the allowed range')
-    })
-    return chosen
+    return chooseHostPorts(ports, services.flatMap(service => publishedPorts(service.Spec)), tried)
   }
 
   /**

@@ -275,18 +275,16 @@ function taskPorts (task: SwarmTask, node: NodeRef | undefined): PortBinding[] {
 
 /**
  * Where the service answers: each running task's host-mode ports on its node's address; ingress
- * ports on every node (hostIp ""); while nothing runs, the ports it asks for (null: any free one).
+ * ports on every node (hostIp ""). While nothing runs, none, as a stopped container on one host.
  */
 function servicePorts (service: SwarmService, tasks: Task[]): PortBinding[] {
-  const asked = service.Spec.EndpointSpec?.Ports ?? []
-  const ingress = (service.Endpoint?.Ports ?? []).filter(port => port.PublishMode !== 'host')
   const fromTasks = tasks.flatMap(task => task.ports)
-  const bindings: PortBinding[] = [
+  if (fromTasks.length === 0 && !tasks.some(task => task.state === 'running')) return []
+  const ingress = (service.Endpoint?.Ports ?? []).filter(port => port.PublishMode !== 'host')
+  return sortPorts(dedupe([
     ...ingress.flatMap(port => port.TargetPort === undefined ? [] : [{ container: port.TargetPort, host: port.PublishedPort ?? null, protocol: (port.Protocol ?? 'tcp') as Protocol, hostIp: '' }]),
     ...fromTasks
-  ]
-  if (bindings.length > 0 || asked.length === 0) return sortPorts(dedupe(bindings))
-  return sortPorts(asked.flatMap(port => port.TargetPort === undefined ? [] : [{ container: port.TargetPort, host: port.PublishedPort ?? null, protocol: (port.Protocol ?? 'tcp') as Protocol, hostIp: '' }]))
+  ]))
 }
 
 function dedupe (ports: PortBinding[]): PortBinding[] {
@@ -326,7 +324,7 @@ export function summaryOf (service: SwarmService, tasks: SwarmTask[], nodes: Map
     name: service.Spec.Name ?? service.ID,
     image,
     imageId: digest ?? '',
-    command: commandOf(service.Spec).join(' '),
+    command: commandOf(service.Spec),
     state,
     status: statusOf(service, state, latest),
     createdAt: service.CreatedAt,

@@ -1,0 +1,181 @@
+// The Kubernetes backend's pure parts, on objects shaped as the apiserver returned them in a real
+// cluster (the run in test/kubernetes.test.ts): a run spec as a Deployment, pods and Deployments in
+// berth's words, and why a pod will not run. The apiserver itself is only ever the real one.
+import t from 'tap'
+import type { V1Deployment, V1Pod } from '@kubernetes/client-node'
+import { ApiException } from '@kubernetes/client-node'
+import { podFailure } from '../src/engine/kubernetes/failures.ts'
+import { isConnectionFailure, mapKubeError, statusOf } from '../src/engine/kubernetes/errors.ts'
+import {
+  ANNOTATION_LABELS, ANNOTATION_REPLICAS, LABEL_ID, bytesOf, checkName, containerOfDeployment, coresOf, deploymentOf, podState, summaryOf, userOf
+} from '../src/engine/kubernetes/mapping.ts'
+import { parseImage } from '../src/engine/image-ref.ts'
+import type { RunSpec } from '../src/engine/types.ts'
+
+const ID = '0123456789abcdef0123456789abcdef'
+const spec: RunSpec = {
+  image: parseImage('10.251.0.1:5000/berth-test/web:1') as RunSpec['image'],
+  name: 'web',
+  command: ['httpd', '-f', '-p', '8080'],
+  env: { MODE: 'test' },
+  labels: { 'io.berth.owner': 'alice', note: 'a value Kubernetes labels could not hold: spaces, and more than 63 characters of it, to be sure' },
+  ports: [{ container: 8080, host: 18080, protocol: 'tcp' }, { container: 9090, protocol: 'udp', hostIp: '10.251.0.2' }],
+  mounts: [],
+  restart: { policy: 'no' },
+  memory: 64 * 1024 * 1024,
+  cpus: 0.5,
+  autoRemove: false,
+  pull: 'always',
+  user: '1000:100',
+  stopTimeout: 3,
+  replicas: 2,
+  placement: { constraints: ['node.labels.zone==a', 'node.hostname!=n2'], spread: ['node.labels.zone'] },
+  reservations: { memory: 32 * 1024 * 1024, cpus: 0.25 },
+  shmSize: 256 * 1024 * 1024,
+  readOnly: true,
+  gpus: 1
+}
+
+function deployment (replicas = 2, annotations: Record<string, string> = {}): V1Deployment {
+  const made = deploymentOf(spec, { id: ID, name: 'web', chosenPorts: new Map([[1, 40000]]) })
+  return {
+    ...made,
+    metadata: { ...made.metadata, uid: 'u-1', creationTimestamp: new Date('2026-12-01T10:00:00Z'), annotations: { ...made.metadata?.annotations, ...annotations } },
+    spec: { ...made.spec, replicas } as V1Deployment['spec']
+  }
+}
+
+function pod (name: string, status: V1Pod['status'], extra: Partial<V1Pod['metadata']> = {}): V1Pod {
+  return {
+    metadata: { name, uid: `uid-${name}`, labels: { [LABEL_ID]: ID }, annotations: { [ANNOTATION_LABELS]: '{"io.berth.owner":"alice"}' }, creationTimestamp: '2026-12-01T10:00:01Z' as unknown as Date, ...extra },
+    spec: { nodeName: 'bk8s-node', containers: [{ name: 'main', image: 'x' }] },
+    status
+  }
+}
+
+const running = (name: string) => pod(name, {
+  phase: 'Running',
+  hostIP: '10.251.0.2',
+  containerStatuses: [{ name: 'main', ready: true, restartCount: 0, image: 'x', imageID: '10.251.0.1:5000/berth-test/web@sha256:e693', state: { running: { startedAt: '2026-12-01T10:00:02Z' as unknown as Date } } }]
+})
+
+t.test('a run spec as a Deployment', async t => {
+  const made = deploymentOf(spec, { id: ID, name: 'web', chosenPorts: new Map([[1, 40000]]), pullSecret: 'web-pull' })
+  t.match(made, {
+    metadata: { name: 'web', labels: { [LABEL_ID]: ID, 'app.kubernetes.io/managed-by': 'berth' } },
+    spec: { replicas: 2, selector: { matchLabels: { [LABEL_ID]: ID } }, strategy: { type: 'Recreate' } }
+  })
+  t.same(JSON.parse(made.metadata?.annotations?.[ANNOTATION_LABELS] as string), spec.labels, 'berth\'s labels kept whole in an annotation')
+  const pod = made.spec?.template.spec
+  t.match(pod, {
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    terminationGracePeriodSeconds: 3,
+    securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 100, seccompProfile: { type: 'RuntimeDefault' } },
+    imagePullSecrets: [{ name: 'web-pull' }],
+    affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }, { key: 'kubernetes.io/hostname', operator: 'NotIn', values: ['n2'] }] }] } } },
+    topologySpreadConstraints: [{ topologyKey: 'zone', maxSkew: 1, whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: { [LABEL_ID]: ID } } }],
+    volumes: [{ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: String(256 * 1024 * 1024) } }]
+  })
+  t.same(pod?.containers[0], {
+    name: 'main',
+    image: '10.251.0.1:5000/berth-test/web:1',
+    imagePullPolicy: 'Always',
+    args: ['httpd', '-f', '-p', '8080'],
+    env: [{ name: 'MODE', value: 'test' }],
+    ports: [{ containerPort: 8080, protocol: 'TCP', hostPort: 18080 }, { containerPort: 9090, protocol: 'UDP', hostPort: 40000, hostIP: '10.251.0.2' }],
+    resources: { limits: { memory: String(64 * 1024 * 1024), cpu: '500m', 'nvidia.com/gpu': '1' }, requests: { memory: String(32 * 1024 * 1024), cpu: '250m' } },
+    securityContext: { allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'] }, readOnlyRootFilesystem: true },
+    volumeMounts: [{ name: 'dshm', mountPath: '/dev/shm' }]
+  })
+  const plain = deploymentOf({ ...spec, pull: 'never', tty: true, entrypoint: ['/bin/sh'], user: undefined, placement: undefined, shmSize: undefined, gpus: undefined, memory: undefined, cpus: undefined, reservations: undefined, hostname: 'box', workingDir: '/w' } as RunSpec,
+    { id: ID, name: 'web', chosenPorts: new Map([[1, 40000]]) })
+  t.match(plain.spec?.template.spec, { hostname: 'box', securityContext: { runAsNonRoot: true }, containers: [{ imagePullPolicy: 'Never', tty: true, stdin: true, command: ['/bin/sh'], workingDir: '/w', resources: {} }] })
+  t.notOk(plain.spec?.template.spec?.affinity)
+  t.throws(() => deploymentOf({ ...spec, placement: { constraints: ['engine.labels.x==y'], spread: [] } }, { id: ID, name: 'web', chosenPorts: new Map() }), { code: 'validation_failed', message: /node\.labels\.KEY/ })
+  t.throws(() => deploymentOf({ ...spec, placement: { constraints: [], spread: ['node.role'] } }, { id: ID, name: 'web', chosenPorts: new Map() }), { code: 'validation_failed' })
+  t.throws(() => deploymentOf({ ...spec, image: { kind: 'id', id: 'sha256:abc' } }, { id: ID, name: 'web', chosenPorts: new Map() }), { code: 'validation_failed' })
+})
+
+t.test('names and users as Kubernetes takes them', async t => {
+  t.doesNotThrow(() => checkName('web-1'))
+  for (const bad of ['Web', 'web_1', '-web', 'a'.repeat(64), 'web.1']) t.throws(() => checkName(bad), { code: 'validation_failed' }, bad)
+  t.same(userOf(undefined), {})
+  t.same(userOf('1000'), { uid: 1000 })
+  t.same(userOf('1000:100'), { uid: 1000, gid: 100 })
+  t.throws(() => userOf('jovyan'), { code: 'validation_failed' })
+  t.throws(() => userOf('0:0'), { code: 'policy_denied' })
+})
+
+t.test('quantities', async t => {
+  t.equal(bytesOf('67108864'), 67108864)
+  t.equal(bytesOf('64Mi'), 64 * 1024 * 1024)
+  t.equal(bytesOf('1G'), 1e9)
+  t.equal(bytesOf('lots'), null)
+  t.equal(bytesOf(undefined), null)
+  t.equal(coresOf('500m'), 0.5)
+  t.equal(coresOf('2'), 2)
+  t.equal(coresOf('x'), null)
+})
+
+t.test('Deployments and pods in berth\'s words', async t => {
+  const other = running('other')
+  other.metadata = { ...other.metadata, labels: { [LABEL_ID]: 'another container' } }
+  const up = summaryOf(deployment(), [running('web-a'), running('web-b'), other])
+  t.match(up, { id: ID, name: 'web', state: 'running', status: 'Up: 2/2 running', imageId: 'sha256:e693', replicas: { count: 2, running: 2 }, command: ['httpd', '-f', '-p', '8080'], labels: spec.labels })
+  t.equal(up.tasks?.length, 2, 'only its own pods')
+  t.same(up.ports, [{ container: 8080, host: 18080, protocol: 'tcp', hostIp: '10.251.0.2' }, { container: 9090, host: 40000, protocol: 'udp', hostIp: '10.251.0.2' }], 'where each runs')
+
+  const stopped = containerOfDeployment(deployment(0, { [ANNOTATION_REPLICAS]: '3' }), [])
+  t.match(stopped, { state: 'exited', running: false, status: undefined, replicas: { count: 3, running: 0 }, startedAt: null, restart: { policy: 'always' } })
+  t.match(summaryOf(deployment(0, { [ANNOTATION_REPLICAS]: '3' }), []), { status: 'Stopped (3 replicas when started)' })
+  t.same(stopped.ports, [], 'stopped: no port is bound, as on one host')
+  t.match(stopped, { resources: { memory: 64 * 1024 * 1024, cpus: 0.5 }, reservations: { memory: 32 * 1024 * 1024, cpus: 0.25 }, gpus: 1, placement: { constraints: ['node.labels.zone==a', 'node.hostname!=n2'], spread: ['node.labels.zone'] } })
+
+  const pending = pod('web-c', { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/1 nodes are available: 1 Insufficient memory.' }] })
+  pending.spec = { containers: [{ name: 'main', image: 'x' }] }
+  t.match(summaryOf(deployment(1), [pending]), { state: 'created', status: 'Starting: 0/1 running; Unschedulable: 0/1 nodes are available: 1 Insufficient memory.', tasks: [{ state: 'pending', node: null, error: /Insufficient memory/ }] })
+  const crashing = pod('web-d', { phase: 'Running', containerStatuses: [{ name: 'main', ready: false, restartCount: 3, image: 'x', imageID: '', state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 40s' } }, lastState: { terminated: { exitCode: 2, finishedAt: '2026-12-01T10:00:09Z' as unknown as Date } } }] })
+  t.match(summaryOf(deployment(1), [crashing]), { state: 'restarting', tasks: [{ state: 'starting', exitCode: 2, error: 'CrashLoopBackOff: back-off 40s' }] })
+  t.equal(podState(pod('gone', { phase: 'Running' }, { deletionTimestamp: new Date() })), 'shutdown')
+  t.equal(podState(pod('done', { phase: 'Succeeded' })), 'complete')
+  t.equal(podState(pod('failed', { phase: 'Failed' })), 'failed')
+  t.equal(podState(pod('creating', { phase: 'Pending' })), 'preparing', 'placed on a node, not started yet')
+})
+
+t.test('why a pod will not run, in berth\'s codes', async t => {
+  const unschedulable = (message: string) => pod('p', { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message }] })
+  const waiting = (reason: string, message: string) => pod('p', { phase: 'Pending', containerStatuses: [{ name: 'main', ready: false, restartCount: 0, image: 'x', imageID: '', state: { waiting: { reason, message } } }] })
+  t.match(podFailure(unschedulable('0/1 nodes are available: 1 node(s) didn\'t have free ports for the requested pod ports.'), [18080]), { code: 'port_conflict', port: 18080, message: /host port 18080 is already allocated on every node/ })
+  t.match(podFailure(unschedulable('0/1 nodes are available: 1 node(s) didn\'t have free ports for the requested pod ports.'), [1, 2]), { code: 'port_conflict', message: /one of the host ports 1, 2/ })
+  t.match(podFailure(unschedulable('0/1 nodes are available: 1 Insufficient nvidia.com/gpu.'), []), { code: 'gpu_unavailable' })
+  t.match(podFailure(unschedulable('0/1 nodes are available: 1 Insufficient cpu.'), []), { code: 'placement_failed', extensions: { reason: 'resources' } })
+  t.match(podFailure(unschedulable('0/1 nodes are available: 1 node(s) didn\'t match Pod\'s node affinity/selector.'), []), { code: 'placement_failed', extensions: { reason: 'constraints' } })
+  t.match(podFailure(unschedulable('0/0 nodes are available'), []), { code: 'placement_failed', extensions: { reason: 'no_node' } })
+  t.match(podFailure(waiting('ErrImagePull', 'rpc error: code = NotFound desc = failed to pull and unpack image "x": not found'), []), { code: 'image_not_found' })
+  t.match(podFailure(waiting('ErrImagePull', 'failed to authorize: 401 Unauthorized'), []), { code: 'pull_failed', extensions: { reason: 'registry_auth' } })
+  t.match(podFailure(waiting('ImagePullBackOff', 'Back-off pulling image "x"'), []), { code: 'pull_failed', extensions: { reason: 'registry_unreachable' } })
+  t.match(podFailure(waiting('ErrImageNeverPull', 'Container image "x" is not present with pull policy of Never'), []), { code: 'image_not_found' })
+  t.match(podFailure(waiting('CreateContainerConfigError', 'container has runAsNonRoot and image will run as root'), []), { code: 'policy_denied', message: /runs as root/ })
+  t.match(podFailure(waiting('CreateContainerError', 'no such file'), []), { code: 'placement_failed', extensions: { reason: 'rejected' } })
+  t.equal(podFailure(waiting('ContainerCreating', ''), []), null, 'still coming')
+  t.equal(podFailure(running('ok'), []), null)
+})
+
+t.test('apiserver answers and connection failures as berth errors', async t => {
+  const context = { timedOut: false, timeoutMs: 1000, server: 'https://10.251.0.1:6443' }
+  const status = (code: number, reason: string, message: string) => new ApiException(code, message, JSON.stringify({ kind: 'Status', code, reason, message }), {})
+  t.match(mapKubeError(status(404, 'NotFound', 'deployments.apps "x" not found'), 'container', 'x', context), { code: 'not_found', message: 'container x was not found' })
+  t.match(mapKubeError(status(409, 'AlreadyExists', 'already exists'), 'container', 'web', context), { code: 'name_conflict', extensions: { name: 'web' } })
+  t.match(mapKubeError(status(409, 'Conflict', 'the object has been modified'), 'container', 'web', context), { code: 'engine_error' })
+  t.match(mapKubeError(status(403, 'Forbidden', 'cannot list nodes'), 'nodes', 'nodes', context), { code: 'engine_error', message: /ServiceAccount and Role/ })
+  t.match(mapKubeError(status(422, 'Invalid', 'spec.template: invalid'), 'container', 'web', context), { code: 'validation_failed' })
+  t.match(mapKubeError(status(503, 'ServiceUnavailable', ''), 'engine', 'x', context), { code: 'engine_unavailable' })
+  t.match(mapKubeError(Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } }), 'engine', 'x', context), { code: 'engine_unavailable', message: /cannot reach the Kubernetes apiserver at https:\/\/10\.251\.0\.1:6443/ })
+  t.match(mapKubeError(new Error('late'), 'engine', 'x', { ...context, timedOut: true }), { code: 'engine_unavailable', message: /within 1000 ms/ })
+  t.match(mapKubeError(new Error('odd'), 'engine', 'x', context), { code: 'engine_error' })
+  t.same(statusOf(new ApiException(500, 'm', 'not json', {})), { message: 'not json' })
+  t.same(statusOf(new Error('x')), {})
+  t.ok(isConnectionFailure(Object.assign(new Error('reset'), { code: 'ECONNRESET' })))
+  t.notOk(isConnectionFailure(status(500, 'InternalError', 'x')))
+})
