@@ -8,17 +8,18 @@ const platform = Type.String({ pattern: '^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$', ma
 
 export const BuildQuery = Type.Object({
   tag: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { maxItems: 16, description: 'Name the image `repo:tag` (`-t`); repeat for several. Each must be on the image allow-list; a non-admin token may only take a name that is free or names an image it built.' })),
-  dockerfile: Type.String({ minLength: 1, maxLength: 1024, pattern: '^[^\\u0000-\\u001f\\u007f]*$', default: 'Dockerfile', description: 'Path of the Dockerfile inside the context (`-f`).' }),
+  dockerfile: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, pattern: '^[^\\u0000-\\u001f\\u007f]*$', default: 'Dockerfile', description: 'Path of the Dockerfile inside the context (`-f`).' })),
   buildArg: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,255}=', maxLength: 32768 }), { maxItems: 64, description: 'A build argument `NAME=value` (`--build-arg`); repeat for several. Values are kept out of berth\'s logs, but the image\'s history may show them: never pass secrets.' })),
   label: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}=', maxLength: 4096 }), { maxItems: 64, description: 'A label `key=value` for the image (`--label`); keys under `io.berth.` are berth\'s own.' })),
   target: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$', description: 'Build up to this stage (`--target`).' })),
   platform: Type.Optional(platform),
-  pull: Type.Boolean({ default: false, description: 'Pull every base image even when the engine has it (`--pull`). A missing base is pulled anyway.' }),
-  noCache: Type.Boolean({ default: false, description: 'Do not use the cache (`--no-cache`).' }),
-  network: Type.Enum(['none', 'default'], { type: 'string', default: 'none', description: 'Network of RUN steps: none, or the engine\'s default network when policy allows it (BERTH_BUILD_NETWORK).' }),
-  async: Type.Boolean({ default: false, description: 'Answer 202 with the build as a job at once instead of waiting (also `Prefer: respond-async`).' })
+  pull: Type.Optional(Type.Boolean({ default: false, description: 'Pull every base image even when the engine has it (`--pull`). A missing base is pulled anyway.' })),
+  noCache: Type.Optional(Type.Boolean({ default: false, description: 'Do not use the cache (`--no-cache`).' })),
+  network: Type.Optional(Type.Enum(['none', 'default'], { type: 'string', default: 'none', description: 'Network of RUN steps: none, or the engine\'s default network when policy allows it (BERTH_BUILD_NETWORK).' })),
+  async: Type.Optional(Type.Boolean({ default: false, description: 'Answer 202 with the build as a job at once instead of waiting (also `Prefer: respond-async`).' }))
 }, { additionalProperties: false })
-export type BuildQuery = Static<typeof BuildQuery>
+/** As validated: the options a client left out have their defaults (Ajv fills them in). */
+export type BuildQuery = Static<typeof BuildQuery> & { dockerfile: string, pull: boolean, noCache: boolean, network: 'none' | 'default', async: boolean }
 
 export const BuiltImage = Type.Object({
   id: Type.String({ description: 'Image id (sha256:…).' }),
