@@ -42,7 +42,7 @@ if (config.auth.disabled) {
   logger.warn('AUTHENTICATION IS DISABLED: anyone who can reach 127.0.0.1:%d controls the Docker engine', config.port)
 }
 
-const engine = createEngine(config)
+const engine = await createEngine(config)
 const tokens = new TokenStore(config.auth.tokens)
 const app = await buildApp(config, { engine, logger, tokens })
 

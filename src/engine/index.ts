@@ -1,11 +1,10 @@
 // Picks the engine backend berth drives from a kind-tagged config. Routes never see which one.
 import type { Config } from '../config.ts'
 import { DockerEngine } from './docker/engine.ts'
-import { KubernetesEngine } from './kubernetes/engine.ts'
 import { SwarmEngine } from './swarm/engine.ts'
 import type { Engine } from './types.ts'
 
-export function createEngine (config: Config): Engine {
+export async function createEngine (config: Config): Promise<Engine> {
   const engine = config.engine
   switch (engine.kind) {
     case 'docker':
@@ -18,7 +17,10 @@ export function createEngine (config: Config): Engine {
         placementTimeoutMs: engine.placementTimeoutMs,
         registryAuth: config.registryAuth
       })
-    case 'kubernetes':
+    case 'kubernetes': {
+      // Loaded only for this backend: the Kubernetes client is ~27 MB of generated API models, and
+      // tens of MB of memory once imported, which the other backends do without.
+      const { KubernetesEngine } = await import('./kubernetes/engine.ts')
       return new KubernetesEngine({
         kubeconfig: engine.kubeconfig,
         ...(engine.context === undefined ? {} : { context: engine.context }),
@@ -27,5 +29,6 @@ export function createEngine (config: Config): Engine {
         placementTimeoutMs: engine.placementTimeoutMs,
         registryAuth: config.registryAuth
       })
+    }
   }
 }
