@@ -11,11 +11,12 @@ import type https from 'node:https'
 import os from 'node:os'
 import { join } from 'node:path'
 import { KubeConfig } from '@kubernetes/client-node'
-import { HttpClient, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
+import { HttpClient, benchLog, runBench, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
 
 const root = new URL('..', import.meta.url).pathname
 const DEPLOYMENTS = Number(process.env.BERTH_BENCH_DEPLOYMENTS ?? 500)
 const RUNS = Number(process.env.BERTH_BENCH_RUNS ?? 5)
+const log = benchLog('kubernetes')
 const BUDGET_MS = 300_000
 const prefix = `bk${Date.now().toString(36)}${randomBytes(2).toString('hex')}`
 const namespace = `${prefix}-bench`
@@ -183,16 +184,4 @@ function table (rows: Array<Row & { ratio: { p50: number, p99: number } }>, run:
   return formatTable(`Kubernetes backend, ${DEPLOYMENTS} Deployments, latency in ms one request at a time; × is berth ÷ the apiserver's own API`, header, body)
 }
 
-function log (message: string): void {
-  process.stderr.write(`[bench:kubernetes] ${message}\n`)
-}
-
-const watchdog = setTimeout(() => { log('ran past its budget'); process.exit(1) }, BUDGET_MS + 60_000)
-try {
-  await main()
-} catch (error) {
-  process.exitCode = 1
-  log(`failed: ${(error as Error).stack ?? String(error)}`)
-} finally {
-  clearTimeout(watchdog)
-}
+await runBench(log, BUDGET_MS, main)

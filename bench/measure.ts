@@ -241,3 +241,21 @@ export function formatTable (title: string, header: string[], rows: string[][]):
 export function ms (value: number): string {
   return value < 10 ? value.toFixed(2) : value.toFixed(0)
 }
+
+/** A bench's progress line on stderr: `[bench:NAME] …`. */
+export function benchLog (name: string): (message: string) => void {
+  return message => { process.stderr.write(`[bench:${name}] ${message}\n`) }
+}
+
+/** Runs a bench's main: a failure is exit status 1 with its stack; past the budget (and a minute) it is stopped. */
+export async function runBench (log: (message: string) => void, budgetMs: number, main: () => Promise<void>): Promise<void> {
+  const watchdog = setTimeout(() => { log('ran past its budget'); process.exit(1) }, budgetMs + 60_000)
+  try {
+    await main()
+  } catch (error) {
+    process.exitCode = 1
+    log(`failed: ${(error as Error).stack ?? String(error)}`)
+  } finally {
+    clearTimeout(watchdog)
+  }
+}

@@ -6,12 +6,13 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { HttpClient, dockerCli, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
+import { HttpClient, benchLog, runBench, dockerCli, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
 
 const root = new URL('..', import.meta.url).pathname
 const SERVICES = Number(process.env.BERTH_BENCH_SERVICES ?? 50)
 const RUNNING = Math.round(SERVICES * 0.8)
 const RUNS = Number(process.env.BERTH_BENCH_RUNS ?? 5)
+const log = benchLog('swarm')
 const BUDGET_MS = 240_000
 
 const envFile = join(root, '.swarm-env/env')
@@ -189,16 +190,4 @@ function table (rows: Array<Row & { ratio: { p50: number, p99: number } }>, run:
   return formatTable('Swarm backend, latency in ms one request at a time; × is berth ÷ the manager\'s own API', header, body)
 }
 
-function log (message: string): void {
-  process.stderr.write(`[bench:swarm] ${message}\n`)
-}
-
-const watchdog = setTimeout(() => { log('ran past its budget'); process.exit(1) }, BUDGET_MS + 60_000)
-try {
-  await main()
-} catch (error) {
-  process.exitCode = 1
-  log(`failed: ${(error as Error).stack ?? String(error)}`)
-} finally {
-  clearTimeout(watchdog)
-}
+await runBench(log, BUDGET_MS, main)
