@@ -5,6 +5,7 @@
 // from now.
 import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node'
 import { BerthError } from '../../errors.ts'
+import { Inbox } from '../inbox.ts'
 import type { EngineEvent, EventsOptions } from '../types.ts'
 import type { ResourceCache } from './cache.ts'
 import type { KubeClient } from './client.ts'
@@ -46,18 +47,15 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
     ? { deployments: deployments.resourceVersion, pods: pods.resourceVersion }
     : { deployments: deployments.versionAt(options.since), pods: pods.versionAt(options.since) })
 
-  const queue: EngineEvent[] = []
+  const inbox = new Inbox<EngineEvent>()
   let failure: unknown = null
-  let ended = false
-  let wake: (() => void) | null = null
-  const notify = (): void => { wake?.(); wake = null }
-  const watches: AbortController[] = []
+  // The open watch of each kind (a watch ended by the apiserver is replaced by the next).
+  const watches = new Map<keyof Cursor, AbortController>()
   const finish = (error: unknown): void => {
-    if (ended) return
-    ended = true
+    if (inbox.closed) return
     if (!(options.signal?.aborted ?? false)) failure = error
-    for (const watch of watches) watch.abort()
-    notify()
+    for (const watch of watches.values()) watch.abort()
+    inbox.close()
   }
   const stop = (): void => finish(null)
   options.signal?.addEventListener('abort', stop, { once: true })
@@ -69,7 +67,7 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
   const follow = async (kind: keyof Cursor, path: string, translate: Translate, onOpen: () => void): Promise<void> => {
     let connected = false
     for (;;) {
-      if (ended) return
+      if (inbox.closed) return
       const outcome = await new Promise<unknown>(resolve => {
         let closed = false
         client.watch.watch(path, { resourceVersion: cursor[kind], allowWatchBookmarks: true }, (type: string, object: KubernetesObject & { code?: number }) => {
@@ -82,16 +80,13 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
           if (version !== undefined) cursor[kind] = version
           if (type === 'BOOKMARK') return
           const event = translate(type, object)
-          if (event !== null) {
-            queue.push({ ...event, cursor: formatCursor(cursor) })
-            notify()
-          }
+          if (event !== null) inbox.push({ ...event, cursor: formatCursor(cursor) })
         }, (error: unknown) => {
           closed = true
           resolve(error ?? null)
         }).then(watch => {
-          watches.push(watch)
-          if (ended) watch.abort()
+          watches.set(kind, watch)
+          if (inbox.closed) watch.abort()
           // A watch that failed to open has already closed by the time it is handed back.
           if (!closed && !connected) {
             connected = true
@@ -99,7 +94,7 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
           }
         }, resolve)
       })
-      if (ended) return
+      if (inbox.closed) return
       if (outcome !== null && (outcome as { name?: string }).name !== 'TimeoutError') {
         if (!connected) throw outcome
         finish(outcome)
@@ -181,15 +176,7 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
 
   async function * feed (): AsyncGenerator<EngineEvent> {
     try {
-      for (;;) {
-        const next = queue.shift()
-        if (next !== undefined) {
-          yield next
-          continue
-        }
-        if (ended) break
-        await new Promise<void>(resolve => { wake = resolve })
-      }
+      for (let next = await inbox.take(); next !== undefined; next = await inbox.take()) yield next
       if (failure !== null) {
         throw new BerthError('engine_unavailable', `the apiserver watch broke: ${(failure as Error).message}`, {}, { cause: failure, headers: { 'retry-after': '5' } })
       }

@@ -5,6 +5,7 @@
 import type { V1Pod } from '@kubernetes/client-node'
 import { createInterface } from 'node:readline'
 import { BerthError } from '../../errors.ts'
+import { Inbox } from '../inbox.ts'
 import type { LogEntry, LogOptions } from '../types.ts'
 import type { KubeClient } from './client.ts'
 import { CONTAINER_NAME, podState } from './mapping.ts'
@@ -38,11 +39,11 @@ export async function readPodLogs (client: KubeClient, pods: V1Pod[], options: L
   const follow = options.follow && (options.until === undefined || options.until > now)
   // tail=0 asks for nothing that is there: only what comes from now on.
   const since = options.tail === 0 ? (options.since !== undefined && options.since > now ? options.since : now) : options.since
-  const queue: Line[] = []
+  const inbox = new Inbox<Line>()
+  // Pods whose log is still being read; the inbox closes when the last is done, once all are open.
   let open = 0
+  let allOpen = false
   let failure: unknown = null
-  let wake: (() => void) | null = null
-  const notify = (): void => { wake?.(); wake = null }
   const connection = new AbortController()
   const stop = (): void => connection.abort()
   const untilTimer = follow && options.until !== undefined ? setTimeout(stop, Number((options.until - now) / 1_000_000n)) : null
@@ -66,7 +67,10 @@ export async function readPodLogs (client: KubeClient, pods: V1Pod[], options: L
       throw error
     }
     open++
-    const done = (): void => { open--; notify() }
+    const done = (): void => {
+      open--
+      if (open === 0 && allOpen) inbox.close()
+    }
     const broke = (error: Error): void => { if (!connection.signal.aborted) failure = error }
     response.on('error', broke)
     response.on('close', done)
@@ -78,7 +82,7 @@ export async function readPodLogs (client: KubeClient, pods: V1Pod[], options: L
       if (parsed === null) return
       if (since !== undefined && parsed.nanos < since) return
       if (options.until !== undefined && parsed.nanos > options.until) return
-      queue.push({
+      inbox.push({
         nanos: parsed.nanos,
         entry: {
           stream: 'stdout',
@@ -88,11 +92,12 @@ export async function readPodLogs (client: KubeClient, pods: V1Pod[], options: L
           ...(pod.spec?.nodeName === undefined ? {} : { node: pod.spec.nodeName })
         }
       })
-      notify()
     })
   })
   try {
     await Promise.all(opened)
+    allOpen = true
+    if (open === 0) inbox.close()
   } catch (error) {
     stop()
     if (untilTimer !== null) clearTimeout(untilTimer)
@@ -102,23 +107,9 @@ export async function readPodLogs (client: KubeClient, pods: V1Pod[], options: L
 
   async function * entries (): AsyncGenerator<LogEntry> {
     try {
-      if (!follow) {
-        // Every pod's lines in, then all of them in time order.
-        for (;;) {
-          if (open === 0) break
-          await new Promise<void>(resolve => { wake = resolve })
-        }
-        queue.sort((a, b) => (a.nanos < b.nanos ? -1 : a.nanos > b.nanos ? 1 : 0))
-      }
-      for (;;) {
-        const next = queue.shift()
-        if (next !== undefined) {
-          yield next.entry
-          continue
-        }
-        if (open === 0) break
-        await new Promise<void>(resolve => { wake = resolve })
-      }
+      // Without follow: every pod's lines in, then all of them in time order.
+      if (!follow) await inbox.settle((a, b) => (a.nanos < b.nanos ? -1 : a.nanos > b.nanos ? 1 : 0))
+      for (let next = await inbox.take(); next !== undefined; next = await inbox.take()) yield next.entry
       if (failure !== null) throw new BerthError('engine_unavailable', `the log stream broke: ${(failure as Error).message}`, {}, { cause: failure, headers: { 'retry-after': '5' } })
     } finally {
       stop()

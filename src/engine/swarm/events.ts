@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { BerthError } from '../../errors.ts'
+import { Inbox } from '../inbox.ts'
 import { LABEL_MANAGED } from '../../access/ownership.ts'
 import { engineTime, isoFromNanos } from '../docker/streams.ts'
 import type { EngineEvent, EventsOptions, TaskState } from '../types.ts'
@@ -87,17 +88,13 @@ export async function swarmEvents (sources: EventSources, options: EventsOptions
     throw error
   }
 
-  const queue: EngineEvent[] = []
+  const inbox = new Inbox<EngineEvent>()
   let failure: unknown = null
-  let ended = false
-  let wake: (() => void) | null = null
-  const notify = (): void => { wake?.(); wake = null }
   const finish = (error: unknown): void => {
-    if (ended) return
-    ended = true
+    if (inbox.closed) return
     if (!connection.signal.aborted) failure = error
     connection.abort()
-    notify()
+    inbox.close()
   }
 
   const fromManager = async (): Promise<void> => {
@@ -152,8 +149,7 @@ export async function swarmEvents (sources: EventSources, options: EventsOptions
   }
 
   function push (event: EngineEvent): void {
-    queue.push(event)
-    notify()
+    inbox.push(event)
   }
 
   fromManager().catch(finish)
@@ -161,15 +157,7 @@ export async function swarmEvents (sources: EventSources, options: EventsOptions
 
   async function * feed (): AsyncGenerator<EngineEvent> {
     try {
-      for (;;) {
-        const next = queue.shift()
-        if (next !== undefined) {
-          yield next
-          continue
-        }
-        if (ended) break
-        await new Promise<void>(resolve => { wake = resolve })
-      }
+      for (let next = await inbox.take(); next !== undefined; next = await inbox.take()) yield next
       if (failure !== null && !(options.signal?.aborted ?? false)) {
         throw new BerthError('engine_unavailable', `the manager connection broke: ${(failure as Error).message}`, {}, { cause: failure, headers: { 'retry-after': '5' } })
       }
