@@ -136,11 +136,19 @@ export class KubernetesEngine implements Engine {
 
   async listContainers (options: ListContainersOptions): Promise<ContainerSummary[]> {
     await this.#ready()
-    const pods = this.#pods.list()
+    // The pods by container, once: not the whole pod list again for every Deployment.
+    const pods = new Map<string, V1Pod[]>()
+    for (const pod of this.#pods.list()) {
+      const id = pod.metadata?.labels?.[LABEL_ID]
+      if (id === undefined) continue
+      const theirs = pods.get(id)
+      if (theirs === undefined) pods.set(id, [pod])
+      else theirs.push(pod)
+    }
     return this.#deployments.list()
       .filter(deployment => options.name === undefined || deployment.metadata?.name === options.name)
       .filter(deployment => matchesLabels(labelsOf(deployment), options.labels ?? []))
-      .map(deployment => summaryOf(deployment, pods))
+      .map(deployment => summaryOf(deployment, pods.get(idOf(deployment)) ?? []))
       .filter(summary => options.all || summary.state === 'running')
       .filter(summary => options.status === undefined || options.status.length === 0 || options.status.includes(summary.state))
       .sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt))
