@@ -5,7 +5,7 @@ import { buildApp } from './app.ts'
 import { verifyBindRoots } from './access/binds.ts'
 import { TokenStore, watchTokens } from './access/token-store.ts'
 import { ConfigError, configFromEnv, tokensFromEnv, type Config } from './config.ts'
-import { createEngine } from './engine/index.ts'
+import { createBackend } from './engine/index.ts'
 import { checkSocketAccess } from './engine/socket-check.ts'
 import { logOptions } from './http/log-redactions.ts'
 
@@ -42,7 +42,7 @@ if (config.auth.disabled) {
   logger.warn('AUTHENTICATION IS DISABLED: anyone who can reach 127.0.0.1:%d controls the Docker engine', config.port)
 }
 
-const engine = await createEngine(config)
+const engine = await createBackend(config)
 const tokens = new TokenStore(config.auth.tokens)
 const app = await buildApp(config, { engine, logger, tokens })
 
