@@ -36,32 +36,46 @@ function parseTable (text: string): Array<Record<string, string>> {
 
 const labelled = ['-l', `${RUN_LABEL}=${RUN}`]
 
-t.test('help, and a wrong command line: status 2 and what is wrong', async t => {
+t.test('help, --version, and a wrong command line: docker\'s statuses and what is wrong', async t => {
   const help = await berth(['--help'])
   t.equal(help.code, 0)
-  t.match(help.stdout, /^Usage: berth \[--url URL\] \[--token TOKEN\] COMMAND\n/)
-  for (const verb of ['pull', 'images', 'ps', 'run', 'stop', 'start', 'logs', 'rm']) t.match(help.stdout, new RegExp(`\\n  ${verb} `), `help names ${verb}`)
-
-  const mistakes: Array<[string[], string]> = [
-    [[], 'a command is needed'],
-    [['frobnicate'], 'unknown command "frobnicate"'],
-    [['--frob', 'ps'], 'unknown option --frob'],
-    [['run', env.image], 'berth runs containers in the background only: add -d (as in docker run -d)'],
-    [['run', '-d'], 'run needs an image'],
-    [['run', '-d', '-e', 'NOVALUE', env.image], '-e "NOVALUE" is not KEY=VALUE'],
-    [['pull'], 'pull takes one image'],
-    [['logs', 'a', 'b'], 'logs takes one container'],
-    [['stop'], 'at least one container is needed'],
-    [['stop', '-t', 'soon', 'x'], '-t soon: seconds, as a whole number']
-  ]
-  for (const [args, message] of mistakes) {
-    const run = await berth(args)
-    t.same(run, { code: 2, stdout: '', stderr: `berth: ${message}\nSee 'berth --help'.\n` }, `berth ${args.join(' ')}`)
+  t.match(help.stdout, /^\nUsage: {2}berth \[OPTIONS\] COMMAND\n/)
+  const verbs = ['run', 'exec', 'ps', 'inspect', 'logs', 'start', 'stop', 'restart', 'kill', 'rm', 'wait', 'port', 'stats', 'cp', 'scale', 'spec', 'pull', 'images', 'build', 'tag', 'push', 'rmi', 'nodes']
+  for (const verb of verbs) {
+    t.match(help.stdout, new RegExp(`\\n  ${verb} +\\S`), `help names ${verb}`)
+    const own = await berth([verb, '--help'])
+    t.equal(own.code, 0)
+    t.match(own.stdout, new RegExp(`^\\nUsage: {2}berth ${verb} `), `berth ${verb} --help`)
   }
-  // Node's own words for an option parseArgs does not know.
-  const unknown = await berth(['ps', '--bogus'])
-  t.equal(unknown.code, 2)
-  t.match(unknown.stderr, /^berth: Unknown option '--bogus'[^\n]*\nSee 'berth --help'\.\n$/)
+  for (const [group, verb] of [['volume', 'ls'], ['volume', 'create'], ['volume', 'inspect'], ['volume', 'rm'], ['network', 'ls'], ['network', 'create'], ['network', 'connect'], ['network', 'disconnect'], ['system', 'df']]) {
+    t.match((await berth(['help', group as string, verb as string])).stdout, new RegExp(`^\\nUsage: {2}berth ${group} ${verb} `), `berth help ${group} ${verb}`)
+  }
+  t.same(await berth(['--version']), { code: 0, stdout: 'berth version 0.1.0\n', stderr: '' })
+
+  // docker: a flag it cannot read is 125; a missing argument or an unknown command 1.
+  const usage = (verb: string, line: string) => `\nUsage:  berth ${verb} ${line}\n\nRun 'berth ${verb} --help' for more information\n`
+  const mistakes: Array<[string[], number, string]> = [
+    [['frobnicate'], 1, 'berth: unknown command: berth frobnicate\n\nRun \'berth --help\' for more information\n'],
+    [['--frob', 'ps'], 125, 'berth: unknown flag: --frob\n\nRun \'berth --help\' for more information\n'],
+    [['ps', '--bogus'], 125, `berth: unknown flag: --bogus\n${usage('ps', '[OPTIONS]')}`],
+    [['run', '-dz', env.image], 125, `berth: unknown shorthand flag: 'z' in -dz\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['run', '-d'], 1, `berth: 'berth run' requires at least 1 argument\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['run', '-d', '--memory', 'lots', env.image], 125, `berth: invalid argument "lots" for "-m, --memory" flag: invalid size: 'lots'\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['run', '-d', '--restart', 'sometimes', env.image], 125, `berth: invalid argument "sometimes" for "--restart" flag: expected no, always, unless-stopped or on-failure[:max-retries]\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['run', '-it', env.image, 'sh'], 125, `berth: berth cannot attach your input to a container's main process (-i, --interactive): run it with -d, then "berth exec -it CONTAINER sh"\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['pull'], 1, `berth: 'berth pull' requires exactly 1 argument\n${usage('pull', '[OPTIONS] NAME[:TAG|@DIGEST]')}`],
+    [['logs', 'a', 'b'], 1, `berth: 'berth logs' requires exactly 1 argument\n${usage('logs', '[OPTIONS] CONTAINER')}`],
+    [['stop'], 1, `berth: 'berth stop' requires at least 1 argument\n${usage('stop', '[OPTIONS] CONTAINER [CONTAINER...]')}`],
+    [['stop', '-t', 'soon', 'x'], 125, `berth: invalid argument "soon" for "-t, --time" flag: seconds, as a whole number\n${usage('stop', '[OPTIONS] CONTAINER [CONTAINER...]')}`],
+    [['kill', '-s', 'HUP', 'x'], 125, `berth: berth cannot send HUP (-s, --signal): its API has no kill, only a stop; berth kill stops at once (KILL)\n${usage('kill', '[OPTIONS] CONTAINER [CONTAINER...]')}`]
+  ]
+  for (const [args, code, stderr] of mistakes) t.same(await berth(args), { code, stdout: '', stderr }, `berth ${args.join(' ')}`)
+
+  // BERTH_URL as people write it: host:port is taken as http://; another scheme is refused by name.
+  t.equal((await berth(['ps'], { BERTH_URL: live.url.replace('http://', '') })).code, 0, 'BERTH_URL without a scheme')
+  const tcp = await berth(['ps'], { BERTH_URL: 'tcp://127.0.0.1:2375' })
+  t.equal(tcp.code, 125)
+  t.match(tcp.stderr, /^berth: BERTH_URL tcp:\/\/127\.0\.0\.1:2375: berth speaks http:\/\/ or https:\/\/, not tcp:\/\/\n/)
 })
 
 t.test('pull prints docker\'s lines when stdout is not a terminal', async t => {
@@ -118,7 +132,7 @@ t.test('run -d, reach it, ps, logs, stop, start, rm — and the refusals', async
   t.equal((await berth(['ps', '-q'])).stdout, `${id.slice(0, 12)}\n`)
 
   const taken = await berth(['run', '-d', '-p', `${port}:80`, '--name', name('cli-taken'), ...labelled, env.image])
-  t.equal(taken.code, 1)
+  t.equal(taken.code, 125, 'a refused run: docker run\'s 125')
   t.equal(taken.stdout, '')
   t.match(taken.stderr, new RegExp(`^Error response from berth: host port ${port} is already allocated[^\\n]* \\(409 port_conflict\\)\\n$`), 'one line on stderr')
 
@@ -199,4 +213,106 @@ t.test('at a terminal a pull draws bars: overall and per layer', async t => {
   t.match(screen, /[0-9a-f]{12} █{30} Pull complete/, 'and complete')
   t.match(screen, /[0-9a-f]{12} █{30} Already exists/, 'the layer the engine had')
   t.match(screen, new RegExp(`\r\nStatus: Downloaded newer image for ${reference.replaceAll('.', '\\.')}\r\n`), 'docker\'s closing lines under the bars')
+})
+
+/** Runs the docker CLI on the same engine, as a person would beside berth. */
+async function dockerCli (args: string[]): Promise<Run> {
+  const child = spawn('docker', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk })
+  const code = await new Promise<number | null>(resolve => child.once('close', resolve))
+  return { code, stdout, stderr }
+}
+
+t.test('side by side with the docker CLI: output shapes and exit statuses of the same operations', async t => {
+  // run without -d: attached to the output, the container's exit code; docker run --rm the same.
+  const script = 'echo out; echo err >&2; exit 3'
+  const ours = await berth(['run', '--rm', '--name', name('cli-exit'), ...labelled, env.image, 'sh', '-c', script])
+  const theirs = await dockerCli(['run', '--rm', '--name', name('cli-exit-docker'), ...labelled, env.image, 'sh', '-c', script])
+  t.same(ours, theirs, 'run: same output on each stream, same exit code (3)')
+  t.equal(ours.code, 3)
+
+  // wait prints the exit code; then each stops the same way.
+  const id = (await berth(['run', '-d', '--name', name('cli-wait'), ...labelled, '-e', 'CODE', env.image, 'sh', '-c', 'exit $CODE'], { CODE: '7' })).stdout.trim()
+  t.same(await berth(['wait', id]), { code: 0, stdout: '7\n', stderr: '' }, '-e NAME took CODE from berth\'s environment')
+  t.same(await berth(['wait', id]), await dockerCli(['wait', id]), 'wait: the same line')
+
+  // ps --format and -q print what docker prints for the same container.
+  const port = await freePort()
+  const web = name('cli-side')
+  t.equal((await berth(['run', '-dp', `${port}:80`, '--name', web, ...labelled, env.image, 'httpd', '-f', '-p', '80'])).code, 0, '-dp combined')
+  const format = '{{.ID}}\\t{{.Names}}\\t{{.Image}}\\t{{.Ports}}\\t{{.State}}'
+  t.same(await berth(['ps', '--format', format, '--filter', `name=${web}`]), await dockerCli(['ps', '--format', format, '--filter', `name=${web}`]), 'ps --format')
+  t.same((await berth(['ps', '-q', '--filter', `name=${web}`])).stdout, (await dockerCli(['ps', '-q', '--filter', `name=${web}`])).stdout, 'ps -q')
+  t.same((await berth(['images', '-q', env.image])).stdout, (await dockerCli(['images', '-q', env.image])).stdout, 'images -q')
+  t.same((await berth(['port', web])).stdout.split('\n')[0], (await dockerCli(['port', web])).stdout.split('\n')[0], 'port')
+
+  // Errors: a flag neither takes is 125 for both; a container that is not there is 1 for both.
+  t.equal((await berth(['ps', '--bogus'])).code, (await dockerCli(['ps', '--bogus'])).code)
+  for (const verb of ['rm', 'stop', 'wait', 'logs', 'port', 'inspect']) {
+    t.equal((await berth([verb, name('nobody')])).code, (await dockerCli([verb, name('nobody')])).code, `${verb} of nothing`)
+  }
+  t.equal((await berth(['rm', '-f', web, id])).code, 0)
+})
+
+t.test('at a terminal: exec -it in raw mode with the terminal\'s size, and stats drawn in place', async t => {
+  const shell = name('cli-tty')
+  t.equal((await berth(['run', '-d', '--name', shell, ...labelled, env.image, 'sleep', '300'])).code, 0)
+  const quote = (word: string) => `'${word.replaceAll("'", "'\\''")}'`
+  const atTerminal = async (args: string[], input: string) => {
+    // The terminal is 30 rows by 100 columns before berth starts; its input is typed once the shell answers.
+    const child = spawn('script', ['-qec', `stty rows 30 cols 100; ${[process.execPath, CLI, ...args].map(quote).join(' ')}; echo "status=$?"`, '/dev/null'], {
+      env: { ...process.env, BERTH_URL: live.url, BERTH_TOKEN: live.token },
+      stdio: ['pipe', 'pipe', 'pipe']
+    })
+    let screen = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      screen += chunk
+      if (input !== '' && screen.includes('# ')) { child.stdin.write(input); input = '' }
+    })
+    await new Promise(resolve => child.once('close', resolve))
+    return screen
+  }
+  const screen = await atTerminal(['exec', '-it', shell, 'sh'], 'echo $((6*7)); stty size; exit 5\r')
+  t.match(screen, /\r\n42\r\n/, 'what was typed ran')
+  t.match(screen, /\r\n30 100\r\n/, 'the command\'s terminal has the local terminal\'s size')
+  t.match(screen, /status=5/, 'exec -it ends with the command\'s exit code')
+
+  const once = await berth(['stats', '--no-stream', shell])
+  t.equal(once.code, 0)
+  t.match(once.stdout, /^CONTAINER ID {3}NAME {3,}CPU % {3}MEM USAGE \/ LIMIT {3}MEM % {3}NET I\/O {3,}BLOCK I\/O {3}PIDS\n[0-9a-f]{12} {3}\S+ {3,}\d+\.\d\d% {3,}[\d.]+[KMG]?i?B \/ [\d.]+[KMG]iB/, 'stats --no-stream: docker stats\'s columns')
+  t.equal((await berth(['rm', '-f', shell])).code, 0)
+})
+
+t.test('cp both ways, and build from a directory honouring .dockerignore', async t => {
+  const box = name('cli-cp')
+  t.equal((await berth(['run', '-d', '--name', box, ...labelled, env.image, 'sleep', '300'])).code, 0)
+  const { mkdtempSync, writeFileSync, mkdirSync, readFileSync, existsSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const dir = mkdtempSync(join(tmpdir(), 'berth-cli-'))
+  mkdirSync(join(dir, 'ctx/sub'), { recursive: true })
+  writeFileSync(join(dir, 'ctx/a.txt'), 'hello\n')
+  writeFileSync(join(dir, 'ctx/sub/b.txt'), 'below\n')
+  writeFileSync(join(dir, 'ctx/noise.log'), 'left out\n')
+  writeFileSync(join(dir, 'ctx/.dockerignore'), '*.log\n')
+  writeFileSync(join(dir, 'ctx/Dockerfile'), `FROM ${env.image}\nCOPY . /ctx\nRUN find /ctx -type f | sort\n`)
+  t.equal((await berth(['cp', join(dir, 'ctx'), `${box}:/tmp/`])).code, 0, 'cp into a directory')
+  t.equal((await berth(['exec', box, 'cat', '/tmp/ctx/sub/b.txt'])).stdout, 'below\n')
+  t.equal((await berth(['cp', `${box}:/tmp/ctx/a.txt`, join(dir, 'copy.txt')])).code, 0, 'cp out to a new name')
+  t.equal(readFileSync(join(dir, 'copy.txt'), 'utf8'), 'hello\n')
+  t.equal((await berth(['cp', `${box}:/tmp/ctx`, join(dir, 'out')])).code, 0, 'cp a directory out')
+  t.ok(existsSync(join(dir, 'out/sub/b.txt')))
+  t.equal((await berth(['rm', '-f', box])).code, 0)
+
+  const built = await berth(['build', '-q', '--label', `${RUN_LABEL}=${RUN}`, join(dir, 'ctx')])
+  t.equal(built.code, 0, built.stderr)
+  t.match(built.stdout, /^sha256:[0-9a-f]{64}\n$/, 'build -q: the image id alone')
+  const loud = await berth(['build', '--label', `${RUN_LABEL}=${RUN}`, join(dir, 'ctx')])
+  t.match(loud.stdout, /^Sending build context to berth {2}[\d.]+k?B\nStep 1\/\d : FROM /)
+  t.match(loud.stdout, /\/ctx\/a\.txt\n/)
+  t.notMatch(loud.stdout, /noise\.log/, '.dockerignore left the log out')
+  await docker.getImage(built.stdout.trim()).remove({ force: true }).catch(() => {})
 })
