@@ -1,7 +1,9 @@
 // The engine going away while berth runs: fast 503s, an honest /readyz, and recovery without a
 // restart of berth. A private dockerd is stopped, frozen and started again; the shared one is untouched.
+// berth reads from its copy of the engine until it notices the engine has gone (its event stream
+// closes; a frozen engine stops answering the copy's pings): from then on every read asks the engine.
 import t from 'tap'
-import { assertProblem, auth, build, runContainer } from './helpers.ts'
+import { assertProblem, auth, build, runContainer, waitFor } from './helpers.ts'
 import { PrivateEngine } from './private-engine.ts'
 
 const TIMEOUT_MS = 800
@@ -20,6 +22,8 @@ t.test('engine stopped, frozen and back: 503 engine_unavailable quickly, then re
   t.same(list.json(), [])
 
   await engine.stop()
+  // The copy's event stream closed with the engine: reads ask the engine again, which is not there.
+  await waitFor('berth to notice the engine stopped', async () => (await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() })).statusCode, status => status === 503)
   for (const [method, url] of [['GET', '/v1/containers'], ['GET', '/v1/images'], ['GET', '/v1/containers/x'], ['POST', '/v1/containers/x/stop']] as const) {
     const started = performance.now()
     const down = await app.inject({ method, url, headers: auth() })
@@ -42,9 +46,11 @@ t.test('engine stopped, frozen and back: 503 engine_unavailable quickly, then re
   const listAgain = await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() })
   t.equal(listAgain.statusCode, 200)
 
-  // A hung engine keeps its socket but answers nothing: the per-call deadline answers for it.
+  // A hung engine keeps its socket but answers nothing: the copy's next ping goes unanswered, and
+  // from then on the per-call deadline answers for the engine.
   await engine.freeze()
   t.teardown(() => engine.thaw())
+  await waitFor('berth to notice the engine hangs', async () => (await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() })).statusCode, status => status === 503, 60_000)
   const started = performance.now()
   const hung = await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() })
   const elapsed = performance.now() - started
@@ -57,6 +63,7 @@ t.test('engine stopped, frozen and back: 503 engine_unavailable quickly, then re
   engine.thaw()
   const thawed = await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() })
   t.equal(thawed.statusCode, 200, 'recovers once the engine answers again')
+  await waitFor('the copy to be current again', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 200, 60_000)
 })
 
 t.test('an engine that never was there: berth builds and answers 503, never 500', async t => {

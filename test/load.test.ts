@@ -81,10 +81,11 @@ t.test('concurrent ps / ps -a / inspect / images: no 5xx, no error logs, a bound
   t.same(unexpected.slice(0, 5), [], 'every answer is the one expected: 200, and 404 for the missing container')
   t.equal(results.filter(result => result.status >= 500).length, 0, 'no 5xx')
   t.same(logs.lines.filter(line => (line.level as number) >= 50).slice(0, 5), [], 'no error-level log line')
-  // Each request makes one or two engine calls one after another, so at most CONCURRENCY are open at once.
+  // The reads are answered from berth's copy of the engine, which holds one connection for its events;
+  // a read that asked the engine would make one call at a time, so at most CONCURRENCY are open at once.
   t.ok(peak <= CONCURRENCY, `open engine connections stay within the concurrency (${peak} ≤ ${CONCURRENCY})`)
   t.ok(opened <= CONCURRENCY, `keep-alive: ${opened} connections opened for ${results.length} requests`)
-  t.ok(connectionsAfter <= peak, 'no connection is left open beyond the pool the load needed')
+  t.ok(connectionsAfter <= Math.max(peak, connectionsWarm), 'no connection is left open beyond those before and during the load')
 
   // Idle keep-alive connections close by themselves: the count goes back to where it was at rest.
   const settled = await waitFor(`the engine connections to go back to the ${connectionsAtRest} at rest`, engineConnections, count => count <= connectionsAtRest, 15_000)
@@ -171,6 +172,8 @@ t.test('the engine stopped under load: every request completes, fast 503 engine_
     await waitFor('every worker to be answered while the engine is up', () => answeredUp.size, count => count === 16)
     phase = 'stopping'
     await engine.stop()
+    // berth reads from its copy of the engine until it notices (the copy's event stream closes with the engine).
+    await waitFor('berth to notice the engine stopped', async () => (await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: auth() })).statusCode, status => status === 503)
     phase = 'down'
     // A measurement window, not a wait for an event: longer than the engine call deadline, so that a
     // request that waited out its deadline, rather than failing at connect, would begin and end in it.

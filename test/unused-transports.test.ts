@@ -23,6 +23,8 @@ console.log(JSON.stringify({
   stubs: loaded.filter(key => key.startsWith('berth-unused:')).sort(),
   refusal
 }))
+// The host keeps a watch of the engine open until it is closed.
+await host.core().close()
 `
 
 t.test('berth reaches the engine without loading ssh2 or gRPC, and says so if they are ever used', async t => {

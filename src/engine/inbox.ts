@@ -31,6 +31,11 @@ export class Inbox<T> {
     }
   }
 
+  /** Takes everything it holds now, without waiting. */
+  drain (): T[] {
+    return this.#items.splice(0)
+  }
+
   /** Waits until it is closed, then puts what it holds in this order. */
   async settle (compare: (a: T, b: T) => number): Promise<void> {
     for (;;) {

@@ -5,6 +5,7 @@ import { BerthError } from '../../errors.ts'
 import { defineBackend, type Core, type NodesPart } from '../parts.ts'
 import type { EngineEvent, EventsOptions } from '../types.ts'
 import { DockerContainers } from './containers.ts'
+import { DockerCopy, type DockerCopyOptions } from './copy.ts'
 import { ImageDigests } from './digests.ts'
 import { DockerExpiry } from './expiry.ts'
 import { DockerImages } from './images.ts'
@@ -20,20 +21,29 @@ export interface DockerHostOptions {
   socketPath: string
   timeoutMs: number
   registryAuth?: Record<string, RegistryCredentials>
+  /** How the copy follows the engine; false for none, every read then asking the engine (what tests compare the copy with). */
+  copy?: DockerCopyOptions | false
 }
 
-/** What the docker backend's parts share: the engine's transport, its image store and the digests inspects report. */
+/**
+ * What the docker backend's parts share: the engine's transport, the watch-fed copy of its containers,
+ * images and volumes that ps, inspect, images, volumes and every ownership check read, its image store
+ * and the digests inspects report.
+ */
 export class DockerHost {
   readonly transport: DockerTransport
+  readonly copy: DockerCopy | null
   readonly digests: ImageDigests
   readonly images: DockerImages
   readonly expiry: DockerExpiry
 
   constructor (options: DockerHostOptions) {
     this.transport = new DockerTransport(options)
-    this.digests = new ImageDigests(this.transport)
-    this.images = new DockerImages(this.transport, options.registryAuth ?? {}, this.digests)
-    this.expiry = new DockerExpiry(this.transport)
+    this.copy = options.copy === false ? null : new DockerCopy(this.transport, options.copy)
+    this.digests = new ImageDigests(this.transport, this.copy)
+    this.images = new DockerImages(this.transport, options.registryAuth ?? {}, this.digests, this.copy)
+    this.expiry = new DockerExpiry(this.transport, this.copy)
+    this.copy?.start()
   }
 
   /** docker events of containers and images, resumable from a cursor this engine gave out. */
@@ -49,7 +59,16 @@ export class DockerHost {
   }
 
   core (): Core {
-    return { info: async () => await this.transport.info(), events: async (options) => await this.events(options) }
+    return {
+      // Ready when the engine answers now and the copy is current.
+      info: async () => {
+        const info = await this.transport.info()
+        await this.copy?.ready(this.transport.timeoutMs)
+        return info
+      },
+      events: async (options) => await this.events(options),
+      close: async () => { await this.copy?.stop() }
+    }
   }
 
   /** The one engine, as a cluster would list a node of its own. */
@@ -76,11 +95,11 @@ export const docker = defineBackend<DockerHost>({
   open: config => new DockerHost(dockerHostOptions(config)),
   core: host => host.core(),
   parts: {
-    containers: host => new DockerContainers(host.transport, host.images, host.digests, host.expiry),
+    containers: host => new DockerContainers(host.transport, host.images, host.digests, host.expiry, host.copy),
     images: host => host.images,
     builds: host => host.images,
     disk: host => host.images,
-    volumes: host => new DockerVolumes(host.transport),
+    volumes: host => new DockerVolumes(host.transport, host.copy),
     networks: host => new DockerNetworks(host.transport),
     exec: host => dockerExec(host.transport),
     stats: host => dockerStats(host.transport),

@@ -1,15 +1,18 @@
 // The docker backend's containers: runs are containers of one engine. It hides the engine's quirks
 // (304 on start/stop, create that never pulls, a port clash found only at start) and leaves nothing
-// half-made behind: a run that cannot start removes what it created.
+// half-made behind: a run that cannot start removes what it created. ps and inspect are answered
+// from the engine's watch-fed copy (./copy.ts) while it is current, from the engine otherwise; every
+// change made here is in the copy before the call returns.
 import type Docker from 'dockerode'
 import { BerthError } from '../../errors.ts'
 import { notSupported, type ContainersPart } from '../parts.ts'
 import { PortConflictError } from '../types.ts'
 import type { Container, ContainerSummary, ListContainersOptions, LogEntry, LogOptions, RunSpec, StateChange } from '../types.ts'
+import type { ContainerRecord, DockerCopy } from './copy.ts'
 import type { ImageDigests } from './digests.ts'
 import type { DockerExpiry } from './expiry.ts'
 import type { DockerImages } from './images.ts'
-import { containerOf, containerSummaryOf, createBody, expiryOf } from './mapping.ts'
+import { containerOf, containerSummaryOf, createBody } from './mapping.ts'
 import { engineTime, readLogStream } from './streams.ts'
 import type { CallOptions, DockerTransport } from './transport.ts'
 
@@ -23,12 +26,14 @@ export class DockerContainers implements ContainersPart {
   readonly #images: DockerImages
   readonly #digests: ImageDigests
   readonly #expiry: DockerExpiry
+  readonly #copy: DockerCopy | null
 
-  constructor (transport: DockerTransport, images: DockerImages, digests: ImageDigests, expiry: DockerExpiry) {
+  constructor (transport: DockerTransport, images: DockerImages, digests: ImageDigests, expiry: DockerExpiry, copy: DockerCopy | null = null) {
     this.#transport = transport
     this.#images = images
     this.#digests = digests
     this.#expiry = expiry
+    this.#copy = copy
   }
 
   /** One host runs one container: what only a cluster can do is refused. */
@@ -44,6 +49,7 @@ export class DockerContainers implements ContainersPart {
   }
 
   async list (options: ListContainersOptions): Promise<ContainerSummary[]> {
+    if (this.#copy?.current === true) return this.#copy.list(options)
     const filters: Record<string, string[]> = {}
     if (options.status?.length) filters.status = options.status
     if (options.labels?.length) filters.label = options.labels
@@ -55,12 +61,14 @@ export class DockerContainers implements ContainersPart {
   }
 
   async inspect (idOrName: string): Promise<Container> {
+    const copy = this.#copy
+    if (copy?.current === true) {
+      const record = copy.container(idOrName)
+      if (record === undefined) throw new BerthError('not_found', `container ${idOrName} was not found`)
+      return this.#expiry.withMovedEnd(containerOfRecord(record, copy))
+    }
     const info = await this.#inspectRaw(idOrName)
-    const container = containerOf(info, await this.#digests.of(info.Image))
-    // Only a container run with an expiry can have had its end moved: only then is there more to ask.
-    if (container.expiry === undefined) return container
-    const moved = await this.#expiry.movedEnd(info.Id)
-    return moved === undefined ? container : { ...container, ...expiryOf(container.labels, moved) }
+    return await this.#expiry.withMovedEnd(containerOf(info, await this.#digests.of(info.Image)))
   }
 
   async run (spec: RunSpec): Promise<Container> {
@@ -86,29 +94,39 @@ export class DockerContainers implements ContainersPart {
         throw await this.#withHolder(error)
       }
       // An autoRemove container is still there: berth, not the engine, removes it once its exit is collected.
+      await this.#copy?.refreshContainer(id)
       return await this.inspect(id)
     }
   }
 
   async start (id: string): Promise<StateChange> {
-    return await this.#stateChange({ subject: 'container', target: id },
-      (docker, signal) => docker.getContainer(id).start({ abortSignal: signal }))
+    return await this.#changing(id, async () => await this.#stateChange({ subject: 'container', target: id },
+      (docker, signal) => docker.getContainer(id).start({ abortSignal: signal })))
   }
 
   async stop (id: string, options: { timeout?: number }): Promise<StateChange> {
-    return await this.#stateChange({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout ?? await this.#stopTimeoutOf(id)) },
-      (docker, signal) => docker.getContainer(id).stop({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
+    const timeoutMs = this.#graceDeadline(options.timeout ?? await this.#stopTimeoutOf(id))
+    return await this.#changing(id, async () => await this.#stateChange({ subject: 'container', target: id, timeoutMs },
+      (docker, signal) => docker.getContainer(id).stop({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal })))
   }
 
   async restart (id: string, options: { timeout?: number }): Promise<StateChange> {
-    await this.#transport.call({ subject: 'container', target: id, timeoutMs: this.#graceDeadline(options.timeout ?? await this.#stopTimeoutOf(id)) },
-      (docker, signal) => docker.getContainer(id).restart({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
-    return { changed: true }
+    const timeoutMs = this.#graceDeadline(options.timeout ?? await this.#stopTimeoutOf(id))
+    return await this.#changing(id, async () => {
+      await this.#transport.call({ subject: 'container', target: id, timeoutMs },
+        (docker, signal) => docker.getContainer(id).restart({ ...(options.timeout === undefined ? {} : { t: options.timeout }), abortSignal: signal }))
+      return { changed: true }
+    })
   }
 
   async remove (id: string, options: { force: boolean, volumes: boolean }): Promise<void> {
-    await this.#transport.call({ subject: 'container', target: id },
-      (docker, signal) => docker.getContainer(id).remove({ force: options.force, v: options.volumes, abortSignal: signal }))
+    // Its anonymous volumes may go with it: the copy reads them again too.
+    const volumes = this.#held(id)?.volumes ?? []
+    await this.#changing(id, async () => {
+      await this.#transport.call({ subject: 'container', target: id },
+        (docker, signal) => docker.getContainer(id).remove({ force: options.force, v: options.volumes, abortSignal: signal }))
+    })
+    if (options.volumes) await Promise.all(volumes.map(async name => await this.#copy?.refreshVolume(name)))
   }
 
   /** One host runs a container as exactly one replica: asking for one changes nothing, more is not_supported. */
@@ -123,7 +141,10 @@ export class DockerContainers implements ContainersPart {
   async logs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {
     const target = { subject: 'container' as const, target: idOrName, ...(options.signal ? { signal: options.signal } : {}) }
     // Only the container knows whether its output comes framed (no TTY) or raw (TTY).
-    const info = await this.#transport.call(target, (docker, signal) => docker.getContainer(idOrName).inspect({ abortSignal: signal }))
+    const held = this.#held(idOrName)
+    const info = held !== undefined
+      ? { Id: held.container.id, Config: { Tty: held.tty } }
+      : await this.#transport.call(target, (docker, signal) => docker.getContainer(idOrName).inspect({ abortSignal: signal }))
     const query = {
       follow: options.follow,
       stdout: true,
@@ -159,7 +180,32 @@ export class DockerContainers implements ContainersPart {
 
   /** The grace period a container was run with (`stopTimeout`), which a stop without its own timeout waits. */
   async #stopTimeoutOf (id: string): Promise<number | undefined> {
+    const held = this.#held(id)
+    if (held !== undefined) return held.stopTimeout
     return ((await this.#inspectRaw(id)).Config as { StopTimeout?: number }).StopTimeout
+  }
+
+  /** The container as the copy holds it, while the copy is current (undefined otherwise, or when it has none such). */
+  #held (idOrName: string): ContainerRecord | undefined {
+    if (this.#copy?.current !== true) return undefined
+    try {
+      return this.#copy.container(idOrName)
+    } catch {
+      return undefined
+    }
+  }
+
+  /**
+   * Makes a change to a container, then waits until the copy has read it again (also when the engine
+   * refused: a refusal may say the copy is behind, as a 304 from a start does).
+   */
+  async #changing<T> (idOrName: string, change: () => Promise<T>): Promise<T> {
+    const id = this.#held(idOrName)?.container.id ?? idOrName
+    try {
+      return await change()
+    } finally {
+      await this.#copy?.refreshContainer(id)
+    }
   }
 
   // A stop waits up to the container's grace period before the engine kills it; the deadline must outlast it.
@@ -204,4 +250,11 @@ export class DockerContainers implements ContainersPart {
       throw error
     }
   }
+}
+
+/** A container as inspect shows it, from the copy: the digest of its image as the copy's images say now. */
+function containerOfRecord (record: ContainerRecord, copy: DockerCopy): Container {
+  const digests = record.repository === null ? [] : copy.imageDigests(record.container.imageId)
+  const pinned = record.repository === null ? undefined : digests.find(entry => entry.startsWith(`${record.repository}@`))
+  return { ...record.container, imageDigest: pinned?.split('@')[1] ?? null }
 }

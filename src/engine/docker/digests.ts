@@ -2,8 +2,10 @@
 // costs a second round trip on every inspect (and inspects follow every run, start and stop), so an
 // answer is reused for DIGEST_TTL_MS. An image id names fixed content; only its list of digests can
 // change, by a pull, push, tag or removal: those made through berth forget every answer at once,
-// those made beside it (with the Docker CLI) show within the TTL.
+// those made beside it (with the Docker CLI) show within the TTL. While the engine's watch-fed copy is
+// current, its image list answers instead, at once and up to date.
 import { BerthError } from '../../errors.ts'
+import type { DockerCopy } from './copy.ts'
 import { imageOf } from './mapping.ts'
 import { withSignal, type DockerTransport } from './transport.ts'
 
@@ -14,12 +16,15 @@ export class ImageDigests {
   readonly #transport: DockerTransport
   readonly #cached = new Map<string, { digests: string[], expires: number }>()
   #generation = 0
+  readonly #copy: DockerCopy | null
 
-  constructor (transport: DockerTransport) {
+  constructor (transport: DockerTransport, copy: DockerCopy | null = null) {
     this.#transport = transport
+    this.#copy = copy
   }
 
   async of (imageId: string): Promise<string[]> {
+    if (this.#copy?.current === true) return this.#copy.imageDigests(imageId)
     const now = Date.now()
     const cached = this.#cached.get(imageId)
     if (cached !== undefined && cached.expires > now) return cached.digests

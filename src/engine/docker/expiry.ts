@@ -1,29 +1,41 @@
 // The docker backend's expiry part. A container's expiry is in its labels, fixed once it is made; a
 // moved end (PUT …/expiry) is kept beside it in a small volume labelled with the container's id and
 // the new end — berth's bookkeeping, listed to nobody. The newest such lease wins; older ones go.
+// Containers and leases are read from the engine's watch-fed copy while it is current.
 import type Docker from 'dockerode'
 import { LABEL_DEPLOYMENT, LABEL_EXPIRES_AT, LABEL_EXPIRY_ACTION, LABEL_LEASE_FOR, LABEL_MANAGED } from '../../access/ownership.ts'
+import { matchesLabels } from '../copy.ts'
 import type { ExpiryPart } from '../parts.ts'
-import type { ContainerState, ExpiringContainer } from '../types.ts'
+import type { Container, ContainerState, ExpiringContainer } from '../types.ts'
+import type { DockerCopy, Lease } from './copy.ts'
 import { expiryOf } from './mapping.ts'
 import { withSignal, type DockerTransport } from './transport.ts'
 
-interface Lease {
-  volume: string
-  container: string
-  expiresAt: string
-  /** When it was written (ms), from its name: the newest wins. */
-  written: number
-}
-
 export class DockerExpiry implements ExpiryPart {
   readonly #transport: DockerTransport
+  readonly #copy: DockerCopy | null
 
-  constructor (transport: DockerTransport) {
+  constructor (transport: DockerTransport, copy: DockerCopy | null = null) {
     this.#transport = transport
+    this.#copy = copy
   }
 
   async list (labels: string[]): Promise<ExpiringContainer[]> {
+    const copy = this.#copy
+    if (copy?.current === true) {
+      const leases = copy.leases([...labels, LABEL_LEASE_FOR])
+      const latest = latestLeases(leases)
+      const expiring: ExpiringContainer[] = []
+      for (const record of copy.containers()) {
+        const { id, name, state, labels: own } = record.container
+        if (!matchesLabels(own, [...labels, LABEL_EXPIRY_ACTION])) continue
+        const { expiry } = expiryOf(own, latest.get(id)?.expiresAt)
+        if (expiry !== undefined) expiring.push({ id, name, state, labels: own, expiry })
+      }
+      const ids = new Set(expiring.map(container => container.id))
+      for (const lease of leases) if (!ids.has(lease.container)) await this.#removeVolume(lease.volume).catch(() => {})
+      return expiring
+    }
     const [containers, leases] = await Promise.all([
       this.#transport.call({ subject: 'container', target: 'containers' },
         (docker, signal) => docker.listContainers({ all: true, filters: { label: [...labels, LABEL_EXPIRY_ACTION] }, abortSignal: signal })),
@@ -41,18 +53,27 @@ export class DockerExpiry implements ExpiryPart {
 
   async set (id: string, expiresAt: string): Promise<void> {
     const info = await this.#transport.call({ subject: 'container', target: id }, (docker, signal) => docker.getContainer(id).inspect({ abortSignal: signal }))
-    const before = await this.#leases([`${LABEL_LEASE_FOR}=${info.Id}`])
+    const before = this.#copy?.current === true ? this.#copy.leases([`${LABEL_LEASE_FOR}=${info.Id}`]) : await this.#leases([`${LABEL_LEASE_FOR}=${info.Id}`])
     const name = `berth-lease-${info.Id.slice(0, 12)}-${Date.now()}`
     const deployment = info.Config.Labels?.[LABEL_DEPLOYMENT]
     const labels = { [LABEL_MANAGED]: 'true', ...(deployment === undefined ? {} : { [LABEL_DEPLOYMENT]: deployment }), [LABEL_LEASE_FOR]: info.Id, [LABEL_EXPIRES_AT]: expiresAt }
     await this.#transport.call({ subject: 'volume', target: name },
       (docker, signal) => docker.createVolume({ Name: name, Labels: labels, abortSignal: signal } as Docker.VolumeCreateOptions))
+    await this.#copy?.refreshVolume(name)
     for (const lease of before) await this.#removeVolume(lease.volume).catch(() => {})
   }
 
   /** The moved end of one container's time to live, when it was moved. */
   async movedEnd (containerId: string): Promise<string | undefined> {
-    return latestLeases(await this.#leases([`${LABEL_LEASE_FOR}=${containerId}`])).get(containerId)?.expiresAt
+    const leases = this.#copy?.current === true ? this.#copy.leases([`${LABEL_LEASE_FOR}=${containerId}`]) : await this.#leases([`${LABEL_LEASE_FOR}=${containerId}`])
+    return latestLeases(leases).get(containerId)?.expiresAt
+  }
+
+  /** The container with its expiry as it is now: only one run with an expiry can have had its end moved. */
+  async withMovedEnd (container: Container): Promise<Container> {
+    if (container.expiry === undefined) return container
+    const moved = await this.movedEnd(container.id)
+    return moved === undefined ? container : { ...container, ...expiryOf(container.labels, moved) }
   }
 
   async #leases (labels: string[]): Promise<Lease[]> {
@@ -68,6 +89,7 @@ export class DockerExpiry implements ExpiryPart {
 
   async #removeVolume (name: string): Promise<void> {
     await this.#transport.call({ subject: 'volume', target: name }, (docker, signal) => docker.getVolume(name).remove(withSignal(signal)))
+    await this.#copy?.refreshVolume(name)
   }
 }
 

@@ -2,7 +2,8 @@
 // itself, since a pull that fails part-way still answers 200), list, inspect, history, remove,
 // build, tag, push, prune and disk usage. The docker backend uses it for its own engine; a cluster
 // backend can point it at a builder engine. Every change to images forgets the digests containers
-// report, so an inspect never shows a digest the change made stale.
+// report, so an inspect never shows a digest the change made stale, and is in the engine's watch-fed
+// copy (./copy.ts) before it returns; the list is answered from that copy while it is current.
 import type { IncomingMessage } from 'node:http'
 import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
@@ -12,6 +13,7 @@ import type {
   BuildOptions, BuildSpec, BuiltImage, DiskUsage, Image, ImageHistoryEntry, ImageRemoval, ImageSummary, ListImagesOptions, PruneImagesOptions,
   PruneReport, PulledImage, PullOptions, PushedImage, PushOptions
 } from '../types.ts'
+import type { DockerCopy } from './copy.ts'
 import type { ImageDigests } from './digests.ts'
 import { mapEngineError } from './errors.ts'
 import * as work from './image-work.ts'
@@ -24,11 +26,13 @@ export class DockerImages implements ImagesPart, BuildsPart, DiskPart {
   readonly #transport: DockerTransport
   readonly #registryAuth: Record<string, RegistryCredentials>
   readonly #digests: ImageDigests
+  readonly #copy: DockerCopy | null
 
-  constructor (transport: DockerTransport, registryAuth: Record<string, RegistryCredentials>, digests: ImageDigests) {
+  constructor (transport: DockerTransport, registryAuth: Record<string, RegistryCredentials>, digests: ImageDigests, copy: DockerCopy | null = null) {
     this.#transport = transport
     this.#registryAuth = registryAuth
     this.#digests = digests
+    this.#copy = copy
   }
 
   async pull (ref: ImageRef, options: PullOptions): Promise<PulledImage> {
@@ -59,13 +63,17 @@ export class DockerImages implements ImagesPart, BuildsPart, DiskPart {
     if (result.error !== null) {
       throw new BerthError('pull_failed', `pulling ${ref.reference} failed: ${result.error}`, { image: ref.reference })
     }
-    this.#digests.forget()
+    await this.#changed()
     const image = await this.inspect(ref.reference)
     const digest = result.digest ?? digestFromRepoDigests(image.digests, ref.repository)
     return { id: image.id, reference: ref.reference, digest, tags: image.tags }
   }
 
   async list (options: ListImagesOptions): Promise<ImageSummary[]> {
+    // A reference filter also narrows each image's tags to those matching it: only the engine does that.
+    if (this.#copy?.current === true && options.reference === undefined) {
+      return this.#copy.images({ ...(options.dangling === undefined ? {} : { dangling: options.dangling }), ...(options.labels === undefined ? {} : { labels: options.labels }) })
+    }
     const filters: Record<string, string[]> = {}
     if (options.reference) filters.reference = [options.reference]
     if (options.dangling !== undefined) filters.dangling = [String(options.dangling)]
@@ -88,7 +96,7 @@ export class DockerImages implements ImagesPart, BuildsPart, DiskPart {
   async remove (reference: string, options: { force: boolean }): Promise<ImageRemoval> {
     const result = await this.#transport.call({ subject: 'image', target: reference },
       (docker, signal) => docker.getImage(reference).remove({ force: options.force, abortSignal: signal })) as Array<{ Untagged?: string, Deleted?: string }>
-    this.#digests.forget()
+    await this.#changed()
     return {
       untagged: result.flatMap(entry => entry.Untagged === undefined ? [] : [entry.Untagged]),
       deleted: result.flatMap(entry => entry.Deleted === undefined ? [] : [entry.Deleted])
@@ -103,13 +111,13 @@ export class DockerImages implements ImagesPart, BuildsPart, DiskPart {
     try {
       return await work.buildImage(this.#transport, this.#registryAuth, spec, options)
     } finally {
-      this.#digests.forget()
+      await this.#changed()
     }
   }
 
   async tag (source: string, target: ImageRef): Promise<void> {
     await work.tagImage(this.#transport, source, target)
-    this.#digests.forget()
+    await this.#changed()
   }
 
   async push (ref: ImageRef, options: PushOptions): Promise<PushedImage> {
@@ -117,7 +125,7 @@ export class DockerImages implements ImagesPart, BuildsPart, DiskPart {
       return await work.pushImage(this.#transport, this.#registryAuth, ref, options)
     } finally {
       // A push gives the image a digest in that repository.
-      this.#digests.forget()
+      await this.#changed()
     }
   }
 
@@ -125,7 +133,7 @@ export class DockerImages implements ImagesPart, BuildsPart, DiskPart {
     try {
       return await work.pruneImages(this.#transport, options)
     } finally {
-      this.#digests.forget()
+      await this.#changed()
     }
   }
 
@@ -135,6 +143,12 @@ export class DockerImages implements ImagesPart, BuildsPart, DiskPart {
 
   async usage (): Promise<DiskUsage> {
     return await work.diskUsage(this.#transport)
+  }
+
+  /** After a change to images made through berth: no stale digest is reported, and the copy has the change. */
+  async #changed (): Promise<void> {
+    this.#digests.forget()
+    await this.#copy?.refreshImages()
   }
 
   #pullError (error: unknown, ref: ImageRef): BerthError {
