@@ -19,9 +19,17 @@ export interface Opened {
   backend: Backend
 }
 
-/** A docker backend on `socketPath`, with a copy or (copy: false) asking the engine every time; closed when the test ends. */
+/**
+ * A docker backend on `socketPath`, with a copy of the containers of berth's deployment ("default", as
+ * the test apps have it), or (copy: false) asking the engine every time; closed when the test ends.
+ */
 export async function openDocker (t: Test, socketPath: string, options: { copy?: false, timeoutMs?: number } = {}): Promise<Opened> {
-  const host = new DockerHost({ socketPath, timeoutMs: options.timeoutMs ?? 10_000, ...(options.copy === false ? { copy: false } : { copy: { keepAliveMs: 1000, retryMs: { first: 100, max: 1000 } } }) })
+  const host = new DockerHost({
+    socketPath,
+    timeoutMs: options.timeoutMs ?? 10_000,
+    deployment: 'default',
+    ...(options.copy === false ? { copy: false } : { copy: { keepAliveMs: 1000, retryMs: { first: 100, max: 1000 } } })
+  })
   const backend = await composeFrom(dockerBackend, host)
   t.teardown(() => backend.close())
   return { host, copy: host.copy as DockerCopy, backend }

@@ -14,7 +14,8 @@ t.test('engine stopped, frozen and back: 503 engine_unavailable quickly, then re
   await engine.start()
   const app = await build(t, { socketPath: engine.socketPath, config: { engine: { timeoutMs: TIMEOUT_MS } } })
 
-  const ready = await app.inject({ method: 'GET', url: '/readyz' })
+  // Ready once the engine answers and berth's copy of it is current.
+  const ready = await waitFor('berth to be ready', async () => await app.inject({ method: 'GET', url: '/readyz' }), response => response.statusCode === 200, 30_000)
   t.equal(ready.statusCode, 200, ready.body)
   t.match(ready.json(), { status: 'ready', engine: { apiVersion: /^1\.\d+$/ } })
   const list = await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: auth() })
@@ -41,7 +42,8 @@ t.test('engine stopped, frozen and back: 503 engine_unavailable quickly, then re
   t.equal(alive.statusCode, 200, 'berth itself is alive')
 
   await engine.start()
-  const back = await app.inject({ method: 'GET', url: '/readyz' })
+  // Ready again once the copy has listed the engine again.
+  const back = await waitFor('berth to be ready again', async () => await app.inject({ method: 'GET', url: '/readyz' }), response => response.statusCode === 200, 30_000)
   t.equal(back.statusCode, 200, 'ready again without restarting berth')
   const listAgain = await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() })
   t.equal(listAgain.statusCode, 200)
@@ -61,7 +63,8 @@ t.test('engine stopped, frozen and back: 503 engine_unavailable quickly, then re
   const hungReady = await app.inject({ method: 'GET', url: '/readyz' })
   assertProblem(t, hungReady, 503, { code: 'engine_unavailable', detail: `the container engine did not answer within ${TIMEOUT_MS} ms` }, 'not ready while the engine is frozen')
   engine.thaw()
-  const thawed = await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() })
+  // The engine first answers what was sent to it while it was frozen.
+  const thawed = await waitFor('berth to answer again', async () => await app.inject({ method: 'GET', url: '/v1/containers', headers: auth() }), response => response.statusCode === 200, 30_000)
   t.equal(thawed.statusCode, 200, 'recovers once the engine answers again')
   await waitFor('the copy to be current again', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 200, 60_000)
 })

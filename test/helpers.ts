@@ -114,7 +114,8 @@ export async function build (t: Test, options: BuildOptions = {}) {
   const engine = options.engine ?? await composeFrom(dockerBackend, new DockerHost({
     socketPath: options.socketPath ?? ('socketPath' in config.engine ? config.engine.socketPath : DOCKER_SOCKET),
     timeoutMs: config.engine.timeoutMs,
-    registryAuth: config.registryAuth
+    registryAuth: config.registryAuth,
+    deployment: config.deployment
   }))
   const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}), ...(options.tokens ? { tokens: options.tokens } : {}) })
   checkDeclaredProblems(t, app)

@@ -38,6 +38,8 @@ export class WatchedCopy {
   readonly #stop = new AbortController()
   #generation = 0
   #waiters: Array<() => void> = []
+  /** Ends the wait before the next session early: somebody is waiting for the copy. */
+  #retryNow: AbortController | null = null
 
   constructor (source: CopySource) {
     this.#source = source
@@ -73,9 +75,13 @@ export class WatchedCopy {
     await this.#running
   }
 
-  /** Resolves once the copy is current, or rejects with why not (engine_unavailable) by the deadline. */
+  /**
+   * Resolves once the copy is current, or rejects with why not (engine_unavailable) by the deadline.
+   * A copy waiting to try again after a failure tries at once.
+   */
   async ready (timeoutMs: number): Promise<void> {
     if (this.#current) return
+    this.#retryNow?.abort()
     if (!this.#stopped) {
       const timer = new AbortController()
       await Promise.race([
@@ -120,7 +126,10 @@ export class WatchedCopy {
       // A session that got as far as listing had a working engine: the next one starts at once.
       if (synced && this.#failure === null) continue
       if (synced) delay = retry.first
-      await sleep(delay, undefined, { signal: this.#stop.signal }).catch(() => {})
+      const retryNow = new AbortController()
+      this.#retryNow = retryNow
+      await sleep(delay, undefined, { signal: AbortSignal.any([this.#stop.signal, retryNow.signal]) }).catch(() => {})
+      this.#retryNow = null
       delay = Math.min(delay * 2, retry.max)
     }
     this.#current = false

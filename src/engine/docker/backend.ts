@@ -1,5 +1,6 @@
 // The docker backend: one Docker engine, reached by its socket, with every part berth has.
 import type Docker from 'dockerode'
+import { LABEL_DEPLOYMENT } from '../../access/ownership.ts'
 import type { Config, RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import { defineBackend, type Core, type NodesPart } from '../parts.ts'
@@ -23,6 +24,8 @@ export interface DockerHostOptions {
   registryAuth?: Record<string, RegistryCredentials>
   /** How the copy follows the engine; false for none, every read then asking the engine (what tests compare the copy with). */
   copy?: DockerCopyOptions | false
+  /** berth's deployment: the copy holds its containers only, the only ones berth ever shows. */
+  deployment?: string
 }
 
 /**
@@ -39,7 +42,9 @@ export class DockerHost {
 
   constructor (options: DockerHostOptions) {
     this.transport = new DockerTransport(options)
-    this.copy = options.copy === false ? null : new DockerCopy(this.transport, options.copy)
+    this.copy = options.copy === false
+      ? null
+      : new DockerCopy(this.transport, { ...(options.deployment === undefined ? {} : { labels: [`${LABEL_DEPLOYMENT}=${options.deployment}`] }), ...options.copy })
     this.digests = new ImageDigests(this.transport, this.copy)
     this.images = new DockerImages(this.transport, options.registryAuth ?? {}, this.digests, this.copy)
     this.expiry = new DockerExpiry(this.transport, this.copy)
@@ -86,7 +91,7 @@ export class DockerHost {
 export function dockerHostOptions (config: Config): DockerHostOptions {
   const engine = config.engine
   if (engine.kind !== 'docker') throw new Error(`the docker backend was opened with a ${engine.kind} config`)
-  return { socketPath: engine.socketPath, timeoutMs: engine.timeoutMs, registryAuth: config.registryAuth }
+  return { socketPath: engine.socketPath, timeoutMs: engine.timeoutMs, registryAuth: config.registryAuth, deployment: config.deployment }
 }
 
 export const docker = defineBackend<DockerHost>({

@@ -49,9 +49,14 @@ export interface Lease {
 }
 
 export interface DockerCopyOptions {
+  /**
+   * The containers it holds: those whose labels match every filter (berth's deployment: nothing else is
+   * ever shown, and the engine need not be asked about the rest). Every container when absent.
+   */
+  labels?: string[]
   /** How often the engine is pinged while nothing else is heard from it: a hung engine ends the session. */
   keepAliveMs?: number
-  /** How many objects are read at once (a relist inspects every container). */
+  /** How many objects are read at once (a relist inspects every container); 8 by default. */
   concurrency?: number
   retryMs?: { first: number, max: number }
 }
@@ -70,6 +75,13 @@ export class DockerCopy {
   readonly #copy: WatchedCopy
   readonly #keepAliveMs: number
   readonly #concurrency: number
+  readonly #labels: string[]
+  /**
+   * The deadline of the copy's own reads: longer than a request's, as an inspect waits for whatever
+   * else holds the container (a start on a loaded machine takes seconds). A hung engine is found by
+   * the pings, which wait for nothing.
+   */
+  readonly #readTimeoutMs: number
   #containers = new Map<string, ContainerRecord>()
   /** Container name → id. */
   #names = new Map<string, string>()
@@ -89,7 +101,9 @@ export class DockerCopy {
   constructor (transport: DockerTransport, options: DockerCopyOptions = {}) {
     this.#transport = transport
     this.#keepAliveMs = options.keepAliveMs ?? 5000
-    this.#concurrency = options.concurrency ?? 4
+    this.#concurrency = options.concurrency ?? 8
+    this.#readTimeoutMs = transport.timeoutMs * 6
+    this.#labels = options.labels ?? []
     this.#copy = new WatchedCopy({
       what: 'the engine\'s containers, images and volumes',
       session: async session => { await this.#session(session) },
@@ -306,7 +320,7 @@ export class DockerCopy {
 
   /** Asks for what an event changed; resolves once it is in the copy. */
   async #apply (event: RawEvent, refresher: Refresher): Promise<void> {
-    const applied = Promise.all(keysOf(event).map(key => refresher.request(key))).then(() => {})
+    const applied = Promise.all(this.#keysOf(event).map(key => refresher.request(key))).then(() => {})
     this.#applying.add(applied)
     for (const observer of this.#observers) observer(event)
     try {
@@ -319,16 +333,16 @@ export class DockerCopy {
   /** Lists and inspects everything, then puts it in place of what was held. */
   async #load (signal: AbortSignal): Promise<void> {
     const [listed, images, volumes] = await Promise.all([
-      this.#transport.call({ subject: 'container', target: 'containers', signal }, (docker, callSignal) => docker.listContainers({ all: true, abortSignal: callSignal })),
+      this.#transport.call({ subject: 'container', target: 'containers', signal, timeoutMs: this.#readTimeoutMs }, (docker, callSignal) => docker.listContainers({ all: true, filters: { label: this.#labels }, abortSignal: callSignal })),
       this.#listImages(signal),
-      this.#transport.call({ subject: 'volume', target: 'volumes', signal }, (docker, callSignal) => docker.listVolumes(withSignal(callSignal)))
+      this.#transport.call({ subject: 'volume', target: 'volumes', signal, timeoutMs: this.#readTimeoutMs }, (docker, callSignal) => docker.listVolumes(withSignal(callSignal)))
     ])
     const containers = new Map<string, ContainerRecord>()
     const queue = listed.map(container => container.Id)
     await Promise.all(Array.from({ length: this.#concurrency }, async () => {
       for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
         const info = await this.#inspect(id, signal)
-        if (info !== null) containers.set(id, recordOf(info))
+        if (info !== null && this.#holds(info)) containers.set(id, recordOf(info))
       }
     }))
     if (signal.aborted) return
@@ -349,11 +363,11 @@ export class DockerCopy {
     if (key.startsWith('c:')) {
       const info = await this.#inspect(name, signal)
       if (signal.aborted) return
-      if (info === null) this.#forgetContainer(name)
+      if (info === null || !this.#holds(info)) this.#forgetContainer(name)
       else this.#setContainer(recordOf(info))
       return
     }
-    const volume = await this.#transport.call({ subject: 'volume', target: name, signal }, (docker, callSignal) => docker.getVolume(name).inspect(withSignal(callSignal)))
+    const volume = await this.#transport.call({ subject: 'volume', target: name, signal, timeoutMs: this.#readTimeoutMs }, (docker, callSignal) => docker.getVolume(name).inspect(withSignal(callSignal)))
       .catch((error: unknown) => {
         if (error instanceof BerthError && error.code === 'not_found') return null
         throw error
@@ -365,7 +379,7 @@ export class DockerCopy {
 
   async #inspect (id: string, signal: AbortSignal): Promise<Docker.ContainerInspectInfo | null> {
     try {
-      return await this.#transport.call({ subject: 'container', target: id, signal }, (docker, callSignal) => docker.getContainer(id).inspect({ abortSignal: callSignal }))
+      return await this.#transport.call({ subject: 'container', target: id, signal, timeoutMs: this.#readTimeoutMs }, (docker, callSignal) => docker.getContainer(id).inspect({ abortSignal: callSignal }))
     } catch (error) {
       // Gone (removed since it was listed or since the event): the copy forgets it.
       if (error instanceof BerthError && error.code === 'not_found') return null
@@ -374,7 +388,38 @@ export class DockerCopy {
   }
 
   async #listImages (signal: AbortSignal): Promise<Docker.ImageInfo[]> {
-    return await this.#transport.call({ subject: 'image', target: 'images', signal }, (docker, callSignal) => docker.listImages({ abortSignal: callSignal }))
+    return await this.#transport.call({ subject: 'image', target: 'images', signal, timeoutMs: this.#readTimeoutMs }, (docker, callSignal) => docker.listImages({ abortSignal: callSignal }))
+  }
+
+  /** Whether a container is one the copy holds. */
+  #holds (info: Docker.ContainerInspectInfo): boolean {
+    return matchesLabels(info.Config.Labels ?? {}, this.#labels)
+  }
+
+  /** What an event asks to be read again. */
+  #keysOf (event: RawEvent): string[] {
+    const id = event.Actor?.ID ?? ''
+    const attributes = event.Actor?.Attributes ?? {}
+    const action = (event.Action ?? '').split(':')[0]?.trim() ?? ''
+    switch (event.Type) {
+      case 'container': {
+        // A commit makes an image, whoever's container it was.
+        const images = action === 'commit' ? ['images'] : []
+        // A container event carries the container's labels: one the copy does not hold is none of its business.
+        if (id === '' || QUIET.has(action) || !matchesLabels(attributes, this.#labels)) return images
+        return [`c:${id}`, ...images]
+      }
+      case 'image':
+        return ['images']
+      case 'volume':
+        return id !== '' && (action === 'create' || action === 'destroy') ? [`v:${id}`] : []
+      case 'network': {
+        const container = attributes.container
+        return container !== undefined && this.#containers.has(container) && (action === 'connect' || action === 'disconnect') ? [`c:${container}`] : []
+      }
+      default:
+        return []
+    }
   }
 
   #setContainer (record: ContainerRecord): void {
@@ -452,28 +497,6 @@ export class DockerCopy {
 /** A reference as the engine's reference store keys it: by digest when it has one, else by tag (latest when none). */
 function referenceKey (ref: { name: string, tag: string | undefined, digest: string | undefined }): string {
   return ref.digest !== undefined ? `${ref.name}@${ref.digest}` : `${ref.name}:${ref.tag ?? 'latest'}`
-}
-
-/** What an event asks to be read again. */
-function keysOf (event: RawEvent): string[] {
-  const id = event.Actor?.ID ?? ''
-  const action = (event.Action ?? '').split(':')[0]?.trim() ?? ''
-  switch (event.Type) {
-    case 'container':
-      if (id === '' || QUIET.has(action)) return []
-      // A commit makes an image.
-      return action === 'commit' ? [`c:${id}`, 'images'] : [`c:${id}`]
-    case 'image':
-      return ['images']
-    case 'volume':
-      return id !== '' && (action === 'create' || action === 'destroy') ? [`v:${id}`] : []
-    case 'network': {
-      const container = event.Actor?.Attributes?.container
-      return container !== undefined && (action === 'connect' || action === 'disconnect') ? [`c:${container}`] : []
-    }
-    default:
-      return []
-  }
 }
 
 export function recordOf (info: Docker.ContainerInspectInfo): ContainerRecord {
