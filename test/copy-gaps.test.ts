@@ -70,6 +70,30 @@ t.test('the event stream cut: nothing is read from the copy until it has listed 
   await cli('volume', 'rm', name('cut-vol'))
 })
 
+t.test('/readyz is ready only when the copy is current, not merely when the engine answers', async t => {
+  const proxy = new SocketProxy(env.socket)
+  await proxy.start()
+  t.teardown(() => proxy.close())
+  const { host, copy, backend } = await openDocker(t, proxy.socketPath, { timeoutMs: 2000 })
+  const app = await build(t, { engine: backend })
+  await waitFor('berth to be ready', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 200, 30_000)
+
+  // The engine answers everything but the container list, which the copy needs to list again after a cut.
+  proxy.withhold(/^GET \S*\/containers\/json/)
+  proxy.cut()
+  await waitFor('the copy to notice the cut', () => copy.current, current => !current)
+  const notReady = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(notReady.statusCode, 503, 'not ready while the copy has not listed again')
+  t.equal(notReady.json().code, 'engine_unavailable')
+  t.match(await host.transport.info(), { apiVersion: /^1\.\d+$/ }, 'though the engine answers')
+  t.notOk(copy.current, 'the copy is still behind')
+
+  proxy.answer()
+  const ready = await waitFor('berth to be ready again', async () => await app.inject({ method: 'GET', url: '/readyz' }), response => response.statusCode === 200, 60_000)
+  t.match(ready.json(), { status: 'ready' }, 'ready once the copy has listed')
+  t.ok(copy.current)
+})
+
 t.test('the engine restarted: the copy lists again, and matches what the engine brought back', async t => {
   const engine = new PrivateEngine()
   t.teardown(() => engine.dispose())

@@ -17,6 +17,9 @@ export class SocketProxy {
   #server: Server | null = null
   #refusing = false
   #holding = false
+  /** Requests whose answers are held back (the request line matches), and the connections held for it. */
+  #withheld: RegExp | null = null
+  readonly #withholding = new Map<Socket, Socket>()
   /** How many connections it has cut. */
   cuts = 0
 
@@ -37,6 +40,7 @@ export class SocketProxy {
         from.on('close', () => {
           this.#open.delete(from)
           this.#events.delete(from)
+          this.#withholding.delete(from)
           to.destroy()
         })
       }
@@ -44,6 +48,10 @@ export class SocketProxy {
       // A request for the event stream (on a new connection or one kept alive) is told by its first
       // line; the answer never ends, so the connection carries the stream from then on.
       client.on('data', (chunk: Buffer) => {
+        if (this.#withheld?.test(chunk.toString('latin1', 0, 256)) === true && !this.#withholding.has(engine)) {
+          this.#withholding.set(engine, client)
+          stall(engine, client)
+        }
         if (this.#events.has(engine) || !/^GET [^ ]*\/events[? ]/.test(chunk.toString('latin1', 0, 256))) return
         this.#events.set(engine, client)
         if (this.#holding) stall(engine, client)
@@ -74,6 +82,20 @@ export class SocketProxy {
   release (): void {
     this.#holding = false
     for (const [engine, client] of this.#events) engine.pipe(client)
+  }
+
+  /**
+   * Holds back the engine's answers to requests whose request line matches `request` (the engine
+   * answers everything else) until `answer`: the engine is up, but one kind of call hangs.
+   */
+  withhold (request: RegExp): void {
+    this.#withheld = request
+  }
+
+  answer (): void {
+    this.#withheld = null
+    for (const [engine, client] of this.#withholding) engine.pipe(client)
+    this.#withholding.clear()
   }
 
   /** Refuses new connections (they are closed at once) until `allow`. */
