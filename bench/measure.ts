@@ -1,10 +1,13 @@
 // The bench's instruments: one keep-alive HTTP client for the engine's socket and for berth, the
 // Docker CLI, latency and throughput loops, percentiles, and a process's resident memory.
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import autocannon from 'autocannon'
 
 export interface Reply {
   status: number
@@ -201,12 +204,22 @@ export interface BerthProcess {
   stop: () => Promise<void>
 }
 
-/** Starts dist/server.js on a free loopback port with these variables (and PATH), logging to `logFile`. */
+/**
+ * The options the image starts node with (deploy/docker/entrypoint.sh's `set -- node … /app/dist/server.js`),
+ * so that a bench measures berth as it runs in production.
+ */
+export function imageNodeOptions (root: string): string[] {
+  const line = /^\s*set -- node (.*) \/app\/dist\/server\.js/m.exec(readFileSync(join(root, 'deploy/docker/entrypoint.sh'), 'utf8'))
+  if (line === null) throw new Error('deploy/docker/entrypoint.sh no longer starts node on /app/dist/server.js: update bench/measure.ts')
+  return (line[1] as string).split(/\s+/).filter(Boolean)
+}
+
+/** Starts dist/server.js as the image does, on a free loopback port with these variables (and PATH), logging to `logFile`. */
 export async function startBerth (root: string, env: Record<string, string>, logFile: string): Promise<BerthProcess> {
   const script = `${root}dist/server.js`
   if (!existsSync(script)) throw new Error('dist/server.js is missing: run "npm run bench" (it builds first) or "npm run build"')
   const out = openSync(logFile, 'a')
-  const child = spawn(process.execPath, [script], {
+  const child = spawn(process.execPath, [...imageNodeOptions(root), script], {
     cwd: root,
     stdio: ['ignore', out, out],
     env: { PATH: process.env.PATH ?? '', BERTH_HOST: '127.0.0.1', BERTH_PORT: '0', BERTH_RATE_LIMIT: '1000000', BERTH_LOG_LEVEL: 'info', ...env }
@@ -258,4 +271,147 @@ export async function runBench (log: (message: string) => void, budgetMs: number
   } finally {
     clearTimeout(watchdog)
   }
+}
+
+/** A TCP port on loopback that nobody listens on right now. */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
+    })
+  })
+}
+
+export interface Proxy {
+  port: number
+  version: string
+  stop: () => Promise<void>
+}
+
+/**
+ * HAProxy in front of the engine's socket, as the usual Docker socket proxies run it (it checks nothing):
+ * HTTP mode, keep-alive on both sides, every request passed through. Debian's haproxy package is
+ * installed when it is missing, as scripts/test-env.sh installs what the tests need.
+ */
+export async function startHaproxy (socketPath: string, dir: string, log: (message: string) => void): Promise<Proxy> {
+  if (!existsSync('/usr/sbin/haproxy')) {
+    log('installing Debian\'s haproxy')
+    execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore' })
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'haproxy'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  }
+  const version = /HAProxy version (\S+)/.exec(execFileSync('/usr/sbin/haproxy', ['-v'], { encoding: 'utf8' }))?.[1] ?? 'unknown'
+  const port = await freePort()
+  const config = join(dir, 'haproxy.cfg')
+  writeFileSync(config, [
+    'global',
+    '  maxconn 4096',
+    'defaults',
+    '  mode http',
+    '  timeout connect 5s',
+    '  timeout client 60s',
+    '  timeout server 60s',
+    '  timeout http-keep-alive 60s',
+    'frontend engine',
+    `  bind 127.0.0.1:${port}`,
+    '  default_backend engine',
+    'backend engine',
+    '  http-reuse always',
+    `  server engine ${socketPath}`,
+    ''
+  ].join('\n'))
+  const child = spawn('/usr/sbin/haproxy', ['-db', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let output = ''
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  await until('haproxy to listen', async () => {
+    if (child.exitCode !== null) throw new Error(`haproxy exited with ${child.exitCode}: ${output}`)
+    return await new Promise<boolean>(resolve => {
+      const request = http.get({ host: '127.0.0.1', port, path: '/_ping' }, response => { response.resume(); resolve(response.statusCode === 200) })
+      request.on('error', () => resolve(false))
+    })
+  }, 20_000)
+  return {
+    port,
+    version,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      const exited = new Promise(resolve => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
+  }
+}
+
+export interface Load {
+  rps: number
+  requests: number
+  p50: number
+  p99: number
+  errors: number
+  non2xx: number
+}
+
+/** autocannon: `connections` keep-alive connections sending GET `path` for `seconds`, to a TCP port or a unix socket. */
+export async function cannon (target: { port: number } | { socketPath: string }, path: string, options: { connections: number, seconds: number, headers?: Record<string, string> }): Promise<Load> {
+  const result = await autocannon({
+    url: 'port' in target ? `http://127.0.0.1:${target.port}${path}` : `http://localhost${path}`,
+    ...('socketPath' in target ? { socketPath: target.socketPath } : {}),
+    connections: options.connections,
+    duration: options.seconds,
+    headers: options.headers ?? {}
+  })
+  return { rps: round(result.requests.average, 1), requests: result.requests.total, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors, non2xx: result.non2xx }
+}
+
+/** Several targets' loads in alternating slices (A B C A B C), so a change in the background load favours none. */
+export async function alternatingLoads (targets: Record<string, () => Promise<Load>>, slices: number, onSlice?: (name: string, phase: 'start' | 'end') => void): Promise<Record<string, Load>> {
+  const totals: Record<string, Load[]> = {}
+  for (let slice = 0; slice < slices; slice++) {
+    for (const [name, load] of Object.entries(targets)) {
+      onSlice?.(name, 'start')
+      ;(totals[name] ??= []).push(await load())
+      onSlice?.(name, 'end')
+    }
+  }
+  return Object.fromEntries(Object.entries(totals).map(([name, loads]) => {
+    const requests = loads.reduce((sum, load) => sum + load.requests, 0)
+    return [name, {
+      rps: round(loads.reduce((sum, load) => sum + load.rps, 0) / loads.length, 1),
+      requests,
+      // The median of the slices' medians: autocannon keeps no samples to pool.
+      p50: [...loads.map(load => load.p50)].sort((a, b) => a - b)[Math.floor(loads.length / 2)] as number,
+      p99: Math.max(...loads.map(load => load.p99)),
+      errors: loads.reduce((sum, load) => sum + load.errors, 0),
+      non2xx: loads.reduce((sum, load) => sum + load.non2xx, 0)
+    }]
+  }))
+}
+
+export interface MemoryDetail extends Memory {
+  /** File-backed resident pages: node's binary and libraries, shared and reclaimable. */
+  fileMb: number
+  /** V8's heap by space (used MiB), external memory and array buffers, from berth's own /metrics. */
+  heap: Record<string, number>
+  externalMb: number
+  /** Anonymous memory that is not V8's heap: malloc (V8's compiler zones, Node, libuv, OpenSSL), thread stacks. */
+  nativeMb: number
+}
+
+/** A process's memory, its resident set split into what holds it: the binary, V8's heap spaces, and native allocations. */
+export async function memoryDetail (pid: number, metrics: () => Promise<string>): Promise<MemoryDetail> {
+  const memory = memoryOf(pid)
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const fileMb = round(Number(/^RssFile:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024, 1)
+  const text = await metrics()
+  const heap: Record<string, number> = {}
+  let heapTotal = 0
+  for (const match of text.matchAll(/^nodejs_heap_space_size_total_bytes\{space="([a-z_]+)"\} (\d+)/gm)) {
+    const mb = round(Number(match[2]) / 1048576, 1)
+    if (mb > 0) heap[match[1] as string] = mb
+    heapTotal += Number(match[2])
+  }
+  const external = Number(/^nodejs_external_memory_bytes (\d+)/m.exec(text)?.[1] ?? 0)
+  return { ...memory, fileMb, heap, externalMb: round(external / 1048576, 1), nativeMb: round(memory.anonymousMb - heapTotal / 1048576, 1) }
 }
