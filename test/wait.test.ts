@@ -109,7 +109,8 @@ t.test('a job the kernel killed for memory says so', async t => {
 })
 
 t.test('a client that leaves ends the wait at the engine', async t => {
-  const app = await build(t)
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
   const base = await listen(app)
   const started = await run(app, { name: name('abandoned') })
   t.equal(started.statusCode, 201, started.body)
@@ -120,6 +121,9 @@ t.test('a client that leaves ends the wait at the engine', async t => {
   t.match(await pending, { name: 'AbortError' })
   await waitFor('the wait to be released', () => app.streams.open, open => open === 0)
   t.equal(await state(started.json().id), 'running', 'the container is untouched')
+  const line = await waitFor('its audit line', () => logs.lines.find(entry => entry.msg === 'audit' && (entry.audit as { action: string }).action === 'POST /v1/containers/:idOrName/wait'))
+  t.match(line, { level: 30, res: { statusCode: 499 }, finished: false, audit: { actor: 'alice', target: { container: { name: name('abandoned') } }, status: 499 } }, 'logged as a client that left (499), at info')
+  t.same(logs.lines.filter(line => (line.level as number) >= 50), [], 'a client hanging up is no fault: nothing at error level')
 })
 
 t.test('ownership and bad input', async t => {

@@ -6,6 +6,7 @@ import type { Policy } from '../config.ts'
 import type { Container, ContainerExit, Engine, RunSpec } from '../engine/types.ts'
 import { PortConflictError } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
+import { isClientLeft } from '../http/aborts.ts'
 import type { ValidatedRunRequest } from '../schemas/containers.ts'
 import type { WaitResult } from '../schemas/lifecycle.ts'
 import { checkBindDirectory } from './binds.ts'
@@ -135,6 +136,8 @@ export class ContainerAccess {
       exit = await this.#engine.waitContainer(id, { signal: AbortSignal.any([options.signal, deadline.signal]) })
     } catch (error) {
       if (deadline.signal.aborted && !options.signal.aborted) return { stopped: false, exitCode: null, oomKilled: false, error: null, removed: false }
+      // A client that left is answered nobody; berth closing (or the token revoked) is said to the client.
+      if (options.signal.aborted && isClientLeft(options.signal.reason)) throw options.signal.reason
       if (options.signal.aborted) throw new BerthError('engine_unavailable', 'the wait ended before the container stopped: berth is closing; wait again', {}, { headers: { 'retry-after': '5' } })
       throw error
     } finally {
