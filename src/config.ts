@@ -142,6 +142,8 @@ export interface Config {
     sweepIntervalMs: number
     /** How long an exited autoRemove container stays (its logs readable) when nobody waits for it. */
     autoRemoveGraceMs: number
+    /** How many containers the sweeper works on at once (stops, removals, idle readings): one slow stop holds up nobody else. */
+    concurrency: number
   }
   /** Files in and out of containers (docker cp). */
   files: {
@@ -188,7 +190,7 @@ export const defaults: Config = {
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
   streams: { heartbeatMs: 15_000 },
   registryAuth: {},
-  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000 },
+  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000, concurrency: 8 },
   files: { maxUploadBytes: 256 * 1024 ** 2, maxDownloadBytes: 1024 ** 3 }
 }
 
@@ -280,7 +282,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {},
     lifecycle: {
       sweepIntervalMs: parseInteger('BERTH_SWEEP_INTERVAL_MS', env.BERTH_SWEEP_INTERVAL_MS, defaults.lifecycle.sweepIntervalMs, 0, 3_600_000),
-      autoRemoveGraceMs: parseInteger('BERTH_AUTO_REMOVE_GRACE_MS', env.BERTH_AUTO_REMOVE_GRACE_MS, defaults.lifecycle.autoRemoveGraceMs, 0, 7 * 24 * 3_600_000)
+      autoRemoveGraceMs: parseInteger('BERTH_AUTO_REMOVE_GRACE_MS', env.BERTH_AUTO_REMOVE_GRACE_MS, defaults.lifecycle.autoRemoveGraceMs, 0, 7 * 24 * 3_600_000),
+      concurrency: parseInteger('BERTH_SWEEP_CONCURRENCY', env.BERTH_SWEEP_CONCURRENCY, defaults.lifecycle.concurrency, 1, 1000)
     },
     files: {
       maxUploadBytes: env.BERTH_MAX_UPLOAD ? parseBytes('BERTH_MAX_UPLOAD', env.BERTH_MAX_UPLOAD) : defaults.files.maxUploadBytes,

@@ -108,6 +108,27 @@ export interface BuildOptions {
   engine?: Engine
 }
 
+/** A DockerEngine on the test engine, as build() makes one: for a test that wraps some of its calls. */
+export function dockerEngine (): DockerEngine {
+  return new DockerEngine({ socketPath: env.socket, timeoutMs: 10_000, registryAuth: {} })
+}
+
+/** A clock a test moves by hand, for the app (BuildOptions.now): time passes without waiting for it. */
+export class TestClock {
+  at = Date.now()
+  readonly now = (): number => this.at
+  advance (ms: number): void {
+    this.at += ms
+  }
+}
+
+/** A promise the test resolves when it chooses: holds a wrapped engine call until then. */
+export function gate (): { opened: Promise<void>, open: () => void } {
+  let open: () => void = () => {}
+  const opened = new Promise<void>(resolve => { open = resolve })
+  return { opened, open }
+}
+
 export async function build (t: Test, options: BuildOptions = {}) {
   const config = testConfig(options.config)
   const engine = options.engine ?? new DockerEngine({

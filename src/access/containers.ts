@@ -21,12 +21,15 @@ export class ContainerAccess {
   readonly #ownership: Ownership
   readonly #policy: Policy
   readonly #quotas: Quotas
+  /** The clock an expiry's end is set on. */
+  readonly #now: () => number
 
-  constructor (engine: Engine, ownership: Ownership, policy: Policy, quotas: Quotas) {
+  constructor (engine: Engine, ownership: Ownership, policy: Policy, quotas: Quotas, now: () => number = Date.now) {
     this.#engine = engine
     this.#ownership = ownership
     this.#policy = policy
     this.#quotas = quotas
+    this.#now = now
   }
 
   /** A container the requester may see, or not_found as if it did not exist. */
@@ -59,7 +62,7 @@ export class ContainerAccess {
    * volume it created behind.
    */
   async run (requester: Principal, body: ValidatedRunRequest): Promise<Container> {
-    const spec = runSpecOf(body, this.#policy, this.#ownership, requester.name)
+    const spec = runSpecOf(body, this.#policy, this.#ownership, requester.name, this.#now())
     admitRun(this.#policy, this.#ownership, spec, requester.name)
     checkRunCapabilities(this.#engine.kind, spec)
     for (const mount of spec.mounts) if (mount.type === 'bind') await checkBindDirectory(mount.source)
