@@ -50,6 +50,12 @@ export interface Policy {
   quota: Quota
   /** Whether a build's RUN steps may have a network (BERTH_BUILD_NETWORK); without it they run with none. */
   buildNetwork: boolean
+  /**
+   * Where a token that is not admin may push, inside every registry (BERTH_PUSH_NAMESPACE): a
+   * repository path of lower-case components, `{deployment}` and `{token}`, under which the token's
+   * pushes must go; and nobody else may give an image a name there. null: any name on the allow-list.
+   */
+  pushNamespace: string | null
 }
 
 /** What every backend that speaks the Docker API needs: where its socket is, and how long a call may take. */
@@ -174,7 +180,8 @@ export const defaults: Config = {
     maxCpus: null,
     maxShmBytes: null,
     quota: { containers: null, memoryBytes: null, cpus: null, gpus: null },
-    buildNetwork: false
+    buildNetwork: false,
+    pushNamespace: '{deployment}/{token}'
   },
   limits: {
     bodyLimit: 64 * 1024,
@@ -259,7 +266,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
         cpus: env.BERTH_QUOTA_CPUS ? parsePositive('BERTH_QUOTA_CPUS', env.BERTH_QUOTA_CPUS) : null,
         gpus: env.BERTH_QUOTA_GPUS ? parseInteger('BERTH_QUOTA_GPUS', env.BERTH_QUOTA_GPUS, 0, 0, 1024) : null
       },
-      buildNetwork: parseBoolean('BERTH_BUILD_NETWORK', env.BERTH_BUILD_NETWORK, false)
+      buildNetwork: parseBoolean('BERTH_BUILD_NETWORK', env.BERTH_BUILD_NETWORK, false),
+      pushNamespace: parsePushNamespace(env.BERTH_PUSH_NAMESPACE)
     },
     limits: {
       bodyLimit: env.BERTH_BODY_LIMIT ? parseBytes('BERTH_BODY_LIMIT', env.BERTH_BODY_LIMIT) : defaults.limits.bodyLimit,
@@ -410,6 +418,23 @@ function parseDeployment (value: string | undefined): string {
   if (value === undefined || value === '') return defaults.deployment
   if (!/^(?!\.{1,2}$)[a-z0-9][a-z0-9_.-]{0,62}$/.test(value)) throw new ConfigError('BERTH_DEPLOYMENT must be 1-63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit')
   return value
+}
+
+/**
+ * BERTH_PUSH_NAMESPACE: `*` for any name on the allow-list, or a repository path whose components are
+ * lower-case letters, digits, ".", "_" and "-" with `{deployment}` and `{token}` in them.
+ */
+function parsePushNamespace (value: string | undefined): string | null {
+  if (value === undefined || value.trim() === '') return defaults.policy.pushNamespace
+  const template = value.trim()
+  if (template === '*') return null
+  for (const component of template.split('/')) {
+    const literal = component.replace(/\{(deployment|token)\}/g, 'x')
+    if (component === '' || !/^[a-z0-9._-]+$/.test(literal)) {
+      throw new ConfigError('BERTH_PUSH_NAMESPACE must be * or a repository path such as {deployment}/{token} or teams/{token}: lower-case components, {deployment} and {token}, no empty component')
+    }
+  }
+  return template
 }
 
 function parseRegistryAuth (path: string): Record<string, RegistryCredentials> {
