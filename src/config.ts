@@ -113,6 +113,11 @@ export interface Config {
     metricsPublic: boolean
     /** Failed authentications a client address may have in a minute; past them it is locked out until they age. */
     failuresPerMinute: number
+    /**
+     * Where berth keeps the admin token it makes on a start with none configured (BERTH_STATE_DIR; the
+     * image's is a volume); null: it makes none, and refuses to start without a token.
+     */
+    stateDir: string | null
   }
   policy: Policy
   limits: {
@@ -169,7 +174,7 @@ export const defaults: Config = {
   port: 8080,
   logLevel: 'info',
   engine: { kind: 'docker', socketPath: DOCKER_SOCKET, timeoutMs: 10_000 },
-  auth: { disabled: false, tokens: [], tokensFile: null, docsPublic: true, metricsPublic: false, failuresPerMinute: 20 },
+  auth: { disabled: false, tokens: [], tokensFile: null, docsPublic: true, metricsPublic: false, failuresPerMinute: 20, stateDir: null },
   policy: {
     images: ['*'],
     hostPortMin: 1024,
@@ -249,7 +254,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
       tokensFile: env.BERTH_TOKENS_FILE || null,
       docsPublic: parseBoolean('BERTH_DOCS_PUBLIC', env.BERTH_DOCS_PUBLIC, true),
       metricsPublic: parseBoolean('BERTH_METRICS_PUBLIC', env.BERTH_METRICS_PUBLIC, false),
-      failuresPerMinute: parseInteger('BERTH_AUTH_FAILURES_PER_MINUTE', env.BERTH_AUTH_FAILURES_PER_MINUTE, defaults.auth.failuresPerMinute, 1, 100_000)
+      failuresPerMinute: parseInteger('BERTH_AUTH_FAILURES_PER_MINUTE', env.BERTH_AUTH_FAILURES_PER_MINUTE, defaults.auth.failuresPerMinute, 1, 100_000),
+      stateDir: parseStateDir(env.BERTH_STATE_DIR)
     },
     policy: {
       images: parseList(env.BERTH_ALLOWED_IMAGES) ?? defaults.policy.images,
@@ -435,6 +441,12 @@ function parsePushNamespace (value: string | undefined): string | null {
     }
   }
   return template
+}
+
+function parseStateDir (value: string | undefined): string | null {
+  if (value === undefined || value === '') return null
+  if (!value.startsWith('/')) throw new ConfigError('BERTH_STATE_DIR must be an absolute path')
+  return value
 }
 
 function parseRegistryAuth (path: string): Record<string, RegistryCredentials> {

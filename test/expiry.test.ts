@@ -3,9 +3,8 @@
 // in the engine's labels (and, for a moved end, in a labelled volume), never in berth's memory. Time
 // is the app's clock, moved by the tests: the sweeper is driven by sweep(), never by waiting.
 import t from 'tap'
-import { DockerEngine } from '../src/engine/docker/engine.ts'
-import type { Engine } from '../src/engine/types.ts'
-import { LogCapture, RUN, TestClock, auth, build, cleanupAfter, docker, dockerEngine, gate, name, runBody, waitFor } from './helpers.ts'
+import type { Backend } from '../src/engine/parts.ts'
+import { LogCapture, RUN, TestClock, auth, build, cleanupAfter, docker, dockerEngine, gate, name, runBody, waitFor, withParts } from './helpers.ts'
 
 cleanupAfter(t)
 // A moved end is kept in a volume named after the container, not the run: removed here by the ids this file made.
@@ -15,7 +14,6 @@ t.teardown(async () => {
 })
 
 type App = Awaited<ReturnType<typeof build>>
-const proto = DockerEngine.prototype
 
 async function run (app: App, body: Record<string, unknown>, who: 'alice' | 'bob' = 'alice') {
   const response = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth(who), payload: runBody(body) })
@@ -32,7 +30,7 @@ async function leases (id: string): Promise<string[]> {
 }
 
 /** An app of its own deployment on `clock`, so that its sweeper acts on this test's containers only; it sweeps when told. */
-async function sweeping (t: Parameters<typeof build>[0], deployment: string, clock: TestClock, options: { logs?: LogCapture, engine?: Engine } = {}) {
+async function sweeping (t: Parameters<typeof build>[0], deployment: string, clock: TestClock, options: { logs?: LogCapture, engine?: Backend } = {}) {
   return await build(t, { ...options, now: clock.now, config: { deployment: `${RUN}-${deployment}`, lifecycle: { sweepIntervalMs: 0 } } })
 }
 
@@ -143,19 +141,23 @@ t.test('an idle timeout: what sits idle is stopped, what works is not', async t 
 
 t.test('an answered expiry holds: a sweep that read the old end keeps to the new one', async t => {
   const clock = new TestClock()
-  const engine = dockerEngine()
+  const real = await dockerEngine()
   const listed = gate()
   const proceed = gate()
   let holding = false
   // The sweep reads the ends, then is held there while the owner moves one.
-  engine.listExpiring = async labels => {
-    const found = await proto.listExpiring.call(engine, labels)
-    if (holding) {
-      listed.open()
-      await proceed.opened
+  const engine = withParts(real, {
+    expiry: {
+      list: async labels => {
+        const found = await real.part('expiry').list(labels)
+        if (holding) {
+          listed.open()
+          await proceed.opened
+        }
+        return found
+      }
     }
-    return found
-  }
+  })
   const app = await sweeping(t, 'answered', clock, { engine })
   const response = await run(app, { name: name('answered'), expiry: { ttl: 60 } })
   t.equal(response.statusCode, 201, response.body)
@@ -176,28 +178,34 @@ t.test('an answered expiry holds: a sweep that read the old end keeps to the new
 
 t.test('an answered expiry holds: moved while the container is being stopped, it answers once the stop is done', async t => {
   const clock = new TestClock()
-  const engine = dockerEngine()
+  const real = await dockerEngine()
   const calls: string[] = []
   const stopping = gate()
   const finish = gate()
   let target = ''
-  engine.stopContainer = async (id, options) => {
-    if (id !== target) return await proto.stopContainer.call(engine, id, options)
-    calls.push('stop')
-    stopping.open()
-    await finish.opened
-    const changed = await proto.stopContainer.call(engine, id, options)
-    calls.push('stopped')
-    return changed
-  }
-  engine.setExpiry = async (id, expiresAt) => {
-    calls.push('setExpiry')
-    await proto.setExpiry.call(engine, id, expiresAt)
-  }
-  engine.inspectContainer = async idOrName => {
-    if (idOrName === name('held')) calls.push('found by the PUT')
-    return await proto.inspectContainer.call(engine, idOrName)
-  }
+  const engine = withParts(real, {
+    containers: {
+      stop: async (id, options) => {
+        if (id !== target) return await real.containers.stop(id, options)
+        calls.push('stop')
+        stopping.open()
+        await finish.opened
+        const changed = await real.containers.stop(id, options)
+        calls.push('stopped')
+        return changed
+      },
+      inspect: async idOrName => {
+        if (idOrName === name('held')) calls.push('found by the PUT')
+        return await real.containers.inspect(idOrName)
+      }
+    },
+    expiry: {
+      set: async (id, expiresAt) => {
+        calls.push('setExpiry')
+        await real.part('expiry').set(id, expiresAt)
+      }
+    }
+  })
   const app = await sweeping(t, 'held', clock, { engine })
   const response = await run(app, { name: name('held'), expiry: { ttl: 60 }, init: true })
   t.equal(response.statusCode, 201, response.body)
@@ -222,17 +230,21 @@ t.test('an answered expiry holds: moved while the container is being stopped, it
 
 t.test('one slow stop holds up nobody else: sweep work runs side by side', async t => {
   const clock = new TestClock()
-  const engine = dockerEngine()
+  const real = await dockerEngine()
   const begun = new Set<string>()
   const ended = new Set<string>()
-  engine.stopContainer = async (id, options) => {
-    begun.add(id)
-    try {
-      return await proto.stopContainer.call(engine, id, options)
-    } finally {
-      ended.add(id)
+  const engine = withParts(real, {
+    containers: {
+      stop: async (id, options) => {
+        begun.add(id)
+        try {
+          return await real.containers.stop(id, options)
+        } finally {
+          ended.add(id)
+        }
+      }
     }
-  }
+  })
   const app = await sweeping(t, 'slow', clock, { engine })
   // PID 1 (sleep) ignores SIGTERM, and the stop waits an hour before it kills.
   const slow = await run(app, { name: name('slow'), expiry: { ttl: 10 }, stopTimeout: 3600 })

@@ -11,8 +11,9 @@ import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import { DOCKER_SOCKET, hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import type { TokenStore } from '../src/access/token-store.ts'
-import { DockerEngine } from '../src/engine/docker/engine.ts'
-import type { Engine } from '../src/engine/types.ts'
+import { DockerHost, docker as dockerBackend } from '../src/engine/docker/backend.ts'
+import { composeFrom } from '../src/engine/parts.ts'
+import type { Backend, ContainersPart, OptionalPart, Parts } from '../src/engine/parts.ts'
 import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
@@ -104,13 +105,37 @@ export interface BuildOptions {
   now?: () => number
   /** The tokens in use, for a test that reloads them; by default the TOKENS, fixed. */
   tokens?: TokenStore
-  /** An engine of the test's own (one that wraps the real one); by default a DockerEngine on socketPath. */
-  engine?: Engine
+  /** A backend of the test's own (one that wraps the real one); by default the docker backend on socketPath. */
+  engine?: Backend
 }
 
-/** A DockerEngine on the test engine, as build() makes one: for a test that wraps some of its calls. */
-export function dockerEngine (): DockerEngine {
-  return new DockerEngine({ socketPath: env.socket, timeoutMs: 10_000, registryAuth: {} })
+/** The docker backend on the test engine, as build() makes it: for a test that wraps some of its calls (withParts). */
+export async function dockerEngine (): Promise<Backend> {
+  return await composeFrom(dockerBackend, new DockerHost({ socketPath: env.socket, timeoutMs: 10_000, registryAuth: {} }))
+}
+
+type PartOverrides = { containers?: Partial<ContainersPart> } & { [N in OptionalPart]?: Partial<Parts[N]> }
+
+/** `real` with some methods of its parts replaced by the test's own; every other call is the real one's. */
+export function withParts (real: Backend, overrides: PartOverrides): Backend {
+  const over = <P extends object>(part: P, methods: Partial<P> | undefined): P => methods === undefined
+    ? part
+    : new Proxy(part, {
+      get (target, property) {
+        if (Object.hasOwn(methods, property)) return (methods as Record<string | symbol, unknown>)[property]
+        const value = Reflect.get(target, property, target) as unknown
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+  const parts = new Map<string, unknown>()
+  return {
+    ...real,
+    containers: over(real.containers, overrides.containers),
+    part: <N extends OptionalPart>(name: N): Parts[N] => {
+      if (!parts.has(name)) parts.set(name, over(real.part(name), overrides[name] as Partial<Parts[N]> | undefined))
+      return parts.get(name) as Parts[N]
+    }
+  }
 }
 
 /** A clock a test moves by hand, for the app (BuildOptions.now): time passes without waiting for it. */
@@ -131,11 +156,11 @@ export function gate (): { opened: Promise<void>, open: () => void } {
 
 export async function build (t: Test, options: BuildOptions = {}) {
   const config = testConfig(options.config)
-  const engine = options.engine ?? new DockerEngine({
+  const engine = options.engine ?? await composeFrom(dockerBackend, new DockerHost({
     socketPath: options.socketPath ?? ('socketPath' in config.engine ? config.engine.socketPath : DOCKER_SOCKET),
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth
-  })
+  }))
   const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}), ...(options.tokens ? { tokens: options.tokens } : {}) })
   checkDeclaredProblems(t, app)
   t.teardown(() => app.close())

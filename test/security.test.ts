@@ -2,8 +2,7 @@
 import { createServer, type Socket } from 'node:net'
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
-import { DockerEngine } from '../src/engine/docker/engine.ts'
-import { LogCapture, RUN, assertProblem, auth, build, cleanupAfter, containersOfRun, docker, env, freePort, imageExists, name, pushImage, runBody, runContainer } from './helpers.ts'
+import { LogCapture, RUN, assertProblem, auth, build, cleanupAfter, containersOfRun, docker, dockerEngine, env, freePort, imageExists, name, pushImage, runBody, runContainer, withParts } from './helpers.ts'
 
 cleanupAfter(t)
 
@@ -376,8 +375,7 @@ t.test('error level is for faults only: documented answers and an engine away ar
   t.equal(down.statusCode, 503, down.body)
   // 500: berth failing is a fault, and the one thing here that is logged at error.
   const faultLogs = new LogCapture()
-  const engine = new DockerEngine({ socketPath: env.socket, timeoutMs: 10_000, registryAuth: {} })
-  engine.listContainers = async () => { throw new TypeError('a bug in berth') }
+  const engine = withParts(await dockerEngine(), { containers: { list: async () => { throw new TypeError('a bug in berth') } } })
   const faulty = await build(t, { logs: faultLogs, engine })
   const failed = await faulty.inject({ method: 'GET', url: '/v1/containers', headers: { ...auth('alice'), 'x-request-id': 'lvl-500' } })
   t.equal(failed.statusCode, 500, failed.body)

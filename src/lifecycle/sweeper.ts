@@ -12,7 +12,8 @@
 // while the container is being stopped is answered once the stop is done.
 import type { FastifyBaseLogger } from 'fastify'
 import { LABEL_AUTO_REMOVE, LABEL_OWNER, type Ownership } from '../access/ownership.ts'
-import type { ContainerSummary, Engine, ExpiringContainer } from '../engine/types.ts'
+import type { ContainerSummary, ExpiringContainer } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import { BerthError } from '../errors.ts'
 import { Limiter } from '../http/limiter.ts'
 
@@ -48,7 +49,7 @@ interface Sample {
 type Reason = 'ttl' | 'idle'
 
 export class Sweeper {
-  readonly #engine: Engine
+  readonly #engine: Backend
   readonly #ownership: Ownership
   readonly #options: SweeperOptions
   readonly #now: () => number
@@ -67,7 +68,7 @@ export class Sweeper {
   /** Per container, the last of what holds it (an expiry acted on, an end moved): each waits for the one before. */
   readonly #held = new Map<string, Promise<void>>()
 
-  constructor (engine: Engine, ownership: Ownership, options: SweeperOptions) {
+  constructor (engine: Backend, ownership: Ownership, options: SweeperOptions) {
     this.#engine = engine
     this.#ownership = ownership
     this.#options = options
@@ -118,7 +119,7 @@ export class Sweeper {
    */
   async moveExpiry (id: string, ttl: number): Promise<string> {
     const expiresAt = new Date(this.#now() + ttl * 1000).toISOString()
-    await this.#hold(id, async () => { await this.#engine.setExpiry(id, expiresAt) })
+    await this.#hold(id, async () => { await this.#engine.part('expiry').set(id, expiresAt) })
     return expiresAt
   }
 
@@ -136,8 +137,8 @@ export class Sweeper {
     if (this.#stopped) return []
     const everyone = this.#ownership.filtersFor({ name: '', admin: true })
     const [expiring, exited] = await Promise.allSettled([
-      this.#engine.listExpiring(everyone),
-      this.#engine.listContainers({ all: true, status: ['exited', 'dead'], labels: [...everyone, `${LABEL_AUTO_REMOVE}=true`] })
+      this.#engine.part('expiry').list(everyone),
+      this.#engine.containers.list({ all: true, status: ['exited', 'dead'], labels: [...everyone, `${LABEL_AUTO_REMOVE}=true`] })
     ])
     const work: Array<Promise<void>> = []
     for (const listed of [expiring, exited]) {
@@ -210,7 +211,7 @@ export class Sweeper {
     await this.#hold(listed.id, async () => {
       let container
       try {
-        container = await this.#engine.inspectContainer(listed.id)
+        container = await this.#engine.containers.inspect(listed.id)
       } catch (error) {
         if (error instanceof BerthError && error.code === 'not_found') return
         throw error
@@ -220,8 +221,8 @@ export class Sweeper {
       if (reason === 'ttl' && !(expiry.expiresAt !== null && Date.parse(expiry.expiresAt) <= this.#now())) return
       if (reason === 'idle' && (this.#touched.get(listed.id) ?? -Infinity) > seen) return
       try {
-        if (expiry.action === 'stop') await this.#engine.stopContainer(listed.id, {})
-        else await this.#engine.removeContainer(listed.id, { force: true, volumes: true })
+        if (expiry.action === 'stop') await this.#engine.containers.stop(listed.id, {})
+        else await this.#engine.containers.remove(listed.id, { force: true, volumes: true })
       } catch (error) {
         if (!(error instanceof BerthError && error.code === 'not_found')) {
           this.#options.log.warn({ err: error, container: { id: listed.id, name: listed.name } }, 'could not expire a container')
@@ -237,7 +238,7 @@ export class Sweeper {
 
   /** How long the container has been idle, as far as this berth has seen (0 at its first look). */
   async #idleFor (id: string, now: number): Promise<number> {
-    const readings = await this.#engine.containerStats(id, { stream: false, oneShot: true })
+    const readings = await this.#engine.part('stats').stats(id, { stream: false, oneShot: true })
     const reading = (await readings[Symbol.asyncIterator]().next()).value
     if (reading === undefined) return 0
     const networkBytes = reading.network.rxBytes + reading.network.txBytes
@@ -255,11 +256,11 @@ export class Sweeper {
   }
 
   async #removeCollected (summary: ContainerSummary, report: SweepReport): Promise<void> {
-    const container = await this.#engine.inspectContainer(summary.id).catch(() => null)
+    const container = await this.#engine.containers.inspect(summary.id).catch(() => null)
     const finished = container?.finishedAt === null || container === null ? NaN : Date.parse(container.finishedAt)
     if (!(finished + this.#options.autoRemoveGraceMs <= this.#now())) return
     try {
-      await this.#engine.removeContainer(summary.id, { force: true, volumes: true })
+      await this.#engine.containers.remove(summary.id, { force: true, volumes: true })
     } catch (error) {
       if (!(error instanceof BerthError && error.code === 'not_found')) throw error
       return

@@ -10,11 +10,10 @@ import { BerthError } from '../errors.ts'
 import { SetExpiryRequest, WaitQuery, WaitResult } from '../schemas/lifecycle.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const WAIT_ON_A_CLUSTER = 'a container has no single exit to wait for on a cluster (its replicas are replaced as they exit); follow its replicas in ps or events'
 
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/containers/:idOrName/wait', {
-    config: { scope: 'write', backends: ['docker'], unsupported: WAIT_ON_A_CLUSTER },
+    config: { scope: 'write', part: 'wait' },
     schema: {
       tags: ['containers'],
       summary: 'Wait for a container to stop (docker wait)',
@@ -37,7 +36,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/v1/containers/:idOrName/expiry', {
-    config: { scope: 'write', backends: ['docker'], unsupported: 'expiry is single-host for now; on a cluster a service\'s or Deployment\'s labels could carry it' },
+    config: { scope: 'write', part: 'expiry' },
     schema: {
       tags: ['containers'],
       summary: 'Move the end of a container\'s time to live',
@@ -57,7 +56,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     // Through the sweeper: an expiry it is acting on now is done first, and after this the new end counts.
     const expiresAt = await app.lifecycle.moveExpiry(container.id, request.body.ttl)
     request.audit({ expiresAt })
-    return await app.engine.inspectContainer(container.id)
+    return await app.engine.containers.inspect(container.id)
   })
 }
 
