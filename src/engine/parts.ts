@@ -121,6 +121,8 @@ export interface StatsPart {
 export interface FilesPart {
   /** docker cp out: a tar of the path (a file, or a directory and all below it); not_found when the path is not there. */
   get: (id: string, path: string, options: { signal?: AbortSignal }) => Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }>
+  /** What a path is (its last component not followed, the ones before it followed in the container); null when it is not there. */
+  stat: (id: string, path: string) => Promise<PathStat | null>
   /** docker cp in: unpacks a tar of `size` bytes into the directory `path`, which must exist. */
   put: (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }) => Promise<void>
 }
