@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { ArchiveReader, TAR_END, padding, tarHeader } from '../src/access/files.ts'
+import { MAX_LOOKUPS, checkAgainst, planUpload } from '../src/access/uploads.ts'
 import { LogCapture, assertProblem, auth, build, cleanupAfter, name, runBody } from './helpers.ts'
 import { listen } from './stream-client.ts'
 
@@ -305,4 +306,18 @@ t.test('the tar check reads what real tar writes, pax and GNU long names include
       ['./', 'directory'], [`./${'d'.repeat(80)}/`, 'directory'], [`./${'d'.repeat(80)}/${'e'.repeat(80)}/`, 'directory'], [`./${'d'.repeat(80)}/${'e'.repeat(80)}/${'f'.repeat(90)}`, 'file']
     ], `${format}: every entry, long names whole`)
   }
+})
+
+t.test('the look at the container is bounded: an upload over a tree that is there costs one look per path, at most 10000', async t => {
+  // A container where every path is a directory, as a stat function says: no engine needed to count looks.
+  const directory = { name: 'x', size: 0, mode: 2 ** 31 + 0o755, mtime: '', linkTarget: '' }
+  const looked: string[] = []
+  const stat = async (path: string) => { looked.push(path); return directory }
+  const entries = (count: number) => Array.from({ length: count }, (_, i) => ({ index: i + 1, name: `d${i}/`, kind: 'directory' as const, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, offset: 0, linkname: '' }))
+  await checkAgainst(planUpload(entries(3)), '/srv', 'box', stat)
+  t.same(looked, ['/srv', '/srv/d0', '/srv/d1', '/srv/d2'], 'the directory itself, then each path whose directory is there')
+  await t.rejects(checkAgainst(planUpload(entries(MAX_LOOKUPS + 1)), '/srv', 'box', stat), {
+    code: 'payload_too_large',
+    message: `the upload would need more than ${MAX_LOOKUPS} looks at what is in container box (one for each of its paths whose directory is there already): unpack it into a new directory, or in parts`
+  })
 })

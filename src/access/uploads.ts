@@ -35,7 +35,7 @@ export interface UploadPlan {
   nodes: Map<string, EntryKind | 'implied'>
 }
 
-/** How many paths already in the container an upload may be checked against. */
+/** How many paths an upload may be looked up in the container for (each is an engine call). */
 export const MAX_LOOKUPS = 10_000
 /** Links followed in resolving one link's target, as the kernel's limit. */
 const MAX_HOPS = 40
@@ -190,7 +190,7 @@ export async function checkAgainst (plan: UploadPlan, at: string, container: str
     const next: string[] = []
     for (const path of level) {
       if (++lookups > MAX_LOOKUPS) {
-        throw new BerthError('payload_too_large', `the upload lands on more than ${MAX_LOOKUPS} paths already in container ${container}: unpack it into a new directory, or in parts`)
+        throw new BerthError('payload_too_large', `the upload would need more than ${MAX_LOOKUPS} looks at what is in container ${container} (one for each of its paths whose directory is there already): unpack it into a new directory, or in parts`)
       }
       const full = posix.join(at, path)
       const there = await stat(full)
