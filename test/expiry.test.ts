@@ -4,7 +4,7 @@
 // is the app's clock, moved by the tests: the sweeper is driven by sweep(), never by waiting.
 import t from 'tap'
 import type { Backend } from '../src/engine/parts.ts'
-import { LogCapture, RUN, TestClock, auth, build, cleanupAfter, docker, dockerEngine, gate, name, runBody, waitFor, withParts } from './helpers.ts'
+import { LogCapture, RUN, TestClock, assertNoFaults, auth, build, cleanupAfter, docker, dockerEngine, gate, name, runBody, waitFor, withParts } from './helpers.ts'
 
 cleanupAfter(t)
 // A moved end is kept in a volume named after the container, not the run: removed here by the ids this file made.
@@ -158,7 +158,8 @@ t.test('an answered expiry holds: a sweep that read the old end keeps to the new
       }
     }
   })
-  const app = await sweeping(t, 'answered', clock, { engine })
+  const logs = new LogCapture()
+  const app = await sweeping(t, 'answered', clock, { engine, logs })
   const response = await run(app, { name: name('answered'), expiry: { ttl: 60 } })
   t.equal(response.statusCode, 201, response.body)
   clock.advance(61_000)
@@ -174,6 +175,7 @@ t.test('an answered expiry holds: a sweep that read the old end keeps to the new
   t.equal(await state(response.json().id), 'running')
   clock.advance(60_000)
   t.same(await app.lifecycle.sweep(), { removed: [], expired: [{ id: response.json().id, action: 'stop', reason: 'ttl' }] }, 'the new end is kept to')
+  assertNoFaults(t, logs)
 })
 
 t.test('an answered expiry holds: moved while the container is being stopped, it answers once the stop is done', async t => {
@@ -206,7 +208,8 @@ t.test('an answered expiry holds: moved while the container is being stopped, it
       }
     }
   })
-  const app = await sweeping(t, 'held', clock, { engine })
+  const logs = new LogCapture()
+  const app = await sweeping(t, 'held', clock, { engine, logs })
   const response = await run(app, { name: name('held'), expiry: { ttl: 60 }, init: true })
   t.equal(response.statusCode, 201, response.body)
   target = response.json().id
@@ -226,6 +229,7 @@ t.test('an answered expiry holds: moved while the container is being stopped, it
   t.equal((await app.inject({ method: 'POST', url: `/v1/containers/${target}/start`, headers: auth('alice') })).statusCode, 200)
   t.same(await app.lifecycle.sweep(), nothing)
   t.equal(await state(target), 'running')
+  assertNoFaults(t, logs)
 })
 
 t.test('one slow stop holds up nobody else: sweep work runs side by side', async t => {
@@ -245,7 +249,8 @@ t.test('one slow stop holds up nobody else: sweep work runs side by side', async
       }
     }
   })
-  const app = await sweeping(t, 'slow', clock, { engine })
+  const logs = new LogCapture()
+  const app = await sweeping(t, 'slow', clock, { engine, logs })
   // PID 1 (sleep) ignores SIGTERM, and the stop waits an hour before it kills.
   const slow = await run(app, { name: name('slow'), expiry: { ttl: 10 }, stopTimeout: 3600 })
   const quick = await run(app, { name: name('quick'), expiry: { ttl: 20, action: 'remove' } })
@@ -268,6 +273,7 @@ t.test('one slow stop holds up nobody else: sweep work runs side by side', async
   // Removing it ends the stop that waits for it (which the engine may answer either way).
   await docker.getContainer(slowId).remove({ force: true })
   await first
+  assertNoFaults(t, logs)
 })
 
 t.test('ownership and bad input', async t => {

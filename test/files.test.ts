@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ArchiveReader, TAR_END, padding, tarHeader } from '../src/access/files.ts'
 import { MAX_LOOKUPS, checkAgainst, planUpload } from '../src/access/uploads.ts'
-import { LogCapture, assertProblem, auth, build, cleanupAfter, name, runBody } from './helpers.ts'
+import { LogCapture, assertNoFaults, assertProblem, auth, build, cleanupAfter, name, runBody } from './helpers.ts'
 import { listen } from './stream-client.ts'
 
 cleanupAfter(t)
@@ -115,7 +115,8 @@ t.test('archives that would write outside their directory are refused, and write
 })
 
 t.test('attacks on an upload: nothing lands outside path, nothing is written through a link, and a refusal writes nothing', async t => {
-  const app = await build(t)
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
   // A read-only root with a volume: a write that reaches the root through a link is one the engine was told to refuse.
   await run(app, { name: name('attacked'), readOnly: true, volumes: [{ source: name('attacked-data'), target: '/data' }] })
   const sh = async (command: string) => await shell(app, name('attacked'), command)
@@ -201,6 +202,7 @@ t.test('attacks on an upload: nothing lands outside path, nothing is written thr
   const inner = Buffer.concat([tarHeader({ name: '../../../etc/smuggled', size: 1 }), Buffer.from('x'), Buffer.alloc(511)])
   t.equal((await put(archive([{ name: 'hidden', data: inner, headerSize: 0, pax: { size: String(inner.length) } }]))).statusCode, 204)
   t.equal(await sh('busybox stat -c %s /data/in/hidden; busybox ls /etc/smuggled /data/smuggled 2>&1 | busybox wc -l'), '1024\n2\n', 'the hidden header is the data of hidden')
+  assertNoFaults(t, logs)
 })
 
 t.test('what an upload keeps and what it drops: modes without setuid, owners, hard and relative links, long names, a path that is a link', async t => {

@@ -97,6 +97,11 @@ export class LogCapture {
   }))
 }
 
+/** Error-level lines are for faults: a suite that provokes none asserts that it logged none (refusals included). */
+export function assertNoFaults (t: Test, logs: LogCapture, what = 'no error-level log line: nothing here is a fault'): void {
+  t.same(logs.lines.filter(line => (line.level as number) >= 50), [], what)
+}
+
 export interface BuildOptions {
   config?: DeepPartial<Config>
   socketPath?: string

@@ -2,7 +2,7 @@
 // registries with and without credentials (digest checked against the registry itself), inspect with
 // history and users, list with use counts, and the admin's prune and disk usage.
 import t from 'tap'
-import { RUN, RUN_LABEL, assertProblem, auth, build, cleanupAfter, docker, env, imageExists } from './helpers.ts'
+import { LogCapture, RUN, RUN_LABEL, assertNoFaults, assertProblem, auth, build, cleanupAfter, docker, env, imageExists } from './helpers.ts'
 import { builderAuth, cleanupBuilds, imageName, tarOf, withBuilders } from './build-helpers.ts'
 
 cleanupAfter(t)
@@ -140,7 +140,8 @@ t.test('push refusals: a name off the allow-list, a tag the engine does not have
 })
 
 t.test('push namespaces: a token publishes only under its own, and nobody else names an image there', async t => {
-  const app = await build(t, withBuilders())
+  const logs = new LogCapture()
+  const app = await build(t, withBuilders({ logs }))
   // Alice's part in the issue is the builder's, bob's the maker's: both may build and push.
   const repository = `default/builder/${RUN}-ns/app`
   const theirs = `${env.registry}/${repository}:1`
@@ -195,6 +196,7 @@ t.test('push namespaces: a token publishes only under its own, and nobody else n
   assertProblem(t, elsewhere, 403, { code: 'policy_denied', rule: 'pushNamespace', detail: `token "builder" may push only to repositories under ${RUN}-other/builder/ (BERTH_PUSH_NAMESPACE); ${own} is outside it` })
   const squat = await other.inject({ method: 'POST', url: '/v1/images/tag', headers: builderAuth('builder'), payload: { source: env.image, tag: `${env.registry}/${RUN}-other/maker/app:1` } })
   t.equal(squat.statusCode, 403, 'nor names an image in another token\'s namespace there')
+  assertNoFaults(t, logs)
 })
 
 t.test('push namespaces are the operator\'s: a template of deployment and token, or anywhere', async t => {

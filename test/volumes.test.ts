@@ -1,7 +1,7 @@
 // docker volume create / ls / inspect / rm through berth, on the real engine: sizes, the containers
 // that mount a volume, removal while in use, and ownership (another token's volume does not exist).
 import t from 'tap'
-import { LogCapture, RUN, RUN_LABEL, assertProblem, auth, build, cleanupAfter, docker, env, name, runBody } from './helpers.ts'
+import { LogCapture, RUN, RUN_LABEL, assertNoFaults, assertProblem, auth, build, cleanupAfter, docker, env, name, runBody } from './helpers.ts'
 
 cleanupAfter(t)
 
@@ -167,6 +167,7 @@ t.test('a refused force removes nothing: every user is checked before any is rem
     t.same(logs.lines.find(line => line.requestId === `refused-${key}` && line.msg === 'audit')?.audit,
       { actor: 'alice', action: 'DELETE /v1/volumes/:volume', target: { volume: vol }, status: 409 }, `${what}: the audit names nothing removed`)
   }
+  assertNoFaults(t, logs)
 })
 
 t.test('bad input: clear problems, and nothing is created', async t => {
