@@ -27,8 +27,12 @@ export class ImageAccess {
     this.#policy = policy
   }
 
-  /** A build as the engine will run it, once policy admits it; the context is added by the caller. */
-  async admitBuild (requester: Principal, query: BuildQuery, dockerfile: string): Promise<Omit<BuildSpec, 'context'>> {
+  /**
+   * A build as the engine will run it, once policy admits it; the context is added by the caller.
+   * `dockerfile` is the Dockerfile as berth read it from the context and its cleaned path there: the
+   * engine is told to read that path of berth's context, which holds exactly that text.
+   */
+  async admitBuild (requester: Principal, query: BuildQuery, dockerfile: { text: string, path: string }): Promise<Omit<BuildSpec, 'context'>> {
     const buildArgs = pairs(query.buildArg ?? [], 'querystring/buildArg')
     const labels = pairs(query.label ?? [], 'querystring/label')
     for (const key of Object.keys(labels)) {
@@ -36,7 +40,7 @@ export class ImageAccess {
     }
     let parsed
     try {
-      parsed = parseDockerfile(dockerfile, buildArgs, query.target)
+      parsed = parseDockerfile(dockerfile.text, buildArgs, query.target)
     } catch (error) {
       if (!(error instanceof DockerfileError)) throw error
       throw new BerthError('validation_failed', `${query.dockerfile} ${error.message}`, { errors: [{ location: 'dockerfile', path: `/${error.line}`, message: error.message }] })
@@ -56,7 +60,7 @@ export class ImageAccess {
     const tags = (query.tag ?? []).map((tag, index) => this.#tagRef(tag, `querystring/tag/${index}`))
     for (const tag of tags) await this.checkName(requester, tag)
     return {
-      dockerfile: query.dockerfile,
+      dockerfile: dockerfile.path,
       tags,
       buildArgs,
       labels: { ...labels, ...this.#ownership.builtByLabel(requester.name) },

@@ -87,7 +87,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
           }
         },
         202: { description: 'Started as an async build (Location: the build).', content: { 'application/json': { schema: ref(BuildJob) } } },
-        ...problems(...ENGINE, 'policy_denied', 'build_failed', 'build_cancelled', 'rate_limited', 'not_acceptable')
+        ...problems(...ENGINE, 'invalid_build_context', 'policy_denied', 'build_failed', 'build_cancelled', 'rate_limited', 'not_acceptable')
       }
     } as never
   }, async (request, reply) => {
@@ -110,7 +110,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
       : await receiveContext(body, receiving)
     let spec
     try {
-      spec = await app.imageAccess.admitBuild(principalOf(request), query, context.dockerfile)
+      spec = await app.imageAccess.admitBuild(principalOf(request), query, { text: context.dockerfile, path: context.dockerfilePath })
     } catch (error) {
       await context.remove()
       throw error
