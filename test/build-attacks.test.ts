@@ -44,6 +44,7 @@ async function trapRegistry (t: Test): Promise<{ port: number, contacts: () => s
 type App = Awaited<ReturnType<typeof build>>
 interface Outcome { status: number, reason?: string, detail?: RegExp }
 
+/* eslint-disable no-template-curly-in-string -- Dockerfiles write ${VAR} literally */
 const HARMLESS = 'FROM berth-test/busybox:1\n'
 const E = (entry: CraftedEntry): CraftedEntry => entry
 
@@ -228,4 +229,39 @@ t.test('the context berth sends is its own: a client\'s tar is never passed thro
   const events = response.body.split('\n').filter(Boolean).map(line => JSON.parse(line))
   t.equal(events.at(-1)?.type, 'built')
   t.same(events.filter(event => event.type === 'output').map(event => event.line), ['.', '..', 'Dockerfile'])
+})
+
+t.test('what the Dockerfile leaves for later or fetches itself: an ONBUILD COPY --from, an ADD of a URL without network', async t => {
+  const trap = await trapRegistry(t)
+  const app = await build(t, withBuilders({ config: { policy: { images: ['docker.io/berth-test/*'] } } }))
+  const parent = `berth-test/${RUN}-onbuild:1`
+  // A parent image whose trigger fetches an image that is not allowed: the child's FROM is allowed.
+  const planted = await post(app, craftTar([E({ name: 'Dockerfile', data: `FROM berth-test/busybox:1\nONBUILD COPY --from=127.0.0.1:${trap.port}/evil-onbuild/x:1 /a /a\n` })]), { tag: parent })
+  t.comment(`ONBUILD COPY --from a registry not allowed: ${planted.statusCode} ${planted.json().code}`)
+  t.equal(planted.statusCode, 403, 'the trigger is checked when the image that carries it is built')
+  t.match(planted.json(), { code: 'policy_denied', rule: 'images', line: 2, detail: /ONBUILD COPY --from=127\.0\.0\.1:\d+\/evil-onbuild\/x:1 .*not on the allow-list/ })
+  if (planted.statusCode === 200) {
+    const child = await post(app, craftTar([E({ name: 'Dockerfile', data: `FROM ${parent}\n` })]))
+    t.comment(`its child: ${child.statusCode} ${child.json().code}`)
+  }
+  const variable = await post(app, craftTar([E({ name: 'Dockerfile', data: 'FROM berth-test/busybox:1\nONBUILD COPY --from=${TOOLS} /a /a\n' })]))
+  t.match(variable.json(), { code: 'validation_failed', detail: /names its image with a variable/ }, 'a trigger\'s image is named literally')
+  t.same(trap.contacts(), [], 'the engine never contacted the registry that is not allowed')
+
+  // ADD fetches a URL itself, from the engine's own network: not a way round network=none.
+  const before = trap.contacts().length
+  for (const [what, dockerfile, line] of [
+    ['ADD http://', `FROM berth-test/busybox:1\nADD http://127.0.0.1:${trap.port}/secret /secret\n`, 2],
+    ['ADD HTTPS:// in JSON form, after a flag', `FROM berth-test/busybox:1\nADD --chown=1 ["HTTPS://127.0.0.1:${trap.port}/secret", "/secret"]\n`, 2],
+    ['ADD of a variable', `FROM berth-test/busybox:1\nARG SOURCE=http://127.0.0.1:${trap.port}/secret\nADD $SOURCE /secret\n`, 3],
+    ['ONBUILD ADD http://', `FROM berth-test/busybox:1\nONBUILD ADD http://127.0.0.1:${trap.port}/secret /secret\n`, 2]
+  ] as const) {
+    const response = await post(app, craftTar([E({ name: 'Dockerfile', data: dockerfile })]))
+    t.comment(`${what}: ${response.statusCode} ${response.json().code}`)
+    t.equal(response.statusCode, 403, what)
+    t.match(response.json(), { code: 'policy_denied', rule: 'buildNetwork', line, detail: /fetches .* from the engine's own network/ }, what)
+  }
+  t.same(trap.contacts().slice(before), [], 'the engine fetched nothing')
+  const local = await post(app, craftTar([E({ name: 'Dockerfile', data: 'FROM berth-test/busybox:1\nADD notes.txt /notes.txt\n' }), E({ name: 'notes.txt', data: 'n' })]))
+  t.equal(local.statusCode, 200, 'ADD of a file in the context needs no network')
 })
