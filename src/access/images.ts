@@ -57,6 +57,12 @@ export class ImageAccess {
     if (query.network === 'default' && !this.#policy.buildNetwork) {
       throw deny('buildNetwork', 'RUN steps may not have a network (BERTH_BUILD_NETWORK); build with network=none')
     }
+    // The engine fetches an ADD's URL itself, from its host's network, whatever network RUN steps get.
+    const url = parsed.urls[0]
+    if (url !== undefined && query.network !== 'default') {
+      throw new BerthError('policy_denied', `${url.instruction} (Dockerfile line ${url.line}): ADD ${/^https?:\/\//i.test(url.source) ? 'fetches' : 'may fetch'} ${url.source} from the engine's own network, and this build has none; ` +
+        (this.#policy.buildNetwork ? 'build with network=default, or ' : '') + 'put the file in the context and COPY it', { rule: 'buildNetwork', line: url.line })
+    }
     const tags = (query.tag ?? []).map((tag, index) => this.#tagRef(tag, `querystring/tag/${index}`))
     for (const tag of tags) await this.checkName(requester, tag)
     return {
