@@ -2,8 +2,8 @@
 // into berth's checked context; what the engine then gets is berth's own tar of it — cleaned names,
 // each path once, sane modes — within the size and entry limits; broken input is refused with a
 // reason, and nothing is left on disk either way.
-import { readdirSync } from 'node:fs'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
@@ -33,7 +33,7 @@ function list (tar: Buffer): Listed[] {
   const entries: Listed[] = []
   const reader = new TarReader({
     entry: (header: TarHeader) => { entries.push({ name: header.name.toString(), kind: header.kind, mode: header.mode, mtime: header.mtime, linkname: header.linkname.toString(), data: '' }) },
-    data: chunk => { (entries.at(-1) as Listed).data += chunk.toString() }
+    data: chunk => { (entries.at(-1) as Listed).data += chunk.toString('latin1') }
   })
   reader.write(tar)
   reader.end()
@@ -60,6 +60,19 @@ t.test('the Dockerfile is read from plain and gzip tars; the engine gets berth\'
     await context.remove()
   }
   t.equal(spooled(), 0, 'nothing left in the temporary directory')
+})
+
+t.test('large and small files side by side reach the engine byte for byte', async t => {
+  const big = randomBytes(2.5 * 1024 * 1024)
+  const files: Record<string, Buffer> = { Dockerfile: Buffer.from('FROM a\n') }
+  for (let i = 0; i < 300; i++) files[`small/${i}`] = randomBytes(i * 7)
+  files['big.bin'] = big
+  files['after.txt'] = Buffer.from('after')
+  const context = await receive(tarOf(files), { limit: 8 * 1024 * 1024 })
+  const out = list(await sent(context))
+  t.same(out.map(entry => entry.name), Object.keys(files))
+  t.ok(out.every(entry => Buffer.from(entry.data, 'latin1').equals(files[entry.name] as Buffer)), 'every file\'s bytes')
+  await context.remove()
 })
 
 t.test('names: GNU and pax long names, a Dockerfile elsewhere, any chunking; long names go to the engine as pax', async t => {

@@ -17,8 +17,10 @@ export const MAX_NAME = 4000
 /** The longest segment of a name, in bytes (Linux's NAME_MAX). */
 export const MAX_SEGMENT = 255
 
-/** What berth reads from the spool and hands on at a time. */
+/** What berth reads from the spool at a time, and what it hands the engine at a time. */
+const READ_AHEAD = 1024 * 1024
 const CHUNK = 64 * 1024
+const ZEROS = Buffer.alloc(512)
 
 export interface ContextLimits {
   /** Entries a context may have. */
@@ -218,6 +220,19 @@ export class ContextSet {
   async * #tar (): AsyncGenerator<Buffer> {
     const file = await open(this.#spool, 'r')
     try {
+      // The files' data lies in the spool in the order of the entries: read ahead, a window at a time.
+      let window = Buffer.alloc(0)
+      let windowAt = 0
+      const slice = async (offset: number, length: number): Promise<Buffer> => {
+        if (offset < windowAt || offset >= windowAt + window.length) {
+          const buffer = Buffer.allocUnsafe(READ_AHEAD)
+          const { bytesRead } = await file.read(buffer, 0, READ_AHEAD, offset)
+          if (bytesRead === 0) throw new Error('the spooled build context ends before the data of its entries')
+          window = buffer.subarray(0, bytesRead)
+          windowAt = offset
+        }
+        return window.subarray(offset - windowAt, Math.min(window.length, offset - windowAt + length))
+      }
       let batch: Buffer[] = []
       let batched = 0
       for (const entry of this.#entries) {
@@ -227,23 +242,22 @@ export class ContextSet {
         batch.push(header)
         batched += header.length
         for (let done = 0; done < entry.size;) {
-          if (batched >= CHUNK) {
-            yield Buffer.concat(batch)
-            batch = []
-            batched = 0
+          const piece = await slice(entry.offset + done, entry.size - done)
+          done += piece.length
+          if (piece.length < CHUNK) {
+            batch.push(piece)
+            batched += piece.length
+            if (batched < CHUNK) continue
           }
-          const chunk = Buffer.allocUnsafe(Math.min(CHUNK, entry.size - done))
-          const { bytesRead } = await file.read(chunk, 0, chunk.length, entry.offset + done)
-          if (bytesRead === 0) throw new Error(`the spooled build context ends before the data of ${entry.path}`)
-          batch.push(chunk.subarray(0, bytesRead))
-          batched += bytesRead
-          done += bytesRead
-        }
-        if (entry.size > 0) batch.push(Buffer.alloc(padding(entry.size)))
-        if (batched >= CHUNK) {
-          yield Buffer.concat(batch)
+          // Small pieces (headers, small files) go together; a large one goes as it is, uncopied.
+          if (batch.length > 0) yield Buffer.concat(batch)
+          if (piece.length >= CHUNK) yield piece
           batch = []
           batched = 0
+        }
+        if (entry.size > 0) {
+          batch.push(ZEROS.subarray(0, padding(entry.size)))
+          batched += padding(entry.size)
         }
       }
       batch.push(TAR_END)
