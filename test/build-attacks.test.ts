@@ -88,6 +88,7 @@ t.test('the tar tricks that put another Dockerfile in front of the engine: each 
     ['a pax path with a NUL', craftTar([harmless, E({ name: 'x', pax: { path: 'Dockerfile\0.txt' }, data: evil() })]), {}, { status: 400, reason: 'format', detail: /NUL/ }],
     ['an old-style file entry with a trailing slash', craftTar([E({ name: 'Dockerfile', data: evil() }), E({ name: 'Dockerfile/', type: '\0', size: 0 }), E({ name: 'x', data: HARMLESS })]), {}, { status: 400, reason: 'duplicate' }],
     ['a gzip-compressed symlink trick', gzipped(craftTar([harmless, E({ name: 'evil.df', data: evil() }), E({ name: 'Dockerfile', type: '2', linkname: 'evil.df' })])), {}, { status: 400, reason: 'duplicate' }],
+    ['only a lower-case dockerfile, which the engine would fall back to', craftTar([E({ name: 'dockerfile', data: evil() })]), {}, { status: 400, reason: 'dockerfile', detail: /has no "Dockerfile"/ }],
     ['the whole trick after the end of the archive', Buffer.concat([craftTar([harmless]), craftTar([E({ name: 'Dockerfile', data: evil() })])]), {}, { status: 200 }]
   ]
   for (const [what, payload, query, expected] of cases) {
@@ -99,6 +100,11 @@ t.test('the tar tricks that put another Dockerfile in front of the engine: each 
     if (expected.reason !== undefined) t.match(body, { code: 'invalid_build_context', reason: expected.reason, ...(expected.detail ? { detail: expected.detail } : {}) }, `${what}: the problem`)
     t.same(trap.contacts().slice(before), [], `${what}: the engine never contacted the registry that is not allowed`)
   }
+  // A form is read into the same checked context: the dockerfile field and a file at its path are one path twice.
+  const form = await formOf(HARMLESS, { './Dockerfile': evil() })
+  const twice = await post(app, form.body, {}, form.contentType)
+  t.match(twice.json(), { code: 'invalid_build_context', reason: 'duplicate' }, 'a form with a second Dockerfile')
+  t.same(trap.contacts(), [], 'the engine never contacted the registry that is not allowed')
   t.same(await waitFor('the contexts to be removed', spooled, list => list.length === 0), [], 'no context left in the temporary directory')
 })
 
