@@ -102,6 +102,7 @@ t.test('what the engine gets: links kept or resolved by the rules, modes without
     { name: 'g', type: 'g', data: paxRecord('comment', 'git archive') },
     { name: 'bin/', type: '5', mode: 0o3755 },
     { name: 'bin/tool', data: 'tool', mode: 0o4755 },
+    { name: './bin', type: '5', mode: 0o3755 },
     { name: 'bin/same', type: '1', linkname: '/bin/tool', mode: 0o600 },
     { name: 'bin/python', type: '2', linkname: '/usr/bin/python3' },
     { name: 'x', pax: { path: 'caps', 'SCHILY.xattr.security.capability': 'x', mtime: '1700000000.75' }, data: 'c' },

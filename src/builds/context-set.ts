@@ -111,10 +111,6 @@ export class ContextSet {
     this.#limits = limits
   }
 
-  get size (): number {
-    return this.#entries.length
-  }
-
   /** Takes the next entry, refusing what cannot be one: a bad name, a path twice, a link to what it may not name. */
   add (entry: NewEntry): void {
     const what = `the build context's entry ${quote(entry.name)}`
