@@ -28,8 +28,12 @@ export class ImageAccess {
     this.#policy = policy
   }
 
-  /** A build as the engine will run it, once policy admits it; the context is added by the caller. */
-  async admitBuild (requester: Principal, query: BuildQuery, dockerfile: string): Promise<Omit<BuildSpec, 'context'>> {
+  /**
+   * A build as the engine will run it, once policy admits it; the context is added by the caller.
+   * `dockerfile` is the Dockerfile as berth read it from the context and its cleaned path there: the
+   * engine is told to read that path of berth's context, which holds exactly that text.
+   */
+  async admitBuild (requester: Principal, query: BuildQuery, dockerfile: { text: string, path: string }): Promise<Omit<BuildSpec, 'context'>> {
     const buildArgs = pairs(query.buildArg ?? [], 'querystring/buildArg')
     const labels = pairs(query.label ?? [], 'querystring/label')
     for (const key of Object.keys(labels)) {
@@ -37,7 +41,7 @@ export class ImageAccess {
     }
     let parsed
     try {
-      parsed = parseDockerfile(dockerfile, buildArgs, query.target)
+      parsed = parseDockerfile(dockerfile.text, buildArgs, query.target)
     } catch (error) {
       if (!(error instanceof DockerfileError)) throw error
       throw new BerthError('validation_failed', `${query.dockerfile} ${error.message}`, { errors: [{ location: 'dockerfile', path: `/${error.line}`, message: error.message }] })
@@ -54,10 +58,16 @@ export class ImageAccess {
     if (query.network === 'default' && !this.#policy.buildNetwork) {
       throw deny('buildNetwork', 'RUN steps may not have a network (BERTH_BUILD_NETWORK); build with network=none')
     }
+    // The engine fetches an ADD's URL itself, from its host's network, whatever network RUN steps get.
+    const url = parsed.urls[0]
+    if (url !== undefined && query.network !== 'default') {
+      throw new BerthError('policy_denied', `${url.instruction} (Dockerfile line ${url.line}): ADD ${/^https?:\/\//i.test(url.source) ? 'fetches' : 'may fetch'} ${url.source} from the engine's own network, and this build has none; ` +
+        (this.#policy.buildNetwork ? 'build with network=default, or ' : '') + 'put the file in the context and COPY it', { rule: 'buildNetwork', line: url.line })
+    }
     const tags = (query.tag ?? []).map((tag, index) => this.#tagRef(tag, `querystring/tag/${index}`))
     for (const tag of tags) await this.checkName(requester, tag)
     return {
-      dockerfile: query.dockerfile,
+      dockerfile: dockerfile.path,
       tags,
       buildArgs,
       labels: { ...labels, ...this.#ownership.builtByLabel(requester.name) },
