@@ -31,8 +31,12 @@ export class ImageAccess {
     this.#policy = policy
   }
 
-  /** A build as the engine will run it, once policy admits it; the context is added by the caller. */
-  async admitBuild (requester: Principal, query: BuildQuery, dockerfile: string): Promise<Omit<BuildSpec, 'context'>> {
+  /**
+   * A build as the engine will run it, once policy admits it; the context is added by the caller.
+   * `dockerfile` is the Dockerfile as berth read it from the context and its cleaned path there: the
+   * engine is told to read that path of berth's context, which holds exactly that text.
+   */
+  async admitBuild (requester: Principal, query: BuildQuery, dockerfile: { text: string, path: string }): Promise<Omit<BuildSpec, 'context'>> {
     const buildArgs = pairs(query.buildArg ?? [], 'querystring/buildArg')
     const labels = pairs(query.label ?? [], 'querystring/label')
     for (const key of Object.keys(labels)) {
@@ -40,7 +44,7 @@ export class ImageAccess {
     }
     let parsed
     try {
-      parsed = parseDockerfile(dockerfile, buildArgs, query.target)
+      parsed = parseDockerfile(dockerfile.text, buildArgs, query.target)
     } catch (error) {
       if (!(error instanceof DockerfileError)) throw error
       throw new BerthError('validation_failed', `${query.dockerfile} ${error.message}`, { errors: [{ location: 'dockerfile', path: `/${error.line}`, message: error.message }] })
@@ -57,10 +61,16 @@ export class ImageAccess {
     if (query.network === 'default' && !this.#policy.buildNetwork) {
       throw deny('buildNetwork', 'RUN steps may not have a network (BERTH_BUILD_NETWORK); build with network=none')
     }
+    // The engine fetches an ADD's URL itself, from its host's network, whatever network RUN steps get.
+    const url = parsed.urls[0]
+    if (url !== undefined && query.network !== 'default') {
+      throw new BerthError('policy_denied', `${url.instruction} (Dockerfile line ${url.line}): ADD ${/^https?:\/\//i.test(url.source) ? 'fetches' : 'may fetch'} ${url.source} from the engine's own network, and this build has none; ` +
+        (this.#policy.buildNetwork ? 'build with network=default, or ' : '') + 'put the file in the context and COPY it', { rule: 'buildNetwork', line: url.line })
+    }
     const tags = (query.tag ?? []).map((tag, index) => this.#tagRef(tag, `querystring/tag/${index}`))
     for (const tag of tags) await this.checkName(requester, tag)
     return {
-      dockerfile: query.dockerfile,
+      dockerfile: dockerfile.path,
       tags,
       buildArgs,
       labels: { ...labels, ...this.#ownership.builtByLabel(requester.name) },
@@ -98,7 +108,7 @@ export class ImageAccess {
     }
     let current: Image
     try {
-      current = await this.#engine.part('images').inspect(ref.reference)
+      current = await this.#engine.part('builds').inspect(ref.reference)
     } catch (error) {
       if (error instanceof BerthError && error.code === 'image_not_found') return
       throw error
@@ -111,7 +121,7 @@ export class ImageAccess {
   /** docker tag: `tag` then names the image `source` names. */
   async tag (requester: Principal, source: string, tag: string): Promise<{ id: string, tag: string }> {
     const target = this.#tagRef(tag, 'body/tag')
-    const image = await this.#engine.part('images').inspect(engineReference(source, 'body/source'))
+    const image = await this.#engine.part('builds').inspect(engineReference(source, 'body/source'))
     await this.checkName(requester, target)
     await this.#engine.part('builds').tag(image.id, target)
     return { id: image.id, tag: target.reference }
@@ -121,9 +131,9 @@ export class ImageAccess {
   async untag (requester: Principal, name: string): Promise<{ untagged: string[], deleted: string[] }> {
     const ref = this.#tagRef(name, 'body/image')
     // Not found is image_not_found, for admins too, before any ownership is judged.
-    await this.#engine.part('images').inspect(ref.reference)
+    await this.#engine.part('builds').inspect(ref.reference)
     await this.checkName(requester, ref)
-    return await this.#engine.part('images').remove(ref.reference, { force: false })
+    return await this.#engine.part('builds').untag(ref.reference)
   }
 
   /** The push target: a tag on the allow-list, in the requester's push namespace unless it is an admin. */
