@@ -67,7 +67,9 @@ export class ImageAccess {
       throw new BerthError('policy_denied', `${url.instruction} (Dockerfile line ${url.line}): ADD ${/^https?:\/\//i.test(url.source) ? 'fetches' : 'may fetch'} ${url.source} from the engine's own network, and this build has none; ` +
         (this.#policy.buildNetwork ? 'build with network=default, or ' : '') + 'put the file in the context and COPY it', { rule: 'buildNetwork', line: url.line })
     }
-    const tags = (query.tag ?? []).map((tag, index) => this.#tagRef(tag, `querystring/tag/${index}`))
+    // Where a build pushes what it tags (a cluster's builder), each tag is a push too: in the namespace.
+    const publishes = this.#engine.part('builds').publishes === true
+    const tags = (query.tag ?? []).map((tag, index) => publishes ? this.pushRef(requester, tag, `querystring/tag/${index}`) : this.#tagRef(tag, `querystring/tag/${index}`))
     for (const tag of tags) await this.checkName(requester, tag)
     return {
       dockerfile: dockerfile.path,
@@ -137,8 +139,8 @@ export class ImageAccess {
   }
 
   /** The push target: a tag on the allow-list, in the requester's push namespace unless it is an admin. */
-  pushRef (requester: Principal, input: string): ImageRef {
-    const ref = this.#tagRef(input, 'body/image')
+  pushRef (requester: Principal, input: string, field = 'body/image'): ImageRef {
+    const ref = this.#tagRef(input, field)
     const own = this.namespaceOf(requester.name)
     if (requester.admin || own === null || ref.path === own || ref.path.startsWith(`${own}/`)) return ref
     throw deny('pushNamespace', `token "${requester.name}" may push only to repositories under ${own}/ (BERTH_PUSH_NAMESPACE); ${ref.reference} is outside it`)

@@ -53,6 +53,11 @@ export interface ImagesPart {
 /** Where images are built and shared from: a Docker engine's store (the host's own, or a cluster's builder). */
 export interface BuildsPart {
   /**
+   * True when a build also pushes every tag it gives (a cluster's builder: the nodes pull from a
+   * registry). Each tag is then a push as well, and is admitted as one (the push namespace).
+   */
+  readonly publishes?: boolean
+  /**
    * docker build: resolves with the built image once it is tagged. A build that fails or is cancelled
    * (the signal) leaves nothing behind: its step's container is gone and the images it committed are removed.
    */
