@@ -42,7 +42,9 @@ export const errorCodes = {
   build_cancelled: { status: 409, title: 'The build was cancelled', example: { detail: 'the build was cancelled: cancelled by its job' } },
   push_failed: { status: 502, title: 'The image could not be pushed', example: { detail: 'pushing registry.example.com/tools/app:1 failed: denied: requested access to the resource is denied', image: 'registry.example.com/tools/app:1', reason: 'registry_auth' } },
   container_not_running: { status: 409, title: 'The container is not running', example: { detail: 'container 3f2a9c1e8b7d is not running: start it first' } },
-  expiry_not_set: { status: 409, title: 'The container was run without an expiry', example: { detail: 'container web was run without an expiry: there is no end to move' } }
+  expiry_not_set: { status: 409, title: 'The container was run without an expiry', example: { detail: 'container web was run without an expiry: there is no end to move' } },
+  // Files in (issue 20).
+  path_conflict: { status: 409, title: 'What is in the container is in the way of the upload', example: { detail: '/srv/in/lib is a symbolic link in container web (to /usr/lib): berth writes nothing through a link; remove it first, or upload its directory itself', path: '/srv/in/lib' } }
 } as const satisfies Record<string, { status: number, title: string, example: { detail: string, [extension: string]: unknown } }>
 
 export type ErrorCode = keyof typeof errorCodes
