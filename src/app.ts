@@ -67,7 +67,7 @@ export interface AppDeps {
   engine: Engine
   /** A pino logger; none means silent (tests). */
   logger?: FastifyBaseLogger
-  /** The clock of time windows (failed authentications, pull-job retention), in ms; Date.now unless a test moves time itself. */
+  /** The clock of time windows (failed authentications, pull-job retention, the sweeper's expiries and grace), in ms; Date.now unless a test moves time itself. */
   now?: () => number
   /** The tokens in use, when something reloads them (server.ts); by default config.auth.tokens, fixed. */
   tokens?: TokenStore
@@ -141,7 +141,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   })
   app.addHook('onClose', async () => { stopRevoking() })
   await app.register(pullJobsPlugin, { jobs: config.jobs, ...(deps.now === undefined ? {} : { now: deps.now }) })
-  await app.register(lifecyclePlugin, { lifecycle: config.lifecycle })
+  await app.register(lifecyclePlugin, { lifecycle: config.lifecycle, ...(deps.now === undefined ? {} : { now: deps.now }) })
   await app.register(buildsPlugin, { config })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,

@@ -10,11 +10,13 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ lifecycle: Config['lifecycle'] }>(async (app, options) => {
+export default fp<{ lifecycle: Config['lifecycle'], now?: () => number }>(async (app, options) => {
   const sweeper = new Sweeper(app.engine, app.ownership, {
     intervalMs: options.lifecycle.sweepIntervalMs,
     autoRemoveGraceMs: options.lifecycle.autoRemoveGraceMs,
-    log: app.log
+    log: app.log,
+    // A test drives the sweeper's clock to an expiry or the end of a grace period instead of waiting for it.
+    ...(options.now === undefined ? {} : { now: options.now })
   })
   app.decorate('lifecycle', sweeper)
   app.addHook('onReady', async () => { sweeper.start() })
