@@ -1,14 +1,20 @@
 // Receiving a build context: its Dockerfile found in plain, gzip, GNU and pax tars, the size limit held
 // both as sent and unpacked, broken input refused, and nothing left on disk either way.
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import t from 'tap'
 import { TarScanner, normaliseEntry, receiveContext } from '../src/builds/context.ts'
 import { BerthError } from '../src/errors.ts'
 import { formOf, gzipped, tarOf } from './build-helpers.ts'
+import { waitFor } from './helpers.ts'
 import { receiveMultipartContext } from '../src/builds/multipart.ts'
 
+// The spool goes to os.tmpdir(): a folder of this test's own, so that other test processes spooling
+// builds on the same machine at the same time are not counted as this one's leftovers.
+process.env.TMPDIR = mkdtempSync(join(tmpdir(), 'berth-context-test-'))
+t.teardown(() => rmSync(process.env.TMPDIR as string, { recursive: true, force: true }))
 const spooled = () => readdirSync(tmpdir()).filter(name => name.startsWith('berth-build-')).length
 
 async function receive (body: Buffer | Readable, options: { limit?: number, dockerfile?: string } = {}) {
@@ -76,7 +82,8 @@ t.test('a client that stops sending, or a request that is abandoned', async t =>
   const body = new PassThrough()
   const pending = receive(body)
   body.write(tarOf({ Dockerfile: 'FROM a\n' }).subarray(0, 600))
-  await new Promise(resolve => setTimeout(resolve, 50))
+  // The client goes away once the receiver listens for it (it first makes its spool folder).
+  await waitFor('the receiver to listen to the body', () => body.listenerCount('aborted'), count => count > 0)
   body.emit('aborted')
   await t.rejects(pending, { code: 'validation_failed', message: /stopped sending/ })
   const controller = new AbortController()
