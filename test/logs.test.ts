@@ -1,9 +1,7 @@
 // docker logs through berth on the real engine: stdout and stderr told apart (framed, and TTY without
 // frames), tail, since/until to the nanosecond, timestamps, follow, and ownership.
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import t from 'tap'
-import { RUN, assertProblem, auth, build, cleanupAfter, docker, env, name, runContainer, waitFor, type App, type TokenName } from './helpers.ts'
+import { HOLD, RUN, assertProblem, auth, build, cleanupAfter, docker, letGo, name, runContainer, waitFor, type App, type TokenName } from './helpers.ts'
 import { StreamClient, listen } from './stream-client.ts'
 
 cleanupAfter(t)
@@ -15,14 +13,6 @@ async function run (app: App, suffix: string, script: string, extra: Record<stri
   const response = await runContainer(app, who, { name: name(suffix), command: ['sh', '-c', script], ...extra })
   if (response.statusCode !== 201) throw new Error(`run answered ${response.statusCode}: ${response.body}`)
   return response.json().id
-}
-
-/** Shell that holds the container still until letGo() is called for it. */
-const HOLD = 'until [ -e /tmp/go ]; do sleep 0.05; done'
-
-/** Lets a container held by HOLD go on (a file it waits for, made by docker exec). */
-async function letGo (id: string): Promise<void> {
-  await promisify(execFile)('docker', ['-H', `unix://${env.socket}`, 'exec', id, 'sh', '-c', ': > /tmp/go'])
 }
 
 /** Waits until the container has stopped, as docker wait does: on the engine's word, not by polling. */

@@ -45,7 +45,7 @@ async function getJob (app: App, id: string, who: TokenName = 'admin'): Promise<
  * two requests), closed every connection, and had not got all the layers.
  */
 async function engineStopped (t: Test, proxy: RegistryProxy, layers: Array<{ size: number }>): Promise<void> {
-  await waitFor('the engine closes its registry connections', () => proxy.open, open => open === 0, 10_000)
+  await waitFor('the engine closes its registry connections', () => proxy.open, open => open === 0)
   t.ok(proxy.cutOff > 0, `the engine hung up on the registry mid-layer (${proxy.cutOff} of ${proxy.connections} connections)`)
   const whole = layers.reduce((sum, layer) => sum + layer.size, 0)
   t.ok(proxy.bytes < whole, `the engine stopped after ${proxy.bytes} of ${whole} bytes`)
