@@ -5,7 +5,6 @@
 import type { Engine, Network } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
 import type { CreateNetworkRequest } from '../schemas/networks.ts'
-import type { ContainerAccess } from './containers.ts'
 import { RESERVED_LABEL_PREFIX, notFound, type Ownership, type Principal } from './ownership.ts'
 import { deny, invalid } from './policy.ts'
 
@@ -44,12 +43,21 @@ export async function networkForRun (engine: Engine, ownership: Ownership, reque
   return (await findNetwork(engine, ownership, requester, network)).id
 }
 
+/**
+ * What connecting a container needs of the containers: one found as the requester may see it
+ * (ContainerAccess#find). Said here, so that networks do not import containers, which import
+ * networks for the network a run joins.
+ */
+export interface ContainerLookup {
+  find (requester: Principal, idOrName: string): Promise<{ id: string, name: string }>
+}
+
 export class NetworkAccess {
   readonly #engine: Engine
   readonly #ownership: Ownership
-  readonly #containers: ContainerAccess
+  readonly #containers: ContainerLookup
 
-  constructor (engine: Engine, ownership: Ownership, containers: ContainerAccess) {
+  constructor (engine: Engine, ownership: Ownership, containers: ContainerLookup) {
     this.#engine = engine
     this.#ownership = ownership
     this.#containers = containers
