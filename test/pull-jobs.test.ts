@@ -63,6 +63,12 @@ class FakeEngine {
       options.onProgress?.({ kind: 'started' })
     })
   }
+
+  /** Pull jobs ask the engine for its images part, and pull through it. */
+  part (name: string) {
+    if (name !== 'images') throw new Error(`a pull job asked the fake engine for its ${name} part`)
+    return { pull: async (ref: ImageRef, options: PullOptions) => await this.pullImage(ref, options) }
+  }
 }
 
 const pulled = (reference: string): PulledImage => ({ id: 'sha256:' + 'a'.repeat(64), reference, digest: null, tags: [reference] })
