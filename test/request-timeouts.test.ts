@@ -123,21 +123,26 @@ t.test('header slowloris is cut at the headers bound; a silent connection too', 
   }
 })
 
-/** 300 slow clients, each trickling a body a byte every 250 ms, all on the server before this answers. */
+/** 300 slow clients, each trickling a body a byte every 250 ms, once each has sent its request's head. */
 async function slowCrowd (t: Test, app: App) {
   const base = await listen(app)
   const client = slowClients(t, Number(new URL(base).port))
   const slow = Array.from({ length: 300 }, () => client(postHead(`Authorization: Bearer ${TOKENS.alice.token}\r\n`), ' ', 250))
   await within(Promise.all(slow.map(client => client.sent)), NEVER_MS, 'the slow clients did not connect')
-  const connections = async () => await new Promise<number>((resolve, reject) => app.server.getConnections((error, count) => error ? reject(error) : resolve(count)))
-  await waitFor('all 300 slow connections to reach the server', connections, count => count >= 300)
   return { base, slow }
+}
+
+/** The connections the app's server holds now. */
+async function connections (app: App): Promise<number> {
+  return await new Promise<number>((resolve, reject) => app.server.getConnections((error, count) => error ? reject(error) : resolve(count)))
 }
 
 t.test('300 slow connections do not starve normal requests', async t => {
   // Bounds the slow ones cannot reach while the normal requests are made: all 300 are open throughout.
   const app = await build(t, { config: { limits: { headersTimeoutMs: 300_000, requestTimeoutMs: 300_000 } } })
   const { base, slow } = await slowCrowd(t, app)
+  // Every slow client is on the server before the normal requests start.
+  await waitFor('all 300 slow connections to reach the server', async () => await connections(app), count => count >= 300)
   const statuses: number[] = []
   for (let i = 0; i < 10; i++) statuses.push((await fetch(`${base}/healthz`)).status)
   for (let i = 0; i < 5; i++) statuses.push((await fetch(`${base}/v1/images`, { headers: auth('reader') })).status)
