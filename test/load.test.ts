@@ -22,11 +22,19 @@ const HEAP_GROWTH_BOUND_MB = 8
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc') as () => void
 
-/** Runs `concurrency` workers until `until()` says stop; every request is awaited, none is abandoned. */
+/**
+ * Runs `concurrency` workers until `until()` says stop; every request is awaited, none is abandoned.
+ * A worker lets the event loop turn between requests: berth answers reads from its copy without any
+ * I/O, and workers that never yielded would starve the timers and sockets (the test's own waits, the
+ * engine's events) that decide when to stop.
+ */
 async function load<T> (concurrency: number, until: () => boolean, request: (worker: number, i: number) => Promise<T>): Promise<T[]> {
   const results: T[] = []
   await Promise.all(Array.from({ length: concurrency }, async (_, worker) => {
-    for (let i = 0; !until(); i++) results.push(await request(worker, i))
+    for (let i = 0; !until(); i++) {
+      results.push(await request(worker, i))
+      await new Promise(resolve => setImmediate(resolve))
+    }
   }))
   return results
 }
