@@ -64,7 +64,7 @@ export interface DockerCopyOptions {
 /** Container events that change nothing inspect or ps shows. */
 const QUIET = new Set(['attach', 'detach', 'exec_create', 'exec_start', 'exec_die', 'exec_detach', 'top', 'export', 'resize', 'copy', 'archive-path', 'extract-to-dir', 'prune'])
 
-interface RawEvent {
+export interface RawEvent {
   Type?: string
   Action?: string
   Actor?: { ID?: string, Attributes?: Record<string, string> }
@@ -535,7 +535,7 @@ function volumeRecordOf (volume: Docker.VolumeInspectInfo & { CreatedAt?: string
 }
 
 /** The engine's events, one JSON object a line, into the inbox; the inbox is closed when the stream ends. */
-async function readEvents (stream: Readable, inbox: Inbox<RawEvent>): Promise<void> {
+export async function readEvents (stream: Readable, inbox: Inbox<RawEvent>): Promise<void> {
   let pending = ''
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
