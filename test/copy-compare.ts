@@ -85,7 +85,9 @@ export interface Scope {
 
 /** Every read berth answers from its copy, against the engine's own answer. Resolves with the containers compared. */
 export async function compareWithEngine (t: Test, from: Backend, truth: Backend, scope: Scope, what: string): Promise<ContainerSummary[]> {
-  const { labels } = scope
+  // The copy holds berth's deployment's containers (openDocker's "default"), and answers questions
+  // about those; a question about everybody's goes to the engine, and would compare nothing.
+  const labels = [...scope.labels, 'io.berth.deployment=default']
   let listed: ContainerSummary[] = []
   for (const all of [true, false]) {
     const [copied, engine] = await Promise.all([from.containers.list({ all, labels }), truth.containers.list({ all, labels })])
@@ -103,8 +105,8 @@ export async function compareWithEngine (t: Test, from: Backend, truth: Backend,
     }
   }
   const [copiedVolumes, engineVolumes] = await Promise.all([
-    from.part('volumes').list({ labels, usedBy: labels }),
-    truth.part('volumes').list({ labels, usedBy: labels })
+    from.part('volumes').list({ labels: scope.labels, usedBy: labels }),
+    truth.part('volumes').list({ labels: scope.labels, usedBy: labels })
   ])
   t.same(copiedVolumes, engineVolumes, `${what}: volumes with their users`)
   for (const volume of engineVolumes) {

@@ -84,6 +84,8 @@ t.test('changes made with the docker CLI behind berth\'s back: every read matche
   await t.rejects(backend.containers.inspect(name('cli-theirs')), { code: 'not_found' }, 'not in the copy')
   t.equal((await truth.containers.inspect(name('cli-theirs'))).name, name('cli-theirs'), 'though on the engine')
   t.equal((await app.inject({ method: 'GET', url: `/v1/containers/${name('cli-theirs')}`, headers: auth() })).statusCode, 404, 'and not found through berth, as ever')
+  // A question about everybody's containers (who holds a port, who uses a volume) is the engine's to answer.
+  t.ok((await backend.containers.list({ all: true, labels: [`${RUN_LABEL}=${RUN}`] })).some(container => container.name === name('cli-theirs')), 'everybody\'s containers are listed by the engine')
   await cli('rm', '-f', name('cli-web2'), name('cli-tagged'), name('cli-exits'), name('cli-health'), name('cli-theirs'))
   await cli('volume', 'rm', name('cli-data'))
   await cli('network', 'rm', name('cli-net'))

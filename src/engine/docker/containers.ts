@@ -49,7 +49,7 @@ export class DockerContainers implements ContainersPart {
   }
 
   async list (options: ListContainersOptions): Promise<ContainerSummary[]> {
-    if (this.#copy?.current === true) return this.#copy.list(options)
+    if (this.#copy?.current === true && this.#copy.covers(options.labels ?? [])) return this.#copy.list(options)
     const filters: Record<string, string[]> = {}
     if (options.status?.length) filters.status = options.status
     if (options.labels?.length) filters.label = options.labels

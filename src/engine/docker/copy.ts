@@ -162,6 +162,15 @@ export class DockerCopy {
   // ---- reads (only while current: the parts ask the engine otherwise)
 
   /**
+   * Whether a question about containers matching `labels` can be answered from the copy: only when
+   * it asks about containers the copy holds (berth's deployment), not about everybody's (the users
+   * of a volume, who holds a port), which the engine alone knows.
+   */
+  covers (labels: readonly string[]): boolean {
+    return this.#labels.every(label => labels.includes(label))
+  }
+
+  /**
    * A container by full id, name, or unique id prefix, in the engine's order of precedence;
    * undefined when there is none, ambiguous_id when a prefix matches several.
    */

@@ -77,7 +77,7 @@ export class DockerVolumes implements VolumesPart {
   /** Which containers among those matching `filters` mount which volumes. */
   async #users (filters: string[]): Promise<Map<string, VolumeUser[]>> {
     const copy = this.#copy
-    if (copy?.current !== true) {
+    if (copy?.current !== true || !copy.covers(filters)) {
       return volumeUsersOf(await this.#transport.call({ subject: 'container', target: 'containers' },
         (docker, signal) => docker.listContainers({ all: true, filters: filters.length > 0 ? { label: filters } : {}, abortSignal: signal })))
     }
