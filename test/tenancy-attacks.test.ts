@@ -211,6 +211,8 @@ t.test('an id prefix shared with containers the token cannot see is a 404, never
     bobs.push(created.id)
   }
   const prefix = [...byPrefix().entries()].find(([, count]) => count >= 2)?.[0] as string
+  // Made behind berth's back: berth knows of them once it has read their events.
+  await waitFor('berth to have seen bob\'s containers', async () => (await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: auth('bob') })).json().length, count => count === bobs.length)
   for (const [method, url] of [['GET', ''], ['GET', '/logs'], ['POST', '/stop'], ['POST', '/start'], ['DELETE', '']] as const) {
     const response = await app.inject({ method, url: `/v1/containers/${prefix}${url}`, headers: auth('alice') })
     assertProblem(t, response, 404, { code: 'not_found', detail: `container ${prefix} was not found` }, `alice ${method} ${prefix}${url}`)
@@ -224,6 +226,7 @@ t.test('an id prefix shared with containers the token cannot see is a 404, never
     if (alices !== '') await docker.getContainer(alices).remove({ force: true })
     alices = (await docker.createContainer({ Image: env.image, Cmd: ['true'], Labels: { [RUN_LABEL]: RUN, 'io.berth.managed': 'true', 'io.berth.deployment': deployment, 'io.berth.owner': 'alice' } })).id
   }
+  await waitFor('berth to have seen alice\'s container', async () => (await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: auth('alice') })).json().map((container: { id: string }) => container.id).join(), ids => ids === alices)
   const resolved = await app.inject({ method: 'GET', url: `/v1/containers/${prefix}`, headers: auth('alice') })
   t.equal(resolved.statusCode, 200)
   t.equal(resolved.json().id, alices, 'the prefix resolves among her own containers only')
