@@ -60,7 +60,8 @@ export class DockerHost {
     const since = after !== null ? engineTime(after.nanos) : options.since === undefined ? undefined : engineTime(BigInt(options.since.getTime()) * 1_000_000n)
     const stream = await this.transport.openStream({ subject: 'engine', target: 'events', ...(options.signal ? { signal: options.signal } : {}) },
       (docker, signal) => docker.getEvents({ ...(since === undefined ? {} : { since }), filters: { type: ['container', 'image'] }, abortSignal: signal } as Docker.GetEventsOptions))
-    return readEventStream(stream, after, options.signal)
+    const events = readEventStream(stream, after, options.signal)
+    return this.copy === null ? events : inCopyOrder(events, this.copy)
   }
 
   core (): Core {
@@ -109,9 +110,18 @@ export const docker = defineBackend<DockerHost>({
     exec: host => dockerExec(host.transport),
     stats: host => dockerStats(host.transport),
     files: host => dockerFiles(host.transport),
-    wait: host => dockerWait(host.transport),
+    wait: host => dockerWait(host.transport, host.copy),
     nodes: host => host.nodes(),
     expiry: host => host.expiry,
     specs: host => dockerSpecs(host.transport)
   }
 })
+
+/** Each event once the copy holds what it changed: a client that reads right after an event reads what it said. */
+async function * inCopyOrder (events: AsyncIterable<EngineEvent>, copy: DockerCopy): AsyncGenerator<EngineEvent> {
+  for await (const event of events) {
+    // A failed read ends the copy's session, and reads then ask the engine: the event goes out either way.
+    await copy.refreshFor(event).catch(() => {})
+    yield event
+  }
+}

@@ -159,6 +159,16 @@ export class DockerCopy {
     await this.#refresher?.request(`v:${name}`)
   }
 
+  /**
+   * Resolves once what a container event (from another stream of the same engine's events) changed
+   * is in the copy: a client told of a stop by berth's event feed then reads it stopped.
+   */
+  async refreshFor (event: { type: string, action: string, id: string, labels: Record<string, string> }): Promise<void> {
+    const action = event.action.split(':')[0]?.trim() ?? ''
+    if (event.type !== 'container' || QUIET.has(action) || !matchesLabels(event.labels, this.#labels)) return
+    await this.refreshContainer(event.id)
+  }
+
   // ---- reads (only while current: the parts ask the engine otherwise)
 
   /**

@@ -8,6 +8,7 @@ import type { ContainerExit, ContainerStats, ExecSession, ExecSpec, PathStat } f
 import { statsOf, type RawStats } from './mapping.ts'
 import { linesOf, readAll, readFrames, readJsonLines } from './streams.ts'
 import type { DockerTransport } from './transport.ts'
+import type { DockerCopy } from './copy.ts'
 
 export function dockerExec (transport: DockerTransport): ExecPart {
   return {
@@ -113,7 +114,7 @@ export function dockerFiles (transport: DockerTransport): FilesPart {
   }
 }
 
-export function dockerWait (transport: DockerTransport): WaitPart {
+export function dockerWait (transport: DockerTransport, copy: DockerCopy | null = null): WaitPart {
   return {
     async wait (id: string, options: { signal?: AbortSignal }): Promise<ContainerExit> {
       const target = { subject: 'container' as const, target: id, ...(options.signal ? { signal: options.signal } : {}) }
@@ -127,6 +128,8 @@ export function dockerWait (transport: DockerTransport): WaitPart {
         throw new BerthError('engine_unavailable', `the engine connection broke while waiting for ${id}`, {}, { cause: error, headers: { 'retry-after': '5' } })
       }
       const info = await transport.call({ subject: 'container', target: id }, (docker, signal) => docker.getContainer(id).inspect({ abortSignal: signal }))
+      // What berth says has happened is what it reads next: the copy has the stop before the wait answers.
+      await copy?.refreshContainer(id)
       return { exitCode: body.StatusCode ?? info.State.ExitCode, oomKilled: info.State.OOMKilled, error: body.Error?.Message || null }
     }
   }
