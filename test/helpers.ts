@@ -174,6 +174,8 @@ export async function build (t: Test, options: BuildOptions = {}) {
   const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}), ...(options.tokens ? { tokens: options.tokens } : {}) })
   checkDeclaredProblems(t, app)
   t.teardown(() => app.close())
+  // An engine made here is closed here (its copy's event stream and pings); one handed in is its maker's.
+  if (options.engine === undefined) t.teardown(() => engine.close())
   return app
 }
 

@@ -139,6 +139,8 @@ t.test('many stats streams at once, all hung up: no engine connection is left', 
   const app = await build(t)
   const base = await listen(app)
   await run(app, { name: name('watched') })
+  // berth's copy lists the engine first, several reads at once: connections are counted once it is current.
+  await waitFor('berth\'s copy of the engine to be current', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 200, 60_000)
   const before = await waitFor('idle engine connections to settle', () => engineConnections(), count => count <= 2)
   const STREAMS = 30
   const controllers = Array.from({ length: STREAMS }, () => new AbortController())
