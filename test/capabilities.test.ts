@@ -84,10 +84,12 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
   }
   const singleHost = [
     'delete /v1/networks/{network}', 'delete /v1/volumes/{volume}', 'get /v1/networks', 'get /v1/networks/{network}', 'get /v1/volumes', 'get /v1/volumes/{volume}',
-    'post /v1/containers/{idOrName}/wait', 'get /v1/containers/{idOrName}/spec', 'post /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/stats', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes',
+    'post /v1/containers/{idOrName}/wait', 'post /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/stats', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes',
     'get /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/files', 'put /v1/containers/{idOrName}/expiry'
   ]
-  t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, builds, pull jobs, volumes, networks, wait, exec, stats and specs are docker-only')
+  t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, builds, pull jobs, volumes, networks, wait, exec and stats are docker-only')
+  const spec = operations.find(operation => operation.method === 'get' && operation.path === '/v1/containers/{idOrName}/spec')
+  t.same(spec?.['x-berth-backends'], ['docker', 'swarm', 'kubernetes'], 'a container\'s spec is on every backend')
   for (const operation of operations.filter(operation => operation['x-berth-backends']?.length === 1)) {
     const why = imageStore.includes(`${operation.method} ${operation.path}`) ? /has no single image store/ : /on swarm: .+; on kubernetes: ./
     t.match(operation.description, /Backends: docker; it answers 501 not_supported on swarm: /, `${operation.method} ${operation.path} says so in words`)

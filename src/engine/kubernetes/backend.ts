@@ -5,6 +5,7 @@ import type { Config } from '../../config.ts'
 import { builderBuilds, builderDisk } from '../builder.ts'
 import { absent, defineBackend } from '../parts.ts'
 import type { KubeCluster } from './cluster.ts'
+import { kubernetesSpecs } from './specs.ts'
 
 const NO_IMAGE_STORE = 'a Kubernetes cluster has no image store berth can read: each node pulls a container\'s image when a pod of it starts there (run\'s pull policy says when)'
 const NOT_YET = (what: string): string => `${what} is not there yet on Kubernetes`
@@ -39,6 +40,6 @@ export const kubernetes = defineBackend<KubeCluster>({
     wait: absent('a Deployment\'s replicas are restarted whenever they exit: there is no single exit to wait for; follow its pods in ps or events'),
     nodes: cluster => ({ list: async () => await cluster.listNodes() }),
     expiry: absent(NOT_YET('expiry')),
-    specs: absent(NOT_YET('a Deployment\'s spec as a run request'))
+    specs: kubernetesSpecs
   }
 })

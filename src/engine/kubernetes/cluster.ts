@@ -138,6 +138,11 @@ export class KubeCluster implements ContainersPart {
       .sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt))
   }
 
+  /** A Deployment and its pods as the cluster keeps them (the specs part reads the run request back from them). */
+  async deployment (idOrName: string): Promise<{ deployment: V1Deployment, pods: V1Pod[] }> {
+    return { deployment: await this.#deployment(idOrName), pods: this.#pods.list() }
+  }
+
   async inspect (idOrName: string): Promise<Container> {
     return containerOfDeployment(await this.#deployment(idOrName), this.#pods.list())
   }

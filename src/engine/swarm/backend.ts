@@ -5,6 +5,7 @@ import type { Config } from '../../config.ts'
 import { builderBuilds, builderDisk } from '../builder.ts'
 import { absent, defineBackend } from '../parts.ts'
 import { SwarmCluster, type SwarmEngineOptions } from './cluster.ts'
+import { swarmSpecs } from './specs.ts'
 
 const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there'
 const ON_EACH_NODE = 'a task\'s container is on its node\'s engine, which the manager\'s API does not reach'
@@ -40,6 +41,6 @@ export const swarm = defineBackend<SwarmCluster>({
     wait: absent('a service has no single exit to wait for on a Swarm cluster; follow its tasks in ps or events'),
     nodes: cluster => ({ list: async () => await cluster.listNodes() }),
     expiry: absent('nothing on a Swarm cluster would stop or remove the service when it expires'),
-    specs: absent('a service\'s spec as a run request is not there yet on a Swarm cluster')
+    specs: swarmSpecs
   }
 })

@@ -109,6 +109,11 @@ export class SwarmCluster implements ContainersPart {
     return containerOfService(service, tasks, await this.#nodeRefs(tasks))
   }
 
+  /** A service as the manager keeps it (the specs part reads the run request back from it). */
+  async service (idOrName: string): Promise<SwarmService> {
+    return await this.#service(idOrName)
+  }
+
   async run (spec: RunSpec): Promise<Container> {
     const image = await this.#pinnedImage(spec)
     const auth = this.#auth(spec)
