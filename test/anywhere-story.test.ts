@@ -2,12 +2,13 @@
 // pushed to the registry the Swarm nodes pull from, reproduced on a Swarm berth from its spec (the
 // same digest, env, ports, limits and command, serving the same content on its published port), and
 // back from the cluster to a docker berth. The docker berth drives node1's engine: like a workstation
-// set up to push to the team's registry, it reaches the registry the cluster pulls from.
+// set up to push to the team's registry, it reaches the registry the cluster pulls from. The same
+// story between the test engine and the Kubernetes cluster runs where BERTH_TEST_KUBECONFIG names one.
 import t from 'tap'
-import { HTTPD, RUN, RUN_LABEL, freePort, runBody } from './helpers.ts'
-import { build } from './helpers.ts'
+import { HTTPD, RUN, RUN_LABEL, build, docker, freePort, runBody } from './helpers.ts'
 import { builderAuth, tarOf, withBuilders } from './build-helpers.ts'
-import { fetchFrom, holdCluster, nodeEngine, swarmBackend, swarmEnv, type SwarmEnv } from './backends.ts'
+import { dockerBackend, fetchFrom, holdCluster, nodeEngine, swarmBackend, swarmEnv, type SwarmEnv } from './backends.ts'
+import { KUBE_SKIP, buildKube, kubeEnv, namespaceFor, type KubeEnv } from './kubernetes-env.ts'
 
 interface Spec { run: Record<string, unknown> & { image: string }, image: { id: string, digest: string | null, pinned: boolean } }
 
@@ -98,5 +99,67 @@ if (swarmBackend === null) {
     const scaled = await laptop.inject({ method: 'POST', url: '/v1/containers', headers: builderAuth('maker'), payload: { ...clusterSpec.run, replicas: 3 } })
     t.equal(scaled.statusCode, 501, scaled.body)
     t.match(scaled.json(), { code: 'not_supported', detail: /replicas/ })
+  })
+}
+
+if (kubeEnv === null) {
+  t.test('built on one machine, reproduced on Kubernetes by digest, and back', { skip: KUBE_SKIP }, () => {})
+} else {
+  const kube = kubeEnv as KubeEnv
+  const deployment = `story-k-${RUN}`
+  // The cluster's registry, as the test engine (127.0.0.0/8 is plain HTTP to it) and the node reach it.
+  const registry = kube.image.slice(0, kube.image.indexOf('/'))
+  const repository = `${registry}/${deployment}/maker/env`
+  const tokens = withBuilders({ config: { deployment } })
+
+  t.teardown(async () => {
+    await dockerBackend.cleanup()
+    for (const image of await docker.listImages({ all: true, filters: { label: [`${RUN_LABEL}=${RUN}`] } })) {
+      for (const tag of image.RepoTags ?? []) await docker.getImage(tag).remove().catch(() => {})
+      await docker.getImage(image.Id).remove().catch(() => {})
+    }
+  })
+
+  t.test('built on one machine, reproduced on Kubernetes by digest, and back', async t => {
+    const laptop = await build(t, tokens)
+    const cluster = await buildKube(t, { namespace: await namespaceFor(t, 'story'), ...tokens })
+    const page = `an environment built by ${RUN} for Kubernetes`
+    const built = await laptop.inject({
+      method: 'POST',
+      url: `/v1/images/build?tag=${encodeURIComponent(`${repository}:1`)}`,
+      headers: { ...builderAuth('maker'), 'content-type': 'application/x-tar' },
+      payload: tarOf({ Dockerfile: `FROM ${kube.image}\nLABEL ${RUN_LABEL}=${RUN}\nCOPY index.html /www/index.html\n`, 'index.html': page })
+    })
+    t.equal(built.statusCode, 200, built.body)
+    const pushed = await laptop.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('maker'), payload: { image: `${repository}:1` } })
+    t.equal(pushed.statusCode, 200, pushed.body)
+    const digest = pushed.json().digest as string
+
+    const port = await freePort()
+    const request = { image: `${repository}:1`, command: kube.httpd, env: { MODEL: 'small', SEED: '42' }, ports: [{ container: kube.port, host: port }], resources: { memory: 64 * 1024 * 1024, cpus: 0.5 }, stopTimeout: 1 }
+    const here = await laptop.inject({ method: 'POST', url: '/v1/containers', headers: builderAuth('maker'), payload: runBody(request) })
+    t.equal(here.statusCode, 201, here.body)
+    t.equal((await fetchFrom('127.0.0.1', port)).trim(), page, 'it serves the page on the machine')
+    const laptopSpec = (await laptop.inject({ method: 'GET', url: `/v1/containers/${here.json().id}/spec`, headers: builderAuth('maker') })).json() as Spec
+    t.equal(laptopSpec.image.digest, digest, 'the spec pins the pushed digest')
+    t.equal((await laptop.inject({ method: 'DELETE', url: `/v1/containers/${here.json().id}?force=true`, headers: builderAuth('maker') })).statusCode, 204)
+
+    const there = await cluster.inject({ method: 'POST', url: '/v1/containers', headers: builderAuth('maker'), payload: laptopSpec.run })
+    t.equal(there.statusCode, 201, there.body)
+    const deploymentMade = there.json()
+    t.equal(deploymentMade.imageDigest, digest, 'the cluster runs the digest built on the machine')
+    const published = (deploymentMade.ports as Array<{ host: number | null, hostIp: string }>).find(each => each.host === port)
+    t.ok(published, 'on the port the spec names')
+    t.equal((await fetchFrom(published?.hostIp ?? '', port)).trim(), page, 'and serves the same content there')
+    const clusterSpec = (await cluster.inject({ method: 'GET', url: `/v1/containers/${deploymentMade.id}/spec`, headers: builderAuth('maker') })).json() as Spec
+    t.equal(clusterSpec.image.digest, digest, 'the cluster\'s spec pins the same digest')
+    // A Deployment restarts its replicas whenever they exit: that is the one thing its spec says otherwise.
+    t.same(clusterSpec.run, { ...laptopSpec.run, restart: { policy: 'always' } }, 'the same run request: image, env, ports, limits, command')
+
+    t.equal((await cluster.inject({ method: 'DELETE', url: `/v1/containers/${deploymentMade.id}?force=true`, headers: builderAuth('maker') })).statusCode, 204)
+    const back = await laptop.inject({ method: 'POST', url: '/v1/containers', headers: builderAuth('maker'), payload: clusterSpec.run })
+    t.equal(back.statusCode, 201, back.body)
+    t.equal(back.json().imageDigest, digest, 'the machine runs the cluster\'s digest')
+    t.equal((await fetchFrom('127.0.0.1', port)).trim(), page, 'serving the same content')
   })
 }
