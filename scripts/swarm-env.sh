@@ -196,11 +196,15 @@ network_up() {
 }
 
 # run_tracked CGROUP LOG CMD…: starts CMD detached, inside CGROUP from its first instruction on.
+# With no descriptor but stdio: a dockerd started under `flock /work/coord/swarm.lock` (a test that
+# restarts a node) would otherwise hold the lock for as long as it runs, and every later flock waits.
 run_tracked() {
   local cg=$1 out=$2; shift 2
   mkdir -p "$cg"
   # shellcheck disable=SC2016 # expanded by the inner bash
-  setsid bash -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' _ "$cg" "$@" >"$out" 2>&1 </dev/null &
+  setsid bash -c 'echo $$ >"$1/cgroup.procs"; shift
+    for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+    exec "$@"' _ "$cg" "$@" >"$out" 2>&1 </dev/null &
   echo $!
 }
 
