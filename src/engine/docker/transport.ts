@@ -5,6 +5,7 @@
 import './unused-transports.ts'
 import Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
+import type { Agent } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { BerthError } from '../../errors.ts'
 import type { EngineInfo } from '../types.ts'
@@ -15,7 +16,10 @@ export const MAX_API = '1.47'
 export const MIN_API = '1.40'
 
 export interface TransportOptions {
-  socketPath: string
+  /** The engine's unix socket; or, for an engine reached over the network, `remote`. */
+  socketPath?: string
+  /** An engine behind an HTTPS endpoint whose connections `agent` makes (a Swarm node's, through berth's agent). */
+  remote?: { host: string, port: number, agent: Agent }
   timeoutMs: number
 }
 
@@ -29,13 +33,18 @@ export interface CallOptions {
 
 export class DockerTransport {
   readonly timeoutMs: number
-  readonly #socketPath: string
+  readonly #connection: Docker.DockerOptions
   #docker: Docker | null = null
   #info: EngineInfo | null = null
   #connecting: Promise<Docker> | null = null
 
   constructor (options: TransportOptions) {
-    this.#socketPath = options.socketPath
+    if (options.remote !== undefined) {
+      const { host, port, agent } = options.remote
+      this.#connection = { protocol: 'https', host, port, agent } as Docker.DockerOptions
+    } else {
+      this.#connection = { socketPath: options.socketPath ?? '/var/run/docker.sock' }
+    }
     this.timeoutMs = options.timeoutMs
   }
 
@@ -174,7 +183,7 @@ export class DockerTransport {
 
   // dockerode pins no version by itself; ask the engine which one it speaks and use the lower of the two.
   async #negotiate (): Promise<Docker> {
-    const probe = new Docker({ socketPath: this.#socketPath })
+    const probe = new Docker(this.#connection)
     let version: Docker.DockerVersion
     try {
       version = await (probe.version as (options: object) => Promise<Docker.DockerVersion>)(withSignal(AbortSignal.timeout(this.timeoutMs)))
@@ -186,7 +195,7 @@ export class DockerTransport {
       throw new BerthError('engine_unavailable', `the engine speaks API ${version.ApiVersion}; berth needs ${MIN_API} or newer`)
     }
     this.#info = { version: version.Version, apiVersion, os: version.Os, arch: version.Arch }
-    this.#docker = new Docker({ socketPath: this.#socketPath, version: `v${apiVersion}` })
+    this.#docker = new Docker({ ...this.#connection, version: `v${apiVersion}` })
     return this.#docker
   }
 }
