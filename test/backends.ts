@@ -11,10 +11,9 @@ import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import type { DeepPartial, Config } from '../src/config.ts'
 import type { EngineKind } from '../src/engine/types.ts'
-import { swarm } from '../src/engine/swarm/backend.ts'
-import { SwarmCluster } from '../src/engine/swarm/cluster.ts'
+import { SwarmHost, swarm } from '../src/engine/swarm/backend.ts'
 import { composeFrom } from '../src/engine/parts.ts'
-import { HTTPD, RUN, RUN_LABEL, build, checkDeclaredProblems, docker, env, testConfig, waitFor } from './helpers.ts'
+import { HTTPD, RUN, RUN_LABEL, build, checkDeclaredProblems, docker, env, pushImage, testConfig, waitFor } from './helpers.ts'
 import { admin, buildKube, kubeEnv, leftoversIn } from './kubernetes-env.ts'
 
 const run = promisify(execFile)
@@ -35,6 +34,9 @@ export interface SwarmEnv {
   authPassword: string
   authImage: string
   state: string
+  /** The secret berth's agents on the nodes hold, and their port. */
+  agentSecretFile: string
+  agentPort: number
 }
 
 function pairs (text: string | undefined): Record<string, string> {
@@ -63,7 +65,9 @@ function readSwarmEnv (): SwarmEnv | null {
     authUser: values.BERTH_TEST_SWARM_AUTH_USER as string,
     authPassword: values.BERTH_TEST_SWARM_AUTH_PASSWORD as string,
     authImage: values.BERTH_TEST_SWARM_AUTH_IMAGE as string,
-    state: values.BERTH_TEST_SWARM_STATE as string
+    state: values.BERTH_TEST_SWARM_STATE as string,
+    agentSecretFile: values.BERTH_TEST_SWARM_AGENT_SECRET_FILE as string,
+    agentPort: Number(values.BERTH_TEST_SWARM_AGENT_PORT)
   }
 }
 
@@ -85,6 +89,8 @@ export async function swarmNode (action: 'stop-node' | 'kill-node' | 'start-node
 export interface BuildOn {
   config?: DeepPartial<Config>
   socketPath?: string
+  /** Swarm: without berth's agents (no secret), as a berth configured without them. */
+  noAgents?: boolean
 }
 
 export interface Backend {
@@ -103,6 +109,8 @@ export interface Backend {
   leftovers (): Promise<string[]>
   /** Removes everything of this test run. */
   cleanup (): Promise<void>
+  /** A new image of this run in a registry the backend's engines pull from, on none of them: `registry/RUN-suffix/web:1`. */
+  pushImage (suffix: string): Promise<{ reference: string, digest: string }>
 }
 
 export const dockerBackend: Backend = {
@@ -121,7 +129,8 @@ export const dockerBackend: Backend = {
     for (const info of await docker.listContainers({ all: true, filters: { label: [`${RUN_LABEL}=${RUN}`] } })) {
       await docker.getContainer(info.Id).remove({ force: true, v: true }).catch(() => {})
     }
-  }
+  },
+  pushImage: async suffix => await pushImage(suffix)
 }
 
 async function swarmLeftovers (): Promise<string[]> {
@@ -157,7 +166,35 @@ export const swarmBackend: Backend | null = swarmEnv === null
           for (const info of await engine.listContainers({ all: true, filters: { label: [`${RUN_LABEL}=${RUN}`] } }).catch(() => [])) {
             await engine.getContainer(info.Id).remove({ force: true }).catch(() => {})
           }
+          // What berth made for the run there: volumes named after it, images tagged with it.
+          for (const volume of (await engine.listVolumes({ filters: { name: [RUN] } }).catch(() => ({ Volumes: [] }))).Volumes ?? []) {
+            await engine.getVolume(volume.Name).remove().catch(() => {})
+          }
+          for (const image of await engine.listImages().catch(() => [])) {
+            for (const ref of [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].filter(ref => ref.includes(RUN))) await engine.getImage(ref).remove({ force: true }).catch(() => {})
+          }
         }
+        const hub = manager as Docker
+        for (const network of await hub.listNetworks({ filters: { name: [RUN] } }).catch(() => [])) await hub.getNetwork(network.Id).remove().catch(() => {})
+        // Moved expiry ends of services that are gone (berth forgets them at its next look; this run's are forgotten now).
+        const live = new Set((await hub.listServices().catch(() => [])).map(service => service.ID))
+        for (const config of await hub.listConfigs({ filters: { label: ['io.berth.lease-for'] } }).catch(() => [])) {
+          if (!live.has(config.Spec?.Labels?.['io.berth.lease-for'] ?? '')) await hub.getConfig(config.ID).remove().catch(() => {})
+        }
+      },
+      pushImage: async suffix => {
+        // Pushed by node1 (the host's engine cannot reach the cluster's registry) and dropped there again.
+        const engine = nodeEngine('node1')
+        const repository = `${swarmEnv.registry}/${RUN}-${suffix}/web`
+        await engine.getImage(swarmEnv.image).tag({ repo: repository, tag: '1' })
+        const stream = await engine.getImage(`${repository}:1`).push({})
+        const output: Array<{ error?: string, aux?: { Digest?: string } }> = await new Promise((resolve, reject) => {
+          engine.modem.followProgress(stream, (error, result) => error ? reject(error) : resolve(result))
+        })
+        const failed = output.find(line => line.error)
+        if (failed) throw new Error(`push of ${repository}:1 failed: ${failed.error}`)
+        await engine.getImage(`${repository}:1`).remove()
+        return { reference: `${repository}:1`, digest: output.find(line => line.aux?.Digest)?.aux?.Digest as string }
       }
     }
 
@@ -188,7 +225,8 @@ export const kubernetesBackend: Backend | null = kubeEnv === null
       cleanup: async () => {
         if (contractNamespace === null) return
         await (admin as NonNullable<typeof admin>).core.deleteNamespace({ name: await contractNamespace }).catch(() => {})
-      }
+      },
+      pushImage: async () => { throw new Error('no registry for the Kubernetes test cluster is known here') }
     }
 
 export const backends: Backend[] = [dockerBackend, ...(swarmBackend === null ? [] : [swarmBackend]), ...(kubernetesBackend === null ? [] : [kubernetesBackend])]
@@ -201,12 +239,13 @@ export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<Fasti
     engine: { kind: 'swarm', socketPath: options.socketPath ?? cluster.socket, publishMode: 'host', placementTimeoutMs: 20_000, ...options.config?.engine } as DeepPartial<Config['engine']>
   })
   const engineConfig = config.engine as Extract<Config['engine'], { kind: 'swarm' }>
-  const engine = await composeFrom(swarm, new SwarmCluster({
+  const engine = await composeFrom(swarm, new SwarmHost({
     socketPath: engineConfig.socketPath,
     timeoutMs: engineConfig.timeoutMs,
     publishMode: engineConfig.publishMode,
     placementTimeoutMs: engineConfig.placementTimeoutMs,
     registryAuth: config.registryAuth,
+    agent: options.noAgents === true ? null : { secret: readFileSync(cluster.agentSecretFile, 'utf8'), port: cluster.agentPort },
     pollMs: 50,
     eventPollMs: 200
   }))

@@ -54,7 +54,7 @@ export class VolumeAccess {
     })
     if (existing !== null) return { volume: this.#taken(requester, existing), created: false }
     // Creating a name that exists (made meanwhile) returns that volume: its labels tell whose it is.
-    const made = await this.#engine.part('volumes').create(name, { ...labels, ...this.#ownership.labelsFor(requester.name) })
+    const made = await this.#engine.part('volumes').create(name, { ...labels, ...this.#ownership.labelsFor(requester.name) }, body.node === undefined ? {} : { node: body.node })
     return { volume: this.#taken(requester, made), created: true }
   }
 

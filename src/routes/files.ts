@@ -15,7 +15,6 @@ import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 import { ArchiveQuery, PutArchiveQuery, PutFileQuery } from '../schemas/files.ts'
 
-/** On a cluster each task's files live on its node's engine, which berth does not reach yet. */
 const TAR = 'application/x-tar'
 const BYTES = 'application/octet-stream'
 
@@ -42,14 +41,15 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       querystring: ArchiveQuery,
       response: {
         200: { description: 'The tar archive.', content: { [TAR]: { schema: Type.String({ format: 'binary' }) } } },
-        ...problems(...CONTAINER, 'payload_too_large')
+        ...problems(...CONTAINER, 'payload_too_large', 'container_not_running')
       }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: false })
     const container = await app.containers.find(principalOf(request), request.params.idOrName)
     const signal = app.streams.signal(reply)
-    const { stat, archive } = await app.engine.part('files').get(container.id, path, { signal })
+    const { replica } = request.query
+    const { stat, archive } = await app.engine.part('files').get(container.id, path, { signal, ...(replica === undefined ? {} : { replica }) })
     const name = (stat.name === '' || stat.name === '/' ? 'root' : stat.name).replace(/[^A-Za-z0-9._-]/g, '_')
     return await (reply as unknown as FastifyReply)
       .type(TAR)
@@ -73,7 +73,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       params: ContainerParams,
       querystring: PutArchiveQuery,
       body: binary(TAR, 'A tar archive.'),
-      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problems(...CONTAINER) }
+      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problems(...CONTAINER, 'container_not_running') }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: false })
@@ -81,7 +81,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
     const container = await findFor(request)
     const upload = await spool(bodyOf(request, TAR, maxUploadBytes), { limit: maxUploadBytes, check: new TarCheck() })
     try {
-      await app.engine.part('files').put(container.id, path, upload.open(), { size: upload.size })
+      await app.engine.part('files').put(container.id, path, upload.open(), { size: upload.size, ...(request.query.replica === undefined ? {} : { replica: request.query.replica }) })
     } finally {
       await upload.discard()
     }
@@ -100,7 +100,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       params: ContainerParams,
       querystring: PutFileQuery,
       body: binary(BYTES, 'The file\'s content.'),
-      response: { 204: Type.Null({ description: 'Written.' }), ...problems(...CONTAINER) }
+      response: { 204: Type.Null({ description: 'Written.' }), ...problems(...CONTAINER, 'container_not_running') }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: true })
@@ -115,7 +115,10 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
         yield Buffer.alloc(padding(upload.size))
         yield TAR_END
       }
-      await app.engine.part('files').put(container.id, posix.dirname(path), Readable.from(archive()), { size: header.length + upload.size + TAR_END.length })
+      await app.engine.part('files').put(container.id, posix.dirname(path), Readable.from(archive()), {
+        size: header.length + upload.size + TAR_END.length,
+        ...(request.query.replica === undefined ? {} : { replica: request.query.replica })
+      })
     } finally {
       await upload.discard()
     }

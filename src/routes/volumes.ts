@@ -8,8 +8,6 @@ import { ref } from '../schemas/common.ts'
 import { ENGINE, problems } from '../schemas/problems.ts'
 import { CreateVolumeRequest, InspectVolumeQuery, ListVolumesQuery, RemoveVolumeQuery, Volume, VolumeParams } from '../schemas/volumes.ts'
 
-/** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-
 const volumes: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
@@ -37,7 +35,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       response: {
         201: ref(Volume, 'Created (Location: its URL).'),
         200: ref(Volume, 'The token already has a volume of that name: this is it, unchanged.'),
-        ...problems(...ENGINE, 'name_conflict')
+        ...problems(...ENGINE, 'name_conflict', 'placement_failed')
       }
     }
   }, async (request, reply) => {

@@ -22,12 +22,16 @@ export const Volume = Type.Object({
   size: Type.Union([Type.Integer(), Type.Null()], {
     description: 'Bytes it holds, as `docker system df -v` reports them; null unless asked for with `size=true`, or when the driver cannot say.'
   }),
-  usedBy: Type.Array(VolumeUser, { description: 'The containers (in any state) that mount it, among those the token may see. A container in any state keeps a volume in use.' })
+  usedBy: Type.Array(VolumeUser, { description: 'The containers (in any state) that mount it, among those the token may see. A container in any state keeps a volume in use.' }),
+  nodes: Type.Optional(Type.Array(Type.String(), {
+    description: 'On a cluster: the node it lives on, where every container that mounts it runs (more than one only for copies made outside berth, which no container can mount).'
+  }))
 }, { $id: 'Volume', additionalProperties: false, description: 'A named volume, as `docker volume inspect` shows it: data that outlives containers.' })
 export type Volume = Static<typeof Volume>
 
 export const CreateVolumeRequest = Type.Object({
   name: Type.Optional(Type.String({ pattern: VOLUME_NAME_PATTERN, description: 'Volume name; the engine\'s rule. Omit for a generated one.' })),
+  node: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$', description: 'On a cluster: the node (name or id) it lives on; by default the ready node holding the fewest of berth\'s volumes. A single host has one node: leave it out.' })),
   labels: Type.Optional(keyedMap('^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$', Type.String({ maxLength: 4096, pattern: printable }), {
     maxProperties: 64, description: 'Labels. Keys under `io.berth.` are berth\'s own and cannot be set.'
   }))
