@@ -248,7 +248,7 @@ export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<Fasti
     agent: options.noAgents === true ? null : { secret: readFileSync(cluster.agentSecretFile, 'utf8'), port: cluster.agentPort },
     pollMs: 50,
     eventPollMs: 200
-  }))
+  }), config)
   const app = await buildApp(config, { engine })
   checkDeclaredProblems(t, app)
   t.teardown(() => app.close())

@@ -1,12 +1,14 @@
 // The connection to one Docker engine, shared by the backends that speak the Docker API (a single
-// host, and a Swarm manager): negotiates the API version, bounds every call with its own deadline,
-// maps what fails to berth's errors, and forgets the connection when the engine goes away.
+// host, a Swarm manager, a cluster's builder): negotiates the API version, bounds every call with its
+// own deadline, maps what fails to berth's errors, and forgets the connection when the engine goes
+// away. An engine is reached by its unix socket, or over TCP (with TLS unless it is on loopback).
 // Before dockerode: keeps the transports berth never uses from loading (see the module).
 import './unused-transports.ts'
 import Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
 import type { Agent } from 'node:https'
 import type { Duplex } from 'node:stream'
+import type { EngineAddress } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import type { EngineInfo } from '../types.ts'
 import { isConnectionFailure, mapEngineError, type Subject } from './errors.ts'
@@ -15,12 +17,23 @@ import { isConnectionFailure, mapEngineError, type Subject } from './errors.ts'
 export const MAX_API = '1.47'
 export const MIN_API = '1.40'
 
-export interface TransportOptions {
-  /** The engine's unix socket; or, for an engine reached over the network, `remote`. */
-  socketPath?: string
-  /** An engine behind an HTTPS endpoint whose connections `agent` makes (a Swarm node's, through berth's agent). */
-  remote?: { host: string, port: number, agent: Agent }
-  timeoutMs: number
+/** A Swarm node's engine behind berth's agent: HTTPS over connections that `agent` makes and authenticates (src/agent/channel.ts). */
+export interface AgentAddress {
+  through: { host: string, port: number, agent: Agent }
+}
+
+export type TransportOptions = (EngineAddress | AgentAddress) & { timeoutMs: number }
+
+/** dockerode's connection options for an address. */
+function connectionOf (address: EngineAddress | AgentAddress): Docker.DockerOptions {
+  if ('through' in address) {
+    const { host, port, agent } = address.through
+    return { host, port, protocol: 'https', agent } as Docker.DockerOptions
+  }
+  if ('socketPath' in address) return { socketPath: address.socketPath }
+  return address.tls === null
+    ? { host: address.host, port: address.port, protocol: 'http' }
+    : { host: address.host, port: address.port, protocol: 'https', ca: address.tls.ca, cert: address.tls.cert, key: address.tls.key }
 }
 
 export interface CallOptions {
@@ -39,12 +52,7 @@ export class DockerTransport {
   #connecting: Promise<Docker> | null = null
 
   constructor (options: TransportOptions) {
-    if (options.remote !== undefined) {
-      const { host, port, agent } = options.remote
-      this.#connection = { protocol: 'https', host, port, agent } as Docker.DockerOptions
-    } else {
-      this.#connection = { socketPath: options.socketPath ?? '/var/run/docker.sock' }
-    }
+    this.#connection = connectionOf(options)
     this.timeoutMs = options.timeoutMs
   }
 

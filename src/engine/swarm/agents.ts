@@ -40,7 +40,7 @@ export class Agents {
     if (node.address === null) throw new BerthError('engine_unavailable', `node ${node.name} reports no address to reach its agent at`, { node: node.name })
     let transport = this.#transports.get(node.address)
     if (transport === undefined) {
-      transport = new DockerTransport({ remote: { host: node.address, port: this.#options.port, agent: this.#agent }, timeoutMs: this.#options.timeoutMs })
+      transport = new DockerTransport({ through: { host: node.address, port: this.#options.port, agent: this.#agent }, timeoutMs: this.#options.timeoutMs })
       this.#transports.set(node.address, transport)
     }
     return transport

@@ -3,6 +3,7 @@
 // the node's images and named volumes — is reached through berth's agent on that node
 // (deploy/swarm/agent.yml); without an agent secret configured, those parts are absent and say so.
 import type { Config } from '../../config.ts'
+import { builderBuilds, builderDisk } from '../builder.ts'
 import { absent, defineBackend, type Absent } from '../parts.ts'
 import type { Agents } from './agents.ts'
 import { SwarmCluster, swarmOptions, type SwarmEngineOptions } from './cluster.ts'
@@ -48,9 +49,8 @@ export const swarm = defineBackend<SwarmHost>({
   parts: {
     containers: host => new SwarmContainers(host.cluster, host.expiry, host.volumes),
     images: host => throughAgents(host, agents => new SwarmImages(host.cluster, agents)),
-    builds: absent('each node of a Swarm cluster has an image store of its own, and berth has no builder engine for the cluster: ' +
-      'build on a single host and push, then pull onto the nodes (POST /v1/images/pull)'),
-    disk: absent('each node of a Swarm cluster has a disk of its own; berth does not prune or measure them one by one'),
+    builds: builderBuilds,
+    disk: builderDisk,
     volumes: host => host.volumes ?? absent(NO_AGENT),
     networks: host => new SwarmNetworks(host.cluster),
     exec: host => throughAgents(host, agents => swarmExec(host.cluster, agents)),
