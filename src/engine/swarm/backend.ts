@@ -4,7 +4,7 @@
 // (deploy/swarm/agent.yml); without an agent secret configured, those parts are absent and say so.
 import type { Config } from '../../config.ts'
 import { builderBuilds, builderDisk } from '../builder.ts'
-import { absent, defineBackend, type Absent } from '../parts.ts'
+import { absent, configured, defineBackend, type Absent, type OptionalPart, type PartFactory, type Parts } from '../parts.ts'
 import type { Agents } from './agents.ts'
 import { SwarmCluster, swarmOptions, type SwarmEngineOptions } from './cluster.ts'
 import { SwarmContainers } from './containers.ts'
@@ -32,9 +32,11 @@ export class SwarmHost {
   }
 }
 
-/** A part made through the agents, or absent saying how to configure them. */
-function throughAgents<T> (host: SwarmHost, make: (agents: Agents) => T): T | Absent {
-  return host.cluster.agents === null ? absent(NO_AGENT) : make(host.cluster.agents)
+const REQUIRES = 'berth\'s agent on every node (deploy/swarm/agent.yml, BERTH_SWARM_AGENT_SECRET_FILE)'
+
+/** A part made through the agents, or absent saying how to configure them (the document says it needs them). */
+function throughAgents<N extends OptionalPart> (make: (host: SwarmHost, agents: Agents) => Parts[N]): PartFactory<SwarmHost, N> {
+  return configured<SwarmHost, N>(REQUIRES, (host): Parts[N] | Absent => host.cluster.agents === null ? absent(NO_AGENT) : make(host, host.cluster.agents))
 }
 
 export const swarm = defineBackend<SwarmHost>({
@@ -48,14 +50,14 @@ export const swarm = defineBackend<SwarmHost>({
   }),
   parts: {
     containers: host => new SwarmContainers(host.cluster, host.expiry, host.volumes),
-    images: host => throughAgents(host, agents => new SwarmImages(host.cluster, agents)),
+    images: throughAgents<'images'>((host, agents) => new SwarmImages(host.cluster, agents)),
     builds: builderBuilds,
     disk: builderDisk,
-    volumes: host => host.volumes ?? absent(NO_AGENT),
+    volumes: throughAgents<'volumes'>(host => host.volumes as SwarmVolumes),
     networks: host => new SwarmNetworks(host.cluster),
-    exec: host => throughAgents(host, agents => swarmExec(host.cluster, agents)),
-    stats: host => throughAgents(host, agents => swarmStats(host.cluster, agents)),
-    files: host => throughAgents(host, agents => swarmFiles(host.cluster, agents)),
+    exec: throughAgents<'exec'>((host, agents) => swarmExec(host.cluster, agents)),
+    stats: throughAgents<'stats'>((host, agents) => swarmStats(host.cluster, agents)),
+    files: throughAgents<'files'>((host, agents) => swarmFiles(host.cluster, agents)),
     wait: host => swarmWait(host.cluster, host.cluster.agents),
     nodes: host => ({ list: async () => (await host.cluster.reads.nodes()).map(nodeOf).sort((a, b) => a.name.localeCompare(b.name)) }),
     expiry: host => host.expiry,
