@@ -45,16 +45,20 @@ export class AgentProxy {
       const upstream = httpRequest({ socketPath: this.#options.socketPath, method: req.method, path: req.url, headers: forwardHeaders(req.headers, body) }, answer => {
         res.writeHead(answer.statusCode ?? 502, answer.headers)
         answer.pipe(res)
+        // The engine going away mid-answer (its node lost) breaks berth's response too, rather than ending it as if whole.
+        answer.once('error', () => { res.destroy() })
+        answer.once('aborted', () => { res.destroy() })
         res.once('close', () => { answer.destroy() })
       })
-      upstream.once('error', error => { this.#fail(res, 502, `the node's engine did not answer: ${error.message}`) })
+      // 503, as the engine itself answers when it cannot serve: berth reads it as the node's engine being unavailable.
+      upstream.once('error', error => { this.#fail(res, 503, `the node's engine did not answer its agent: ${error.message}`) })
       // A client that goes away takes the engine call with it (a followed stats stream, a wait).
       res.once('close', () => { if (!res.writableFinished) upstream.destroy() })
       if (body === null) req.pipe(upstream)
       else upstream.end(body)
     }).catch((error: unknown) => {
       req.resume()
-      const refusal = error instanceof Refusal ? error : new Refusal(502, `the agent could not check the call: ${(error as Error).message}`)
+      const refusal = error instanceof Refusal ? error : new Refusal(503, `the node's engine did not answer its agent: ${(error as Error).message}`)
       if (refusal.status === 403) this.#options.log.warn({ method: req.method, url: req.url, reason: refusal.message }, 'refused a call')
       this.#fail(res, refusal.status, refusal.message)
     })
@@ -78,7 +82,7 @@ export class AgentProxy {
         engine.pipe(socket)
       })
     }).catch((error: unknown) => {
-      const refusal = error instanceof Refusal ? error : new Refusal(502, (error as Error).message)
+      const refusal = error instanceof Refusal ? error : new Refusal(503, `the node's engine did not answer its agent: ${(error as Error).message}`)
       this.#options.log.warn({ method: req.method, url: req.url, reason: refusal.message }, 'refused an upgrade')
       const body = JSON.stringify({ message: refusal.message })
       socket.end(`HTTP/1.1 ${refusal.status} Refused\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)

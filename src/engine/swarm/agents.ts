@@ -63,6 +63,10 @@ export class Agents {
       return new BerthError('engine_unavailable', `${where} did not accept berth's key (${code}): give berth the secret the agents hold (BERTH_SWARM_AGENT_SECRET_FILE)`,
         { node: node.name }, { cause: error, headers: { 'retry-after': '30' } })
     }
+    if (error.code === 'engine_unavailable' && /^the engine cannot serve now/.test(error.message)) {
+      return new BerthError('engine_unavailable', `the engine of node ${node.name} does not answer (its agent says: ${error.message.replace(/^the engine cannot serve now: /, '')})`,
+        { node: node.name }, { cause: error, headers: { 'retry-after': '5' } })
+    }
     if (error.code === 'engine_unavailable' && /cannot reach/.test(error.message)) {
       return new BerthError('engine_unavailable', `cannot reach ${where} (${String(code)}): is deploy/swarm/agent.yml deployed, and the node up?`,
         { node: node.name }, { cause: error, headers: { 'retry-after': '5' } })
