@@ -187,7 +187,7 @@ export const swarmBackend: Backend | null = swarmEnv === null
         const engine = nodeEngine('node1')
         const repository = `${swarmEnv.registry}/${RUN}-${suffix}/web`
         await engine.getImage(swarmEnv.image).tag({ repo: repository, tag: '1' })
-        const stream = await engine.getImage(`${repository}:1`).push({})
+        const stream = await engine.getImage(`${repository}:1`).push({ authconfig: {} })
         const output: Array<{ error?: string, aux?: { Digest?: string } }> = await new Promise((resolve, reject) => {
           engine.modem.followProgress(stream, (error, result) => error ? reject(error) : resolve(result))
         })

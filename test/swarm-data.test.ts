@@ -1,0 +1,147 @@
+// What lives on the nodes of the real three-node test cluster, through berth's agent on each: images
+// pulled onto every node with each node's outcome, listed saying where each is; named volumes that live
+// on one node and take the runs that mount them there; overlay networks per owner with aliases.
+import t from 'tap'
+import { HTTPD, RUN, auth, runBody, waitFor } from './helpers.ts'
+import { holdCluster, nodeEngine, swarmBackend, swarmEnv, type SwarmEnv } from './backends.ts'
+
+interface Task { node: string | null, state: string }
+interface NodePull { node: string, state: string, reason: string | null, detail: string | null }
+
+if (swarmBackend === null) {
+  t.comment('no test cluster (.swarm-env/env): run scripts/swarm-env.sh up, or npm test')
+} else {
+  const cluster = swarmEnv as SwarmEnv
+  const backend = swarmBackend
+  const nodeNames = Object.keys(cluster.nodes).sort()
+  const deployment = `swarm-data-${RUN}`
+
+  t.before(async () => {
+    await holdCluster(t)
+  })
+  t.teardown(() => backend.cleanup())
+
+  const body = (suffix: string, extra: Record<string, unknown> = {}) =>
+    runBody({ image: cluster.image, name: `${RUN}-sd-${suffix}`, command: HTTPD, stopTimeout: 1, ...extra })
+
+  t.test('a pull goes onto every node, saying how it went on each; the list says where each image is', async t => {
+    const app = await backend.build(t, { config: { deployment } })
+    const { reference } = await backend.pushImage('pull')
+    const pulled = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('admin'), payload: { image: reference } })
+    t.equal(pulled.statusCode, 200, pulled.body)
+    t.same((pulled.json().nodes as NodePull[]).map(node => [node.node, node.state]).sort(), nodeNames.map(node => [node, 'pulled']), 'pulled on each node')
+    for (const node of nodeNames) {
+      t.ok(await nodeEngine(node).getImage(reference).inspect(), `${node} has it in its own store`)
+    }
+
+    const streamed = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: { ...auth('admin'), accept: 'application/x-ndjson' }, payload: { image: reference } })
+    t.equal(streamed.statusCode, 200, streamed.body)
+    const events = streamed.body.trim().split('\n').map(line => JSON.parse(line) as { type: string, node?: string, state?: string })
+    const perNode = events.filter(event => event.type === 'node')
+    t.same(perNode.map(event => event.node).sort(), nodeNames, `one outcome per node in the stream: ${JSON.stringify(perNode)}`)
+    t.ok(perNode.every(event => event.state === 'pulled'))
+    t.equal(events.at(-1)?.type, 'pulled', 'and the pulled image last')
+
+    const missing = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('admin'), payload: { image: `${cluster.registry}/${RUN}-none/web:1` } })
+    t.equal(missing.statusCode, 404, missing.body)
+    t.match(missing.json(), { code: 'image_not_found' })
+    t.same((missing.json().nodes as NodePull[]).map(node => [node.node, node.reason]).sort(), nodeNames.map(node => [node, 'not_found']), 'not found, said for each node')
+    const locked = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('admin'), payload: { image: cluster.authImage } })
+    t.ok(locked.statusCode >= 400, locked.body)
+    t.same((locked.json().nodes as NodePull[]).map(node => [node.node, node.reason]).sort(), nodeNames.map(node => [node, 'registry_auth']), 'credentials wanted, said for each node')
+    const withAuth = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('admin'), payload: { image: cluster.authImage, auth: { username: cluster.authUser, password: cluster.authPassword } } })
+    t.equal(withAuth.statusCode, 200, withAuth.body)
+    t.ok((withAuth.json().nodes as NodePull[]).every(node => node.state === 'pulled'), 'with them, on every node')
+    for (const node of nodeNames) await nodeEngine(node).getImage(cluster.authImage).remove().catch(() => {})
+
+    // One node alone has a name for it: the list says so.
+    const only = `berth-test/${RUN}-only:1`
+    await nodeEngine('node2').getImage(reference).tag({ repo: `berth-test/${RUN}-only`, tag: '1' })
+    const list = await app.inject({ method: 'GET', url: '/v1/images', headers: auth('admin') })
+    t.equal(list.statusCode, 200, list.body)
+    const images = list.json() as Array<{ tags: string[], nodes?: string[] }>
+    t.same(images.find(image => image.tags.includes(reference))?.nodes, nodeNames, 'the pulled image: on every node')
+    t.ok(images.find(image => image.tags.includes(reference))?.tags.includes(only), 'one image, with the names it has on any node')
+    const inspect = await app.inject({ method: 'GET', url: `/v1/images/${encodeURIComponent(only)}`, headers: auth('admin') })
+    t.equal(inspect.statusCode, 200, inspect.body)
+    t.same(inspect.json().nodes, ['node2'], 'by the name only node2 has: on node2')
+    const removed = await app.inject({ method: 'DELETE', url: `/v1/images/${encodeURIComponent(reference)}`, headers: auth('admin') })
+    t.equal(removed.statusCode, 200, removed.body)
+    for (const node of nodeNames) {
+      t.equal(await nodeEngine(node).getImage(reference).inspect().then(() => true, () => false), false, `removed from ${node}`)
+    }
+  })
+
+  t.test('a named volume lives on one node: its runs go there, one replica; another tenant has none; in use across nodes', async t => {
+    const app = await backend.build(t, { config: { deployment } })
+    const volume = `${RUN}-data`
+    const made = await app.inject({ method: 'POST', url: '/v1/volumes', headers: auth('alice'), payload: { name: volume, node: 'node3' } })
+    t.equal(made.statusCode, 201, made.body)
+    t.same(made.json().nodes, ['node3'])
+    const copy = await nodeEngine('node3').getVolume(volume).inspect()
+    t.ok(copy.Labels?.['io.berth.owner'], 'the node\'s copy carries its owner')
+    for (const node of ['node1', 'node2']) {
+      t.equal(await nodeEngine(node).getVolume(volume).inspect().then(() => true, () => false), false, `none on ${node}`)
+    }
+    const bobs = await app.inject({ method: 'GET', url: `/v1/volumes/${volume}`, headers: auth('bob') })
+    t.equal(bobs.statusCode, 404, 'not there for bob')
+    const bobRun = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('bob'), payload: body('bob-vol', { volumes: [{ source: volume, target: '/data' }] }) })
+    t.equal(bobRun.statusCode, 404, `nor to mount: ${bobRun.body}`)
+
+    const writer = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('writer', { volumes: [{ source: volume, target: '/data' }], command: ['sh', '-c', 'echo kept > /data/note; exec httpd -f -p 80 -h /www'] }) })
+    t.equal(writer.statusCode, 201, writer.body)
+    t.same((writer.json().tasks as Task[]).map(task => task.node), ['node3'], 'placed where its volume lives')
+    const two = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('two', { replicas: 2, volumes: [{ source: volume, target: '/data' }] }) })
+    t.equal(two.statusCode, 409, two.body)
+    t.match(two.json(), { code: 'placement_failed', detail: /runs one replica, there/ })
+    const scaled = await app.inject({ method: 'POST', url: `/v1/containers/${writer.json().id}/scale`, headers: auth('alice'), payload: { replicas: 2 } })
+    t.equal(scaled.statusCode, 409, `nor scaled to two: ${scaled.body}`)
+
+    const inUse = await app.inject({ method: 'DELETE', url: `/v1/volumes/${volume}`, headers: auth('alice') })
+    t.equal(inUse.statusCode, 409, inUse.body)
+    t.match(inUse.json(), { code: 'volume_in_use', containers: [{ name: `${RUN}-sd-writer` }] }, 'naming the run that mounts it, on node3')
+    const read = await app.inject({ method: 'POST', url: `/v1/containers/${writer.json().id}/exec`, headers: { ...auth('alice'), accept: 'application/json' }, payload: { command: ['cat', '/data/note'] } })
+    t.equal(read.json().stdout, 'kept\n', 'its data, on node3')
+    t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${writer.json().id}?force=true`, headers: auth('alice') })).statusCode, 204)
+    const reader = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('reader', { volumes: [{ source: volume, target: '/data' }], command: ['cat', '/data/note'] }) })
+    t.equal(reader.statusCode, 201, reader.body)
+    const waited = await app.inject({ method: 'POST', url: `/v1/containers/${reader.json().id}/wait`, headers: auth('alice') })
+    t.match(waited.json(), { exitCode: 0 })
+    const logs = await app.inject({ method: 'GET', url: `/v1/containers/${reader.json().id}/logs`, headers: auth('alice') })
+    t.equal(logs.body, 'kept\n', 'a later run on the volume reads what the first wrote')
+    const stillUsed = await app.inject({ method: 'DELETE', url: `/v1/volumes/${volume}`, headers: auth('alice') })
+    t.equal(stillUsed.statusCode, 409, 'an ended run still holds it (it would mount it again when started)')
+    t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${reader.json().id}?force=true`, headers: auth('alice') })).statusCode, 204)
+    const gone = await app.inject({ method: 'DELETE', url: `/v1/volumes/${volume}`, headers: auth('alice') })
+    t.equal(gone.statusCode, 204, gone.body)
+    t.equal(await nodeEngine('node3').getVolume(volume).inspect().then(() => true, () => false), false, 'gone from node3')
+  })
+
+  t.test('an overlay network per owner: replicas on different nodes reach each other by alias; in use while attached', async t => {
+    const app = await backend.build(t, { config: { deployment } })
+    const network = `${RUN}-net`
+    const made = await app.inject({ method: 'POST', url: '/v1/networks', headers: auth('alice'), payload: { name: network } })
+    t.equal(made.statusCode, 201, made.body)
+    t.match(made.json(), { name: network, driver: 'overlay' })
+    t.equal((await app.inject({ method: 'GET', url: `/v1/networks/${network}`, headers: auth('bob') })).statusCode, 404, 'not there for bob')
+    const bobRun = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('bob'), payload: body('bob-net', { network }) })
+    t.equal(bobRun.statusCode, 404, `nor to join: ${bobRun.body}`)
+
+    const server = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('server', { network, aliases: ['web'], placement: { constraints: ['node.hostname==node2'] } }) })
+    t.equal(server.statusCode, 201, server.body)
+    const client = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('client', { network, command: ['sleep', '300'], placement: { constraints: ['node.hostname==node3'] } }) })
+    t.equal(client.statusCode, 201, client.body)
+    // The server listens a moment after its task runs: ask until it answers.
+    const answer = await waitFor('the server, by its alias', async () => (await app.inject({
+      method: 'POST', url: `/v1/containers/${client.json().id}/exec`, headers: { ...auth('alice'), accept: 'application/json' }, payload: { command: ['wget', '-q', '-O', '-', 'http://web/'] }
+    })).json(), (result: { exitCode: number }) => result.exitCode === 0, 30_000)
+    t.match(answer, { exitCode: 0, stdout: /hello from berth-test/ }, 'node3 reaches node2 by the alias')
+    const inUse = await app.inject({ method: 'DELETE', url: `/v1/networks/${network}`, headers: auth('alice') })
+    t.equal(inUse.statusCode, 409, inUse.body)
+    t.match(inUse.json(), { code: 'network_in_use' })
+    for (const id of [server.json().id, client.json().id]) {
+      t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${id}?force=true`, headers: auth('alice') })).statusCode, 204)
+    }
+    t.equal((await app.inject({ method: 'DELETE', url: `/v1/networks/${network}`, headers: auth('alice') })).statusCode, 204)
+  })
+}
