@@ -441,12 +441,26 @@ stop_node() {
   done
   log "dockerd of $n is gone (SIG$sig)"
 }
+# The ports on a stopped node's bridges: sandboxes that outlived its dockerd (a namespace can be kept
+# alive by a copy of its mount in another mount namespace) stay plugged in with their addresses. The
+# dockerd that starts removes its stale sandboxes and hands their addresses out again — the agent's
+# first, every time — and the bridge then delivers to whichever port spoke last: the node's agent
+# answers "connection refused" from the dead copy. With dockerd down nothing on these bridges is live.
+drop_bridge_ports() {
+  local n=$1 br port
+  for br in docker_gwbridge docker0; do
+    for port in $(ip netns exec "$prefix-$n" ip -o link show master "$br" 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1); do
+      ip netns exec "$prefix-$n" ip link del "$port" 2>/dev/null || true
+    done
+  done
+}
 start_node() {
   local n=$1 pid
   node_known "$n"
   [ -f "$state/env" ] || die "no swarm is up ($state/env is missing)"
   pid=$(cat "$state/$n/launch.pid" 2>/dev/null) || true
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then log "$n is already running"; return; fi
+  drop_bridge_ports "$n"
   node_up "$n"
   wait_node "$n"
   log "dockerd of $n answers again"
