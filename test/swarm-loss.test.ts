@@ -98,4 +98,17 @@ if (swarmBackend === null) {
     // berth's agent there answers again before the cluster is handed on (the next suite reaches the nodes through it).
     await waitFor(`the agent on ${LOST}`, async () => (await app.inject({ method: 'GET', url: '/v1/volumes', headers: auth('admin') })).statusCode, status => status === 200, 90_000)
   })
+  t.test('autoRemove on a cluster: a run that ended under one berth is removed by the next', async t => {
+    const first = await backend.build(t, { config: { deployment } })
+    const run = await first.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('auto', { command: ['sh', '-c', 'echo bye'], autoRemove: true }) })
+    t.equal(run.statusCode, 201, run.body)
+    const id = run.json().id as string
+    await waitFor('it to end', async () => await get(first, id), c => c.state === 'exited')
+    await first.close()
+    // berth restarted: it knows the run from the cluster alone, and removes what nobody waited for.
+    const later = await backend.build(t, { config: { deployment, lifecycle: { sweepIntervalMs: 200, autoRemoveGraceMs: 0 } } })
+    await later.ready()
+    await waitFor('the later berth to remove it', async () => (await later.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).statusCode, status => status === 404, 30_000)
+    t.pass('removed')
+  })
 }
