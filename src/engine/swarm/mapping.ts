@@ -235,8 +235,10 @@ function ownershipLabels (labels: Record<string, string>): Record<string, string
  * a replicated service whose restart condition is the policy's. `always` and `unless-stopped` come back
  * whenever they end, on another node when theirs is lost; `on-failure` comes back after a failure — a
  * lost node is one — at most maxRetries times; `no` ends for good, and a node lost takes it with it.
- * Not Swarm's replicated jobs: a job reruns a failed task until it completes whatever its restart
- * condition (its reconciler refills the slot), and leaves a task on a lost node alone.
+ * Not Swarm's replicated jobs, though the engine has them: a job cannot be stopped, scaled or started
+ * again (only run anew by an update), so a run that may finish would answer stop, start and scale
+ * unlike every other run; a service whose condition is `none` ends as a job does (its tasks' exit
+ * codes and logs stay), and wait, ps -a and the sweeper read it as one.
  */
 function restartPolicyOf (restart: RunSpec['restart']): NonNullable<ServiceSpec['TaskTemplate']['RestartPolicy']> {
   switch (restart.policy) {
