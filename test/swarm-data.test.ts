@@ -1,6 +1,11 @@
 // What lives on the nodes of the real three-node test cluster, through berth's agent on each: images
 // pulled onto every node with each node's outcome, listed saying where each is; named volumes that live
 // on one node and take the runs that mount them there; overlay networks per owner with aliases.
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { HTTPD, RUN, auth, runBody, waitFor } from './helpers.ts'
 import { holdCluster, nodeEngine, swarmBackend, swarmEnv, type SwarmEnv } from './backends.ts'
@@ -24,9 +29,39 @@ if (swarmBackend === null) {
   const body = (suffix: string, extra: Record<string, unknown> = {}) =>
     runBody({ image: cluster.image, name: `${RUN}-sd-${suffix}`, command: HTTPD, stopTimeout: 1, ...extra })
 
+  /** An image of one layer of its own, in the cluster's registry and on no node: a pull moves bytes on each. */
+  async function imageOfItsOwn (suffix: string): Promise<string> {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-layer-'))
+    try {
+      writeFileSync(join(dir, 'data'), randomBytes(512 * 1024))
+      execFileSync('tar', ['-C', dir, '-cf', join(dir, 'layer.tar'), 'data'])
+      const engine = nodeEngine('node1')
+      const repository = `${cluster.registry}/${RUN}-${suffix}/layer`
+      const follow = async (stream: NodeJS.ReadableStream): Promise<Array<{ error?: string }>> => await new Promise((resolve, reject) => {
+        engine.modem.followProgress(stream, (error, output) => error ? reject(error) : resolve(output))
+      })
+      await follow(await engine.importImage(createReadStream(join(dir, 'layer.tar')), { repo: repository, tag: '1' }))
+      const pushed = await follow(await engine.getImage(`${repository}:1`).push({ authconfig: {} }))
+      const failed = pushed.find(line => line.error)
+      if (failed) throw new Error(`push of ${repository}:1 failed: ${failed.error}`)
+      await engine.getImage(`${repository}:1`).remove()
+      return `${repository}:1`
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+
   t.test('a pull goes onto every node, saying how it went on each; the list says where each image is', async t => {
     const app = await backend.build(t, { config: { deployment } })
-    const { reference } = await backend.pushImage('pull')
+    const reference = await imageOfItsOwn('pull')
+    // First as a job: its layers' progress says on which node each is, and its result how each node went.
+    const started = await app.inject({ method: 'POST', url: '/v1/images/pull?async=true', headers: auth('admin'), payload: { image: reference } })
+    t.equal(started.statusCode, 202, started.body)
+    const job = await waitFor('the pull job to end', async () => (await app.inject({ method: 'GET', url: `/v1/jobs/${started.json().id}`, headers: auth('admin') })).json(),
+      (state: { state: string, progress: { layers: Array<{ node: string }> }, result: { nodes: NodePull[] } }) => state.state !== 'queued' && state.state !== 'pulling', 60_000)
+    t.equal(job.state, 'succeeded', JSON.stringify(job))
+    t.same([...new Set(job.progress.layers.map(layer => layer.node))].sort(), nodeNames, 'layers on each node, each said with its node')
+    t.same(job.result.nodes.map(node => [node.node, node.state]).sort(), nodeNames.map(node => [node, 'pulled']), 'the job\'s result: pulled on each node')
     const pulled = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('admin'), payload: { image: reference } })
     t.equal(pulled.statusCode, 200, pulled.body)
     t.same((pulled.json().nodes as NodePull[]).map(node => [node.node, node.state]).sort(), nodeNames.map(node => [node, 'pulled']), 'pulled on each node')

@@ -46,7 +46,8 @@ export class SwarmImages implements ImagesPart {
               if (!started) options.onProgress?.({ kind: 'started', node: node.name })
               started = true
             } else if (report.kind === 'layer') {
-              options.onProgress?.({ kind: 'layer', layer: report.layer, node: node.name })
+              // The node goes on the layer: each node's copy of a layer is progress of its own.
+              options.onProgress?.({ kind: 'layer', layer: { ...report.layer, node: node.name }, node: node.name })
             }
           }
         }))
