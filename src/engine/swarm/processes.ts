@@ -43,6 +43,10 @@ export function swarmFiles (cluster: SwarmCluster, agents: Agents): FilesPart {
       const replica = await replicaOf(cluster, id, options.replica, 'container')
       return await agents.on(replica.node, async engine => await dockerFiles(engine).get(replica.containerId, path, { ...(options.signal ? { signal: options.signal } : {}) }))
     },
+    async stat (id, path, options = {}) {
+      const replica = await replicaOf(cluster, id, options.replica, 'container')
+      return await agents.on(replica.node, async engine => await dockerFiles(engine).stat(replica.containerId, path))
+    },
     async put (id, path, archive, options) {
       const replica = await replicaOf(cluster, id, options.replica, 'container')
       await agents.on(replica.node, async engine => { await dockerFiles(engine).put(replica.containerId, path, archive, { size: options.size }) })
