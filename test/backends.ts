@@ -4,6 +4,7 @@
 // (by the run's label), also when the test failed.
 import { execFile } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { promisify } from 'node:util'
 import Docker from 'dockerode'
 import type { FastifyInstance } from 'fastify'
@@ -81,9 +82,27 @@ export function nodeEngine (node: string): Docker {
 /** The manager's API, for arranging and checking the cluster behind berth's back. */
 export const manager = swarmEnv === null ? null : new Docker({ socketPath: swarmEnv.socket })
 
-/** stop-node (SIGTERM), kill-node (SIGKILL) or start-node of the cluster's harness. */
+/**
+ * stop-node (SIGTERM), kill-node (SIGKILL) or start-node of the cluster's harness. A node started again
+ * is handed back once berth's agent there listens again (Swarm restarts it a while after its engine
+ * answers): a suite that holds the cluster next reaches every node through its agent.
+ */
 export async function swarmNode (action: 'stop-node' | 'kill-node' | 'start-node', node: string): Promise<void> {
-  await run('bash', [`${root}scripts/swarm-env.sh`, action, node], { env: { ...process.env, BERTH_SWARM_STATE: (swarmEnv as SwarmEnv).state } })
+  const cluster = swarmEnv as SwarmEnv
+  await run('bash', [`${root}scripts/swarm-env.sh`, action, node], { env: { ...process.env, BERTH_SWARM_STATE: cluster.state } })
+  if (action === 'start-node' && Number.isInteger(cluster.agentPort) && cluster.agentPort > 0) {
+    await waitFor(`berth's agent on ${node} to listen again`, async () => await listening(cluster.nodes[node] as string, cluster.agentPort), Boolean, 180_000)
+  }
+}
+
+async function listening (host: string, port: number): Promise<boolean> {
+  return await new Promise(resolve => {
+    const socket = connect({ host, port, timeout: 2000 })
+    const done = (answer: boolean) => { socket.destroy(); resolve(answer) }
+    socket.once('connect', () => { done(true) })
+    socket.once('error', () => { done(false) })
+    socket.once('timeout', () => { done(false) })
+  })
 }
 
 export interface BuildOn {
