@@ -110,6 +110,8 @@ export interface BuildOn {
   socketPath?: string
   /** Swarm: without berth's agents (no secret), as a berth configured without them. */
   noAgents?: boolean
+  /** Swarm: this secret instead of the one the agents hold. */
+  agentSecret?: string
 }
 
 export interface Backend {
@@ -264,7 +266,7 @@ export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<Fasti
     publishMode: engineConfig.publishMode,
     placementTimeoutMs: engineConfig.placementTimeoutMs,
     registryAuth: config.registryAuth,
-    agent: options.noAgents === true ? null : { secret: readFileSync(cluster.agentSecretFile, 'utf8'), port: cluster.agentPort },
+    agent: options.noAgents === true ? null : { secret: options.agentSecret ?? readFileSync(cluster.agentSecretFile, 'utf8'), port: cluster.agentPort },
     pollMs: 50,
     eventPollMs: 200
   }), config)

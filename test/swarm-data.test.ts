@@ -179,4 +179,38 @@ if (swarmBackend === null) {
     }
     t.equal((await app.inject({ method: 'DELETE', url: `/v1/networks/${network}`, headers: auth('alice') })).statusCode, 204)
   })
+  t.test('a replica by slot or task id: exec, files and stats in the one asked for; what is not there says so; a wrong key says so', async t => {
+    const app = await backend.build(t, { config: { deployment } })
+    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('pair', { replicas: 2, placement: { constraints: ['node.role==worker'] } }) })
+    t.equal(run.statusCode, 201, run.body)
+    const id = run.json().id as string
+    const tasks = run.json().tasks as Array<{ id: string, slot: number }>
+    const exec = async (replica: string, command: string[]) => await app.inject({ method: 'POST', url: `/v1/containers/${id}/exec?replica=${replica}`, headers: { ...auth('alice'), accept: 'application/json' }, payload: { command } })
+    t.equal((await exec('1', ['sh', '-c', 'echo one > /tmp/one'])).json().exitCode, 0)
+    t.equal((await exec('2', ['sh', '-c', 'test -f /tmp/one'])).json().exitCode, 1, 'replica 2 is another container')
+    const second = tasks.find(task => task.slot === 2) as { id: string }
+    t.equal((await exec(second.id.slice(0, 10), ['sh', '-c', 'test -f /tmp/one'])).json().exitCode, 1, 'named by a prefix of its task id, the same')
+    const file = await app.inject({ method: 'GET', url: `/v1/containers/${id}/archive?path=/tmp/one&replica=1`, headers: auth('alice') })
+    t.equal(file.statusCode, 200, 'the file, from replica 1')
+    const none = await app.inject({ method: 'GET', url: `/v1/containers/${id}/archive?path=/tmp/one&replica=2`, headers: auth('alice') })
+    t.equal(none.statusCode, 404, 'not in replica 2')
+    t.match((await exec('7', ['true'])).json(), { status: 404, code: 'not_found', detail: /no replica 7/ })
+    t.match((await exec('zzzz', ['true'])).json(), { status: 404, code: 'not_found', detail: /task id starts with zzzz/ })
+    const stats = await app.inject({ method: 'GET', url: `/v1/containers/${id}/stats`, headers: { ...auth('alice'), accept: 'application/json' } })
+    t.equal(stats.statusCode, 200, stats.body)
+    t.ok(stats.json().pids >= 2, `both replicas' readings, added up: ${stats.body}`)
+    const stop = await app.inject({ method: 'POST', url: `/v1/containers/${id}/stop`, headers: auth('alice') })
+    t.equal(stop.statusCode, 200, stop.body)
+    t.match((await exec('1', ['true'])).json(), { status: 409, code: 'container_not_running' }, 'a stopped one has nothing to exec in')
+
+    const anywhere = await app.inject({ method: 'POST', url: '/v1/volumes', headers: auth('alice'), payload: { name: `${RUN}-anywhere` } })
+    t.equal(anywhere.statusCode, 201, anywhere.body)
+    t.equal(anywhere.json().nodes.length, 1, `made on one node berth chose: ${anywhere.body}`)
+    t.equal((await app.inject({ method: 'DELETE', url: `/v1/volumes/${RUN}-anywhere`, headers: auth('alice') })).statusCode, 204)
+
+    const wrong = await backend.build(t, { config: { deployment }, agentSecret: randomBytes(32).toString('hex') })
+    const refused = await wrong.inject({ method: 'GET', url: '/v1/volumes', headers: auth('admin') })
+    t.equal(refused.statusCode, 503, refused.body)
+    t.match(refused.json(), { code: 'engine_unavailable', detail: /did not accept berth's key/ }, 'an agent that holds another secret: berth says which setting to fix')
+  })
 }
