@@ -4,6 +4,7 @@
 // name and aliases resolve to its replicas' addresses, with no virtual IP in between (none is needed,
 // and clusters without IPVS have none that answers). Its members are the services attached, in any
 // state. Joining or leaving one changes the service, so its replicas are replaced, as an update does.
+import { setTimeout as sleep } from 'node:timers/promises'
 import { BerthError } from '../../errors.ts'
 import type { NetworkMember } from '../../schemas/networks.ts'
 import type { NetworksPart } from '../parts.ts'
@@ -52,7 +53,15 @@ export class SwarmNetworks implements NetworksPart {
       subject: 'network',
       target: spec.name
     })
-    return await this.inspect(created.Id, { members: [] })
+    // The manager answers the create before every read of it sees the network: ask until one does.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.inspect(created.Id, { members: [] })
+      } catch (error) {
+        if (!(error instanceof BerthError && error.code === 'not_found') || attempt >= 50) throw error
+        await sleep(this.#cluster.pollMs)
+      }
+    }
   }
 
   async remove (id: string): Promise<void> {
