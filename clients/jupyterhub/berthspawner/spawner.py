@@ -81,7 +81,8 @@ class BerthSpawner(Spawner):
         keep data in `volumes`). False only stops it, so berth still shows it and its logs until the user's
         next start replaces it; a stopped container still counts against the token's container quota.""")
 
-    stop_timeout = Int(10, config=True, help="""Seconds a stop waits after SIGTERM before the engine kills the server.""")
+    stop_timeout = Int(10, config=True, help="""Seconds a stop waits after the stop signal before the engine kills the server
+        (the run's stopTimeout: on a cluster the only place a grace period can be given).""")
 
     idle_timeout = Int(0, config=True, help="""Seconds a server may sit idle before berth stops it (or removes it,
         with `remove`): berth's expiry, measured by berth as no CPU above 1 % of a core, no network traffic above
@@ -161,6 +162,8 @@ class BerthSpawner(Spawner):
             'command': [*self.cmd, *self.get_args()],
             'env': env,
             'labels': self.labels(),
+            # A stop's grace period, on every backend (a cluster takes it only here, not at the stop).
+            'stopTimeout': self.stop_timeout,
             # The image was pulled just before (with its progress shown), or the nodes pull it on a cluster.
             'pull': 'never' if self.pull_policy == 'never' else 'missing',
         }
@@ -357,15 +360,27 @@ class BerthSpawner(Spawner):
         if not self.container_id:
             return
         berth = self.berth
-        try:
-            await berth.call('POST', f'/v1/containers/{segment(self.container_id)}/stop', f'stop {self._log_name}\'s server',
-                             query={'timeout': 0 if now else self.stop_timeout}, timeout=self.request_timeout + self.stop_timeout)
-        except BerthProblem as problem:
-            if problem.status != 404:
-                self.log.error('%s', problem)
-                raise
-        if self.remove:
+        path = f'/v1/containers/{segment(self.container_id)}'
+        if now and self.remove:
+            # Removed by force: the engine kills it at once, on every backend.
             await self._delete(berth, self.container_id)
+        else:
+            # The grace period is the stopTimeout it was run with (on a cluster a stop cannot give another);
+            # `now` asks for none where the backend allows it.
+            try:
+                try:
+                    await berth.call('POST', f'{path}/stop', f'stop {self._log_name}\'s server', query={'timeout': 0} if now else None,
+                                     timeout=self.request_timeout + self.stop_timeout)
+                except BerthProblem as problem:
+                    if not (now and problem.code == 'not_supported'):
+                        raise
+                    await berth.call('POST', f'{path}/stop', f'stop {self._log_name}\'s server', timeout=self.request_timeout + self.stop_timeout)
+            except BerthProblem as problem:
+                if problem.status != 404:
+                    self.log.error('%s', problem)
+                    raise
+            if self.remove:
+                await self._delete(berth, self.container_id)
         self.log.info('berth %s %s\'s server %s', 'removed' if self.remove else 'stopped', self._log_name, self.container_id[:12])
 
     async def _delete(self, berth, container_id):

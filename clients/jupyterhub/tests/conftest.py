@@ -40,7 +40,7 @@ class FakeBerth:
         self._next = 0
 
     def refuse(self, method, prefix, status, code, detail='refused', **extras):
-        """The next requests `method prefix…` answer this problem."""
+        """Requests `method prefix…` (path and query) answer this problem from now on."""
         self.refusals[(method, prefix)] = problem(status, code, detail, **extras)
 
     def url(self):
@@ -88,9 +88,9 @@ class Handler(web.RequestHandler):
         else:
             self.finish()
 
-    def refused(self, method, path):
+    def refused(self, method, uri):
         for (m, prefix), (status, body) in self.fake.refusals.items():
-            if m == method and path.startswith(prefix):
+            if m == method and uri.startswith(prefix):
                 self.answer(status, body, 'application/problem+json')
                 return True
         return False
@@ -106,7 +106,7 @@ class Handler(web.RequestHandler):
             return self.answer(*problem(415, 'unsupported_media_type', 'send the body as application/json'))
         if declared is not None and not self.request.body:
             return self.answer(*problem(400, 'validation_failed', 'the JSON body is empty'))
-        if self.refused(method, path):
+        if self.refused(method, self.request.uri):
             return
         parts = path.split('/')[2:]
         if parts[0] == 'images' and method == 'GET':

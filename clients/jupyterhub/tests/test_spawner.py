@@ -24,6 +24,7 @@ def test_start_runs_the_server_with_the_hubs_env_labels_and_port(run):
             'name': 'jupyter-ada',
             'command': ['jupyterhub-singleuser'],
             'labels': {'team': 'lab-ada', LABEL_USER: 'ada', LABEL_SERVER: '', 'hub.jupyter.org/spawner': 'berthspawner'},
+            'stopTimeout': 10,
             'pull': 'missing',
             'ports': [{'container': 8888, 'hostIp': '127.0.0.1'}],
             'volumes': [{'source': 'jupyterhub-user-ada', 'target': '/home/jovyan/work'}],
@@ -285,10 +286,32 @@ def test_stop_stops_then_removes_through_berth(run):
         await spawner.start()
         container_id = spawner.container_id
         await spawner.stop()
-        assert fake.seen()[-2:] == [('POST', f'/v1/containers/{container_id}/stop?timeout=7'), ('DELETE', f'/v1/containers/{container_id}?force=true')]
+        assert fake.requests[-3][2]['stopTimeout'] == 7
+        assert fake.seen()[-2:] == [('POST', f'/v1/containers/{container_id}/stop'), ('DELETE', f'/v1/containers/{container_id}?force=true')]
         assert container_id not in fake.containers
         assert await spawner.poll() == 0
         await spawner.stop()  # gone already: nothing to do, nothing fails
+    run(test)
+
+
+def test_stop_now_removes_at_once(run):
+    async def test(fake):
+        spawner = make_spawner(fake)
+        await spawner.start()
+        await spawner.stop(now=True)
+        assert fake.seen()[-1] == ('DELETE', f'/v1/containers/{spawner.container_id}?force=true')
+        assert fake.containers == {}
+    run(test)
+
+
+def test_stop_now_on_a_cluster_keeps_the_grace_period_it_was_run_with(run):
+    async def test(fake):
+        spawner = make_spawner(fake, remove=False)
+        await spawner.start()
+        fake.refuse('POST', f'/v1/containers/{spawner.container_id}/stop?', 501, 'not_supported', 'give stopTimeout when running the container', backend='swarm')
+        await spawner.stop(now=True)
+        assert fake.seen()[-1] == ('POST', f'/v1/containers/{spawner.container_id}/stop')
+        assert fake.containers[spawner.container_id]['state'] == 'exited'
     run(test)
 
 
