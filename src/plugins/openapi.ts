@@ -4,8 +4,8 @@
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import { BACKENDS, backendsSentence } from '../engine/capabilities.ts'
-import type { EngineKind } from '../engine/types.ts'
+import { backendsWith, lackingSentence } from '../engine/index.ts'
+import type { PartName } from '../engine/parts.ts'
 import { version } from '../version.ts'
 
 export default fp<{ docsPublic: boolean }>(async (app, options) => {
@@ -15,8 +15,8 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
       info: {
         title: 'berth',
         version,
-        description: 'A typed, documented, secure HTTP API in front of a Docker Engine or a Docker Swarm cluster: pull, list, run, stop and start containers. ' +
-          'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported.',
+        description: 'A typed, documented, secure HTTP API in front of a Docker Engine, a Docker Swarm cluster or a Kubernetes cluster: pull, list, run, stop and start containers. ' +
+          'Each operation lists the engine backends that have it in `x-berth-backends` (the backends whose parts include what it needs); on the others it answers 501 not_supported, saying why.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
       },
       // Relative: the document is served by the berth it describes, so its origin is the server.
@@ -37,15 +37,18 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transform: ({ schema, url, route }) => {
-      const config = route.config as { scope?: string, backends?: readonly EngineKind[], unsupported?: string } | undefined
+      const config = route.config as { scope?: string, part?: PartName } | undefined
       // Routes that need a scope say so in the document, so Swagger UI's Authorize applies to them;
       // the public ones say that they need nothing.
       const secured = { ...schema, security: config?.scope === undefined ? [] : [{ bearer: [] }] }
-      // Every operation names the backends that have it; one that some lack says so in words too.
-      const backends = config?.backends
-      const described = backends === undefined
-        ? { ...secured, 'x-berth-backends': [...BACKENDS] }
-        : { ...secured, 'x-berth-backends': [...backends], description: [secured.description, backendsSentence(backends, config?.unsupported)].filter(Boolean).join('\n\n') }
+      // Every operation names the backends that have the part it needs; one that some lack says so in words too.
+      const part = config?.part ?? 'containers'
+      const lacking = lackingSentence(part)
+      const described = {
+        ...secured,
+        'x-berth-backends': backendsWith(part),
+        ...(lacking === undefined ? {} : { description: [secured.description, lacking].filter(Boolean).join('\n\n') })
+      }
       return { schema: described as typeof schema, url }
     }
   })
