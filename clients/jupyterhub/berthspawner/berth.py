@@ -25,6 +25,11 @@ class BerthError(web.HTTPError):
     The hub's other pages (not_running.html) show it too.
     """
 
+    # Whether the same call may well succeed in a moment (berth or its engine busy or away), and after how
+    # many seconds berth says to try (its Retry-After), when it says.
+    transient = False
+    retry_after = None
+
     def __init__(self, text, user_message='The server could not be started through berth. Ask the hub\'s administrator.', retry=False):
         # Without format arguments tornado escapes the % in the message itself.
         super().__init__(503 if retry else 500, user_message)
@@ -52,6 +57,7 @@ class BerthUnreachable(BerthError):
     def __init__(self, url, reason):
         super().__init__(f'cannot reach berth at {url}: {reason}',
                          'The hub cannot reach berth right now. Try again in a moment; if it goes on, tell the hub\'s administrator.', retry=True)
+        self.transient = True
         self.url = url
         self.reason = reason
 
@@ -59,7 +65,7 @@ class BerthUnreachable(BerthError):
 class BerthProblem(BerthError):
     """berth refused or failed a call: its problem+json, with what the hub was doing."""
 
-    def __init__(self, doing, status, problem):
+    def __init__(self, doing, status, problem, retry_after=None):
         self.doing = doing
         self.status = status
         self.problem = problem
@@ -74,6 +80,9 @@ class BerthProblem(BerthError):
             text += f' (request {self.request_id})'
         retry = self.code in ('quota_exceeded', 'rate_limited', 'engine_unavailable') or status in (502, 503, 504)
         super().__init__(text, user_message(self), retry=retry)
+        # A quota frees up only when servers stop: that is for the user to try again, not for a loop.
+        self.transient = self.code in ('rate_limited', 'engine_unavailable') or (status == 503 and 'code' not in problem)
+        self.retry_after = retry_after
 
     def __getattr__(self, member):
         # The code's own members (rule, quota, port…) as attributes, for whoever catches it.
@@ -150,7 +159,7 @@ class Berth:
         response = await self._fetch(self._request(method, path, query, body, timeout, 'application/json'))
         if 200 <= response.code < 300:
             return json.loads(response.body) if response.body else None
-        raise problem_of(doing, response.code, response.body)
+        raise problem_of(doing, response.code, response.body, response.headers.get('Retry-After'))
 
     async def pull(self, image, on_progress, doing, timeout=None):
         """Pulls `image`, calling on_progress(event) for each progress event; the pulled image, or a BerthProblem."""
@@ -173,7 +182,7 @@ class Berth:
         response = await self._fetch(request)
         if response.code != 200:
             # Refused before the pull began: the body streamed here is the problem.
-            raise problem_of(doing, response.code, bytes(buffered))
+            raise problem_of(doing, response.code, bytes(buffered), response.headers.get('Retry-After'))
         if buffered.strip():
             take(b'\n')
         last = outcome.get('last') or {}
@@ -185,16 +194,17 @@ class Berth:
         raise BerthProblem(doing, 502, {'code': 'pull_failed', 'detail': 'the pull stream ended without its outcome'})
 
 
-def problem_of(doing, status, body):
+def problem_of(doing, status, body, retry_after=None):
     """berth's problem+json from a body, or a stand-in for an answer that is not one (a proxy's error page)."""
+    seconds = int(retry_after) if retry_after is not None and retry_after.strip().isdigit() else None
     try:
         problem = json.loads(body)
         if isinstance(problem, dict):
-            return BerthProblem(doing, status, problem)
+            return BerthProblem(doing, status, problem, seconds)
     except ValueError:
         pass
     text = (body or b'').decode('utf-8', 'replace').strip()[:200]
-    return BerthProblem(doing, status, {'detail': f'an answer that is not berth\'s problem+json: {text!r}'})
+    return BerthProblem(doing, status, {'detail': f'an answer that is not berth\'s problem+json: {text!r}'}, seconds)
 
 
 def segment(value):

@@ -46,6 +46,10 @@ class BerthSpawner(Spawner):
     request_timeout = Float(60.0, config=True, help="""Seconds a call to berth may take. A run is one call
         (create and start, and on a cluster the wait for its replica); a pull may take up to start_timeout.""")
 
+    retry_timeout = Float(30.0, config=True, help="""Seconds a start or stop keeps trying when berth is busy or away
+        (its engine unavailable, the token's rate limit reached, berth unreachable): it waits what berth's
+        Retry-After says, else 1, 2, 4… seconds, and the spawn page says so. 0: no second try.""")
+
     image = Unicode('quay.io/jupyter/base-notebook:latest', config=True, help="""The image each server runs.
         It must have `jupyterhub-singleuser` (or whatever `cmd` names) of a version that speaks to this hub.""")
 
@@ -116,6 +120,7 @@ class BerthSpawner(Spawner):
         self._events = []
         self._more = None
         self._start_done = False
+        self._progress = 0
 
     # ---- berth
 
@@ -222,6 +227,7 @@ class BerthSpawner(Spawner):
     # ---- progress, for the spawn page
 
     def _report(self, progress, message):
+        self._progress = progress
         self._events.append({'progress': progress, 'message': message})
         self._wake()
 
@@ -259,10 +265,31 @@ class BerthSpawner(Spawner):
         super().clear_state()
         self.container_id = ''
 
+    async def _retrying(self, what, attempt):
+        """attempt(), again while berth answers that it is busy or away, for retry_timeout seconds at most."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_timeout
+        backoff = 1
+        while True:
+            try:
+                return await attempt()
+            except BerthError as error:
+                delay = error.retry_after if error.retry_after is not None else backoff
+                if not error.transient or loop.time() + delay > deadline:
+                    raise
+                self.log.warning('%s: %s; trying again in %s s', what, error, delay)
+                self._report(self._progress, f'berth is busy; trying again in {delay} s')
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, 10)
+
     async def start(self):
-        self._events, self._start_done = [], False
+        self._events, self._start_done, self._progress = [], False, 0
         try:
-            return await self._start()
+            return await self._retrying(f'starting {self._log_name}\'s server', self._start)
+        except BerthError as error:
+            # Once, after any tries again: everything berth said, with its request id.
+            self.log.error('%s', error)
+            raise
         finally:
             # Whoever follows the progress learns that there is no more.
             self._start_done = True
@@ -276,11 +303,7 @@ class BerthSpawner(Spawner):
             await self._pull(berth)
         self._report(75, f'Starting the server through berth as {name}')
         body = self.run_body(self.server_env())
-        try:
-            container = await berth.call('POST', '/v1/containers', f'run {self._log_name}\'s server ({name}, image {self.image})', body=body)
-        except BerthProblem as problem:
-            self.log.error('%s', problem)
-            raise
+        container = await berth.call('POST', '/v1/containers', f'run {self._log_name}\'s server ({name}, image {self.image})', body=body)
         self.container_id = container['id']
         ip, port = self.address(container)
         self.log.info('berth runs %s\'s server as %s (%s), reached at %s:%s', self._log_name, name, self.container_id[:12], ip, port)
@@ -294,7 +317,6 @@ class BerthSpawner(Spawner):
         except BerthProblem as problem:
             if problem.status == 404:
                 return
-            self.log.error('%s', problem)
             raise
         labels = existing.get('labels') or {}
         if labels.get(LABEL_USER) != self.user.name or labels.get(LABEL_SERVER) != (self.name or ''):
@@ -316,7 +338,6 @@ class BerthSpawner(Spawner):
                 if problem.code == 'not_supported':
                     return  # a cluster: each node pulls what it runs
                 if problem.status != 404:
-                    self.log.error('%s', problem)
                     raise
         self._report(5, f'Pulling {image}')
 
@@ -330,7 +351,6 @@ class BerthSpawner(Spawner):
         except BerthProblem as problem:
             if problem.code == 'not_supported':
                 return
-            self.log.error('%s', problem)
             raise
         self._report(70, f'Pulled {image} ({(pulled or {}).get("digest") or "no digest"})')
 
@@ -359,6 +379,14 @@ class BerthSpawner(Spawner):
     async def stop(self, now=False):
         if not self.container_id:
             return
+        try:
+            await self._retrying(f'stopping {self._log_name}\'s server', lambda: self._stop(now))
+        except BerthError as error:
+            self.log.error('%s', error)
+            raise
+        self.log.info('berth %s %s\'s server %s', 'removed' if self.remove else 'stopped', self._log_name, self.container_id[:12])
+
+    async def _stop(self, now):
         berth = self.berth
         path = f'/v1/containers/{segment(self.container_id)}'
         if now and self.remove:
@@ -377,18 +405,15 @@ class BerthSpawner(Spawner):
                     await berth.call('POST', f'{path}/stop', f'stop {self._log_name}\'s server', timeout=self.request_timeout + self.stop_timeout)
             except BerthProblem as problem:
                 if problem.status != 404:
-                    self.log.error('%s', problem)
                     raise
             if self.remove:
                 await self._delete(berth, self.container_id)
-        self.log.info('berth %s %s\'s server %s', 'removed' if self.remove else 'stopped', self._log_name, self.container_id[:12])
 
     async def _delete(self, berth, container_id):
         try:
             await berth.call('DELETE', f'/v1/containers/{segment(container_id)}', f'remove {self._log_name}\'s server', query={'force': 'true'})
         except BerthProblem as problem:
             if problem.status != 404:
-                self.log.error('%s', problem)
                 raise
 
     async def delete_forever(self):

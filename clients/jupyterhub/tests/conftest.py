@@ -39,9 +39,9 @@ class FakeBerth:
         self._server = None
         self._next = 0
 
-    def refuse(self, method, prefix, status, code, detail='refused', **extras):
-        """Requests `method prefix…` (path and query) answer this problem from now on."""
-        self.refusals[(method, prefix)] = problem(status, code, detail, **extras)
+    def refuse(self, method, prefix, status, code, detail='refused', times=None, retry_after=None, **extras):
+        """Requests `method prefix…` (path and query) answer this problem: from now on, or `times` times."""
+        self.refusals[(method, prefix)] = {'answer': problem(status, code, detail, **extras), 'times': times, 'retry_after': retry_after}
 
     def url(self):
         return f'http://127.0.0.1:{self.port}'
@@ -89,9 +89,13 @@ class Handler(web.RequestHandler):
             self.finish()
 
     def refused(self, method, uri):
-        for (m, prefix), (status, body) in self.fake.refusals.items():
-            if m == method and uri.startswith(prefix):
-                self.answer(status, body, 'application/problem+json')
+        for (m, prefix), refusal in self.fake.refusals.items():
+            if m == method and uri.startswith(prefix) and refusal['times'] != 0:
+                if refusal['times'] is not None:
+                    refusal['times'] -= 1
+                if refusal['retry_after'] is not None:
+                    self.set_header('Retry-After', str(refusal['retry_after']))
+                self.answer(*refusal['answer'], 'application/problem+json')
                 return True
         return False
 
@@ -161,7 +165,8 @@ class Handler(web.RequestHandler):
 def make_spawner(fake, username='ada', server='', **config):
     user = SimpleNamespace(name=username, escaped_name=username, url=f'/user/{username}/', base_url=f'/user/{username}/')
     hub = SimpleNamespace(public_host='', api_url='http://hub.example:8081/hub/api', base_url='/hub/')
-    options = {'berth_url': fake.url() if fake else 'http://127.0.0.1:9', 'berth_token': TOKEN, 'image': 'berth-test/singleuser:1'}
+    # No second tries unless a test asks for them: a refusal is seen at once.
+    options = {'berth_url': fake.url() if fake else 'http://127.0.0.1:9', 'berth_token': TOKEN, 'image': 'berth-test/singleuser:1', 'retry_timeout': 0}
     options.update(config)
     # The server's name comes from the hub's database record of it; only its name is read.
     record = SimpleNamespace(name=server, server=None)

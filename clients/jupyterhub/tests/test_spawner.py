@@ -221,6 +221,48 @@ def test_berths_refusals_in_the_log_and_on_the_spawn_page(run, status, code, det
     run(test)
 
 
+def test_a_busy_berth_is_tried_again_as_it_says(run):
+    async def test(fake):
+        fake.refuse('POST', '/v1/containers', 503, 'engine_unavailable', 'the container engine did not answer within 10000 ms', times=2, retry_after=0)
+        spawner = make_spawner(fake, retry_timeout=30)
+        assert await spawner.start() == ('127.0.0.1', 49153)
+        assert [uri for _, uri in fake.seen('POST')] == ['/v1/containers'] * 3
+        messages = [event['message'] for event in spawner._events]
+        assert messages.count('berth is busy; trying again in 0 s') == 2
+        # Each try starts from the beginning: an earlier try may have left a container behind at the engine.
+        assert fake.seen('GET').count(('GET', '/v1/containers/jupyter-ada')) == 3
+    run(test)
+
+
+def test_a_full_quota_is_not_tried_again(run):
+    async def test(fake):
+        fake.refuse('POST', '/v1/containers', 403, 'quota_exceeded', 'the token holds 2 of its 2 containers', retry_after=0, limit='containers', quota=2, used=2)
+        with pytest.raises(BerthProblem):
+            await make_spawner(fake, retry_timeout=30).start()
+        assert fake.seen('POST') == [('POST', '/v1/containers')]
+    run(test)
+
+
+def test_tries_end_when_retry_timeout_would_pass(run):
+    async def test(fake):
+        fake.refuse('POST', '/v1/containers', 429, 'rate_limited', 'rate limit of 600 requests a minute reached', retry_after=60)
+        with pytest.raises(BerthProblem) as refused:
+            await make_spawner(fake, retry_timeout=30).start()
+        assert refused.value.retry_after == 60
+        assert fake.seen('POST') == [('POST', '/v1/containers')]
+    run(test)
+
+
+def test_a_stop_is_tried_again_too(run):
+    async def test(fake):
+        spawner = make_spawner(fake, retry_timeout=30)
+        await spawner.start()
+        fake.refuse('POST', f'/v1/containers/{spawner.container_id}/stop', 503, 'engine_unavailable', 'cannot reach the container engine', times=1, retry_after=0)
+        await spawner.stop()
+        assert fake.containers == {}
+    run(test)
+
+
 def test_an_answer_that_is_not_berths(run):
     async def test(fake):
         spawner = make_spawner(fake)
