@@ -241,7 +241,7 @@ c.JupyterHub.load_roles = [{'name': 'operator', 'services': ['operator'],
   async function logIn (user: string): Promise<{ context: BrowserContext, page: Page }> {
     const context = await browser.newContext()
     const page = await context.newPage()
-    page.setDefaultTimeout(30_000)
+    page.setDefaultTimeout(60_000)
     await page.goto(`${hubUrl}/hub/login`)
     await page.fill('#username_input', user)
     await page.fill('#password_input', PASSWORD)
@@ -252,8 +252,19 @@ c.JupyterHub.load_roles = [{'name': 'operator', 'services': ['operator'],
   /** Waits until the browser shows the user's own notebook server (the notebook's file list), reached through the hub's proxy. */
   async function landsOnServer (t: Test, page: Page, user: string): Promise<void> {
     await page.waitForURL(new RegExp(`/user/${user}/tree`), { timeout: SPAWN_WAIT_MS })
-    await page.locator('#notebook_list').waitFor()
+    // Served by the notebook server (its scripts then fill the list in, which on a busy machine takes a while).
+    await page.locator('#notebook_list').waitFor({ state: 'attached' })
     t.match(await page.title(), /Home Page - Select or create a notebook/, `${user}'s browser shows the notebook server's page`)
+  }
+
+  /**
+   * Waits until the hub's page script has bound its handler to `selector`'s element: the hub's pages load
+   * their scripts with RequireJS after the page itself, and a click before that does nothing.
+   */
+  async function bound (page: Page, selector: string, event: 'click' | 'submit'): Promise<void> {
+    // Evaluated in the page (a string: this project's TypeScript has no DOM types).
+    const check = `(() => { const element = document.querySelector(${JSON.stringify(selector)}); const events = element && window.jQuery && window.jQuery._data(element, 'events'); return Boolean(events && events[${JSON.stringify(event)}]) })()`
+    await page.waitForFunction(check)
   }
 
   async function keepScreenshot (page: Page, file: string): Promise<void> {
@@ -304,8 +315,8 @@ c.JupyterHub.load_roles = [{'name': 'operator', 'services': ['operator'],
     const answer = await page.goto(`${hubUrl}/user/ada/tree`)
     t.equal(answer?.status(), 403, 'bob asking for ada\'s server gets 403 from the hub')
     t.notMatch(page.url(), /\/user\/ada\/tree/, 'and is not on ada\'s server')
-    // The hub's pages bind their buttons once their scripts have loaded: the page is used once its network is quiet.
-    await page.goto(`${hubUrl}/hub/token`, { waitUntil: 'networkidle' })
+    await page.goto(`${hubUrl}/hub/token`)
+    await bound(page, '#request-token-form', 'submit')
     await page.click('#request-token-form button[type="submit"]')
     await page.locator('#token-area').waitFor()
     const bobToken = (await page.locator('#token-result').textContent())?.trim() ?? ''
@@ -316,7 +327,7 @@ c.JupyterHub.load_roles = [{'name': 'operator', 'services': ['operator'],
     t.equal(ownServer.status, 200, 'while it reads his own')
     t.equal((await containerOf('ada'))[0]?.state, 'running', 'ada\'s server runs on')
     await page.goto(`${hubUrl}/user/bob/tree`)
-    await page.locator('#notebook_list').waitFor()
+    await page.locator('#notebook_list').waitFor({ state: 'attached' })
 
     // berth sees both under the hub's one token; the labels tell them apart, and each spawner acted on its own id only.
     t.same((await containerOf('bob')).map(container => container.id), [idOf('bob')], 'by its label, berth lists only bob\'s container for bob')
@@ -340,7 +351,8 @@ c.JupyterHub.load_roles = [{'name': 'operator', 'services': ['operator'],
   await t.test('ada stops her server from the hub\'s home page: berth stops and removes it', async t => {
     const { page } = people.ada ?? { page: undefined }
     if (page === undefined) throw new Error('ada has no browser')
-    await page.goto(`${hubUrl}/hub/home`, { waitUntil: 'networkidle' })
+    await page.goto(`${hubUrl}/hub/home`)
+    await bound(page, '#stop', 'click')
     await page.click('#stop')
     await page.locator('#stop').waitFor({ state: 'hidden', timeout: 60_000 })
     const gone = await until('ada\'s container to be removed', async () => (await berthGet(`/v1/containers/${idOf('ada')}`)).status, status => status === 404)
