@@ -106,7 +106,7 @@ def user_message(problem):
         # The holder may be another user's server: that stays in the hub's log.
         return f'The host port this server needs is taken. Ask {admin} (the hub\'s log has the details).'
     if code == 'name_conflict':
-        return f'berth already has a container by this server\'s name that the hub did not make. Ask {admin} (the hub\'s log has the details).'
+        return f'A container by this server\'s name exists already and is not this server\'s. Ask {admin} (the hub\'s log has the details).'
     if code in ('image_not_found', 'pull_failed', 'pull_cancelled'):
         return f'The server\'s image could not be pulled: {detail}.'
     if code in ('unauthorized', 'forbidden'):

@@ -28,7 +28,7 @@ RUNNING = {'running', 'restarting', 'paused', 'created'}
 
 
 class BerthSpawner(Spawner):
-    """Runs single-user servers through berth's HTTP API (see the README's "JupyterHub" section)."""
+    """Runs single-user servers through berth's HTTP API (clients/jupyterhub/README.md has the options)."""
 
     berth_url = Unicode(config=True, help="""berth's address, such as http://berth:8080. Defaults to $BERTH_URL.""")
 
