@@ -16,7 +16,9 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         title: 'berth',
         version,
         description: 'A typed, documented, secure HTTP API in front of a Docker Engine or a Docker Swarm cluster: pull, list, run, stop and start containers. ' +
-          'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported.',
+          'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported.\n\n' +
+          'Agents: the Model Context Protocol is served on `POST /mcp` (streamable HTTP, stateless, the same bearer tokens). Its tools (run, ps, inspect, logs, exec, ' +
+          'files_in, files_out, stop, start, rm, wait) call these operations as the agent\'s token, and take their schemas; `/mcp` is no operation here, as MCP is a protocol of its own.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
       },
       // Relative: the document is served by the berth it describes, so its origin is the server.
