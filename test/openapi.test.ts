@@ -1,6 +1,8 @@
 // The committed openapi/openapi.yaml is the product's contract: it must match what the app serves.
+import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
+import { parse } from 'yaml'
 import { renderOpenApi } from '../scripts/openapi-document.ts'
 import { errorCodes, type ErrorCode } from '../src/errors.ts'
 import { build } from './helpers.ts'
@@ -8,6 +10,18 @@ import { build } from './helpers.ts'
 t.test('openapi/openapi.yaml is up to date (regenerate with npm run openapi)', async t => {
   const committed = readFileSync(new URL('../openapi/openapi.yaml', import.meta.url), 'utf8')
   t.equal(committed, await renderOpenApi())
+})
+
+t.test('openapi/openapi.yaml reads the same in YAML 1.1 as in 1.2: `no` stays a string', async t => {
+  const committed = readFileSync(new URL('../openapi/openapi.yaml', import.meta.url), 'utf8')
+  const served = (await (await build(t)).inject({ method: 'GET', url: '/openapi.json' })).json()
+  t.same(parse(committed), served, 'a YAML 1.2 reader')
+  // A reader of YAML 1.1 takes yes/no/on/off/y/n for booleans and 2026-01-01 for a timestamp.
+  t.same(parse(committed, { version: '1.1' }), served, 'a YAML 1.1 reader (yaml\'s 1.1 schema)')
+  t.same(parse(committed, { version: '1.1' }).components.schemas.RunRequest.properties.restart.properties.policy.enum, ['no', 'always', 'unless-stopped', 'on-failure'])
+  // PyYAML, the reader the contract was found wrong with; scripts/test-env.sh installs Debian's python3-yaml.
+  const pyyaml = 'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'
+  t.same(JSON.parse(execFileSync('python3', ['-c', pyyaml], { input: committed, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })), served, 'PyYAML')
 })
 
 t.test('/openapi.json is OpenAPI 3.1 with named components, bearer security and every operation documented', async t => {
