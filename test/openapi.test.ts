@@ -88,6 +88,30 @@ t.test('every 4xx and 5xx is problem+json with the codes it can carry, and an ex
   t.ok(examples.every(example => example.status === errorCodes[example.code].status), 'each with its status')
 })
 
+t.test('every stream declares its body one way: SSE a string naming its events\' schema, NDJSON that schema', async t => {
+  const doc = (await (await build(t)).inject({ method: 'GET', url: '/openapi.json' })).json()
+  const wrong: string[] = []
+  let streams = 0
+  for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: Record<string, unknown> }> }> }>>)) {
+    for (const [method, { responses }] of Object.entries(methods)) {
+      for (const [status, { content = {} }] of Object.entries(responses).filter(([status]) => /^2/.test(status))) {
+        const where = `${method} ${path} ${status}`
+        const sse = content['text/event-stream']?.schema
+        if (sse !== undefined) {
+          streams++
+          const named = /^Server-sent events; each `data` is an? (\w+)/.exec(String(sse.description))?.[1]
+          if (sse.type !== 'string' || Object.keys(sse).sort().join() !== 'description,type') wrong.push(`${where}: SSE body ${JSON.stringify(sse)}`)
+          else if (named === undefined || doc.components.schemas[named] === undefined) wrong.push(`${where}: SSE names no schema of the document: ${String(sse.description)}`)
+        }
+        const ndjson = content['application/x-ndjson']?.schema
+        if (ndjson !== undefined && !/^#\/components\/schemas\/\w+$/.test(String(ndjson.$ref))) wrong.push(`${where}: NDJSON body ${JSON.stringify(ndjson)}`)
+      }
+    }
+  }
+  t.same(wrong, [])
+  t.ok(streams >= 7, `${streams} SSE streams`)
+})
+
 t.test('Swagger UI is served at /docs', async t => {
   const app = await build(t)
   const response = await app.inject({ method: 'GET', url: '/docs/' })
