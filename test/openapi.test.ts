@@ -88,6 +88,31 @@ t.test('every 4xx and 5xx is problem+json with the codes it can carry, and an ex
   t.ok(examples.every(example => example.status === errorCodes[example.code].status), 'each with its status')
 })
 
+t.test('response headers: X-Request-Id on every answer, WWW-Authenticate on 401, Retry-After on 429 and 503, Location where set, Allow on 405', async t => {
+  const doc = (await (await build(t)).inject({ method: 'GET', url: '/openapi.json' })).json()
+  t.same(Object.keys(doc.components.headers).sort(), ['Allow', 'Location', 'Retry-After', 'WWW-Authenticate', 'X-Request-Id'])
+  const located: string[] = []
+  const wrong: string[] = []
+  for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, { operationId: string, responses: Record<string, { headers?: Record<string, { $ref: string }> }> }>>)) {
+    for (const [method, { operationId, responses }] of Object.entries(methods)) {
+      for (const [status, { headers = {} }] of Object.entries(responses)) {
+        const expected = ['X-Request-Id', ...(status === '401' ? ['WWW-Authenticate'] : []), ...(status === '429' || status === '503' ? ['Retry-After'] : [])]
+        const names = Object.keys(headers)
+        if (names.includes('Location')) located.push(`${operationId} ${status}`)
+        const missing = expected.filter(name => !names.includes(name))
+        if (missing.length > 0) wrong.push(`${method} ${path} ${status}: no ${missing.join(', ')}`)
+        for (const [name, header] of Object.entries(headers)) if (header.$ref !== `#/components/headers/${name}`) wrong.push(`${method} ${path} ${status}: ${name} is ${JSON.stringify(header)}`)
+      }
+    }
+  }
+  t.same(wrong, [])
+  t.same(located.sort(), ['buildImage 202', 'createNetwork 201', 'createVolume 200', 'createVolume 201', 'pullImage 202', 'runContainer 201'], 'Location exactly where the routes set it')
+  const notAllowed = doc.components.responses.MethodNotAllowed
+  t.same(notAllowed.headers.Allow, { $ref: '#/components/headers/Allow' })
+  t.same(notAllowed.content['application/problem+json'].schema.allOf[1].properties.code.enum, ['method_not_allowed'])
+  t.match(doc.info.description, /components\.responses\.MethodNotAllowed/, 'and the document says where a 405 is declared')
+})
+
 t.test('every stream declares its body one way: SSE a string naming its events\' schema, NDJSON that schema', async t => {
   const doc = (await (await build(t)).inject({ method: 'GET', url: '/openapi.json' })).json()
   const wrong: string[] = []

@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { BACKENDS, backendsSentence } from '../engine/capabilities.ts'
+import { withResponseHeaders } from '../schemas/headers.ts'
 import type { EngineKind } from '../engine/types.ts'
 import { version } from '../version.ts'
 
@@ -16,7 +17,8 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         title: 'berth',
         version,
         description: 'A typed, documented, secure HTTP API in front of a Docker Engine or a Docker Swarm cluster: pull, list, run, stop and start containers. ' +
-          'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported.\n\n' +
+          'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported. ' +
+          'A path asked with a method it has no operation for answers 405 method_not_allowed with `Allow` (`components.responses.MethodNotAllowed`).\n\n' +
           'Agents: the Model Context Protocol is served on `POST /mcp` (streamable HTTP, stateless, the same bearer tokens). Its tools (run, ps, inspect, logs, exec, ' +
           'files_in, files_out, stop, start, rm, wait) call these operations as the agent\'s token, and take their schemas; `/mcp` is no operation here, as MCP is a protocol of its own.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
@@ -37,6 +39,8 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },
+    // Response headers are declared once, as components, and referred to by the answers that carry them.
+    transformObject: (documents) => 'openapiObject' in documents ? withResponseHeaders(documents.openapiObject) : documents.swaggerObject,
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transform: ({ schema, url, route }) => {
       const config = route.config as { scope?: string, backends?: readonly EngineKind[], unsupported?: string } | undefined
