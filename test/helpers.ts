@@ -8,6 +8,8 @@ import { Writable } from 'node:stream'
 import Docker from 'dockerode'
 import { pino } from 'pino'
 import type { Test } from 'tap'
+import { Type } from 'typebox'
+import { Value } from 'typebox/value'
 import { buildApp } from '../src/app.ts'
 import { DOCKER_SOCKET, hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import type { TokenStore } from '../src/access/token-store.ts'
@@ -17,7 +19,7 @@ import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
 import { declaredHeaders, HEADERS, type HeaderName } from '../src/schemas/headers.ts'
-import { declares, PROBLEM_JSON } from '../src/schemas/problems.ts'
+import { declares, PROBLEM_JSON, PROBLEM_MEMBERS } from '../src/schemas/problems.ts'
 
 function readTestEnv (): Record<string, string> {
   const file = new URL('../.test-env/env', import.meta.url)
@@ -148,8 +150,11 @@ export function checkDeclaredProblems (t: Test, app: Awaited<ReturnType<typeof b
       }
     }
     if (typeof payload !== 'string' || !String(reply.getHeader('content-type')).startsWith(PROBLEM_JSON)) return payload
-    const { code } = JSON.parse(payload) as { code: ErrorCode }
+    const { code, type: _type, title: _title, status: _status, detail: _detail, instance: _instance, requestId: _requestId, ...members } = JSON.parse(payload) as { code: ErrorCode, [member: string]: unknown }
     if (!declares(schema.response as Record<string, unknown>, reply.statusCode, code)) undeclared.add(`${schema.operationId} answered ${reply.statusCode} ${code}`)
+    // The members it carries, as its code's schema in the document declares them.
+    const declaredMembers = Type.Partial(Type.Object(PROBLEM_MEMBERS[code] ?? {}, { additionalProperties: false }))
+    if (!Value.Check(declaredMembers, members)) undeclared.add(`${schema.operationId} answered ${code} with members ${JSON.stringify(members)}, not as declared`)
     return payload
   })
   t.teardown(() => {

@@ -4,7 +4,10 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { parse } from 'yaml'
 import { renderOpenApi } from '../scripts/openapi-document.ts'
+import { Ajv2020 } from 'ajv/dist/2020.js'
+import addFormats from 'ajv-formats'
 import { errorCodes, type ErrorCode } from '../src/errors.ts'
+import { exampleProblem, PROBLEM_MEMBERS, problemSchemaName } from '../src/schemas/problems.ts'
 import { build } from './helpers.ts'
 
 t.test('openapi/openapi.yaml is up to date (regenerate with npm run openapi)', async t => {
@@ -45,15 +48,20 @@ t.test('/openapi.json is OpenAPI 3.1 with named components, bearer security and 
   t.same(doc.servers, [{ url: '/', description: 'The berth serving this document' }])
   const run = doc.paths['/v1/containers'].post
   t.equal(run.requestBody.content['application/json'].schema.$ref, '#/components/schemas/RunRequest')
-  t.same(run.responses['409'].content['application/problem+json'].schema.allOf, [
-    { $ref: '#/components/schemas/Problem' },
-    { type: 'object', properties: { code: { type: 'string', enum: ['name_conflict', 'placement_failed', 'port_conflict', 'pull_cancelled', 'gpu_unavailable'].sort() } } }
-  ])
+  t.same(run.responses['409'].content['application/problem+json'].schema, {
+    oneOf: ['GpuUnavailableProblem', 'NameConflictProblem', 'PlacementFailedProblem', 'PortConflictProblem', 'PullCancelledProblem'].map(name => ({ $ref: `#/components/schemas/${name}` }))
+  })
 })
+
+/** The codes a problem answer's schema can carry: one code's schema, or one of several. */
+function codesOf (schema: { $ref?: string, oneOf?: Array<{ $ref: string }> } | undefined): ErrorCode[] {
+  const byName = new Map((Object.keys(errorCodes) as ErrorCode[]).map(code => [`#/components/schemas/${problemSchemaName(code)}`, code]))
+  return (schema?.oneOf ?? (schema?.$ref === undefined ? [] : [{ $ref: schema.$ref }])).map(({ $ref }) => byName.get($ref) ?? `unknown ${$ref}` as ErrorCode)
+}
 
 t.test('every 4xx and 5xx is problem+json with the codes it can carry, and an example of each', async t => {
   const doc = (await (await build(t)).inject({ method: 'GET', url: '/openapi.json' })).json()
-  type Media = { schema: { allOf?: Array<{ properties?: { code?: { enum: ErrorCode[] } } }> }, examples?: Record<string, { value: { status: number, code: string } }> }
+  type Media = { schema: { $ref?: string, oneOf?: Array<{ $ref: string }> }, examples?: Record<string, { value: { status: number, code: string } }> }
   const answered = new Set<string>()
   // Every mismatch, named; one assertion at the end, so a failure lists them all.
   const wrong: string[] = []
@@ -66,7 +74,7 @@ t.test('every 4xx and 5xx is problem+json with the codes it can carry, and an ex
         const types = Object.keys(response.content ?? {})
         if (types.join() !== 'application/problem+json') wrong.push(`${where} ${status}: ${types.join()}`)
         const media = response.content?.['application/problem+json']
-        const codes = media?.schema.allOf?.[1]?.properties?.code?.enum ?? []
+        const codes = codesOf(media?.schema)
         if (codes.length === 0) wrong.push(`${where} ${status}: no codes`)
         if (Object.keys(media?.examples ?? {}).join() !== codes.join()) wrong.push(`${where} ${status}: examples ${Object.keys(media?.examples ?? {})} for codes ${codes}`)
         for (const code of codes) {
@@ -86,6 +94,31 @@ t.test('every 4xx and 5xx is problem+json with the codes it can carry, and an ex
   const examples = doc.components.schemas.Problem.examples as Array<{ code: ErrorCode, status: number }>
   t.same(examples.map(example => example.code), Object.keys(errorCodes), 'the Problem schema shows an example of every code')
   t.ok(examples.every(example => example.status === errorCodes[example.code].status), 'each with its status')
+})
+
+t.test('each code\'s problem is a schema of its own, declaring the members it adds, and every example is valid against it', async t => {
+  const doc = (await (await build(t)).inject({ method: 'GET', url: '/openapi.json' })).json()
+  const ajv = addFormats.default(new Ajv2020({ strict: false, allErrors: true }))
+  ajv.addSchema(doc, 'doc')
+  const base = Object.keys(doc.components.schemas.Problem.properties)
+  const wrong: string[] = []
+  for (const code of Object.keys(errorCodes) as ErrorCode[]) {
+    const name = problemSchemaName(code)
+    const schema = doc.components.schemas[name]
+    const own = schema?.allOf?.[1]?.properties ?? {}
+    if (own.code?.const !== code) wrong.push(`${name}: not the schema of ${code}`)
+    const members = Object.keys(own).filter(key => key !== 'code')
+    t.same(members, Object.keys(PROBLEM_MEMBERS[code] ?? {}), `${name} declares ${members.join(', ') || 'no members'}`)
+    const example = exampleProblem(code, '/v1/containers')
+    const undeclared = Object.keys(example).filter(key => !base.includes(key) && !members.includes(key))
+    if (undeclared.length > 0) wrong.push(`${code}: its example has ${undeclared.join(', ')}, undeclared`)
+    const validate = ajv.getSchema(`doc#/components/schemas/${name}`)
+    if (validate === undefined || !validate(example)) wrong.push(`${code}: its example is not valid: ${ajv.errorsText(validate?.errors)}`)
+    for (const other of ['not_found', 'port_conflict'] as const) {
+      if (other !== code && validate?.({ ...exampleProblem(other) }) === true) wrong.push(`${name} takes a ${other} problem`)
+    }
+  }
+  t.same(wrong, [])
 })
 
 t.test('response headers: X-Request-Id on every answer, WWW-Authenticate on 401, Retry-After on 429 and 503, Location where set, Allow on 405', async t => {
@@ -109,7 +142,7 @@ t.test('response headers: X-Request-Id on every answer, WWW-Authenticate on 401,
   t.same(located.sort(), ['buildImage 202', 'createNetwork 201', 'createVolume 200', 'createVolume 201', 'pullImage 202', 'runContainer 201'], 'Location exactly where the routes set it')
   const notAllowed = doc.components.responses.MethodNotAllowed
   t.same(notAllowed.headers.Allow, { $ref: '#/components/headers/Allow' })
-  t.same(notAllowed.content['application/problem+json'].schema.allOf[1].properties.code.enum, ['method_not_allowed'])
+  t.same(notAllowed.content['application/problem+json'].schema, { $ref: '#/components/schemas/MethodNotAllowedProblem' })
   t.match(doc.info.description, /components\.responses\.MethodNotAllowed/, 'and the document says where a 405 is declared')
 })
 

@@ -6,6 +6,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { BACKENDS, backendsSentence } from '../engine/capabilities.ts'
 import { withResponseHeaders } from '../schemas/headers.ts'
+import { withProblemSchemas } from '../schemas/problems.ts'
 import type { EngineKind } from '../engine/types.ts'
 import { version } from '../version.ts'
 
@@ -39,8 +40,9 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },
-    // Response headers are declared once, as components, and referred to by the answers that carry them.
-    transformObject: (documents) => 'openapiObject' in documents ? withResponseHeaders(documents.openapiObject) : documents.swaggerObject,
+    // Said of the whole document: each code's problem as a schema, and the response headers as
+    // components that the answers carrying them refer to.
+    transformObject: (documents) => 'openapiObject' in documents ? withProblemSchemas(withResponseHeaders(documents.openapiObject)) : documents.swaggerObject,
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transform: ({ schema, url, route }) => {
       const config = route.config as { scope?: string, backends?: readonly EngineKind[], unsupported?: string } | undefined
