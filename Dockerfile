@@ -1,5 +1,5 @@
 # berth's image: TypeScript compiled in one stage, production dependencies installed in another, only what runs in the last.
-# Build: docker build -t berth . — run it with docker-compose.yml, which supplies the socket, its group and the token.
+# Build: docker build -t berth . — run it with docker-compose.yml, which supplies the socket and a volume for its state.
 
 # Every stage starts from the same official image, so the Node that builds is the Node that runs.
 FROM node:24-bookworm-slim AS base
@@ -43,24 +43,29 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # src/version.ts reads the version from here.
 COPY package.json ./
+# Started as root it finds the socket's group and becomes uid 1000 with it before node starts.
+COPY deploy/docker/entrypoint.sh /usr/local/bin/berth-entrypoint
+# Where berth keeps the admin token it makes when none is configured (only its hash): a volume in
+# docker-compose.yml. A new named volume takes this directory's owner, so uid 1000 can write it.
+RUN mkdir -p /var/lib/berth && chown 1000:1000 /var/lib/berth && chmod 700 /var/lib/berth
 
 # A container is reached through its published port, never its own loopback. (With
 # BERTH_AUTH_DISABLED=true berth still binds 127.0.0.1 only, whatever this says.)
 ENV BERTH_HOST=0.0.0.0 \
-    BERTH_PORT=8080
+    BERTH_PORT=8080 \
+    BERTH_STATE_DIR=/var/lib/berth
 EXPOSE 8080
 
 # The official image's unprivileged `node` user, by number so that a runtime can verify it is not
-# root without reading /etc/passwd. Access to the Docker socket comes from its group, added at run
-# time (group_add in docker-compose.yml, --group-add with docker run): its gid differs between hosts.
+# root without reading /etc/passwd. Access to the Docker socket comes from its group, whose gid differs
+# between hosts: docker-compose.yml starts the entrypoint as root, which finds it and drops to this user
+# with it; run as this user, add it yourself (docker run --group-add).
 USER 1000:1000
 
-# Node's own fetch: the image has no curl, and needs none.
+# GET /healthz, through the entrypoint so that it too runs as uid 1000 when the container starts as root.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.BERTH_PORT || 8080) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["/usr/local/bin/berth-entrypoint", "healthcheck"]
 
-# Node directly, no shell in between, so SIGTERM reaches berth's graceful close. Run it with an init
-# process (init: true in compose, docker run --init) so zombies are reaped.
-# --max-semi-space-size=4: V8's young generation defaults to 16 MiB a half, and an idle berth keeps
-# both halves resident; 4 keeps it about 25 MiB smaller with no throughput lost (bench/).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/server.js"]
+# The entrypoint execs node (through setpriv when it starts as root): no shell stays in between, so
+# node is the process signals reach and SIGTERM starts berth's graceful close.
+ENTRYPOINT ["/usr/local/bin/berth-entrypoint"]

@@ -5,8 +5,9 @@
 #   scripts/base-image.sh            # prints the image name on stdout, progress on stderr
 #
 # The stand-in holds what berth's Dockerfile uses from node:24-bookworm-slim: node and npm under
-# /usr/local, the `node` user (1000:1000), and a POSIX shell with the usual tools — busybox's rather
-# than Debian's, so the Dockerfile's RUN lines keep to POSIX options both understand.
+# /usr/local, the `node` user (1000:1000), util-linux's setpriv (the entrypoint drops root with it), and
+# a POSIX shell with the usual tools — busybox's rather than Debian's, so the Dockerfile's RUN lines keep
+# to POSIX options both understand.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,13 +20,20 @@ major=$(sed -nE 's/^node:([0-9]+).*/\1/p' <<<"$image")
 [ -n "$major" ] || { log "$image is not a node:<major>… image; the stand-in can only stand in for one"; exit 1; }
 
 present() { docker image inspect "$image" >/dev/null 2>&1; }
+# A stand-in made before the entrypoint needed setpriv lacks it: that one is made again.
+stale_standin() {
+  docker image inspect --format '{{index .Config.Labels "org.opencontainers.image.description"}}' "$image" 2>/dev/null | grep -q "berth's scripts/base-image.sh" &&
+    ! docker run --rm --entrypoint /bin/sh "$image" -c 'command -v setpriv' >/dev/null 2>&1
+}
 
 # Two runs at once must not both assemble it.
 exec 9>"${TMPDIR:-/tmp}/berth-base-image.lock"
 flock 9
 
-if present; then log "$image is present"; echo "$image"; exit 0; fi
-if timeout 300 docker pull -q "$image" >/dev/null 2>&1; then log "pulled $image"; echo "$image"; exit 0; fi
+if present && stale_standin; then log "$image is a stand-in without setpriv: making it again"
+elif present; then log "$image is present"; echo "$image"; exit 0
+fi
+if ! present && timeout 300 docker pull -q "$image" >/dev/null 2>&1; then log "pulled $image"; echo "$image"; exit 0; fi
 log "$image is absent and cannot be pulled: assembling a local stand-in"
 
 # A Node $major binary: the one the npm package node@$major ships, as scripts/node.sh installs it.
@@ -66,6 +74,14 @@ cp -a "$npm_dir" "$rootfs/usr/local/lib/node_modules/npm"
 ln -s ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/local/bin/npm"
 ln -s ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/local/bin/npx"
 
+# util-linux's setpriv (busybox's cannot change users), with the libraries it links against.
+setpriv=$(command -v setpriv) || { log "needs util-linux's setpriv"; exit 1; }
+install -m 755 "$setpriv" "$rootfs/usr/bin/setpriv"
+ldd "$setpriv" | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+  mkdir -p "$rootfs$(dirname "$lib")"
+  [ -e "$rootfs$lib" ] || cp -L "$lib" "$rootfs$lib"
+done
+
 cp "$busybox" "$rootfs/usr/bin/busybox"
 for applet in $("$busybox" --list); do
   [ -e "$rootfs/usr/bin/$applet" ] || ln -s busybox "$rootfs/usr/bin/$applet"
@@ -89,7 +105,7 @@ tar -C "$rootfs" --numeric-owner -c . | docker import \
   -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   -c "ENV NODE_VERSION=${node_version#v}" \
   -c 'CMD ["node"]' "${extra_ca[@]}" \
-  -c "LABEL org.opencontainers.image.description=\"Local stand-in for $image made by berth's scripts/base-image.sh (Node $node_version, npm $npm_version, busybox); not the official image\"" \
+  -c "LABEL org.opencontainers.image.description=\"Local stand-in for $image made by berth's scripts/base-image.sh (Node $node_version, npm $npm_version, busybox, setpriv); not the official image\"" \
   - "$image" >/dev/null
 log "made $image (Node $node_version) in $SECONDS s"
 echo "$image"

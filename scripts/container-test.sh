@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `npm run test:container`: builds berth's image with the Dockerfile, runs it with docker-compose.yml as a user
-# would, and drives it from outside through the published port: pull, run, reach, stop, start, list, SIGTERM.
+# would — one command in a clone with no .env, then with a .env — and drives it from outside through the
+# published port: its own admin token, the socket's group found, no capability, pull, run, reach, stop,
+# start, list, SIGTERM.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,7 +16,10 @@ web="$run_id-web"
 work=$(mktemp -d "${TMPDIR:-/tmp}/$run_id.XXXXXX")
 registry=""
 pushed=""
-compose=(docker-compose --project-directory "$work" --file "$root/docker-compose.yml" --project-name "$project")
+composed=""
+# What a user has after `git clone`: the tracked files (and new ones not ignored), no .env.
+clone=$work/clone
+compose=(docker-compose --project-directory "$clone" --file "$clone/docker-compose.yml" --project-name "$project")
 
 log() { printf '[container-test] %s\n' "$*"; }
 ok() { printf '[container-test] ok   %s\n' "$*"; }
@@ -26,14 +31,14 @@ fail() {
 cleanup() {
   local status=$?
   set +e
-  if [ "$status" -ne 0 ] && [ -f "$work/.env" ]; then
+  if [ "$status" -ne 0 ] && [ -n "$composed" ]; then
     log "berth's log, for the failure above:"
     "${compose[@]}" logs --no-color --tail 40 >&2
   fi
   log "cleaning up $run_id"
   # What berth made on the engine, then berth itself (container and network), then the images.
-  docker rm -f "$web" "$run_id-nogroup" >/dev/null 2>&1
-  [ -f "$work/.env" ] && "${compose[@]}" down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1
+  docker rm -f "$web" "$run_id-nogroup" "$run_id-short" "$run_id-gid" >/dev/null 2>&1
+  [ -n "$composed" ] && "${compose[@]}" down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1
   docker image rm "$image" >/dev/null 2>&1
   if [ -n "$pushed" ]; then
     docker image rm "$pushed" >/dev/null 2>&1
@@ -67,6 +72,13 @@ expect() {
   got=$(api "$@") || true
   [ "$got" = "$want" ] || fail "$1 $2 answered $got, not $want: $(head -c 600 "$work/body")"
 }
+
+# --- docker-compose.yml passes every setting berth reads ------------------------------------------------
+# It lists them (a missing .env must not stop `up`, so there is no env_file): a new one must be added there.
+missing=$(grep -rhoE 'BERTH_[A-Z0-9_]*[A-Z0-9]' src | sort -u | while read -r name; do
+  grep -qE "^ +$name:" docker-compose.yml || echo "$name"; done)
+[ -z "$missing" ] || fail "docker-compose.yml does not pass $(echo $missing) from .env: add them to its environment"
+ok "docker-compose.yml passes every BERTH_* setting src/ reads"
 
 # --- the engine, the registry and the base image -----------------------------------------------------
 bash scripts/test-env.sh up
@@ -126,56 +138,107 @@ docker image rm "$pushed" >/dev/null
 ! docker image inspect "$pushed" >/dev/null 2>&1 || fail "$pushed is still on the engine"
 ok "pushed $pushed and removed it locally"
 
-# --- berth, as docker-compose.yml runs it -------------------------------------------------------------
+# --- berth in one command, as docker-compose.yml runs it from a clone with no .env -------------------------
+mkdir "$clone"
+git -C "$root" ls-files -z --cached --others --exclude-standard |
+  tar -C "$root" -c --null --no-recursion --ignore-failed-read -T - 2>/dev/null | tar -x -C "$clone"
+[ ! -e "$clone/.env" ] && [ -f "$clone/docker-compose.yml" ] || fail "the clone is not one"
 berth_port=$(free_port)
-# The bearer token is the secret itself; berth keeps only its hash.
-token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 docker_gid=$(stat -c %g /var/run/docker.sock)
-cat >"$work/.env" <<ENV
-BERTH_TOKENS=$run_id:read,write:$token
-DOCKER_GID=$docker_gid
-BERTH_PUBLISH_PORT=$berth_port
-BERTH_IMAGE=$image
-ENV
-log "docker-compose up: project $project, port 127.0.0.1:$berth_port, socket group $docker_gid"
-up_started=$SECONDS
-"${compose[@]}" up --detach --no-build 2>"$work/up.log" || { cat "$work/up.log" >&2; fail "docker-compose up"; }
-cid=$("${compose[@]}" ps -q berth)
-[ -n "$cid" ] || fail "no berth container in project $project"
+# The run's own image and a free port, from the shell rather than a .env (the image stands for the one the
+# first `up` builds: this run built it above); everything else is what a user gets.
+export BERTH_IMAGE=$image BERTH_PUBLISH_PORT=$berth_port
 
-health=""
-for _ in $(seq 1 120); do
-  health=$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}} {{.State.Status}}' "$cid")
-  case $health in
-    "healthy running") break ;;
-    unhealthy*|*exited|*dead|*restarting) fail "berth is $health" ;;
-  esac
-  sleep 0.5
-done
-[ "$health" = "healthy running" ] || fail "berth did not become healthy in 60 s ($health)"
-ok "healthy $((SECONDS - up_started)) s after docker-compose up (the image's healthcheck runs every 10 s)"
+# up_and_healthy: `docker-compose up -d` (v2: `docker compose up -d --wait`), then wait for the healthcheck.
+up_and_healthy() {
+  local started=$SECONDS health=""
+  composed=1
+  "${compose[@]}" up --detach --no-build 2>"$work/up.log" || { cat "$work/up.log" >&2; fail "docker-compose up"; }
+  cid=$("${compose[@]}" ps -q berth)
+  [ -n "$cid" ] || fail "no berth container in project $project"
+  for _ in $(seq 1 120); do
+    health=$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}} {{.State.Status}}' "$cid")
+    case $health in
+      "healthy running") break ;;
+      unhealthy*|*exited|*dead|*restarting) fail "berth is $health" ;;
+    esac
+    sleep 0.5
+  done
+  [ "$health" = "healthy running" ] || fail "berth did not become healthy in 60 s ($health)"
+  ok "healthy $((SECONDS - started)) s after docker-compose up (the image's healthcheck runs every 10 s)"
+}
+log "docker-compose up in a clone with no .env: project $project, port 127.0.0.1:$berth_port"
+up_and_healthy
 
-# What docker-compose.yml promises: init, restart policy, the socket's group, and nothing berth does not need.
+# The token berth made: its secret on the first line of the log, the one place it ever is.
+docker logs "$cid" >"$work/first.log" 2>&1
+first=$(head -n 1 "$work/first.log")
+token=$(printf '%s' "$first" | grep -oE 'BERTH_TOKEN=[0-9a-f]{64}' | cut -d= -f2) || true
+[ -n "$token" ] || fail "the first line of berth's log shows no BERTH_TOKEN: $first"
+[ "$(grep -c 'BERTH_TOKEN=' "$work/first.log")" = 1 ] || fail "the secret is in the log more than once"
+ok "no .env: berth made an admin token, its secret on the first line of its log"
+
+# What docker-compose.yml promises: restart policy, and nothing berth does not need.
 docker inspect "$cid" >"$work/berth.json"
-host_config=$(json "$work/berth.json" '[j[0].HostConfig.Init, j[0].HostConfig.RestartPolicy.Name, j[0].HostConfig.GroupAdd.join(","),
-  j[0].HostConfig.ReadonlyRootfs, j[0].HostConfig.CapDrop.join(","), j[0].HostConfig.SecurityOpt.join(",")].join(" ")')
-[ "$host_config" = "true unless-stopped $docker_gid true ALL no-new-privileges:true" ] || fail "berth's container runs with $host_config"
-ok "init, restart unless-stopped, group $docker_gid, read-only root, no capabilities, no-new-privileges"
+host_config=$(json "$work/berth.json" '[j[0].Config.User, j[0].HostConfig.Init ?? false, j[0].HostConfig.RestartPolicy.Name, j[0].HostConfig.ReadonlyRootfs,
+  j[0].HostConfig.CapDrop.join(","), j[0].HostConfig.CapAdd.map(c => c.replace(/^CAP_/, "")).sort().join(","), j[0].HostConfig.SecurityOpt.join(",")].join(" ")')
+[ "$host_config" = "0:0 false unless-stopped true ALL SETGID,SETPCAP,SETUID no-new-privileges:true" ] || fail "berth's container runs with $host_config"
+ok "starts as root with SETUID, SETGID and SETPCAP only, restart unless-stopped, read-only root, no-new-privileges"
 
 published=$(docker port "$cid" 8080/tcp)
 [ "$published" = "127.0.0.1:$berth_port" ] || fail "port 8080 is published on $published, not 127.0.0.1:$berth_port only"
 ok "published on 127.0.0.1 only"
 
-# The server process (pid 1 is docker's init) runs as the image's user, with the socket's group added.
-docker top "$cid" -eo pid,uid,args >"$work/top.txt"
-server_uid=$(awk '$3 == "node" && /dist\/server.js/ && !/docker-init/ { print $2; exit }' "$work/top.txt")
-[ -n "$server_uid" ] || fail "no node … dist/server.js process: $(cat "$work/top.txt")"
-[ "$server_uid" != 0 ] || fail "berth runs as root"
-awk 'NR > 1 && $2 == 0 { bad = 1 } END { exit bad }' "$work/top.txt" || fail "a process in berth's container runs as root: $(cat "$work/top.txt")"
-grep -q docker-init "$work/top.txt" || fail "no init process in berth's container: $(cat "$work/top.txt")"
-groups=$(docker exec "$cid" node -p 'process.getgroups().join(",")')
-[[ ",$groups," = *",$docker_gid,"* ]] || fail "berth's groups $groups lack the socket's group $docker_gid"
-ok "berth runs as uid $server_uid (groups $groups) under docker's init; nothing in the container is root"
+# The entrypoint dropped root before node started: PID 1 is node, as uid 1000 with the socket's group,
+# holding no capability and unable to gain one. Read from inside the container, as that user.
+proc_status() { docker exec --user 1000:1000 "$cid" cat /proc/1/status >"$work/status.txt" || fail "cannot read /proc/1/status"; }
+field() { awk -v f="$1:" '$1 == f { $1 = ""; sub(/^ +/, ""); sub(/ +$/, ""); print }' "$work/status.txt"; }
+check_process() {  # <gid the process must have>
+  proc_status
+  [ "$(tr '\0' ' ' </proc/"$(docker inspect --format '{{.State.Pid}}' "$cid")"/cmdline)" = "node --max-semi-space-size=4 /app/dist/server.js " ] ||
+    fail "PID 1 is not berth's node: $(docker top "$cid" -eo pid,uid,args)"
+  [ "$(field Uid)" = "1000 1000 1000 1000" ] || fail "berth runs with uids $(field Uid)"
+  [ "$(field Gid)" = "1000 1000 1000 1000" ] || fail "berth runs with gids $(field Gid)"
+  [[ " $(field Groups) " = *" $1 "* ]] || fail "berth's groups $(field Groups) lack the socket's group $1"
+  for cap in CapInh CapPrm CapEff CapBnd CapAmb; do
+    [ "$(field $cap)" = 0000000000000000 ] || fail "berth holds capabilities: $cap $(field $cap)"
+  done
+  [ "$(field NoNewPrivs)" = 1 ] || fail "berth may gain privileges (NoNewPrivs $(field NoNewPrivs))"
+  awk 'NR > 1 && /dist\/server.js/ && $2 != 1000 { bad = 1 } END { exit bad }' < <(docker top "$cid" -eo pid,uid,args) || fail "a berth process is not uid 1000"
+  ok "PID 1 is node as uid 1000, groups $(field Groups) (the socket's $1 among them), no capability in any set, no new privileges"
+}
+check_process "$docker_gid"
+
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $token" "http://127.0.0.1:$berth_port/v1/containers")
+[ "$code" = 200 ] || fail "the made token answered $code"
+ok "the made token opens the API"
+
+# A new container on the same volume (compose down keeps named volumes): the same token, never shown again.
+"${compose[@]}" down --timeout 5 >/dev/null 2>&1 || fail "docker-compose down"
+up_and_healthy
+docker logs "$cid" >"$work/again.log" 2>&1
+! grep -q 'BERTH_TOKEN=' "$work/again.log" || fail "a restart shows the secret again"
+grep -q 'using the admin token berth made at its first start' "$work/again.log" || fail "a restart does not say which token it uses: $(head -n 3 "$work/again.log")"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $token" "http://127.0.0.1:$berth_port/v1/containers")
+[ "$code" = 200 ] || fail "after a restart the made token answered $code"
+ok "a new container finds the made token in the volume, and shows no secret"
+
+# --- with a .env: what it says wins ---------------------------------------------------------------------
+admin_token=$token
+# The bearer token is the secret itself; berth keeps only its hash.
+token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+cat >"$clone/.env" <<ENV
+BERTH_TOKENS=$run_id:read,write:$token
+DOCKER_GID=$docker_gid
+ENV
+log "a .env with BERTH_TOKENS and DOCKER_GID: docker-compose up again"
+up_and_healthy
+docker logs "$cid" >"$work/env.log" 2>&1
+! grep -q 'no token' "$work/env.log" || fail "with BERTH_TOKENS berth still speaks of a token of its own: $(grep 'no token' "$work/env.log")"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $admin_token" "http://127.0.0.1:$berth_port/v1/containers")
+[ "$code" = 401 ] || fail "with BERTH_TOKENS the made token still answered $code"
+check_process "$docker_gid"
+ok "BERTH_TOKENS from .env is used and the made token is not"
 
 expect 200 GET /readyz
 ok "/readyz: engine $(json "$work/body" 'j.engine.version') reachable through the socket"
@@ -230,6 +293,10 @@ first_line() {  # <what> <env…>: runs the image, which must exit 78; prints th
 msg=$(first_line nogroup -e "BERTH_TOKENS=$run_id:read:$token")
 [[ "$msg" = *"permission denied on the Docker socket"*"DOCKER_GID"*"stat -c %g /var/run/docker.sock"* ]] || fail "without the socket's group berth said: $msg"
 ok "without the socket's group: exit 78, one line naming DOCKER_GID and the command that prints it"
+# Started as root as compose starts it, DOCKER_GID wins over the socket's own group: a wrong one is used.
+msg=$(first_line gid --user 0:0 --cap-drop ALL --cap-add SETUID --cap-add SETGID --cap-add SETPCAP --security-opt no-new-privileges -e DOCKER_GID=4242 -e "BERTH_TOKENS=$run_id:read:$token")
+[[ "$msg" = *"berth runs as uid 1000 with groups 1000, 4242;"* ]] || fail "with DOCKER_GID=4242 berth said: $msg"
+ok "DOCKER_GID given wins over the socket's group (a wrong one: exit 78, groups 1000, 4242)"
 msg=$(first_line short --group-add "$docker_gid" -e "BERTH_TOKENS=$run_id:read:short")
 [ "$msg" = "token \"$run_id\" is shorter than 16 characters" ] || fail "with a short secret berth said: $msg"
 ok "a secret that is too short: exit 78, one line saying so"

@@ -2,11 +2,12 @@
 import { stringify } from 'yaml'
 import { buildApp } from '../src/app.ts'
 import { makeConfig } from '../src/config.ts'
-import { DockerEngine } from '../src/engine/docker/engine.ts'
+import { DockerHost, docker } from '../src/engine/docker/backend.ts'
+import { composeFrom } from '../src/engine/parts.ts'
 
 export async function renderOpenApi (): Promise<string> {
   // The engine is never called: building the app only collects the routes.
-  const app = await buildApp(makeConfig(), { engine: new DockerEngine({ socketPath: '/nonexistent.sock', timeoutMs: 1000 }) })
+  const app = await buildApp(makeConfig(), { engine: await composeFrom(docker, new DockerHost({ socketPath: '/nonexistent.sock', timeoutMs: 1000 })) })
   await app.ready()
   const document = app.swagger()
   await app.close()

@@ -7,7 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import rateLimit from '@fastify/rate-limit'
 import websocket from '@fastify/websocket'
 import type { Config } from './config.ts'
-import type { Engine } from './engine/types.ts'
+import type { Backend } from './engine/parts.ts'
 import type { TokenStore } from './access/token-store.ts'
 import { BerthError } from './errors.ts'
 import { clientErrorHandler } from './http/client-error.ts'
@@ -65,7 +65,7 @@ declare module 'fastify' {
 }
 
 export interface AppDeps {
-  engine: Engine
+  engine: Backend
   /** A pino logger; none means silent (tests). */
   logger?: FastifyBaseLogger
   /** The clock of time windows (failed authentications, pull-job retention), in ms; Date.now unless a test moves time itself. */

@@ -107,6 +107,11 @@ export interface Config {
     metricsPublic: boolean
     /** Failed authentications a client address may have in a minute; past them it is locked out until they age. */
     failuresPerMinute: number
+    /**
+     * Where berth keeps the admin token it makes on a start with none configured (BERTH_STATE_DIR; the
+     * image's is a volume); null: it makes none, and refuses to start without a token.
+     */
+    stateDir: string | null
   }
   policy: Policy
   limits: {
@@ -161,7 +166,7 @@ export const defaults: Config = {
   port: 8080,
   logLevel: 'info',
   engine: { kind: 'docker', socketPath: DOCKER_SOCKET, timeoutMs: 10_000 },
-  auth: { disabled: false, tokens: [], tokensFile: null, docsPublic: true, metricsPublic: false, failuresPerMinute: 20 },
+  auth: { disabled: false, tokens: [], tokensFile: null, docsPublic: true, metricsPublic: false, failuresPerMinute: 20, stateDir: null },
   policy: {
     images: ['*'],
     hostPortMin: 1024,
@@ -240,7 +245,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
       tokensFile: env.BERTH_TOKENS_FILE || null,
       docsPublic: parseBoolean('BERTH_DOCS_PUBLIC', env.BERTH_DOCS_PUBLIC, true),
       metricsPublic: parseBoolean('BERTH_METRICS_PUBLIC', env.BERTH_METRICS_PUBLIC, false),
-      failuresPerMinute: parseInteger('BERTH_AUTH_FAILURES_PER_MINUTE', env.BERTH_AUTH_FAILURES_PER_MINUTE, defaults.auth.failuresPerMinute, 1, 100_000)
+      failuresPerMinute: parseInteger('BERTH_AUTH_FAILURES_PER_MINUTE', env.BERTH_AUTH_FAILURES_PER_MINUTE, defaults.auth.failuresPerMinute, 1, 100_000),
+      stateDir: parseStateDir(env.BERTH_STATE_DIR)
     },
     policy: {
       images: parseList(env.BERTH_ALLOWED_IMAGES) ?? defaults.policy.images,
@@ -406,6 +412,12 @@ function readableFile (name: string, path: string): void {
 function parseDeployment (value: string | undefined): string {
   if (value === undefined || value === '') return defaults.deployment
   if (!/^(?!\.{1,2}$)[a-z0-9][a-z0-9_.-]{0,62}$/.test(value)) throw new ConfigError('BERTH_DEPLOYMENT must be 1-63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit')
+  return value
+}
+
+function parseStateDir (value: string | undefined): string | null {
+  if (value === undefined || value === '') return null
+  if (!value.startsWith('/')) throw new ConfigError('BERTH_STATE_DIR must be an absolute path')
   return value
 }
 

@@ -11,7 +11,9 @@ import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import type { DeepPartial, Config } from '../src/config.ts'
 import type { EngineKind } from '../src/engine/types.ts'
-import { SwarmEngine } from '../src/engine/swarm/engine.ts'
+import { swarm } from '../src/engine/swarm/backend.ts'
+import { SwarmCluster } from '../src/engine/swarm/cluster.ts'
+import { composeFrom } from '../src/engine/parts.ts'
 import { HTTPD, RUN, RUN_LABEL, build, checkDeclaredProblems, docker, env, testConfig, waitFor } from './helpers.ts'
 import { admin, buildKube, kubeEnv, leftoversIn } from './kubernetes-env.ts'
 
@@ -199,7 +201,7 @@ export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<Fasti
     engine: { kind: 'swarm', socketPath: options.socketPath ?? cluster.socket, publishMode: 'host', placementTimeoutMs: 20_000, ...options.config?.engine } as DeepPartial<Config['engine']>
   })
   const engineConfig = config.engine as Extract<Config['engine'], { kind: 'swarm' }>
-  const engine = new SwarmEngine({
+  const engine = await composeFrom(swarm, new SwarmCluster({
     socketPath: engineConfig.socketPath,
     timeoutMs: engineConfig.timeoutMs,
     publishMode: engineConfig.publishMode,
@@ -207,7 +209,7 @@ export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<Fasti
     registryAuth: config.registryAuth,
     pollMs: 50,
     eventPollMs: 200
-  })
+  }))
   const app = await buildApp(config, { engine })
   checkDeclaredProblems(t, app)
   t.teardown(() => app.close())

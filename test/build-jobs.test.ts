@@ -5,7 +5,8 @@ import { Readable } from 'node:stream'
 import t from 'tap'
 import { MAX_REPLAYED_OUTPUT } from '../src/builds/build.ts'
 import { Builds, type BuildRequest } from '../src/builds/builds.ts'
-import type { BuildOptions, BuildSpec, BuiltImage, Engine } from '../src/engine/types.ts'
+import type { BuildOptions, BuildSpec, BuiltImage } from '../src/engine/types.ts'
+import type { Backend } from '../src/engine/parts.ts'
 import { BerthError } from '../src/errors.ts'
 import { Limiter } from '../src/http/limiter.ts'
 
@@ -15,12 +16,11 @@ const admin = { name: 'root', scopes: ['admin' as const], admin: true }
 /** An engine whose builds wait until finish() or their signal. */
 function standIn () {
   const running: Array<{ spec: BuildSpec, options: BuildOptions, finish: (image?: BuiltImage, error?: Error) => void }> = []
-  const engine = {
-    buildImage: async (spec: BuildSpec, options: BuildOptions) => await new Promise<BuiltImage>((resolve, reject) => {
-      options.signal?.addEventListener('abort', () => reject(options.signal?.reason), { once: true })
-      running.push({ spec, options, finish: (image, error) => error ? reject(error) : resolve(image ?? { id: 'sha256:x', tags: [] }) })
-    })
-  } as unknown as Engine
+  const build = async (spec: BuildSpec, options: BuildOptions) => await new Promise<BuiltImage>((resolve, reject) => {
+    options.signal?.addEventListener('abort', () => reject(options.signal?.reason), { once: true })
+    running.push({ spec, options, finish: (image, error) => error ? reject(error) : resolve(image ?? { id: 'sha256:x', tags: [] }) })
+  })
+  const engine = { part: (name: string) => name === 'builds' ? { build } : undefined } as unknown as Backend
   return { engine, running }
 }
 

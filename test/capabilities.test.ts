@@ -1,8 +1,14 @@
-// What each backend can do, as the API and its document say it: cluster-only fields and operations on
-// the docker backend are 501 not_supported (never ignored), the single host is one node, and every
-// operation in the OpenAPI document names the backends that have it.
+// What each backend can do, as the API and its document say it: a backend is the parts it is made
+// of; cluster-only fields and operations on the docker backend are 501 not_supported (never
+// ignored), the single host is one node, every operation in the OpenAPI document names the backends
+// whose parts include what it needs, and src/engine/index.ts shows the same table a newcomer reads.
+import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { BACKENDS, backendsSentence, checkRunCapabilities } from '../src/engine/capabilities.ts'
+import { LABEL_EXPIRY_ACTION } from '../src/access/ownership.ts'
+import { checkRun } from '../src/engine/capabilities.ts'
+import { BACKEND_KINDS, BACKENDS, partsTable } from '../src/engine/index.ts'
+import { absent, composeBackend, PART_NAMES, type ContainersPart } from '../src/engine/parts.ts'
+import type { EngineKind, RunSpec } from '../src/engine/types.ts'
 import { RUN, auth, build, cleanupAfter, containersOfRun, runBody } from './helpers.ts'
 
 cleanupAfter(t)
@@ -76,24 +82,57 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
   ]
   t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, builds, pull jobs, volumes, networks, wait, exec, stats and specs are docker-only')
   for (const operation of operations.filter(operation => operation['x-berth-backends']?.length === 1)) {
-    const why = imageStore.includes(`${operation.method} ${operation.path}`) ? /a cluster \(Swarm or Kubernetes\) has no single image store/ : /on a cluster/
-    t.match(operation.description, /Backends: docker only; on swarm and kubernetes this answers 501 not_supported \(/, `${operation.method} ${operation.path} says so in words`)
-    t.match(operation.description, why, `${operation.method} ${operation.path} says why`)
+    const why = imageStore.includes(`${operation.method} ${operation.path}`) ? /has no single image store/ : /on swarm: .+; on kubernetes: ./
+    t.match(operation.description, /Backends: docker; it answers 501 not_supported on swarm: /, `${operation.method} ${operation.path} says so in words`)
+    t.match(operation.description, why, `${operation.method} ${operation.path} says why, backend by backend`)
     t.ok(operation.responses['501'], `${operation.method} ${operation.path} documents its 501`)
   }
   t.match(doc.paths['/v1/containers'].get['x-berth-backends'], ['docker', 'swarm', 'kubernetes'])
+  t.match(doc.paths['/v1/nodes'].get['x-berth-backends'], ['docker', 'swarm', 'kubernetes'])
+})
+
+t.test('the table in src/engine/index.ts is the definitions\' own', async t => {
+  const source = readFileSync(new URL('../src/engine/index.ts', import.meta.url), 'utf8').split('\n')
+  const start = source.findIndex(line => line.trimEnd().endsWith(PART_NAMES.join(' ')))
+  t.ok(start > 0, 'the file draws the table')
+  t.same(source.slice(start, start + 1 + BACKEND_KINDS.length).map(line => line.replace(/^\/\/ {3}/, '').trimEnd()), partsTable())
+  t.same(BACKEND_KINDS, ['docker', 'swarm', 'kubernetes'])
+})
+
+t.test('a backend without a part answers 501 with its reason; a run needing it is refused first', async t => {
+  const base: RunSpec = { image: { kind: 'ref' as const, ref: {} as never }, env: {}, labels: {}, ports: [], mounts: [], restart: { policy: 'no' as const }, autoRemove: false, pull: 'missing' as const }
+  const checked: RunSpec[] = []
+  const containers = { check: (spec: RunSpec) => { checked.push(spec) } } as unknown as ContainersPart
+  const core = { info: async () => ({ version: '', apiVersion: '', os: '', arch: '' }), events: async () => ({ async * [Symbol.asyncIterator] () {} }) }
+  const backend = composeBackend('swarm', core, containers, { volumes: absent('each node has its own'), nodes: { list: async () => [] } })
+  t.equal(backend.has('nodes'), true)
+  t.equal(backend.has('volumes'), false)
+  t.equal(backend.why('volumes'), 'each node has its own')
+  t.equal(backend.why('exec'), 'this backend does not have it', 'a part a backend does not mention is absent too')
+  t.throws(() => backend.part('volumes'), { code: 'not_supported', message: 'named volumes: not on the swarm backend: each node has its own' })
+  t.throws(() => checkRun(backend, { ...base, mounts: [{ type: 'volume', source: 'v', target: '/v', readOnly: false }] }), { code: 'not_supported', message: /named volumes/ })
+  t.throws(() => checkRun(backend, { ...base, labels: { [LABEL_EXPIRY_ACTION]: 'stop' } }), { code: 'not_supported', message: /^expiry/ })
+  t.throws(() => checkRun(backend, { ...base, network: 'bridge' }), { code: 'not_supported', message: /^networks/ })
+  t.same(checked, [], 'the backend\'s containers were not asked')
+  checkRun(backend, base)
+  t.equal(checked.length, 1, 'what needs no other part goes to the containers part\'s own check')
+  for (const kind of BACKEND_KINDS as EngineKind[]) t.ok(BACKENDS[kind].offers('containers'), `${kind} has containers`)
 })
 
 t.test('run capabilities, backend by backend', async t => {
-  const base = { image: { kind: 'ref' as const, ref: {} as never }, env: {}, labels: {}, ports: [], mounts: [], restart: { policy: 'no' as const }, autoRemove: false, pull: 'missing' as const }
-  t.doesNotThrow(() => checkRunCapabilities('docker', { ...base, replicas: 1 }))
-  t.doesNotThrow(() => checkRunCapabilities('swarm', { ...base, replicas: 3, ports: [{ container: 80, protocol: 'tcp', hostIp: '0.0.0.0' }] }))
-  t.throws(() => checkRunCapabilities('swarm', { ...base, mounts: [{ type: 'volume', source: 'v', target: '/v', readOnly: false }] }), { code: 'not_supported' })
-  t.equal(backendsSentence(['docker'], undefined), 'Backends: docker only; on swarm and kubernetes this answers 501 not_supported.')
-  t.equal(backendsSentence(['docker', 'swarm'], 'why'), 'Backends: docker and swarm only; on kubernetes this answers 501 not_supported (why).')
-  t.same(BACKENDS, ['docker', 'swarm', 'kubernetes'])
-  t.throws(() => checkRunCapabilities('kubernetes', { ...base, restart: { policy: 'on-failure' } }), { code: 'not_supported', message: /Deployment restarts/ })
-  t.throws(() => checkRunCapabilities('kubernetes', { ...base, mounts: [{ type: 'bind', source: '/srv', target: '/v', readOnly: false }] }), { code: 'not_supported', message: /hostPath/ })
-  t.throws(() => checkRunCapabilities('kubernetes', { ...base, gpus: 'all' }), { code: 'not_supported', message: /by count/ })
-  t.doesNotThrow(() => checkRunCapabilities('kubernetes', { ...base, replicas: 2, gpus: 1, ports: [{ container: 80, protocol: 'tcp', hostIp: '127.0.0.1' }] }))
+  const base: RunSpec = { image: { kind: 'ref' as const, ref: {} as never }, env: {}, labels: {}, ports: [], mounts: [], restart: { policy: 'no' as const }, autoRemove: false, pull: 'missing' as const }
+  const { DockerContainers } = await import('../src/engine/docker/containers.ts')
+  const { SwarmCluster } = await import('../src/engine/swarm/cluster.ts')
+  const { KubeCluster } = await import('../src/engine/kubernetes/cluster.ts')
+  const check = (kind: EngineKind, spec: RunSpec): void => {
+    const prototype = { docker: DockerContainers, swarm: SwarmCluster, kubernetes: KubeCluster }[kind].prototype as { check: (spec: RunSpec) => void }
+    prototype.check(spec)
+  }
+  t.doesNotThrow(() => check('docker', { ...base, replicas: 1 }))
+  t.doesNotThrow(() => check('swarm', { ...base, replicas: 3, ports: [{ container: 80, protocol: 'tcp', hostIp: '0.0.0.0' }] }))
+  t.throws(() => check('swarm', { ...base, ports: [{ container: 80, protocol: 'tcp', hostIp: '127.0.0.1' }] }), { code: 'not_supported', message: /host IP/ })
+  t.throws(() => check('kubernetes', { ...base, restart: { policy: 'on-failure' } }), { code: 'not_supported', message: /Deployment restarts/ })
+  t.throws(() => check('kubernetes', { ...base, mounts: [{ type: 'bind', source: '/srv', target: '/v', readOnly: false }] }), { code: 'not_supported', message: /hostPath/ })
+  t.throws(() => check('kubernetes', { ...base, gpus: 'all' }), { code: 'not_supported', message: /by count/ })
+  t.doesNotThrow(() => check('kubernetes', { ...base, replicas: 2, gpus: 1, ports: [{ container: 80, protocol: 'tcp', hostIp: '127.0.0.1' }] }))
 })

@@ -36,32 +36,46 @@ function parseTable (text: string): Array<Record<string, string>> {
 
 const labelled = ['-l', `${RUN_LABEL}=${RUN}`]
 
-t.test('help, and a wrong command line: status 2 and what is wrong', async t => {
+t.test('help, --version, and a wrong command line: docker\'s statuses and what is wrong', async t => {
   const help = await berth(['--help'])
   t.equal(help.code, 0)
-  t.match(help.stdout, /^Usage: berth \[--url URL\] \[--token TOKEN\] COMMAND\n/)
-  for (const verb of ['pull', 'images', 'ps', 'run', 'stop', 'start', 'logs', 'rm']) t.match(help.stdout, new RegExp(`\\n  ${verb} `), `help names ${verb}`)
-
-  const mistakes: Array<[string[], string]> = [
-    [[], 'a command is needed'],
-    [['frobnicate'], 'unknown command "frobnicate"'],
-    [['--frob', 'ps'], 'unknown option --frob'],
-    [['run', env.image], 'berth runs containers in the background only: add -d (as in docker run -d)'],
-    [['run', '-d'], 'run needs an image'],
-    [['run', '-d', '-e', 'NOVALUE', env.image], '-e "NOVALUE" is not KEY=VALUE'],
-    [['pull'], 'pull takes one image'],
-    [['logs', 'a', 'b'], 'logs takes one container'],
-    [['stop'], 'at least one container is needed'],
-    [['stop', '-t', 'soon', 'x'], '-t soon: seconds, as a whole number']
-  ]
-  for (const [args, message] of mistakes) {
-    const run = await berth(args)
-    t.same(run, { code: 2, stdout: '', stderr: `berth: ${message}\nSee 'berth --help'.\n` }, `berth ${args.join(' ')}`)
+  t.match(help.stdout, /^\nUsage: {2}berth \[OPTIONS\] COMMAND\n/)
+  const verbs = ['run', 'exec', 'ps', 'inspect', 'logs', 'start', 'stop', 'restart', 'kill', 'rm', 'wait', 'port', 'stats', 'cp', 'scale', 'spec', 'pull', 'images', 'build', 'tag', 'push', 'rmi', 'nodes']
+  for (const verb of verbs) {
+    t.match(help.stdout, new RegExp(`\\n  ${verb} +\\S`), `help names ${verb}`)
+    const own = await berth([verb, '--help'])
+    t.equal(own.code, 0)
+    t.match(own.stdout, new RegExp(`^\\nUsage: {2}berth ${verb} `), `berth ${verb} --help`)
   }
-  // Node's own words for an option parseArgs does not know.
-  const unknown = await berth(['ps', '--bogus'])
-  t.equal(unknown.code, 2)
-  t.match(unknown.stderr, /^berth: Unknown option '--bogus'[^\n]*\nSee 'berth --help'\.\n$/)
+  for (const [group, verb] of [['volume', 'ls'], ['volume', 'create'], ['volume', 'inspect'], ['volume', 'rm'], ['network', 'ls'], ['network', 'create'], ['network', 'connect'], ['network', 'disconnect'], ['system', 'df']]) {
+    t.match((await berth(['help', group as string, verb as string])).stdout, new RegExp(`^\\nUsage: {2}berth ${group} ${verb} `), `berth help ${group} ${verb}`)
+  }
+  t.same(await berth(['--version']), { code: 0, stdout: 'berth version 0.1.0\n', stderr: '' })
+
+  // docker: a flag it cannot read is 125; a missing argument or an unknown command 1.
+  const usage = (verb: string, line: string) => `\nUsage:  berth ${verb} ${line}\n\nRun 'berth ${verb} --help' for more information\n`
+  const mistakes: Array<[string[], number, string]> = [
+    [['frobnicate'], 1, 'berth: unknown command: berth frobnicate\n\nRun \'berth --help\' for more information\n'],
+    [['--frob', 'ps'], 125, 'berth: unknown flag: --frob\n\nRun \'berth --help\' for more information\n'],
+    [['ps', '--bogus'], 125, `berth: unknown flag: --bogus\n${usage('ps', '[OPTIONS]')}`],
+    [['run', '-dz', env.image], 125, `berth: unknown shorthand flag: 'z' in -dz\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['run', '-d'], 1, `berth: 'berth run' requires at least 1 argument\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['run', '-d', '--memory', 'lots', env.image], 125, `berth: invalid argument "lots" for "-m, --memory" flag: invalid size: 'lots'\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['run', '-d', '--restart', 'sometimes', env.image], 125, `berth: invalid argument "sometimes" for "--restart" flag: expected no, always, unless-stopped or on-failure[:max-retries]\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['run', '-it', env.image, 'sh'], 125, `berth: berth cannot attach your input to a container's main process (-i, --interactive): run it with -d, then "berth exec -it CONTAINER sh"\n${usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]')}`],
+    [['pull'], 1, `berth: 'berth pull' requires exactly 1 argument\n${usage('pull', '[OPTIONS] NAME[:TAG|@DIGEST]')}`],
+    [['logs', 'a', 'b'], 1, `berth: 'berth logs' requires exactly 1 argument\n${usage('logs', '[OPTIONS] CONTAINER')}`],
+    [['stop'], 1, `berth: 'berth stop' requires at least 1 argument\n${usage('stop', '[OPTIONS] CONTAINER [CONTAINER...]')}`],
+    [['stop', '-t', 'soon', 'x'], 125, `berth: invalid argument "soon" for "-t, --time" flag: seconds, as a whole number\n${usage('stop', '[OPTIONS] CONTAINER [CONTAINER...]')}`],
+    [['kill', '-s', 'HUP', 'x'], 125, `berth: berth cannot send HUP (-s, --signal): its API has no kill, only a stop; berth kill stops at once (KILL)\n${usage('kill', '[OPTIONS] CONTAINER [CONTAINER...]')}`]
+  ]
+  for (const [args, code, stderr] of mistakes) t.same(await berth(args), { code, stdout: '', stderr }, `berth ${args.join(' ')}`)
+
+  // BERTH_URL as people write it: host:port is taken as http://; another scheme is refused by name.
+  t.equal((await berth(['ps'], { BERTH_URL: live.url.replace('http://', '') })).code, 0, 'BERTH_URL without a scheme')
+  const tcp = await berth(['ps'], { BERTH_URL: 'tcp://127.0.0.1:2375' })
+  t.equal(tcp.code, 125)
+  t.match(tcp.stderr, /^berth: BERTH_URL tcp:\/\/127\.0\.0\.1:2375: berth speaks http:\/\/ or https:\/\/, not tcp:\/\/\n/)
 })
 
 t.test('pull prints docker\'s lines when stdout is not a terminal', async t => {
@@ -118,7 +132,7 @@ t.test('run -d, reach it, ps, logs, stop, start, rm — and the refusals', async
   t.equal((await berth(['ps', '-q'])).stdout, `${id.slice(0, 12)}\n`)
 
   const taken = await berth(['run', '-d', '-p', `${port}:80`, '--name', name('cli-taken'), ...labelled, env.image])
-  t.equal(taken.code, 1)
+  t.equal(taken.code, 125, 'a refused run: docker run\'s 125')
   t.equal(taken.stdout, '')
   t.match(taken.stderr, new RegExp(`^Error response from berth: host port ${port} is already allocated[^\\n]* \\(409 port_conflict\\)\\n$`), 'one line on stderr')
 

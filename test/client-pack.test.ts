@@ -37,7 +37,7 @@ t.test('npm pack gives a package that installs, type-checks and works', async t 
   await writeFile(join(app, 'consumer.ts'), [
     "import { BerthProblem, createBerthClient, ok, type Problem, type ProblemCode } from '@berth/client'",
     'const berth = createBerthClient({ url: process.env.BERTH_URL ?? "", token: process.env.BERTH_TOKEN })',
-    'export function held (problem: Problem): string | undefined { return problem.code === "port_conflict" ? `${problem.port ?? ""} ${problem.holder?.name ?? ""}` : undefined }',
+    'export function held (problem: Problem): string | undefined { return problem.code === "port_conflict" ? String(problem.port ?? "") + " " + (problem.holder?.name ?? "") : undefined }',
     'export function port (error: unknown): number | undefined { return error instanceof BerthProblem && error.is("port_conflict") ? error.problem.port : undefined }',
     "const names: string[] = (await ok(berth.GET('/v1/containers', { params: { query: { all: true } } }))).map(container => container.name)",
     "const code: ProblemCode | undefined = await ok(berth.GET('/v1/containers/{idOrName}', { params: { path: { idOrName: 'nobody' } } })).then(() => undefined, (error: unknown) => error instanceof BerthProblem ? error.code : undefined)",

@@ -77,6 +77,7 @@ t.test('mistakes fail at start with a message naming the variable', async t => {
     [{ BERTH_TOKENS: 'a:read:a-long-enough-token-1;a:read:a-long-enough-token-2' }, /configured twice/],
     [{ BERTH_TOKENS_FILE: '/nonexistent/tokens.json' }, /BERTH_TOKENS_FILE: cannot read/],
     [{ BERTH_AUTH_DISABLED: 'maybe' }, /BERTH_AUTH_DISABLED must be true or false/],
+    [{ BERTH_STATE_DIR: 'var/lib/berth' }, /BERTH_STATE_DIR must be an absolute path/],
     [{ BERTH_HOST_PORT_RANGE: '100' }, /BERTH_HOST_PORT_RANGE/],
     [{ BERTH_HOST_PORT_RANGE: '3000-2000' }, /BERTH_HOST_PORT_RANGE/],
     [{ BERTH_ALLOWED_BIND_PATHS: 'relative/path' }, /absolute/],

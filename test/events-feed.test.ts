@@ -1,6 +1,7 @@
 // src/events/feed.ts: docker events that survive the engine going away, resumed without a gap or a repeat.
 import t from 'tap'
-import type { Engine, EngineEvent, EventsOptions } from '../src/engine/types.ts'
+import type { EngineEvent, EventsOptions } from '../src/engine/types.ts'
+import type { Backend } from '../src/engine/parts.ts'
 import { BerthError } from '../src/errors.ts'
 import { followEvents } from '../src/events/feed.ts'
 import { readAll } from './helpers.ts'
@@ -25,7 +26,7 @@ t.test('the events feed reconnects after the last cursor it saw, or from when th
   }
   const controller = new AbortController()
   const states: string[] = []
-  const feed = await followEvents(engine as unknown as Engine, { signal: controller.signal, retryMs: { first: 1, max: 4 }, onConnection: state => states.push(state) })
+  const feed = await followEvents(engine as unknown as Backend, { signal: controller.signal, retryMs: { first: 1, max: 4 }, onConnection: state => states.push(state) })
   const seen: string[] = []
   for await (const item of feed) {
     seen.push(item.cursor)
@@ -40,7 +41,7 @@ t.test('the events feed reconnects after the last cursor it saw, or from when th
   const quiet = new AbortController()
   let opened = 0
   const ending = { events: async () => { opened++; return (async function * () {})() } }
-  const short = await followEvents(ending as unknown as Engine, {
+  const short = await followEvents(ending as unknown as Backend, {
     signal: quiet.signal,
     retryMs: { first: 10_000, max: 10_000 },
     onConnection: state => { if (state === 'lost') setImmediate(() => quiet.abort()) }

@@ -13,8 +13,9 @@ import { Value } from 'typebox/value'
 import { buildApp } from '../src/app.ts'
 import { DOCKER_SOCKET, hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import type { TokenStore } from '../src/access/token-store.ts'
-import { DockerEngine } from '../src/engine/docker/engine.ts'
-import type { Engine } from '../src/engine/types.ts'
+import { DockerHost, docker as dockerBackend } from '../src/engine/docker/backend.ts'
+import { composeFrom } from '../src/engine/parts.ts'
+import type { Backend } from '../src/engine/parts.ts'
 import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
@@ -107,17 +108,17 @@ export interface BuildOptions {
   now?: () => number
   /** The tokens in use, for a test that reloads them; by default the TOKENS, fixed. */
   tokens?: TokenStore
-  /** An engine of the test's own (one that wraps the real one); by default a DockerEngine on socketPath. */
-  engine?: Engine
+  /** A backend of the test's own (one that wraps the real one); by default the docker backend on socketPath. */
+  engine?: Backend
 }
 
 export async function build (t: Test, options: BuildOptions = {}) {
   const config = testConfig(options.config)
-  const engine = options.engine ?? new DockerEngine({
+  const engine = options.engine ?? await composeFrom(dockerBackend, new DockerHost({
     socketPath: options.socketPath ?? ('socketPath' in config.engine ? config.engine.socketPath : DOCKER_SOCKET),
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth
-  })
+  }))
   const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}), ...(options.tokens ? { tokens: options.tokens } : {}) })
   checkDeclaredProblems(t, app)
   t.teardown(() => app.close())

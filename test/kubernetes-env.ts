@@ -9,7 +9,9 @@ import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import type { Config, DeepPartial } from '../src/config.ts'
-import { KubernetesEngine } from '../src/engine/kubernetes/engine.ts'
+import { kubernetes } from '../src/engine/kubernetes/backend.ts'
+import { KubeCluster } from '../src/engine/kubernetes/cluster.ts'
+import { composeFrom } from '../src/engine/parts.ts'
 import { RUN, checkDeclaredProblems, testConfig, waitFor } from './helpers.ts'
 
 export interface KubeEnv {
@@ -132,14 +134,14 @@ export async function buildKube (t: Test, options: KubeBuild): Promise<FastifyIn
     engine: { kind: 'kubernetes', kubeconfig: null, namespace: options.namespace, placementTimeoutMs: 60_000, ...options.config?.engine } as DeepPartial<Config['engine']>
   })
   const engineConfig = config.engine as Extract<Config['engine'], { kind: 'kubernetes' }>
-  const engine = new KubernetesEngine({
+  const engine = await composeFrom(kubernetes, new KubeCluster({
     kubeconfig,
     namespace: options.namespace,
     timeoutMs: engineConfig.timeoutMs,
     placementTimeoutMs: engineConfig.placementTimeoutMs,
     registryAuth: config.registryAuth,
     pollMs: 50
-  })
+  }))
   const app = await buildApp(config, { engine })
   checkDeclaredProblems(t, app)
   t.teardown(() => app.close())

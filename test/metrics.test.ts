@@ -2,7 +2,8 @@
 // pull and run gauges show work under way, and the endpoint is closed without a read token.
 import t from 'tap'
 import { configFromEnv } from '../src/config.ts'
-import { DockerEngine } from '../src/engine/docker/engine.ts'
+import { DockerHost, docker } from '../src/engine/docker/backend.ts'
+import { composeFrom, type Backend } from '../src/engine/parts.ts'
 import { assertProblem, auth, build, cleanupAfter, name, pushImage, runContainer, testConfig, waitFor, type App } from './helpers.ts'
 
 cleanupAfter(t)
@@ -59,11 +60,11 @@ t.test('requests by route pattern and status, engine calls by operation and outc
 
   const calls = 'berth_engine_call_duration_seconds_count'
   // Two lists, and one more behind the 404: a name the engine does not know is looked for among the token's own.
-  t.equal(value(samples, calls, { operation: 'listContainers', outcome: 'ok' }), 3)
-  t.equal(value(samples, calls, { operation: 'inspectContainer', outcome: 'error' }), 1)
-  t.equal(value(samples, calls, { operation: 'inspectContainer', outcome: 'ok' }), undefined)
-  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'inspectContainer', code: 'not_found' }), 1)
-  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'listContainers' }), undefined, 'no error where none happened')
+  t.equal(value(samples, calls, { operation: 'containers.list', outcome: 'ok' }), 3)
+  t.equal(value(samples, calls, { operation: 'containers.inspect', outcome: 'error' }), 1)
+  t.equal(value(samples, calls, { operation: 'containers.inspect', outcome: 'ok' }), undefined)
+  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'containers.inspect', code: 'not_found' }), 1)
+  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'containers.list' }), undefined, 'no error where none happened')
 
   t.equal(value(samples, 'berth_pulls_in_progress'), 0)
   t.equal(value(samples, 'berth_runs_in_progress'), 0)
@@ -86,30 +87,37 @@ t.test('an unreachable engine shows as engine_unavailable errors by operation', 
   const ready = await app.inject({ method: 'GET', url: '/readyz' })
   assertProblem(t, ready, 503, { code: 'engine_unavailable', detail: 'cannot reach the container engine (ENOENT)' }, 'readiness with no engine')
   const samples = await scrape(app)
-  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'listImages', code: 'engine_unavailable' }), 1)
-  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'info', code: 'engine_unavailable' }), 1)
+  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'images.list', code: 'engine_unavailable' }), 1)
+  t.equal(value(samples, 'berth_engine_call_errors_total', { operation: 'engine.info', code: 'engine_unavailable' }), 1)
   t.equal(value(samples, 'berth_http_request_duration_seconds_count', { route: '/v1/images', status_code: '503' }), 1)
 })
 
 t.test('pulls and runs under way, and runs waiting for a slot, are gauges', async t => {
   // The real engine behind a gate: the test decides when a pull or run may reach it, so the
   // gauges can be read while the work is provably under way.
-  const engine = new DockerEngine({ socketPath: (testConfig().engine as { socketPath: string }).socketPath, timeoutMs: 10_000 })
+  const real = await composeFrom(docker, new DockerHost({ socketPath: (testConfig().engine as { socketPath: string }).socketPath, timeoutMs: 10_000 }))
   let open = () => {}
   const gate = new Promise<void>(resolve => { open = resolve })
   const entered: string[] = []
-  const gated = new Proxy(engine, {
+  // A part whose `method` waits at the gate; every other method is the real part's.
+  const gatedPart = <P extends object>(part: P, method: string, label: string): P => new Proxy(part, {
     get (target, property) {
-      const method = Reflect.get(target, property, target) as unknown
-      if (typeof method !== 'function') return method
-      if (property !== 'pullImage' && property !== 'run') return method.bind(target)
+      const value = Reflect.get(target, property, target) as unknown
+      if (typeof value !== 'function') return value
+      if (property !== method) return value.bind(target)
       return async (...args: unknown[]) => {
-        entered.push(property)
+        entered.push(label)
         await gate
-        return await method.apply(target, args)
+        return await value.apply(target, args)
       }
     }
   })
+  const images = gatedPart(real.part('images'), 'pull', 'pull')
+  const gated: Backend = {
+    ...real,
+    containers: gatedPart(real.containers, 'run', 'run'),
+    part: (name => name === 'images' ? images : real.part(name)) as Backend['part']
+  }
   const app = await build(t, { engine: gated, config: { limits: { maxConcurrentRuns: 1 } } })
   const { reference } = await pushImage('metrics')
 
@@ -117,7 +125,7 @@ t.test('pulls and runs under way, and runs waiting for a slot, are gauges', asyn
   const first = runContainer(app, 'admin', { name: name('gauge-1') })
   const second = runContainer(app, 'admin', { name: name('gauge-2') })
   // Both the pull and the first run have reached the engine (and wait at the gate); the second run cannot, with one slot.
-  await waitFor('the pull and the first run to reach the engine', () => entered, entered => entered.includes('pullImage') && entered.includes('run'))
+  await waitFor('the pull and the first run to reach the engine', () => entered, entered => entered.includes('pull') && entered.includes('run'))
   const busy = await scrape(app)
   t.equal(value(busy, 'berth_pulls_in_progress'), 1)
   t.equal(value(busy, 'berth_pulls_waiting'), 0)
@@ -133,8 +141,8 @@ t.test('pulls and runs under way, and runs waiting for a slot, are gauges', asyn
   t.equal(value(done, 'berth_pulls_in_progress'), 0)
   t.equal(value(done, 'berth_runs_in_progress'), 0)
   t.equal(value(done, 'berth_runs_waiting'), 0)
-  t.equal(value(done, 'berth_engine_call_duration_seconds_count', { operation: 'pullImage', outcome: 'ok' }), 1)
-  t.equal(value(done, 'berth_engine_call_duration_seconds_count', { operation: 'run', outcome: 'ok' }), 2)
+  t.equal(value(done, 'berth_engine_call_duration_seconds_count', { operation: 'images.pull', outcome: 'ok' }), 1)
+  t.equal(value(done, 'berth_engine_call_duration_seconds_count', { operation: 'containers.run', outcome: 'ok' }), 2)
 })
 
 t.test('BERTH_METRICS_PUBLIC=true opens /metrics to a scraper without a token; it stays out of the API document', async t => {

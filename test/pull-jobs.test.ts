@@ -2,7 +2,8 @@
 // pulls end when the test says, then on the real engine: 202 and a job, its events replayed then
 // live, identical pulls sharing one engine pull, cancel stopping the engine, ownership, retention.
 import t, { type Test } from 'tap'
-import type { Engine, PulledImage, PullOptions } from '../src/engine/types.ts'
+import type { PulledImage, PullOptions } from '../src/engine/types.ts'
+import type { Backend } from '../src/engine/parts.ts'
 import type { ImageRef } from '../src/engine/image-ref.ts'
 import { BerthError } from '../src/errors.ts'
 import { Limiter } from '../src/http/limiter.ts'
@@ -74,7 +75,7 @@ const pulled = (reference: string): PulledImage => ({ id: 'sha256:' + 'a'.repeat
 t.test('pull jobs: one pull per normalised reference, platform and credentials; queue, refusal and cancel', async t => {
   const engine = new FakeEngine()
   const limiter = new Limiter('pulls', 1, 1)
-  const jobs = new PullJobs(engine as unknown as Engine, limiter, { retentionMs: 60_000, maxJobs: 10 })
+  const jobs = new PullJobs(engine as unknown as Backend, limiter, { retentionMs: 60_000, maxJobs: 10 })
 
   const a = jobs.follow({ ref: imageRef('busybox') })
   const b = jobs.follow({ ref: imageRef('docker.io/library/busybox:latest') })

@@ -1,7 +1,9 @@
 // The berth process itself: it refuses to start without a token, keeps to loopback when auth is
 // disabled, and exits cleanly on SIGTERM after finishing what is in flight.
 import t from 'tap'
-import { statSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { start } from './berth-process.ts'
 import { cleanupAfter, docker, env, freePort, name, runBody } from './helpers.ts'
 
@@ -33,6 +35,59 @@ t.test('a configuration mistake stops it with a message saying what is wrong', a
   t.equal(run.code, 78)
   // The reason is the first line of the log, and its only one: what `docker compose logs` shows.
   t.same(run.output.trim().split('\n').map(line => JSON.parse(line)).map(({ level, msg }) => ({ level, msg })), [{ level: 60, msg: 'token "x" is shorter than 16 characters' }])
+})
+
+// The one-command run (docker compose up on a clone with no .env): berth makes its own admin token.
+t.test('with no token but a state directory, berth makes an admin token, shows it once, and finds it again', async t => {
+  const state = mkdtempSync(join(tmpdir(), 'berth-state-'))
+  t.teardown(() => { rmSync(state, { recursive: true, force: true }) })
+  const startIn = async (vars: Record<string, string> = {}) => {
+    const port = await freePort()
+    // Even at a log level that hides warnings the secret is shown: it is nowhere else.
+    const server = start({ BERTH_STATE_DIR: state, BERTH_PORT: String(port), BERTH_LOG_LEVEL: 'error', ...vars })
+    t.teardown(() => { server.child.kill('SIGKILL') })
+    await server.waitFor(/"msg":"no token/)
+    // At level error berth does not say it listens: it does once /healthz answers.
+    for (let attempt = 0; !(await fetch(`http://127.0.0.1:${port}/healthz`).then(r => r.ok, () => false)); attempt++) {
+      if (attempt === 100) throw new Error(`berth did not listen:\n${server.output}`)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    const stop = async () => { server.child.kill('SIGTERM'); t.equal((await server.exited).code, 0) }
+    return { server, port, stop }
+  }
+  const status = async (port: number, secret: string) => (await fetch(`http://127.0.0.1:${port}/v1/containers`, { headers: { authorization: `Bearer ${secret}` } })).status
+
+  const first = await startIn()
+  await first.server.waitFor(/BERTH_TOKEN=[0-9a-f]{64}/)
+  const secret = /BERTH_TOKEN=([0-9a-f]{64})/.exec(first.server.output)?.[1] as string
+  const line = JSON.parse(first.server.output.split('\n')[0] as string) as { level: number, msg: string }
+  t.equal(line.level, 40, 'the first line of the log, a warning')
+  t.match(line.msg, `no token was configured, so berth made an admin token and keeps only its hash, in ${state}/tokens.json. Its secret is shown this once: BERTH_TOKEN=${secret}`)
+  const file = readFileSync(join(state, 'tokens.json'), 'utf8')
+  t.notOk(file.includes(secret), 'the secret is not kept')
+  t.match(JSON.parse(file), [{ name: 'admin', scopes: ['admin'], sha256: /^[0-9a-f]{64}$/ }])
+  t.equal(statSync(join(state, 'tokens.json')).mode & 0o777, 0o600, 'readable by berth alone')
+  t.equal(await status(first.port, secret), 200, 'the secret works')
+  t.equal(await status(first.port, 'not-the-token-0123456789'), 401)
+  await first.stop()
+
+  const again = await startIn()
+  t.notMatch(again.server.output, /BERTH_TOKEN=/, 'a restart shows no secret')
+  t.match(again.server.output, /using the admin token berth made at its first start/)
+  t.equal(await status(again.port, secret), 200, 'and the same secret still works')
+  await again.stop()
+
+  // Configured tokens win: the made one is not used, and none is made.
+  const own = 'configured-token-0123456789'
+  const configured = start({ BERTH_STATE_DIR: state, BERTH_PORT: String(await freePort()), BERTH_TOKENS: `ops:admin:${own}` })
+  t.teardown(() => { configured.child.kill('SIGKILL') })
+  await configured.waitFor(/Server listening at http:\/\/127\.0\.0\.1:(\d+)/)
+  const port = Number(/Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(configured.output)?.[1])
+  t.notMatch(configured.output, /no token/)
+  t.equal(await status(port, own), 200)
+  t.equal(await status(port, secret), 401, 'the made token is not in use beside configured ones')
+  configured.child.kill('SIGTERM')
+  t.equal((await configured.exited).code, 0)
 })
 
 // The first run on a new host: the socket's group is the setting people get wrong (DOCKER_GID).

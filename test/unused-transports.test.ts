@@ -4,15 +4,15 @@ import { execFile } from 'node:child_process'
 import t from 'tap'
 import { env } from './helpers.ts'
 
-const engineModule = new URL('../src/engine/docker/engine.ts', import.meta.url).href
+const engineModule = new URL('../src/engine/docker/backend.ts', import.meta.url).href
 
 // In a process of its own: the test runner itself may have loaded dockerode without the hooks.
 const probe = `
 import { createRequire } from 'node:module'
-const { DockerEngine } = await import(${JSON.stringify(engineModule)})
+const { DockerHost } = await import(${JSON.stringify(engineModule)})
 const require = createRequire(${JSON.stringify(engineModule)})
-const engine = new DockerEngine({ socketPath: process.env.SOCKET, timeoutMs: 5000 })
-const info = await engine.info()
+const host = new DockerHost({ socketPath: process.env.SOCKET, timeoutMs: 5000 })
+const info = await host.core().info()
 const loaded = Object.keys(require.cache)
 const ssh = require.cache[Object.keys(require.cache).find(key => key.endsWith(':ssh2'))]?.exports
 let refusal = null

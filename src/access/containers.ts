@@ -1,9 +1,10 @@
 // Containers as one requester may use them: finding one by id, id prefix or name without saying
 // whether anything else exists, and running one under the policy, the token's quota and the
 // ownership of the volumes it mounts. Routes call this; it calls the engine.
-import { checkRunCapabilities } from '../engine/capabilities.ts'
+import { checkRun } from '../engine/capabilities.ts'
 import type { Policy } from '../config.ts'
-import type { Container, ContainerExit, Engine, RunSpec } from '../engine/types.ts'
+import type { Container, ContainerExit, RunSpec } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import { PortConflictError } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
 import type { ValidatedRunRequest } from '../schemas/containers.ts'
@@ -16,12 +17,12 @@ import { runSpecOf } from './run-spec.ts'
 import type { Quotas } from './quotas.ts'
 
 export class ContainerAccess {
-  readonly #engine: Engine
+  readonly #engine: Backend
   readonly #ownership: Ownership
   readonly #policy: Policy
   readonly #quotas: Quotas
 
-  constructor (engine: Engine, ownership: Ownership, policy: Policy, quotas: Quotas) {
+  constructor (engine: Backend, ownership: Ownership, policy: Policy, quotas: Quotas) {
     this.#engine = engine
     this.#ownership = ownership
     this.#policy = policy
@@ -32,19 +33,19 @@ export class ContainerAccess {
   async find (requester: Principal, idOrName: string): Promise<Container> {
     let container: Container | null = null
     try {
-      container = await this.#engine.inspectContainer(idOrName)
+      container = await this.#engine.containers.inspect(idOrName)
     } catch (error) {
       if (!(error instanceof BerthError && (error.code === 'not_found' || error.code === 'ambiguous_id'))) throw error
     }
     if (container !== null && this.#ownership.owns(requester, container.labels)) return container
     // No such container, one the requester may not see, or an id prefix shared with containers it
     // may not see: resolve among its own, so the answer says nothing of anybody else's.
-    const own = await this.#engine.listContainers({ all: true, labels: this.#ownership.filtersFor(requester) })
+    const own = await this.#engine.containers.list({ all: true, labels: this.#ownership.filtersFor(requester) })
     const named = own.filter(candidate => candidate.name === idOrName)
     const matches = named.length > 0 ? named : own.filter(candidate => candidate.id.startsWith(idOrName))
     if (matches.length === 0) throw notFound('container', idOrName)
     if (matches.length > 1) throw new BerthError('ambiguous_id', `${idOrName} matches ${matches.length} containers; give more of the id`, { matches: matches.length })
-    return await this.#engine.inspectContainer((matches[0] as { id: string }).id)
+    return await this.#engine.containers.inspect((matches[0] as { id: string }).id)
   }
 
   /** The engine's label filters for listing what the requester may see, with its own on top. */
@@ -60,14 +61,14 @@ export class ContainerAccess {
   async run (requester: Principal, body: ValidatedRunRequest): Promise<Container> {
     const spec = runSpecOf(body, this.#policy, this.#ownership, requester.name)
     admitRun(this.#policy, this.#ownership, spec, requester.name)
-    checkRunCapabilities(this.#engine.kind, spec)
+    checkRun(this.#engine, spec)
     for (const mount of spec.mounts) if (mount.type === 'bind') await checkBindDirectory(mount.source)
     const network = await networkForRun(this.#engine, this.#ownership, requester, spec.network, spec.aliases)
     if (network !== undefined) spec.network = network
     return await this.#quotas.admit(requester, spec, async () => {
       const created = await this.#claimVolumes(requester, spec)
       try {
-        return await this.#engine.run(spec)
+        return await this.#engine.containers.run(spec)
       } catch (error) {
         await this.#removeVolumes(created)
         if (error instanceof PortConflictError && error.port !== null) {
@@ -83,12 +84,12 @@ export class ContainerAccess {
     const container = await this.find(requester, idOrName)
     let changed: boolean
     try {
-      ({ changed } = await this.#quotas.admitScale(requester, container, replicas, async () => await this.#engine.scaleContainer(container.id, replicas)))
+      ({ changed } = await this.#quotas.admitScale(requester, container, replicas, async () => await this.#engine.containers.scale(container.id, replicas)))
     } catch (error) {
       if (error instanceof PortConflictError && error.port !== null) throw this.#ownership.portConflict(requester, error.port, error.holder, error.message)
       throw error
     }
-    return { changed, container: await this.#engine.inspectContainer(container.id) }
+    return { changed, container: await this.#engine.containers.inspect(container.id) }
   }
 
   /** Named volumes: the requester's own are mounted, missing ones are created as its own, any other is not found. */
@@ -99,11 +100,11 @@ export class ContainerAccess {
         if (mount.type !== 'volume') continue
         let volume
         try {
-          volume = await this.#engine.inspectVolume(mount.source)
+          volume = await this.#engine.part('volumes').inspect(mount.source)
         } catch (error) {
           if (!(error instanceof BerthError && error.code === 'not_found')) throw error
           // Creating a name that exists returns the existing volume: its labels tell whose it is.
-          volume = await this.#engine.createVolume(mount.source, this.#ownership.labelsFor(requester.name))
+          volume = await this.#engine.part('volumes').create(mount.source, this.#ownership.labelsFor(requester.name))
           if (this.#ownership.owns(requester, volume.labels)) created.push(volume.name)
         }
         this.#ownership.visible(requester, volume, 'volume', mount.source)
@@ -116,7 +117,7 @@ export class ContainerAccess {
   }
 
   async #removeVolumes (names: string[]): Promise<void> {
-    for (const name of names) await this.#engine.removeVolume(name).catch(() => {})
+    for (const name of names) await this.#engine.part('volumes').remove(name).catch(() => {})
   }
 
   // ---- Environments (issue 14)
@@ -132,7 +133,7 @@ export class ContainerAccess {
     const timer = options.timeoutMs === undefined ? null : setTimeout(() => deadline.abort(), options.timeoutMs)
     let exit: ContainerExit
     try {
-      exit = await this.#engine.waitContainer(id, { signal: AbortSignal.any([options.signal, deadline.signal]) })
+      exit = await this.#engine.part('wait').wait(id, { signal: AbortSignal.any([options.signal, deadline.signal]) })
     } catch (error) {
       if (deadline.signal.aborted && !options.signal.aborted) return { stopped: false, exitCode: null, oomKilled: false, error: null, removed: false }
       if (options.signal.aborted) throw new BerthError('engine_unavailable', 'the wait ended before the container stopped: berth is closing; wait again', {}, { headers: { 'retry-after': '5' } })
@@ -143,7 +144,7 @@ export class ContainerAccess {
     let removed = false
     if (autoRemove) {
       // As --rm does: with its anonymous volumes. Somebody else removing it first is fine.
-      await this.#engine.removeContainer(id, { force: true, volumes: true }).catch((error: unknown) => {
+      await this.#engine.containers.remove(id, { force: true, volumes: true }).catch((error: unknown) => {
         if (!(error instanceof BerthError && error.code === 'not_found')) throw error
       })
       removed = true

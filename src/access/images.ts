@@ -3,7 +3,8 @@
 // its own unless it is an admin: images are shared by every token), and who uses an image.
 import type { Policy } from '../config.ts'
 import type { ImageRef } from '../engine/image-ref.ts'
-import type { BuildSpec, Engine, Image } from '../engine/types.ts'
+import type { BuildSpec, Image } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import { BerthError } from '../errors.ts'
 import { DockerfileError, parseDockerfile } from '../builds/dockerfile.ts'
 import type { BuildQuery } from '../schemas/builds.ts'
@@ -17,11 +18,11 @@ export interface ImageUser {
 }
 
 export class ImageAccess {
-  readonly #engine: Engine
+  readonly #engine: Backend
   readonly #ownership: Ownership
   readonly #policy: Policy
 
-  constructor (engine: Engine, ownership: Ownership, policy: Policy) {
+  constructor (engine: Backend, ownership: Ownership, policy: Policy) {
     this.#engine = engine
     this.#ownership = ownership
     this.#policy = policy
@@ -87,7 +88,7 @@ export class ImageAccess {
     if (requester.admin) return
     let current: Image
     try {
-      current = await this.#engine.inspectImage(ref.reference)
+      current = await this.#engine.part('images').inspect(ref.reference)
     } catch (error) {
       if (error instanceof BerthError && error.code === 'image_not_found') return
       throw error
@@ -100,9 +101,9 @@ export class ImageAccess {
   /** docker tag: `tag` then names the image `source` names. */
   async tag (requester: Principal, source: string, tag: string): Promise<{ id: string, tag: string }> {
     const target = this.#tagRef(tag, 'body/tag')
-    const image = await this.#engine.inspectImage(engineReference(source, 'body/source'))
+    const image = await this.#engine.part('images').inspect(engineReference(source, 'body/source'))
     await this.checkName(requester, target)
-    await this.#engine.tagImage(image.id, target)
+    await this.#engine.part('builds').tag(image.id, target)
     return { id: image.id, tag: target.reference }
   }
 
@@ -110,9 +111,9 @@ export class ImageAccess {
   async untag (requester: Principal, name: string): Promise<{ untagged: string[], deleted: string[] }> {
     const ref = this.#tagRef(name, 'body/image')
     // Not found is image_not_found, for admins too, before any ownership is judged.
-    await this.#engine.inspectImage(ref.reference)
+    await this.#engine.part('images').inspect(ref.reference)
     await this.checkName(requester, ref)
-    return await this.#engine.removeImage(ref.reference, { force: false })
+    return await this.#engine.part('images').remove(ref.reference, { force: false })
   }
 
   /** The push target: a tag on the allow-list. */
@@ -122,13 +123,13 @@ export class ImageAccess {
 
   /** The containers using an image that the requester may see. */
   async usedBy (requester: Principal, imageId: string): Promise<ImageUser[]> {
-    const containers = await this.#engine.listContainers({ all: true, labels: this.#ownership.filtersFor(requester) })
+    const containers = await this.#engine.containers.list({ all: true, labels: this.#ownership.filtersFor(requester) })
     return containers.filter(container => container.imageId === imageId).map(container => ({ id: container.id, name: container.name, state: container.state }))
   }
 
   /** How many containers the requester may see use each image, by image id. */
   async usage (requester: Principal): Promise<Map<string, number>> {
-    const containers = await this.#engine.listContainers({ all: true, labels: this.#ownership.filtersFor(requester) })
+    const containers = await this.#engine.containers.list({ all: true, labels: this.#ownership.filtersFor(requester) })
     const counts = new Map<string, number>()
     for (const container of containers) counts.set(container.imageId, (counts.get(container.imageId) ?? 0) + 1)
     return counts

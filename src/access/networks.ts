@@ -2,7 +2,8 @@
 // deployment's), found by id, id prefix or name without saying whether anything else exists, with
 // only the containers it may see named as attached. A run joins only such a network, or the
 // engine's default bridge, or none — never the host's.
-import type { Engine, Network } from '../engine/types.ts'
+import type { Network } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import { BerthError } from '../errors.ts'
 import type { CreateNetworkRequest } from '../schemas/networks.ts'
 import type { ContainerAccess } from './containers.ts'
@@ -13,17 +14,17 @@ import { deny, invalid } from './policy.ts'
 export const BUILTIN_NETWORKS = new Set(['bridge', 'none'])
 
 /** A network the requester may see, or not_found as if it did not exist; an id prefix resolves among its own. */
-export async function findNetwork (engine: Engine, ownership: Ownership, requester: Principal, idOrName: string): Promise<Network> {
+export async function findNetwork (engine: Backend, ownership: Ownership, requester: Principal, idOrName: string): Promise<Network> {
   const members = ownership.filtersFor(requester)
   let network: Network | null = null
   try {
-    network = await engine.inspectNetwork(idOrName, { members })
+    network = await engine.part('networks').inspect(idOrName, { members })
   } catch (error) {
     // An unknown name, or a prefix the engine finds ambiguous among networks of every owner.
     if (!(error instanceof BerthError && (error.code === 'not_found' || error.code === 'validation_failed'))) throw error
   }
   if (network !== null && ownership.owns(requester, network.labels)) return network
-  const own = await engine.listNetworks({ labels: members, members })
+  const own = await engine.part('networks').list({ labels: members, members })
   const named = own.filter(candidate => candidate.name === idOrName)
   const matches = named.length > 0 ? named : own.filter(candidate => candidate.id.startsWith(idOrName))
   if (matches.length === 0) throw notFound('network', idOrName)
@@ -35,7 +36,7 @@ export async function findNetwork (engine: Engine, ownership: Ownership, request
  * The network a run joins, as the engine is to be told: the id of one of the requester's networks,
  * or a built-in one. `aliases` need a user-defined network (the engine's rule, said before it is asked).
  */
-export async function networkForRun (engine: Engine, ownership: Ownership, requester: Principal, network: string | undefined, aliases: string[] | undefined): Promise<string | undefined> {
+export async function networkForRun (engine: Backend, ownership: Ownership, requester: Principal, network: string | undefined, aliases: string[] | undefined): Promise<string | undefined> {
   if (network === 'host') throw deny('network', 'a container may not share the host\'s network: join one of the token\'s networks, or bridge')
   if (aliases !== undefined && aliases.length > 0 && (network === undefined || BUILTIN_NETWORKS.has(network))) {
     throw invalid('body/aliases', 'need a user-defined network: set network to one of the token\'s networks')
@@ -45,11 +46,11 @@ export async function networkForRun (engine: Engine, ownership: Ownership, reque
 }
 
 export class NetworkAccess {
-  readonly #engine: Engine
+  readonly #engine: Backend
   readonly #ownership: Ownership
   readonly #containers: ContainerAccess
 
-  constructor (engine: Engine, ownership: Ownership, containers: ContainerAccess) {
+  constructor (engine: Backend, ownership: Ownership, containers: ContainerAccess) {
     this.#engine = engine
     this.#ownership = ownership
     this.#containers = containers
@@ -57,7 +58,7 @@ export class NetworkAccess {
 
   async list (requester: Principal, labels: string[] = []): Promise<Network[]> {
     const visible = this.#ownership.filtersFor(requester)
-    return await this.#engine.listNetworks({ labels: [...labels, ...visible], members: visible })
+    return await this.#engine.part('networks').list({ labels: [...labels, ...visible], members: visible })
   }
 
   async find (requester: Principal, idOrName: string): Promise<Network> {
@@ -70,14 +71,14 @@ export class NetworkAccess {
       if (key.startsWith(RESERVED_LABEL_PREFIX)) throw invalid(`body/labels/${key}`, `is reserved: labels under ${RESERVED_LABEL_PREFIX} are berth's own`)
     }
     if (BUILTIN_NETWORKS.has(body.name) || body.name === 'host') throw invalid('body/name', `is the engine's own network ${body.name}`)
-    const network = await this.#engine.createNetwork({ name: body.name, internal: body.internal ?? false, labels: { ...labels, ...this.#ownership.labelsFor(requester.name) } })
+    const network = await this.#engine.part('networks').create({ name: body.name, internal: body.internal ?? false, labels: { ...labels, ...this.#ownership.labelsFor(requester.name) } })
     return { ...network, containers: [] }
   }
 
   /** docker network rm; attached containers (running or not) are network_in_use naming those the requester may see. */
   async remove (requester: Principal, network: Network): Promise<void> {
     try {
-      await this.#engine.removeNetwork(network.id)
+      await this.#engine.part('networks').remove(network.id)
     } catch (error) {
       if (!(error instanceof BerthError && error.code === 'network_in_use')) throw error
       const visible = (await this.find(requester, network.id)).containers
@@ -92,13 +93,13 @@ export class NetworkAccess {
   /** docker network connect / disconnect: both the network and the container must be the requester's. */
   async connect (requester: Principal, network: Network, container: string, options: { aliases: string[] }) {
     const { id, name } = await this.#containers.find(requester, container)
-    const { changed } = await this.#engine.connectNetwork(network.id, id, options)
+    const { changed } = await this.#engine.part('networks').connect(network.id, id, options)
     return { changed, container: { id, name }, network: await this.find(requester, network.id) }
   }
 
   async disconnect (requester: Principal, network: Network, container: string, options: { force: boolean }) {
     const { id, name } = await this.#containers.find(requester, container)
-    const { changed } = await this.#engine.disconnectNetwork(network.id, id, options)
+    const { changed } = await this.#engine.part('networks').disconnect(network.id, id, options)
     return { changed, container: { id, name }, network: await this.find(requester, network.id) }
   }
 }

@@ -3,7 +3,8 @@
 // On a cluster each replica counts as a container, with its own limits. Runs and scales of one
 // token are admitted one at a time, so concurrent ones cannot race past the limit.
 import type { Quota } from '../config.ts'
-import type { Container, Engine, RunSpec } from '../engine/types.ts'
+import type { Container, RunSpec } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import type { GpuRequest } from '../schemas/containers.ts'
 import { BerthError } from '../errors.ts'
 import type { Ownership, Principal } from './ownership.ts'
@@ -17,7 +18,7 @@ export interface Usage {
 }
 
 export class Quotas {
-  readonly #engine: Engine
+  readonly #engine: Backend
   readonly #ownership: Ownership
   readonly #defaults: Quota
   readonly #tokenQuota: (name: string) => Partial<Quota> | undefined
@@ -25,7 +26,7 @@ export class Quotas {
   readonly #queues = new Map<string, Promise<unknown>>()
 
   /** `tokenQuota` answers a token's own quota as configured now (tokens can be reloaded). */
-  constructor (engine: Engine, ownership: Ownership, defaults: Quota, tokenQuota: (name: string) => Partial<Quota> | undefined) {
+  constructor (engine: Backend, ownership: Ownership, defaults: Quota, tokenQuota: (name: string) => Partial<Quota> | undefined) {
     this.#engine = engine
     this.#ownership = ownership
     this.#defaults = defaults
@@ -68,12 +69,12 @@ export class Quotas {
 
   /** What the token holds now: its containers of this deployment, in every state. */
   async usage (owner: string, quota: Quota): Promise<Usage> {
-    const held = await this.#engine.listContainers({ all: true, labels: this.#ownership.filtersFor({ name: owner, admin: false }) })
+    const held = await this.#engine.containers.list({ all: true, labels: this.#ownership.filtersFor({ name: owner, admin: false }) })
     const usage: Usage = { containers: 0, memoryBytes: 0, cpus: 0, gpus: 0 }
     for (const container of held) usage.containers += container.replicas?.count ?? 1
     if (quota.memoryBytes === null && quota.cpus === null && quota.gpus === null) return usage
     // The list does not carry limits; only the token's own containers are inspected.
-    const inspected = await Promise.all(held.map(async container => await this.#engine.inspectContainer(container.id).catch(() => null)))
+    const inspected = await Promise.all(held.map(async container => await this.#engine.containers.inspect(container.id).catch(() => null)))
     for (const container of inspected) {
       const replicas = container?.replicas?.count ?? 1
       usage.memoryBytes += (container?.resources.memory ?? 0) * replicas

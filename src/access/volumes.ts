@@ -2,24 +2,25 @@
 // with only the containers it may see named as their users. Another token's volume is not found,
 // as if it did not exist; a name taken by one is a conflict that says nothing of whose it is.
 import { randomBytes } from 'node:crypto'
-import type { Engine, Volume } from '../engine/types.ts'
+import type { Volume } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import { BerthError } from '../errors.ts'
 import type { CreateVolumeRequest } from '../schemas/volumes.ts'
 import { LABEL_LEASE_FOR, RESERVED_LABEL_PREFIX, notFound, type Ownership, type Principal } from './ownership.ts'
 import { invalid } from './policy.ts'
 
 export class VolumeAccess {
-  readonly #engine: Engine
+  readonly #engine: Backend
   readonly #ownership: Ownership
 
-  constructor (engine: Engine, ownership: Ownership) {
+  constructor (engine: Backend, ownership: Ownership) {
     this.#engine = engine
     this.#ownership = ownership
   }
 
   async list (requester: Principal, options: { labels?: string[] | undefined, size: boolean }): Promise<Volume[]> {
     const visible = this.#ownership.filtersFor(requester)
-    const volumes = await this.#engine.listVolumes({ labels: [...(options.labels ?? []), ...visible], size: options.size, usedBy: visible })
+    const volumes = await this.#engine.part('volumes').list({ labels: [...(options.labels ?? []), ...visible], size: options.size, usedBy: visible })
     return volumes.filter(volume => !bookkeeping(volume))
   }
 
@@ -27,7 +28,7 @@ export class VolumeAccess {
   async find (requester: Principal, name: string, options: { size?: boolean } = {}): Promise<Volume> {
     let volume: Volume
     try {
-      volume = await this.#engine.inspectVolume(name, { size: options.size ?? false, usedBy: this.#ownership.filtersFor(requester) })
+      volume = await this.#engine.part('volumes').inspect(name, { size: options.size ?? false, usedBy: this.#ownership.filtersFor(requester) })
     } catch (error) {
       if (error instanceof BerthError && error.code === 'not_found') throw notFound('volume', name)
       throw error
@@ -47,13 +48,13 @@ export class VolumeAccess {
     }
     // The engine's own choice of name when none is given: 64 hex digits.
     const name = body.name ?? randomBytes(32).toString('hex')
-    const existing = await this.#engine.inspectVolume(name).catch((error: unknown) => {
+    const existing = await this.#engine.part('volumes').inspect(name).catch((error: unknown) => {
       if (error instanceof BerthError && error.code === 'not_found') return null
       throw error
     })
     if (existing !== null) return { volume: this.#taken(requester, existing), created: false }
     // Creating a name that exists (made meanwhile) returns that volume: its labels tell whose it is.
-    const made = await this.#engine.createVolume(name, { ...labels, ...this.#ownership.labelsFor(requester.name) })
+    const made = await this.#engine.part('volumes').create(name, { ...labels, ...this.#ownership.labelsFor(requester.name) })
     return { volume: this.#taken(requester, made), created: true }
   }
 
@@ -66,7 +67,7 @@ export class VolumeAccess {
     await this.find(requester, name)
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#engine.removeVolume(name)
+        await this.#engine.part('volumes').remove(name)
         return
       } catch (error) {
         if (!(error instanceof BerthError && error.code === 'volume_in_use')) throw error
@@ -74,7 +75,7 @@ export class VolumeAccess {
         // Users the requester may not see (or that came back after the first round) are not its to remove.
         if (!options.force || users.length === 0 || attempt > 0) throw inUse(name, users)
         for (const user of users) {
-          await this.#engine.removeContainer(user.id, { force: true, volumes: false }).catch((failure: unknown) => {
+          await this.#engine.containers.remove(user.id, { force: true, volumes: false }).catch((failure: unknown) => {
             if (!(failure instanceof BerthError && failure.code === 'not_found')) throw failure
           })
           options.removed.push(user.id)

@@ -2,7 +2,8 @@
 // started it, and stays readable for a while after it ended. A build is never shared: a client that
 // follows its own build and leaves cancels it; an async build runs until it ends or is cancelled.
 import type { Principal } from '../access/ownership.ts'
-import type { BuildSpec, Engine } from '../engine/types.ts'
+import type { BuildSpec } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import { BerthError } from '../errors.ts'
 import type { Limiter } from '../http/limiter.ts'
 import { Build, cancelled, type BuildSummary } from './build.ts'
@@ -26,13 +27,13 @@ export interface BuildRequest {
 }
 
 export class Builds {
-  readonly #engine: Engine
+  readonly #engine: Backend
   readonly #slots: Limiter
   readonly #options: BuildsOptions
   readonly #builds = new Map<string, Build>()
   readonly #now: () => number
 
-  constructor (engine: Engine, slots: Limiter, options: BuildsOptions) {
+  constructor (engine: Backend, slots: Limiter, options: BuildsOptions) {
     this.#engine = engine
     this.#slots = slots
     this.#options = options
@@ -58,7 +59,7 @@ export class Builds {
         build.cancel(new BerthError('build_failed', `the build took longer than the limit of ${this.#options.timeoutMs} ms (BERTH_BUILD_TIMEOUT_MS)`, { reason: 'timeout', step: build.step, output: [] }))
       }, this.#options.timeoutMs)
       try {
-        build.succeed(await this.#engine.buildImage({ ...request.spec, context: request.context.open }, {
+        build.succeed(await this.#engine.part('builds').build({ ...request.spec, context: request.context.open }, {
           signal: build.signal,
           onProgress: report => build.progress(report)
         }), new Date(this.#now()))

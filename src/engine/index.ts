@@ -1,34 +1,56 @@
-// Picks the engine backend berth drives from a kind-tagged config. Routes never see which one.
+// The backends berth drives, and the parts each is composed of. Which backend has what is said here
+// and in each backend's definition, once: routes name the part they need, and a backend without it
+// answers 501 not_supported with its reason; the OpenAPI document's `x-berth-backends` follows.
+//
+//               containers images builds disk volumes networks exec stats files wait nodes expiry specs
+//   docker          ✓        ✓      ✓     ✓      ✓       ✓      ✓     ✓     ✓    ✓     ✓     ✓      ✓
+//   swarm           ✓                                                                  ✓
+//   kubernetes      ✓                                                                  ✓
+//
+// (drawn by partsTable(); test/capabilities.test.ts keeps it true to the definitions)
 import type { Config } from '../config.ts'
-import { DockerEngine } from './docker/engine.ts'
-import { SwarmEngine } from './swarm/engine.ts'
-import type { Engine } from './types.ts'
+import { docker } from './docker/backend.ts'
+import { kubernetes } from './kubernetes/backend.ts'
+import { catalogue, PART_NAMES, type Backend, type BackendCatalogue, type PartName } from './parts.ts'
+import { swarm } from './swarm/backend.ts'
+import type { EngineKind } from './types.ts'
 
-export async function createEngine (config: Config): Promise<Engine> {
-  const engine = config.engine
-  switch (engine.kind) {
-    case 'docker':
-      return new DockerEngine({ socketPath: engine.socketPath, timeoutMs: engine.timeoutMs, registryAuth: config.registryAuth })
-    case 'swarm':
-      return new SwarmEngine({
-        socketPath: engine.socketPath,
-        timeoutMs: engine.timeoutMs,
-        publishMode: engine.publishMode,
-        placementTimeoutMs: engine.placementTimeoutMs,
-        registryAuth: config.registryAuth
-      })
-    case 'kubernetes': {
-      // Loaded only for this backend: the Kubernetes client is ~27 MB of generated API models, and
-      // tens of MB of memory once imported, which the other backends do without.
-      const { KubernetesEngine } = await import('./kubernetes/engine.ts')
-      return new KubernetesEngine({
-        kubeconfig: engine.kubeconfig,
-        ...(engine.context === undefined ? {} : { context: engine.context }),
-        namespace: engine.namespace,
-        timeoutMs: engine.timeoutMs,
-        placementTimeoutMs: engine.placementTimeoutMs,
-        registryAuth: config.registryAuth
-      })
-    }
-  }
+export const BACKENDS: Record<EngineKind, BackendCatalogue> = {
+  docker: catalogue(docker),
+  swarm: catalogue(swarm),
+  kubernetes: catalogue(kubernetes)
+}
+export const BACKEND_KINDS = Object.keys(BACKENDS) as EngineKind[]
+
+/** Opens the backend berth's config names. */
+export async function createBackend (config: Config): Promise<Backend> {
+  return await BACKENDS[config.engine.kind].open(config)
+}
+
+/** The backends that have (or can be configured to have) a part. */
+export function backendsWith (part: PartName): EngineKind[] {
+  return BACKEND_KINDS.filter(kind => BACKENDS[kind].offers(part))
+}
+
+/** The sentence the OpenAPI document adds to an operation that some backends lack: which, and why. */
+export function lackingSentence (part: PartName): string | undefined {
+  const lacking = BACKEND_KINDS.flatMap(kind => {
+    const why = BACKENDS[kind].never(part)
+    return why === undefined ? [] : [`on ${kind}: ${why}`]
+  })
+  if (lacking.length === 0) return undefined
+  return `Backends: ${words(backendsWith(part))}; it answers 501 not_supported ${lacking.join('; ')}.`
+}
+
+/** The table at the top of this file, drawn from the definitions (test/capabilities.test.ts compares the two). */
+export function partsTable (): string[] {
+  const first = Math.max(...BACKEND_KINDS.map(kind => kind.length)) + 2
+  const header = ' '.repeat(first) + PART_NAMES.join(' ')
+  const rows = BACKEND_KINDS.map(kind => (kind.padEnd(first) + PART_NAMES.map(part => (BACKENDS[kind].offers(part) ? '✓' : '').padStart(Math.ceil(part.length / 2)).padEnd(part.length)).join(' ')).trimEnd())
+  return [header, ...rows]
+}
+
+/** docker · docker and swarm · docker, swarm and kubernetes */
+function words (kinds: readonly string[]): string {
+  return kinds.length <= 1 ? kinds.join('') : `${kinds.slice(0, -1).join(', ')} and ${kinds.at(-1)}`
 }

@@ -1,7 +1,6 @@
-// The operations berth needs from a container engine, in berth's own types. Docker (one host) and
-// Swarm (a cluster) implement them; a Kubernetes engine is meant to slot in behind the same
-// interface. The objects berth answers with are the API's schemas' own types, so the engine and
-// the contract cannot drift apart.
+// berth's own types for what goes into and comes out of a backend's parts (src/engine/parts.ts).
+// The objects berth answers with are the API's schemas' own types — cluster ones (tasks, nodes,
+// replicas, placement) included — so the backends and the contract cannot drift apart.
 import type { Readable } from 'node:stream'
 import type { PortHolder } from '../access/ownership.ts'
 import type { RegistryCredentials } from '../config.ts'
@@ -15,8 +14,13 @@ import type { Volume } from '../schemas/volumes.ts'
 import type { Network } from '../schemas/networks.ts'
 import type { ContainerStats } from '../schemas/stats.ts'
 import type { Expiry } from '../schemas/lifecycle.ts'
+import type { Node } from '../schemas/nodes.ts'
+import type { Static } from 'typebox'
+import type { PlacementSchema, Task } from '../schemas/containers.ts'
+import type { BuiltImage, DiskUsage as DiskUsageSchema, PushedImage } from '../schemas/builds.ts'
+import type { ImageHistoryEntry } from '../schemas/images.ts'
 
-export type { Container, ContainerStats, ContainerSummary, Image, ImageRemoval, ImageSummary, LogEntry, Network, PortBinding, PulledImage, Volume }
+export type { BuiltImage, Container, ContainerStats, ContainerSummary, Image, ImageHistoryEntry, ImageRemoval, ImageSummary, LogEntry, Network, Node, PortBinding, PulledImage, PushedImage, Task, Volume }
 
 export type Protocol = 'tcp' | 'udp' | 'sctp'
 
@@ -59,66 +63,20 @@ export type ContainerState = 'created' | 'restarting' | 'running' | 'removing' |
 
 // ---- Cluster additions (contract v2): absent on a single host, where a container is one replica.
 
-/** Which backend an engine is; what it can do follows from it (see src/capabilities.ts). */
+/** Which backend berth drives; what it can do follows from its parts (src/engine/index.ts). */
 export type EngineKind = 'docker' | 'swarm' | 'kubernetes'
 
-export interface Replicas {
-  /** The replicas it runs when started (remembered while it is stopped). */
-  count: number
-  /** The replicas running now. */
-  running: number
-}
+/** How many replicas a container has on a cluster. */
+export type Replicas = NonNullable<Container['replicas']>
 
 /** Swarm's task states, as the manager names them. */
 export type TaskState = 'new' | 'allocated' | 'pending' | 'assigned' | 'accepted' | 'preparing' | 'ready' | 'starting' | 'running' |
   'complete' | 'shutdown' | 'failed' | 'rejected' | 'remove' | 'orphaned'
 
-export interface Task {
-  id: string
-  /** The replica this task is (1..count). */
-  slot: number | null
-  /** The node it was placed on (hostname), null while it waits to be placed. */
-  node: string | null
-  /** That node's address, where host-mode ports answer. */
-  address: string | null
-  state: TaskState
-  desiredState: string
-  /** Why it is not running (the scheduler's or the node's words), null when nothing is wrong. */
-  error: string | null
-  exitCode: number | null
-  /** Host ports this task publishes on its node. */
-  ports: PortBinding[]
-  /** When it last changed state. */
-  since: string
-}
+/** Where replicas may run; both lists are there, empty when not asked for. */
+export type Placement = Required<Static<typeof PlacementSchema>>
 
-export interface Placement {
-  /** Swarm constraints, such as `node.labels.gpu==true`; all must hold. */
-  constraints: string[]
-  /** Spread replicas evenly over the values of these node attributes, such as `node.labels.zone`. */
-  spread: string[]
-}
-
-export interface Reservations {
-  memory: number | null
-  cpus: number | null
-}
-
-export interface Node {
-  id: string
-  name: string
-  /** The address the node is reached at (host-mode ports answer there); null when unknown. */
-  address: string | null
-  role: 'manager' | 'worker' | 'standalone'
-  leader: boolean
-  state: 'ready' | 'down' | 'unknown' | 'disconnected'
-  availability: 'active' | 'pause' | 'drain'
-  labels: Record<string, string>
-  resources: { cpus: number, memory: number }
-  engineVersion: string
-  os: string
-  arch: string
-}
+export type Reservations = NonNullable<Container['reservations']>
 
 export type RestartPolicy = 'no' | 'always' | 'unless-stopped' | 'on-failure'
 export type PullPolicy = 'missing' | 'always' | 'never'
@@ -268,112 +226,6 @@ export interface StateChange {
   changed: boolean
 }
 
-export interface Engine {
-  readonly kind: EngineKind
-  info (): Promise<EngineInfo>
-  pullImage (ref: ImageRef, options: PullOptions): Promise<PulledImage>
-  listImages (options: ListImagesOptions): Promise<ImageSummary[]>
-  inspectImage (reference: string): Promise<Image>
-  removeImage (reference: string, options: { force: boolean }): Promise<ImageRemoval>
-  listContainers (options: ListContainersOptions): Promise<ContainerSummary[]>
-  inspectContainer (idOrName: string): Promise<Container>
-  /** docker run -d: create (pulling per spec.pull) and start; never leaves a created-but-failed container. */
-  run (spec: RunSpec): Promise<Container>
-  startContainer (id: string): Promise<StateChange>
-  stopContainer (id: string, options: { timeout?: number }): Promise<StateChange>
-  restartContainer (id: string, options: { timeout?: number }): Promise<StateChange>
-  removeContainer (id: string, options: { force: boolean, volumes: boolean }): Promise<void>
-  /** Sets how many replicas it runs; a single host runs exactly one (other counts are not_supported). */
-  scaleContainer (id: string, replicas: number): Promise<StateChange>
-  /** The machines containers run on: a cluster's nodes, or the single host as its one node. */
-  listNodes (): Promise<Node[]>
-  /** A named volume, or not_found; its size and users only when asked for (otherwise null and []). */
-  inspectVolume (name: string, details?: VolumeDetails): Promise<Volume>
-  /** Creates a named volume; an existing one of that name is returned as it is (labels and all). */
-  createVolume (name: string, labels: Record<string, string>): Promise<Volume>
-  removeVolume (name: string): Promise<void>
-  /**
-   * docker logs: resolves once the engine answered (within the call deadline), then yields lines for as
-   * long as they come; with `follow` until the container stops or the signal aborts.
-   */
-  containerLogs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>>
-  /**
-   * docker events for containers and images: resolves once the engine answered (within the call
-   * deadline); the iterable ends when the signal aborts or the engine connection goes away, and never
-   * reconnects by itself.
-   */
-  events (options: EventsOptions): Promise<AsyncIterable<EngineEvent>>
-  /** Releases what the backend holds open (watches, caches); a backend that holds nothing has none. */
-  close?: () => Promise<void>
-
-  // ---- Environments (issue 14). A backend that cannot do one of these throws not_supported.
-
-  /** docker volume ls: the volumes whose labels match every filter, with the details asked for. */
-  listVolumes (options: { labels: string[] } & VolumeDetails): Promise<Volume[]>
-  /**
-   * docker wait: resolves when the container is not running (at once when it is not), however long
-   * that takes; only the signal ends it sooner, with the signal's reason.
-   */
-  waitContainer (id: string, options: { signal?: AbortSignal }): Promise<ContainerExit>
-  /** docker network ls: user-defined networks whose labels match every filter; members among the containers matching `members` filters ([] for all). */
-  listNetworks (options: { labels: string[], members: string[] }): Promise<Network[]>
-  /** A network by id, unique id prefix or name, or not_found; members as for listNetworks. */
-  inspectNetwork (idOrName: string, options: { members: string[] }): Promise<Network>
-  /** A bridge network; a name in use is name_conflict. */
-  createNetwork (spec: NetworkSpec): Promise<Network>
-  /** Refuses with network_in_use while any container is attached to it, running or not. */
-  removeNetwork (id: string): Promise<void>
-  /** `changed: false` when it already was connected. */
-  connectNetwork (networkId: string, containerId: string, options: { aliases: string[] }): Promise<StateChange>
-  /** `changed: false` when it was not connected. */
-  disconnectNetwork (networkId: string, containerId: string, options: { force: boolean }): Promise<StateChange>
-
-  // Images built, shared and reproduced (issue 15).
-  /**
-   * docker build: resolves with the built image once it is tagged. A build that fails or is cancelled
-   * (the signal) leaves nothing behind: its step's container is gone and the images it committed are removed.
-   */
-  buildImage (spec: BuildSpec, options: BuildOptions): Promise<BuiltImage>
-  /** docker tag: `target` then names the image `source` names (an id or a reference). */
-  tagImage (source: string, target: ImageRef): Promise<void>
-  /** docker push of one tag; resolves with the digest the registry stored. Like a pull, a failure inside the stream is push_failed. */
-  pushImage (ref: ImageRef, options: PushOptions): Promise<PushedImage>
-  /** docker history: the steps that made an image, newest first. */
-  imageHistory (reference: string): Promise<ImageHistoryEntry[]>
-  /** docker image prune: removes dangling images (or every unused one), optionally only those with the given labels. */
-  pruneImages (options: PruneImagesOptions): Promise<PruneReport>
-  /** docker builder prune: the build cache the engine keeps besides images. */
-  pruneBuildCache (): Promise<PruneReport>
-  /** docker system df. */
-  diskUsage (): Promise<DiskUsage>
-  /** What a container was run with, as a run request would say it: only what differs from its image's defaults. */
-  containerConfig (idOrName: string): Promise<ContainerConfig>
-  /**
-   * docker exec: starts a command in a running container (container_not_running otherwise) and
-   * resolves once its output is flowing. The signal ends the output and releases the engine
-   * connection; the engine has no way to stop the process itself, which ends when it reads EOF on
-   * stdin (a shell does) or by itself.
-   */
-  exec (containerId: string, spec: ExecSpec, options: { signal: AbortSignal }): Promise<ExecSession>
-  /**
-   * docker stats: resolves once the engine answered. One reading (which takes the engine a second,
-   * to have a previous one to compare with), or one about every second until the container stops or
-   * the signal aborts. `oneShot`: one reading at once, without the comparison (no cpuPercent).
-   */
-  containerStats (id: string, options: { stream: boolean, signal?: AbortSignal, oneShot?: boolean }): Promise<AsyncIterable<ContainerStats>>
-  /** docker cp out: a tar of the path (a file, or a directory and all below it); not_found when the path is not there. */
-  getArchive (id: string, path: string, options: { signal?: AbortSignal }): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }>
-  /** docker cp in: unpacks a tar of `size` bytes into the directory `path`, which must exist. */
-  putArchive (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }): Promise<void>
-  /**
-   * The containers among those matching `labels` that were run with an expiry, with its end as it
-   * is now (moved by setExpiry, or as run). Forgets moved ends of containers that are gone.
-   */
-  listExpiring (labels: string[]): Promise<ExpiringContainer[]>
-  /** Moves the end of a container's time to live (it must have been run with an expiry). */
-  setExpiry (id: string, expiresAt: string): Promise<void>
-}
-
 export interface ExpiringContainer {
   id: string
   name: string
@@ -475,11 +327,6 @@ export interface BuildOptions {
   onProgress?: (progress: BuildProgress) => void
 }
 
-export interface BuiltImage {
-  id: string
-  tags: string[]
-}
-
 /** Where one layer of a push is. */
 export type PushPhase = 'preparing' | 'waiting' | 'pushing' | 'pushed' | 'exists' | 'mounted' | 'retrying'
 
@@ -496,24 +343,6 @@ export interface PushOptions {
   onProgress?: (progress: PushProgress) => void
 }
 
-export interface PushedImage {
-  reference: string
-  digest: string
-  /** Size of the manifest the registry stored, in bytes. */
-  size: number | null
-}
-
-export interface ImageHistoryEntry {
-  /** The layer's image id; null for steps whose image is not on this engine (they came with a pull). */
-  id: string | null
-  createdAt: string
-  /** The instruction that made it. */
-  createdBy: string
-  size: number
-  comment: string
-  tags: string[]
-}
-
 export interface PruneImagesOptions {
   /** true: only untagged images; false: every image no container uses. */
   dangling: boolean
@@ -526,12 +355,7 @@ export interface PruneReport {
   spaceReclaimed: number
 }
 
-export interface DiskUsage {
-  images: { count: number, size: number, reclaimable: number }
-  containers: { count: number, size: number }
-  volumes: { count: number, size: number }
-  buildCache: { count: number, size: number, reclaimable: number }
-}
+export type DiskUsage = DiskUsageSchema
 
 export interface ContainerConfig {
   /** The image as the run named it. */

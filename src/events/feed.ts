@@ -1,7 +1,8 @@
 // docker events that survive the engine going away: the feed reconnects by itself and resumes after
 // the last event it saw, so a client neither misses what the engine still holds nor sees anything twice.
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Engine, EngineEvent } from '../engine/types.ts'
+import type { EngineEvent } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import type { Ownership, Principal } from '../access/ownership.ts'
 
 export interface FeedOptions {
@@ -17,7 +18,7 @@ export interface FeedOptions {
  * Opens the engine's event stream (failing as any engine call does when it cannot) and returns a feed
  * that follows it until the signal aborts, reconnecting with backoff whenever the connection breaks.
  */
-export async function followEvents (engine: Engine, options: FeedOptions): Promise<AsyncIterable<EngineEvent>> {
+export async function followEvents (engine: Backend, options: FeedOptions): Promise<AsyncIterable<EngineEvent>> {
   const { signal } = options
   const retry = options.retryMs ?? { first: 250, max: 5000 }
   // Until an event arrives there is no cursor: a reconnect then replays from when the client came.

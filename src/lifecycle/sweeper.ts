@@ -6,7 +6,8 @@
 // starts again, so a container is never taken for idle sooner than it should be.
 import type { FastifyBaseLogger } from 'fastify'
 import { LABEL_AUTO_REMOVE, LABEL_OWNER, type Ownership } from '../access/ownership.ts'
-import type { Engine, ExpiringContainer } from '../engine/types.ts'
+import type { ExpiringContainer } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import { BerthError } from '../errors.ts'
 
 export interface SweeperOptions {
@@ -37,7 +38,7 @@ interface Sample {
 }
 
 export class Sweeper {
-  readonly #engine: Engine
+  readonly #engine: Backend
   readonly #ownership: Ownership
   readonly #options: SweeperOptions
   readonly #now: () => number
@@ -49,7 +50,7 @@ export class Sweeper {
   /** When berth last did something in a container for somebody (an exec): that is not idle. */
   readonly #touched = new Map<string, number>()
 
-  constructor (engine: Engine, ownership: Ownership, options: SweeperOptions) {
+  constructor (engine: Backend, ownership: Ownership, options: SweeperOptions) {
     this.#engine = engine
     this.#ownership = ownership
     this.#options = options
@@ -99,7 +100,7 @@ export class Sweeper {
   }
 
   async #expire (report: SweepReport): Promise<void> {
-    const expiring = await this.#engine.listExpiring(this.#ownership.filtersFor({ name: '', admin: true }))
+    const expiring = await this.#engine.part('expiry').list(this.#ownership.filtersFor({ name: '', admin: true }))
     const seen = new Set<string>()
     const acting: Array<Promise<void>> = []
     for (const container of expiring) {
@@ -127,8 +128,8 @@ export class Sweeper {
   async #act (container: ExpiringContainer, reason: 'ttl' | 'idle', report: SweepReport): Promise<void> {
     const { action } = container.expiry
     try {
-      if (action === 'stop') await this.#engine.stopContainer(container.id, {})
-      else await this.#engine.removeContainer(container.id, { force: true, volumes: true })
+      if (action === 'stop') await this.#engine.containers.stop(container.id, {})
+      else await this.#engine.containers.remove(container.id, { force: true, volumes: true })
     } catch (error) {
       if (!(error instanceof BerthError && error.code === 'not_found')) {
         this.#options.log.warn({ err: error, container: { id: container.id, name: container.name } }, 'could not expire a container')
@@ -143,7 +144,7 @@ export class Sweeper {
 
   /** How long the container has been idle, as far as this berth has seen (0 at its first look). */
   async #idleFor (id: string, now: number): Promise<number> {
-    const readings = await this.#engine.containerStats(id, { stream: false, oneShot: true })
+    const readings = await this.#engine.part('stats').stats(id, { stream: false, oneShot: true })
     const reading = (await readings[Symbol.asyncIterator]().next()).value
     if (reading === undefined) return 0
     const networkBytes = reading.network.rxBytes + reading.network.txBytes
@@ -162,14 +163,14 @@ export class Sweeper {
 
   async #removeCollected (report: SweepReport): Promise<void> {
     const everyone = this.#ownership.filtersFor({ name: '', admin: true })
-    const exited = await this.#engine.listContainers({ all: true, status: ['exited', 'dead'], labels: [...everyone, `${LABEL_AUTO_REMOVE}=true`] })
+    const exited = await this.#engine.containers.list({ all: true, status: ['exited', 'dead'], labels: [...everyone, `${LABEL_AUTO_REMOVE}=true`] })
     for (const summary of exited) {
       if (this.#stopped) return
-      const container = await this.#engine.inspectContainer(summary.id).catch(() => null)
+      const container = await this.#engine.containers.inspect(summary.id).catch(() => null)
       const finished = container?.finishedAt === null || container === null ? NaN : Date.parse(container.finishedAt)
       if (!(finished + this.#options.autoRemoveGraceMs <= this.#now())) continue
       try {
-        await this.#engine.removeContainer(summary.id, { force: true, volumes: true })
+        await this.#engine.containers.remove(summary.id, { force: true, volumes: true })
       } catch (error) {
         if (!(error instanceof BerthError && error.code === 'not_found')) throw error
         continue

@@ -3,7 +3,7 @@
 // operationId), so a tool takes exactly what its route takes and the OpenAPI document says.
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import { BerthError } from '../errors.ts'
-import type { EngineKind } from '../engine/types.ts'
+import type { PartName } from '../engine/parts.ts'
 import { mergedObject, propertiesOf, selfContained, type JsonSchema } from './json-schema.ts'
 
 export interface Operation {
@@ -15,8 +15,8 @@ export interface Operation {
   querystring: JsonSchema
   /** The JSON body, when the route takes one. */
   body: JsonSchema | null
-  /** The backends that have it; undefined for all. */
-  backends: readonly EngineKind[] | undefined
+  /** The part of a backend it needs; undefined for containers, which every backend has. */
+  part: PartName | undefined
   /** The schema of a success answer in `media` (or the route's only one). */
   answer (status: number, media?: string): JsonSchema
 }
@@ -56,7 +56,7 @@ export class Operations {
       querystring: part(schema.querystring),
       // A body declared by its media types (a file, a tar) is not JSON a tool could pass.
       body: body === undefined || body.content !== undefined ? null : part(body),
-      backends: (route.config as { backends?: readonly EngineKind[] } | undefined)?.backends,
+      part: (route.config as { part?: PartName } | undefined)?.part,
       answer: (status, media) => {
         const response = responses[String(status)]
         if (response === undefined) throw new Error(`${id} declares no ${status}`)

@@ -49,11 +49,10 @@ export default fp(async (app) => {
   let offered: { tools: Map<string, Tool>, definitions: ToolDefinition[] } | null = null
   function tools (): NonNullable<typeof offered> {
     if (offered !== null) return offered
-    const kind = app.engine.kind
     const available = TOOLS.filter(tool => tool.operations.every(id => {
       if (!operations.has(id)) return false
-      const backends = operations.get(app, id).backends
-      return backends === undefined || backends.includes(kind)
+      const part = operations.get(app, id).part
+      return part === undefined || app.engine.has(part)
     }))
     const operation = (id: string) => operations.get(app, id)
     offered = { tools: new Map(available.map(tool => [tool.name, tool])), definitions: available.map(tool => tool.definition(operation)) }

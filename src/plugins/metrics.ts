@@ -13,8 +13,8 @@ declare module 'fastify' {
 
 export interface Metrics {
   readonly registry: Registry
-  /** The same engine, with every call timed and every failure counted by operation. */
-  meter<E extends object>(engine: E): E
+  /** A part of the engine, with every call timed and every failure counted, by `part.operation`. */
+  meter<E extends object>(engine: E, part: string): E
   /** Reports a limiter's work under way and waiting. */
   watch(kind: 'pulls' | 'runs', limiter: Limiter): void
 }
@@ -78,7 +78,7 @@ export default fp<{ public: boolean }>(async (app, options) => {
     }
   }
 
-  function meter<E extends object> (engine: E): E {
+  function meter<E extends object> (engine: E, part: string): E {
     const observe = (operation: string, started: number, failure: { error: unknown } | null) => {
       engineCalls.observe({ operation, outcome: failure === null ? 'ok' : 'error' }, (performance.now() - started) / 1000)
       if (failure !== null) engineErrors.inc({ operation, code: failure.error instanceof BerthError ? failure.error.code : 'internal_error' })
@@ -109,7 +109,7 @@ export default fp<{ public: boolean }>(async (app, options) => {
         if (wrapper === undefined) {
           // Every method runs on the engine itself, not on the proxy: its private fields live there.
           const method = value as (...args: unknown[]) => unknown
-          wrapper = UNMETERED.has(property) ? method.bind(target) : metered(property, method, target)
+          wrapper = UNMETERED.has(property) ? method.bind(target) : metered(`${part}.${property}`, method, target)
           wrappers.set(property, wrapper)
         }
         return wrapper

@@ -4,10 +4,10 @@
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import { BACKENDS, backendsSentence } from '../engine/capabilities.ts'
+import { backendsWith, lackingSentence } from '../engine/index.ts'
+import type { PartName } from '../engine/parts.ts'
 import { withResponseHeaders } from '../schemas/headers.ts'
 import { withProblemSchemas } from '../schemas/problems.ts'
-import type { EngineKind } from '../engine/types.ts'
 import { version } from '../version.ts'
 
 export default fp<{ docsPublic: boolean }>(async (app, options) => {
@@ -17,8 +17,8 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
       info: {
         title: 'berth',
         version,
-        description: 'A typed, documented, secure HTTP API in front of a Docker Engine or a Docker Swarm cluster: pull, list, run, stop and start containers. ' +
-          'Each operation lists the engine backends that have it in `x-berth-backends`; on the others it answers 501 not_supported. ' +
+        description: 'A typed, documented, secure HTTP API in front of a Docker Engine, a Docker Swarm cluster or a Kubernetes cluster: pull, list, run, stop and start containers. ' +
+          'Each operation lists the engine backends that have it in `x-berth-backends` (the backends whose parts include what it needs); on the others it answers 501 not_supported, saying why. ' +
           'A path asked with a method it has no operation for answers 405 method_not_allowed with `Allow` (`components.responses.MethodNotAllowed`).\n\n' +
           'Agents: the Model Context Protocol is served on `POST /mcp` (streamable HTTP, stateless, the same bearer tokens). Its tools (run, ps, inspect, logs, exec, ' +
           'files_in, files_out, stop, start, rm, wait) call these operations as the agent\'s token, and take their schemas; `/mcp` is no operation here, as MCP is a protocol of its own.',
@@ -45,15 +45,18 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
     transformObject: (documents) => 'openapiObject' in documents ? withProblemSchemas(withResponseHeaders(documents.openapiObject)) : documents.swaggerObject,
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transform: ({ schema, url, route }) => {
-      const config = route.config as { scope?: string, backends?: readonly EngineKind[], unsupported?: string } | undefined
+      const config = route.config as { scope?: string, part?: PartName } | undefined
       // Routes that need a scope say so in the document, so Swagger UI's Authorize applies to them;
       // the public ones say that they need nothing.
       const secured = { ...schema, security: config?.scope === undefined ? [] : [{ bearer: [] }] }
-      // Every operation names the backends that have it; one that some lack says so in words too.
-      const backends = config?.backends
-      const described = backends === undefined
-        ? { ...secured, 'x-berth-backends': [...BACKENDS] }
-        : { ...secured, 'x-berth-backends': [...backends], description: [secured.description, backendsSentence(backends, config?.unsupported)].filter(Boolean).join('\n\n') }
+      // Every operation names the backends that have the part it needs; one that some lack says so in words too.
+      const part = config?.part ?? 'containers'
+      const lacking = lackingSentence(part)
+      const described = {
+        ...secured,
+        'x-berth-backends': backendsWith(part),
+        ...(lacking === undefined ? {} : { description: [secured.description, lacking].filter(Boolean).join('\n\n') })
+      }
       return { schema: described as typeof schema, url }
     }
   })

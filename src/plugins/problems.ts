@@ -25,8 +25,8 @@ function pluginCodes (route: RouteOptions): ErrorCode[] {
   if (config.scope !== undefined) codes.push('unauthorized', 'forbidden', 'rate_limited')
   // @fastify/rate-limit (src/app.ts) counts the requests of everything under /v1/.
   if (url.startsWith('/v1/')) codes.push('rate_limited')
-  // capabilities: the backends that lack the operation answer 501.
-  if (config.backends !== undefined) codes.push('not_supported')
+  // capabilities: a backend without the part the operation needs (or not configured for it) answers 501.
+  if (config.part !== undefined) codes.push('not_supported')
   return codes
 }
 

@@ -2,7 +2,7 @@
 // async pull jobs outlive the request that started them for a bounded time, on an injectable clock.
 import { createHmac, randomBytes } from 'node:crypto'
 import type { Principal } from '../access/ownership.ts'
-import type { Engine } from '../engine/types.ts'
+import type { Backend } from '../engine/parts.ts'
 import { BerthError } from '../errors.ts'
 import type { Limiter } from '../http/limiter.ts'
 import { Job } from './job.ts'
@@ -24,7 +24,7 @@ export interface Follower {
 }
 
 export class PullJobs {
-  readonly #engine: Engine
+  readonly #engine: Backend
   readonly #limiter: Limiter
   readonly #options: PullJobsOptions
   readonly #running = new Map<string, SharedPull>()
@@ -33,7 +33,7 @@ export class PullJobs {
   readonly #secret = randomBytes(32)
   readonly #now: () => number
 
-  constructor (engine: Engine, limiter: Limiter, options: PullJobsOptions) {
+  constructor (engine: Backend, limiter: Limiter, options: PullJobsOptions) {
     this.#engine = engine
     this.#limiter = limiter
     this.#options = options
@@ -108,7 +108,7 @@ export class PullJobs {
       if (pull.signal.aborted) return
       pull.state = 'pulling'
       try {
-        pull.succeed(await this.#engine.pullImage(spec.ref, {
+        pull.succeed(await this.#engine.part('images').pull(spec.ref, {
           ...(spec.platform === undefined ? {} : { platform: spec.platform }),
           ...(spec.auth === undefined ? {} : { auth: spec.auth }),
           signal: pull.signal,

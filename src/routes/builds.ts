@@ -19,10 +19,8 @@ import { ENGINE, problems } from '../schemas/problems.ts'
 import { located } from '../schemas/headers.ts'
 import { BuildEvent, BuildJob, BuildParams, BuildQuery, BuiltImage } from '../schemas/builds.ts'
 import { PullHeaders } from '../schemas/jobs.ts'
-import { IMAGE_STORE } from './images.ts'
 
 /** Images live on a single host's engine: on Swarm these answer 501 (the OpenAPI document says so). */
-const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: IMAGE_STORE }
 
 const BUILD_MEDIA = ['application/json', NDJSON, SSE] as const
 const EVENT_MEDIA = [SSE, NDJSON] as const
@@ -46,7 +44,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/v1/images/build', {
-    config: { scope: 'build', ...DOCKER_ONLY },
+    config: { scope: 'build', part: 'builds' },
     validatorCompiler: ({ schema, httpPart }) => httpPart === 'body' ? () => true : textAjv.compile(schema),
     schema: {
       tags: ['builds'],
@@ -148,7 +146,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/builds', {
-    config: { scope: 'build', ...DOCKER_ONLY },
+    config: { scope: 'build', part: 'builds' },
     schema: {
       tags: ['builds'],
       summary: 'List builds',
@@ -159,7 +157,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => app.builds.list(principalOf(request)).map(build => describeBuild(build, request.id)))
 
   app.get('/v1/builds/:id', {
-    config: { scope: 'build', ...DOCKER_ONLY },
+    config: { scope: 'build', part: 'builds' },
     schema: {
       tags: ['builds'],
       summary: 'Show a build',
@@ -171,7 +169,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => describeBuild(app.builds.get(request.params.id, principalOf(request)), request.id))
 
   app.get('/v1/builds/:id/events', {
-    config: { scope: 'build', ...DOCKER_ONLY },
+    config: { scope: 'build', part: 'builds' },
     schema: {
       tags: ['builds'],
       summary: 'Follow a build\'s events',
@@ -208,7 +206,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.delete('/v1/builds/:id', {
-    config: { scope: 'build', ...DOCKER_ONLY },
+    config: { scope: 'build', part: 'builds' },
     schema: {
       tags: ['builds'],
       summary: 'Cancel a build',

@@ -9,7 +9,7 @@ import { ContainerParams } from '../schemas/containers.ts'
 
 const containerSpec: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/containers/:idOrName/spec', {
-    config: { scope: 'read', backends: ['docker'], unsupported: 'a container\'s spec as a run request is not there yet on a cluster' },
+    config: { scope: 'read', part: 'specs' },
     schema: {
       tags: ['containers'],
       summary: 'A container as a run request (reproduce it)',
@@ -24,7 +24,7 @@ const containerSpec: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => {
     const principal = request.principal as Principal
     const container = await app.containers.find(principal, request.params.idOrName)
-    return containerSpecOf(await app.engine.containerConfig(container.id), principal)
+    return containerSpecOf(await app.engine.part('specs').of(container.id), principal)
   })
 }
 

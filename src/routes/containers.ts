@@ -38,7 +38,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: Type.Array(ref(ContainerSummary), { description: 'The containers, newest first.' }), ...problems(...ENGINE) }
     }
   }, async (request) => {
-    return await app.engine.listContainers({
+    return await app.engine.containers.list({
       all: request.query.all ?? false,
       ...(request.query.status === undefined ? {} : { status: request.query.status }),
       labels: app.containers.listFilters(principalOf(request), request.query.label),
@@ -100,9 +100,9 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
     const timeout = (request.query as { timeout?: number }).timeout
     const options = timeout === undefined ? {} : { timeout }
     const { changed } = action === 'start'
-      ? await app.engine.startContainer(id)
-      : action === 'stop' ? await app.engine.stopContainer(id, options) : await app.engine.restartContainer(id, options)
-    return { changed, container: await app.engine.inspectContainer(id) }
+      ? await app.engine.containers.start(id)
+      : action === 'stop' ? await app.engine.containers.stop(id, options) : await app.engine.containers.restart(id, options)
+    return { changed, container: await app.engine.containers.inspect(id) }
   })
 
   stateChange('start', 'Start a container (docker start)', 'Already running is a success with `changed: false`. A host port taken meanwhile is 409 port_conflict.')
@@ -142,7 +142,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const { id, name } = await app.containers.find(principalOf(request), request.params.idOrName)
     request.audit({ container: { id, name } })
-    await app.engine.removeContainer(id, { force: request.query.force ?? false, volumes: request.query.volumes ?? false })
+    await app.engine.containers.remove(id, { force: request.query.force ?? false, volumes: request.query.volumes ?? false })
     return await reply.code(204).send(null)
   })
 }

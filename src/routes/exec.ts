@@ -27,7 +27,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
   app.post('/v1/containers/:idOrName/exec', {
-    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a replica is not there yet on a cluster: a Swarm manager has no exec API, and berth does not use Kubernetes\' yet' },
+    config: { scope: 'write', part: 'exec' },
     schema: {
       tags: ['containers'],
       summary: 'Run a command in a running container (docker exec)',
@@ -56,7 +56,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
     const { command, env, workingDir, user, tty = false } = request.body
     const container = await start(request, { command, env: env ?? {}, tty, stdin: false, ...(workingDir === undefined ? {} : { workingDir }), ...(user === undefined ? {} : { user }) })
     const signal = app.streams.signal(reply)
-    const session = await app.engine.exec(container.id, container.spec, { signal })
+    const session = await app.engine.part('exec').exec(container.id, container.spec, { signal })
     request.audit({ exec: session.id })
     // Somebody works in it: an idle timeout does not count this as idle.
     app.lifecycle.touch(container.id)
@@ -68,7 +68,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
   app.route({
     method: 'GET',
     url: '/v1/containers/:idOrName/exec',
-    config: { scope: 'write', backends: ['docker'], unsupported: 'exec into a replica is not there yet on a cluster: a Swarm manager has no exec API, and berth does not use Kubernetes\' yet' },
+    config: { scope: 'write', part: 'exec' },
     schema: {
       tags: ['containers'],
       summary: 'An interactive terminal in a running container (docker exec -it), over a WebSocket',
@@ -151,7 +151,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
     socket.on('message', onMessage)
     let started: ExecSession
     try {
-      started = await app.engine.exec(container.id, container.spec, { signal })
+      started = await app.engine.part('exec').exec(container.id, container.spec, { signal })
     } catch (error) {
       fail(socket, error, request.id)
       return

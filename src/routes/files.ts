@@ -16,7 +16,6 @@ import { ContainerParams } from '../schemas/containers.ts'
 import { ArchiveQuery, PutArchiveQuery, PutFileQuery } from '../schemas/files.ts'
 
 /** On a cluster each task's files live on its node's engine, which berth does not reach yet. */
-const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: 'files in and out of replicas are not there yet on a cluster: they live on each node' }
 const TAR = 'application/x-tar'
 const BYTES = 'application/octet-stream'
 
@@ -32,7 +31,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
   const binary = (media: string, description: string) => ({ content: { [media]: { schema: Type.String({ format: 'binary', description }) } } })
 
   app.get('/v1/containers/:idOrName/archive', {
-    config: { scope: 'read', ...DOCKER_ONLY },
+    config: { scope: 'read', part: 'files' },
     schema: {
       tags: ['files'],
       summary: 'Download a path from a container as a tar (docker cp out)',
@@ -50,7 +49,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: false })
     const container = await app.containers.find(principalOf(request), request.params.idOrName)
     const signal = app.streams.signal(reply)
-    const { stat, archive } = await app.engine.getArchive(container.id, path, { signal })
+    const { stat, archive } = await app.engine.part('files').get(container.id, path, { signal })
     const name = (stat.name === '' || stat.name === '/' ? 'root' : stat.name).replace(/[^A-Za-z0-9._-]/g, '_')
     return await (reply as unknown as FastifyReply)
       .type(TAR)
@@ -62,7 +61,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/v1/containers/:idOrName/archive', {
-    config: { scope: 'write', ...DOCKER_ONLY },
+    config: { scope: 'write', part: 'files' },
     validatorCompiler,
     schema: {
       tags: ['files'],
@@ -82,7 +81,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
     const container = await findFor(request)
     const upload = await spool(bodyOf(request, TAR, maxUploadBytes), { limit: maxUploadBytes, check: new TarCheck() })
     try {
-      await app.engine.putArchive(container.id, path, upload.open(), { size: upload.size })
+      await app.engine.part('files').put(container.id, path, upload.open(), { size: upload.size })
     } finally {
       await upload.discard()
     }
@@ -90,7 +89,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/v1/containers/:idOrName/files', {
-    config: { scope: 'write', ...DOCKER_ONLY },
+    config: { scope: 'write', part: 'files' },
     validatorCompiler,
     schema: {
       tags: ['files'],
@@ -116,7 +115,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
         yield Buffer.alloc(padding(upload.size))
         yield TAR_END
       }
-      await app.engine.putArchive(container.id, posix.dirname(path), Readable.from(archive()), { size: header.length + upload.size + TAR_END.length })
+      await app.engine.part('files').put(container.id, posix.dirname(path), Readable.from(archive()), { size: header.length + upload.size + TAR_END.length })
     } finally {
       await upload.discard()
     }

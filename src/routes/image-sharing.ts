@@ -11,10 +11,6 @@ import { ref } from '../schemas/common.ts'
 import { ENGINE, problems } from '../schemas/problems.ts'
 import { DiskUsage, PruneReport, PruneRequest, PushedImage, PushEvent, PushRequest, TaggedImage, TagRequest, UntagRequest } from '../schemas/builds.ts'
 import { ImageRemoval } from '../schemas/images.ts'
-import { IMAGE_STORE } from './images.ts'
-
-/** Images live on a single host's engine: on Swarm these answer 501 (the OpenAPI document says so). */
-const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: IMAGE_STORE }
 
 const PUSH_MEDIA = ['application/json', NDJSON, SSE] as const
 
@@ -24,7 +20,7 @@ function principalOf (request: FastifyRequest): Principal {
 
 const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/images/tag', {
-    config: { scope: 'build', ...DOCKER_ONLY },
+    config: { scope: 'build', part: 'builds' },
     schema: {
       tags: ['images'],
       summary: 'Tag an image (docker tag)',
@@ -42,7 +38,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/v1/images/untag', {
-    config: { scope: 'build', ...DOCKER_ONLY },
+    config: { scope: 'build', part: 'builds' },
     schema: {
       tags: ['images'],
       summary: 'Remove a name from an image (docker rmi NAME)',
@@ -60,7 +56,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/v1/images/push', {
-    config: { scope: 'build', ...DOCKER_ONLY },
+    config: { scope: 'build', part: 'builds' },
     schema: {
       tags: ['images'],
       summary: 'Push an image (docker push)',
@@ -92,7 +88,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
     let onProgress: (progress: PushProgress) => void = () => {}
     let accepted: () => void = () => {}
     const taken = new Promise<void>(resolve => { accepted = resolve })
-    const pushing = app.pullSlots.run(() => app.engine.pushImage(target, {
+    const pushing = app.pullSlots.run(() => app.engine.part('builds').push(target, {
       ...(request.body.auth === undefined ? {} : { auth: request.body.auth }),
       signal,
       onProgress: progress => {
@@ -120,7 +116,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/v1/images/prune', {
     // Images are shared by every token: only an admin decides which go.
-    config: { scope: 'admin', ...DOCKER_ONLY },
+    config: { scope: 'admin', part: 'disk' },
     schema: {
       tags: ['images'],
       summary: 'Remove unused images and build cache (docker image prune)',
@@ -132,14 +128,14 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     const body = request.body
-    const images = await app.engine.pruneImages({ dangling: body.all !== true, ...(body.label === undefined ? {} : { labels: body.label }) })
-    const cache = body.buildCache === false ? { deleted: [], spaceReclaimed: 0 } : await app.engine.pruneBuildCache()
+    const images = await app.engine.part('disk').pruneImages({ dangling: body.all !== true, ...(body.label === undefined ? {} : { labels: body.label }) })
+    const cache = body.buildCache === false ? { deleted: [], spaceReclaimed: 0 } : await app.engine.part('disk').pruneBuildCache()
     request.audit({ deleted: images.deleted })
     return { images: images.deleted, buildCache: cache.deleted, spaceReclaimed: images.spaceReclaimed + cache.spaceReclaimed }
   })
 
   app.get('/v1/system/df', {
-    config: { scope: 'admin', ...DOCKER_ONLY },
+    config: { scope: 'admin', part: 'disk' },
     schema: {
       tags: ['images'],
       summary: 'Disk usage (docker system df)',
@@ -147,7 +143,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'diskUsage',
       response: { 200: ref(DiskUsage, 'Disk usage.'), ...problems(...ENGINE) }
     }
-  }, async () => await app.engine.diskUsage())
+  }, async () => await app.engine.part('disk').usage())
 }
 
 export default imageSharing

@@ -15,16 +15,12 @@ import { PullEvent, PullHeaders, PullJob, PullQuery } from '../schemas/jobs.ts'
 import { Type } from 'typebox'
 
 const PULL_MEDIA = ['application/json', NDJSON, SSE] as const
-/** Why a cluster has no image routes: there is no one image store to list, pull into or remove from. */
-export const IMAGE_STORE = 'a cluster (Swarm or Kubernetes) has no single image store: each node pulls a container\'s image when a replica of it starts there ' +
-  '(with the registry credentials of the run), and one node\'s images say nothing of the others\''
-const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: IMAGE_STORE }
 
 const images: FastifyPluginAsyncTypebox = async (app) => {
   const policy = app.config.policy
 
   app.post('/v1/images/pull', {
-    config: { scope: 'write', ...DOCKER_ONLY },
+    config: { scope: 'write', part: 'images' },
     schema: {
       tags: ['images'],
       summary: 'Pull an image (docker pull)',
@@ -102,7 +98,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/images', {
-    config: { scope: 'read', ...DOCKER_ONLY },
+    config: { scope: 'read', part: 'images' },
     schema: {
       tags: ['images'],
       summary: 'List images (docker images)',
@@ -113,7 +109,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     // One engine call after the other: a request holds at most one engine connection at a time.
-    const list = await app.engine.listImages({
+    const list = await app.engine.part('images').list({
       ...(request.query.reference === undefined ? {} : { reference: request.query.reference }),
       ...(request.query.dangling === undefined ? {} : { dangling: request.query.dangling }),
       ...(request.query.label === undefined ? {} : { labels: request.query.label })
@@ -123,7 +119,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/images/:ref', {
-    config: { scope: 'read', ...DOCKER_ONLY },
+    config: { scope: 'read', part: 'images' },
     schema: {
       tags: ['images'],
       summary: 'Inspect an image (docker image inspect, docker history)',
@@ -133,14 +129,14 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ref(ImageDetails, 'The image.'), ...problems(...ENGINE, 'image_not_found') }
     }
   }, async (request) => {
-    const image = await app.engine.inspectImage(engineReference(request.params.ref, 'params/ref'))
-    const history = await app.engine.imageHistory(image.id)
+    const image = await app.engine.part('images').inspect(engineReference(request.params.ref, 'params/ref'))
+    const history = await app.engine.part('images').history(image.id)
     return { ...image, history, usedBy: await app.imageAccess.usedBy(request.principal as Principal, image.id) }
   })
 
   app.delete('/v1/images/:ref', {
     // Images are shared by every token's containers: removing one is an admin's call.
-    config: { scope: 'admin', ...DOCKER_ONLY },
+    config: { scope: 'admin', part: 'images' },
     schema: {
       tags: ['images'],
       summary: 'Remove an image (docker rmi)',
@@ -151,7 +147,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problems(...ENGINE, 'image_not_found', 'image_in_use') }
     }
   }, async (request) => {
-    const removal = await app.engine.removeImage(engineReference(request.params.ref, 'params/ref'), { force: request.query.force ?? false })
+    const removal = await app.engine.part('images').remove(engineReference(request.params.ref, 'params/ref'), { force: request.query.force ?? false })
     request.audit({ untagged: removal.untagged, deleted: removal.deleted })
     return removal
   })

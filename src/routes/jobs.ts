@@ -9,16 +9,14 @@ import { describeJob, wirePullEvent } from '../pulls/views.ts'
 import { ref } from '../schemas/common.ts'
 import { problems } from '../schemas/problems.ts'
 import { JobParams, PullEvent, PullJob } from '../schemas/jobs.ts'
-import { IMAGE_STORE } from './images.ts'
 
 // Jobs are pulls into the engine's image store, which a cluster does not have.
-const DOCKER_ONLY = { backends: ['docker'] as const, unsupported: IMAGE_STORE }
 
 const EVENT_MEDIA = [SSE, NDJSON] as const
 
 const jobs: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/jobs/:id', {
-    config: { scope: 'read', ...DOCKER_ONLY },
+    config: { scope: 'read', part: 'images' },
     schema: {
       tags: ['jobs'],
       summary: 'Show a pull job',
@@ -30,7 +28,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => describeJob(app.pullJobs.get(request.params.id, request.principal as Principal), request.id))
 
   app.get('/v1/jobs/:id/events', {
-    config: { scope: 'read', ...DOCKER_ONLY },
+    config: { scope: 'read', part: 'images' },
     schema: {
       tags: ['jobs'],
       summary: 'Follow a pull job\'s events',
@@ -68,7 +66,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.delete('/v1/jobs/:id', {
-    config: { scope: 'write', ...DOCKER_ONLY },
+    config: { scope: 'write', part: 'images' },
     schema: {
       tags: ['jobs'],
       summary: 'Cancel a pull job',

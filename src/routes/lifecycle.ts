@@ -10,11 +10,10 @@ import { BerthError } from '../errors.ts'
 import { SetExpiryRequest, WaitQuery, WaitResult } from '../schemas/lifecycle.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const WAIT_ON_A_CLUSTER = 'a container has no single exit to wait for on a cluster (its replicas are replaced as they exit); follow its replicas in ps or events'
 
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/containers/:idOrName/wait', {
-    config: { scope: 'write', backends: ['docker'], unsupported: WAIT_ON_A_CLUSTER },
+    config: { scope: 'write', part: 'wait' },
     schema: {
       tags: ['containers'],
       summary: 'Wait for a container to stop (docker wait)',
@@ -37,7 +36,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/v1/containers/:idOrName/expiry', {
-    config: { scope: 'write', backends: ['docker'], unsupported: 'expiry is single-host for now; on a cluster a service\'s or Deployment\'s labels could carry it' },
+    config: { scope: 'write', part: 'expiry' },
     schema: {
       tags: ['containers'],
       summary: 'Move the end of a container\'s time to live',
@@ -54,9 +53,9 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     request.audit({ container: { id: container.id, name: container.name } })
     if (container.expiry === undefined) throw new BerthError('expiry_not_set', `container ${container.name} was run without an expiry: there is no end to move`)
     const expiresAt = new Date(Date.now() + request.body.ttl * 1000).toISOString()
-    await app.engine.setExpiry(container.id, expiresAt)
+    await app.engine.part('expiry').set(container.id, expiresAt)
     request.audit({ expiresAt })
-    return await app.engine.inspectContainer(container.id)
+    return await app.engine.containers.inspect(container.id)
   })
 }
 

@@ -51,7 +51,7 @@ const logs: FastifyPluginAsyncTypebox = async (app) => {
     }
     const container = await app.containers.find(request.principal as Principal, idOrName)
     const signal = app.streams.signal(reply)
-    const entries = await app.engine.containerLogs(container.id, { ...options, signal })
+    const entries = await app.engine.containers.logs(container.id, { ...options, signal })
     const body = Readable.from(render(entries, media === NDJSON), { objectMode: false })
     return await sendStream(reply, media === TEXT ? 'text/plain; charset=utf-8' : NDJSON, body)
   })

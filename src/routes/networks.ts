@@ -10,13 +10,12 @@ import { located } from '../schemas/headers.ts'
 import { ConnectRequest, CreateNetworkRequest, DisconnectRequest, ListNetworksQuery, Network, NetworkChange, NetworkParams } from '../schemas/networks.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const NETWORKS_ON_A_CLUSTER = 'networks through berth are single-host for now; on a cluster they would be Swarm overlay networks or Kubernetes\' pod network, which berth does not manage yet'
 
 const networks: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
   app.get('/v1/networks', {
-    config: { scope: 'read', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
+    config: { scope: 'read', part: 'networks' },
     schema: {
       tags: ['networks'],
       summary: 'List networks (docker network ls)',
@@ -28,7 +27,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => await app.networks.list(principalOf(request), request.query.label))
 
   app.post('/v1/networks', {
-    config: { scope: 'write', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
+    config: { scope: 'write', part: 'networks' },
     schema: {
       tags: ['networks'],
       summary: 'Create a network (docker network create)',
@@ -46,7 +45,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/networks/:network', {
-    config: { scope: 'read', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
+    config: { scope: 'read', part: 'networks' },
     schema: {
       tags: ['networks'],
       summary: 'Inspect a network (docker network inspect)',
@@ -57,7 +56,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => await app.networks.find(principalOf(request), request.params.network))
 
   app.delete('/v1/networks/:network', {
-    config: { scope: 'write', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
+    config: { scope: 'write', part: 'networks' },
     schema: {
       tags: ['networks'],
       summary: 'Remove a network (docker network rm)',
@@ -75,7 +74,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
 
   for (const action of ['connect', 'disconnect'] as const) {
     app.post(`/v1/networks/:network/${action}`, {
-      config: { scope: 'write', backends: ['docker'], unsupported: NETWORKS_ON_A_CLUSTER },
+      config: { scope: 'write', part: 'networks' },
       schema: {
         tags: ['networks'],
         summary: action === 'connect' ? 'Connect a container to a network (docker network connect)' : 'Disconnect a container from a network (docker network disconnect)',

@@ -8,7 +8,7 @@ import { Node } from '../schemas/nodes.ts'
 
 const nodes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/nodes', {
-    config: { scope: 'read' },
+    config: { scope: 'read', part: 'nodes' },
     schema: {
       tags: ['nodes'],
       summary: 'List nodes (docker node ls)',
@@ -18,7 +18,7 @@ const nodes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'listNodes',
       response: { 200: Type.Array(ref(Node), { description: 'The nodes, by name.' }), ...problems(...ENGINE, 'not_supported') }
     }
-  }, async () => await app.engine.listNodes())
+  }, async () => await app.engine.part('nodes').list())
 }
 
 export default nodes

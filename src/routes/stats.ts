@@ -15,7 +15,7 @@ const STATS_MEDIA = ['application/json', NDJSON, SSE] as const
 
 const stats: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/v1/containers/:idOrName/stats', {
-    config: { scope: 'read', backends: ['docker'], unsupported: 'stats of replicas are not there yet on a cluster: they live on each node' },
+    config: { scope: 'read', part: 'stats' },
     schema: {
       tags: ['containers'],
       summary: 'Resource usage of a container (docker stats)',
@@ -43,7 +43,7 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
     // A container that does not run has no usage to read: the engine would answer zeros.
     if (!container.running) throw new BerthError('container_not_running', `container ${container.id} is not running: it uses nothing`)
     const signal = app.streams.signal(reply)
-    const readings = await app.engine.containerStats(container.id, { stream: media !== 'application/json', signal })
+    const readings = await app.engine.part('stats').stats(container.id, { stream: media !== 'application/json', signal })
     if (media === 'application/json') {
       const first = await readings[Symbol.asyncIterator]().next()
       if (first.done === true) throw new BerthError('container_not_running', `container ${container.id} stopped before it could be read`)

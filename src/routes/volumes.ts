@@ -10,13 +10,12 @@ import { located } from '../schemas/headers.ts'
 import { CreateVolumeRequest, InspectVolumeQuery, ListVolumesQuery, RemoveVolumeQuery, Volume, VolumeParams } from '../schemas/volumes.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-const VOLUMES_ON_A_CLUSTER = 'named volumes are per node on a cluster (on Kubernetes they would be PersistentVolumeClaims), and berth does not manage them there yet'
 
 const volumes: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
   app.get('/v1/volumes', {
-    config: { scope: 'read', backends: ['docker'], unsupported: VOLUMES_ON_A_CLUSTER },
+    config: { scope: 'read', part: 'volumes' },
     schema: {
       tags: ['volumes'],
       summary: 'List volumes (docker volume ls)',
@@ -28,7 +27,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => await app.volumes.list(principalOf(request), { labels: request.query.label, size: request.query.size ?? false }))
 
   app.post('/v1/volumes', {
-    config: { scope: 'write', backends: ['docker'], unsupported: VOLUMES_ON_A_CLUSTER },
+    config: { scope: 'write', part: 'volumes' },
     schema: {
       tags: ['volumes'],
       summary: 'Create a volume (docker volume create)',
@@ -51,7 +50,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/v1/volumes/:volume', {
-    config: { scope: 'read', backends: ['docker'], unsupported: VOLUMES_ON_A_CLUSTER },
+    config: { scope: 'read', part: 'volumes' },
     schema: {
       tags: ['volumes'],
       summary: 'Inspect a volume (docker volume inspect)',
@@ -64,7 +63,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => await app.volumes.find(principalOf(request), request.params.volume, { size: request.query.size ?? false }))
 
   app.delete('/v1/volumes/:volume', {
-    config: { scope: 'write', backends: ['docker'], unsupported: VOLUMES_ON_A_CLUSTER },
+    config: { scope: 'write', part: 'volumes' },
     schema: {
       tags: ['volumes'],
       summary: 'Remove a volume (docker volume rm)',

@@ -112,6 +112,7 @@ export const PushedImage = Type.Object({
   digest: Type.String({ description: 'The manifest digest the registry stored: `repo@digest` pulls exactly this image from now on.' }),
   size: Type.Union([Type.Integer(), Type.Null()], { description: 'Size of the manifest in bytes.' })
 }, { $id: 'PushedImage', additionalProperties: false, description: 'What a push stored.' })
+export type PushedImage = Static<typeof PushedImage>
 
 export const PushLayer = Type.Object({
   id: Type.String({ description: 'The layer\'s short id.' }),
@@ -157,5 +158,6 @@ export const DiskUsage = Type.Object({
     reclaimable: Type.Integer({ description: 'Bytes a prune would free.' })
   }, { additionalProperties: false, description: 'The build cache.' })
 }, { $id: 'DiskUsage', additionalProperties: false, description: 'What `docker system df` shows.' })
+export type DiskUsage = Static<typeof DiskUsage>
 
 export const buildSchemas = [BuiltImage, BuildEvent, BuildJob, TagRequest, TaggedImage, UntagRequest, PushRequest, PushedImage, PushLayer, PushEvent, PruneRequest, PruneReport, DiskUsage]

@@ -177,6 +177,7 @@ export const Task = Type.Object({
   ports: portList,
   since: Type.String({ format: 'date-time', description: 'When it entered its state.' })
 }, { $id: 'Task', additionalProperties: false, description: 'One replica of a container on a cluster (a Swarm task).' })
+export type Task = Static<typeof Task>
 
 const clusterFields = {
   replicas: Type.Optional(Type.Object({

@@ -59,6 +59,7 @@ export const ImageHistoryEntry = Type.Object({
   comment: Type.String({ description: 'The step\'s comment, if any.' }),
   tags: Type.Array(Type.String(), { description: 'Names of the image the step made.' })
 }, { $id: 'ImageHistoryEntry', additionalProperties: false, description: 'One step of an image\'s history, as `docker history` shows it.' })
+export type ImageHistoryEntry = Static<typeof ImageHistoryEntry>
 
 export const ImageDetails = Type.Object({
   ...imageSummaryProperties,

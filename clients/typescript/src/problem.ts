@@ -33,9 +33,13 @@ export class BerthProblem extends Error {
     return this.code === code
   }
 
-  constructor (problem: Problem) {
+  /**
+   * A problem as an answer's body types it, or as a stream's `error` event does: there the schema is
+   * Problem itself, whose members the document declares per code all the same.
+   */
+  constructor (problem: Problem | Schemas['Problem']) {
     super(problem.detail)
-    this.problem = problem
+    this.problem = problem as Problem
     this.status = problem.status
     this.code = problem.code
     this.type = problem.type

@@ -3,7 +3,7 @@
 // for image builds). berth speaks to the engine over its unix socket only and builds nothing. In
 // their place dockerode gets modules that load for nothing and refuse when used. Measured with
 // bench/: 5 MB less resident memory, on a budget of 100. Imported before dockerode (see
-// docker-engine.ts). Needs module.registerHooks (Node 22.15); without it they load as before.
+// transport.ts). Needs module.registerHooks (Node 22.15); without it they load as before.
 import module from 'node:module'
 
 const UNUSED: Record<string, string> = {

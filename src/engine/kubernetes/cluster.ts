@@ -1,4 +1,4 @@
-// berth's Engine on Kubernetes, in one namespace per berth deployment: a container is a Deployment
+// Kubernetes as berth's containers part, in one namespace per berth deployment: a container is a Deployment
 // of one container, its replicas are pods the scheduler places on nodes, `-p` is the pod's hostPort.
 // A run answers when its replicas run, or says why they cannot (a host port no node has free,
 // resources, GPUs, an image a node cannot pull, an image that would run as root) and removes what it
@@ -10,13 +10,11 @@ import type { KubeConfig, V1Deployment, V1Node, V1Pod, V1Secret } from '@kuberne
 import { ApiException } from '@kubernetes/client-node'
 import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
-import { notSupported } from '../capabilities.ts'
+import { notSupported, type ContainersPart } from '../parts.ts'
 import { chooseHostPorts } from '../host-ports.ts'
 import { PortConflictError } from '../types.ts'
 import type {
-  BuiltImage, Container, ContainerConfig, ContainerExit, ContainerStats, ContainerSummary, DiskUsage, Engine, EngineEvent, EngineInfo, EventsOptions,
-  ExecSession, ExpiringContainer, Image, ImageHistoryEntry, ImageRemoval, ImageSummary, ListContainersOptions, LogEntry, LogOptions, Network, Node,
-  PathStat, PortRequest, PruneReport, PulledImage, PushedImage, RunSpec, StateChange, Volume
+  Container, ContainerSummary, EngineEvent, EngineInfo, EventsOptions, ListContainersOptions, LogEntry, LogOptions, Node, PortRequest, RunSpec, StateChange
 } from '../types.ts'
 import { ResourceCache } from './cache.ts'
 import { KubeClient, mergePatch } from './client.ts'
@@ -44,13 +42,8 @@ export interface KubernetesEngineOptions {
 const MAX_RANGE_ATTEMPTS = 16
 
 const K8S = 'kubernetes' as const
-const IMAGE_STORE = 'a Kubernetes cluster has no image store berth can read: each node pulls a container\'s image when a pod of it starts there (run\'s pull policy says when)'
-const VOLUMES = 'named volumes are not there yet on Kubernetes (they would be PersistentVolumeClaims)'
-const NETWORKS = 'networks through berth are single-host; on Kubernetes every pod is on the cluster network'
-const NOT_YET = (what: string): string => `${what} is not there yet on Kubernetes`
 
-export class KubernetesEngine implements Engine {
-  readonly kind = K8S
+export class KubeCluster implements ContainersPart {
   readonly #client: KubeClient
   readonly #options: KubernetesEngineOptions
   readonly #deployments: ResourceCache<V1Deployment>
@@ -91,35 +84,26 @@ export class KubernetesEngine implements Engine {
     return { version: version.gitVersion, apiVersion: `${version.major}.${version.minor}`, os: os ?? '', arch: arch ?? '' }
   }
 
-  async pullImage (): Promise<PulledImage> { throw notSupported(K8S, IMAGE_STORE) }
-  async listImages (): Promise<ImageSummary[]> { throw notSupported(K8S, IMAGE_STORE) }
-  async inspectImage (): Promise<Image> { throw notSupported(K8S, IMAGE_STORE) }
-  async removeImage (): Promise<ImageRemoval> { throw notSupported(K8S, IMAGE_STORE) }
-  async buildImage (): Promise<BuiltImage> { throw notSupported(K8S, IMAGE_STORE) }
-  async tagImage (): Promise<void> { throw notSupported(K8S, IMAGE_STORE) }
-  async pushImage (): Promise<PushedImage> { throw notSupported(K8S, IMAGE_STORE) }
-  async imageHistory (): Promise<ImageHistoryEntry[]> { throw notSupported(K8S, IMAGE_STORE) }
-  async pruneImages (): Promise<PruneReport> { throw notSupported(K8S, IMAGE_STORE) }
-  async pruneBuildCache (): Promise<PruneReport> { throw notSupported(K8S, IMAGE_STORE) }
-  async diskUsage (): Promise<DiskUsage> { throw notSupported(K8S, IMAGE_STORE) }
-  async inspectVolume (): Promise<Volume> { throw notSupported(K8S, VOLUMES) }
-  async createVolume (): Promise<Volume> { throw notSupported(K8S, VOLUMES) }
-  async removeVolume (): Promise<void> { throw notSupported(K8S, VOLUMES) }
-  async listVolumes (): Promise<Volume[]> { throw notSupported(K8S, VOLUMES) }
-  async listNetworks (): Promise<Network[]> { throw notSupported(K8S, NETWORKS) }
-  async inspectNetwork (): Promise<Network> { throw notSupported(K8S, NETWORKS) }
-  async createNetwork (): Promise<Network> { throw notSupported(K8S, NETWORKS) }
-  async removeNetwork (): Promise<void> { throw notSupported(K8S, NETWORKS) }
-  async connectNetwork (): Promise<StateChange> { throw notSupported(K8S, NETWORKS) }
-  async disconnectNetwork (): Promise<StateChange> { throw notSupported(K8S, NETWORKS) }
-  async waitContainer (): Promise<ContainerExit> { throw notSupported(K8S, 'a Deployment\'s replicas are restarted whenever they exit: there is no single exit to wait for; follow its pods in ps or events') }
-  async exec (): Promise<ExecSession> { throw notSupported(K8S, NOT_YET('exec into a pod')) }
-  async containerStats (): Promise<AsyncIterable<ContainerStats>> { throw notSupported(K8S, NOT_YET('stats of pods (they need the metrics API)')) }
-  async getArchive (): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> { throw notSupported(K8S, NOT_YET('files in and out of pods')) }
-  async putArchive (): Promise<void> { throw notSupported(K8S, NOT_YET('files in and out of pods')) }
-  async containerConfig (): Promise<ContainerConfig> { throw notSupported(K8S, NOT_YET('a Deployment\'s spec as a run request')) }
-  async listExpiring (): Promise<ExpiringContainer[]> { return [] }
-  async setExpiry (): Promise<void> { throw notSupported(K8S, NOT_YET('expiry')) }
+  /**
+   * What a Deployment cannot be asked for. A replica that exits is always restarted (a Deployment's
+   * pods have restartPolicy Always), so on-failure is refused; `no`, the default, is taken to mean
+   * that nothing was asked for and is reported as always. Host paths and the engine's own knobs that
+   * the restricted pod security profile or the pod API do not have are refused.
+   */
+  check (spec: RunSpec): void {
+    const refused: Array<[boolean, string]> = [
+      [spec.autoRemove, 'autoRemove is not supported on Kubernetes: a Deployment\'s pods are replaced when they exit; remove the container when done'],
+      [spec.restart.policy === 'on-failure', 'restart on-failure is not possible on Kubernetes: a Deployment restarts its replicas whenever they exit'],
+      [spec.mounts.some(mount => mount.type === 'bind'), 'bind mounts are not supported on Kubernetes: a host path is another directory on every node, and the restricted pod security profile forbids hostPath volumes'],
+      [spec.image.kind === 'id', 'on Kubernetes a container runs an image reference that its node pulls, not an image id of one engine'],
+      [spec.gpus !== undefined && typeof spec.gpus !== 'number', 'on Kubernetes GPUs are asked for by count (the nvidia.com/gpu resource): "all" and device ids are a single host\'s'],
+      [spec.ulimits !== undefined, 'ulimits cannot be set per pod on Kubernetes'],
+      [spec.init === true, 'init is not offered on Kubernetes: the container runtime has no --init; use an image whose entrypoint is an init'],
+      [spec.stopSignal !== undefined && spec.stopSignal !== 'SIGTERM', 'Kubernetes 1.25 stops a pod with SIGTERM only: another stop signal cannot be given']
+    ]
+    const reason = refused.find(([applies]) => applies)
+    if (reason !== undefined) throw notSupported(K8S, reason[1])
+  }
 
   async listNodes (): Promise<Node[]> {
     let nodes: V1Node[]
@@ -134,7 +118,7 @@ export class KubernetesEngine implements Engine {
     return nodes.map(nodeOf).sort((a, b) => a.name.localeCompare(b.name))
   }
 
-  async listContainers (options: ListContainersOptions): Promise<ContainerSummary[]> {
+  async list (options: ListContainersOptions): Promise<ContainerSummary[]> {
     await this.#ready()
     // The pods by container, once: not the whole pod list again for every Deployment.
     const pods = new Map<string, V1Pod[]>()
@@ -154,7 +138,7 @@ export class KubernetesEngine implements Engine {
       .sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt))
   }
 
-  async inspectContainer (idOrName: string): Promise<Container> {
+  async inspect (idOrName: string): Promise<Container> {
     return containerOfDeployment(await this.#deployment(idOrName), this.#pods.list())
   }
 
@@ -188,11 +172,11 @@ export class KubernetesEngine implements Engine {
         if (ranged && error instanceof PortConflictError && attempt < MAX_RANGE_ATTEMPTS && chosenPorts.size > 0) continue
         throw this.#withHolder(error, id)
       }
-      return await this.inspectContainer(id)
+      return await this.inspect(id)
     }
   }
 
-  async startContainer (idOrName: string): Promise<StateChange> {
+  async start (idOrName: string): Promise<StateChange> {
     const deployment = await this.#deployment(idOrName)
     if (!isStopped(deployment)) return { changed: false }
     const id = idOf(deployment)
@@ -210,7 +194,7 @@ export class KubernetesEngine implements Engine {
     return { changed: true }
   }
 
-  async stopContainer (idOrName: string, options: { timeout?: number }): Promise<StateChange> {
+  async stop (idOrName: string, options: { timeout?: number }): Promise<StateChange> {
     const deployment = await this.#deployment(idOrName)
     const id = idOf(deployment)
     const pods = podsOf(deployment, this.#pods.list())
@@ -223,7 +207,7 @@ export class KubernetesEngine implements Engine {
     return { changed: !stopped && pods.some(pod => podState(pod) !== 'shutdown') }
   }
 
-  async restartContainer (idOrName: string, options: { timeout?: number }): Promise<StateChange> {
+  async restart (idOrName: string, options: { timeout?: number }): Promise<StateChange> {
     const deployment = await this.#deployment(idOrName)
     const id = idOf(deployment)
     const count = replicaCount(deployment)
@@ -241,7 +225,7 @@ export class KubernetesEngine implements Engine {
     return { changed: true }
   }
 
-  async removeContainer (idOrName: string, options: { force: boolean }): Promise<void> {
+  async remove (idOrName: string, options: { force: boolean }): Promise<void> {
     const deployment = await this.#deployment(idOrName)
     if (!options.force && podsOf(deployment, this.#pods.list()).some(isRunning)) {
       throw new BerthError('container_running', `container ${idOrName} is running; stop it first or remove it with force=true`)
@@ -249,7 +233,7 @@ export class KubernetesEngine implements Engine {
     await this.#discard(deployment, options.force)
   }
 
-  async scaleContainer (idOrName: string, replicas: number): Promise<StateChange> {
+  async scale (idOrName: string, replicas: number): Promise<StateChange> {
     const deployment = await this.#deployment(idOrName)
     const id = idOf(deployment)
     const count = replicaCount(deployment)
@@ -271,7 +255,7 @@ export class KubernetesEngine implements Engine {
     return { changed: true }
   }
 
-  async containerLogs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {
+  async logs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {
     const deployment = await this.#deployment(idOrName)
     return await readPodLogs(this.#client, podsWithLogs(podsOf(deployment, this.#pods.list())), options)
   }

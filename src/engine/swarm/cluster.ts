@@ -1,21 +1,19 @@
-// berth's Engine on a Docker Swarm cluster, driven through one manager: a container is a service,
-// its replicas are tasks the manager schedules over the nodes. A run answers when its replicas run,
-// or says why they cannot (a host-mode port no eligible node has free, constraints, resources, an
-// image a node cannot get) and removes the service again: nothing is left pending. Stop scales to
-// none and remembers the count; start brings it back. The cluster has no one image store nor
-// volumes shared by its nodes: those operations are not_supported.
+// A Docker Swarm cluster driven through one manager, as berth's containers part: a container is a
+// service, its replicas are tasks the manager schedules over the nodes. A run answers when its
+// replicas run, or says why they cannot (a host-mode port no eligible node has free, constraints,
+// resources, an image a node cannot get) and removes the service again: nothing is left pending.
+// Stop scales to none and remembers the count; start brings it back.
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
-import { notSupported } from '../capabilities.ts'
+import { notSupported, type ContainersPart } from '../parts.ts'
 import { pullFailureReason, toAuthConfig } from '../docker/mapping.ts'
 import { engineTime } from '../docker/streams.ts'
 import { DockerTransport } from '../docker/transport.ts'
 import { chooseHostPorts } from '../host-ports.ts'
 import { PortConflictError } from '../types.ts'
 import type {
-  BuiltImage, Container, ContainerConfig, ContainerExit, ContainerStats, ExecSession, ContainerSummary, DiskUsage, Engine, EngineEvent, ImageHistoryEntry, Network, PruneReport, PushedImage, EngineInfo, EventsOptions, Image, ImageRemoval, ImageSummary, ListContainersOptions,
-  ExpiringContainer, LogEntry, LogOptions, Node, PathStat, PortRequest, PulledImage, RunSpec, StateChange, Volume
+  Container, ContainerSummary, EngineEvent, EngineInfo, EventsOptions, ListContainersOptions, LogEntry, LogOptions, Node, PortRequest, RunSpec, StateChange
 } from '../types.ts'
 import { SwarmApi } from './api.ts'
 import { OutOfSequenceError } from './errors.ts'
@@ -47,13 +45,7 @@ const NODES_TTL_MS = 5000
 const MAX_RANGE_ATTEMPTS = 16
 const UPDATE_ATTEMPTS = 5
 
-const IMAGE_STORE = 'a Swarm cluster has no single image store: each node pulls a container\'s image when a task of it starts there'
-const VOLUMES = 'named volumes are not supported on a Swarm cluster: each node has its own'
-const NETWORKS = 'networks through berth are single-host for now; on a Swarm cluster they would be overlay networks, which berth does not manage yet'
-const FILES = 'files in and out of a service\'s tasks are not there yet on a Swarm cluster: they live on each node\'s engine'
-
-export class SwarmEngine implements Engine {
-  readonly kind = 'swarm' as const
+export class SwarmCluster implements ContainersPart {
   readonly #options: SwarmEngineOptions
   readonly #api: SwarmApi
   readonly #pollMs: number
@@ -74,35 +66,17 @@ export class SwarmEngine implements Engine {
     return info
   }
 
-  async pullImage (): Promise<PulledImage> { throw notSupported('swarm', IMAGE_STORE) }
-  async listImages (): Promise<ImageSummary[]> { throw notSupported('swarm', IMAGE_STORE) }
-  async inspectImage (): Promise<Image> { throw notSupported('swarm', IMAGE_STORE) }
-  async removeImage (): Promise<ImageRemoval> { throw notSupported('swarm', IMAGE_STORE) }
-  async inspectVolume (): Promise<Volume> { throw notSupported('swarm', VOLUMES) }
-  async createVolume (): Promise<Volume> { throw notSupported('swarm', VOLUMES) }
-  async removeVolume (): Promise<void> { throw notSupported('swarm', VOLUMES) }
-  async listVolumes (): Promise<Volume[]> { throw notSupported('swarm', VOLUMES) }
-  async waitContainer (): Promise<ContainerExit> { throw notSupported('swarm', 'a service has no single exit to wait for on a Swarm cluster; follow its tasks in ps or events') }
-  async listNetworks (): Promise<Network[]> { throw notSupported('swarm', NETWORKS) }
-  async inspectNetwork (): Promise<Network> { throw notSupported('swarm', NETWORKS) }
-  async createNetwork (): Promise<Network> { throw notSupported('swarm', NETWORKS) }
-  async removeNetwork (): Promise<void> { throw notSupported('swarm', NETWORKS) }
-  async connectNetwork (): Promise<StateChange> { throw notSupported('swarm', NETWORKS) }
-  async disconnectNetwork (): Promise<StateChange> { throw notSupported('swarm', NETWORKS) }
-  async buildImage (): Promise<BuiltImage> { throw notSupported('swarm', IMAGE_STORE) }
-  async tagImage (): Promise<void> { throw notSupported('swarm', IMAGE_STORE) }
-  async pushImage (): Promise<PushedImage> { throw notSupported('swarm', IMAGE_STORE) }
-  async imageHistory (): Promise<ImageHistoryEntry[]> { throw notSupported('swarm', IMAGE_STORE) }
-  async pruneImages (): Promise<PruneReport> { throw notSupported('swarm', IMAGE_STORE) }
-  async pruneBuildCache (): Promise<PruneReport> { throw notSupported('swarm', IMAGE_STORE) }
-  async diskUsage (): Promise<DiskUsage> { throw notSupported('swarm', IMAGE_STORE) }
-  async exec (): Promise<ExecSession> { throw notSupported('swarm', 'exec into a service\'s task is not there yet on a Swarm cluster (the manager has no exec API; it needs the node\'s engine)') }
-  async containerStats (): Promise<AsyncIterable<ContainerStats>> { throw notSupported('swarm', 'stats of a service\'s tasks are not there yet on a Swarm cluster (they live on each node\'s engine)') }
-  async getArchive (): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> { throw notSupported('swarm', FILES) }
-  async listExpiring (): Promise<ExpiringContainer[]> { return [] }
-  async setExpiry (): Promise<void> { throw notSupported('swarm', 'expiry is single-host for now; on a Swarm cluster a service\'s labels could carry it') }
-  async putArchive (): Promise<void> { throw notSupported('swarm', FILES) }
-  async containerConfig (): Promise<ContainerConfig> { throw notSupported('swarm', 'a service\'s spec as a run request is not there yet on a Swarm cluster') }
+  /** What a service cannot be asked for; volumes and expiry are the parts' to refuse. */
+  check (spec: RunSpec): void {
+    if (spec.autoRemove) {
+      throw notSupported('swarm', 'autoRemove is not supported on a Swarm cluster: a service\'s tasks are kept and replaced by the orchestrator; remove the container when done')
+    }
+    const pinned = spec.ports.find(port => port.hostIp !== undefined && port.hostIp !== '0.0.0.0' && port.hostIp !== '::')
+    if (pinned !== undefined) {
+      throw notSupported('swarm', `Swarm publishes a port on every address of a node; binding port ${pinned.container} to host IP ${pinned.hostIp} is not possible ` +
+        '(with BERTH_ALLOWED_HOST_IPS set, allow 0.0.0.0 to publish on a cluster)')
+    }
+  }
 
   async listNodes (): Promise<Node[]> {
     const nodes = await this.#api.get<SwarmNode[]>('/nodes', {}, { target: 'nodes' })
@@ -110,7 +84,7 @@ export class SwarmEngine implements Engine {
     return nodes.map(nodeOf).sort((a, b) => a.name.localeCompare(b.name))
   }
 
-  async listContainers (options: ListContainersOptions): Promise<ContainerSummary[]> {
+  async list (options: ListContainersOptions): Promise<ContainerSummary[]> {
     const services = await this.#api.get<SwarmService[]>('/services', {
       filters: { ...(options.labels?.length ? { label: options.labels } : {}), ...(options.name ? { name: [options.name] } : {}) }
     }, { subject: 'container', target: 'containers' })
@@ -129,7 +103,7 @@ export class SwarmEngine implements Engine {
       .sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt))
   }
 
-  async inspectContainer (idOrName: string): Promise<Container> {
+  async inspect (idOrName: string): Promise<Container> {
     const service = await this.#service(idOrName)
     const tasks = await this.#tasks([service.ID])
     return containerOfService(service, tasks, await this.#nodeRefs(tasks))
@@ -156,11 +130,11 @@ export class SwarmEngine implements Engine {
         if (ranged && error instanceof PortConflictError && attempt < MAX_RANGE_ATTEMPTS && chosenPorts !== undefined && chosenPorts.size > 0) continue
         throw await this.#withHolder(error, id)
       }
-      return await this.inspectContainer(id)
+      return await this.inspect(id)
     }
   }
 
-  async startContainer (id: string): Promise<StateChange> {
+  async start (id: string): Promise<StateChange> {
     const service = await this.#service(id)
     const tasks = await this.#tasks([service.ID])
     const count = replicaCount(service)
@@ -183,7 +157,7 @@ export class SwarmEngine implements Engine {
     return { changed: true }
   }
 
-  async stopContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
+  async stop (id: string, options: { timeout?: number }): Promise<StateChange> {
     refuseTimeout(options.timeout)
     const service = await this.#service(id)
     const tasks = await this.#tasks([service.ID])
@@ -194,7 +168,7 @@ export class SwarmEngine implements Engine {
     return { changed: live && !isStopped(service) }
   }
 
-  async restartContainer (id: string, options: { timeout?: number }): Promise<StateChange> {
+  async restart (id: string, options: { timeout?: number }): Promise<StateChange> {
     refuseTimeout(options.timeout)
     const service = await this.#service(id)
     const tasks = await this.#tasks([service.ID])
@@ -213,7 +187,7 @@ export class SwarmEngine implements Engine {
     return { changed: true }
   }
 
-  async removeContainer (id: string, options: { force: boolean }): Promise<void> {
+  async remove (id: string, options: { force: boolean }): Promise<void> {
     const service = await this.#service(id)
     if (!options.force) {
       const tasks = await this.#tasks([service.ID])
@@ -224,7 +198,7 @@ export class SwarmEngine implements Engine {
     await this.#removeService(service.ID, this.#graceMs(service.Spec))
   }
 
-  async scaleContainer (id: string, replicas: number): Promise<StateChange> {
+  async scale (id: string, replicas: number): Promise<StateChange> {
     const service = await this.#service(id)
     const count = replicaCount(service)
     if (count === replicas) return { changed: false }
@@ -245,7 +219,7 @@ export class SwarmEngine implements Engine {
     return { changed: true }
   }
 
-  async containerLogs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {
+  async logs (idOrName: string, options: LogOptions): Promise<AsyncIterable<LogEntry>> {
     const service = await this.#service(idOrName)
     const now = BigInt(Date.now()) * 1_000_000n
     // The manager has no `until`: berth drops later lines, and ends a followed stream at that time.
