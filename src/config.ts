@@ -50,6 +50,12 @@ export interface Policy {
   quota: Quota
   /** Whether a build's RUN steps may have a network (BERTH_BUILD_NETWORK); without it they run with none. */
   buildNetwork: boolean
+  /**
+   * Where a token that is not admin may push, inside every registry (BERTH_PUSH_NAMESPACE): a
+   * repository path of lower-case components, `{deployment}` and `{token}`, under which the token's
+   * pushes must go; and nobody else may give an image a name there. null: any name on the allow-list.
+   */
+  pushNamespace: string | null
 }
 
 /** What every backend that speaks the Docker API needs: where its socket is, and how long a call may take. */
@@ -86,6 +92,14 @@ export type EngineConfig =
 
 export const ENGINE_KINDS = ['docker', 'swarm', 'kubernetes'] as const
 
+/**
+ * Where a Docker engine listens: its unix socket, or a TCP address with TLS (a client certificate),
+ * or plain TCP on loopback only (a sidecar in berth's own pod). A cluster's builder is one (BERTH_BUILDER).
+ */
+export type EngineAddress =
+  | { socketPath: string }
+  | { host: string, port: number, tls: { ca: Buffer, cert: Buffer, key: Buffer } | null }
+
 export interface Config {
   host: string
   /**
@@ -96,6 +110,8 @@ export interface Config {
   port: number
   logLevel: string
   engine: EngineConfig
+  /** Where a cluster's images are built, tagged and pushed from; null: nowhere (builds are 501 on a cluster). */
+  builder: EngineAddress | null
   auth: {
     disabled: boolean
     /** The tokens at start; src/token-store.ts holds the ones in use, which a reload replaces. */
@@ -147,6 +163,8 @@ export interface Config {
     sweepIntervalMs: number
     /** How long an exited autoRemove container stays (its logs readable) when nobody waits for it. */
     autoRemoveGraceMs: number
+    /** How many containers the sweeper works on at once (stops, removals, idle readings): one slow stop holds up nobody else. */
+    concurrency: number
   }
   /** Files in and out of containers (docker cp). */
   files: {
@@ -166,6 +184,7 @@ export const defaults: Config = {
   port: 8080,
   logLevel: 'info',
   engine: { kind: 'docker', socketPath: DOCKER_SOCKET, timeoutMs: 10_000 },
+  builder: null,
   auth: { disabled: false, tokens: [], tokensFile: null, docsPublic: true, metricsPublic: false, failuresPerMinute: 20, stateDir: null },
   policy: {
     images: ['*'],
@@ -177,7 +196,8 @@ export const defaults: Config = {
     maxCpus: null,
     maxShmBytes: null,
     quota: { containers: null, memoryBytes: null, cpus: null, gpus: null },
-    buildNetwork: false
+    buildNetwork: false,
+    pushNamespace: '{deployment}/{token}'
   },
   limits: {
     bodyLimit: 64 * 1024,
@@ -193,7 +213,7 @@ export const defaults: Config = {
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
   streams: { heartbeatMs: 15_000 },
   registryAuth: {},
-  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000 },
+  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000, concurrency: 8 },
   files: { maxUploadBytes: 256 * 1024 ** 2, maxDownloadBytes: 1024 ** 3 }
 }
 
@@ -219,7 +239,8 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
     streams: { ...defaults.streams, ...overrides.streams },
     lifecycle: { ...defaults.lifecycle, ...overrides.lifecycle },
     files: { ...defaults.files, ...overrides.files },
-    registryAuth: (overrides.registryAuth ?? defaults.registryAuth) as Config['registryAuth']
+    registryAuth: (overrides.registryAuth ?? defaults.registryAuth) as Config['registryAuth'],
+    builder: (overrides.builder === undefined ? defaults.builder : overrides.builder) as Config['builder']
   }
 }
 
@@ -239,6 +260,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     port: parseInteger('BERTH_PORT', env.BERTH_PORT, defaults.port, 0, 65535),
     logLevel: env.BERTH_LOG_LEVEL ?? defaults.logLevel,
     engine: parseEngine(env, parseDeployment(env.BERTH_DEPLOYMENT)),
+    builder: parseBuilder(env),
     auth: {
       disabled: parseBoolean('BERTH_AUTH_DISABLED', env.BERTH_AUTH_DISABLED, false),
       tokens,
@@ -263,7 +285,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
         cpus: env.BERTH_QUOTA_CPUS ? parsePositive('BERTH_QUOTA_CPUS', env.BERTH_QUOTA_CPUS) : null,
         gpus: env.BERTH_QUOTA_GPUS ? parseInteger('BERTH_QUOTA_GPUS', env.BERTH_QUOTA_GPUS, 0, 0, 1024) : null
       },
-      buildNetwork: parseBoolean('BERTH_BUILD_NETWORK', env.BERTH_BUILD_NETWORK, false)
+      buildNetwork: parseBoolean('BERTH_BUILD_NETWORK', env.BERTH_BUILD_NETWORK, false),
+      pushNamespace: parsePushNamespace(env.BERTH_PUSH_NAMESPACE)
     },
     limits: {
       bodyLimit: env.BERTH_BODY_LIMIT ? parseBytes('BERTH_BODY_LIMIT', env.BERTH_BODY_LIMIT) : defaults.limits.bodyLimit,
@@ -286,7 +309,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {},
     lifecycle: {
       sweepIntervalMs: parseInteger('BERTH_SWEEP_INTERVAL_MS', env.BERTH_SWEEP_INTERVAL_MS, defaults.lifecycle.sweepIntervalMs, 0, 3_600_000),
-      autoRemoveGraceMs: parseInteger('BERTH_AUTO_REMOVE_GRACE_MS', env.BERTH_AUTO_REMOVE_GRACE_MS, defaults.lifecycle.autoRemoveGraceMs, 0, 7 * 24 * 3_600_000)
+      autoRemoveGraceMs: parseInteger('BERTH_AUTO_REMOVE_GRACE_MS', env.BERTH_AUTO_REMOVE_GRACE_MS, defaults.lifecycle.autoRemoveGraceMs, 0, 7 * 24 * 3_600_000),
+      concurrency: parseInteger('BERTH_SWEEP_CONCURRENCY', env.BERTH_SWEEP_CONCURRENCY, defaults.lifecycle.concurrency, 1, 1000)
     },
     files: {
       maxUploadBytes: env.BERTH_MAX_UPLOAD ? parseBytes('BERTH_MAX_UPLOAD', env.BERTH_MAX_UPLOAD) : defaults.files.maxUploadBytes,
@@ -401,6 +425,41 @@ function parseEngine (env: NodeJS.ProcessEnv, deployment: string): EngineConfig 
   }
 }
 
+// BERTH_BUILDER=unix:///var/run/docker.sock | tcp://builder:2376 (with BERTH_BUILDER_CERT_PATH) | tcp://127.0.0.1:2375
+function parseBuilder (env: NodeJS.ProcessEnv): EngineAddress | null {
+  const value = env.BERTH_BUILDER ?? ''
+  if (value === '') {
+    if ((env.BERTH_BUILDER_CERT_PATH ?? '') !== '') throw new ConfigError('BERTH_BUILDER_CERT_PATH is set without BERTH_BUILDER')
+    return null
+  }
+  if (value.startsWith('unix://')) {
+    const socketPath = value.slice('unix://'.length)
+    if (!socketPath.startsWith('/')) throw new ConfigError('BERTH_BUILDER unix:// needs an absolute socket path, such as unix:///var/run/docker.sock')
+    return { socketPath }
+  }
+  const match = /^tcp:\/\/(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value)
+  if (match === null) throw new ConfigError('BERTH_BUILDER must be unix:///path/to/docker.sock or tcp://host:port')
+  const host = (match[1] as string).replace(/^\[|\]$/g, '')
+  const port = Number(match[2])
+  if (port < 1 || port > 65535) throw new ConfigError('BERTH_BUILDER\'s port must be from 1 to 65535')
+  const certPath = env.BERTH_BUILDER_CERT_PATH ?? ''
+  if (certPath === '') {
+    // Plain TCP carries root on the builder to anyone on the path: only where nothing else is on it.
+    if (!['127.0.0.1', '::1', 'localhost'].includes(host)) {
+      throw new ConfigError('BERTH_BUILDER over TCP to another host needs TLS: set BERTH_BUILDER_CERT_PATH to a directory with ca.pem, cert.pem and key.pem')
+    }
+    return { host, port, tls: null }
+  }
+  const read = (file: string): Buffer => {
+    try {
+      return readFileSync(`${certPath}/${file}`)
+    } catch (error) {
+      throw new ConfigError(`BERTH_BUILDER_CERT_PATH: cannot read ${certPath}/${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`)
+    }
+  }
+  return { host, port, tls: { ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem') } }
+}
+
 function readableFile (name: string, path: string): void {
   try {
     readFileSync(path)
@@ -413,6 +472,23 @@ function parseDeployment (value: string | undefined): string {
   if (value === undefined || value === '') return defaults.deployment
   if (!/^(?!\.{1,2}$)[a-z0-9][a-z0-9_.-]{0,62}$/.test(value)) throw new ConfigError('BERTH_DEPLOYMENT must be 1-63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit')
   return value
+}
+
+/**
+ * BERTH_PUSH_NAMESPACE: `*` for any name on the allow-list, or a repository path whose components are
+ * lower-case letters, digits, ".", "_" and "-" with `{deployment}` and `{token}` in them.
+ */
+function parsePushNamespace (value: string | undefined): string | null {
+  if (value === undefined || value.trim() === '') return defaults.policy.pushNamespace
+  const template = value.trim()
+  if (template === '*') return null
+  for (const component of template.split('/')) {
+    const literal = component.replace(/\{(deployment|token)\}/g, 'x')
+    if (component === '' || !/^[a-z0-9._-]+$/.test(literal)) {
+      throw new ConfigError('BERTH_PUSH_NAMESPACE must be * or a repository path such as {deployment}/{token} or teams/{token}: lower-case components, {deployment} and {token}, no empty component')
+    }
+  }
+  return template
 }
 
 function parseStateDir (value: string | undefined): string | null {

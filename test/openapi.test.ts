@@ -7,7 +7,8 @@ import { renderOpenApi } from '../scripts/openapi-document.ts'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { errorCodes, type ErrorCode } from '../src/errors.ts'
-import { exampleProblem, PROBLEM_MEMBERS, problemSchemaName } from '../src/schemas/problems.ts'
+import { exampleProblem } from '../src/schemas/common.ts'
+import { PROBLEM_MEMBERS, problemSchemaName } from '../src/schemas/problems.ts'
 import { build } from './helpers.ts'
 
 t.test('openapi/openapi.yaml is up to date (regenerate with npm run openapi)', async t => {

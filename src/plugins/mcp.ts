@@ -80,7 +80,7 @@ export default fp(async (app) => {
     bodyLimit: Math.max(app.config.limits.bodyLimit, Math.ceil(MAX_FILE / 3) * 4 + 64 * 1024),
     // Not an operation of the OpenAPI document: MCP is a protocol of its own (JSON-RPC messages, whose
     // schemas are the protocol's), and a client generated from the document has no use for it. The
-    // document's description points at it; the README says how to use it.
+    // document's description points at it; docs/mcp.md says how to use it.
     schema: { hide: true }
   }, async (request, reply) => {
     const loaded = await (sdk ??= loadSdk())

@@ -3,8 +3,8 @@
 // all from the registry in src/errors.ts. Routes name the codes their handler and the engine can
 // answer (`problems(...)`); plugins/problems.ts adds the ones berth's plugins answer for a route.
 import { Type, type Static, type TSchema } from 'typebox'
-import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../errors.ts'
-import type { Problem } from './common.ts'
+import { errorCodes, type ErrorCode } from '../errors.ts'
+import { exampleProblem, type Problem } from './common.ts'
 
 export const PROBLEM_JSON = 'application/problem+json'
 
@@ -31,22 +31,6 @@ export interface ProblemResponse {
 
 /** What an example says in place of the registry's: the detail and extension members. */
 export type ExampleOverrides = Partial<Record<ErrorCode, { detail: string, [extension: string]: unknown }>>
-
-/** A problem body as berth would send it for `code`, from the registry's example unless `example` is given. */
-export function exampleProblem (code: ErrorCode, instance?: string, example: { detail: string, [extension: string]: unknown } = errorCodes[code].example): Record<string, unknown> {
-  const { status, title } = errorCodes[code]
-  const { detail, ...extensions } = example
-  return {
-    ...extensions,
-    type: PROBLEM_TYPE_BASE + code,
-    title,
-    status,
-    detail,
-    code,
-    ...(instance === undefined ? {} : { instance }),
-    requestId: '7f3c1a52-9d4e-4b8a-a1f6-2c5e8d0b9a41'
-  }
-}
 
 /** The response key a code is declared under: its status, or 4xx for what any request can meet. */
 function statusKey (code: ErrorCode): string {
@@ -128,7 +112,7 @@ export const PROBLEM_MEMBERS: { [C in ErrorCode]?: Record<string, TSchema> } = {
   },
   forbidden: { scope: Type.Enum(['read', 'write', 'admin', 'build'], { type: 'string', description: 'The scope the operation needs.' }) },
   policy_denied: {
-    rule: Type.String({ description: 'The policy rule that refused it: images, hostPorts, hostIps, bindPaths, memory, cpus, shmSize…' }),
+    rule: Type.String({ description: 'The policy rule that refused it: images, hostPorts, hostIps, bindPaths, memory, cpus, shmSize, buildNetwork, imageNames, pushNamespace…' }),
     line: Type.Integer({ description: 'In a build: the Dockerfile line that asked for it.' })
   },
   quota_exceeded: {
@@ -167,7 +151,12 @@ export const PROBLEM_MEMBERS: { [C in ErrorCode]?: Record<string, TSchema> } = {
     output: Type.Array(Type.String(), { description: 'The failing step\'s last lines of output.' }),
     exitCode: Type.Integer({ description: 'The failing command\'s exit code.' })
   },
-  push_failed: { image, reason: failureReason('push') }
+  push_failed: { image, reason: failureReason('push'), imageId: Type.String({ description: 'On a cluster, when the build was made and only its push failed: the image, kept on the builder to push again.' }) },
+  invalid_build_context: {
+    reason: Type.Enum(['format', 'truncated', 'name', 'duplicate', 'entry_type', 'parent_not_directory', 'link', 'dockerfile', 'dockerignore'], { type: 'string', description: 'The rule of the build context it breaks.' }),
+    entry: Type.String({ description: 'The entry of the context that breaks it, when one does.' })
+  },
+  path_conflict: { path: Type.String({ description: 'The path in the container that is in the way.' }) }
 }
 
 /** The document's name of the schema of one code's problems: port_conflict → PortConflictProblem. */

@@ -2,6 +2,7 @@
 // Deployment whose replicas are pods. The Kubernetes client (~27 MB of generated API models, tens
 // of MB of memory once imported) is loaded only when this backend is opened, never by the others.
 import type { Config } from '../../config.ts'
+import { builderBuilds, builderDisk } from '../builder.ts'
 import { absent, defineBackend } from '../parts.ts'
 import type { KubeCluster } from './cluster.ts'
 
@@ -28,8 +29,8 @@ export const kubernetes = defineBackend<KubeCluster>({
   parts: {
     containers: cluster => cluster,
     images: absent(NO_IMAGE_STORE),
-    builds: absent(`${NO_IMAGE_STORE}, and no builder engine is configured`),
-    disk: absent(NO_IMAGE_STORE),
+    builds: builderBuilds,
+    disk: builderDisk,
     volumes: absent(NOT_YET('named volumes (they would be PersistentVolumeClaims)')),
     networks: absent('networks through berth are single-host; on Kubernetes every pod is on the cluster network'),
     exec: absent(NOT_YET('exec into a pod')),
