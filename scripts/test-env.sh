@@ -27,6 +27,8 @@ need_packages() {
   command -v ip >/dev/null || missing+=(iproute2)
   # test/swagger-ui.test.ts drives Swagger UI in a real headless browser (no browser download works here).
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # test/openapi.test.ts reads the committed document with PyYAML, a YAML 1.1 reader.
+  python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
