@@ -32,6 +32,8 @@ need_packages() {
   # Debian's python3, not whichever python3 comes first on the PATH.
   [ -x /usr/bin/jupyterhub ] && [ -x /usr/bin/configurable-http-proxy ] || missing+=(jupyterhub)
   /usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || missing+=(python3-pytest)
+  # test/openapi.test.ts reads the committed document with PyYAML, a YAML 1.1 reader.
+  python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
