@@ -123,15 +123,16 @@ t.test('run capabilities, backend by backend', async t => {
   const base: RunSpec = { image: { kind: 'ref' as const, ref: {} as never }, env: {}, labels: {}, ports: [], mounts: [], restart: { policy: 'no' as const }, autoRemove: false, pull: 'missing' as const }
   const { DockerContainers } = await import('../src/engine/docker/containers.ts')
   const { SwarmCluster } = await import('../src/engine/swarm/cluster.ts')
-  const { KubeCluster } = await import('../src/engine/kubernetes/cluster.ts')
+  const { KubeContainers } = await import('../src/engine/kubernetes/containers.ts')
   const check = (kind: EngineKind, spec: RunSpec): void => {
-    const prototype = { docker: DockerContainers, swarm: SwarmCluster, kubernetes: KubeCluster }[kind].prototype as { check: (spec: RunSpec) => void }
+    const prototype = { docker: DockerContainers, swarm: SwarmCluster, kubernetes: KubeContainers }[kind].prototype as { check: (spec: RunSpec) => void }
     prototype.check(spec)
   }
   t.doesNotThrow(() => check('docker', { ...base, replicas: 1 }))
   t.doesNotThrow(() => check('swarm', { ...base, replicas: 3, ports: [{ container: 80, protocol: 'tcp', hostIp: '0.0.0.0' }] }))
   t.throws(() => check('swarm', { ...base, ports: [{ container: 80, protocol: 'tcp', hostIp: '127.0.0.1' }] }), { code: 'not_supported', message: /host IP/ })
-  t.throws(() => check('kubernetes', { ...base, restart: { policy: 'on-failure' } }), { code: 'not_supported', message: /Deployment restarts/ })
+  t.doesNotThrow(() => check('kubernetes', { ...base, restart: { policy: 'on-failure', maxRetries: 2 } }), 'a run that finishes is a Job')
+  t.doesNotThrow(() => check('kubernetes', { ...base, autoRemove: true }))
   t.throws(() => check('kubernetes', { ...base, mounts: [{ type: 'bind', source: '/srv', target: '/v', readOnly: false }] }), { code: 'not_supported', message: /hostPath/ })
   t.throws(() => check('kubernetes', { ...base, gpus: 'all' }), { code: 'not_supported', message: /by count/ })
   t.doesNotThrow(() => check('kubernetes', { ...base, replicas: 2, gpus: 1, ports: [{ container: 80, protocol: 'tcp', hostIp: '127.0.0.1' }] }))

@@ -4,13 +4,12 @@
 // removed at the end, and berth reaches the apiserver through a TCP relay the tests can cut, for a
 // real outage that leaves the cluster itself alone.
 import { connect, createServer, type Server, type Socket } from 'node:net'
-import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node'
+import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node'
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import type { Config, DeepPartial } from '../src/config.ts'
-import { kubernetes } from '../src/engine/kubernetes/backend.ts'
-import { KubeCluster } from '../src/engine/kubernetes/cluster.ts'
+import { kubernetes, openKube } from '../src/engine/kubernetes/backend.ts'
 import { composeFrom } from '../src/engine/parts.ts'
 import { RUN, checkDeclaredProblems, testConfig, waitFor } from './helpers.ts'
 
@@ -47,7 +46,7 @@ export function adminConfig (): KubeConfig {
   return config
 }
 
-export const admin = kubeEnv === null ? null : { apps: adminConfig().makeApiClient(AppsV1Api), core: adminConfig().makeApiClient(CoreV1Api) }
+export const admin = kubeEnv === null ? null : { apps: adminConfig().makeApiClient(AppsV1Api), batch: adminConfig().makeApiClient(BatchV1Api), core: adminConfig().makeApiClient(CoreV1Api) }
 
 /** This run's namespace for a purpose, as deploy/kubernetes/namespaces.yaml makes berth-default, removed at the end. */
 export async function namespaceFor (t: Test, purpose: string): Promise<string> {
@@ -58,16 +57,20 @@ export async function namespaceFor (t: Test, purpose: string): Promise<string> {
   return name
 }
 
-/** Everything left in a namespace: Deployments, pods (also while they terminate), secrets berth made. */
+/** Everything left in a namespace: Deployments, Jobs, pods (also while they terminate), secrets and volumes berth made. */
 export async function leftoversIn (namespace: string): Promise<string[]> {
-  const { apps, core } = admin as NonNullable<typeof admin>
+  const { apps, batch, core } = admin as NonNullable<typeof admin>
   const deployments = await apps.listNamespacedDeployment({ namespace })
+  const jobs = await batch.listNamespacedJob({ namespace })
   const pods = await core.listNamespacedPod({ namespace })
   const secrets = await core.listNamespacedSecret({ namespace, labelSelector: 'app.kubernetes.io/managed-by=berth' })
+  const claims = await core.listNamespacedPersistentVolumeClaim({ namespace })
   return [
     ...deployments.items.map(item => `deployment ${item.metadata?.name}`),
+    ...jobs.items.map(item => `job ${item.metadata?.name}`),
     ...pods.items.map(item => `pod ${item.metadata?.name}`),
-    ...secrets.items.map(item => `secret ${item.metadata?.name}`)
+    ...secrets.items.map(item => `secret ${item.metadata?.name}`),
+    ...claims.items.map(item => `volume ${item.metadata?.name}`)
   ]
 }
 
@@ -134,7 +137,7 @@ export async function buildKube (t: Test, options: KubeBuild): Promise<FastifyIn
     engine: { kind: 'kubernetes', kubeconfig: null, namespace: options.namespace, placementTimeoutMs: 60_000, ...options.config?.engine } as DeepPartial<Config['engine']>
   })
   const engineConfig = config.engine as Extract<Config['engine'], { kind: 'kubernetes' }>
-  const engine = await composeFrom(kubernetes, new KubeCluster({
+  const engine = await composeFrom(kubernetes, await openKube({
     kubeconfig,
     namespace: options.namespace,
     timeoutMs: engineConfig.timeoutMs,

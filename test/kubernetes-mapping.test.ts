@@ -6,9 +6,8 @@ import type { V1Deployment, V1Pod } from '@kubernetes/client-node'
 import { ApiException } from '@kubernetes/client-node'
 import { podFailure } from '../src/engine/kubernetes/failures.ts'
 import { isConnectionFailure, mapKubeError, statusOf } from '../src/engine/kubernetes/errors.ts'
-import {
-  ANNOTATION_LABELS, ANNOTATION_REPLICAS, LABEL_ID, bytesOf, checkName, containerOfDeployment, coresOf, deploymentOf, podState, summaryOf, userOf
-} from '../src/engine/kubernetes/mapping.ts'
+import { ANNOTATION_LABELS, ANNOTATION_REPLICAS, LABEL_ID, bytesOf, checkName, coresOf, deploymentOf, userOf, type Workload } from '../src/engine/kubernetes/mapping.ts'
+import { containerOf, podState, summaryOf as summaryOfWorkload } from '../src/engine/kubernetes/reading.ts'
 import { parseImage } from '../src/engine/image-ref.ts'
 import type { RunSpec } from '../src/engine/types.ts'
 
@@ -21,7 +20,7 @@ const spec: RunSpec = {
   labels: { 'io.berth.owner': 'alice', note: 'a value Kubernetes labels could not hold: spaces, and more than 63 characters of it, to be sure' },
   ports: [{ container: 8080, host: 18080, protocol: 'tcp' }, { container: 9090, protocol: 'udp', hostIp: '10.251.0.2' }],
   mounts: [],
-  restart: { policy: 'no' },
+  restart: { policy: 'always' },
   memory: 64 * 1024 * 1024,
   cpus: 0.5,
   autoRemove: false,
@@ -35,6 +34,10 @@ const spec: RunSpec = {
   readOnly: true,
   gpus: 1
 }
+
+const service = (object: V1Deployment): Workload => ({ kind: 'service', object })
+const summaryOf = (object: V1Deployment, pods: V1Pod[]) => summaryOfWorkload(service(object), pods)
+const containerOfDeployment = (object: V1Deployment, pods: V1Pod[]) => containerOf(service(object), pods)
 
 function deployment (replicas = 2, annotations: Record<string, string> = {}): V1Deployment {
   const made = deploymentOf(spec, { id: ID, name: 'web', chosenPorts: new Map([[1, 40000]]) })
@@ -128,7 +131,7 @@ t.test('Deployments and pods in berth\'s words', async t => {
 
   const stopped = containerOfDeployment(deployment(0, { [ANNOTATION_REPLICAS]: '3' }), [])
   t.match(stopped, { state: 'exited', running: false, status: undefined, replicas: { count: 3, running: 0 }, startedAt: null, restart: { policy: 'always' } })
-  t.match(summaryOf(deployment(0, { [ANNOTATION_REPLICAS]: '3' }), []), { status: 'Stopped (3 replicas when started)' })
+  t.match(summaryOf(deployment(0, { [ANNOTATION_REPLICAS]: '3' }), []), { status: 'Exited (3 replicas when started)' })
   t.same(stopped.ports, [], 'stopped: no port is bound, as on one host')
   t.match(stopped, { resources: { memory: 64 * 1024 * 1024, cpus: 0.5 }, reservations: { memory: 32 * 1024 * 1024, cpus: 0.25 }, gpus: 1, placement: { constraints: ['node.labels.zone==a', 'node.hostname!=n2'], spread: ['node.labels.zone'] } })
 

@@ -60,7 +60,7 @@ if (kubeEnv === null) {
     const upper = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ image: cluster.image, name: 'Not_A_DNS_Label' }) })
     t.equal(upper.statusCode, 400, upper.body)
     t.match(upper.json(), { code: 'validation_failed', detail: /DNS label/ })
-    for (const [field, value] of [['volumes', [{ source: '/srv', target: '/data' }]], ['restart', { policy: 'on-failure' }], ['autoRemove', true], ['init', true]] as const) {
+    for (const [field, value] of [['volumes', [{ source: '/srv', target: '/data' }]], ['init', true]] as const) {
       const refused = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web(`no-${field.toLowerCase()}`, { [field]: value }) })
       t.equal(refused.statusCode, refused.json().code === 'policy_denied' ? 403 : 501, `${field}: ${refused.body}`)
     }
@@ -82,7 +82,7 @@ if (kubeEnv === null) {
 
     // One node: a second replica cannot have the same host port there.
     const port = await freePort()
-    const one = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('scaled', { ports: [{ container: cluster.port, host: port }] }) })
+    const one = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('scaled', { restart: { policy: 'always' }, ports: [{ container: cluster.port, host: port }] }) })
     t.equal(one.statusCode, 201, one.body)
     const scale = await app.inject({ method: 'POST', url: `/v1/containers/${one.json().id}/scale`, headers: auth('alice'), payload: { replicas: 2 } })
     t.equal(scale.statusCode, 409, scale.body)
@@ -134,7 +134,7 @@ if (kubeEnv === null) {
     t.equal(events.status, 200)
     t.match(await events.sse(), { retry: 2000 })
     const name = `${RUN}-evented`
-    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('evented') })
+    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('evented', { restart: { policy: 'always' } }) })
     t.equal(run.statusCode, 201, run.body)
     const { id } = run.json()
     const stop = await app.inject({ method: 'POST', url: `/v1/containers/${id}/stop`, headers: auth('alice') })

@@ -4,7 +4,7 @@
 import type { V1Pod } from '@kubernetes/client-node'
 import { BerthError } from '../../errors.ts'
 import { PortConflictError } from '../types.ts'
-import { podProblem } from './mapping.ts'
+import { podProblem } from './reading.ts'
 
 /** Reasons the kubelet gives while it keeps trying, which mean it will not succeed by itself. */
 const PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'ErrImageNeverPull', 'InvalidImageName'])
