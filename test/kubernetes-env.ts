@@ -4,7 +4,8 @@
 // removed at the end, and berth reaches the apiserver through a TCP relay the tests can cut, for a
 // real outage that leaves the cluster itself alone.
 import { connect, createServer, type Server, type Socket } from 'node:net'
-import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node'
+import { readFileSync } from 'node:fs'
+import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, loadAllYaml, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node'
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
@@ -72,6 +73,37 @@ export async function leftoversIn (namespace: string): Promise<string[]> {
     ...secrets.items.map(item => `secret ${item.metadata?.name}`),
     ...claims.items.map(item => `volume ${item.metadata?.name}`)
   ]
+}
+
+export interface BerthIdentity {
+  /** Where berth's own pod would run (the ServiceAccount's namespace). */
+  system: string
+  /** Where its containers live: the Role's namespace. */
+  tenants: string
+  /** A token of the ServiceAccount, for buildKube. */
+  token: string
+}
+
+/**
+ * berth's identity as the committed manifests (deploy/kubernetes/) make it, in namespaces of this
+ * run: its ServiceAccount, its Role, and the optional ClusterRoles named (under names of this run),
+ * removed at the end. What berth can do with its token is what it can do in a cluster set up by them.
+ */
+export async function berthIdentity (t: Test, purpose: string, clusterRoles: string[] = []): Promise<BerthIdentity> {
+  const system = `${RUN}-${purpose}-system`
+  const tenants = `${RUN}-${purpose}`
+  const objects = KubernetesObjectApi.makeApiClient(adminConfig())
+  const core = (admin as NonNullable<typeof admin>).core
+  const manifests = ['namespaces.yaml', 'rbac.yaml', ...clusterRoles].flatMap(file => loadAllYaml(readFileSync(new URL(`../deploy/kubernetes/${file}`, import.meta.url), 'utf8')
+    .replaceAll('berth-system', system).replaceAll('berth-default', tenants).replace(/name: berth-(nodes-reader|kubelet-stats)/g, `name: ${tenants}-$1`)) as KubernetesObject[])
+  t.teardown(async () => {
+    for (const object of manifests.filter(candidate => candidate.kind?.startsWith('Cluster') === true)) await objects.delete(object).catch(() => {})
+    for (const name of [system, tenants]) await core.deleteNamespace({ name }).catch(() => {})
+  })
+  for (const object of manifests) await objects.create(object)
+  await core.patchNamespace({ name: tenants, body: { metadata: { labels: { 'berth.test.run': RUN } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
+  const token = await core.createNamespacedServiceAccountToken({ namespace: system, name: 'berth', body: { spec: { audiences: [], expirationSeconds: 3600 } } })
+  return { system, tenants, token: token.status?.token as string }
 }
 
 /** A TCP relay to the apiserver that a test can cut (every connection dropped, nothing accepted) and restore. */

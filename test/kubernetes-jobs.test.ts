@@ -4,7 +4,8 @@
 // exit was collected; and a run that cannot run leaves nothing behind the moment berth answers —
 // also several at once, which a Deployment deleted in the background did not.
 import t from 'tap'
-import { RUN, auth, runBody } from './helpers.ts'
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node'
+import { RUN, auth, runBody, waitFor } from './helpers.ts'
 import { KUBE_SKIP, admin, buildKube, kubeEnv, leftoversIn, namespaceFor, type KubeEnv } from './kubernetes-env.ts'
 
 if (kubeEnv === null) {
@@ -123,5 +124,29 @@ if (kubeEnv === null) {
       t.same(left, [], `run ${index} (${index % 2 === 0 ? 'a Deployment' : 'a Job'}) left nothing`)
     }
     t.same(await leftoversIn(namespace), [])
+  })
+
+  t.test('a pod that cannot go yet (held by a finalizer, as a pod on a lost node is held): rm -f answers 503 saying so, not 204', async t => {
+    const namespace = await namespaceFor(t, 'held')
+    const app = await buildKube(t, { namespace, config: { engine: { timeoutMs: 2000 } } })
+    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: job('held', 'sleep 300', { restart: { policy: 'always' } }) })
+    t.equal(run.statusCode, 201, run.body)
+    const { id } = run.json()
+    const [pod] = (await core.listNamespacedPod({ namespace, labelSelector: `io.berth/id=${id}` })).items
+    const podName = pod?.metadata?.name as string
+    const hold = async (finalizers: string[] | null) => await core.patchNamespacedPod({ namespace, name: podName, body: { metadata: { finalizers } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
+    await hold(['berth.test/hold'])
+    t.teardown(async () => { await hold(null).catch(() => {}) })
+    const rm = await app.inject({ method: 'DELETE', url: `/v1/containers/${id}?force=true`, headers: auth('alice') })
+    t.equal(rm.statusCode, 503, rm.body)
+    t.match(rm.json(), { code: 'engine_unavailable', detail: new RegExp(`not gone yet.*pod ${podName}`) })
+    t.equal(rm.headers['retry-after'], '5')
+    t.match((await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json(), { state: 'removing' }, 'it is still there, being removed')
+    t.match((await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: auth('alice') })).json(), [{ id, state: 'removing', status: 'Removal In Progress' }])
+    await hold(null)
+    const again = await waitFor('rm -f to be done once the pod may go', async () => await app.inject({ method: 'DELETE', url: `/v1/containers/${id}?force=true`, headers: auth('alice') }),
+      answer => answer.statusCode !== 503, 60_000)
+    t.ok(again.statusCode === 204 || again.statusCode === 404, `then done: ${again.statusCode}`)
+    t.same(await leftoversIn(namespace), [], 'and nothing left')
   })
 }
