@@ -1,0 +1,141 @@
+// docker cp on Kubernetes, as kubectl cp does it: tar in the container, through the exec
+// subresource. Out: `tar c` of the path, whose first entry says what the path is; in: berth's
+// checked archive (src/access/files.ts read it whole and refused what writes outside its directory
+// before anything reached here) into `tar x`. The container's image needs a tar; files go in and
+// out as the container's user, which is never root here.
+import { posix } from 'node:path'
+import { Readable } from 'node:stream'
+import { BerthError } from '../../errors.ts'
+import { notSupported, type FilesPart } from '../parts.ts'
+import type { OutputChunk, PathStat } from '../types.ts'
+import { openExec, type ExecChannel, type ExecOutcome } from './exec-channel.ts'
+import { runningPod } from './exec.ts'
+import { CONTAINER_NAME } from './mapping.ts'
+import { K8S, type KubeShared } from './shared.ts'
+
+const BLOCK = 512
+/** tar reads in records of 20 blocks: an archive ending on one is read to its end marker, and no further. */
+const RECORD = 20 * BLOCK
+/** Bytes of a download read before its first entry must have come (long-name headers included). */
+const MAX_LEAD = 64 * 1024
+
+export function kubeFiles (shared: KubeShared): FilesPart {
+  return {
+    async get (id: string, path: string, options: { signal?: AbortSignal }): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> {
+      const pod = await runningPod(shared, id)
+      const [directory, name] = path === '/' ? ['/', '.'] : [posix.dirname(path), posix.basename(path)]
+      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command: ['tar', 'cf', '-', '-C', directory, name], stdin: false, tty: false, ...(options.signal === undefined ? {} : { signal: options.signal }) })
+      const output = channel.output[Symbol.asyncIterator]()
+      const stderr: Buffer[] = []
+      let lead = Buffer.alloc(0)
+      let stat: PathStat | null = null
+      while (stat === null && lead.length <= MAX_LEAD) {
+        const next = await output.next()
+        if (next.done === true) break
+        if (next.value.stream === 'stderr') stderr.push(next.value.data)
+        else lead = Buffer.concat([lead, next.value.data])
+        stat = statOf(lead, path)
+      }
+      if (stat === null) {
+        channel.close()
+        throw failure(await channel.outcome.catch(() => null), Buffer.concat(stderr).toString('utf8'), id, path)
+      }
+      return { stat, archive: Readable.from(rest(lead, output, channel, stderr, id, path)) }
+    },
+
+    async put (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }): Promise<void> {
+      const pod = await runningPod(shared, id)
+      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command: ['tar', 'xf', '-', '-C', path], stdin: true, tty: false })
+      const stderr: Buffer[] = []
+      const reading = (async () => { for await (const chunk of channel.output) if (chunk.stream === 'stderr') stderr.push(chunk.data) })()
+      // tar answers once it has unpacked it all: give it the time to read it at 1 MB/s at least.
+      const timeoutMs = shared.client.timeoutMs + Math.ceil(options.size / 1_000_000) * 1000
+      const deadline = setTimeout(() => channel.close(), timeoutMs)
+      try {
+        let sent = 0
+        for await (const chunk of archive as AsyncIterable<Buffer>) {
+          await channel.write(chunk)
+          sent += chunk.length
+        }
+        // Zeros to the end of a record and one more: tar finds its end marker and exits, stdin open or not.
+        await channel.write(Buffer.alloc(RECORD - (sent % RECORD) + RECORD))
+        channel.closeStdin()
+        const outcome = await channel.outcome.catch(() => null)
+        await reading
+        if (outcome?.kind !== 'exited' || outcome.exitCode !== 0) throw failure(outcome, Buffer.concat(stderr).toString('utf8'), id, path)
+      } finally {
+        clearTimeout(deadline)
+        channel.close()
+      }
+    }
+  }
+}
+
+/** The rest of a download after its first entry; a tar that failed part-way ends it with an error, never as a shorter archive. */
+async function * rest (lead: Buffer, output: AsyncIterator<OutputChunk>, channel: ExecChannel, stderr: Buffer[], id: string, path: string): AsyncGenerator<Buffer> {
+  try {
+    yield lead
+    for (let next = await output.next(); next.done !== true; next = await output.next()) {
+      if (next.value.stream === 'stderr') stderr.push(next.value.data)
+      else yield next.value.data
+    }
+    const outcome = await channel.outcome
+    if (outcome.kind !== 'exited' || outcome.exitCode !== 0) throw failure(outcome, Buffer.concat(stderr).toString('utf8'), id, path)
+  } finally {
+    channel.close()
+  }
+}
+
+/** What the path is, from the first entry of the archive tar makes of it; null until the archive has that far. */
+export function statOf (archive: Buffer, path: string): PathStat | null {
+  let offset = 0
+  let longLink: string | null = null
+  for (;;) {
+    if (archive.length < offset + BLOCK) return null
+    const header = archive.subarray(offset, offset + BLOCK)
+    const type = String.fromCharCode(header[156] as number)
+    const size = parseInt(cString(header.subarray(124, 136)).trim() || '0', 8)
+    const body = offset + BLOCK
+    const next = body + Math.ceil(size / BLOCK) * BLOCK
+    // Long names and pax records come before the entry they are about.
+    if (type === 'L' || type === 'K' || type === 'x' || type === 'g') {
+      if (type === 'K') {
+        if (archive.length < body + size) return null
+        longLink = cString(archive.subarray(body, body + size))
+      }
+      offset = next
+      continue
+    }
+    const permissions = parseInt(cString(header.subarray(100, 108)).trim() || '0', 8) & 0o7777
+    const seconds = parseInt(cString(header.subarray(136, 148)).trim() || '0', 8)
+    const kind = type === '5' ? 2 ** 31 : type === '2' ? 2 ** 27 : 0
+    return {
+      name: path === '/' ? '/' : posix.basename(path),
+      size,
+      // Go's os.FileMode, as docker reports it: the type bit above the permissions.
+      mode: kind + permissions,
+      mtime: new Date(seconds * 1000).toISOString(),
+      linkTarget: type === '2' ? longLink ?? cString(header.subarray(157, 257)) : ''
+    }
+  }
+}
+
+function cString (bytes: Buffer): string {
+  const end = bytes.indexOf(0)
+  return bytes.subarray(0, end === -1 ? bytes.length : end).toString('utf8')
+}
+
+/** tar's complaint (or the runtime's) in berth's codes. */
+function failure (outcome: ExecOutcome | null, stderr: string, id: string, path: string): BerthError {
+  const said = [stderr.trim(), outcome?.kind === 'failed' ? outcome.message : ''].filter(text => text !== '').join('; ')
+  if (outcome?.kind === 'failed' && /executable file not found|no such file or directory/i.test(outcome.message)) {
+    return notSupported(K8S, `files in and out of a container on Kubernetes go through tar in the container, as kubectl cp does: container ${id}'s image has no tar (${outcome.message})`)
+  }
+  if (/read-only file system/i.test(said)) return new BerthError('validation_failed', `container ${id} has a read-only root filesystem: write into one of its volumes`, { path })
+  if (/permission denied/i.test(said)) {
+    return new BerthError('validation_failed', `the container's user may not do that at ${path}: on Kubernetes files go in and out as the container's (non-root) user (${said})`, { path })
+  }
+  if (/no such file or directory|can't change directory|cannot (open|stat|change)/i.test(said)) return new BerthError('not_found', `no such path ${path} in container ${id}`, { path })
+  if (outcome === null) return new BerthError('engine_unavailable', `the exec connection broke while copying ${path} of container ${id}`, { path }, { headers: { 'retry-after': '5' } })
+  return new BerthError('engine_error', `tar in container ${id} failed at ${path}: ${said === '' ? 'it said nothing' : said}`, { path })
+}
