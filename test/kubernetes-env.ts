@@ -12,7 +12,8 @@ import { buildApp } from '../src/app.ts'
 import type { Config, DeepPartial } from '../src/config.ts'
 import { kubernetes, openKube } from '../src/engine/kubernetes/backend.ts'
 import { composeFrom } from '../src/engine/parts.ts'
-import { RUN, checkDeclaredProblems, testConfig, waitFor } from './helpers.ts'
+import type { TokenStore } from '../src/access/token-store.ts'
+import { RUN, checkDeclaredProblems, testConfig, waitFor, type LogCapture } from './helpers.ts'
 
 export interface KubeEnv {
   kubeconfig: string
@@ -150,6 +151,9 @@ export interface KubeBuild {
   relay?: ApiserverRelay
   /** Credentials other than cluster-admin: a bearer token (a ServiceAccount's). */
   token?: string
+  /** The tokens in use, for a test that reloads them. */
+  tokens?: TokenStore
+  logs?: LogCapture
 }
 
 /** An app on the Kubernetes backend, in a namespace of this run's. */
@@ -177,7 +181,7 @@ export async function buildKube (t: Test, options: KubeBuild): Promise<FastifyIn
     registryAuth: config.registryAuth,
     pollMs: 50
   }), config)
-  const app = await buildApp(config, { engine })
+  const app = await buildApp(config, { engine, ...(options.tokens === undefined ? {} : { tokens: options.tokens }), ...(options.logs === undefined ? {} : { logger: options.logs.logger }) })
   checkDeclaredProblems(t, app)
   t.teardown(() => app.close())
   await waitFor('berth\'s copies of the namespace', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 200, 30_000)

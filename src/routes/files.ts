@@ -115,7 +115,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
         yield Buffer.alloc(padding(upload.size))
         yield TAR_END
       }
-      await app.engine.part('files').put(container.id, posix.dirname(path), Readable.from(archive()), { size: header.length + upload.size + TAR_END.length })
+      await app.engine.part('files').put(container.id, posix.dirname(path), Readable.from(archive()), { size: header.length + upload.size + padding(upload.size) + TAR_END.length })
     } finally {
       await upload.discard()
     }

@@ -20,6 +20,8 @@ const STDERR = 2
 const STATUS = 3
 const RESIZE = 4
 const CLOSE = 255
+/** Between the interrupt and the end of input sent to a terminal berth leaves. */
+const TTY_LEAVE_MS = 200
 /** Output chunks held for a reader before the socket is paused. */
 const MAX_BUFFERED = 64
 
@@ -73,17 +75,29 @@ export async function openExec (client: KubeClient, request: ExecRequest): Promi
   const outcome = new Promise<ExecOutcome>((resolve, reject) => { settle = { resolve, reject } })
   // Nobody may be waiting on it yet; a rejection is still the caller's to see when it asks.
   outcome.catch(() => {})
-  let ended = false
+  const frame = (channel: number, data: Buffer): Buffer => Buffer.concat([Buffer.from([channel]), data])
+  let settled = false
+  /** How it ended, said once: the status channel, or a connection that went first. */
   const finish = (result: ExecOutcome | Error): void => {
-    if (ended) return
-    ended = true
+    if (settled) return
+    settled = true
     if (result instanceof Error) settle.reject(result)
     else settle.resolve(result)
-    inbox.close()
   }
   const abort = (): void => {
-    socket.terminate()
     finish(new BerthError('engine_unavailable', 'the exec was ended before the command did', {}, { headers: { 'retry-after': '5' } }))
+    inbox.close()
+    // Closing the connection closes the command's stdin, which ends a command that reads it; but a
+    // terminal's process holds its own end of the pty and would outlive berth's session. Interrupt
+    // what runs in the foreground and end the shell's input (Ctrl-C, Ctrl-D), as a user leaving would.
+    // Apart: the terminal drops what was typed after an interrupt in the same read, Ctrl-D included.
+    if (request.tty && request.stdin && socket.readyState === WebSocket.OPEN) {
+      socket.send(frame(STDIN, Buffer.from([3])))
+      setTimeout(() => {
+        if (socket.readyState === WebSocket.OPEN) socket.send(frame(STDIN, Buffer.from([4])), () => { socket.close(1000) })
+      }, TTY_LEAVE_MS).unref()
+      setTimeout(() => { socket.terminate() }, client.timeoutMs).unref()
+    } else socket.terminate()
   }
   request.signal?.addEventListener('abort', abort, { once: true })
 
@@ -117,11 +131,19 @@ export async function openExec (client: KubeClient, request: ExecRequest): Promi
         paused = true
         socket.pause()
       }
-    } else if (channel === STATUS) finish(outcomeOf(payload.toString('utf8')))
+    } else if (channel === STATUS) {
+      finish(outcomeOf(payload.toString('utf8')))
+      // The output ends with the connection, which the apiserver closes after the status: a
+      // terminal's last output can come after its status. One that stays open is closed here, once
+      // a slow reader has taken what came (a paused socket still holds output).
+      const lingering = setInterval(() => { if (!paused) socket.terminate() }, client.timeoutMs).unref()
+      socket.once('close', () => clearInterval(lingering))
+    }
   })
   socket.on('close', () => {
     request.signal?.removeEventListener('abort', abort)
     finish(new BerthError('engine_unavailable', `the exec connection to pod ${request.pod} closed before the command said how it ended`, {}, { headers: { 'retry-after': '5' } }))
+    inbox.close()
   })
   socket.on('error', () => { socket.terminate() })
 
@@ -135,7 +157,6 @@ export async function openExec (client: KubeClient, request: ExecRequest): Promi
       yield next
     }
   }
-  const frame = (channel: number, data: Buffer): Buffer => Buffer.concat([Buffer.from([channel]), data])
   return {
     id: `${request.pod}.${randomBytes(6).toString('hex')}`,
     output: drain(),

@@ -30,7 +30,9 @@ export function kubeExec (shared: KubeShared): ExecPart {
           : spec.workingDir !== undefined ? 'workingDir: the Kubernetes exec subresource takes only a command; change directory in it (sh -c \'cd /dir && command\')' : null
       if (refused !== null) throw notSupported(K8S, `exec on Kubernetes cannot be given ${refused}`)
       const pod = await runningPod(shared, containerId)
-      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command: spec.command, stdin: spec.stdin, tty: spec.tty, signal: options.signal })
+      // The kubelet (containerd 1.6, measured) sends a terminal's output only when stdin is attached
+      // too; a terminal nobody types into is what docker's is: input that never comes.
+      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command: spec.command, stdin: spec.stdin || spec.tty, tty: spec.tty, signal: options.signal })
       const output = withFailure(channel)
       return {
         id: channel.id,

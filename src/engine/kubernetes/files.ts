@@ -1,7 +1,8 @@
 // docker cp on Kubernetes, as kubectl cp does it: tar in the container, through the exec
 // subresource. Out: `tar c` of the path, whose first entry says what the path is; in: berth's
 // checked archive (src/access/files.ts read it whole and refused what writes outside its directory
-// before anything reached here) into `tar x`. The container's image needs a tar; files go in and
+// before anything reached here) into `tar x`. The container's image needs a tar — its own, or
+// busybox's applet in the minimal images that link no `tar` (found once per pod); files go in and
 // out as the container's user, which is never root here.
 import { posix } from 'node:path'
 import { Readable } from 'node:stream'
@@ -18,13 +19,46 @@ const BLOCK = 512
 const RECORD = 20 * BLOCK
 /** Bytes of a download read before its first entry must have come (long-name headers included). */
 const MAX_LEAD = 64 * 1024
+/** The tars tried, in order: the image's own, then busybox's. */
+const TARS = [['tar'], ['busybox', 'tar']]
+/** Pods whose tar berth remembers; beyond this the oldest is forgotten (and found again when needed). */
+const MAX_REMEMBERED = 1000
 
 export function kubeFiles (shared: KubeShared): FilesPart {
+  const tars = new Map<string, string[]>()
+
+  /** The tar a pod's container has, found by running each candidate's --help (any exit but 127 means it ran). */
+  async function tarOf (pod: string, id: string): Promise<string[]> {
+    const known = tars.get(pod)
+    if (known !== undefined) return known
+    const said: string[] = []
+    for (const candidate of TARS) {
+      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command: [...candidate, '--help'], stdin: false, tty: false })
+      try {
+        // Its usage text says nothing berth needs: read to the end, for the exit status.
+        const drained = channel.output[Symbol.asyncIterator]()
+        while ((await drained.next()).done !== true);
+        const outcome = await channel.outcome.catch(() => null)
+        if (outcome === null) throw new BerthError('engine_unavailable', `the exec connection to pod ${pod} broke while looking for its tar`, {}, { headers: { 'retry-after': '5' } })
+        if (outcome.kind === 'exited' && outcome.exitCode !== 127) {
+          if (tars.size >= MAX_REMEMBERED) tars.delete(tars.keys().next().value as string)
+          tars.set(pod, candidate)
+          return candidate
+        }
+        said.push(outcome.kind === 'failed' ? outcome.message : `${candidate.join(' ')}: exit code 127`)
+      } finally {
+        channel.close()
+      }
+    }
+    throw notSupported(K8S, `files in and out of a container on Kubernetes go through tar in the container, as kubectl cp does: container ${id}'s image has no tar (${said.join('; ')})`)
+  }
+
   return {
     async get (id: string, path: string, options: { signal?: AbortSignal }): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> {
       const pod = await runningPod(shared, id)
+      const tar = await tarOf(pod, id)
       const [directory, name] = path === '/' ? ['/', '.'] : [posix.dirname(path), posix.basename(path)]
-      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command: ['tar', 'cf', '-', '-C', directory, name], stdin: false, tty: false, ...(options.signal === undefined ? {} : { signal: options.signal }) })
+      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command: [...tar, 'cf', '-', '-C', directory, name], stdin: false, tty: false, ...(options.signal === undefined ? {} : { signal: options.signal }) })
       const output = channel.output[Symbol.asyncIterator]()
       const stderr: Buffer[] = []
       let lead = Buffer.alloc(0)
@@ -45,7 +79,13 @@ export function kubeFiles (shared: KubeShared): FilesPart {
 
     async put (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }): Promise<void> {
       const pod = await runningPod(shared, id)
-      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command: ['tar', 'xf', '-', '-C', path], stdin: true, tty: false })
+      const tar = await tarOf(pod, id)
+      // Zeros to the end of a record and one more: tar finds its end marker there, stdin open or not.
+      const total = options.size + RECORD - (options.size % RECORD) + RECORD
+      // busybox's tar reads its input to the end, past the end marker; a connection that cannot close
+      // stdin alone (protocol v4, before Kubernetes 1.29) never ends it: head does, after the archive.
+      const command = tar[0] === 'busybox' ? ['busybox', 'sh', '-c', 'busybox head -c "$0" | busybox tar xf - -C "$1"', String(total), path] : [...tar, 'xf', '-', '-C', path]
+      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command, stdin: true, tty: false })
       const stderr: Buffer[] = []
       const reading = (async () => { for await (const chunk of channel.output) if (chunk.stream === 'stderr') stderr.push(chunk.data) })()
       // tar answers once it has unpacked it all: give it the time to read it at 1 MB/s at least.
@@ -57,8 +97,8 @@ export function kubeFiles (shared: KubeShared): FilesPart {
           await channel.write(chunk)
           sent += chunk.length
         }
-        // Zeros to the end of a record and one more: tar finds its end marker and exits, stdin open or not.
-        await channel.write(Buffer.alloc(RECORD - (sent % RECORD) + RECORD))
+        if (sent !== options.size) throw new Error(`the archive was ${sent} bytes, not the ${options.size} it was said to be`)
+        await channel.write(Buffer.alloc(total - sent))
         channel.closeStdin()
         const outcome = await channel.outcome.catch(() => null)
         await reading
