@@ -8,6 +8,8 @@ import { podFailure } from '../src/engine/kubernetes/failures.ts'
 import { isConnectionFailure, mapKubeError, statusOf } from '../src/engine/kubernetes/errors.ts'
 import { ANNOTATION_LABELS, ANNOTATION_REPLICAS, LABEL_ID, bytesOf, checkName, coresOf, deploymentOf, userOf, type Workload } from '../src/engine/kubernetes/mapping.ts'
 import { containerOf, podState, summaryOf as summaryOfWorkload } from '../src/engine/kubernetes/reading.ts'
+import { failedExitCode, outcomeOf, readingOfMetrics, readingOfSummary, statOf, statsOf, type PodReading } from '../src/engine/kubernetes/pod-readings.ts'
+import { tarHeader } from '../src/access/files.ts'
 import { parseImage } from '../src/engine/image-ref.ts'
 import type { RunSpec } from '../src/engine/types.ts'
 
@@ -181,4 +183,68 @@ t.test('apiserver answers and connection failures as berth errors', async t => {
   t.same(statusOf(new Error('x')), {})
   t.ok(isConnectionFailure(Object.assign(new Error('reset'), { code: 'ECONNRESET' })))
   t.notOk(isConnectionFailure(status(500, 'InternalError', 'x')))
+})
+
+t.test('how an exec ended, from the status channel', async t => {
+  t.same(outcomeOf(JSON.stringify({ status: 'Success' })), { kind: 'exited', exitCode: 0 })
+  t.same(outcomeOf(JSON.stringify({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: '5' }] } })), { kind: 'exited', exitCode: 5 })
+  const notFound = 'failed to exec in container: exec: "nope": executable file not found in $PATH'
+  t.same(outcomeOf(JSON.stringify({ status: 'Failure', message: notFound })), { kind: 'failed', message: notFound })
+  t.same(outcomeOf(JSON.stringify({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: 'x' }] } })), { kind: 'failed', message: '{"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"x"}]}}' })
+  t.same(outcomeOf('not json'), { kind: 'failed', message: 'not json' })
+  t.equal(failedExitCode(notFound), 127, 'no such executable: 127, as docker')
+  t.equal(failedExitCode('permission denied'), 126)
+})
+
+t.test('what a path is, from the first entry of tar\'s archive', async t => {
+  const directory = tarHeader({ name: 'data/', size: 0, mode: 0o755, type: '5', mtime: 1_700_000_000 })
+  t.equal(statOf(directory.subarray(0, 100), '/srv/data'), null, 'not before a whole header came')
+  t.same(statOf(directory, '/srv/data'), { name: 'data', size: 0, mode: 2 ** 31 + 0o755, mtime: new Date(1_700_000_000_000).toISOString(), linkTarget: '' })
+  const file = tarHeader({ name: 'a.txt', size: 6, mode: 0o644 })
+  t.match(statOf(file, '/a.txt'), { name: 'a.txt', size: 6, mode: 0o644 })
+  t.match(statOf(directory, '/'), { name: '/' }, 'the root is named /')
+  const link = tarHeader({ name: 'lib', size: 0, type: '2', linkname: '/usr/lib' })
+  t.match(statOf(link, '/lib'), { mode: 2 ** 27 + 0o644, linkTarget: '/usr/lib' })
+  // A link target too long for the header comes first, in a GNU 'K' entry.
+  const target = '/very/long/'.repeat(20) + 'target'
+  const longLink = Buffer.concat([tarHeader({ name: '././@LongLink', size: target.length, type: 'K' }), Buffer.from(target), Buffer.alloc(512 - target.length % 512), link])
+  t.equal(statOf(longLink.subarray(0, 600), '/lib'), null, 'not before the long target came')
+  t.match(statOf(longLink, '/lib'), { linkTarget: target })
+  const pax = Buffer.concat([tarHeader({ name: 'PaxHeader', size: 20, type: 'x' }), Buffer.alloc(512), file])
+  t.match(statOf(pax, '/a.txt'), { name: 'a.txt', size: 6 }, 'a pax record before the entry is skipped')
+})
+
+t.test('stats readings from a kubelet summary and the metrics API, summed over replicas', async t => {
+  const pod = (name: string, limits: Record<string, string> = {}) => ({ metadata: { name, uid: `uid-${name}` }, spec: { containers: [{ name: 'main', resources: { limits } }] }, status: { startTime: new Date(1_000) } }) as unknown as V1Pod
+  const summary = {
+    node: { memory: { availableBytes: 3000, workingSetBytes: 1000 } },
+    pods: [{
+      podRef: { name: 'p1', namespace: 'ns' },
+      containers: [{ name: 'main', cpu: { time: '2026-01-01T00:00:10Z', usageNanoCores: 500_000_000, usageCoreNanoSeconds: 4_000_000_000 }, memory: { workingSetBytes: 200 } }],
+      network: { rxBytes: 10, txBytes: 20 },
+      process_stats: { process_count: 3 }
+    }]
+  }
+  const one = readingOfSummary(summary, pod('p1'), 'ns')
+  t.same(one, { at: Date.parse('2026-01-01T00:00:10Z'), cpuSeconds: 4, cores: 0.5, memory: 200, nodeMemory: 4000, rxBytes: 10, txBytes: 20, pids: 3 })
+  t.match(readingOfSummary({}, pod('p1'), 'other'), { cpuSeconds: 0, memory: 0, nodeMemory: null, pids: 0 }, 'a pod the summary does not have reads as nothing')
+
+  const integrals = new Map<string, { seconds: number, at: number }>()
+  const first = readingOfMetrics({ timestamp: new Date(11_000).toISOString(), containers: [{ name: 'main', usage: { cpu: '500m', memory: '64Mi' } }] }, pod('p2'), integrals)
+  t.same(first, { at: 11_000, cpuSeconds: 5, cores: 0.5, memory: 64 * 1024 * 1024, nodeMemory: null, rxBytes: 0, txBytes: 0, pids: 0 }, 'first seen: as if at this rate since it started')
+  const second = readingOfMetrics({ timestamp: new Date(13_000).toISOString(), containers: [{ name: 'main', usage: { cpu: '1', memory: '1Mi' } }] }, pod('p2'), integrals)
+  t.equal(second.cpuSeconds, 7, 'then the rate summed over the time between readings')
+  t.match(readingOfMetrics({}, pod('p3'), integrals), { cores: 0, memory: 0 })
+
+  const reading = (at: number, cpuSeconds: number, extra: Partial<PodReading> = {}): PodReading => ({ at, cpuSeconds, cores: 0.25, memory: 100, nodeMemory: 5000, rxBytes: 1, txBytes: 2, pids: 1, ...extra })
+  const limited = [pod('a', { memory: '1Ki', cpu: '500m' }), pod('b', { memory: '1Ki', cpu: '500m' })]
+  const now = { pods: limited, readings: [reading(2000, 3), reading(2000, 3)] }
+  const first2 = statsOf(now, null, 4)
+  t.match(first2, { time: new Date(2000).toISOString(), cpuPercent: 50, onlineCpus: 4, cpuSeconds: 6, memory: { used: 200, limit: 2048, percent: 9.77 }, network: { rxBytes: 2, txBytes: 4 }, pids: 2 }, 'without a previous reading: the source\'s rate')
+  const later = statsOf({ pods: limited, readings: [reading(4000, 4), reading(4000, 4)] }, now, null)
+  t.match(later, { cpuPercent: 100, onlineCpus: 1 }, 'with one: the CPU time used between them (2 s over 2 s); CPUs from the limit without nodes')
+  const unlimited = statsOf({ pods: [pod('c')], readings: [reading(1000, 1)] }, null, null)
+  t.match(unlimited, { memory: { limit: 5000, percent: 2 }, onlineCpus: 1 }, 'no limit: the node\'s memory')
+  t.match(statsOf({ pods: [pod('d')], readings: [reading(1000, 1, { nodeMemory: null })] }, null, null), { memory: { limit: 0, percent: 0 } })
+  t.match(statsOf({ pods: [pod('e')], readings: [reading(1000, 0)] }, { readings: [reading(1000, 1)] }, null), { cpuPercent: 25 }, 'counters that went back (a restart): the rate')
 })

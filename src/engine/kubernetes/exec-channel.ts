@@ -11,7 +11,8 @@ import { BerthError } from '../../errors.ts'
 import { Inbox } from '../inbox.ts'
 import type { OutputChunk } from '../types.ts'
 import type { KubeClient } from './client.ts'
-import { mapKubeError, statusOf } from './errors.ts'
+import { mapKubeError } from './errors.ts'
+import { outcomeOf, type ExecOutcome } from './pod-readings.ts'
 
 const PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io']
 const STDIN = 0
@@ -24,12 +25,6 @@ const CLOSE = 255
 const TTY_LEAVE_MS = 200
 /** Output chunks held for a reader before the socket is paused. */
 const MAX_BUFFERED = 64
-
-/** How the command ended, as the apiserver's status channel said it. */
-export type ExecOutcome =
-  | { kind: 'exited', exitCode: number }
-  /** It never ran, or the runtime failed it: the message says why (an executable not found…). */
-  | { kind: 'failed', message: string }
 
 export interface ExecChannel {
   readonly id: string
@@ -175,26 +170,4 @@ export async function openExec (client: KubeClient, request: ExecRequest): Promi
     },
     close: () => { socket.close(1000) }
   }
-}
-
-/** The status channel's Status object: success, the command's exit code, or why it did not run. */
-export function outcomeOf (text: string): ExecOutcome {
-  let status: { status?: string, reason?: string, message?: string, details?: { causes?: Array<{ reason?: string, message?: string }> } }
-  try {
-    status = JSON.parse(text)
-  } catch {
-    return { kind: 'failed', message: text }
-  }
-  if (status.status === 'Success') return { kind: 'exited', exitCode: 0 }
-  const code = status.details?.causes?.find(cause => cause.reason === 'ExitCode')?.message
-  if (status.reason === 'NonZeroExitCode' && code !== undefined && /^\d+$/.test(code)) return { kind: 'exited', exitCode: Number(code) }
-  return { kind: 'failed', message: status.message ?? statusOf(text).message ?? text }
-}
-
-/**
- * A command that did not run, as docker exec reports it: the runtime's message on stderr and 127
- * when there is no such executable, 126 when it cannot be run.
- */
-export function failedExitCode (message: string): number {
-  return /executable file not found|no such file or directory/i.test(message) ? 127 : 126
 }

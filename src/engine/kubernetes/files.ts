@@ -9,14 +9,14 @@ import { Readable } from 'node:stream'
 import { BerthError } from '../../errors.ts'
 import { notSupported, type FilesPart } from '../parts.ts'
 import type { OutputChunk, PathStat } from '../types.ts'
-import { openExec, type ExecChannel, type ExecOutcome } from './exec-channel.ts'
+import { openExec, type ExecChannel } from './exec-channel.ts'
 import { runningPod } from './exec.ts'
 import { CONTAINER_NAME } from './mapping.ts'
+import { statOf, type ExecOutcome } from './pod-readings.ts'
 import { K8S, type KubeShared } from './shared.ts'
 
-const BLOCK = 512
 /** tar reads in records of 20 blocks: an archive ending on one is read to its end marker, and no further. */
-const RECORD = 20 * BLOCK
+const RECORD = 20 * 512
 /** Bytes of a download read before its first entry must have come (long-name headers included). */
 const MAX_LEAD = 64 * 1024
 /** The tars tried, in order: the image's own, then busybox's. */
@@ -124,45 +124,6 @@ async function * rest (lead: Buffer, output: AsyncIterator<OutputChunk>, channel
   } finally {
     channel.close()
   }
-}
-
-/** What the path is, from the first entry of the archive tar makes of it; null until the archive has that far. */
-export function statOf (archive: Buffer, path: string): PathStat | null {
-  let offset = 0
-  let longLink: string | null = null
-  for (;;) {
-    if (archive.length < offset + BLOCK) return null
-    const header = archive.subarray(offset, offset + BLOCK)
-    const type = String.fromCharCode(header[156] as number)
-    const size = parseInt(cString(header.subarray(124, 136)).trim() || '0', 8)
-    const body = offset + BLOCK
-    const next = body + Math.ceil(size / BLOCK) * BLOCK
-    // Long names and pax records come before the entry they are about.
-    if (type === 'L' || type === 'K' || type === 'x' || type === 'g') {
-      if (type === 'K') {
-        if (archive.length < body + size) return null
-        longLink = cString(archive.subarray(body, body + size))
-      }
-      offset = next
-      continue
-    }
-    const permissions = parseInt(cString(header.subarray(100, 108)).trim() || '0', 8) & 0o7777
-    const seconds = parseInt(cString(header.subarray(136, 148)).trim() || '0', 8)
-    const kind = type === '5' ? 2 ** 31 : type === '2' ? 2 ** 27 : 0
-    return {
-      name: path === '/' ? '/' : posix.basename(path),
-      size,
-      // Go's os.FileMode, as docker reports it: the type bit above the permissions.
-      mode: kind + permissions,
-      mtime: new Date(seconds * 1000).toISOString(),
-      linkTarget: type === '2' ? longLink ?? cString(header.subarray(157, 257)) : ''
-    }
-  }
-}
-
-function cString (bytes: Buffer): string {
-  const end = bytes.indexOf(0)
-  return bytes.subarray(0, end === -1 ? bytes.length : end).toString('utf8')
 }
 
 /** tar's complaint (or the runtime's) in berth's codes. */
