@@ -3,7 +3,8 @@
 // ps and inspect latency (berth answers from its watch-fed copy; the apiserver's side is the list and
 // get calls a client makes for the same answer), and the time from a run to a pod that answers on its
 // host port, against creating the same Deployment straight through the API (what `kubectl create
-// deployment` sends; no kubectl is needed). Writes a table and bench/results/kubernetes-latest.json.
+// deployment` sends; no kubectl is needed), and an exec round trip in a running pod against the
+// apiserver's exec subresource itself. Writes a table and bench/results/kubernetes-latest.json.
 // Without a cluster it says so and does nothing.
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -11,6 +12,7 @@ import type https from 'node:https'
 import os from 'node:os'
 import { join } from 'node:path'
 import { KubeConfig } from '@kubernetes/client-node'
+import WebSocket from 'ws'
 import { HttpClient, benchLog, runBench, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
 
 const root = new URL('..', import.meta.url).pathname
@@ -73,9 +75,9 @@ async function main (): Promise<void> {
     if (listed.length !== DEPLOYMENTS) throw new Error(`berth listed ${listed.length} of ${DEPLOYMENTS}`)
 
     const rows: Row[] = []
-    const read = async (name: string, what: string, calls: string, tasks: { engine: () => Promise<unknown>, berth: () => Promise<unknown> }): Promise<void> => {
+    const read = async (name: string, what: string, calls: string, tasks: { engine: () => Promise<unknown>, berth: () => Promise<unknown> }, iterations = 100): Promise<void> => {
       log(`${name}: latency, one at a time`)
-      const latency = await interleavedLatency(tasks, 100, 10, 60_000)
+      const latency = await interleavedLatency(tasks, iterations, 10, 60_000)
       rows.push({ name, what, calls, engine: latency.engine as Percentiles, berth: latency.berth as Percentiles })
     }
     const inspected = `${prefix}-d7`
@@ -117,6 +119,26 @@ async function main (): Promise<void> {
       }
     }
     const runRow = { berth: percentiles(reach.berth), engine: percentiles(reach.engine) }
+
+    // exec: the same command in the same running pod, through berth (which finds the pod in its copy)
+    // and straight through the apiserver's exec subresource, a WebSocket of its own each time, as kubectl.
+    const target = `${prefix}-rengine0`
+    const pods = JSON.parse((await apiserver.expect(200, 'GET', `/api/v1${ns}/pods?labelSelector=${encodeURIComponent(`io.berth/id=${target}`)}`)).body) as { items: Array<{ metadata: { name: string }, status?: { phase?: string } }> }
+    const pod = pods.items.find(item => item.status?.phase === 'Running')?.metadata.name
+    if (pod === undefined) throw new Error(`no running pod of ${target}`)
+    const command = ['sh', '-c', 'echo hello']
+    const execUrl = `wss://${server.host}/api/v1${ns}/pods/${pod}/exec?${[...command.map(argument => `command=${encodeURIComponent(argument)}`), 'container=main', 'stdout=true', 'stderr=true'].join('&')}`
+    await read('exec', 'sh -c "echo hello" in a running pod: its output and exit code', '1 / 1', {
+      engine: async () => {
+        const output = await apiserverExec(execUrl, options)
+        if (output !== 'hello\n') throw new Error(`the apiserver's exec said ${JSON.stringify(output)}`)
+      },
+      berth: async () => {
+        // NDJSON, as it streams: the output line, then the exit code.
+        const answer = (await berth.expect(200, 'POST', `/v1/containers/${target}/exec`, { command })).body
+        if (answer !== '{"type":"output","stream":"stdout","line":"hello"}\n{"type":"exit","exitCode":0}\n') throw new Error(`berth's exec said ${answer}`)
+      }
+    }, 50)
     const memory = readFileSync(`/proc/${berthProcess.child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)?.[1]
 
     const report = {
@@ -127,7 +149,8 @@ async function main (): Promise<void> {
         berth: 'dist/server.js with BERTH_ENGINE=kubernetes on 127.0.0.1, logging at info to a file; ps and inspect answer from its watch-fed copy',
         engine: 'the apiserver\'s HTTPS API with the same kubeconfig, keep-alive: the list and get calls a client makes for the same answer',
         latency: 'one request at a time, apiserver and berth interleaved request by request',
-        runToReachable: `${RUNS} runs each, from the request to the first HTTP answer on the pod's host port at its node`
+        runToReachable: `${RUNS} runs each, from the request to the first HTTP answer on the pod's host port at its node`,
+        exec: 'berth: POST /v1/containers/{name}/exec streamed as NDJSON, read to its end; the apiserver: a WebSocket to the pod\'s exec subresource per command, read to its close'
       },
       operations: rows.map(row => ({ ...row, ratio: { p50: round(row.berth.p50 / row.engine.p50, 2), p99: round(row.berth.p99 / row.engine.p99, 2) } })),
       runToReachableMs: { ...runRow, ratio: { berthToApiserver: round(runRow.berth.p50 / runRow.engine.p50, 2) } },
@@ -167,6 +190,17 @@ function deployment (name: string, image: string, replicas: number): object {
       }
     }
   }
+}
+
+/** A command's stdout through the apiserver's exec subresource (channel protocol v4: stdout is channel 1, the status channel 3). */
+async function apiserverExec (url: string, tls: https.RequestOptions): Promise<string> {
+  const socket = new WebSocket(url, ['v4.channel.k8s.io'], { ca: tls.ca, cert: tls.cert, key: tls.key, headers: (tls.headers ?? {}) as Record<string, string>, perMessageDeflate: false })
+  const stdout: Buffer[] = []
+  return await new Promise<string>((resolve, reject) => {
+    socket.on('message', (data: Buffer) => { if (data[0] === 1) stdout.push(data.subarray(1)) })
+    socket.on('error', reject)
+    socket.on('close', () => resolve(Buffer.concat(stdout).toString()))
+  })
 }
 
 async function answers (address: string, port: number): Promise<boolean> {
