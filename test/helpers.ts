@@ -1,10 +1,12 @@
 // Shared test harness: a fresh berth app per suite against the real test engine and registries
 // that scripts/test-env.sh started, with everything a test creates named after its run and removed
 // at the end, also when the test fails.
+import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { Writable } from 'node:stream'
+import { promisify } from 'node:util'
 import Docker from 'dockerode'
 import { pino } from 'pino'
 import type { Test } from 'tap'
@@ -13,7 +15,7 @@ import { DOCKER_SOCKET, hashToken, makeConfig, type Config, type DeepPartial, ty
 import type { TokenStore } from '../src/access/token-store.ts'
 import { DockerHost, docker as dockerBackend } from '../src/engine/docker/backend.ts'
 import { composeFrom } from '../src/engine/parts.ts'
-import type { Backend } from '../src/engine/parts.ts'
+import type { Backend, ContainersPart, OptionalPart, Parts } from '../src/engine/parts.ts'
 import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
@@ -73,7 +75,9 @@ export function name (suffix: string): string {
 export function testConfig (overrides: DeepPartial<Config> = {}): Config {
   return makeConfig({
     ...overrides,
-    engine: { socketPath: env.socket, timeoutMs: 10_000, ...overrides.engine },
+    // The engine is shared by every test run on the machine: a call it answers slowly under that load
+    // is not what these tests are about. Those about the deadline set a short one of their own.
+    engine: { socketPath: env.socket, timeoutMs: 60_000, ...overrides.engine },
     auth: {
       tokens: Object.entries(TOKENS).map(([tokenName, { token, scopes }]) => ({ name: tokenName, scopes, sha256: hashToken(token) })),
       ...overrides.auth
@@ -97,6 +101,11 @@ export class LogCapture {
   }))
 }
 
+/** Error-level lines are for faults: a suite that provokes none asserts that it logged none (refusals included). */
+export function assertNoFaults (t: Test, logs: LogCapture, what = 'no error-level log line: nothing here is a fault'): void {
+  t.same(logs.lines.filter(line => (line.level as number) >= 50), [], what)
+}
+
 export interface BuildOptions {
   config?: DeepPartial<Config>
   socketPath?: string
@@ -107,6 +116,51 @@ export interface BuildOptions {
   tokens?: TokenStore
   /** A backend of the test's own (one that wraps the real one); by default the docker backend on socketPath. */
   engine?: Backend
+}
+
+/** The docker backend on the test engine, as build() makes it: for a test that wraps some of its calls (withParts). */
+export async function dockerEngine (): Promise<Backend> {
+  return await composeFrom(dockerBackend, new DockerHost({ socketPath: env.socket, timeoutMs: 10_000, registryAuth: {} }))
+}
+
+type PartOverrides = { containers?: Partial<ContainersPart> } & { [N in OptionalPart]?: Partial<Parts[N]> }
+
+/** `real` with some methods of its parts replaced by the test's own; every other call is the real one's. */
+export function withParts (real: Backend, overrides: PartOverrides): Backend {
+  const over = <P extends object>(part: P, methods: Partial<P> | undefined): P => methods === undefined
+    ? part
+    : new Proxy(part, {
+      get (target, property) {
+        if (Object.hasOwn(methods, property)) return (methods as Record<string | symbol, unknown>)[property]
+        const value = Reflect.get(target, property, target) as unknown
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+  const parts = new Map<string, unknown>()
+  return {
+    ...real,
+    containers: over(real.containers, overrides.containers),
+    part: <N extends OptionalPart>(name: N): Parts[N] => {
+      if (!parts.has(name)) parts.set(name, over(real.part(name), overrides[name] as Partial<Parts[N]> | undefined))
+      return parts.get(name) as Parts[N]
+    }
+  }
+}
+
+/** A clock a test moves by hand, for the app (BuildOptions.now): time passes without waiting for it. */
+export class TestClock {
+  at = Date.now()
+  readonly now = (): number => this.at
+  advance (ms: number): void {
+    this.at += ms
+  }
+}
+
+/** A promise the test resolves when it chooses: holds a wrapped engine call until then. */
+export function gate (): { opened: Promise<void>, open: () => void } {
+  let open: () => void = () => {}
+  const opened = new Promise<void>(resolve => { open = resolve })
+  return { opened, open }
 }
 
 export async function build (t: Test, options: BuildOptions = {}) {
@@ -271,11 +325,25 @@ export async function fetchFromContainer (port: number, timeoutMs = 10_000): Pro
   }, () => true, timeoutMs)
 }
 
+/**
+ * Shell for a container script: holds the container still until the test calls letGo() for it, so
+ * that what a test checks meanwhile cannot race the container's own timeline.
+ */
+export const HOLD = 'until [ -e /tmp/go ]; do sleep 0.05; done'
+
+/** Lets a container held by HOLD go on: makes the file it waits for (docker exec, behind berth's back). */
+export async function letGo (id: string): Promise<void> {
+  await promisify(execFile)('docker', ['-H', `unix://${env.socket}`, 'exec', id, 'sh', '-c', ': > /tmp/go'])
+}
+
 /** The command that makes the busybox test image serve HTTP on port 80. */
 export const HTTPD = ['httpd', '-f', '-p', '80', '-h', '/www']
 
-/** Polls `probe` until it answers a value `done` accepts, and answers that value; fails naming `what` at the deadline. */
-export async function waitFor<T> (what: string, probe: () => Promise<T> | T, done: (value: T) => boolean = Boolean, timeoutMs = 20_000): Promise<T> {
+/**
+ * Polls `probe` until it answers a value `done` accepts, and answers that value; fails naming `what` at
+ * the deadline. The deadline only tells a failure from a slow machine: a passing test never reaches it.
+ */
+export async function waitFor<T> (what: string, probe: () => Promise<T> | T, done: (value: T) => boolean = Boolean, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: T | undefined
   let lastError: unknown

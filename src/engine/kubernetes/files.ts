@@ -53,28 +53,47 @@ export function kubeFiles (shared: KubeShared): FilesPart {
     throw notSupported(K8S, `files in and out of a container on Kubernetes go through tar in the container, as kubectl cp does: container ${id}'s image has no tar (${said.join('; ')})`)
   }
 
+  /** tar of the path (its first entry read, to say what the path is); the failure in berth's codes when there is none. */
+  async function archiveOf (id: string, path: string, options: { signal?: AbortSignal, alone?: boolean }) {
+    const pod = await runningPod(shared, id)
+    const tar = await tarOf(pod, id)
+    const [directory, name] = path === '/' ? ['/', '.'] : [posix.dirname(path), posix.basename(path)]
+    const command = [...tar, 'cf', '-', ...(options.alone === true ? ['--no-recursion'] : []), '-C', directory, name]
+    const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command, stdin: false, tty: false, ...(options.signal === undefined ? {} : { signal: options.signal }) })
+    const output = channel.output[Symbol.asyncIterator]()
+    const stderr: Buffer[] = []
+    let lead = Buffer.alloc(0)
+    let stat: PathStat | null = null
+    while (stat === null && lead.length <= MAX_LEAD) {
+      const next = await output.next()
+      if (next.done === true) break
+      if (next.value.stream === 'stderr') stderr.push(next.value.data)
+      else lead = Buffer.concat([lead, next.value.data])
+      stat = statOf(lead, path)
+    }
+    if (stat === null) {
+      channel.close()
+      throw failure(await channel.outcome.catch(() => null), Buffer.concat(stderr).toString('utf8'), id, path)
+    }
+    return { stat, lead, output, channel, stderr }
+  }
+
   return {
     async get (id: string, path: string, options: { signal?: AbortSignal }): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> {
-      const pod = await runningPod(shared, id)
-      const tar = await tarOf(pod, id)
-      const [directory, name] = path === '/' ? ['/', '.'] : [posix.dirname(path), posix.basename(path)]
-      const channel = await openExec(shared.client, { pod, container: CONTAINER_NAME, command: [...tar, 'cf', '-', '-C', directory, name], stdin: false, tty: false, ...(options.signal === undefined ? {} : { signal: options.signal }) })
-      const output = channel.output[Symbol.asyncIterator]()
-      const stderr: Buffer[] = []
-      let lead = Buffer.alloc(0)
-      let stat: PathStat | null = null
-      while (stat === null && lead.length <= MAX_LEAD) {
-        const next = await output.next()
-        if (next.done === true) break
-        if (next.value.stream === 'stderr') stderr.push(next.value.data)
-        else lead = Buffer.concat([lead, next.value.data])
-        stat = statOf(lead, path)
-      }
-      if (stat === null) {
-        channel.close()
-        throw failure(await channel.outcome.catch(() => null), Buffer.concat(stderr).toString('utf8'), id, path)
-      }
+      const { stat, lead, output, channel, stderr } = await archiveOf(id, path, options)
       return { stat, archive: Readable.from(rest(lead, output, channel, stderr, id, path)) }
+    },
+
+    /** The path's own entry (tar does not follow its last component, nor descend into it): one exec round trip. */
+    async stat (id: string, path: string): Promise<PathStat | null> {
+      try {
+        const { stat, channel } = await archiveOf(id, path, { alone: true })
+        channel.close()
+        return stat
+      } catch (error) {
+        if (error instanceof BerthError && error.code === 'not_found') return null
+        throw error
+      }
     },
 
     async put (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }): Promise<void> {
