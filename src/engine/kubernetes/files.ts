@@ -63,15 +63,17 @@ export function kubeFiles (shared: KubeShared): FilesPart {
     const output = channel.output[Symbol.asyncIterator]()
     const stderr: Buffer[] = []
     let lead = Buffer.alloc(0)
-    let stat: PathStat | null = null
-    while (stat === null && lead.length <= MAX_LEAD) {
+    let stat: PathStat | 'more' | 'empty' = 'more'
+    while (stat === 'more' && lead.length <= MAX_LEAD) {
       const next = await output.next()
       if (next.done === true) break
       if (next.value.stream === 'stderr') stderr.push(next.value.data)
       else lead = Buffer.concat([lead, next.value.data])
       stat = statOf(lead, path)
     }
-    if (stat === null) {
+    if (typeof stat === 'string') {
+      // Read to the end: tar says why there was nothing to archive on stderr, and in its exit code.
+      if (stat === 'empty') for (let next = await output.next(); next.done !== true; next = await output.next()) if (next.value.stream === 'stderr') stderr.push(next.value.data)
       channel.close()
       throw failure(await channel.outcome.catch(() => null), Buffer.concat(stderr).toString('utf8'), id, path)
     }

@@ -38,13 +38,17 @@ export function failedExitCode (message: string): number {
   return /executable file not found|no such file or directory/i.test(message) ? 127 : 126
 }
 
-/** What the path is, from the first entry of the archive tar makes of it; null until the archive has that far. */
-export function statOf (archive: Buffer, path: string): PathStat | null {
+/**
+ * What the path is, from the first entry of the archive tar makes of it: 'more' until the archive
+ * has that far, 'empty' when it ended without one (tar found nothing to put in it).
+ */
+export function statOf (archive: Buffer, path: string): PathStat | 'more' | 'empty' {
   let offset = 0
   let longLink: string | null = null
   for (;;) {
-    if (archive.length < offset + BLOCK) return null
+    if (archive.length < offset + BLOCK) return 'more'
     const header = archive.subarray(offset, offset + BLOCK)
+    if (header.every(byte => byte === 0)) return 'empty'
     const type = String.fromCharCode(header[156] as number)
     const size = parseInt(cString(header.subarray(124, 136)).trim() || '0', 8)
     const body = offset + BLOCK
@@ -52,7 +56,7 @@ export function statOf (archive: Buffer, path: string): PathStat | null {
     // Long names and pax records come before the entry they are about.
     if (type === 'L' || type === 'K' || type === 'x' || type === 'g') {
       if (type === 'K') {
-        if (archive.length < body + size) return null
+        if (archive.length < body + size) return 'more'
         longLink = cString(archive.subarray(body, body + size))
       }
       offset = next
