@@ -27,11 +27,13 @@ if (kubeEnv === null) {
     const namespace = await namespaceFor(t, 'ttl')
     const app = await sweeping(t, namespace)
     const began = Date.now()
-    const service = await run(app, 'ttl-service', { restart: { policy: 'always' }, expiry: { ttl: 2 } })
-    const job = await run(app, 'ttl-job', { expiry: { ttl: 2 } })
-    const removed = await run(app, 'ttl-remove', { restart: { policy: 'always' }, expiry: { ttl: 1, action: 'remove' } })
+    // Longer than a run takes to answer here (its pods must run first): a sweeper that acts before
+    // the run answered makes it 404 "removed while berth waited" (a run of its own, not this test's).
+    const service = await run(app, 'ttl-service', { restart: { policy: 'always' }, expiry: { ttl: 8 } })
+    const job = await run(app, 'ttl-job', { expiry: { ttl: 8 } })
+    const removed = await run(app, 'ttl-remove', { restart: { policy: 'always' }, expiry: { ttl: 8, action: 'remove' } })
     t.match(service.expiry, { idleTimeout: null, action: 'stop' })
-    t.ok(Date.parse(service.expiry.expiresAt as string) >= began + 1500, 'two seconds from the run')
+    t.ok(Date.parse(service.expiry.expiresAt as string) >= began + 7500, 'eight seconds from the run')
     await waitFor('the service to be stopped', () => state(app, service.id), s => s === 'exited', 30_000)
     t.ok(Date.now() >= Date.parse(service.expiry.expiresAt as string), 'not before its time')
     await waitFor('the run to be stopped', () => state(app, job.id), s => s === 'exited', 30_000)
