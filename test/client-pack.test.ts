@@ -52,7 +52,7 @@ t.test('npm pack gives a package that installs, type-checks and works', async t 
   const { stdout } = await run(process.execPath, [join(app, 'consumer.ts')], { cwd: app, env: vars })
   t.same(JSON.parse(stdout), { names: [], code: 'not_found' }, 'it calls berth')
   const help = await run(join(app, 'node_modules/.bin/berth'), ['--help'], { env: vars })
-  t.match(help.stdout, /^Usage: berth /, 'and installs the berth command')
+  t.match(help.stdout, /^\s*Usage:\s+berth \[OPTIONS\] COMMAND/, 'and installs the berth command')
   const ps = await run(join(app, 'node_modules/.bin/berth'), ['ps'], { env: vars })
   t.equal(ps.stdout, 'CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   PORTS   NAMES\n')
 })
