@@ -6,6 +6,7 @@ import { Type } from 'typebox'
 import type { Principal } from '../access/ownership.ts'
 import { ref } from '../schemas/common.ts'
 import { CONTAINER, ENGINE, problems } from '../schemas/problems.ts'
+import { located } from '../schemas/headers.ts'
 import { ConnectRequest, CreateNetworkRequest, DisconnectRequest, ListNetworksQuery, Network, NetworkChange, NetworkParams } from '../schemas/networks.ts'
 
 /** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
@@ -33,7 +34,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
       description: 'A bridge network owned by the token; `internal: true` gives it no route to the outside. A name in use is 409 name_conflict.',
       operationId: 'createNetwork',
       body: ref(CreateNetworkRequest),
-      response: { 201: ref(Network, 'Created (Location: its URL).'), ...problems(...ENGINE, 'name_conflict') }
+      response: { 201: located(ref(Network, 'Created (Location: its URL).')), ...problems(...ENGINE, 'name_conflict') }
     }
   }, async (request, reply) => {
     request.audit({ network: { name: request.body.name } })

@@ -49,8 +49,9 @@ export const Problem = Type.Object({
   $id: 'Problem',
   additionalProperties: true,
   description: 'An RFC 9457 problem, sent as application/problem+json. Some codes add members: `port` and `holder` (port_conflict), `errors` (validation_failed), ' +
-    '`rule` (policy_denied), `backend` (not_supported), `reason` (placement_failed, pull_failed, push_failed, build_failed), `allow` (method_not_allowed). ' +
-    'Each operation lists the codes it can answer per status; the examples here show every code.',
+    '`rule` (policy_denied), `backend` (not_supported), `reason` (placement_failed, pull_failed, push_failed, build_failed), `allow` (method_not_allowed)… ' +
+    'Each code has a schema of its own that declares them (`PortConflictProblem`, `ValidationFailedProblem`…), and each operation declares its error answers ' +
+    'as one of the schemas of the codes it can answer there; the examples here show every code.',
   examples: (Object.keys(errorCodes) as ErrorCode[]).map(code => exampleProblem(code))
 })
 
