@@ -86,6 +86,14 @@ export type EngineConfig =
 
 export const ENGINE_KINDS = ['docker', 'swarm', 'kubernetes'] as const
 
+/**
+ * Where a Docker engine listens: its unix socket, or a TCP address with TLS (a client certificate),
+ * or plain TCP on loopback only (a sidecar in berth's own pod). A cluster's builder is one (BERTH_BUILDER).
+ */
+export type EngineAddress =
+  | { socketPath: string }
+  | { host: string, port: number, tls: { ca: Buffer, cert: Buffer, key: Buffer } | null }
+
 export interface Config {
   host: string
   /**
@@ -96,6 +104,8 @@ export interface Config {
   port: number
   logLevel: string
   engine: EngineConfig
+  /** Where a cluster's images are built, tagged and pushed from; null: nowhere (builds are 501 on a cluster). */
+  builder: EngineAddress | null
   auth: {
     disabled: boolean
     /** The tokens at start; src/token-store.ts holds the ones in use, which a reload replaces. */
@@ -166,6 +176,7 @@ export const defaults: Config = {
   port: 8080,
   logLevel: 'info',
   engine: { kind: 'docker', socketPath: DOCKER_SOCKET, timeoutMs: 10_000 },
+  builder: null,
   auth: { disabled: false, tokens: [], tokensFile: null, docsPublic: true, metricsPublic: false, failuresPerMinute: 20, stateDir: null },
   policy: {
     images: ['*'],
@@ -219,7 +230,8 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
     streams: { ...defaults.streams, ...overrides.streams },
     lifecycle: { ...defaults.lifecycle, ...overrides.lifecycle },
     files: { ...defaults.files, ...overrides.files },
-    registryAuth: (overrides.registryAuth ?? defaults.registryAuth) as Config['registryAuth']
+    registryAuth: (overrides.registryAuth ?? defaults.registryAuth) as Config['registryAuth'],
+    builder: (overrides.builder === undefined ? defaults.builder : overrides.builder) as Config['builder']
   }
 }
 
@@ -239,6 +251,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     port: parseInteger('BERTH_PORT', env.BERTH_PORT, defaults.port, 0, 65535),
     logLevel: env.BERTH_LOG_LEVEL ?? defaults.logLevel,
     engine: parseEngine(env, parseDeployment(env.BERTH_DEPLOYMENT)),
+    builder: parseBuilder(env),
     auth: {
       disabled: parseBoolean('BERTH_AUTH_DISABLED', env.BERTH_AUTH_DISABLED, false),
       tokens,
@@ -399,6 +412,41 @@ function parseEngine (env: NodeJS.ProcessEnv, deployment: string): EngineConfig 
     }
     default: throw new ConfigError(`BERTH_ENGINE must be one of ${ENGINE_KINDS.join(', ')}`)
   }
+}
+
+// BERTH_BUILDER=unix:///var/run/docker.sock | tcp://builder:2376 (with BERTH_BUILDER_CERT_PATH) | tcp://127.0.0.1:2375
+function parseBuilder (env: NodeJS.ProcessEnv): EngineAddress | null {
+  const value = env.BERTH_BUILDER ?? ''
+  if (value === '') {
+    if ((env.BERTH_BUILDER_CERT_PATH ?? '') !== '') throw new ConfigError('BERTH_BUILDER_CERT_PATH is set without BERTH_BUILDER')
+    return null
+  }
+  if (value.startsWith('unix://')) {
+    const socketPath = value.slice('unix://'.length)
+    if (!socketPath.startsWith('/')) throw new ConfigError('BERTH_BUILDER unix:// needs an absolute socket path, such as unix:///var/run/docker.sock')
+    return { socketPath }
+  }
+  const match = /^tcp:\/\/(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value)
+  if (match === null) throw new ConfigError('BERTH_BUILDER must be unix:///path/to/docker.sock or tcp://host:port')
+  const host = (match[1] as string).replace(/^\[|\]$/g, '')
+  const port = Number(match[2])
+  if (port < 1 || port > 65535) throw new ConfigError('BERTH_BUILDER\'s port must be from 1 to 65535')
+  const certPath = env.BERTH_BUILDER_CERT_PATH ?? ''
+  if (certPath === '') {
+    // Plain TCP carries root on the builder to anyone on the path: only where nothing else is on it.
+    if (!['127.0.0.1', '::1', 'localhost'].includes(host)) {
+      throw new ConfigError('BERTH_BUILDER over TCP to another host needs TLS: set BERTH_BUILDER_CERT_PATH to a directory with ca.pem, cert.pem and key.pem')
+    }
+    return { host, port, tls: null }
+  }
+  const read = (file: string): Buffer => {
+    try {
+      return readFileSync(`${certPath}/${file}`)
+    } catch (error) {
+      throw new ConfigError(`BERTH_BUILDER_CERT_PATH: cannot read ${certPath}/${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`)
+    }
+  }
+  return { host, port, tls: { ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem') } }
 }
 
 function readableFile (name: string, path: string): void {

@@ -220,7 +220,7 @@ export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<Fasti
     registryAuth: config.registryAuth,
     pollMs: 50,
     eventPollMs: 200
-  }))
+  }), config)
   const app = await buildApp(config, { engine })
   checkDeclaredProblems(t, app)
   t.teardown(() => app.close())

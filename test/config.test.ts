@@ -136,3 +136,23 @@ t.test('BERTH_ENGINE=kubernetes: a kubeconfig or a pod\'s service account, and a
   t.throws(() => configFromEnv({ BERTH_ENGINE: 'kubernetes', BERTH_KUBECONFIG: kubeconfig, BERTH_KUBE_NAMESPACE: 'Not_A_Namespace' }), { name: 'ConfigError', message: /BERTH_KUBE_NAMESPACE/ })
   t.throws(() => configFromEnv({ BERTH_ENGINE: 'nomad' }), { name: 'ConfigError', message: 'BERTH_ENGINE must be one of docker, swarm, kubernetes' })
 })
+
+t.test('BERTH_BUILDER: a socket, TCP with TLS, or plain TCP on loopback only', async t => {
+  t.same(configFromEnv({ BERTH_BUILDER: 'unix:///run/builder.sock' }).builder, { socketPath: '/run/builder.sock' })
+  t.same(configFromEnv({ BERTH_BUILDER: 'tcp://127.0.0.1:2375' }).builder, { host: '127.0.0.1', port: 2375, tls: null })
+  t.same(configFromEnv({ BERTH_BUILDER: 'tcp://[::1]:2375' }).builder, { host: '::1', port: 2375, tls: null })
+  const certs = mkdtempSync(join(tmpdir(), 'berth-builder-'))
+  for (const file of ['ca.pem', 'cert.pem', 'key.pem']) writeFileSync(join(certs, file), `${file} contents`)
+  t.same(configFromEnv({ BERTH_BUILDER: 'tcp://builder.berth-builder.svc:2376', BERTH_BUILDER_CERT_PATH: certs }).builder, {
+    host: 'builder.berth-builder.svc', port: 2376, tls: { ca: Buffer.from('ca.pem contents'), cert: Buffer.from('cert.pem contents'), key: Buffer.from('key.pem contents') }
+  })
+  const refused: Array<[Record<string, string>, RegExp]> = [
+    [{ BERTH_BUILDER: 'tcp://builder:2376' }, /over TCP to another host needs TLS/],
+    [{ BERTH_BUILDER: 'unix://run/builder.sock' }, /absolute socket path/],
+    [{ BERTH_BUILDER: 'https://builder:2376' }, /must be unix:\/\/\/path\/to\/docker\.sock or tcp:\/\/host:port/],
+    [{ BERTH_BUILDER: 'tcp://127.0.0.1:99999' }, /port must be from 1 to 65535/],
+    [{ BERTH_BUILDER_CERT_PATH: certs }, /BERTH_BUILDER_CERT_PATH is set without BERTH_BUILDER/],
+    [{ BERTH_BUILDER: 'tcp://builder:2376', BERTH_BUILDER_CERT_PATH: join(certs, 'missing') }, /cannot read .*ca\.pem/]
+  ]
+  for (const [env, message] of refused) t.throws(() => configFromEnv(env), { name: 'ConfigError', message }, Object.keys(env).join(' '))
+})

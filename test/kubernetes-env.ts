@@ -176,7 +176,7 @@ export async function buildKube (t: Test, options: KubeBuild): Promise<FastifyIn
     placementTimeoutMs: engineConfig.placementTimeoutMs,
     registryAuth: config.registryAuth,
     pollMs: 50
-  }))
+  }), config)
   const app = await buildApp(config, { engine })
   checkDeclaredProblems(t, app)
   t.teardown(() => app.close())

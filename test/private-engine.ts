@@ -4,19 +4,32 @@
 // (Not --bridge=none: a dockerd started so deletes the host's docker0, the shared engine's bridge.)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Docker from 'dockerode'
 import { waitFor } from './helpers.ts'
 
+export interface PrivateEngineOptions {
+  /** Also listen on 127.0.0.1:port over TCP: with TLS (a CA, server and client certificates made in certs/), or plain. */
+  tcp?: { port: number, tls: boolean }
+}
+
 export class PrivateEngine {
   readonly dir = mkdtempSync(join(tmpdir(), 'berth-engine-'))
   readonly socketPath = join(this.dir, 'docker.sock')
+  /** docker's ca.pem, cert.pem and key.pem for a client, when it listens with TLS. */
+  readonly certs = join(this.dir, 'certs')
   readonly bridge = `bt${randomBytes(4).toString('hex')}`
+  readonly #options: PrivateEngineOptions
   #process: ChildProcess | null = null
   #bridgeMade = false
   log = ''
+
+  constructor (options: PrivateEngineOptions = {}) {
+    this.#options = options
+    if (options.tcp?.tls === true) makeCertificates(this.certs)
+  }
 
   async start (): Promise<void> {
     if (!this.#bridgeMade) {
@@ -28,7 +41,8 @@ export class PrivateEngine {
       '--data-root', join(this.dir, 'data'),
       '--exec-root', join(this.dir, 'exec'),
       '--pidfile', join(this.dir, 'docker.pid'),
-      `--bridge=${this.bridge}`, '--iptables=false', '--ip-masq=false', '--ip-forward=false'
+      `--bridge=${this.bridge}`, '--iptables=false', '--ip-masq=false', '--ip-forward=false',
+      ...this.#tcpArguments()
     ], { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout?.on('data', chunk => { this.log += chunk })
     child.stderr?.on('data', chunk => { this.log += chunk })
@@ -37,6 +51,14 @@ export class PrivateEngine {
     const state = await waitFor('the private dockerd to answer', async () => child.exitCode !== null ? 'exited' : await client.ping().then(() => 'up', () => 'starting'), state => state !== 'starting', 60_000)
       .catch((error: Error) => { throw new Error(`${error.message}:\n${this.log.slice(-2000)}`) })
     if (state === 'exited') throw new Error(`private dockerd exited with ${child.exitCode}:\n${this.log.slice(-2000)}`)
+  }
+
+  #tcpArguments (): string[] {
+    const tcp = this.#options.tcp
+    if (tcp === undefined) return []
+    const listen = ['--host', `tcp://127.0.0.1:${tcp.port}`]
+    if (!tcp.tls) return listen
+    return [...listen, '--tlsverify', '--tlscacert', join(this.certs, 'ca.pem'), '--tlscert', join(this.certs, 'server-cert.pem'), '--tlskey', join(this.certs, 'server-key.pem')]
   }
 
   /** Stops the engine the way an operator would (SIGTERM) and waits until it is gone. */
@@ -73,4 +95,24 @@ export class PrivateEngine {
     if (this.#bridgeMade) execFileSync('ip', ['link', 'delete', this.bridge])
     rmSync(this.dir, { recursive: true, force: true })
   }
+}
+
+/**
+ * A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, as `docker
+ * --tlsverify` and dockerd want them (ca.pem, cert.pem, key.pem for the client), made with openssl.
+ */
+export function makeCertificates (dir: string): void {
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' })
+  execFileSync('mkdir', ['-p', dir])
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=berth test CA', '-keyout', 'ca-key.pem', '-out', 'ca.pem')
+  const sign = (name: string, subject: string, extensions: string) => {
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-subj', subject, '-keyout', `${name}-key.pem`, '-out', `${name}.csr`)
+    writeFileSync(join(dir, `${name}.ext`), extensions)
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}-cert.pem`)
+  }
+  sign('server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
+  sign('client', '/CN=berth', 'extendedKeyUsage=clientAuth\n')
+  // docker's names for the client's files
+  execFileSync('cp', [join(dir, 'client-cert.pem'), join(dir, 'cert.pem')])
+  execFileSync('cp', [join(dir, 'client-key.pem'), join(dir, 'key.pem')])
 }

@@ -61,7 +61,13 @@ async function engineStopped (t: Test, proxy: RegistryProxy, layers: Array<{ siz
 class FakeEngine {
   readonly pulls: Array<{ ref: ImageRef, options: PullOptions, finish: (image: PulledImage) => void, fail: (error: unknown) => void }> = []
 
-  pullImage (ref: ImageRef, options: PullOptions): Promise<PulledImage> {
+  /** The one part a pull job asks of its backend: images, whose pull is this engine's. */
+  part (name: string): { pull: FakeEngine['pull'] } {
+    if (name !== 'images') throw new Error(`a pull job asked for the ${name} part`)
+    return { pull: (ref, options) => this.pull(ref, options) }
+  }
+
+  pull (ref: ImageRef, options: PullOptions): Promise<PulledImage> {
     return new Promise((resolve, reject) => {
       options.signal?.addEventListener('abort', () => reject(options.signal?.reason))
       this.pulls.push({ ref, options, finish: resolve, fail: reject })

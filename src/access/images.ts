@@ -88,7 +88,7 @@ export class ImageAccess {
     if (requester.admin) return
     let current: Image
     try {
-      current = await this.#engine.part('images').inspect(ref.reference)
+      current = await this.#engine.part('builds').inspect(ref.reference)
     } catch (error) {
       if (error instanceof BerthError && error.code === 'image_not_found') return
       throw error
@@ -101,7 +101,7 @@ export class ImageAccess {
   /** docker tag: `tag` then names the image `source` names. */
   async tag (requester: Principal, source: string, tag: string): Promise<{ id: string, tag: string }> {
     const target = this.#tagRef(tag, 'body/tag')
-    const image = await this.#engine.part('images').inspect(engineReference(source, 'body/source'))
+    const image = await this.#engine.part('builds').inspect(engineReference(source, 'body/source'))
     await this.checkName(requester, target)
     await this.#engine.part('builds').tag(image.id, target)
     return { id: image.id, tag: target.reference }
@@ -111,9 +111,9 @@ export class ImageAccess {
   async untag (requester: Principal, name: string): Promise<{ untagged: string[], deleted: string[] }> {
     const ref = this.#tagRef(name, 'body/image')
     // Not found is image_not_found, for admins too, before any ownership is judged.
-    await this.#engine.part('images').inspect(ref.reference)
+    await this.#engine.part('builds').inspect(ref.reference)
     await this.checkName(requester, ref)
-    return await this.#engine.part('images').remove(ref.reference, { force: false })
+    return await this.#engine.part('builds').untag(ref.reference)
   }
 
   /** The push target: a tag on the allow-list. */

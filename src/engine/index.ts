@@ -4,9 +4,10 @@
 //
 //               containers images builds disk volumes networks exec stats files wait nodes expiry specs
 //   docker          ✓        ✓      ✓     ✓      ✓       ✓      ✓     ✓     ✓    ✓     ✓     ✓      ✓
-//   swarm           ✓                                                                  ✓
-//   kubernetes      ✓                                                                  ✓
+//   swarm           ✓               ✓     ✓                                            ✓
+//   kubernetes      ✓               ✓     ✓                                      ✓     ✓     ✓
 //
+// (builds and disk on a cluster: with a builder engine, BERTH_BUILDER; without one they are absent)
 // (drawn by partsTable(); test/capabilities.test.ts keeps it true to the definitions)
 import type { Config } from '../config.ts'
 import { docker } from './docker/backend.ts'
@@ -32,14 +33,21 @@ export function backendsWith (part: PartName): EngineKind[] {
   return BACKEND_KINDS.filter(kind => BACKENDS[kind].offers(part))
 }
 
-/** The sentence the OpenAPI document adds to an operation that some backends lack: which, and why. */
+/** The sentence the OpenAPI document adds to an operation that some backends lack or need configured for: which, and why. */
 export function lackingSentence (part: PartName): string | undefined {
   const lacking = BACKEND_KINDS.flatMap(kind => {
     const why = BACKENDS[kind].never(part)
     return why === undefined ? [] : [`on ${kind}: ${why}`]
   })
-  if (lacking.length === 0) return undefined
-  return `Backends: ${words(backendsWith(part))}; it answers 501 not_supported ${lacking.join('; ')}.`
+  const needs = BACKEND_KINDS.flatMap(kind => {
+    const requires = BACKENDS[kind].requires(part)
+    return requires === undefined ? [] : [`on ${kind} only with ${requires}`]
+  })
+  if (lacking.length === 0 && needs.length === 0) return undefined
+  return [
+    `Backends: ${words(backendsWith(part))}${needs.length === 0 ? '' : ` (${needs.join('; ')}; 501 not_supported without)`}`,
+    ...(lacking.length === 0 ? [] : [`it answers 501 not_supported ${lacking.join('; ')}`])
+  ].join('; ') + '.'
 }
 
 /** The table at the top of this file, drawn from the definitions (test/capabilities.test.ts compares the two). */

@@ -6,7 +6,7 @@
 //
 // Models: Go's small interfaces composed into bigger ones, unstorage's drivers where only the core
 // is required, Fastify's plugins that declare what they need.
-import type { Config } from '../config.ts'
+import { makeConfig, type Config } from '../config.ts'
 import { BerthError } from '../errors.ts'
 import type { ImageRef } from './image-ref.ts'
 import type {
@@ -214,12 +214,23 @@ export class Absent {
 }
 export function absent (why: string): Absent { return new Absent(why) }
 
+/** Makes a part from what the backend's parts share and berth's config; Absent when what it needs is not there. */
+export type PartFactory<Shared, N extends PartName> = ((shared: Shared, config: Config) => Parts[N] | Absent | Promise<Parts[N] | Absent>) & {
+  /** What the operator must configure for it (the document says so); absent: the backend always has it. */
+  requires?: string
+}
+
 /**
  * A part in a backend's definition: absent (and why), or made from what the backend shares. A made
  * part may still turn out absent when it depends on what the operator configured or the cluster
  * serves (a builder, a metrics API): then its factory returns Absent with what to set.
  */
-export type PartEntry<Shared, N extends PartName> = Absent | ((shared: Shared) => Parts[N] | Absent | Promise<Parts[N] | Absent>)
+export type PartEntry<Shared, N extends PartName> = Absent | PartFactory<Shared, N>
+
+/** A part that exists only once the operator configured what it needs (said in the document). */
+export function configured<Shared, N extends PartName> (requires: string, factory: (shared: Shared, config: Config) => Parts[N] | Absent | Promise<Parts[N] | Absent>): PartFactory<Shared, N> {
+  return Object.assign(factory, { requires })
+}
 
 /** How a backend is made: what its parts share, its core, and each part. */
 export interface BackendDefinition<Shared> {
@@ -285,18 +296,18 @@ export function composeBackend (kind: EngineKind, core: Core, containers: Contai
 
 /** Opens a backend from its definition: what its parts share, then each part. */
 export async function openBackend<Shared> (definition: BackendDefinition<Shared>, config: Config): Promise<Backend> {
-  return await composeFrom(definition, await definition.open(config))
+  return await composeFrom(definition, await definition.open(config), config)
 }
 
 /** A backend from its definition and what its parts share, already made (tests tune what they share). */
-export async function composeFrom<Shared> (definition: BackendDefinition<Shared>, shared: Shared): Promise<Backend> {
+export async function composeFrom<Shared> (definition: BackendDefinition<Shared>, shared: Shared, config: Config = makeConfig()): Promise<Backend> {
   const core = definition.core(shared)
   const made: { [N in OptionalPart]?: Parts[N] | Absent } = {}
   try {
     for (const name of PART_NAMES) {
       if (name === 'containers') continue
       const entry = definition.parts[name] as PartEntry<Shared, typeof name>
-      ;(made as Record<string, unknown>)[name] = entry instanceof Absent ? entry : await entry(shared)
+      ;(made as Record<string, unknown>)[name] = entry instanceof Absent ? entry : await entry(shared, config)
     }
     return composeBackend(definition.kind, core, definition.parts.containers(shared), made)
   } catch (error) {
@@ -313,6 +324,8 @@ export interface BackendCatalogue {
   offers: (part: PartName) => boolean
   /** Why it never has a part; undefined when it can. */
   never: (part: PartName) => string | undefined
+  /** What the operator must configure for it to have a part; undefined when it always has it (or never). */
+  requires: (part: PartName) => string | undefined
   open: (config: Config) => Promise<Backend>
 }
 
@@ -326,6 +339,10 @@ export function catalogue<Shared> (definition: BackendDefinition<Shared>): Backe
     summary: definition.summary,
     offers: part => never(part) === undefined,
     never,
+    requires: part => {
+      const entry = part === 'containers' ? undefined : definition.parts[part]
+      return entry === undefined || entry instanceof Absent ? undefined : entry.requires
+    },
     open: async config => await openBackend(definition, config)
   }
 }

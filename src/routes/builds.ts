@@ -85,7 +85,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
           }
         },
         202: { description: 'Started as an async build (Location: the build).', content: { 'application/json': { schema: ref(BuildJob) } } },
-        ...problems(...ENGINE, 'policy_denied', 'build_failed', 'build_cancelled', 'rate_limited', 'not_acceptable')
+        ...problems(...ENGINE, 'policy_denied', 'build_failed', 'build_cancelled', 'rate_limited', 'not_acceptable', 'push_failed')
       }
     } as never
   }, async (request, reply) => {

@@ -23,8 +23,11 @@ export type BuildQuery = Static<typeof BuildQuery> & { dockerfile: string, pull:
 
 export const BuiltImage = Type.Object({
   id: Type.String({ description: 'Image id (sha256:…).' }),
-  tags: Type.Array(Type.String(), { description: 'The names the build gave it.' })
-}, { $id: 'BuiltImage', additionalProperties: false, description: 'The image a build made. It has no registry digest until it is pushed.' })
+  tags: Type.Array(Type.String(), { description: 'The names the build gave it.' }),
+  pushed: Type.Optional(Type.Array(Type.Unsafe<PushedImage>(Type.Ref('PushedImage')), {
+    description: 'On a cluster: each tag as the builder pushed it, with the digest its registry stored — what the cluster\'s nodes pull (run `repo@digest` to get exactly this image anywhere).'
+  }))
+}, { $id: 'BuiltImage', additionalProperties: false, description: 'The image a build made. On one host it has no registry digest until it is pushed; on a cluster the build pushes it (`pushed`).' })
 export type BuiltImage = Static<typeof BuiltImage>
 
 const step = Type.Integer({ minimum: 0, description: 'The step number (1-based), as `docker build` prints it.' })

@@ -12,7 +12,12 @@ export interface DockerModemError extends Error {
 /** What the failed call was about, so a 404 can say "container" or "image". */
 export type Subject = 'container' | 'image' | 'volume' | 'network' | 'engine'
 
-const CONNECTION_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EACCES', 'EHOSTUNREACH', 'ENOTCONN', 'UND_ERR_SOCKET'])
+const CONNECTION_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EACCES', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTCONN', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET'])
+
+/** An engine over TCP with TLS that the certificates do not let berth reach (either side refused the other). */
+function isTlsFailure (code: string | undefined): boolean {
+  return code !== undefined && (/^ERR_SSL_|^ERR_TLS_|CERT|^EPROTO$/.test(code) || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE')
+}
 
 export function engineMessage (error: DockerModemError): string {
   const fromBody = error.json?.message
@@ -23,7 +28,7 @@ export function engineMessage (error: DockerModemError): string {
 
 export function isConnectionFailure (error: unknown): boolean {
   const err = error as DockerModemError
-  return err?.name === 'AbortError' || err?.name === 'TimeoutError' || (typeof err?.code === 'string' && CONNECTION_CODES.has(err.code))
+  return err?.name === 'AbortError' || err?.name === 'TimeoutError' || (typeof err?.code === 'string' && (CONNECTION_CODES.has(err.code) || isTlsFailure(err.code)))
 }
 
 /** "Bind for 0.0.0.0:8080 failed: port is already allocated", "listen tcp4 0.0.0.0:8080: bind: address already in use" */
@@ -40,7 +45,9 @@ export function mapEngineError (error: unknown, subject: Subject, target: string
   if (isConnectionFailure(err)) {
     const detail = err.name === 'AbortError' || err.name === 'TimeoutError'
       ? `the container engine did not answer within ${timeoutMs} ms`
-      : `cannot reach the container engine (${err.code})`
+      : isTlsFailure(err.code)
+        ? `cannot reach the container engine over TLS (${err.code}): its certificate and berth's (ca.pem, cert.pem, key.pem) must come from one CA`
+        : `cannot reach the container engine (${err.code})`
     return new BerthError('engine_unavailable', detail, {}, { cause: error, headers: { 'retry-after': '5' } })
   }
   const status = err?.statusCode

@@ -1,11 +1,13 @@
 // The connection to one Docker engine, shared by the backends that speak the Docker API (a single
-// host, and a Swarm manager): negotiates the API version, bounds every call with its own deadline,
-// maps what fails to berth's errors, and forgets the connection when the engine goes away.
+// host, a Swarm manager, a cluster's builder): negotiates the API version, bounds every call with its
+// own deadline, maps what fails to berth's errors, and forgets the connection when the engine goes
+// away. An engine is reached by its unix socket, or over TCP (with TLS unless it is on loopback).
 // Before dockerode: keeps the transports berth never uses from loading (see the module).
 import './unused-transports.ts'
 import Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import type { EngineAddress } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import type { EngineInfo } from '../types.ts'
 import { isConnectionFailure, mapEngineError, type Subject } from './errors.ts'
@@ -14,9 +16,14 @@ import { isConnectionFailure, mapEngineError, type Subject } from './errors.ts'
 export const MAX_API = '1.47'
 export const MIN_API = '1.40'
 
-export interface TransportOptions {
-  socketPath: string
-  timeoutMs: number
+export type TransportOptions = EngineAddress & { timeoutMs: number }
+
+/** dockerode's connection options for an address. */
+function connectionOf (address: EngineAddress): Docker.DockerOptions {
+  if ('socketPath' in address) return { socketPath: address.socketPath }
+  return address.tls === null
+    ? { host: address.host, port: address.port, protocol: 'http' }
+    : { host: address.host, port: address.port, protocol: 'https', ca: address.tls.ca, cert: address.tls.cert, key: address.tls.key }
 }
 
 export interface CallOptions {
@@ -29,13 +36,13 @@ export interface CallOptions {
 
 export class DockerTransport {
   readonly timeoutMs: number
-  readonly #socketPath: string
+  readonly #connection: Docker.DockerOptions
   #docker: Docker | null = null
   #info: EngineInfo | null = null
   #connecting: Promise<Docker> | null = null
 
   constructor (options: TransportOptions) {
-    this.#socketPath = options.socketPath
+    this.#connection = connectionOf(options)
     this.timeoutMs = options.timeoutMs
   }
 
@@ -174,7 +181,7 @@ export class DockerTransport {
 
   // dockerode pins no version by itself; ask the engine which one it speaks and use the lower of the two.
   async #negotiate (): Promise<Docker> {
-    const probe = new Docker({ socketPath: this.#socketPath })
+    const probe = new Docker(this.#connection)
     let version: Docker.DockerVersion
     try {
       version = await (probe.version as (options: object) => Promise<Docker.DockerVersion>)(withSignal(AbortSignal.timeout(this.timeoutMs)))
@@ -186,7 +193,7 @@ export class DockerTransport {
       throw new BerthError('engine_unavailable', `the engine speaks API ${version.ApiVersion}; berth needs ${MIN_API} or newer`)
     }
     this.#info = { version: version.Version, apiVersion, os: version.Os, arch: version.Arch }
-    this.#docker = new Docker({ socketPath: this.#socketPath, version: `v${apiVersion}` })
+    this.#docker = new Docker({ ...this.#connection, version: `v${apiVersion}` })
     return this.#docker
   }
 }

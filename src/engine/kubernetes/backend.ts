@@ -3,6 +3,7 @@
 // client (~27 MB of generated API models, tens of MB of memory once imported) is loaded only when
 // this backend is opened, never by the others.
 import type { Config } from '../../config.ts'
+import { builderBuilds, builderDisk } from '../builder.ts'
 import { absent, defineBackend, type ContainersPart } from '../parts.ts'
 import type { KubeShared, KubernetesEngineOptions } from './shared.ts'
 
@@ -45,8 +46,8 @@ export const kubernetes = defineBackend<KubeOpened>({
   parts: {
     containers: opened => opened.containers,
     images: absent(NO_IMAGE_STORE),
-    builds: absent(`${NO_IMAGE_STORE}, and no builder engine is configured`),
-    disk: absent(NO_IMAGE_STORE),
+    builds: builderBuilds,
+    disk: builderDisk,
     volumes: absent(NOT_YET('named volumes (they would be PersistentVolumeClaims)')),
     networks: absent('networks through berth are single-host; on Kubernetes every pod is on the cluster network'),
     exec: absent(NOT_YET('exec into a pod')),

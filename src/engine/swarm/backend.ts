@@ -2,6 +2,7 @@
 // replicas the manager places over the nodes; the nodes have no single image store, volume or
 // network berth can reach from the manager, so those parts are absent here, each saying why.
 import type { Config } from '../../config.ts'
+import { builderBuilds, builderDisk } from '../builder.ts'
 import { absent, defineBackend } from '../parts.ts'
 import { SwarmCluster, type SwarmEngineOptions } from './cluster.ts'
 
@@ -29,8 +30,8 @@ export const swarm = defineBackend<SwarmCluster>({
   parts: {
     containers: cluster => cluster,
     images: absent(IMAGE_STORE),
-    builds: absent(`${IMAGE_STORE}, and no builder engine is configured`),
-    disk: absent(IMAGE_STORE),
+    builds: builderBuilds,
+    disk: builderDisk,
     volumes: absent('each node has its own named volumes: a replica would see different data, and their ownership cannot be checked on every node'),
     networks: absent('networks through berth are single-host for now; on a Swarm cluster they would be overlay networks'),
     exec: absent(ON_EACH_NODE),
