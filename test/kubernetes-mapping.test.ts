@@ -6,8 +6,8 @@ import type { V1Deployment, V1Pod } from '@kubernetes/client-node'
 import { ApiException } from '@kubernetes/client-node'
 import { podFailure } from '../src/engine/kubernetes/failures.ts'
 import { isConnectionFailure, mapKubeError, statusOf } from '../src/engine/kubernetes/errors.ts'
-import { ANNOTATION_LABELS, ANNOTATION_REPLICAS, LABEL_ID, bytesOf, checkName, coresOf, deploymentOf, userOf, type Workload } from '../src/engine/kubernetes/mapping.ts'
-import { containerOf, podState, summaryOf as summaryOfWorkload } from '../src/engine/kubernetes/reading.ts'
+import { ANNOTATION_LABELS, ANNOTATION_REPLICAS, LABEL_ID, bytesOf, checkName, checkVolumeName, claimOf, coresOf, deploymentOf, userOf, type Workload } from '../src/engine/kubernetes/mapping.ts'
+import { containerOf, podState, summaryOf as summaryOfWorkload, volumeOfClaim } from '../src/engine/kubernetes/reading.ts'
 import { parseImage } from '../src/engine/image-ref.ts'
 import type { RunSpec } from '../src/engine/types.ts'
 
@@ -162,6 +162,8 @@ t.test('why a pod will not run, in berth\'s codes', async t => {
   t.match(podFailure(waiting('CreateContainerConfigError', 'container has runAsNonRoot and image will run as root'), []), { code: 'policy_denied', message: /runs as root/ })
   t.match(podFailure(waiting('CreateContainerError', 'no such file'), []), { code: 'placement_failed', extensions: { reason: 'rejected' } })
   t.equal(podFailure(waiting('ContainerCreating', ''), []), null, 'still coming')
+  t.equal(podFailure(unschedulable('0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available'), []), null, 'a volume being provisioned: the scheduler tries again')
+  t.match(podFailure(unschedulable('0/2 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims, 1 Insufficient cpu.'), []), { code: 'placement_failed', extensions: { reason: 'resources' } }, 'unless something else stands in the way too')
   t.equal(podFailure(running('ok'), []), null)
 })
 
@@ -181,4 +183,21 @@ t.test('apiserver answers and connection failures as berth errors', async t => {
   t.same(statusOf(new Error('x')), {})
   t.ok(isConnectionFailure(Object.assign(new Error('reset'), { code: 'ECONNRESET' })))
   t.notOk(isConnectionFailure(status(500, 'InternalError', 'x')))
+})
+
+t.test('a named volume as a PersistentVolumeClaim, and read back', async t => {
+  const labels = { 'io.berth.owner': 'alice', note: 'spaces and all' }
+  const claim = claimOf('data', labels, 64 * 1024 * 1024, { storageClass: 'fast', defaultBytes: 1, maxBytes: 2, accessMode: 'ReadWriteOncePod' })
+  t.same(claim.spec, { accessModes: ['ReadWriteOncePod'], storageClassName: 'fast', resources: { requests: { storage: '67108864' } } })
+  t.same(claim.metadata?.labels, { 'app.kubernetes.io/managed-by': 'berth' })
+  t.notOk('storageClassName' in (claimOf('data', {}, 1, { storageClass: null, defaultBytes: 1, maxBytes: 2, accessMode: 'ReadWriteOnce' }).spec ?? {}), 'no class named: the cluster\'s default')
+  const user = { id: ID, name: 'web', state: 'running' }
+  t.same(volumeOfClaim(claim, [user]), { name: 'data', driver: 'fast', labels, createdAt: null, size: null, usedBy: [user], capacity: 64 * 1024 * 1024, accessModes: ['ReadWriteOncePod'], phase: 'Pending' })
+  // As the apiserver returns a bound one (its capacity the volume's, which may be more than asked), and one being deleted.
+  const bound = { ...claim, metadata: { ...claim.metadata, creationTimestamp: new Date('2026-12-07T18:00:00Z') }, status: { phase: 'Bound', capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'] } }
+  t.match(volumeOfClaim(bound, []), { createdAt: '2026-12-07T18:00:00.000Z', capacity: 1024 ** 3, accessModes: ['ReadWriteOnce'], phase: 'Bound' })
+  t.match(volumeOfClaim({ ...bound, metadata: { ...bound.metadata, deletionTimestamp: new Date() } }, []), { phase: 'Terminating' })
+  t.same(volumeOfClaim({ metadata: { name: 'bare' } }, []), { name: 'bare', driver: '', labels: {}, createdAt: null, size: null, usedBy: [], accessModes: [], phase: 'Pending' })
+  t.doesNotThrow(() => { checkVolumeName('ada-datasets.v2') })
+  for (const name of ['Data', 'data_1', '-data', 'x'.repeat(254)]) t.throws(() => { checkVolumeName(name) }, { code: 'validation_failed' }, name.slice(0, 20))
 })

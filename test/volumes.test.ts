@@ -173,3 +173,18 @@ t.test('a volume without a name gets the engine\'s kind of name', async t => {
   t.equal(removed.statusCode, 204)
   t.notOk(await volumeExists(generated))
 })
+
+t.test('docker\'s local volumes have no size: size is 501, and a storage quota counts them as nothing', async t => {
+  const app = await build(t, { config: { policy: { quota: { storageBytes: 1024 } } } })
+  const sized = await create(app, 'alice', { name: name('sized'), size: 1024 })
+  t.equal(sized.statusCode, 501, sized.body)
+  t.match(sized.json(), { code: 'not_supported', detail: /a local volume has no size/ })
+  t.notOk(await volumeExists(name('sized')), 'nothing was created')
+  for (const suffix of ['q1', 'q2']) {
+    const made = await create(app, 'alice', { name: name(suffix) })
+    t.equal(made.statusCode, 201, made.body)
+    t.notOk('capacity' in made.json(), 'no capacity on docker')
+    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name(`${suffix}-run`), volumes: [`${name(`${suffix}-new`)}:/data`] }) })
+    t.equal(run.statusCode, 201, run.body)
+  }
+})

@@ -37,7 +37,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       response: {
         201: ref(Volume, 'Created (Location: its URL).'),
         200: ref(Volume, 'The token already has a volume of that name: this is it, unchanged.'),
-        ...problems(...ENGINE, 'name_conflict')
+        ...problems(...ENGINE, 'name_conflict', 'policy_denied', 'quota_exceeded', 'validation_failed', 'not_supported')
       }
     }
   }, async (request, reply) => {
