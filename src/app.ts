@@ -67,7 +67,7 @@ export interface AppDeps {
   engine: Backend
   /** A pino logger; none means silent (tests). */
   logger?: FastifyBaseLogger
-  /** The clock of time windows (failed authentications, pull-job retention), in ms; Date.now unless a test moves time itself. */
+  /** The clock of time windows (failed authentications, pull-job retention, expiry), in ms; Date.now unless a test moves time itself. */
   now?: () => number
   /** The tokens in use, when something reloads them (server.ts); by default config.auth.tokens, fixed. */
   tokens?: TokenStore
@@ -76,6 +76,7 @@ export interface AppDeps {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 export async function buildApp (config: Config, deps: AppDeps) {
+  const requestLog = new RequestLog()
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: config.limits.bodyLimit,
@@ -85,7 +86,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
       const given = req.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
-    logController: new RequestLog(),
+    logController: requestLog,
     routerOptions: { maxParamLength: 600, ignoreTrailingSlash: true },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -100,6 +101,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
     clientErrorHandler: clientErrorHandler(config.limits)
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.decorate('config', config)
+  app.addHook('onRequest', async (request, reply) => { requestLog.watch(request, reply) })
 
   // While closing, each response ends its connection: a keep-alive connection that was busy when
   // close began would otherwise stay open after its response and hold the shutdown until killed.
@@ -132,7 +134,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   // The engine, and what berth keeps on top of it.
   await app.register(enginePlugin, { engine: deps.engine, limits: config.limits })
   await app.register(capabilities)
-  await app.register(access, { config })
+  await app.register(access, { config, ...(deps.now === undefined ? {} : { now: deps.now }) })
   await app.register(streams)
   // A token removed or changed by a reload stops working at once: on its open streams too.
   const stopRevoking = app.tokens.onChange(() => {
@@ -141,7 +143,7 @@ export async function buildApp (config: Config, deps: AppDeps) {
   })
   app.addHook('onClose', async () => { stopRevoking() })
   await app.register(pullJobsPlugin, { jobs: config.jobs, ...(deps.now === undefined ? {} : { now: deps.now }) })
-  await app.register(lifecyclePlugin, { lifecycle: config.lifecycle })
+  await app.register(lifecyclePlugin, { lifecycle: config.lifecycle, ...(deps.now === undefined ? {} : { now: deps.now }) })
   await app.register(buildsPlugin, { config })
   await app.register(rateLimit, {
     max: config.limits.rateLimitPerMinute,

@@ -52,6 +52,12 @@ export interface Policy {
   quota: Quota
   /** Whether a build's RUN steps may have a network (BERTH_BUILD_NETWORK); without it they run with none. */
   buildNetwork: boolean
+  /**
+   * Where a token that is not admin may push, inside every registry (BERTH_PUSH_NAMESPACE): a
+   * repository path of lower-case components, `{deployment}` and `{token}`, under which the token's
+   * pushes must go; and nobody else may give an image a name there. null: any name on the allow-list.
+   */
+  pushNamespace: string | null
 }
 
 /** What every backend that speaks the Docker API needs: where its socket is, and how long a call may take. */
@@ -176,6 +182,8 @@ export interface Config {
     sweepIntervalMs: number
     /** How long an exited autoRemove container stays (its logs readable) when nobody waits for it. */
     autoRemoveGraceMs: number
+    /** How many containers the sweeper works on at once (stops, removals, idle readings): one slow stop holds up nobody else. */
+    concurrency: number
   }
   /** Files in and out of containers (docker cp). */
   files: {
@@ -207,7 +215,8 @@ export const defaults: Config = {
     maxCpus: null,
     maxShmBytes: null,
     quota: { containers: null, memoryBytes: null, cpus: null, gpus: null, storageBytes: null },
-    buildNetwork: false
+    buildNetwork: false,
+    pushNamespace: '{deployment}/{token}'
   },
   limits: {
     bodyLimit: 64 * 1024,
@@ -223,7 +232,7 @@ export const defaults: Config = {
   jobs: { retentionMs: 10 * 60_000, maxJobs: 1000 },
   streams: { heartbeatMs: 15_000 },
   registryAuth: {},
-  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000 },
+  lifecycle: { sweepIntervalMs: 15_000, autoRemoveGraceMs: 5 * 60_000, concurrency: 8 },
   files: { maxUploadBytes: 256 * 1024 ** 2, maxDownloadBytes: 1024 ** 3 }
 }
 
@@ -296,7 +305,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
         gpus: env.BERTH_QUOTA_GPUS ? parseInteger('BERTH_QUOTA_GPUS', env.BERTH_QUOTA_GPUS, 0, 0, 1024) : null,
         storageBytes: env.BERTH_QUOTA_STORAGE ? parseBytes('BERTH_QUOTA_STORAGE', env.BERTH_QUOTA_STORAGE) : null
       },
-      buildNetwork: parseBoolean('BERTH_BUILD_NETWORK', env.BERTH_BUILD_NETWORK, false)
+      buildNetwork: parseBoolean('BERTH_BUILD_NETWORK', env.BERTH_BUILD_NETWORK, false),
+      pushNamespace: parsePushNamespace(env.BERTH_PUSH_NAMESPACE)
     },
     limits: {
       bodyLimit: env.BERTH_BODY_LIMIT ? parseBytes('BERTH_BODY_LIMIT', env.BERTH_BODY_LIMIT) : defaults.limits.bodyLimit,
@@ -319,7 +329,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
     registryAuth: env.BERTH_REGISTRY_AUTH_FILE ? parseRegistryAuth(env.BERTH_REGISTRY_AUTH_FILE) : {},
     lifecycle: {
       sweepIntervalMs: parseInteger('BERTH_SWEEP_INTERVAL_MS', env.BERTH_SWEEP_INTERVAL_MS, defaults.lifecycle.sweepIntervalMs, 0, 3_600_000),
-      autoRemoveGraceMs: parseInteger('BERTH_AUTO_REMOVE_GRACE_MS', env.BERTH_AUTO_REMOVE_GRACE_MS, defaults.lifecycle.autoRemoveGraceMs, 0, 7 * 24 * 3_600_000)
+      autoRemoveGraceMs: parseInteger('BERTH_AUTO_REMOVE_GRACE_MS', env.BERTH_AUTO_REMOVE_GRACE_MS, defaults.lifecycle.autoRemoveGraceMs, 0, 7 * 24 * 3_600_000),
+      concurrency: parseInteger('BERTH_SWEEP_CONCURRENCY', env.BERTH_SWEEP_CONCURRENCY, defaults.lifecycle.concurrency, 1, 1000)
     },
     files: {
       maxUploadBytes: env.BERTH_MAX_UPLOAD ? parseBytes('BERTH_MAX_UPLOAD', env.BERTH_MAX_UPLOAD) : defaults.files.maxUploadBytes,
@@ -494,6 +505,23 @@ function parseDeployment (value: string | undefined): string {
   if (value === undefined || value === '') return defaults.deployment
   if (!/^(?!\.{1,2}$)[a-z0-9][a-z0-9_.-]{0,62}$/.test(value)) throw new ConfigError('BERTH_DEPLOYMENT must be 1-63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit')
   return value
+}
+
+/**
+ * BERTH_PUSH_NAMESPACE: `*` for any name on the allow-list, or a repository path whose components are
+ * lower-case letters, digits, ".", "_" and "-" with `{deployment}` and `{token}` in them.
+ */
+function parsePushNamespace (value: string | undefined): string | null {
+  if (value === undefined || value.trim() === '') return defaults.policy.pushNamespace
+  const template = value.trim()
+  if (template === '*') return null
+  for (const component of template.split('/')) {
+    const literal = component.replace(/\{(deployment|token)\}/g, 'x')
+    if (component === '' || !/^[a-z0-9._-]+$/.test(literal)) {
+      throw new ConfigError('BERTH_PUSH_NAMESPACE must be * or a repository path such as {deployment}/{token} or teams/{token}: lower-case components, {deployment} and {token}, no empty component')
+    }
+  }
+  return template
 }
 
 function parseStateDir (value: string | undefined): string | null {

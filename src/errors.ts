@@ -38,10 +38,13 @@ export const errorCodes = {
   network_in_use: { status: 409, title: 'The network has containers attached', example: { detail: 'network backend has containers attached: web; disconnect or remove them first', network: 'backend', containers: [{ id: '3f2a9c1e8b7d5a60c4e1f0b2d9a8c7e6f5d4c3b2a1908f7e6d5c4b3a29180f7e', name: 'web' }] } },
   // Builds and pushes (issue 15).
   build_failed: { status: 422, title: 'The image could not be built', example: { detail: 'the build failed at step 2/3 (RUN make): The command \'/bin/sh -c make\' returned a non-zero code: 2', reason: 'step_failed', step: { number: 2, total: 3, instruction: 'RUN make' }, output: ['make: *** No targets specified and no makefile found.  Stop.'], exitCode: 2 } },
+  invalid_build_context: { status: 400, title: 'The build context is not one berth sends to the engine', example: { detail: 'the build context has "Dockerfile" twice (a regular file, then a symbolic link): each path may appear once', reason: 'duplicate', entry: 'Dockerfile' } },
   build_cancelled: { status: 409, title: 'The build was cancelled', example: { detail: 'the build was cancelled: cancelled by its job' } },
   push_failed: { status: 502, title: 'The image could not be pushed', example: { detail: 'pushing registry.example.com/tools/app:1 failed: denied: requested access to the resource is denied', image: 'registry.example.com/tools/app:1', reason: 'registry_auth' } },
   container_not_running: { status: 409, title: 'The container is not running', example: { detail: 'container 3f2a9c1e8b7d is not running: start it first' } },
-  expiry_not_set: { status: 409, title: 'The container was run without an expiry', example: { detail: 'container web was run without an expiry: there is no end to move' } }
+  expiry_not_set: { status: 409, title: 'The container was run without an expiry', example: { detail: 'container web was run without an expiry: there is no end to move' } },
+  // Files in (issue 20).
+  path_conflict: { status: 409, title: 'What is in the container is in the way of the upload', example: { detail: '/srv/in/lib is a symbolic link in container web (to /usr/lib): berth writes nothing through a link; remove it first, or upload its directory itself', path: '/srv/in/lib' } }
 } as const satisfies Record<string, { status: number, title: string, example: { detail: string, [extension: string]: unknown } }>
 
 export type ErrorCode = keyof typeof errorCodes

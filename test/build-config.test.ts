@@ -20,6 +20,17 @@ t.test('build limits and the build network come from the environment, with safe 
   t.throws(() => configFromEnv({ BERTH_TOKENS: 'ci:root:a-long-enough-token-1' }), /unknown scope "root" \(read, write, admin, build\)/)
 })
 
+t.test('the push namespace: {deployment}/{token} by default, a template of the operator\'s, or * for anywhere', async t => {
+  t.equal(defaults.policy.pushNamespace, '{deployment}/{token}')
+  t.equal(configFromEnv({}).policy.pushNamespace, '{deployment}/{token}')
+  t.equal(configFromEnv({ BERTH_PUSH_NAMESPACE: 'teams/{token}' }).policy.pushNamespace, 'teams/{token}')
+  t.equal(configFromEnv({ BERTH_PUSH_NAMESPACE: 'ml.{deployment}/u-{token}' }).policy.pushNamespace, 'ml.{deployment}/u-{token}')
+  t.equal(configFromEnv({ BERTH_PUSH_NAMESPACE: '*' }).policy.pushNamespace, null)
+  for (const bad of ['/{token}', '{token}/', 'a//{token}', 'Teams/{token}', '{user}', 'a b', '{token}/*']) {
+    t.throws(() => configFromEnv({ BERTH_PUSH_NAMESPACE: bad }), /BERTH_PUSH_NAMESPACE must be \* or a repository path/, bad)
+  }
+})
+
 t.test('build sits beside read < write < admin: admin implies it, it implies read', async t => {
   t.ok(grants(['admin'], 'build'))
   t.ok(grants(['build'], 'build'))

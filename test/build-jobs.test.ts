@@ -27,7 +27,7 @@ function standIn () {
 function request (removed: string[] = []): BuildRequest {
   return {
     spec: { dockerfile: 'Dockerfile', tags: [], buildArgs: {}, labels: {}, pull: false, noCache: false, network: 'none' },
-    context: { dockerfile: 'FROM a', size: 10, open: () => Readable.from([]), remove: async () => { removed.push('x') } },
+    context: { dockerfile: 'FROM a', dockerfilePath: 'Dockerfile', entries: 1, size: 10, open: () => Readable.from([]), remove: async () => { removed.push('x') } },
     summary: { tags: [], dockerfile: 'Dockerfile', target: null, platform: null, contextSize: 10 }
   }
 }

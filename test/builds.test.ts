@@ -155,7 +155,7 @@ t.test('a form instead of a tar: a dockerfile field and files at their paths', a
   const escape = await formOf('FROM berth-test/busybox:1', { '../../etc/shadow': 'x' })
   const refused = await app.inject({ method: 'POST', url: `/v1/images/build?${LABEL}`, headers: { ...builderAuth('builder'), 'content-type': escape.contentType }, payload: escape.body })
   t.equal(refused.statusCode, 400)
-  t.match(refused.json(), { code: 'validation_failed', detail: /not a relative path inside the context/ })
+  t.match(refused.json(), { code: 'invalid_build_context', reason: 'name', detail: /not a relative path inside the context/ })
 })
 
 t.test('a base from a registry that needs credentials: pulled with the server\'s (X-Registry-Config), refused without', async t => {
@@ -336,9 +336,9 @@ t.test('bad requests: media type, body, size (declared and streamed), query, Acc
   const streamed = await app.inject({ method: 'POST', url, headers: { ...builderAuth('builder'), ...TAR }, payload: Readable.from([big.subarray(0, 30_000), big.subarray(30_000)]) })
   t.equal(streamed.statusCode, 413, 'a chunked body is cut at the limit')
   const notTar = await app.inject({ method: 'POST', url, headers: { ...builderAuth('builder'), ...TAR }, payload: Buffer.from('x'.repeat(2048)) })
-  t.match(notTar.json(), { code: 'validation_failed', detail: /not a tar archive/ })
+  t.match(notTar.json(), { code: 'invalid_build_context', reason: 'format', detail: /not a tar archive/ })
   const noDockerfile = await app.inject({ method: 'POST', url, headers: { ...builderAuth('builder'), ...TAR }, payload: tarOf({ 'app.py': 'print(1)' }) })
-  t.match(noDockerfile.json(), { code: 'validation_failed', detail: 'the build context has no Dockerfile (the dockerfile parameter names its path in the context)' })
+  t.match(noDockerfile.json(), { code: 'invalid_build_context', reason: 'dockerfile', entry: 'Dockerfile', detail: 'the build context has no "Dockerfile" (the dockerfile parameter names the Dockerfile\'s path in the context)' })
   const badTag = await app.inject({ method: 'POST', url: `${url}&tag=Bad:Tag:x`, headers: { ...builderAuth('builder'), ...TAR }, payload: tarOf({ Dockerfile: 'FROM a' }) })
   t.match(badTag.json(), { code: 'validation_failed', detail: /querystring\/tag\/0/ })
   const unknown = await app.inject({ method: 'POST', url: `${url}&privileged=true`, headers: { ...builderAuth('builder'), ...TAR }, payload: tarOf({ Dockerfile: 'FROM a' }) })

@@ -16,7 +16,9 @@ if (swarmBackend === null) {
   const deployment = `builds-${RUN}`
   const builderSocket = cluster.nodeSockets.node1 as string
   const builderEngine = new Docker({ socketPath: builderSocket })
-  const repository = `${cluster.registry}/${RUN}/site`
+  // maker's push namespace ({deployment}/{token}, the default): on a cluster a build's tags are pushes.
+  const path = `${deployment}/maker/site`
+  const repository = `${cluster.registry}/${path}`
   const withBuilder = withBuilders({ config: { deployment, builder: { socketPath: builderSocket } } })
 
   t.before(async () => { await holdCluster(t) })
@@ -52,7 +54,7 @@ if (swarmBackend === null) {
     const digest = image.pushed[0]?.digest as string
 
     // The registry serves that manifest, as the nodes will ask for it.
-    const manifest = await fetch(`http://${cluster.registry}/v2/${RUN}/site/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })
+    const manifest = await fetch(`http://${cluster.registry}/v2/${path}/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })
     t.equal(manifest.headers.get('docker-content-digest'), digest, 'the registry stored what berth answered')
 
     const port = await freePort()
@@ -90,10 +92,23 @@ if (swarmBackend === null) {
   t.test('a push the registry refuses fails the build, naming the image it keeps on the builder', async t => {
     const app = await backend.build(t, withBuilder)
     // The cluster's registry with htpasswd: the builder has no credentials for it.
-    const refused = `${cluster.authRegistry}/${RUN}/site:1`
+    const refused = `${cluster.authRegistry}/${path}:1`
     const built = await app.inject({ method: 'POST', url: `/v1/images/build?tag=${encodeURIComponent(refused)}`, headers: { ...builderAuth('maker'), 'content-type': 'application/x-tar' }, payload: context('refused') })
     t.equal(built.statusCode, 502, built.body)
     t.match(built.json(), { code: 'push_failed', reason: 'registry_auth', imageId: /^sha256:/, detail: /push it again with POST \/v1\/images\/push/ })
+  })
+
+  t.test('a build\'s tag on a cluster is a push: outside the token\'s namespace it is refused before anything is built', async t => {
+    const app = await backend.build(t, withBuilder)
+    const outside = `${cluster.registry}/${RUN}/elsewhere:1`
+    const before = await builderEngine.listImages({ all: true, filters: { label: [`${RUN_LABEL}=${RUN}`] } })
+    const built = await app.inject({ method: 'POST', url: `/v1/images/build?tag=${encodeURIComponent(outside)}`, headers: { ...builderAuth('maker'), 'content-type': 'application/x-tar' }, payload: context('outside') })
+    t.equal(built.statusCode, 403, built.body)
+    t.match(built.json(), { code: 'policy_denied', rule: 'pushNamespace', detail: /may push only to repositories under builds-.*\/maker\// })
+    const after = await builderEngine.listImages({ all: true, filters: { label: [`${RUN_LABEL}=${RUN}`] } })
+    t.same(after.map(image => image.Id).sort(), before.map(image => image.Id).sort(), 'nothing was built')
+    const manifest = await fetch(`http://${cluster.registry}/v2/${RUN}/elsewhere/manifests/1`, { method: 'HEAD' })
+    t.equal(manifest.status, 404, 'nothing was pushed')
   })
 
   t.test('without a builder, builds, tags and pushes on a cluster are 501 naming the setting', async t => {

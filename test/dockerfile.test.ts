@@ -72,6 +72,20 @@ t.test('what cannot be read is an error naming the line', async t => {
   t.throws(() => instructions('FROM a\n'.repeat(10_002)), /more than 10000 instructions/)
 })
 
+t.test('ONBUILD: the images its COPY/ADD --from will fetch in the builds FROM this image, named literally', async t => {
+  t.same(names('FROM busybox\nONBUILD COPY --from=127.0.0.1:5000/tools:1 /t /t\nONBUILD ADD --from=0 /a /a\nONBUILD RUN make\nONBUILD COPY --from=scratch /a /a'),
+    ['1:docker.io/library/busybox:latest', '2:127.0.0.1:5000/tools:1'])
+  t.throws(() => parseDockerfile('FROM busybox\nARG T=x\nONBUILD COPY --from=$T /a /a'), { line: 3, message: /names its image with a variable/ })
+  t.throws(() => parseDockerfile('ONBUILD COPY --from=a /a /a\nFROM busybox'), { message: /ONBUILD before the first FROM/ })
+})
+
+t.test('ADD sources the engine may fetch as URLs: any case, JSON form, after flags, with variables, in ONBUILD', async t => {
+  const urls = (text: string, target?: string) => parseDockerfile(text, {}, target).urls.map(use => `${use.line}:${use.source}`)
+  t.same(urls('FROM busybox\nADD http://a/x https://b/y /dst/\nADD --chown=1 ["HTTP://c/z", "/z"]\nADD [broken /w\nADD $SRC ${OTHER}.tgz /v\nONBUILD ADD https://d/t /t\nADD app.tar.gz /opt/\nCOPY http://e/f /f'),
+    ['2:http://a/x', '2:https://b/y', '3:HTTP://c/z', '5:$SRC', '5:${OTHER}.tgz', '6:https://d/t'])
+  t.same(urls('FROM busybox AS a\nADD local /l\nFROM busybox AS b\nADD http://x/y /y', 'a'), [], 'only the stages up to the target')
+})
+
 t.test('COPY --from scratch is nothing to fetch', async t => {
   t.same(names('FROM busybox\nCOPY --from=scratch /a /b'), ['1:docker.io/library/busybox:latest'])
 })

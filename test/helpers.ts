@@ -13,7 +13,7 @@ import { DOCKER_SOCKET, hashToken, makeConfig, type Config, type DeepPartial, ty
 import type { TokenStore } from '../src/access/token-store.ts'
 import { DockerHost, docker as dockerBackend } from '../src/engine/docker/backend.ts'
 import { composeFrom } from '../src/engine/parts.ts'
-import type { Backend } from '../src/engine/parts.ts'
+import type { Backend, ContainersPart, OptionalPart, Parts } from '../src/engine/parts.ts'
 import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
@@ -97,6 +97,11 @@ export class LogCapture {
   }))
 }
 
+/** Error-level lines are for faults: a suite that provokes none asserts that it logged none (refusals included). */
+export function assertNoFaults (t: Test, logs: LogCapture, what = 'no error-level log line: nothing here is a fault'): void {
+  t.same(logs.lines.filter(line => (line.level as number) >= 50), [], what)
+}
+
 export interface BuildOptions {
   config?: DeepPartial<Config>
   socketPath?: string
@@ -107,6 +112,51 @@ export interface BuildOptions {
   tokens?: TokenStore
   /** A backend of the test's own (one that wraps the real one); by default the docker backend on socketPath. */
   engine?: Backend
+}
+
+/** The docker backend on the test engine, as build() makes it: for a test that wraps some of its calls (withParts). */
+export async function dockerEngine (): Promise<Backend> {
+  return await composeFrom(dockerBackend, new DockerHost({ socketPath: env.socket, timeoutMs: 10_000, registryAuth: {} }))
+}
+
+type PartOverrides = { containers?: Partial<ContainersPart> } & { [N in OptionalPart]?: Partial<Parts[N]> }
+
+/** `real` with some methods of its parts replaced by the test's own; every other call is the real one's. */
+export function withParts (real: Backend, overrides: PartOverrides): Backend {
+  const over = <P extends object>(part: P, methods: Partial<P> | undefined): P => methods === undefined
+    ? part
+    : new Proxy(part, {
+      get (target, property) {
+        if (Object.hasOwn(methods, property)) return (methods as Record<string | symbol, unknown>)[property]
+        const value = Reflect.get(target, property, target) as unknown
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+  const parts = new Map<string, unknown>()
+  return {
+    ...real,
+    containers: over(real.containers, overrides.containers),
+    part: <N extends OptionalPart>(name: N): Parts[N] => {
+      if (!parts.has(name)) parts.set(name, over(real.part(name), overrides[name] as Partial<Parts[N]> | undefined))
+      return parts.get(name) as Parts[N]
+    }
+  }
+}
+
+/** A clock a test moves by hand, for the app (BuildOptions.now): time passes without waiting for it. */
+export class TestClock {
+  at = Date.now()
+  readonly now = (): number => this.at
+  advance (ms: number): void {
+    this.at += ms
+  }
+}
+
+/** A promise the test resolves when it chooses: holds a wrapped engine call until then. */
+export function gate (): { opened: Promise<void>, open: () => void } {
+  let open: () => void = () => {}
+  const opened = new Promise<void>(resolve => { open = resolve })
+  return { opened, open }
 }
 
 export async function build (t: Test, options: BuildOptions = {}) {

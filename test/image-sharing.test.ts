@@ -2,7 +2,7 @@
 // registries with and without credentials (digest checked against the registry itself), inspect with
 // history and users, list with use counts, and the admin's prune and disk usage.
 import t from 'tap'
-import { RUN, RUN_LABEL, auth, build, cleanupAfter, docker, env, imageExists } from './helpers.ts'
+import { LogCapture, RUN, RUN_LABEL, assertNoFaults, assertProblem, auth, build, cleanupAfter, docker, env, imageExists } from './helpers.ts'
 import { builderAuth, cleanupBuilds, imageName, tarOf, withBuilders } from './build-helpers.ts'
 
 cleanupAfter(t)
@@ -74,7 +74,7 @@ t.test('tag and untag: any image may get a free name; a taken name is its builde
 
 t.test('push: the digest the registry stored, streamed like a pull; the repository digest is then on the image', async t => {
   const app = await build(t, withBuilders())
-  const repository = `${RUN}-pushed/app`
+  const repository = `default/builder/${RUN}-pushed/app`
   const tag = `${env.registry}/${repository}:1`
   const id = await buildAs(app, 'builder', tag, `FROM berth-test/busybox:1\nRUN echo ${RUN}-pushed > /p\n`)
   const pushed = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('builder'), payload: { image: tag } })
@@ -103,7 +103,7 @@ t.test('push: the digest the registry stored, streamed like a pull; the reposito
 
 t.test('push credentials: none to the auth registry is push_failed registry_auth; per request or from the server file it works', async t => {
   const app = await build(t, withBuilders())
-  const repository = `${RUN}-private/app`
+  const repository = `default/builder/${RUN}-private/app`
   const tag = `${env.authRegistry}/${repository}:1`
   await buildAs(app, 'builder', tag, `FROM berth-test/busybox:1\nRUN echo ${RUN}-private > /p\n`)
   const denied = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('builder'), payload: { image: tag } })
@@ -125,18 +125,89 @@ t.test('push credentials: none to the auth registry is push_failed registry_auth
 })
 
 t.test('push refusals: a name off the allow-list, a tag the engine does not have, the wrong scope', async t => {
-  const app = await build(t, withBuilders({ config: { policy: { images: [`${env.registry}/${RUN}-*`, 'docker.io/berth-test/*'] } } }))
-  const off = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('builder'), payload: { image: `${env.authRegistry}/${RUN}-x/app:1` } })
+  const app = await build(t, withBuilders({ config: { policy: { images: [`${env.registry}/default/builder/${RUN}-*`, 'docker.io/berth-test/*'] } } }))
+  const off = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('builder'), payload: { image: `${env.authRegistry}/default/builder/${RUN}-x/app:1` } })
   t.equal(off.statusCode, 403)
   t.match(off.json(), { code: 'policy_denied', rule: 'images' })
-  const missing = await app.inject({ method: 'POST', url: '/v1/images/push', headers: { ...builderAuth('builder'), accept: 'application/x-ndjson' }, payload: { image: `${env.registry}/${RUN}-missing/app:1` } })
+  const missing = await app.inject({ method: 'POST', url: '/v1/images/push', headers: { ...builderAuth('builder'), accept: 'application/x-ndjson' }, payload: { image: `${env.registry}/default/builder/${RUN}-missing/app:1` } })
   t.equal(missing.statusCode, 404)
   t.match(missing.json(), { code: 'image_not_found' })
-  const digest = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('builder'), payload: { image: `${env.registry}/${RUN}-x/app@sha256:${'b'.repeat(64)}` } })
+  const digest = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('builder'), payload: { image: `${env.registry}/default/builder/${RUN}-x/app@sha256:${'b'.repeat(64)}` } })
   t.equal(digest.statusCode, 400)
-  t.equal((await app.inject({ method: 'POST', url: '/v1/images/push', headers: auth('alice'), payload: { image: `${env.registry}/${RUN}-x/app:1` } })).statusCode, 403)
-  const accept = await app.inject({ method: 'POST', url: '/v1/images/push', headers: { ...builderAuth('builder'), accept: 'text/html' }, payload: { image: `${env.registry}/${RUN}-x/app:1` } })
+  t.equal((await app.inject({ method: 'POST', url: '/v1/images/push', headers: auth('alice'), payload: { image: `${env.registry}/default/builder/${RUN}-x/app:1` } })).statusCode, 403)
+  const accept = await app.inject({ method: 'POST', url: '/v1/images/push', headers: { ...builderAuth('builder'), accept: 'text/html' }, payload: { image: `${env.registry}/default/builder/${RUN}-x/app:1` } })
   t.equal(accept.statusCode, 406)
+})
+
+t.test('push namespaces: a token publishes only under its own, and nobody else names an image there', async t => {
+  const logs = new LogCapture()
+  const app = await build(t, withBuilders({ logs }))
+  // Alice's part in the issue is the builder's, bob's the maker's: both may build and push.
+  const repository = `default/builder/${RUN}-ns/app`
+  const theirs = `${env.registry}/${repository}:1`
+  await buildAs(app, 'builder', theirs, `FROM berth-test/busybox:1\nRUN echo ${RUN}-builders > /b\n`)
+  const pushed = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('builder'), payload: { image: theirs } })
+  t.equal(pushed.statusCode, 200, pushed.body)
+  const digest = pushed.json().digest
+
+  const outside = (image: string) => `token "maker" may push only to repositories under default/maker/ (BERTH_PUSH_NAMESPACE); ${image} is outside it`
+  const over = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('maker'), payload: { image: theirs } })
+  assertProblem(t, over, 403, { code: 'policy_denied', rule: 'pushNamespace', detail: outside(theirs) }, 'publishing the builder\'s image under its name')
+
+  // Untagged by its builder, the name is free on the engine: still nobody else's to take.
+  t.equal((await app.inject({ method: 'POST', url: '/v1/images/untag', headers: builderAuth('builder'), payload: { image: theirs } })).statusCode, 200)
+  const taken = `${theirs} is in the namespace of token "builder" (BERTH_PUSH_NAMESPACE): only that token or an admin names an image there`
+  const built = await app.inject({ method: 'POST', url: `/v1/images/build?tag=${encodeURIComponent(theirs)}&${LABEL}`, headers: { ...builderAuth('maker'), 'content-type': 'application/x-tar' }, payload: tarOf({ Dockerfile: 'FROM berth-test/busybox:1\nRUN echo makers > /m\n' }) })
+  assertProblem(t, built, 403, { code: 'policy_denied', rule: 'pushNamespace', detail: taken }, 'a build under the builder\'s name')
+  const tagged = await app.inject({ method: 'POST', url: '/v1/images/tag', headers: builderAuth('maker'), payload: { source: env.image, tag: theirs } })
+  assertProblem(t, tagged, 403, { code: 'policy_denied', rule: 'pushNamespace', detail: taken }, 'a tag with the builder\'s name')
+  t.notOk(await imageExists(theirs), 'nothing was named')
+  const pushedAgain = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('maker'), payload: { image: theirs } })
+  assertProblem(t, pushedAgain, 403, { code: 'policy_denied', rule: 'pushNamespace', detail: outside(theirs) })
+
+  // Tricks on the name: a neighbour's prefix, the namespace itself, case, dot segments, a digest.
+  for (const [image, status, code] of [
+    [`${env.registry}/default/builder-${RUN}/app:1`, 403, 'policy_denied'],
+    [`${env.registry}/default/builder:1`, 403, 'policy_denied'],
+    [`${env.registry}/default/maker2/${RUN}/app:1`, 403, 'policy_denied'],
+    [`${env.registry}/default/Maker/${RUN}/app:1`, 400, 'validation_failed'],
+    [`${env.registry}/default/maker/../builder/${RUN}/app:1`, 400, 'validation_failed'],
+    [`${env.registry}//default/maker/${RUN}/app:1`, 400, 'validation_failed'],
+    [`${env.registry}/default/maker/${RUN}/app@sha256:${'c'.repeat(64)}`, 400, 'validation_failed'],
+    [`default/maker/${RUN}/app:1`, 404, 'image_not_found']
+  ] as const) {
+    const response = await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('maker'), payload: { image } })
+    t.equal(response.statusCode, status, image)
+    t.equal(response.json().code, code, image)
+  }
+  t.equal(await registryDigest(env.registry, repository, '1'), digest, 'the registry still holds the builder\'s image')
+
+  // In its own namespace it pushes; so may an admin anywhere on the allow-list.
+  const own = `${env.registry}/default/maker/${RUN}-ns/app:1`
+  await buildAs(app, 'maker', own, `FROM berth-test/busybox:1\nRUN echo ${RUN}-makers > /m\n`)
+  t.equal((await app.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('maker'), payload: { image: own } })).statusCode, 200, 'its own namespace')
+  const shared = `${env.registry}/${RUN}-shared/app:1`
+  t.equal((await app.inject({ method: 'POST', url: '/v1/images/tag', headers: auth('admin'), payload: { source: own, tag: shared } })).statusCode, 201)
+  t.equal((await app.inject({ method: 'POST', url: '/v1/images/push', headers: auth('admin'), payload: { image: shared } })).statusCode, 200, 'an admin')
+
+  // The same token name in another deployment is another token: its namespace is that deployment's.
+  const other = await build(t, withBuilders({ config: { deployment: `${RUN}-other` } }))
+  const elsewhere = await other.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('builder'), payload: { image: own } })
+  assertProblem(t, elsewhere, 403, { code: 'policy_denied', rule: 'pushNamespace', detail: `token "builder" may push only to repositories under ${RUN}-other/builder/ (BERTH_PUSH_NAMESPACE); ${own} is outside it` })
+  const squat = await other.inject({ method: 'POST', url: '/v1/images/tag', headers: builderAuth('builder'), payload: { source: env.image, tag: `${env.registry}/${RUN}-other/maker/app:1` } })
+  t.equal(squat.statusCode, 403, 'nor names an image in another token\'s namespace there')
+  assertNoFaults(t, logs)
+})
+
+t.test('push namespaces are the operator\'s: a template of deployment and token, or anywhere', async t => {
+  const team = await build(t, withBuilders({ config: { policy: { pushNamespace: `${RUN}-teams/{token}` } } }))
+  const image = `${env.registry}/${RUN}-teams/builder/app:1`
+  await buildAs(team, 'builder', image, `FROM berth-test/busybox:1\nRUN echo ${RUN}-team > /t\n`)
+  t.equal((await team.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('builder'), payload: { image } })).statusCode, 200)
+  const denied = await team.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('maker'), payload: { image } })
+  t.match(denied.json(), { code: 'policy_denied', rule: 'pushNamespace', detail: /under .*-teams\/maker\// })
+  const anywhere = await build(t, withBuilders({ config: { policy: { pushNamespace: null } } }))
+  t.equal((await anywhere.inject({ method: 'POST', url: '/v1/images/push', headers: builderAuth('maker'), payload: { image } })).statusCode, 200, 'BERTH_PUSH_NAMESPACE=* lets any build token push any name on the allow-list')
 })
 
 t.test('inspect shows history, labels, size and the containers using it (those the token may see); list counts them', async t => {

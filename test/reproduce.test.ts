@@ -16,7 +16,7 @@ function ipv4Port (ports: Array<{ host: number, hostIp: string }>): number {
 
 t.test('build, push, remove locally, run from the spec on another berth with another engine: same digest, same behaviour', async t => {
   const here = await build(t, withBuilders())
-  const repository = `${env.registry}/${RUN}-trip/app`
+  const repository = `${env.registry}/default/builder/${RUN}-trip/app`
   const tag = `${repository}:1`
   const built = await here.inject({
     method: 'POST',

@@ -2,7 +2,7 @@
 import { createServer, type Socket } from 'node:net'
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
-import { LogCapture, RUN, assertProblem, auth, build, cleanupAfter, containersOfRun, docker, env, freePort, imageExists, name, pushImage, runBody, runContainer } from './helpers.ts'
+import { LogCapture, RUN, assertProblem, auth, build, cleanupAfter, containersOfRun, docker, dockerEngine, env, freePort, imageExists, name, pushImage, runBody, runContainer, withParts } from './helpers.ts'
 
 cleanupAfter(t)
 
@@ -359,6 +359,32 @@ t.test('request log: one line per request with method, path, status and time; pr
   t.match(of('req-rm-1').filter(line => line.code === undefined), [{ level: 30, msg: 'audit', req: { method: 'DELETE' }, res: { statusCode: 404 }, audit: { actor: 'alice', action: 'DELETE /v1/containers/:idOrName', status: 404 } }],
     'a mutation writes one request line, which is its audit record')
   t.notOk(logs.lines.some(line => line.msg === 'incoming request'), 'no separate line when a request arrives')
+})
+
+t.test('error level is for faults only: documented answers and an engine away are not errors', async t => {
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
+  await runContainer(app, 'alice', { name: name('levels') })
+  // 501: the docker backend runs one replica, as the contract says.
+  const scale = await app.inject({ method: 'POST', url: `/v1/containers/${name('levels')}/scale`, headers: { ...auth('alice'), 'x-request-id': 'lvl-501' }, payload: { replicas: 2 } })
+  t.equal(scale.statusCode, 501, scale.body)
+  // 503: the engine is not there (a socket nobody listens on).
+  const awayLogs = new LogCapture()
+  const away = await build(t, { logs: awayLogs, socketPath: `/tmp/${RUN}-no-engine.sock` })
+  const down = await away.inject({ method: 'GET', url: '/v1/containers', headers: { ...auth('alice'), 'x-request-id': 'lvl-503' } })
+  t.equal(down.statusCode, 503, down.body)
+  // 500: berth failing is a fault, and the one thing here that is logged at error.
+  const faultLogs = new LogCapture()
+  const engine = withParts(await dockerEngine(), { containers: { list: async () => { throw new TypeError('a bug in berth') } } })
+  const faulty = await build(t, { logs: faultLogs, engine })
+  const failed = await faulty.inject({ method: 'GET', url: '/v1/containers', headers: { ...auth('alice'), 'x-request-id': 'lvl-500' } })
+  t.equal(failed.statusCode, 500, failed.body)
+
+  const problemLine = (lines: Array<Record<string, unknown>>, id: string) => lines.find(line => line.requestId === id && line.code !== undefined)
+  t.match(problemLine(logs.lines, 'lvl-501'), { level: 30, code: 'not_supported' }, '501 not_supported is information')
+  t.match(problemLine(awayLogs.lines, 'lvl-503'), { level: 40, code: 'engine_unavailable' }, 'the engine away is a warning')
+  t.match(problemLine(faultLogs.lines, 'lvl-500'), { level: 50, code: 'internal_error', err: { message: 'a bug in berth' } }, 'a fault is an error')
+  t.same([...logs.lines, ...awayLogs.lines].filter(line => (line.level as number) >= 50), [], 'nothing else at error level')
 })
 
 const TOKEN_PREFIXES = ['alice-token-', 'bob-token-']

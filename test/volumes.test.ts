@@ -1,7 +1,7 @@
 // docker volume create / ls / inspect / rm through berth, on the real engine: sizes, the containers
 // that mount a volume, removal while in use, and ownership (another token's volume does not exist).
 import t from 'tap'
-import { LogCapture, RUN, auth, build, cleanupAfter, docker, name, runBody } from './helpers.ts'
+import { LogCapture, RUN, RUN_LABEL, assertNoFaults, assertProblem, auth, build, cleanupAfter, docker, env, name, runBody } from './helpers.ts'
 
 cleanupAfter(t)
 
@@ -128,10 +128,46 @@ t.test('ownership: another token\'s volume does not exist for bob, its name is t
   for (const force of [false, true]) {
     const refused = await app.inject({ method: 'DELETE', url: `/v1/volumes/${vol}?force=${force}`, headers: auth('alice') })
     t.equal(refused.statusCode, 409, `force=${force}`)
-    t.match(refused.json(), { code: 'volume_in_use', detail: `volume ${vol} is in use by a container`, containers: [] })
+    t.match(refused.json(), { code: 'volume_in_use', detail: force ? `volume ${vol} is in use by a container token "alice" may not remove: nothing was removed` : `volume ${vol} is in use by a container`, containers: [] })
   }
   t.equal((await docker.getContainer(adminRun.json().id).inspect()).State.Running, true, 'alice\'s force did not touch the admin\'s container')
   t.ok(await volumeExists(vol))
+})
+
+t.test('a refused force removes nothing: every user is checked before any is removed', async t => {
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
+  const state = async (id: string) => await docker.getContainer(id).inspect().then(info => info.State.Status, () => 'gone')
+  for (const [key, what, arrange] of [
+    ['admin', 'an admin\'s container', async (vol: string) => {
+      const admins = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('admin'), payload: runBody({ name: name('admins-user'), volumes: [{ source: vol, target: '/data' }] }) })
+      t.equal(admins.statusCode, 201, admins.body)
+      return admins.json().id as string
+    }],
+    ['raw', 'a container berth did not make', async (vol: string) => {
+      const raw = await docker.createContainer({ name: name('raw-user'), Image: env.image, Cmd: ['sleep', '300'], Labels: { [RUN_LABEL]: RUN }, HostConfig: { Binds: [`${vol}:/data`] } })
+      return raw.id
+    }]
+  ] as const) {
+    const vol = name(`shared-${key}`)
+    t.equal((await create(app, 'alice', { name: vol })).statusCode, 201)
+    const hers = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name(`hers-${key}`), volumes: [{ source: vol, target: '/data' }] }) })
+    t.equal(hers.statusCode, 201, hers.body)
+    const other = await arrange(vol)
+    const refused = await app.inject({ method: 'DELETE', url: `/v1/volumes/${vol}?force=true`, headers: { ...auth('alice'), 'x-request-id': `refused-${key}` } })
+    assertProblem(t, refused, 409, {
+      code: 'volume_in_use',
+      detail: `volume ${vol} is also in use by a container token "alice" may not remove: nothing was removed`,
+      volume: vol,
+      containers: [{ id: hers.json().id, name: name(`hers-${key}`) }]
+    }, what)
+    t.equal(await state(hers.json().id), 'running', `${what}: alice's own container is still there`)
+    t.not(await state(other), 'gone', `${what}: so is the other`)
+    t.ok(await volumeExists(vol), `${what}: and the volume`)
+    t.same(logs.lines.find(line => line.requestId === `refused-${key}` && line.msg === 'audit')?.audit,
+      { actor: 'alice', action: 'DELETE /v1/volumes/:volume', target: { volume: vol }, status: 409 }, `${what}: the audit names nothing removed`)
+  }
+  assertNoFaults(t, logs)
 })
 
 t.test('bad input: clear problems, and nothing is created', async t => {

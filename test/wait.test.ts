@@ -2,7 +2,7 @@
 // container and its logs until a wait collects its exit, or until its grace period is over — also
 // when the berth that ran it has restarted meanwhile (the state is in the engine's labels).
 import t from 'tap'
-import { LogCapture, RUN, auth, build, cleanupAfter, docker, name, runBody, waitFor } from './helpers.ts'
+import { LogCapture, RUN, TestClock, auth, build, cleanupAfter, docker, name, runBody, waitFor } from './helpers.ts'
 import { listen } from './stream-client.ts'
 
 cleanupAfter(t)
@@ -75,12 +75,17 @@ t.test('autoRemove nobody waits for: removed after its grace period, by a berth 
   await first.close()
   await waitFor('the job to exit', () => state(job.json().id), s => s === 'exited')
 
+  // The second berth's clock stands a moment before the grace period is over, then at its end.
+  const finishedAt = Date.parse((await docker.getContainer(job.json().id).inspect()).State.FinishedAt)
+  const clock = new TestClock()
+  clock.at = finishedAt + 6000 - 1
   const logs = new LogCapture()
-  const second = await build(t, { logs, config: { deployment, lifecycle: { sweepIntervalMs: 100, autoRemoveGraceMs: 6000 } } })
-  await second.ready()
-  await new Promise(resolve => setTimeout(resolve, 500))
-  t.equal(await state(job.json().id), 'exited', 'kept during its grace period')
-  await waitFor('the sweeper to remove it', () => state(job.json().id), s => s === 'gone', 15_000)
+  const second = await build(t, { logs, now: clock.now, config: { deployment, lifecycle: { sweepIntervalMs: 0, autoRemoveGraceMs: 6000 } } })
+  t.same(await second.lifecycle.sweep(), { removed: [], expired: [] }, 'kept during its grace period')
+  t.equal(await state(job.json().id), 'exited')
+  clock.advance(1)
+  t.same(await second.lifecycle.sweep(), { removed: [job.json().id], expired: [] }, 'removed once it is over')
+  t.equal(await state(job.json().id), 'gone')
   const line = logs.lines.find(entry => (entry.lifecycle as { container?: { id?: string } } | undefined)?.container?.id === job.json().id)
   t.match(line, { level: 30, msg: 'removed an exited autoRemove container nobody waited for', lifecycle: { action: 'remove', reason: 'autoRemove', exitCode: 4, container: { name: name('orphan') } } })
   t.equal(await state(kept.json().id), 'exited', 'a container without autoRemove stays')
@@ -109,7 +114,8 @@ t.test('a job the kernel killed for memory says so', async t => {
 })
 
 t.test('a client that leaves ends the wait at the engine', async t => {
-  const app = await build(t)
+  const logs = new LogCapture()
+  const app = await build(t, { logs })
   const base = await listen(app)
   const started = await run(app, { name: name('abandoned') })
   t.equal(started.statusCode, 201, started.body)
@@ -120,6 +126,9 @@ t.test('a client that leaves ends the wait at the engine', async t => {
   t.match(await pending, { name: 'AbortError' })
   await waitFor('the wait to be released', () => app.streams.open, open => open === 0)
   t.equal(await state(started.json().id), 'running', 'the container is untouched')
+  const line = await waitFor('its audit line', () => logs.lines.find(entry => entry.msg === 'audit' && (entry.audit as { action: string }).action === 'POST /v1/containers/:idOrName/wait'))
+  t.match(line, { level: 30, res: { statusCode: 499 }, finished: false, audit: { actor: 'alice', target: { container: { name: name('abandoned') } }, status: 499 } }, 'logged as a client that left (499), at info')
+  t.same(logs.lines.filter(line => (line.level as number) >= 50), [], 'a client hanging up is no fault: nothing at error level')
 })
 
 t.test('ownership and bad input', async t => {

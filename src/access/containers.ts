@@ -7,6 +7,7 @@ import type { Container, ContainerExit, RunSpec } from '../engine/types.ts'
 import type { Backend } from '../engine/parts.ts'
 import { PortConflictError } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
+import { isClientLeft } from '../http/aborts.ts'
 import type { ValidatedRunRequest } from '../schemas/containers.ts'
 import type { WaitResult } from '../schemas/lifecycle.ts'
 import { checkBindDirectory } from './binds.ts'
@@ -21,12 +22,15 @@ export class ContainerAccess {
   readonly #ownership: Ownership
   readonly #policy: Policy
   readonly #quotas: Quotas
+  /** The clock an expiry's end is set on. */
+  readonly #now: () => number
 
-  constructor (engine: Backend, ownership: Ownership, policy: Policy, quotas: Quotas) {
+  constructor (engine: Backend, ownership: Ownership, policy: Policy, quotas: Quotas, now: () => number = Date.now) {
     this.#engine = engine
     this.#ownership = ownership
     this.#policy = policy
     this.#quotas = quotas
+    this.#now = now
   }
 
   /** A container the requester may see, or not_found as if it did not exist. */
@@ -59,7 +63,7 @@ export class ContainerAccess {
    * volume it created behind.
    */
   async run (requester: Principal, body: ValidatedRunRequest): Promise<Container> {
-    const spec = runSpecOf(body, this.#policy, this.#ownership, requester.name)
+    const spec = runSpecOf(body, this.#policy, this.#ownership, requester.name, this.#now())
     admitRun(this.#policy, this.#ownership, spec, requester.name)
     checkRun(this.#engine, spec)
     for (const mount of spec.mounts) if (mount.type === 'bind') await checkBindDirectory(mount.source)
@@ -138,6 +142,8 @@ export class ContainerAccess {
       exit = await this.#engine.part('wait').wait(id, { signal: AbortSignal.any([options.signal, deadline.signal]) })
     } catch (error) {
       if (deadline.signal.aborted && !options.signal.aborted) return { stopped: false, exitCode: null, oomKilled: false, error: null, removed: false }
+      // A client that left is answered nobody; berth closing (or the token revoked) is said to the client.
+      if (options.signal.aborted && isClientLeft(options.signal.reason)) throw options.signal.reason
       if (options.signal.aborted) throw new BerthError('engine_unavailable', 'the wait ended before the container stopped: berth is closing; wait again', {}, { headers: { 'retry-after': '5' } })
       throw error
     } finally {

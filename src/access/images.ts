@@ -1,6 +1,9 @@
 // Images as one requester may build, name and share them: what a build may fetch (every FROM and
 // COPY --from against the image allow-list), the names it may take (on the allow-list, and free or
-// its own unless it is an admin: images are shared by every token), and who uses an image.
+// its own unless it is an admin: images are shared by every token), where it may push (its push
+// namespace, BERTH_PUSH_NAMESPACE: a registry is shared by every token, and berth often pushes with
+// the server's own credentials, so berth is what keeps one token from overwriting another's), and
+// who uses an image.
 import type { Policy } from '../config.ts'
 import type { ImageRef } from '../engine/image-ref.ts'
 import type { BuildSpec, Image } from '../engine/types.ts'
@@ -28,8 +31,12 @@ export class ImageAccess {
     this.#policy = policy
   }
 
-  /** A build as the engine will run it, once policy admits it; the context is added by the caller. */
-  async admitBuild (requester: Principal, query: BuildQuery, dockerfile: string): Promise<Omit<BuildSpec, 'context'>> {
+  /**
+   * A build as the engine will run it, once policy admits it; the context is added by the caller.
+   * `dockerfile` is the Dockerfile as berth read it from the context and its cleaned path there: the
+   * engine is told to read that path of berth's context, which holds exactly that text.
+   */
+  async admitBuild (requester: Principal, query: BuildQuery, dockerfile: { text: string, path: string }): Promise<Omit<BuildSpec, 'context'>> {
     const buildArgs = pairs(query.buildArg ?? [], 'querystring/buildArg')
     const labels = pairs(query.label ?? [], 'querystring/label')
     for (const key of Object.keys(labels)) {
@@ -37,7 +44,7 @@ export class ImageAccess {
     }
     let parsed
     try {
-      parsed = parseDockerfile(dockerfile, buildArgs, query.target)
+      parsed = parseDockerfile(dockerfile.text, buildArgs, query.target)
     } catch (error) {
       if (!(error instanceof DockerfileError)) throw error
       throw new BerthError('validation_failed', `${query.dockerfile} ${error.message}`, { errors: [{ location: 'dockerfile', path: `/${error.line}`, message: error.message }] })
@@ -54,10 +61,18 @@ export class ImageAccess {
     if (query.network === 'default' && !this.#policy.buildNetwork) {
       throw deny('buildNetwork', 'RUN steps may not have a network (BERTH_BUILD_NETWORK); build with network=none')
     }
-    const tags = (query.tag ?? []).map((tag, index) => this.#tagRef(tag, `querystring/tag/${index}`))
+    // The engine fetches an ADD's URL itself, from its host's network, whatever network RUN steps get.
+    const url = parsed.urls[0]
+    if (url !== undefined && query.network !== 'default') {
+      throw new BerthError('policy_denied', `${url.instruction} (Dockerfile line ${url.line}): ADD ${/^https?:\/\//i.test(url.source) ? 'fetches' : 'may fetch'} ${url.source} from the engine's own network, and this build has none; ` +
+        (this.#policy.buildNetwork ? 'build with network=default, or ' : '') + 'put the file in the context and COPY it', { rule: 'buildNetwork', line: url.line })
+    }
+    // Where a build pushes what it tags (a cluster's builder), each tag is a push too: in the namespace.
+    const publishes = this.#engine.part('builds').publishes === true
+    const tags = (query.tag ?? []).map((tag, index) => publishes ? this.pushRef(requester, tag, `querystring/tag/${index}`) : this.#tagRef(tag, `querystring/tag/${index}`))
     for (const tag of tags) await this.checkName(requester, tag)
     return {
-      dockerfile: query.dockerfile,
+      dockerfile: dockerfile.path,
       tags,
       buildArgs,
       labels: { ...labels, ...this.#ownership.builtByLabel(requester.name) },
@@ -80,12 +95,19 @@ export class ImageAccess {
   }
 
   /**
-   * Whether the requester may make `ref` name an image: always for an admin; otherwise only when the
-   * name is free or already names an image this token built. Images are shared by every token, and a
-   * name such as python:3.12 that somebody else's runs rely on is not any one token's to move.
+   * Whether the requester may make `ref` name an image: always for an admin. A name in a push
+   * namespace is its token's alone: nobody else may take it, even when it is free here (who runs it
+   * would take another's image for that token's), and the token may take it from any image. Any other
+   * name only when it is free or already names an image this token built: images are shared by every
+   * token, and a name such as python:3.12 that somebody else's runs rely on is not any one token's to move.
    */
   async checkName (requester: Principal, ref: ImageRef): Promise<void> {
     if (requester.admin) return
+    const holder = this.#namespaceHolder(ref.path)
+    if (holder !== null) {
+      if (holder === requester.name) return
+      throw deny('pushNamespace', `${ref.reference} is in the namespace of token "${holder}" (BERTH_PUSH_NAMESPACE): only that token or an admin names an image there`)
+    }
     let current: Image
     try {
       current = await this.#engine.part('builds').inspect(ref.reference)
@@ -116,9 +138,37 @@ export class ImageAccess {
     return await this.#engine.part('builds').untag(ref.reference)
   }
 
-  /** The push target: a tag on the allow-list. */
-  pushRef (input: string): ImageRef {
-    return this.#tagRef(input, 'body/image')
+  /** The push target: a tag on the allow-list, in the requester's push namespace unless it is an admin. */
+  pushRef (requester: Principal, input: string, field = 'body/image'): ImageRef {
+    const ref = this.#tagRef(input, field)
+    const own = this.namespaceOf(requester.name)
+    if (requester.admin || own === null || ref.path === own || ref.path.startsWith(`${own}/`)) return ref
+    throw deny('pushNamespace', `token "${requester.name}" may push only to repositories under ${own}/ (BERTH_PUSH_NAMESPACE); ${ref.reference} is outside it`)
+  }
+
+  /** The repository path under which `token` pushes, in every registry; null when pushes may go to any name. */
+  namespaceOf (token: string): string | null {
+    const template = this.#policy.pushNamespace
+    return template === null ? null : template.replaceAll('{deployment}', this.#ownership.deployment).replaceAll('{token}', token)
+  }
+
+  /**
+   * The token whose push namespace a repository path is in, or null when it is in none. A namespace
+   * without {token} is everybody's: nobody holds it.
+   */
+  #namespaceHolder (path: string): string | null {
+    const template = this.#policy.pushNamespace
+    if (template === null || !template.includes('{token}')) return null
+    let captured = false
+    const pattern = template.split(/(\{deployment\}|\{token\})/).map(part => {
+      if (part === '{deployment}') return escapeRegExp(this.#ownership.deployment)
+      if (part !== '{token}') return escapeRegExp(part)
+      // Every {token} is the same token.
+      if (captured) return '\\1'
+      captured = true
+      return '([^/]+)'
+    }).join('')
+    return new RegExp(`^${pattern}(?:/|$)`).exec(path)?.[1] ?? null
   }
 
   /** The containers using an image that the requester may see. */
@@ -146,6 +196,10 @@ function pairs (entries: string[], field: string): Record<string, string> {
     map[key] = entry.slice(eq + 1)
   }
   return map
+}
+
+function escapeRegExp (text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
 
 /** An id (full or short) goes to the engine as it is; a reference is validated and made explicit. */

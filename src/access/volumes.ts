@@ -66,27 +66,34 @@ export class VolumeAccess {
 
   /**
    * docker volume rm. In use (by a container in any state) is volume_in_use naming the users the
-   * requester may see; with `force` those containers are removed first, when it may see them all.
-   * The ids of the containers removed go into `removed` as they go, also when the volume then stays.
+   * requester may see; with `force` those containers are removed first — only when every user is
+   * one the requester may remove, which is checked before anything is removed: a refusal leaves all
+   * as it was. The ids of the containers removed go into `removed` as they go.
    */
   async remove (requester: Principal, name: string, options: { force: boolean, removed: string[] }): Promise<void> {
-    await this.find(requester, name)
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.#engine.part('volumes').remove(name)
-        return
-      } catch (error) {
-        if (!(error instanceof BerthError && error.code === 'volume_in_use')) throw error
-        const users = (await this.find(requester, name)).usedBy
-        // Users the requester may not see (or that came back after the first round) are not its to remove.
-        if (!options.force || users.length === 0 || attempt > 0) throw inUse(name, users)
-        for (const user of users) {
-          await this.#engine.containers.remove(user.id, { force: true, volumes: false }).catch((failure: unknown) => {
-            if (!(failure instanceof BerthError && failure.code === 'not_found')) throw failure
-          })
-          options.removed.push(user.id)
-        }
+    // The requester's view first, then everybody's: a user that appears between the two is one more
+    // the requester's view lacks, so it refuses rather than removes.
+    const visible = (await this.find(requester, name)).usedBy
+    const everyone = (await this.#engine.part('volumes').inspect(name, { usedBy: [] })).usedBy
+    if (everyone.length > 0) {
+      if (!options.force) throw inUse(name, visible)
+      const own = new Set(visible.map(user => user.id))
+      if (everyone.some(user => !own.has(user.id))) {
+        throw inUse(name, visible, `volume ${name} is ${visible.length === 0 ? '' : 'also '}in use by a container token "${requester.name}" may not remove: nothing was removed`)
       }
+      for (const user of everyone) {
+        await this.#engine.containers.remove(user.id, { force: true, volumes: false }).catch((failure: unknown) => {
+          if (!(failure instanceof BerthError && failure.code === 'not_found')) throw failure
+        })
+        options.removed.push(user.id)
+      }
+    }
+    try {
+      await this.#engine.part('volumes').remove(name)
+    } catch (error) {
+      // Mounted meanwhile (a run that came between the look and the removal).
+      if (!(error instanceof BerthError && error.code === 'volume_in_use')) throw error
+      throw inUse(name, (await this.find(requester, name)).usedBy)
     }
   }
 
@@ -103,9 +110,9 @@ function bookkeeping (volume: Volume): boolean {
   return volume.labels[LABEL_LEASE_FOR] !== undefined
 }
 
-function inUse (name: string, users: Volume['usedBy']): BerthError {
+function inUse (name: string, users: Volume['usedBy'], detail?: string): BerthError {
   const named = users.map(user => user.name)
-  const detail = named.length === 0
+  detail ??= named.length === 0
     ? `volume ${name} is in use by a container`
     : `volume ${name} is in use by ${named.length === 1 ? 'container' : 'containers'} ${named.join(', ')}; remove ${named.length === 1 ? 'it' : 'them'} first, or remove the volume with force=true`
   return new BerthError('volume_in_use', detail, { volume: name, containers: users.map(user => ({ id: user.id, name: user.name })) })

@@ -1,258 +1,208 @@
-// Receives a build context (a tar, or a gzip-compressed tar) from a request body: spooled to a
-// temporary file within the size limit, its Dockerfile read on the way, so policy can check the
-// build before anything reaches the engine. The context is never held in memory.
-import { createReadStream, createWriteStream } from 'node:fs'
+// Receives a build context sent as a tar (or a gzip-compressed tar): read once, as it arrives, within
+// the size limit, into berth's own index of it (context-set.ts) and a spool file of its data — never
+// held in memory. What the engine then gets is berth's tar of that index, so the Dockerfile policy
+// checked is the one the engine reads, whatever tricks the client's tar holds.
+import { createWriteStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { createGunzip, type Gunzip } from 'node:zlib'
 import { BerthError } from '../errors.ts'
+import { ContextSet, contextError, quote, type ContextLimits } from './context-set.ts'
+import { TarError, TarReader, type TarHeader } from './tar.ts'
 
-/** A Dockerfile larger than this is not one: it is refused rather than read into memory. */
-export const MAX_DOCKERFILE = 1024 * 1024
+export { MAX_DOCKERFILE } from './context-set.ts'
 
 export interface ReceivedContext {
   /** The Dockerfile's text. */
   dockerfile: string
+  /** Its cleaned path in the context, which the engine is told to read. */
+  dockerfilePath: string
   /** Bytes received (as sent, compressed or not). */
   size: number
-  /** Opens the spooled context for the engine. */
+  /** Entries berth sends the engine. */
+  entries: number
+  /** Opens berth's tar of the context, for the engine. */
   open: () => Readable
   /** Removes the spooled context. */
   remove: () => Promise<void>
+}
+
+export interface ReceiveOptions {
+  /** Bytes the context may have, as sent and unpacked. */
+  limit: number
+  /** The Dockerfile's path in the context, as the client gave it. */
+  dockerfile: string
+  signal?: AbortSignal
+  /** Entries and path bytes a context may have; the defaults unless a test asks for less. */
+  limits?: ContextLimits
 }
 
 export function tooLarge (limit: number): BerthError {
   return new BerthError('payload_too_large', `the build context is larger than the limit of ${limit} bytes (BERTH_BUILD_CONTEXT_LIMIT)`, { limit })
 }
 
-export function invalidContext (detail: string): BerthError {
-  return new BerthError('validation_failed', `the build context ${detail}`, { errors: [{ location: 'body', path: '', message: detail }] })
+export function stoppedSending (): BerthError {
+  return new BerthError('validation_failed', 'the client stopped sending the build context')
 }
 
-/** The path a tar entry names, as the builder resolves a Dockerfile path: no leading "./" or "/". */
-export function normaliseEntry (path: string): string {
-  return path.split('/').filter(segment => segment !== '' && segment !== '.').join('/')
+const TYPE_NAMES: Record<string, string> = {
+  3: 'a character device',
+  4: 'a block device',
+  6: 'a FIFO',
+  S: 'a GNU sparse file',
+  V: 'a volume label',
+  D: 'a GNU directory dump',
+  M: 'a multi-volume continuation',
+  N: 'an old GNU long-name entry'
 }
 
-/**
- * A ustar header for a regular file of `size` bytes (a pax record first when the path is longer than
- * a header holds), and how many zero bytes pad its content to a block. Fixed mode, owner and time:
- * the same files make the same context.
- */
-export function tarHeader (path: string, size: number): { header: Buffer, padding: number } {
-  const block = (name: string, length: number, type: string): Buffer => {
-    const header = Buffer.alloc(512)
-    header.write(name, 0, 100, 'utf8')
-    header.write('0000644\0', 100, 8, 'ascii')
-    header.write('0000000\0', 108, 8, 'ascii')
-    header.write('0000000\0', 116, 8, 'ascii')
-    header.write(length.toString(8).padStart(11, '0') + '\0', 124, 12, 'ascii')
-    header.write('00000000000\0', 136, 12, 'ascii')
-    header.write('        ', 148, 8, 'ascii')
-    header.write(type, 156, 1, 'ascii')
-    header.write('ustar\0', 257, 6, 'ascii')
-    header.write('00', 263, 2, 'ascii')
-    let sum = 0
-    for (const byte of header) sum += byte
-    header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii')
-    return header
-  }
-  const pad = (length: number): number => (512 - (length % 512)) % 512
-  if (Buffer.byteLength(path) <= 100) return { header: block(path, size, '0'), padding: pad(size) }
-  // pax: "<length> path=<path>\n", the length counting itself.
-  const text = ` path=${path}\n`
-  let length = Buffer.byteLength(text) + 1
-  while (String(length).length + Buffer.byteLength(text) !== length) length = String(length).length + Buffer.byteLength(text)
-  const record = Buffer.from(`${length}${text}`)
-  return { header: Buffer.concat([block('PaxHeader', record.length, 'x'), record, Buffer.alloc(pad(record.length)), block(path.slice(0, 100), size, '0')]), padding: pad(size) }
+function ordinal (n: number): string {
+  const suffix = n % 100 >= 11 && n % 100 <= 13 ? 'th' : ['th', 'st', 'nd', 'rd'][n % 10] ?? 'th'
+  return `${n}${suffix}`
 }
 
-function octal (field: Buffer): number {
-  // Sizes past 8 GiB are base-256: the top bit of the first byte is set.
-  if (((field[0] ?? 0) & 0x80) !== 0) {
-    let value = 0
-    for (let i = 1; i < field.length; i++) value = value * 256 + (field[i] as number)
-    return value
-  }
-  const text = field.toString('ascii').replace(/\0.*$/s, '').trim()
-  return text === '' ? 0 : parseInt(text, 8)
-}
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
-/**
- * Walks tar headers as bytes go by, keeping only the wanted file's content. Knows ustar names with
- * prefixes, GNU long names and pax `path` records, which is what tar, docker and the libraries write.
- */
-export class TarScanner {
-  readonly #wanted: string
-  #buffer: Buffer = Buffer.alloc(0)
-  /** Bytes of entry data (and padding) still to pass before the next header. */
-  #skip = 0
-  #collect: { kind: 'file' | 'longname' | 'pax', size: number, parts: Buffer[], got: number } | null = null
-  #nextName: string | null = null
-  #zeroBlocks = 0
-  found: string | null = null
-  bytes = 0
-  entries = 0
-  ended = false
-
-  constructor (wanted: string) {
-    this.#wanted = normaliseEntry(wanted)
-  }
-
-  write (chunk: Buffer): void {
-    this.bytes += chunk.length
-    if (this.ended) return
-    let data = this.#buffer.length > 0 ? Buffer.concat([this.#buffer, chunk]) : chunk
-    this.#buffer = Buffer.alloc(0)
-    while (data.length > 0 && !this.ended) {
-      if (this.#skip > 0) {
-        const take = Math.min(this.#skip, data.length)
-        if (this.#collect !== null && this.#collect.got < this.#collect.size) {
-          const part = data.subarray(0, Math.min(take, this.#collect.size - this.#collect.got))
-          this.#collect.parts.push(Buffer.from(part))
-          this.#collect.got += part.length
-        }
-        this.#skip -= take
-        data = data.subarray(take)
-        if (this.#skip === 0 && this.#collect !== null) this.#finishEntry()
-        continue
-      }
-      if (data.length < 512) {
-        this.#buffer = Buffer.from(data)
-        return
-      }
-      this.#header(data.subarray(0, 512))
-      data = data.subarray(512)
-    }
-  }
-
-  #header (block: Buffer): void {
-    if (block.every(byte => byte === 0)) {
-      if (++this.#zeroBlocks >= 2) this.ended = true
-      return
-    }
-    this.#zeroBlocks = 0
-    let sum = 0
-    for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : block[i] as number
-    if (sum !== octal(block.subarray(148, 156))) throw invalidContext('is not a tar archive (send application/x-tar, optionally gzip-compressed)')
-    const type = String.fromCharCode(block[156] as number)
-    const size = octal(block.subarray(124, 136))
-    const ustar = block.subarray(257, 262).toString('ascii') === 'ustar'
-    const prefix = ustar ? block.subarray(345, 500).toString('utf8').replace(/\0.*$/s, '') : ''
-    const plain = block.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '')
-    const name = this.#nextName ?? (prefix === '' ? plain : `${prefix}/${plain}`)
-    this.#skip = Math.ceil(size / 512) * 512
-    if (type === 'L' || type === 'x') {
-      if (size > 64 * 1024) throw invalidContext('has a tar header larger than 64 KiB')
-      this.#collect = { kind: type === 'L' ? 'longname' : 'pax', size, parts: [], got: 0 }
-      if (size === 0) this.#finishEntry()
-      return
-    }
-    this.#nextName = null
-    this.entries++
-    if ((type === '0' || type === '\0' || type === '7') && normaliseEntry(name) === this.#wanted) {
-      if (size > MAX_DOCKERFILE) throw invalidContext(`has a Dockerfile larger than ${MAX_DOCKERFILE} bytes`)
-      this.#collect = { kind: 'file', size, parts: [], got: 0 }
-      if (size === 0) this.#finishEntry()
-    }
-  }
-
-  #finishEntry (): void {
-    const entry = this.#collect
-    this.#collect = null
-    if (entry === null) return
-    const text = Buffer.concat(entry.parts).toString('utf8')
-    if (entry.kind === 'file') this.found = text
-    else if (entry.kind === 'longname') this.#nextName = text.replace(/\0.*$/s, '')
-    else {
-      // pax records: "<length> <key>=<value>\n"
-      for (const record of text.split('\n')) {
-        const match = /^\d+ path=(.*)$/s.exec(record)
-        if (match !== null) this.#nextName = match[1] as string
-      }
-    }
+/** A name from the archive as text: UTF-8, exactly (so berth can send the engine the very same bytes). */
+function decode (bytes: Buffer, what: string): string {
+  try {
+    return utf8.decode(bytes)
+  } catch {
+    throw contextError('name', `the build context's ${what} is not UTF-8 (${quote(bytes.toString('utf8'))}): berth reads names as UTF-8 and sends them on as they are`, bytes.toString('utf8'))
   }
 }
 
 /**
- * Spools the request body to a temporary file, within `limit` bytes both as sent and unpacked, and
- * answers the context with its Dockerfile. Nothing is left on disk when it fails.
+ * Reads the request body as a tar into a spooled, checked context, within `limit` bytes both as sent
+ * and unpacked. Nothing is left on disk when it fails.
  */
-export async function receiveContext (body: Readable, options: { limit: number, dockerfile: string, signal?: AbortSignal }): Promise<ReceivedContext> {
+export async function receiveContext (body: Readable, options: ReceiveOptions): Promise<ReceivedContext> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-build-'))
-  const path = join(dir, 'context.tar')
-  const remove = async (): Promise<void> => { await rm(dir, { recursive: true, force: true }) }
-  const scanner = new TarScanner(options.dockerfile)
-  const file = createWriteStream(path)
+  const spool = join(dir, 'data')
+  const file = createWriteStream(spool, { mode: 0o600 })
+  const set = new ContextSet(spool, options.limits)
+  const remove = async (): Promise<void> => {
+    set.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+  let written = 0
+  const reader = new TarReader({
+    entry: (header: TarHeader) => {
+      const name = decode(header.name, `${ordinal(header.index)} entry's name`)
+      if (header.kind === null) {
+        const what = TYPE_NAMES[header.typeflag] ?? `of tar type ${JSON.stringify(header.typeflag)}`
+        throw contextError('entry_type', `the build context has ${quote(name)}, ${what}: berth sends the engine only regular files, directories and links`, name)
+      }
+      set.add({
+        name,
+        kind: header.kind,
+        mode: header.mode,
+        mtime: header.mtime,
+        size: header.size,
+        offset: written,
+        ...(header.linkname.length === 0 ? {} : { linkname: decode(header.linkname, `link ${quote(name)}'s target`) })
+      })
+    },
+    data: (chunk: Buffer) => {
+      file.write(chunk)
+      written += chunk.length
+    }
+  })
+  const readError = (error: unknown): unknown => {
+    if (!(error instanceof TarError)) return error
+    if (reader.headers === 0) return contextError('format', 'the build context is not a tar archive (send application/x-tar, optionally gzip-compressed)')
+    return contextError(error.reason, `the build context ${error.message}`)
+  }
   let gunzip: Gunzip | null = null
   let size = 0
+  let unpacked = 0
   let first = true
   try {
     await new Promise<void>((resolve, reject) => {
+      let failed = false
       // The body is left unread, not destroyed: the answer (a 413, say) still has to reach the client,
       // and the connection closes after it (app.ts), so what the client still sends goes nowhere.
       const fail = (error: unknown): void => {
+        if (failed) return
+        failed = true
         body.off('data', onData)
         body.pause()
         gunzip?.destroy()
         reject(error)
       }
+      let draining = false
       const feed = (chunk: Buffer): void => {
+        if (failed) return
+        unpacked += chunk.length
+        if (unpacked > options.limit) return fail(tooLarge(options.limit))
         try {
-          scanner.write(chunk)
-          if (scanner.bytes > options.limit) fail(tooLarge(options.limit))
+          reader.write(chunk)
         } catch (error) {
-          fail(error)
+          return fail(readError(error))
+        }
+        // The spool is slower than the network: the source waits for it, nothing piles up in memory.
+        const source = gunzip ?? body
+        if (file.writableNeedDrain && !draining) {
+          draining = true
+          source.pause()
+          file.once('drain', () => {
+            draining = false
+            if (!failed) source.resume()
+          })
         }
       }
       const onData = (chunk: Buffer): void => {
         if (first) {
           first = false
-          // gzip's magic number: the scanner reads the unpacked bytes; the engine unpacks by itself.
           if (chunk[0] === 0x1f && chunk[1] === 0x8b) {
             gunzip = createGunzip()
             gunzip.on('data', feed)
-            gunzip.on('error', () => fail(invalidContext('is not valid gzip')))
+            gunzip.on('error', () => fail(contextError('format', 'the build context is not valid gzip')))
+          } else if (chunk.subarray(0, 3).toString('latin1') === 'BZh' || chunk.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) {
+            return fail(contextError('format', 'the build context is compressed with bzip2 or xz: send a tar, or a gzip-compressed tar'))
           }
         }
         size += chunk.length
         if (size > options.limit) return fail(tooLarge(options.limit))
-        if (gunzip === null) feed(chunk)
-        else gunzip.write(chunk)
-        if (!file.write(chunk)) {
+        const unzip = gunzip as Gunzip | null
+        if (unzip === null) return feed(chunk)
+        if (!unzip.write(chunk)) {
           body.pause()
-          file.once('drain', () => body.resume())
+          unzip.once('drain', () => { if (!failed) body.resume() })
         }
       }
       options.signal?.addEventListener('abort', () => fail(options.signal?.reason), { once: true })
       if (options.signal?.aborted) return fail(options.signal.reason)
       body.on('data', onData)
       body.once('error', fail)
-      const stopped = (): void => fail(new BerthError('validation_failed', 'the client stopped sending the build context'))
-      body.once('aborted', stopped)
-      if (body.readableAborted) stopped()
+      body.once('aborted', () => fail(stoppedSending()))
+      if (body.readableAborted) fail(stoppedSending())
       body.once('end', () => {
-        const done = (): void => { file.end((error?: Error | null) => error ? fail(error) : resolve()) }
-        if (gunzip === null) return done()
-        gunzip.once('end', done)
-        gunzip.end()
+        const done = (): void => {
+          if (failed) return
+          try {
+            reader.end()
+          } catch (error) {
+            return fail(readError(error))
+          }
+          file.end((error?: Error | null) => error ? fail(error) : resolve())
+        }
+        const unzip = gunzip as Gunzip | null
+        if (unzip === null) return done()
+        unzip.once('end', done)
+        unzip.end()
       })
       file.once('error', fail)
     })
+    if (size === 0) throw contextError('format', 'the build context is empty: send a tar of the build context as the body')
+    if (reader.entries === 0) throw contextError('format', 'the build context is not a tar archive with files (send application/x-tar, optionally gzip-compressed)')
+    const sealed = await set.seal(options.dockerfile)
+    return { ...sealed, size, open: () => set.open(), remove }
   } catch (error) {
     file.destroy()
     await remove()
     throw error
   }
-  if (size === 0) {
-    await remove()
-    throw invalidContext('is empty: send a tar of the build context as the body')
-  }
-  if (scanner.found === null) {
-    await remove()
-    throw invalidContext(scanner.entries === 0 ? 'is not a tar archive with files (send application/x-tar, optionally gzip-compressed)' : `has no ${normaliseEntry(options.dockerfile)} (the dockerfile parameter names its path in the context)`)
-  }
-  return { dockerfile: scanner.found, size, open: () => createReadStream(path), remove }
 }

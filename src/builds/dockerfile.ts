@@ -1,7 +1,8 @@
 // Reads a Dockerfile as the classic builder does, far enough to know every image a build would
 // fetch: each stage's FROM (global ARGs substituted, build args applied, earlier stages and
-// `scratch` told apart) and each COPY/ADD --from that names an image rather than a stage. Policy
-// checks these before the context goes to the engine.
+// `scratch` told apart), each COPY/ADD --from that names an image rather than a stage, and those an
+// ONBUILD trigger leaves for the builds FROM this image; and every ADD that may fetch a URL, which
+// the engine does itself, from its own network. Policy checks these before the context goes to the engine.
 import { parseImage, type ImageRef } from '../engine/image-ref.ts'
 
 export interface Stage {
@@ -22,10 +23,19 @@ export interface ImageUse {
   instruction: string
 }
 
+/** An ADD whose source is a URL, or may become one once variables are substituted. */
+export interface UrlSource {
+  source: string
+  line: number
+  instruction: string
+}
+
 export interface ParsedDockerfile {
   stages: Stage[]
-  /** Every image the build may fetch: stage bases and COPY/ADD --from images, in order. */
+  /** Every image the build may fetch: stage bases and COPY/ADD --from images, ONBUILD ones too, in order. */
   images: ImageUse[]
+  /** Every ADD that may fetch a URL, ONBUILD ones too, in order. */
+  urls: UrlSource[]
 }
 
 /** A Dockerfile the builder would refuse, or whose images cannot be known: the line and what is wrong. */
@@ -164,6 +174,7 @@ export function parseDockerfile (text: string, buildArgs: Record<string, string>
     if (parsed.kind === 'id') throw new DockerfileError(line, `${what} ${written}: name the image by reference, not by id, so policy can check it`)
     return parsed.ref
   }
+  const urls: UrlSource[] = []
   for (const instruction of all) {
     if (instruction.keyword === 'ARG') {
       for (const [name, fallback] of argDeclarations(instruction.rest, instruction.line)) {
@@ -193,20 +204,64 @@ export function parseDockerfile (text: string, buildArgs: Record<string, string>
       continue
     }
     if (local === null) throw new DockerfileError(instruction.line, `${instruction.keyword} before the first FROM (only ARG may come first)`)
+    if (instruction.keyword === 'ONBUILD') {
+      // A trigger runs in every build FROM this image, right after its FROM, with that build's
+      // variables: what it fetches is checked now, so it must say so without variables.
+      const trigger = toInstruction(instruction.rest === '' ? 'ONBUILD' : instruction.rest, instruction.line)
+      if (trigger.keyword !== 'COPY' && trigger.keyword !== 'ADD') continue
+      const from = fromFlag(trigger.rest)
+      if (from !== null && from.includes('$')) {
+        throw new DockerfileError(instruction.line, `ONBUILD ${trigger.keyword} --from=${from} names its image with a variable, which the build that uses this image fills in: name the image itself, so policy can check it`)
+      }
+      if (from !== null && !/^\d+$/.test(from)) {
+        const ref = resolve(from, new Map(), instruction.line, `ONBUILD ${trigger.keyword} --from=`)
+        if (ref !== 'scratch') images.push({ ref, line: instruction.line, instruction: instruction.text })
+      }
+      if (trigger.keyword === 'ADD') urls.push(...urlSources(trigger.rest, instruction))
+      continue
+    }
     if (instruction.keyword === 'COPY' || instruction.keyword === 'ADD') {
-      const from = /(?:^|\s)--from=(\S+)/.exec(instruction.rest)
+      if (instruction.keyword === 'ADD') urls.push(...urlSources(instruction.rest, instruction))
+      const from = fromFlag(instruction.rest)
       if (from === null) continue
-      const value = substitute(from[1] as string, new Map([...global, ...local]), instruction.line)
+      const value = substitute(from, new Map([...global, ...local]), instruction.line)
       if (/^\d+$/.test(value) || stages.some(stage => stage.name === value.toLowerCase())) continue
       const ref = resolve(value, new Map(), instruction.line, `${instruction.keyword} --from=`)
       if (ref !== 'scratch') images.push({ ref, line: instruction.line, instruction: instruction.text })
     }
   }
   if (stages.length === 0) throw new DockerfileError(Math.max(1, all.at(-1)?.line ?? 1), 'no FROM: a Dockerfile needs at least one')
-  if (target === undefined) return { stages, images }
+  if (target === undefined) return { stages, images, urls }
   const last = stages.findIndex(stage => stage.name === target.toLowerCase())
   if (last === -1) throw new DockerfileError(1, `no stage is named ${target} (the target)`)
   const built = stages.slice(0, last + 1)
   const lastLine = stages[last + 1]?.line ?? Infinity
-  return { stages: built, images: images.filter(use => use.line < lastLine) }
+  return { stages: built, images: images.filter(use => use.line < lastLine), urls: urls.filter(use => use.line < lastLine) }
+}
+
+/** The value of a COPY or ADD `--from=` flag, as written. */
+function fromFlag (rest: string): string | null {
+  return /(?:^|\s)--from=(\S+)/.exec(rest)?.[1] ?? null
+}
+
+/**
+ * The sources of an ADD that the engine would fetch as URLs: http:// or https:// in any case (the
+ * builder matches them in lower case only; berth errs on the safe side), or any source with a
+ * variable, whose value may come from the base image's ENV, which berth cannot see.
+ */
+function urlSources (rest: string, instruction: Instruction): UrlSource[] {
+  let body = rest.trim()
+  while (/^--\S+/.test(body)) body = body.replace(/^--\S+\s*/, '')
+  let words: string[] | null = null
+  if (body.startsWith('[')) {
+    try {
+      const list: unknown = JSON.parse(body)
+      if (Array.isArray(list) && list.every(item => typeof item === 'string')) words = list
+    } catch {
+      // Not JSON: the builder reads it as the shell form, and so does berth.
+    }
+  }
+  words ??= body.split(/\s+/).filter(Boolean)
+  return words.slice(0, -1).filter(source => /^https?:\/\//i.test(source) || source.includes('$'))
+    .map(source => ({ source, line: instruction.line, instruction: instruction.text }))
 }

@@ -1,58 +1,48 @@
 // Receives a build context sent as multipart/form-data — a `dockerfile` (text or file) and the files
-// it uses, each at the path its filename gives — and makes it the tar the engine takes, spooled to a
-// temporary file within the size limit. For clients without tar, and for Swagger UI's form.
+// it uses, each at the path its filename gives — into the same checked context a tar becomes
+// (context-set.ts), its data spooled to a temporary file within the size limit. For clients without
+// tar, and for Swagger UI's form.
 import { Busboy, type BusboyHeaders, type BusboyInstance } from '@fastify/busboy'
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs'
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
+import { createWriteStream } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
 import type { IncomingHttpHeaders } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { once } from 'node:events'
 import type { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
-import { BerthError } from '../errors.ts'
-import { MAX_DOCKERFILE, invalidContext, normaliseEntry, tarHeader, tooLarge, type ReceivedContext } from './context.ts'
+import { ContextSet, MAX_DOCKERFILE, contextError, quote } from './context-set.ts'
+import { stoppedSending, tooLarge, type ReceiveOptions, type ReceivedContext } from './context.ts'
 
 const MAX_FILES = 10_000
 
-interface Entry {
-  path: string
-  /** The spooled content. */
-  file: string
-  size: number
-}
-
-function badPath (name: string): BerthError {
-  return invalidContext(`file name ${JSON.stringify(name.slice(0, 200))} is not a relative path inside the context`)
-}
-
-/** A context path from a part: relative, without "..", as the builder will see it. */
+/** A context path from a part's file name: relative, without "..", without control characters. */
 function contextPath (name: string): string {
   // eslint-disable-next-line no-control-regex -- control characters are what is refused
-  if (name.startsWith('/') || name.split(/[/\\]/).includes('..') || /[\u0000-\u001f]/.test(name)) throw badPath(name)
-  const path = normaliseEntry(name)
-  if (path === '') throw badPath(name)
-  return path
+  if (name.startsWith('/') || name.split(/[/\\]/).includes('..') || /[\u0000-\u001f]/.test(name) || name.split('/').every(segment => segment === '' || segment === '.')) {
+    throw contextError('name', `the build context has a file name ${quote(name)} that is not a relative path inside the context`, name)
+  }
+  return name
 }
 
-export async function receiveMultipartContext (body: Readable, headers: IncomingHttpHeaders, options: { limit: number, dockerfile: string, signal?: AbortSignal }): Promise<ReceivedContext> {
+export async function receiveMultipartContext (body: Readable, headers: IncomingHttpHeaders, options: ReceiveOptions): Promise<ReceivedContext> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-build-'))
-  const remove = async (): Promise<void> => { await rm(dir, { recursive: true, force: true }) }
-  const parts = join(dir, 'parts')
-  await mkdir(parts)
-  const dockerfilePath = normaliseEntry(options.dockerfile)
-  const entries = new Map<string, Entry>()
-  let dockerfile: string | null = null
+  const spool = join(dir, 'data')
+  const file = createWriteStream(spool, { mode: 0o600 })
+  const set = new ContextSet(spool, options.limits)
+  const remove = async (): Promise<void> => {
+    set.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+  let written = 0
   try {
-    let total = 0
     await new Promise<void>((resolve, reject) => {
       let busboy: BusboyInstance
       try {
         // Paths are kept: a file's name is where it goes in the context.
         busboy = Busboy({ headers: headers as BusboyHeaders, preservePath: true, limits: { fileSize: options.limit, files: MAX_FILES, fields: 8, fieldSize: MAX_DOCKERFILE, parts: MAX_FILES + 8 } })
       } catch {
-        return reject(invalidContext('is not multipart/form-data with a boundary'))
+        return reject(contextError('format', 'the build context is not multipart/form-data with a boundary'))
       }
-      const writes: Array<Promise<void>> = []
       let failed = false
       const fail = (error: unknown): void => {
         if (failed) return
@@ -61,70 +51,68 @@ export async function receiveMultipartContext (body: Readable, headers: Incoming
         body.pause()
         reject(error)
       }
-      const add = (path: string, write: (file: WriteStream) => Promise<void>): void => {
-        if (entries.has(path)) return fail(invalidContext(`has ${path} twice`))
-        const file = join(parts, String(entries.size))
-        const entry: Entry = { path, file, size: 0 }
-        entries.set(path, entry)
-        writes.push(write(createWriteStream(file)).then(async () => {
-          entry.size = (await stat(file)).size
-        }, fail))
+      // Parts are written to the spool one after another, in the order they came: a part waits
+      // (and busboy with it) until the one before is written.
+      let chain: Promise<void> = Promise.resolve()
+      const add = (name: string, write: () => Promise<number>): void => {
+        chain = chain.then(async () => {
+          if (failed) return
+          const offset = written
+          const size = await write()
+          set.add({ name, kind: 'file', mode: 0o644, mtime: 0, size, offset })
+        }).catch(fail)
+      }
+      const append = async (chunk: Buffer): Promise<void> => {
+        written += chunk.length
+        if (written > options.limit) throw tooLarge(options.limit)
+        if (!file.write(chunk)) await once(file, 'drain')
       }
       busboy.on('file', (field, stream, filename) => {
-        let path: string
+        let name: string
         try {
-          path = field === 'dockerfile' ? dockerfilePath : contextPath(filename)
+          name = field === 'dockerfile' ? options.dockerfile : contextPath(filename)
         } catch (error) {
           stream.resume()
           return fail(error)
         }
-        const chunks: Buffer[] = []
-        stream.on('data', (chunk: Buffer) => {
-          total += chunk.length
-          if (total > options.limit) fail(tooLarge(options.limit))
-          if (path === dockerfilePath) chunks.push(chunk)
-        })
         stream.on('limit', () => fail(tooLarge(options.limit)))
-        add(path, async file => {
-          await pipeline(stream, file)
-          if (path === dockerfilePath) {
-            const text = Buffer.concat(chunks)
-            if (text.length > MAX_DOCKERFILE) throw invalidContext(`has a Dockerfile larger than ${MAX_DOCKERFILE} bytes`)
-            dockerfile = text.toString('utf8')
+        add(name, async () => {
+          let size = 0
+          for await (const chunk of stream as AsyncIterable<Buffer>) {
+            if (failed) return size
+            size += chunk.length
+            await append(chunk)
           }
+          return size
         })
       })
       busboy.on('field', (field, value, _nameTruncated, valueTruncated) => {
-        if (field !== 'dockerfile') return fail(invalidContext(`has a field "${field.slice(0, 64)}": send files (their paths as file names) and a dockerfile field`))
-        if (valueTruncated) return fail(invalidContext(`has a Dockerfile larger than ${MAX_DOCKERFILE} bytes`))
-        total += Buffer.byteLength(value)
-        dockerfile = value
-        add(dockerfilePath, async file => { await new Promise<void>((resolve, reject) => file.end(value, (error?: Error | null) => error ? reject(error) : resolve())) })
+        if (field !== 'dockerfile') return fail(contextError('format', `the build context has a field "${field.slice(0, 64)}": send files (their paths as file names) and a dockerfile field`))
+        if (valueTruncated) return fail(contextError('dockerfile', `the build context has a Dockerfile larger than ${MAX_DOCKERFILE} bytes`))
+        add(options.dockerfile, async () => {
+          const text = Buffer.from(value)
+          await append(text)
+          return text.length
+        })
       })
-      busboy.on('filesLimit', () => fail(invalidContext(`has more than ${MAX_FILES} files`)))
-      busboy.on('error', () => fail(invalidContext('is not valid multipart/form-data')))
-      busboy.on('finish', () => { Promise.all(writes).then(() => { if (!failed) resolve() }, fail) })
+      busboy.on('filesLimit', () => fail(contextError('format', `the build context has more than ${MAX_FILES} files`)))
+      busboy.on('error', () => fail(contextError('format', 'the build context is not valid multipart/form-data')))
+      busboy.on('finish', () => {
+        chain.then(() => {
+          if (failed) return
+          file.end((error?: Error | null) => error ? fail(error) : resolve())
+        }, fail)
+      })
+      file.once('error', fail)
       options.signal?.addEventListener('abort', () => fail(options.signal?.reason), { once: true })
       if (options.signal?.aborted) return fail(options.signal.reason)
-      body.once('aborted', () => fail(new BerthError('validation_failed', 'the client stopped sending the build context')))
+      body.once('aborted', () => fail(stoppedSending()))
       body.pipe(busboy)
     })
-    if (dockerfile === null) throw invalidContext(`has no ${dockerfilePath}: send it as the dockerfile field (or a file of that name)`)
-    // The tar the engine takes: each file under its path, then the two zero blocks that end an archive.
-    const tar = join(dir, 'context.tar')
-    const out = createWriteStream(tar)
-    for (const entry of entries.values()) {
-      const { header, padding } = tarHeader(entry.path, entry.size)
-      if (!out.write(header)) await new Promise<void>(resolve => { out.once('drain', () => resolve()) })
-      await pipeline(createReadStream(entry.file), out, { end: false })
-      if (padding > 0) out.write(Buffer.alloc(padding))
-    }
-    await new Promise<void>((resolve, reject) => out.end(Buffer.alloc(1024), (error?: Error | null) => error ? reject(error) : resolve()))
-    await rm(parts, { recursive: true, force: true })
-    const size = (await stat(tar)).size
-    if (size > options.limit) throw tooLarge(options.limit)
-    return { dockerfile, size, open: () => createReadStream(tar), remove }
+    const sealed = await set.seal(options.dockerfile)
+    return { ...sealed, size: written, open: () => set.open(), remove }
   } catch (error) {
+    file.destroy()
     await remove()
     throw error
   }

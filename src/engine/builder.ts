@@ -15,6 +15,7 @@ export const NO_BUILDER = 'no builder engine is configured: set BERTH_BUILDER to
 
 /** Builds on the builder, then pushes every tag, so the cluster's nodes can pull what was built. */
 export class ClusterBuilds implements BuildsPart {
+  readonly publishes = true
   readonly #store: DockerImages
 
   constructor (store: DockerImages) {

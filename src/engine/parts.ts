@@ -53,6 +53,11 @@ export interface ImagesPart {
 /** Where images are built and shared from: a Docker engine's store (the host's own, or a cluster's builder). */
 export interface BuildsPart {
   /**
+   * True when a build also pushes every tag it gives (a cluster's builder: the nodes pull from a
+   * registry). Each tag is then a push as well, and is admitted as one (the push namespace).
+   */
+  readonly publishes?: boolean
+  /**
    * docker build: resolves with the built image once it is tagged. A build that fails or is cancelled
    * (the signal) leaves nothing behind: its step's container is gone and the images it committed are removed.
    */
@@ -127,6 +132,8 @@ export interface StatsPart {
 export interface FilesPart {
   /** docker cp out: a tar of the path (a file, or a directory and all below it); not_found when the path is not there. */
   get: (id: string, path: string, options: { signal?: AbortSignal }) => Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }>
+  /** What a path is (its last component not followed, the ones before it followed in the container); null when it is not there. */
+  stat: (id: string, path: string) => Promise<PathStat | null>
   /** docker cp in: unpacks a tar of `size` bytes into the directory `path`, which must exist. */
   put: (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }) => Promise<void>
 }

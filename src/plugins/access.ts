@@ -18,11 +18,11 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ config: Config }>(async (app, { config }) => {
+export default fp<{ config: Config, now?: () => number }>(async (app, { config, now }) => {
   const ownership = new Ownership(config.deployment)
   const quotas = new Quotas(app.engine, ownership, config.policy.quota, name => app.tokens.named(name)?.quota)
   app.decorate('ownership', ownership)
-  const containers = new ContainerAccess(app.engine, ownership, config.policy, quotas)
+  const containers = new ContainerAccess(app.engine, ownership, config.policy, quotas, now)
   app.decorate('containers', containers)
   app.decorate('volumes', new VolumeAccess(app.engine, ownership, quotas))
   app.decorate('networks', new NetworkAccess(app.engine, ownership, containers))

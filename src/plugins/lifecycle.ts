@@ -1,5 +1,6 @@
-// Provides `app.lifecycle`: the sweeper that removes exited autoRemove containers nobody waited for.
-// It starts when the app is ready and stops when it closes. Needs `app.engine` and `app.ownership`.
+// Provides `app.lifecycle`: the sweeper that removes exited autoRemove containers nobody waited for
+// and expires containers, and through which an expiry is moved (so the two never cross). It starts
+// when the app is ready and stops when it closes. Needs `app.engine` and `app.ownership`.
 import fp from 'fastify-plugin'
 import type { Config } from '../config.ts'
 import { Sweeper } from '../lifecycle/sweeper.ts'
@@ -10,11 +11,13 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ lifecycle: Config['lifecycle'] }>(async (app, options) => {
+export default fp<{ lifecycle: Config['lifecycle'], now?: () => number }>(async (app, options) => {
   const sweeper = new Sweeper(app.engine, app.ownership, {
     intervalMs: options.lifecycle.sweepIntervalMs,
     autoRemoveGraceMs: options.lifecycle.autoRemoveGraceMs,
-    log: app.log
+    concurrency: options.lifecycle.concurrency,
+    log: app.log,
+    ...(options.now === undefined ? {} : { now: options.now })
   })
   app.decorate('lifecycle', sweeper)
   app.addHook('onReady', async () => { sweeper.start() })

@@ -4,7 +4,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, RouteOptions } from 'fastify'
 import { BerthError, problemOf, type ErrorCode } from '../errors.ts'
-import { pathOf } from '../http/request-log.ts'
+import { isClientLeft } from '../http/aborts.ts'
+import { CLIENT_LEFT, pathOf } from '../http/request-log.ts'
 import { ANY_REQUEST, declaredCodes, PROBLEM_JSON, problemsAt, type ExampleOverrides } from '../schemas/problems.ts'
 
 // The methods a path can have routes for (fastify adds HEAD beside each GET).
@@ -68,9 +69,15 @@ export default fp(async (app) => {
   })
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    // Nobody is left to answer; the request's own line says so (src/http/request-log.ts).
+    if (isClientLeft(error)) {
+      request.log.debug({ err: error }, 'the client left before the answer')
+      return reply.code(CLIENT_LEFT).send()
+    }
     const problem = toBerthError(error)
-    if (problem.statusCode >= 500) request.log.error({ err: error, code: problem.code }, problem.message)
-    else request.log.info({ code: problem.code }, problem.message)
+    const level = logLevelOf(problem)
+    if (level === 'info') request.log.info({ code: problem.code }, problem.message)
+    else request.log[level]({ err: error, code: problem.code }, problem.message)
     return reply.code(problem.statusCode).headers(problem.headers).type(PROBLEM_JSON)
       .send(problemOf(problem, request.id, pathOf(request)))
   })
@@ -85,6 +92,18 @@ export default fp(async (app) => {
     return reply.code(problem.statusCode).headers(problem.headers).type(PROBLEM_JSON).send(problemOf(problem, request.id, path))
   })
 }, { name: 'berth-problems' })
+
+/**
+ * Error-level lines are for operators' alerts: only faults go there — berth failing (internal_error)
+ * and an engine answer berth has no meaning for (engine_error). Something berth relies on being away
+ * or refusing (the engine, a registry, a cluster's scheduler) is a warning; an answer the contract
+ * documents for the request as asked (a 4xx, 501 not_supported) is information.
+ */
+export function logLevelOf (problem: BerthError): 'error' | 'warn' | 'info' {
+  if (problem.code === 'internal_error' || problem.code === 'engine_error') return 'error'
+  if (problem.statusCode >= 500 && problem.code !== 'not_supported') return 'warn'
+  return 'info'
+}
 
 type Issue = NonNullable<FastifyError['validation']>[number]
 /** What ajv's `verbose` adds to an issue of a body (plugins/validation.ts). */

@@ -2,9 +2,10 @@
 // closing. Open streams would otherwise hold a graceful shutdown open for as long as they last.
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { BerthClosing, ClientLeft } from '../http/aborts.ts'
 
 export interface Streams {
-  /** Aborts when the response closes (the client left, or it ended) or when the app closes. */
+  /** Aborts when the response closes (the client left, or it ended: ClientLeft) or when the app closes (BerthClosing). */
   signal (reply: FastifyReply): AbortSignal
   /** Ends the open streams whose request `which` picks (their token was revoked, say); answers how many. */
   end (which: (request: FastifyRequest) => boolean): number
@@ -26,7 +27,7 @@ export default fp(async (app) => {
       open.set(controller, reply.request)
       const done = (): void => {
         open.delete(controller)
-        controller.abort()
+        controller.abort(new ClientLeft())
       }
       reply.raw.once('close', done)
       controller.signal.addEventListener('abort', () => {
@@ -51,6 +52,6 @@ export default fp(async (app) => {
   })
   // Before the server stops accepting: streams end cleanly, so closing does not wait on them.
   app.addHook('preClose', async () => {
-    for (const controller of [...open.keys()]) controller.abort()
+    for (const controller of [...open.keys()]) controller.abort(new BerthClosing())
   })
 }, { name: 'berth-streams' })

@@ -50,8 +50,11 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Build an image (docker build)',
       description: 'The body is the build context: a tar (optionally gzip-compressed) holding the Dockerfile and the files it uses, as `tar -c . | curl --data-binary @- …` sends it. ' +
         'Or a form (multipart/form-data): a `dockerfile` field and the files, each at the path its file name gives. ' +
-        'Options are query parameters, as `docker build` flags. Every FROM and COPY --from image must be on the image allow-list (checked before the engine sees the context); ' +
-        'RUN steps have no network unless policy allows it; the context and the build time are limited (BERTH_BUILD_CONTEXT_LIMIT, BERTH_BUILD_TIMEOUT_MS).\n\n' +
+        'Options are query parameters, as `docker build` flags. Every FROM, COPY/ADD --from and ONBUILD --from image must be on the image allow-list (checked before the engine sees the context); ' +
+        'RUN steps have no network unless policy allows it, and an ADD of a URL needs it too; the context and the build time are limited (BERTH_BUILD_CONTEXT_LIMIT, BERTH_BUILD_TIMEOUT_MS).\n\n' +
+        'berth reads the context once and sends the engine a tar of its own, never the client\'s, so the Dockerfile policy checked is the one the engine builds: names cleaned (a `..` segment is refused), each path once, ' +
+        'only regular files, directories and links, nothing below a file or a link, hard links only to earlier files, the Dockerfile and `.dockerignore` regular files, no setuid bits, owners or extended attributes. ' +
+        'A context that breaks a rule is `400 invalid_build_context`, with the `reason` and the `entry`.\n\n' +
         '`Accept: application/x-ndjson` or `text/event-stream` streams the build as BuildEvents: each step, its output, cache hits, then the image or a problem with the failing step and its output. ' +
         '`?async=true` (or `Prefer: respond-async`) answers 202 with the build as a job at once. A client that leaves a build it waits for cancels it. ' +
         'A build that fails or is cancelled leaves no image and no container.',
@@ -85,7 +88,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
           }
         },
         202: { description: 'Started as an async build (Location: the build).', content: { 'application/json': { schema: ref(BuildJob) } } },
-        ...problems(...ENGINE, 'policy_denied', 'build_failed', 'build_cancelled', 'rate_limited', 'not_acceptable', 'push_failed')
+        ...problems(...ENGINE, 'invalid_build_context', 'policy_denied', 'build_failed', 'build_cancelled', 'rate_limited', 'not_acceptable', 'push_failed')
       }
     } as never
   }, async (request, reply) => {
@@ -108,7 +111,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
       : await receiveContext(body, receiving)
     let spec
     try {
-      spec = await app.imageAccess.admitBuild(principalOf(request), query, context.dockerfile)
+      spec = await app.imageAccess.admitBuild(principalOf(request), query, { text: context.dockerfile, path: context.dockerfilePath })
     } catch (error) {
       await context.remove()
       throw error

@@ -1,15 +1,17 @@
 // docker cp for HTTP clients: GET /v1/containers/{idOrName}/archive downloads a path as a tar; PUT
 // on it unpacks a tar into a directory; PUT /v1/containers/{idOrName}/files writes one file. Owner-
 // checked (another token's files are not found), paths confined (src/access/files.ts), uploads
-// limited by BERTH_MAX_UPLOAD and read whole before the engine sees them, downloads cut at
-// BERTH_MAX_DOWNLOAD.
+// limited by BERTH_MAX_UPLOAD, read whole and held to the upload rule (src/access/uploads.ts) —
+// against what is in the container too — before the engine gets the archive berth assembles;
+// downloads cut at BERTH_MAX_DOWNLOAD.
 import { posix } from 'node:path'
 import { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify'
 import { Type } from 'typebox'
-import { TAR_END, TarCheck, confinedPath, padding, spool, tarHeader } from '../access/files.ts'
+import { ArchiveReader, confinedPath, spool, type Spooled } from '../access/files.ts'
 import type { Principal } from '../access/ownership.ts'
+import { assemble, checkAgainst, planFile, planUpload, type UploadPlan } from '../access/uploads.ts'
 import { BerthError } from '../errors.ts'
 import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerParams } from '../schemas/containers.ts'
@@ -66,22 +68,30 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['files'],
       summary: 'Unpack a tar into a directory of a container (docker cp in)',
-      description: `The archive is read whole first, at most BERTH_MAX_UPLOAD (${maxUploadBytes} bytes here), and checked: entries must stay inside the directory — ` +
-        'no absolute names, no ".." (also in hard-link targets and long names), no device nodes or FIFOs. A refused archive writes nothing. ' +
-        'Existing files are replaced; a directory is not replaced by a file.',
+      description: `The archive is read whole first, at most BERTH_MAX_UPLOAD (${maxUploadBytes} bytes here), and checked entirely before anything is written; ` +
+        'the engine then gets the archive berth assembles from it, never the one sent. Everything lands inside `path`, and nothing is written through a link:\n\n' +
+        '- entries are files, directories, symbolic and hard links (no devices, FIFOs or sparse files); names are relative, without "..", each path once ' +
+        '(`./a` and `a` are one path), and no entry lies below a link or a file of the archive;\n' +
+        '- a symbolic link points inside `path`: relative, and not climbing above `path` (also through the archive\'s other links); a hard link joins files of the archive;\n' +
+        '- setuid, setgid and sticky bits, owner names and xattrs are dropped; numeric owners, permission bits and times are kept;\n' +
+        '- in the container, where the archive needs a directory there must be one (a link there is 409 path_conflict, as is a file), and a directory is not ' +
+        'replaced by a file or a link (409 path_conflict); a file or a link there is replaced, never written through.\n\n' +
+        '`path` itself is followed when it is a link, as `cp` into a directory does. A refused upload (400 validation_failed naming the entry, 409 path_conflict ' +
+        'naming the path) writes nothing.',
       operationId: 'putArchive',
       params: ContainerParams,
       querystring: PutArchiveQuery,
       body: binary(TAR, 'A tar archive.'),
-      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problems(...CONTAINER) }
+      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problems(...CONTAINER, 'path_conflict') }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: false })
     request.audit({ path })
     const container = await findFor(request)
-    const upload = await spool(bodyOf(request, TAR, maxUploadBytes), { limit: maxUploadBytes, check: new TarCheck() })
+    const reader = new ArchiveReader()
+    const upload = await spool(bodyOf(request, TAR, maxUploadBytes), { limit: maxUploadBytes, check: reader })
     try {
-      await app.engine.part('files').put(container.id, path, upload.open(), { size: upload.size })
+      await unpack(container, path, planUpload(reader.entries), upload)
     } finally {
       await upload.discard()
     }
@@ -95,12 +105,13 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['files'],
       summary: 'Write one file into a container',
       description: `The body is the file's content, at most BERTH_MAX_UPLOAD (${maxUploadBytes} bytes here), read whole before it is written. ` +
-        'Its directory must exist; an existing file is replaced.',
+        'Its directory must exist (it is followed when it is a link); an existing file or link is replaced, never written through; ' +
+        'a directory is not replaced (409 path_conflict).',
       operationId: 'putFile',
       params: ContainerParams,
       querystring: PutFileQuery,
       body: binary(BYTES, 'The file\'s content.'),
-      response: { 204: Type.Null({ description: 'Written.' }), ...problems(...CONTAINER) }
+      response: { 204: Type.Null({ description: 'Written.' }), ...problems(...CONTAINER, 'path_conflict') }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: true })
@@ -108,19 +119,21 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
     const container = await findFor(request)
     const upload = await spool(bodyOf(request, BYTES, maxUploadBytes), { limit: maxUploadBytes })
     try {
-      const header = tarHeader({ name: posix.basename(path), size: upload.size, mode: parseInt(request.query.mode ?? '0644', 8) })
-      async function * archive (): AsyncGenerator<Buffer> {
-        yield header
-        for await (const chunk of upload.open()) yield chunk as Buffer
-        yield Buffer.alloc(padding(upload.size))
-        yield TAR_END
-      }
-      await app.engine.part('files').put(container.id, posix.dirname(path), Readable.from(archive()), { size: header.length + upload.size + TAR_END.length })
+      const plan = planFile(posix.basename(path), upload.size, parseInt(request.query.mode ?? '0644', 8), Math.floor(Date.now() / 1000))
+      await unpack(container, posix.dirname(path), plan, upload)
     } finally {
       await upload.discard()
     }
     return await reply.code(204).send(null)
   })
+
+  /** Holds a plan to what is in the container, then sends the engine the archive berth assembles. */
+  async function unpack (container: { id: string, name: string }, path: string, plan: UploadPlan, upload: Spooled): Promise<void> {
+    const files = app.engine.part('files')
+    await checkAgainst(plan, path, container.name, async at => await files.stat(container.id, at))
+    const { archive, size } = assemble(plan, upload)
+    await files.put(container.id, path, archive, { size })
+  }
 
   async function findFor (request: FastifyRequest) {
     const { id, name } = await app.containers.find(principalOf(request), (request.params as { idOrName: string }).idOrName)

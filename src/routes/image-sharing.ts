@@ -25,7 +25,8 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['images'],
       summary: 'Tag an image (docker tag)',
       description: 'Gives the image `source` names (an id or a reference) the name `tag`. The name must be on the image allow-list; ' +
-        'a non-admin token may only take a name that is free or names an image it built.',
+        'a non-admin token may only take a name that is free or names an image it built — and a name in another token\'s push namespace never ' +
+        '(BERTH_PUSH_NAMESPACE, `{deployment}/{token}` by default: `registry/default/alice/…` is alice\'s), while one in its own it may always take.',
       operationId: 'tagImage',
       body: ref(TagRequest),
       response: { 201: ref(TaggedImage, 'Tagged.'), ...problems(...ENGINE, 'image_not_found', 'policy_denied') }
@@ -43,7 +44,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['images'],
       summary: 'Remove a name from an image (docker rmi NAME)',
       description: 'Removes one `repo:tag` name. The image goes with its last name, unless a container uses it (409 image_in_use). ' +
-        'A non-admin token may only remove names of images it built.',
+        'A non-admin token may only remove names of images it built, or names in its own push namespace.',
       operationId: 'untagImage',
       body: ref(UntagRequest),
       response: { 200: ref(ImageRemoval, 'What was untagged and deleted.'), ...problems(...ENGINE, 'image_not_found', 'image_in_use', 'policy_denied') }
@@ -61,6 +62,9 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['images'],
       summary: 'Push an image (docker push)',
       description: 'Pushes one tag to its registry and answers the digest the registry stored: `repo@digest` names exactly this image from then on. ' +
+        'A non-admin token pushes only to repositories in its push namespace, in any registry on the allow-list (BERTH_PUSH_NAMESPACE, by default ' +
+        '`{deployment}/{token}`: token alice of deployment default pushes `registry/default/alice/…`); anything else is 403 policy_denied, rule pushNamespace, ' +
+        'before the engine is asked. An admin pushes any name on the allow-list.\n\n' +
         'Credentials: `auth`, or the server\'s for that registry (BERTH_REGISTRY_AUTH_FILE). A registry that refuses them is push_failed with `reason: registry_auth`.\n\n' +
         '`Accept: application/x-ndjson` or `text/event-stream` streams PushEvents; errors before the engine takes the push are plain problem responses, after that the last event. ' +
         'A client that leaves stops the push.',
@@ -80,7 +84,7 @@ const imageSharing: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     request.audit({ image: request.body.image })
-    const target = app.imageAccess.pushRef(request.body.image)
+    const target = app.imageAccess.pushRef(principalOf(request), request.body.image)
     const media = negotiate(request.headers.accept, PUSH_MEDIA)
     if (media === null) throw notAcceptable(PUSH_MEDIA)
     const signal = app.streams.signal(reply)

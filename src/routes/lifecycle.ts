@@ -41,8 +41,9 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['containers'],
       summary: 'Move the end of a container\'s time to live',
       description: 'It then lives `ttl` seconds from now: an extension (or a shortening). Only a container run with an `expiry` has one to move ' +
-        '(409 expiry_not_set otherwise); its idle timeout and action stay as they were run. A container stopped because it expired is stopped again ' +
-        'at the next look when it is started without its end moved first.',
+        '(409 expiry_not_set otherwise); its idle timeout and action stay as they were run. After a 200 the new end is the one berth keeps to: ' +
+        'when berth is stopping or removing the container for its old end as this comes, it answers once that is done, with the container as it then is ' +
+        '(stopped; or 404 when it was removed). A container stopped because it expired is stopped again at the next look when it is started without its end moved first.',
       operationId: 'setContainerExpiry',
       params: ContainerParams,
       body: ref(SetExpiryRequest),
@@ -52,8 +53,8 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     const container = await app.containers.find(request.principal as Principal, request.params.idOrName)
     request.audit({ container: { id: container.id, name: container.name } })
     if (container.expiry === undefined) throw new BerthError('expiry_not_set', `container ${container.name} was run without an expiry: there is no end to move`)
-    const expiresAt = new Date(Date.now() + request.body.ttl * 1000).toISOString()
-    await app.engine.part('expiry').set(container.id, expiresAt)
+    // Through the sweeper: an expiry it is acting on now is done first, and after this the new end counts.
+    const expiresAt = await app.lifecycle.moveExpiry(container.id, request.body.ttl)
     request.audit({ expiresAt })
     return await app.engine.containers.inspect(container.id)
   })

@@ -67,7 +67,8 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['volumes'],
       summary: 'Remove a volume (docker volume rm)',
       description: 'Its data is gone for good. A volume mounted by any container (running or not) is 409 volume_in_use naming them; ' +
-        '`force=true` removes those containers first (when the token may remove every one of them).',
+        '`force=true` removes those containers first, when the token may remove every one of them; that is checked before any is removed, ' +
+        'so a refused force (409, naming the users the token may see) removes nothing.',
       operationId: 'removeVolume',
       params: VolumeParams,
       querystring: RemoveVolumeQuery,
@@ -78,7 +79,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
     try {
       await app.volumes.remove(principalOf(request), request.params.volume, { force: request.query.force ?? false, removed })
     } finally {
-      // Also when the volume could not be removed after all: the containers are gone.
+      // Also when the volume could not be removed after all (mounted meanwhile): the containers are gone.
       if (removed.length > 0) request.audit({ removed })
     }
     return await reply.code(204).send(null)

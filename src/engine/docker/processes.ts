@@ -90,6 +90,18 @@ export function dockerFiles (transport: DockerTransport): FilesPart {
       return { stat, archive: response }
     },
 
+    async stat (id: string, path: string): Promise<PathStat | null> {
+      try {
+        const response = await transport.streamRequest({ subject: 'container', target: id }, { method: 'HEAD', path: `/containers/${encodeURIComponent(id)}/archive`, query: { path } })
+        response.resume()
+        const header = response.headers['x-docker-container-path-stat']
+        return typeof header === 'string' ? JSON.parse(Buffer.from(header, 'base64').toString('utf8')) as PathStat : null
+      } catch (error) {
+        if (error instanceof BerthError && error.code === 'not_found') return null
+        throw pathError(error, id, path)
+      }
+    },
+
     async put (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }): Promise<void> {
       // The engine answers once it has unpacked it all: give it the time to read it at 1 MB/s at least.
       const timeoutMs = transport.timeoutMs + Math.ceil(options.size / 1_000_000) * 1000
@@ -128,11 +140,23 @@ async function * mapStats (raw: AsyncIterable<RawStats>): AsyncGenerator<Contain
   }
 }
 
-/** The engine's 404 on an archive is about the path (the container was found first); a read-only root says so. */
+/**
+ * The engine's 404 on an archive is about the path (the container was found first); a read-only root
+ * or volume says so; and an unpacking the engine stopped because a path was in the way (the container
+ * changed after berth looked) is a conflict, not the engine failing.
+ */
 function pathError (error: unknown, id: string, path: string): unknown {
-  if (error instanceof BerthError && error.code === 'not_found') return new BerthError('not_found', `no such path ${path} in container ${id}`, { path }, { cause: error })
-  if (error instanceof BerthError && /rootfs is marked read-only/.test(error.message)) {
+  if (!(error instanceof BerthError)) return error
+  if (error.code === 'not_found') return new BerthError('not_found', `no such path ${path} in container ${id}`, { path }, { cause: error })
+  if (/rootfs is marked read-only/.test(error.message)) {
     return new BerthError('validation_failed', `container ${id} has a read-only root filesystem: write into one of its volumes`, { path }, { cause: error })
+  }
+  if (/mounted volume is marked read-only/.test(error.message)) {
+    return new BerthError('validation_failed', `${path} is in a volume container ${id} mounts read-only`, { path }, { cause: error })
+  }
+  const inTheWay = /cannot overwrite (?:non-)?directory "([^"]*)"|extraction point is not a directory|not a directory/.exec(error.message)
+  if (inTheWay !== null) {
+    return new BerthError('path_conflict', `the container changed while berth checked the upload, and the engine stopped unpacking it (${inTheWay[0]}): what came before may be written`, { path }, { cause: error })
   }
   return error
 }
