@@ -1,0 +1,35 @@
+// An image pulled onto the nodes of a real Kubernetes cluster (BERTH_TEST_KUBECONFIG; skipped without
+// one): a short-lived puller pod per eligible node, each node's outcome reported as it comes (and why
+// it failed: not found, credentials, out of reach), nothing left in the namespace once it answers —
+// also when the pull failed. Not yet behind POST /v1/images/pull (see the README): the engine's own.
+import t from 'tap'
+import type { NodePull } from '../src/engine/kubernetes/puller.ts'
+import { pullOntoNodes } from '../src/engine/kubernetes/puller.ts'
+import { openKube } from '../src/engine/kubernetes/backend.ts'
+import { KUBE_SKIP, admin, adminConfig, kubeEnv, leftoversIn, namespaceFor, type KubeEnv } from './kubernetes-env.ts'
+
+if (kubeEnv === null) {
+  t.test('kubernetes pulls onto the nodes', { skip: KUBE_SKIP }, async () => {})
+} else {
+  const cluster: KubeEnv = kubeEnv
+  const { core } = admin as NonNullable<typeof admin>
+
+  t.test('a pull onto every eligible node: each node says how it went, and nothing is left', async t => {
+    const namespace = await namespaceFor(t, 'pull')
+    const { shared } = await openKube({ kubeconfig: adminConfig(), namespace, timeoutMs: 10_000, placementTimeoutMs: 60_000, pollMs: 50 })
+    t.teardown(async () => { await shared.close() })
+    const nodes = (await core.listNode()).items.map(node => node.metadata?.name ?? '')
+
+    const seen: NodePull[] = []
+    const pulled = await pullOntoNodes(shared, cluster.image, { onNode: pull => seen.push(pull) })
+    t.match(pulled.digest, /^sha256:[0-9a-f]{64}$/, 'the digest the registry served')
+    t.same(pulled.nodes.map(node => [node.node, node.state]), nodes.map(node => [node, 'pulled']), 'every node has it')
+    for (const node of nodes) t.same(seen.filter(pull => pull.node === node).map(pull => pull.state), ['pulling', 'pulled'], `${node}: pulling, then pulled`)
+    t.same(await leftoversIn(namespace), [], 'no puller pod left')
+
+    const missing = cluster.image.replace(/:[^:/]+$/, '-missing:1')
+    const failed = await pullOntoNodes(shared, missing).then(() => null, (error: unknown) => error)
+    t.match(failed, { code: 'image_not_found', extensions: { image: missing, nodes: nodes.map(node => ({ node, state: 'failed', code: 'image_not_found' })) } })
+    t.same(await leftoversIn(namespace), [], 'no puller pod left after a failed pull')
+  })
+}
