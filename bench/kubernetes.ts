@@ -36,7 +36,7 @@ async function main (): Promise<void> {
   const kubeconfig = process.env.BERTH_TEST_KUBECONFIG ?? ''
   const image = process.env.BERTH_TEST_KUBE_IMAGE ?? ''
   if (kubeconfig === '' || image === '') {
-    log('no Kubernetes cluster (BERTH_TEST_KUBECONFIG and BERTH_TEST_KUBE_IMAGE unset; README: "Testing on Kubernetes"): nothing measured')
+    log('no Kubernetes cluster (BERTH_TEST_KUBECONFIG and BERTH_TEST_KUBE_IMAGE unset; docs/testing.md: "Testing on Kubernetes"): nothing measured')
     return
   }
   const started = performance.now()

@@ -28,7 +28,7 @@ echo "[test] lint"; npx eslint .
 # The committed contract, with Redocly's recommended rules (redocly.yaml); offline, nothing sent.
 echo "[test] openapi lint"; REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true npx redocly lint --format=summary openapi/openapi.yaml
 echo "[test] tap"
-# The Kubernetes backend's suites need a real cluster, named by BERTH_TEST_KUBECONFIG (README: "Testing on
+# The Kubernetes backend's suites need a real cluster, named by BERTH_TEST_KUBECONFIG (docs/testing.md: "Testing on
 # Kubernetes"); no script here builds one. Without it they say they skipped, and the backend's modules
 # that only a cluster can exercise are left out of the coverage count (its pure mapping is tested anyway).
 coverage=()

@@ -67,7 +67,7 @@ export interface AppDeps {
   engine: Backend
   /** A pino logger; none means silent (tests). */
   logger?: FastifyBaseLogger
-  /** The clock of time windows (failed authentications, pull-job retention, expiry), in ms; Date.now unless a test moves time itself. */
+  /** The clock of time windows (failed authentications, pull-job retention, the sweeper's expiries and grace), in ms; Date.now unless a test moves time itself. */
   now?: () => number
   /** The tokens in use, when something reloads them (server.ts); by default config.auth.tokens, fixed. */
   tokens?: TokenStore

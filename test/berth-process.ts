@@ -34,7 +34,10 @@ export function start (vars: Record<string, string>, as: { uid: number, gid: num
   child.stderr.on('data', keep)
   child.once('close', () => { closed = true; seen.dispatchEvent(new Event('output')) })
   const exited = new Promise<Run>(resolve => child.once('exit', (code, signal) => resolve({ code, signal, output })))
-  /** Resolves once the output matches (from `from` on), as it arrives; fails after 15 s or when berth's output ends first. */
+  /**
+   * Resolves once the output matches (from `from` on), as it arrives; fails when berth's output ends
+   * first, or after a minute (a start on a machine busy with other test runs can take many seconds).
+   */
   const waitFor = async (pattern: RegExp, from = 0) => await new Promise<void>((resolve, reject) => {
     const check = () => {
       if (pattern.test(output.slice(from))) resolve()
@@ -43,7 +46,7 @@ export function start (vars: Record<string, string>, as: { uid: number, gid: num
       clearTimeout(timer)
       seen.removeEventListener('output', check)
     }
-    const timer = setTimeout(() => { seen.removeEventListener('output', check); reject(new Error(`never saw ${pattern} within 15 s:\n${output}`)) }, 15_000)
+    const timer = setTimeout(() => { seen.removeEventListener('output', check); reject(new Error(`never saw ${pattern} within 60 s:\n${output}`)) }, 60_000)
     seen.addEventListener('output', check)
     check()
   })

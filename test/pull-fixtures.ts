@@ -132,6 +132,8 @@ export class RegistryProxy {
   connections = 0
   /** How many bytes went from the registry to the engine. */
   bytes = 0
+  /** Connections the engine closed while the registry was still sending it something (a layer cut off). */
+  cutOff = 0
   readonly #clients = new Set<Socket>()
 
   readonly bytesPerSecond: number
@@ -170,7 +172,13 @@ export class RegistryProxy {
   #relay (client: Socket): void {
     this.connections++
     this.#clients.add(client)
-    client.once('close', () => this.#clients.delete(client))
+    // Throttled, the proxy is always behind the registry while a layer flows: a relay pass under way
+    // when the engine hangs up means it hung up in the middle of one.
+    let sending = false
+    client.once('close', () => {
+      if (sending) this.cutOff++
+      this.#clients.delete(client)
+    })
     const [host, port] = env.registry.split(':')
     const upstream = createConnection({ host, port: Number(port) })
     this.#sockets.add(client).add(upstream)
@@ -182,6 +190,7 @@ export class RegistryProxy {
     const slice = Math.max(1024, Math.floor(this.bytesPerSecond / 20))
     upstream.on('data', (chunk: Buffer) => {
       upstream.pause()
+      sending = true
       const pass = async (): Promise<void> => {
         for (let offset = 0; offset < chunk.length; offset += slice) {
           if (this.#held) await new Promise<void>(resolve => this.#waiting.push(resolve))
@@ -191,6 +200,7 @@ export class RegistryProxy {
           this.bytes += part.length
           await new Promise(resolve => setTimeout(resolve, (part.length / this.bytesPerSecond) * 1000))
         }
+        sending = false
         upstream.resume()
       }
       pass().catch(drop)

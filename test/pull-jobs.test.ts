@@ -42,19 +42,14 @@ async function getJob (app: App, id: string, who: TokenName = 'admin'): Promise<
 }
 
 /**
- * The engine really stopped pulling: it closed every connection to the registry well before it had
- * all the layers, and opened no new one, nor moved a byte, for a while after.
+ * The engine really stopped pulling: it hung up on the registry in the middle of a layer (not between
+ * two requests), closed every connection, and had not got all the layers.
  */
 async function engineStopped (t: Test, proxy: RegistryProxy, layers: Array<{ size: number }>): Promise<void> {
-  await waitFor('the engine closes its registry connections', () => proxy.open, open => open === 0, 10_000)
-  const { bytes, connections } = proxy
+  await waitFor('the engine closes its registry connections', () => proxy.open, open => open === 0)
+  t.ok(proxy.cutOff > 0, `the engine hung up on the registry mid-layer (${proxy.cutOff} of ${proxy.connections} connections)`)
   const whole = layers.reduce((sum, layer) => sum + layer.size, 0)
-  t.ok(bytes < whole, `the engine stopped after ${bytes} of ${whole} bytes`)
-  // A measurement, not a wait for something: "nothing more happens" can only be watched for a while.
-  // 1.5 s is more than the proxy needs to pass a slice of any of these layers.
-  await new Promise(resolve => setTimeout(resolve, 1500))
-  t.equal(proxy.bytes, bytes, 'no byte moved since')
-  t.equal(proxy.connections, connections, 'no new registry connection since')
+  t.ok(proxy.bytes < whole, `the engine stopped after ${proxy.bytes} of ${whole} bytes`)
 }
 
 /** An engine whose pulls run until the test says how they end. */

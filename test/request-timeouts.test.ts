@@ -4,7 +4,7 @@
 // receiving the request only.
 import { connect, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
-import { TOKENS, auth, build, cleanupAfter, name, runContainer, waitFor } from './helpers.ts'
+import { TOKENS, auth, build, cleanupAfter, letGo, name, runContainer, waitFor, type App } from './helpers.ts'
 import { StreamClient, listen } from './stream-client.ts'
 
 cleanupAfter(t)
@@ -83,28 +83,31 @@ async function within<T> (promise: Promise<T>, ms: number, what: string): Promis
 }
 
 const postHead = (headers: string) => `POST /v1/containers HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n${headers}\r\n{`
-// Slack for a loaded machine: the check runs every quarter of the bound, but timers can run late.
-const SLACK_MS = 2000
+// What must happen is waited for this long before the test calls it a failure: never a measure of
+// how fast it happened (a loaded machine runs timers late). The bounds are checked from below only:
+// nothing may be cut before its bound, which no load can make happen.
+const NEVER_MS = 30_000
 
 t.test('a trickled body is cut at the request bound with 408 problem+json; without a token it is refused at once', async t => {
   const app = await build(t, { config: { limits: { headersTimeoutMs: 500, requestTimeoutMs: 1000 } } })
   const slow = slowClients(t, Number(new URL(await listen(app)).port))
 
   const withToken = slow(postHead(`Authorization: Bearer ${TOKENS.alice.token}\r\n`), ' ', 100)
-  const cut = await within(withToken.closed, 1000 + SLACK_MS + 3000, 'the slow body was never cut')
+  const cut = await within(withToken.closed, NEVER_MS, 'the slow body was never cut')
   t.ok(cut.ms >= 1000, `not cut before the bound (${cut.ms} ms)`)
-  t.ok(cut.ms < 1000 + SLACK_MS, `cut within the bound (${cut.ms} ms)`)
   t.equal(cut.status, 408)
   t.equal(cut.headers['content-type'], 'application/problem+json; charset=utf-8')
   t.equal(cut.headers.connection, 'close')
   t.match(JSON.parse(cut.body), { type: 'https://berth.dev/problems/request_timeout', code: 'request_timeout', status: 408, detail: /within 1000 ms/, requestId: String })
   t.equal(cut.headers['x-request-id'], JSON.parse(cut.body).requestId)
 
-  const withoutToken = slow(postHead(''), ' ', 100)
-  const refused = await within(withoutToken.closed, 1000 + SLACK_MS, 'the unauthenticated slow body was not ended')
+  // With bounds of five minutes, a connection that is closed at all was closed by the answer, not by a bound.
+  const patient = await build(t, { config: { limits: { headersTimeoutMs: 300_000, requestTimeoutMs: 300_000 } } })
+  const withoutToken = slowClients(t, Number(new URL(await listen(patient)).port))(postHead(''), ' ', 100)
+  const refused = await within(withoutToken.closed, NEVER_MS, 'the unauthenticated slow body was not ended')
   t.equal(refused.status, 401, 'answered 401 before the body arrived')
   t.equal(refused.headers.connection, 'close', 'and the connection is not kept for the rest of the body')
-  t.ok(refused.ms < 1000, `closed at once, not held until the bound (${refused.ms} ms)`)
+  t.comment(`closed after ${refused.ms} ms`)
 })
 
 t.test('header slowloris is cut at the headers bound; a silent connection too', async t => {
@@ -113,63 +116,80 @@ t.test('header slowloris is cut at the headers bound; a silent connection too', 
   const slowloris = slow('GET /v1/containers HTTP/1.1\r\nHost: berth\r\nX-Padding: ', 'abcdefgh', 50)
   const silent = slow('', '', 60_000)
   for (const [what, client] of [['slowloris', slowloris], ['silent', silent]] as const) {
-    const outcome = await within(client.closed, 500 + SLACK_MS + 3000, `${what} was never cut`)
-    t.ok(outcome.ms >= 500 && outcome.ms < 500 + SLACK_MS, `${what}: cut at the headers bound (${outcome.ms} ms)`)
+    const outcome = await within(client.closed, NEVER_MS, `${what} was never cut`)
+    t.ok(outcome.ms >= 500, `${what}: not cut before the headers bound (${outcome.ms} ms)`)
     t.equal(outcome.status, 408, what)
     t.match(JSON.parse(outcome.body), { code: 'request_timeout', status: 408 }, what)
   }
 })
 
-t.test('300 slow connections do not starve normal requests, and each is cut within the bound', async t => {
-  const requestTimeoutMs = 3000
-  const app = await build(t, { config: { limits: { headersTimeoutMs: 1000, requestTimeoutMs } } })
+/** 300 slow clients, each trickling a body a byte every 250 ms, once each has sent its request's head. */
+async function slowCrowd (t: Test, app: App) {
   const base = await listen(app)
   const client = slowClients(t, Number(new URL(base).port))
   const slow = Array.from({ length: 300 }, () => client(postHead(`Authorization: Bearer ${TOKENS.alice.token}\r\n`), ' ', 250))
-  await within(Promise.all(slow.map(client => client.sent)), 10_000, 'the slow clients did not connect')
-  // Every slow client is on the server before the normal requests start.
-  const connections = async () => await new Promise<number>((resolve, reject) => app.server.getConnections((error, count) => error ? reject(error) : resolve(count)))
-  await waitFor('all 300 slow connections to reach the server', connections, count => count >= 300, 10_000)
+  await within(Promise.all(slow.map(client => client.sent)), NEVER_MS, 'the slow clients did not connect')
+  return { base, slow }
+}
 
+/** The connections the app's server holds now. */
+async function connections (app: App): Promise<number> {
+  return await new Promise<number>((resolve, reject) => app.server.getConnections((error, count) => error ? reject(error) : resolve(count)))
+}
+
+t.test('300 slow connections do not starve normal requests', async t => {
+  // Bounds the slow ones cannot reach while the normal requests are made: all 300 are open throughout.
+  const app = await build(t, { config: { limits: { headersTimeoutMs: 300_000, requestTimeoutMs: 300_000 } } })
+  const { base, slow } = await slowCrowd(t, app)
+  // Every slow client is on the server before the normal requests start.
+  await waitFor('all 300 slow connections to reach the server', async () => await connections(app), count => count >= 300)
   const statuses: number[] = []
   for (let i = 0; i < 10; i++) statuses.push((await fetch(`${base}/healthz`)).status)
   for (let i = 0; i < 5; i++) statuses.push((await fetch(`${base}/v1/images`, { headers: auth('reader') })).status)
   t.same(statuses, Array(15).fill(200), 'normal requests are answered')
   t.equal(slow.filter(client => client.isClosed).length, 0, 'while all 300 slow connections were still open')
+})
 
-  const outcomes = await within(Promise.all(slow.map(client => client.closed)), requestTimeoutMs + SLACK_MS + 10_000, 'the slow connections were not all cut')
+t.test('300 slow connections are each cut at the bound with 408', async t => {
+  const requestTimeoutMs = 3000
+  const app = await build(t, { config: { limits: { headersTimeoutMs: 1000, requestTimeoutMs } } })
+  const { slow } = await slowCrowd(t, app)
+  const outcomes = await within(Promise.all(slow.map(client => client.closed)), requestTimeoutMs + NEVER_MS, 'the slow connections were not all cut')
   t.same([...new Set(outcomes.map(outcome => outcome.status))], [408], 'each slow connection got 408')
-  const late = outcomes.filter(outcome => outcome.ms < requestTimeoutMs || outcome.ms >= requestTimeoutMs + SLACK_MS)
-  t.same(late.map(outcome => outcome.ms), [], 'each was cut within the bound')
+  t.same(outcomes.filter(outcome => outcome.ms < requestTimeoutMs).map(outcome => outcome.ms), [], 'none before the bound')
+  t.comment(`cut after ${Math.min(...outcomes.map(outcome => outcome.ms))}–${Math.max(...outcomes.map(outcome => outcome.ms))} ms`)
 })
 
 t.test('long responses outlive the request bound: a followed log and an event stream', async t => {
-  const app = await build(t, { config: { limits: { headersTimeoutMs: 200, requestTimeoutMs: 400 }, streams: { heartbeatMs: 100 } } })
+  const bound = 400
+  const heartbeatMs = 100
+  const app = await build(t, { config: { limits: { headersTimeoutMs: 200, requestTimeoutMs: bound }, streams: { heartbeatMs } } })
   const base = await listen(app)
-  const run = await runContainer(app, 'alice', { name: name('ticking'), command: ['sh', '-c', 'while true; do echo tick; sleep 0.1; done'] })
+  // It ticks until the test lets it go, then says so: a line that can only come after the test's wait.
+  const run = await runContainer(app, 'alice', { name: name('ticking'), command: ['sh', '-c', 'until [ -e /tmp/go ]; do echo tick; sleep 0.1; done; echo released; sleep 300'] })
   t.equal(run.statusCode, 201, run.body)
   const follow = await StreamClient.open(`${base}/v1/containers/${name('ticking')}/logs?follow=true`, { headers: auth('alice') })
   const events = await StreamClient.open(`${base}/v1/events`, { headers: { ...auth('alice'), accept: 'text/event-stream' } })
   t.teardown(() => { follow.close(); events.close() })
   t.equal(follow.status, 200)
   t.equal(events.status, 200)
-  // A measurement window, not a wait for an event: well past the bound plus its checks, so any cut
-  // would have happened within it.
-  const opened = Date.now()
-  let lines = 0
+  const opened = performance.now()
+  // A heartbeat timer never fires early: the k-th heartbeat is sent at least k × heartbeatMs after the
+  // stream began, so reading this many means the stream was still open five times the bound after.
+  const enough = (bound * 5) / heartbeatMs + 1
   let heartbeats = 0
-  while (Date.now() - opened < 400 * 5) {
-    if (await follow.line(5000) !== 'tick') throw new Error('the followed log ended or changed')
-    lines++
-  }
-  while (Date.now() - opened < 400 * 6) {
-    const message = await events.sse(5000)
-    if (message === null) throw new Error('the event stream ended')
+  while (heartbeats < enough) {
+    const message = await events.sse(NEVER_MS)
+    if (message === null) throw new Error(`the event stream ended after ${heartbeats} heartbeats`)
     if (message.comments.includes('heartbeat')) heartbeats++
   }
-  t.ok(lines > 5, `the log kept flowing for ${Date.now() - opened} ms, 6 times the request bound (${lines} lines)`)
-  t.ok(heartbeats > 5, `the event stream too (${heartbeats} heartbeats)`)
-  t.equal(await follow.line(5000), 'tick', 'and is still open')
+  t.pass(`the event stream carried its ${enough}th heartbeat: open over five times the request bound`)
+  await waitFor('five times the request bound to pass', () => performance.now() - opened, open => open > bound * 5)
+  await letGo(run.json().id)
+  for (let line = await follow.line(NEVER_MS); line !== 'released'; line = await follow.line(NEVER_MS)) {
+    if (line !== 'tick') throw new Error(`the followed log ended or changed: ${line}`)
+  }
+  t.pass('the followed log carried a line written after five times the request bound')
 })
 
 t.test('what the HTTP parser refuses is problem+json too: oversized headers, bytes that are not HTTP', async t => {

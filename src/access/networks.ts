@@ -6,7 +6,6 @@ import type { Network } from '../engine/types.ts'
 import type { Backend } from '../engine/parts.ts'
 import { BerthError } from '../errors.ts'
 import type { CreateNetworkRequest } from '../schemas/networks.ts'
-import type { ContainerAccess } from './containers.ts'
 import { RESERVED_LABEL_PREFIX, notFound, type Ownership, type Principal } from './ownership.ts'
 import { deny, invalid } from './policy.ts'
 
@@ -45,12 +44,21 @@ export async function networkForRun (engine: Backend, ownership: Ownership, requ
   return (await findNetwork(engine, ownership, requester, network)).id
 }
 
+/**
+ * What connecting a container needs of the containers: one found as the requester may see it
+ * (ContainerAccess#find). Said here, so that networks do not import containers, which import
+ * networks for the network a run joins.
+ */
+export interface ContainerLookup {
+  find (requester: Principal, idOrName: string): Promise<{ id: string, name: string }>
+}
+
 export class NetworkAccess {
   readonly #engine: Backend
   readonly #ownership: Ownership
-  readonly #containers: ContainerAccess
+  readonly #containers: ContainerLookup
 
-  constructor (engine: Backend, ownership: Ownership, containers: ContainerAccess) {
+  constructor (engine: Backend, ownership: Ownership, containers: ContainerLookup) {
     this.#engine = engine
     this.#ownership = ownership
     this.#containers = containers

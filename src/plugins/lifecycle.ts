@@ -17,6 +17,7 @@ export default fp<{ lifecycle: Config['lifecycle'], now?: () => number }>(async 
     autoRemoveGraceMs: options.lifecycle.autoRemoveGraceMs,
     concurrency: options.lifecycle.concurrency,
     log: app.log,
+    // A test drives the sweeper's clock to an expiry or the end of a grace period instead of waiting for it.
     ...(options.now === undefined ? {} : { now: options.now })
   })
   app.decorate('lifecycle', sweeper)

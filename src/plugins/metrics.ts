@@ -127,7 +127,7 @@ export default fp<{ public: boolean }>(async (app, options) => {
   })
 
   app.get('/metrics', {
-    // Prometheus text, not JSON: documented in the README rather than in the OpenAPI document.
+    // Prometheus text, not JSON: documented in docs/metrics.md rather than in the OpenAPI document.
     schema: { hide: true },
     config: { scope: options.public ? undefined : 'read' }
   }, async (_request, reply) => {

@@ -1,7 +1,6 @@
 // Shared models: the problem+json error body and the pieces containers and images both use.
 import { Type, type Static, type TSchema } from 'typebox'
-import { errorCodes, type ErrorCode } from '../errors.ts'
-import { exampleProblem } from './problems.ts'
+import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../errors.ts'
 
 /** A reference to a schema registered with addSchema, typed as the schema it points at. */
 export function ref<T extends TSchema> (schema: T, description?: string) {
@@ -17,6 +16,25 @@ export function ref<T extends TSchema> (schema: T, description?: string) {
  */
 export function keyedMap<V extends TSchema> (keyPattern: string, value: V, options: { description: string, maxProperties: number }) {
   return Type.Unsafe<Record<string, Static<V>>>({ type: 'object', propertyNames: { pattern: keyPattern }, additionalProperties: value, ...options })
+}
+
+/**
+ * A problem body as berth would send it for `code`, from the registry's example unless `example` is
+ * given: the Problem schema's examples, and each operation's in schemas/problems.ts.
+ */
+export function exampleProblem (code: ErrorCode, instance?: string, example: { detail: string, [extension: string]: unknown } = errorCodes[code].example): Record<string, unknown> {
+  const { status, title } = errorCodes[code]
+  const { detail, ...extensions } = example
+  return {
+    ...extensions,
+    type: PROBLEM_TYPE_BASE + code,
+    title,
+    status,
+    detail,
+    code,
+    ...(instance === undefined ? {} : { instance }),
+    requestId: '7f3c1a52-9d4e-4b8a-a1f6-2c5e8d0b9a41'
+  }
 }
 
 export const Problem = Type.Object({

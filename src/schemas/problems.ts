@@ -3,8 +3,8 @@
 // all from the registry in src/errors.ts. Routes name the codes their handler and the engine can
 // answer (`problems(...)`); plugins/problems.ts adds the ones berth's plugins answer for a route.
 import { Type, type Static } from 'typebox'
-import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../errors.ts'
-import type { Problem } from './common.ts'
+import { errorCodes, type ErrorCode } from '../errors.ts'
+import { exampleProblem, type Problem } from './common.ts'
 
 export const PROBLEM_JSON = 'application/problem+json'
 
@@ -31,22 +31,6 @@ export interface ProblemResponse {
 
 /** What an example says in place of the registry's: the detail and extension members. */
 export type ExampleOverrides = Partial<Record<ErrorCode, { detail: string, [extension: string]: unknown }>>
-
-/** A problem body as berth would send it for `code`, from the registry's example unless `example` is given. */
-export function exampleProblem (code: ErrorCode, instance?: string, example: { detail: string, [extension: string]: unknown } = errorCodes[code].example): Record<string, unknown> {
-  const { status, title } = errorCodes[code]
-  const { detail, ...extensions } = example
-  return {
-    ...extensions,
-    type: PROBLEM_TYPE_BASE + code,
-    title,
-    status,
-    detail,
-    code,
-    ...(instance === undefined ? {} : { instance }),
-    requestId: '7f3c1a52-9d4e-4b8a-a1f6-2c5e8d0b9a41'
-  }
-}
 
 /** The response key a code is declared under: its status, or 4xx for what any request can meet. */
 function statusKey (code: ErrorCode): string {
