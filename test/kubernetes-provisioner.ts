@@ -72,7 +72,7 @@ export async function localProvisioner (t: Test, purpose: string): Promise<Provi
   t.teardown(async () => {
     watching.abort()
     await Promise.allSettled(work)
-    const volumes = await core.listPersistentVolume({ labelSelector: `berth.test.class=${storageClass}` })
+    const volumes = await core.listPersistentVolume({ labelSelector: `berth.test.class=${storageClass}` }).catch(() => ({ items: [] }))
     for (const volume of volumes.items) await core.deletePersistentVolume({ name: volume.metadata?.name ?? '' }).catch(() => {})
     await storage.deleteStorageClass({ name: storageClass }).catch(() => {})
     await rm(join(ROOT, RUN), { recursive: true, force: true })
