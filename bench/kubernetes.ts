@@ -13,6 +13,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { KubeConfig } from '@kubernetes/client-node'
 import WebSocket from 'ws'
+import { measureNodePulls } from './kubernetes-pull.ts'
 import { HttpClient, benchLog, runBench, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
 
 const root = new URL('..', import.meta.url).pathname
@@ -139,6 +140,8 @@ async function main (): Promise<void> {
         if (answer !== '{"type":"output","stream":"stdout","line":"hello"}\n{"type":"exit","exitCode":0}\n') throw new Error(`berth's exec said ${answer}`)
       }
     }, 50)
+    log(`pull onto the nodes: ${RUNS} each through berth's puller and straight through the apiserver`)
+    const pulls = await measureNodePulls({ kubeconfig, image, namespace, apiserver, runs: RUNS, log })
     const memory = readFileSync(`/proc/${berthProcess.child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)?.[1]
 
     const report = {
@@ -150,10 +153,12 @@ async function main (): Promise<void> {
         engine: 'the apiserver\'s HTTPS API with the same kubeconfig, keep-alive: the list and get calls a client makes for the same answer',
         latency: 'one request at a time, apiserver and berth interleaved request by request',
         runToReachable: `${RUNS} runs each, from the request to the first HTTP answer on the pod's host port at its node`,
-        exec: 'berth: POST /v1/containers/{name}/exec streamed as NDJSON, read to its end; the apiserver: a WebSocket to the pod\'s exec subresource per command, read to its close'
+        exec: 'berth: POST /v1/containers/{name}/exec streamed as NDJSON, read to its end; the apiserver: a WebSocket to the pod\'s exec subresource per command, read to its close',
+        pullOntoNodes: `${RUNS} pulls each of an image the nodes hold (pull policy Always: the registry is asked), from the call until every node has it and the puller pods are gone; berth's is the engine's puller in the bench process (not yet behind POST /v1/images/pull)`
       },
       operations: rows.map(row => ({ ...row, ratio: { p50: round(row.berth.p50 / row.engine.p50, 2), p99: round(row.berth.p99 / row.engine.p99, 2) } })),
       runToReachableMs: { ...runRow, ratio: { berthToApiserver: round(runRow.berth.p50 / runRow.engine.p50, 2) } },
+      pullOntoNodesMs: { ...pulls, ratio: { berthToApiserver: round(pulls.berth.p50 / pulls.engine.p50, 2) } },
       berthRssMiB: memory === undefined ? null : round(Number(memory) / 1024, 1),
       berthErrorLogLines: readFileSync(berthLog, 'utf8').split('\n').filter(line => /"level":(5|6)\d/.test(line)).length,
       seconds: round((performance.now() - started) / 1000, 1)
@@ -161,6 +166,7 @@ async function main (): Promise<void> {
     mkdirSync(join(root, 'bench/results'), { recursive: true })
     writeFileSync(join(root, 'bench/results/kubernetes-latest.json'), JSON.stringify(report, null, 2) + '\n')
     console.log(table(report.operations, runRow))
+    console.log(`pull onto ${pulls.nodes} node(s), p50: berth's puller ${ms(pulls.berth.p50)} ms, the apiserver's API ${ms(pulls.engine.p50)} ms (× ${report.pullOntoNodesMs.ratio.berthToApiserver})`)
     console.log(`wrote bench/results/kubernetes-latest.json after ${report.seconds} s`)
     berth.close()
   } finally {

@@ -83,19 +83,20 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
     t.match(operation.description, /Backends: docker, swarm and kubernetes \(on swarm only with a builder engine \(BERTH_BUILDER\); on kubernetes only with a builder engine \(BERTH_BUILDER\); 501 not_supported without\)\./, `${operation.method} ${operation.path} says a cluster needs a builder`)
   }
   const singleHost = [
-    'delete /v1/networks/{network}', 'delete /v1/volumes/{volume}', 'get /v1/networks', 'get /v1/networks/{network}', 'get /v1/volumes', 'get /v1/volumes/{volume}',
-    'get /v1/containers/{idOrName}/spec', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes'
+    'delete /v1/networks/{network}', 'get /v1/networks', 'get /v1/networks/{network}',
+    'get /v1/containers/{idOrName}/spec', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect'
   ]
-  // A pod is a container Kubernetes can reach into (the exec subresource) and measure; a Swarm task is on a node's engine berth does not reach.
+  // A pod is a container Kubernetes can reach into (the exec subresource) and measure, and a claim is a volume; a Swarm task is on a node's engine berth does not reach.
   const dockerAndKubernetes = [
     'post /v1/containers/{idOrName}/wait', 'post /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/stats',
-    'get /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/files', 'put /v1/containers/{idOrName}/expiry'
+    'get /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/files', 'put /v1/containers/{idOrName}/expiry',
+    'delete /v1/volumes/{volume}', 'get /v1/volumes', 'get /v1/volumes/{volume}', 'post /v1/volumes'
   ]
   for (const operation of operations.filter(operation => dockerAndKubernetes.includes(`${operation.method} ${operation.path}`))) {
     t.same(operation['x-berth-backends'], ['docker', 'kubernetes'], `${operation.method} ${operation.path} is on docker and kubernetes`)
     t.match(operation.description, /Backends: docker and kubernetes; it answers 501 not_supported on swarm: ./, `${operation.method} ${operation.path} says why not on swarm`)
   }
-  t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, pull jobs, volumes, networks and specs are docker-only')
+  t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, pull jobs, networks and specs are docker-only')
   for (const operation of operations.filter(operation => operation['x-berth-backends']?.length === 1)) {
     const why = imageStore.includes(`${operation.method} ${operation.path}`) ? /has no single image store/ : /on swarm: .+; on kubernetes: ./
     t.match(operation.description, /Backends: docker; it answers 501 not_supported on swarm: /, `${operation.method} ${operation.path} says so in words`)

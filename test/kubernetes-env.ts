@@ -179,6 +179,7 @@ export async function buildKube (t: Test, options: KubeBuild): Promise<FastifyIn
     timeoutMs: engineConfig.timeoutMs,
     placementTimeoutMs: engineConfig.placementTimeoutMs,
     registryAuth: config.registryAuth,
+    volumes: engineConfig.volumes,
     pollMs: 50
   }), config)
   const app = await buildApp(config, { engine, ...(options.tokens === undefined ? {} : { tokens: options.tokens }), ...(options.logs === undefined ? {} : { logger: options.logs.logger }) })

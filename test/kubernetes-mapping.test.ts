@@ -5,9 +5,10 @@ import t from 'tap'
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node'
 import { ApiException } from '@kubernetes/client-node'
 import { podFailure } from '../src/engine/kubernetes/failures.ts'
+import { LABEL_PULL, digestOf, eligibleNodes, nodePullOf, pullerPodOf } from '../src/engine/kubernetes/node-pulls.ts'
 import { isConnectionFailure, mapKubeError, statusOf } from '../src/engine/kubernetes/errors.ts'
-import { ANNOTATION_LABELS, ANNOTATION_REPLICAS, LABEL_ID, bytesOf, checkName, coresOf, deploymentOf, userOf, type Workload } from '../src/engine/kubernetes/mapping.ts'
-import { containerOf, podState, summaryOf as summaryOfWorkload } from '../src/engine/kubernetes/reading.ts'
+import { ANNOTATION_LABELS, ANNOTATION_REPLICAS, LABEL_ID, bytesOf, checkName, checkVolumeName, claimOf, coresOf, deploymentOf, userOf, type Workload } from '../src/engine/kubernetes/mapping.ts'
+import { containerOf, podState, summaryOf as summaryOfWorkload, volumeOfClaim } from '../src/engine/kubernetes/reading.ts'
 import { failedExitCode, outcomeOf, readingOfMetrics, readingOfSummary, statOf, statsOf, type PodReading } from '../src/engine/kubernetes/pod-readings.ts'
 import { tarHeader } from '../src/access/files.ts'
 import { parseImage } from '../src/engine/image-ref.ts'
@@ -164,6 +165,8 @@ t.test('why a pod will not run, in berth\'s codes', async t => {
   t.match(podFailure(waiting('CreateContainerConfigError', 'container has runAsNonRoot and image will run as root'), []), { code: 'policy_denied', message: /runs as root/ })
   t.match(podFailure(waiting('CreateContainerError', 'no such file'), []), { code: 'placement_failed', extensions: { reason: 'rejected' } })
   t.equal(podFailure(waiting('ContainerCreating', ''), []), null, 'still coming')
+  t.equal(podFailure(unschedulable('0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available'), []), null, 'a volume being provisioned: the scheduler tries again')
+  t.match(podFailure(unschedulable('0/2 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims, 1 Insufficient cpu.'), []), { code: 'placement_failed', extensions: { reason: 'resources' } }, 'unless something else stands in the way too')
   t.equal(podFailure(running('ok'), []), null)
 })
 
@@ -248,4 +251,62 @@ t.test('stats readings from a kubelet summary and the metrics API, summed over r
   t.match(unlimited, { memory: { limit: 5000, percent: 2 }, onlineCpus: 1 }, 'no limit: the node\'s memory')
   t.match(statsOf({ pods: [pod('d')], readings: [reading(1000, 1, { nodeMemory: null })] }, null, null), { memory: { limit: 0, percent: 0 } })
   t.match(statsOf({ pods: [pod('e')], readings: [reading(1000, 0)] }, { readings: [reading(1000, 1)] }, null), { cpuPercent: 25 }, 'counters that went back (a restart): the rate')
+})
+
+t.test('a named volume as a PersistentVolumeClaim, and read back', async t => {
+  const labels = { 'io.berth.owner': 'alice', note: 'spaces and all' }
+  const claim = claimOf('data', labels, 64 * 1024 * 1024, { storageClass: 'fast', defaultBytes: 1, maxBytes: 2, accessMode: 'ReadWriteOncePod' })
+  t.same(claim.spec, { accessModes: ['ReadWriteOncePod'], storageClassName: 'fast', resources: { requests: { storage: '67108864' } } })
+  t.same(claim.metadata?.labels, { 'app.kubernetes.io/managed-by': 'berth' })
+  t.notOk('storageClassName' in (claimOf('data', {}, 1, { storageClass: null, defaultBytes: 1, maxBytes: 2, accessMode: 'ReadWriteOnce' }).spec ?? {}), 'no class named: the cluster\'s default')
+  const user = { id: ID, name: 'web', state: 'running' }
+  t.same(volumeOfClaim(claim, [user]), { name: 'data', driver: 'fast', labels, createdAt: null, size: null, usedBy: [user], capacity: 64 * 1024 * 1024, accessModes: ['ReadWriteOncePod'], phase: 'Pending' })
+  // As the apiserver returns a bound one (its capacity the volume's, which may be more than asked), and one being deleted.
+  const bound = { ...claim, metadata: { ...claim.metadata, creationTimestamp: new Date('2026-12-07T18:00:00Z') }, status: { phase: 'Bound', capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'] } }
+  t.match(volumeOfClaim(bound, []), { createdAt: '2026-12-07T18:00:00.000Z', capacity: 1024 ** 3, accessModes: ['ReadWriteOnce'], phase: 'Bound' })
+  t.match(volumeOfClaim({ ...bound, metadata: { ...bound.metadata, deletionTimestamp: new Date() } }, []), { phase: 'Terminating' })
+  t.same(volumeOfClaim({ metadata: { name: 'bare' } }, []), { name: 'bare', driver: '', labels: {}, createdAt: null, size: null, usedBy: [], accessModes: [], phase: 'Pending' })
+  t.doesNotThrow(() => { checkVolumeName('ada-datasets.v2') })
+  for (const name of ['Data', 'data_1', '-data', 'x'.repeat(254)]) t.throws(() => { checkVolumeName(name) }, { code: 'validation_failed' }, name.slice(0, 20))
+})
+
+t.test('an image pulled onto the nodes: which nodes, the puller pod, and how each node\'s pull went', async t => {
+  const ready = (name: string, extra: object = {}) => ({ metadata: { name }, status: { conditions: [{ type: 'Ready', status: 'True' }] }, ...extra })
+  t.same(eligibleNodes([
+    ready('a'),
+    { metadata: { name: 'b' }, status: { conditions: [{ type: 'Ready', status: 'False', message: 'kubelet stopped posting node status' }] } },
+    ready('c', { spec: { unschedulable: true } }),
+    ready('d', { spec: { taints: [{ key: 'gpu', value: 'only', effect: 'NoSchedule' }] } }),
+    ready('e', { spec: { taints: [{ key: 'soft', effect: 'PreferNoSchedule' }] } }),
+    { metadata: { name: 'f' } }
+  ]), {
+    eligible: ['a', 'e'],
+    skipped: [
+      { node: 'b', reason: 'node not ready (kubelet stopped posting node status)' },
+      { node: 'c', reason: 'node cordoned: it takes no new pods' },
+      { node: 'd', reason: 'node tainted gpu=only:NoSchedule: it takes no pods of berth\'s' },
+      { node: 'f', reason: 'node not ready' }
+    ]
+  })
+  const pod = pullerPodOf({ pull: 'p1', image: 'r/x:1', node: 'a', pullSecret: 's' })
+  t.match(pod, { metadata: { name: /^pull-p1-[0-9a-f]{8}$/, labels: { [LABEL_PULL]: 'p1' } }, spec: { nodeName: 'a', restartPolicy: 'Never', imagePullSecrets: [{ name: 's' }], securityContext: { runAsNonRoot: true }, containers: [{ image: 'r/x:1', imagePullPolicy: 'Always' }] } })
+  t.not(pod.metadata?.name, pullerPodOf({ pull: 'p1', image: 'r/x:1', node: 'b' }).metadata?.name, 'a pod per node')
+  t.notOk(pullerPodOf({ pull: 'p1', image: 'r/x:1', node: 'a' }).spec?.imagePullSecrets)
+
+  const digest = `sha256:${'a'.repeat(64)}`
+  const withStatus = (state: object, imageID = '') => ({ status: { phase: 'Pending', containerStatuses: [{ name: 'pull', image: 'r/x:1', imageID, ready: false, restartCount: 0, state }] } })
+  t.same(nodePullOf({ status: { phase: 'Pending' } }, 'r/x:1'), { state: 'pulling' })
+  t.same(nodePullOf(withStatus({ waiting: { reason: 'ContainerCreating' } }), 'r/x:1'), { state: 'pulling' })
+  t.same(nodePullOf(withStatus({ terminated: { exitCode: 0 } }, `r/x@${digest}`), 'r/x:1'), { state: 'pulled', digest })
+  t.same(nodePullOf(withStatus({ running: {} }), 'r/x:1'), { state: 'pulled', digest: null })
+  t.same(nodePullOf(withStatus({ waiting: { reason: 'CreateContainerConfigError', message: 'image will run as root' } }, `docker-pullable://r/x@${digest}`), 'r/x:1'), { state: 'pulled', digest }, 'the image is there, whatever became of the command')
+  t.match(nodePullOf(withStatus({ waiting: { reason: 'ErrImagePull', message: 'failed to resolve reference: r/x:1: not found' } }), 'r/x:1'), { state: 'failed', error: { code: 'image_not_found' } })
+  t.match(nodePullOf(withStatus({ waiting: { reason: 'ImagePullBackOff', message: 'pull access denied, authentication required' } }), 'r/x:1'), { state: 'failed', error: { code: 'pull_failed', extensions: { reason: 'registry_auth' } } })
+  t.match(nodePullOf(withStatus({ waiting: { reason: 'ErrImagePull', message: 'dial tcp: connection refused' } }), 'r/x:1'), { state: 'failed', error: { code: 'pull_failed', extensions: { reason: 'registry_unreachable' } } })
+  t.match(nodePullOf(withStatus({ waiting: { reason: 'InvalidImageName' } }), 'r/x:1'), { state: 'failed', error: { code: 'image_not_found' } })
+  t.match(nodePullOf(withStatus({ waiting: { reason: 'ErrImagePull' } }), 'r/x:1'), { state: 'failed', error: { code: 'pull_failed', message: /ErrImagePull/ } })
+  t.match(nodePullOf({ status: { phase: 'Failed', reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' } }, 'r/x:1'), { state: 'failed', error: { code: 'pull_failed', extensions: { reason: 'node' } } })
+  t.match(nodePullOf({ status: { phase: 'Failed' } }, 'r/x:1'), { state: 'failed', error: { message: 'the node gave up on the pull:' } })
+  t.equal(digestOf(undefined), null)
+  t.equal(digestOf('sha256:abc'), null)
 })

@@ -35,6 +35,7 @@ export const kubernetes = defineBackend<KubeOpened>({
       namespace: engine.namespace,
       timeoutMs: engine.timeoutMs,
       placementTimeoutMs: engine.placementTimeoutMs,
+      volumes: engine.volumes,
       registryAuth: config.registryAuth
     })
   },
@@ -48,7 +49,7 @@ export const kubernetes = defineBackend<KubeOpened>({
     images: absent(NO_IMAGE_STORE),
     builds: builderBuilds,
     disk: builderDisk,
-    volumes: absent(NOT_YET('named volumes (they would be PersistentVolumeClaims)')),
+    volumes: async ({ shared }) => new (await import('./volumes.ts')).KubeVolumes(shared),
     networks: absent('networks through berth are single-host; on Kubernetes every pod is on the cluster network'),
     exec: async ({ shared }) => (await import('./exec.ts')).kubeExec(shared),
     stats: async ({ shared }) => (await import('./stats.ts')).kubeStats(shared),

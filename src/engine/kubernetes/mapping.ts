@@ -2,7 +2,8 @@
 // a workload of one container — a Deployment when it is a service (restart always or unless-stopped),
 // a Job when it is a run that finishes (restart no or on-failure) — whose replicas are pods. Reading
 // them back in berth's words is reading.ts.
-import type { V1Container, V1Deployment, V1Job, V1NodeSelectorRequirement, V1ObjectMeta, V1PodSpec, V1PodTemplateSpec, V1TopologySpreadConstraint, V1Volume, V1VolumeMount } from '@kubernetes/client-node'
+import type { V1Container, V1Deployment, V1Job, V1PersistentVolumeClaim, V1NodeSelectorRequirement, V1ObjectMeta, V1PodSpec, V1PodTemplateSpec, V1TopologySpreadConstraint, V1Volume, V1VolumeMount } from '@kubernetes/client-node'
+import type { KubeVolumeSettings } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import type { RunSpec } from '../types.ts'
 
@@ -33,6 +34,29 @@ export function acted (action: string): Record<string, string> {
 }
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+
+/** A claim's name is a DNS subdomain, narrower than a Docker volume name. */
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/
+
+export function checkVolumeName (name: string): void {
+  if (!DNS_SUBDOMAIN.test(name)) {
+    throw new BerthError('validation_failed', `on Kubernetes a volume name must be a DNS subdomain (lower-case letters, digits, "-" and ".", at most 253, starting and ending with a letter or digit): ${name} is not one`, { field: 'body/name' })
+  }
+}
+
+/** The claim berth makes for a named volume: pure, for the mapping tests. */
+export function claimOf (name: string, labels: Record<string, string>, bytes: number, settings: KubeVolumeSettings): V1PersistentVolumeClaim {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name, labels: { [LABEL_MANAGED_BY]: 'berth' }, annotations: { [ANNOTATION_LABELS]: JSON.stringify(labels) } },
+    spec: {
+      accessModes: [settings.accessMode],
+      ...(settings.storageClass === null ? {} : { storageClassName: settings.storageClass }),
+      resources: { requests: { storage: String(bytes) } }
+    }
+  }
+}
 
 /** A workload's name must be a DNS label, which is narrower than a Docker container name. */
 export function checkName (name: string): void {

@@ -1,10 +1,11 @@
 // Kubernetes' objects read back in berth's words: a workload (Deployment or Job) and its pods as a
 // container of `docker ps` and `docker inspect`, with replicas as tasks in Swarm's words. Pure
 // functions, no I/O.
-import type { V1Deployment, V1Job, V1Pod } from '@kubernetes/client-node'
+import type { V1Deployment, V1Job, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node'
 import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
 import { expiryOf } from '../expiry.ts'
-import type { Container, ContainerExit, ContainerState, ContainerSummary, PortBinding, Protocol, RestartPolicy, Task, TaskState } from '../types.ts'
+import type { VolumeUser } from '../../schemas/volumes.ts'
+import type { Container, ContainerExit, ContainerState, ContainerSummary, PortBinding, Protocol, RestartPolicy, Task, TaskState, Volume } from '../types.ts'
 import {
   ANNOTATION_EXIT, ANNOTATION_EXPIRES_AT, ANNOTATION_LABELS, ANNOTATION_REPLICAS, ANNOTATION_RESTART, CONTAINER_NAME, LABEL_ID, bytesOf, constraintOf, coresOf, type Workload
 } from './mapping.ts'
@@ -375,4 +376,21 @@ export function matchesLabels (labels: Record<string, string>, filters: string[]
     if (eq === -1) return filter in labels
     return labels[filter.slice(0, eq)] === filter.slice(eq + 1)
   })
+}
+
+/** A PersistentVolumeClaim (a named volume) in berth's words, with the containers that mount it. */
+export function volumeOfClaim (claim: V1PersistentVolumeClaim, users: VolumeUser[]): Volume {
+  const capacity = bytesOf(claim.status?.capacity?.storage) ?? bytesOf(claim.spec?.resources?.requests?.storage)
+  return {
+    name: claim.metadata?.name ?? '',
+    driver: claim.spec?.storageClassName ?? '',
+    labels: labelsOf(claim),
+    createdAt: timeOf(claim.metadata?.creationTimestamp),
+    // What it holds is the node's to know; what it may hold is its capacity.
+    size: null,
+    usedBy: users,
+    ...(capacity === null ? {} : { capacity }),
+    accessModes: claim.status?.accessModes ?? claim.spec?.accessModes ?? [],
+    phase: claim.metadata?.deletionTimestamp === undefined || claim.metadata.deletionTimestamp === null ? claim.status?.phase ?? 'Pending' : 'Terminating'
+  }
 }

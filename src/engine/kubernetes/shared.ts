@@ -5,7 +5,7 @@
 // kind of workload it is.
 import type { KubeConfig, V1Deployment, V1Job, V1Node, V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node'
 import { ApiException } from '@kubernetes/client-node'
-import type { RegistryCredentials } from '../../config.ts'
+import type { KubeVolumeSettings, RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import { notSupported } from '../parts.ts'
 import type { EngineInfo } from '../types.ts'
@@ -23,10 +23,8 @@ export interface KubernetesEngineOptions {
   /** How long a run, start, restart or scale waits for its replicas to run. */
   placementTimeoutMs: number
   registryAuth?: Record<string, RegistryCredentials>
-  /** The storage class of the volumes berth makes; null for the cluster's default one. */
-  storageClass?: string | null
-  /** Bytes a volume is made with when nothing else is asked for. */
-  volumeSize?: number
+  /** How named volumes' PersistentVolumeClaims are made (the defaults of KUBE_VOLUME_DEFAULTS when absent). */
+  volumes?: KubeVolumeSettings
   /** How often the copies are looked at while waiting for pods. */
   pollMs?: number
 }
