@@ -5,7 +5,7 @@
 //               containers images builds disk volumes networks exec stats files wait nodes expiry specs
 //   docker          ✓        ✓      ✓     ✓      ✓       ✓      ✓     ✓     ✓    ✓     ✓     ✓      ✓
 //   swarm           ✓               ✓     ✓                                            ✓
-//   kubernetes      ✓               ✓     ✓                                            ✓
+//   kubernetes      ✓               ✓     ✓      ✓              ✓     ✓     ✓    ✓     ✓     ✓
 //
 // (builds and disk on a cluster: with a builder engine, BERTH_BUILDER; without one they are absent)
 // (drawn by partsTable(); test/capabilities.test.ts keeps it true to the definitions)

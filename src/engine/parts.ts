@@ -84,8 +84,14 @@ export interface VolumesPart {
   list: (options: { labels: string[] } & VolumeDetails) => Promise<Volume[]>
   /** A named volume, or not_found; its size and users only when asked for (otherwise null and []). */
   inspect: (name: string, details?: VolumeDetails) => Promise<Volume>
-  /** Creates a named volume; an existing one of that name is returned as it is (labels and all). */
-  create: (name: string, labels: Record<string, string>) => Promise<Volume>
+  /**
+   * Creates a named volume; an existing one of that name is returned as it is (labels and all).
+   * `size`: the bytes it may hold, where the backend bounds volumes (not_supported where it does not).
+   */
+  create: (name: string, labels: Record<string, string>, options?: { size?: number }) => Promise<Volume>
+  /** The bytes a volume made now with this size asked for (or none) may hold, null where volumes are unbounded; policy_denied past the backend's cap. */
+  capacityFor: (size: number | undefined) => number | null
+  /** Refuses with volume_in_use while any container mounts it, running or not. */
   remove: (name: string) => Promise<void>
 }
 
