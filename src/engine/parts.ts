@@ -87,8 +87,12 @@ export interface VolumesPart {
   /**
    * Creates a named volume; an existing one of that name is returned as it is (labels and all). On a
    * cluster it lives on one node: `node` names it, or `placement` (a run's) narrows the choice.
+   * `size`: the bytes it may hold, where the backend bounds volumes (not_supported where it does not).
    */
-  create: (name: string, labels: Record<string, string>, options?: { node?: string, placement?: Placement }) => Promise<Volume>
+  create: (name: string, labels: Record<string, string>, options?: { node?: string, placement?: Placement, size?: number }) => Promise<Volume>
+  /** The bytes a volume made now with this size asked for (or none) may hold, null where volumes are unbounded; policy_denied past the backend's cap. */
+  capacityFor: (size: number | undefined) => number | null
+  /** Refuses with volume_in_use while any container mounts it, running or not. */
   remove: (name: string) => Promise<void>
 }
 

@@ -36,7 +36,7 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       response: {
         201: located(ref(Volume, 'Created (Location: its URL).')),
         200: located(ref(Volume, 'The token already has a volume of that name: this is it, unchanged (Location: its URL).')),
-        ...problems(...ENGINE, 'name_conflict', 'placement_failed')
+        ...problems(...ENGINE, 'name_conflict', 'placement_failed', 'policy_denied', 'quota_exceeded', 'validation_failed', 'not_supported')
       }
     }
   }, async (request, reply) => {

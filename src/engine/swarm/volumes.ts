@@ -7,7 +7,7 @@
 import { LABEL_DEPLOYMENT, LABEL_MANAGED, LABEL_OWNER } from '../../access/ownership.ts'
 import { BerthError } from '../../errors.ts'
 import { DockerVolumes } from '../docker/volumes.ts'
-import type { VolumesPart } from '../parts.ts'
+import { notSupported, type VolumesPart } from '../parts.ts'
 import type { Placement, Volume, VolumeDetails } from '../types.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
 import type { Agents } from './agents.ts'
@@ -44,7 +44,13 @@ export class SwarmVolumes implements VolumesPart {
   }
 
   /** Makes it on one node; an existing volume of that name (on any node) is returned as it is. */
-  async create (name: string, labels: Record<string, string>, options: { node?: string, placement?: Placement } = {}): Promise<Volume> {
+  /** A node's local volume is bounded by that node's disk, not by a size. */
+  capacityFor (): null {
+    return null
+  }
+
+  async create (name: string, labels: Record<string, string>, options: { node?: string, placement?: Placement, size?: number } = {}): Promise<Volume> {
+    if (options.size !== undefined) throw notSupported('swarm', 'a node\'s local volume has no size: it holds what the node\'s disk holds (size is for backends that bound volumes, such as Kubernetes)')
     const found = await this.#copiesOf(name, false)
     if (found.copies.length > 0) return merged(found.copies, null)
     if (found.unreachable.length > 0) {
