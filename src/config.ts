@@ -77,6 +77,12 @@ export type EngineConfig =
     publishMode: 'host' | 'ingress'
     /** How long a run waits for its tasks to be placed and running before it answers. */
     placementTimeoutMs: number
+    /**
+     * berth's agent on every node (deploy/swarm/agent.yml), through which a replica's exec, stats and
+     * files, and each node's images and volumes, are reached: the file holding the per-cluster secret
+     * (null: no agent, and those parts answer 501 saying so) and the port the agents listen on.
+     */
+    agent: { secretFile: string | null, port: number }
   } & DockerApiConfig)
   | {
     kind: 'kubernetes'
@@ -418,11 +424,14 @@ function parseEngine (env: NodeJS.ProcessEnv, deployment: string): EngineConfig 
     case 'swarm': {
       const publishMode = env.BERTH_SWARM_PUBLISH_MODE ?? 'host'
       if (publishMode !== 'host' && publishMode !== 'ingress') throw new ConfigError('BERTH_SWARM_PUBLISH_MODE must be host or ingress')
+      const secretFile = env.BERTH_SWARM_AGENT_SECRET_FILE === undefined || env.BERTH_SWARM_AGENT_SECRET_FILE === '' ? null : env.BERTH_SWARM_AGENT_SECRET_FILE
+      if (secretFile !== null) readableFile('BERTH_SWARM_AGENT_SECRET_FILE', secretFile)
       return {
         kind,
         ...api,
         publishMode,
-        placementTimeoutMs: parseInteger('BERTH_SWARM_PLACEMENT_TIMEOUT_MS', env.BERTH_SWARM_PLACEMENT_TIMEOUT_MS, 30_000, 1000, 600_000)
+        placementTimeoutMs: parseInteger('BERTH_SWARM_PLACEMENT_TIMEOUT_MS', env.BERTH_SWARM_PLACEMENT_TIMEOUT_MS, 30_000, 1000, 600_000),
+        agent: { secretFile, port: parseInteger('BERTH_SWARM_AGENT_PORT', env.BERTH_SWARM_AGENT_PORT, 7988, 1, 65_535) }
       }
     }
     case 'kubernetes': {

@@ -60,7 +60,7 @@ export class VolumeAccess {
     const size = body.size === undefined ? {} : { size: body.size }
     // Creating a name that exists (made meanwhile) returns that volume: its labels tell whose it is.
     const made = await this.#quotas.admitVolume(requester, part.capacityFor(body.size),
-      async () => await part.create(name, { ...labels, ...this.#ownership.labelsFor(requester.name) }, size))
+      async () => await part.create(name, { ...labels, ...this.#ownership.labelsFor(requester.name) }, { ...size, ...(body.node === undefined ? {} : { node: body.node }) }))
     return { volume: this.#taken(requester, made), created: true }
   }
 

@@ -9,8 +9,6 @@ import { CONTAINER, ENGINE, problems } from '../schemas/problems.ts'
 import { located } from '../schemas/headers.ts'
 import { ConnectRequest, CreateNetworkRequest, DisconnectRequest, ListNetworksQuery, Network, NetworkChange, NetworkParams } from '../schemas/networks.ts'
 
-/** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-
 const networks: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
 
@@ -79,12 +77,13 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['networks'],
         summary: action === 'connect' ? 'Connect a container to a network (docker network connect)' : 'Disconnect a container from a network (docker network disconnect)',
         description: action === 'connect'
-          ? 'The container (running or not) joins the network, reached there by its name and `aliases`. Already connected is a success with `changed: false`.'
-          : 'Not connected is a success with `changed: false`.',
+          ? 'The container (running or not) joins the network, reached there by its name and `aliases`. Already connected is a success with `changed: false`. ' +
+            'On a Swarm cluster its service changes, so its replicas are replaced (this answers when they run again).'
+          : 'Not connected is a success with `changed: false`. On a Swarm cluster its replicas are replaced, as for connect.',
         operationId: `${action}Network`,
         params: NetworkParams,
         body: action === 'connect' ? ref(ConnectRequest) : ref(DisconnectRequest),
-        response: { 200: ref(NetworkChange, 'Done, or nothing to do (`changed: false`); the network as it is now.'), ...problems(...CONTAINER, 'policy_denied') }
+        response: { 200: ref(NetworkChange, 'Done, or nothing to do (`changed: false`); the network as it is now.'), ...problems(...CONTAINER, 'policy_denied', 'port_conflict', 'placement_failed', 'placement_timeout') }
       }
     }, async (request) => {
       const body = request.body as { container: string, aliases?: string[], force?: boolean }

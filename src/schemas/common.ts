@@ -75,4 +75,13 @@ export const Health = Type.Object({
   }, { additionalProperties: false, description: 'The engine berth talks to.' }))
 }, { $id: 'Health', additionalProperties: false, description: 'Liveness or readiness.' })
 
+/** Which replica of a container a process or file operation is for (on a cluster). */
+export const replicaField = Type.Optional(Type.String({
+  pattern: '^([1-9][0-9]{0,3}|[a-z0-9]{1,25})$',
+  description: 'On a cluster: the replica, by slot (`1`, `2`…) or task id (or a unique prefix of one); by default the running replica with the lowest slot. ' +
+    'A container on one host is its one replica, `1`.'
+}))
+
+export const ReplicaQuery = Type.Object({ replica: replicaField }, { additionalProperties: false })
+
 export const commonSchemas = [Problem, PortBinding, Health]

@@ -23,6 +23,9 @@ export const Volume = Type.Object({
     description: 'Bytes it holds, as `docker system df -v` reports them; null unless asked for with `size=true`, or when the driver cannot say.'
   }),
   usedBy: Type.Array(VolumeUser, { description: 'The containers (in any state) that mount it, among those the token may see. A container in any state keeps a volume in use.' }),
+  nodes: Type.Optional(Type.Array(Type.String(), {
+    description: 'On a cluster: the node it lives on, where every container that mounts it runs (more than one only for copies made outside berth, which no container can mount).'
+  })),
   capacity: Type.Optional(Type.Integer({
     minimum: 0,
     description: 'Bytes it may hold, where the backend bounds a volume (Kubernetes: the PersistentVolumeClaim\'s size, as bound or else as asked for). Absent on docker, whose local volumes are bounded by the host\'s disk.'
@@ -34,6 +37,7 @@ export type Volume = Static<typeof Volume>
 
 export const CreateVolumeRequest = Type.Object({
   name: Type.Optional(Type.String({ pattern: VOLUME_NAME_PATTERN, description: 'Volume name; the engine\'s rule (on Kubernetes also a DNS subdomain: lower-case letters, digits, "-" and "."). Omit for a generated one.' })),
+  node: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$', description: 'On a cluster: the node (name or id) it lives on; by default the ready node holding the fewest of berth\'s volumes. A single host has one node: leave it out.' })),
   size: Type.Optional(Type.Integer({
     minimum: 1,
     description: 'Bytes it may hold, where the backend bounds volumes (Kubernetes: the PersistentVolumeClaim\'s size; at most BERTH_KUBE_VOLUME_MAX_SIZE, and within the token\'s storage quota). ' +

@@ -29,7 +29,8 @@ export class DockerVolumes implements VolumesPart {
     return volumeOf(volume, sizes?.get(volume.Name) ?? null, users?.get(volume.Name) ?? [])
   }
 
-  async create (name: string, labels: Record<string, string>, options: { size?: number } = {}): Promise<Volume> {
+  async create (name: string, labels: Record<string, string>, options: { node?: string, size?: number } = {}): Promise<Volume> {
+    if (options.node !== undefined) throw notSupported('docker', 'node: a single host has one node, where every volume is; leave node out')
     if (options.size !== undefined) throw notSupported('docker', 'a local volume has no size: it holds what the host\'s disk holds (size is for backends that bound volumes, such as Kubernetes)')
     // The engine answers with the volume; dockerode hands back only a handle to it.
     await this.#transport.call({ subject: 'volume', target: name },

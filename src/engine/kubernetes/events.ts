@@ -133,7 +133,7 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
     } else if (finished && known !== undefined && !known.finished) {
       // A run that finished by itself: docker's die, with the exit code its pods had.
       action = 'die'
-      exitCode = exitOf({ kind: 'job', object: workload as V1Job }, podsOf(idOf(workload), pods.healthy ? pods.list() : []))?.exitCode
+      exitCode = exitOf({ kind: 'job', object: workload as V1Job }, podsOf(idOf(workload), pods.healthy ? pods.list() : []))?.exitCode ?? undefined
     }
     if (action === null) return null
     if (type === 'DELETED') workloadFacts.delete(uid)
