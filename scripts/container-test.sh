@@ -75,7 +75,8 @@ expect() {
 
 # --- docker-compose.yml passes every setting berth reads ------------------------------------------------
 # It lists them (a missing .env must not stop `up`, so there is no env_file): a new one must be added there.
-missing=$(grep -rhoE 'BERTH_[A-Z0-9_]*[A-Z0-9]' src | sort -u | while read -r name; do
+# The agent role's own settings (src/agent/) are deploy/swarm/agent.yml's to pass, not the API server's.
+missing=$(grep -rhoE --exclude-dir=agent 'BERTH_[A-Z0-9_]*[A-Z0-9]' src | sort -u | while read -r name; do
   grep -qE "^ +$name:" docker-compose.yml || echo "$name"; done)
 [ -z "$missing" ] || fail "docker-compose.yml does not pass $(echo $missing) from .env: add them to its environment"
 ok "docker-compose.yml passes every BERTH_* setting src/ reads"

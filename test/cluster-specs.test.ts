@@ -5,8 +5,8 @@ import t from 'tap'
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node'
 import { containerSpecOf } from '../src/access/container-spec.ts'
 import type { Principal } from '../src/access/ownership.ts'
-import { configOfDeployment, kubernetesSpecs } from '../src/engine/kubernetes/specs.ts'
-import { deploymentOf } from '../src/engine/kubernetes/mapping.ts'
+import { configOfWorkload, kubernetesSpecs } from '../src/engine/kubernetes/specs.ts'
+import { deploymentOf, jobOf } from '../src/engine/kubernetes/mapping.ts'
 import { configOfService, swarmSpecs } from '../src/engine/swarm/specs.ts'
 import { serviceSpecOf, type SwarmService } from '../src/engine/swarm/mapping.ts'
 import type { RunSpec } from '../src/engine/types.ts'
@@ -114,7 +114,7 @@ t.test('a Deployment berth made is its run request again, pinned by the digest i
     metadata: { labels: { 'io.berth/id': 'abc123' }, creationTimestamp: new Date(0) },
     status: { containerStatuses: [{ name: 'main', image: 'x', imageID, ready: true, restartCount: 0 }] }
   })
-  const config = configOfDeployment(deployment, [pod(''), pod(`registry.test:5000/team/site@${DIGEST}`)])
+  const config = configOfWorkload({ kind: 'service', object: deployment }, [pod(''), pod(`registry.test:5000/team/site@${DIGEST}`)])
   const { run, image } = containerSpecOf(config, owner)
   t.same(image, { id: DIGEST, digest: DIGEST, pinned: true })
   t.same(run, {
@@ -137,17 +137,36 @@ t.test('a Deployment berth made is its run request again, pinned by the digest i
     stopTimeout: 30,
     gpus: 1
   })
-  t.same(containerSpecOf(configOfDeployment(deployment, [pod(`docker-pullable://registry.test:5000/team/site@${DIGEST}`)]), owner).image.digest, DIGEST, 'the docker runtime\'s form too')
+  t.same(containerSpecOf(configOfWorkload({ kind: 'service', object: deployment }, [pod(`docker-pullable://registry.test:5000/team/site@${DIGEST}`)]), owner).image.digest, DIGEST, 'the docker runtime\'s form too')
 
   const plain = deploymentOf(runSpec({ restart: { policy: 'always' }, command: undefined, memory: undefined, cpus: undefined, ports: [], env: {} }), { id: 'def', name: 'plain', chosenPorts: new Map() })
-  const read = containerSpecOf(configOfDeployment(plain, []), owner)
+  const read = containerSpecOf(configOfWorkload({ kind: 'service', object: plain }, []), owner)
   t.same(read.image, { id: '', digest: null, pinned: false }, 'no pod yet: nothing to pin it by')
   t.same(read.run, { image: 'registry.test:5000/team/site:1', labels: { team: 'data' }, restart: { policy: 'always' } })
   const stopped: V1Deployment = { ...plain, metadata: { ...plain.metadata, annotations: { ...plain.metadata?.annotations, 'io.berth/replicas': '4' } }, spec: { ...plain.spec!, replicas: 0 } }
-  t.equal(containerSpecOf(configOfDeployment(stopped, []), owner).run.replicas, 4, 'a stopped Deployment is run with the replicas it returns to')
+  t.equal(containerSpecOf(configOfWorkload({ kind: 'service', object: stopped }, []), owner).run.replicas, 4, 'a stopped Deployment is run with the replicas it returns to')
   const bare: V1Deployment = { metadata: { name: 'bare' }, spec: { selector: {}, template: { spec: { containers: [{ name: 'other', image: '' }] } } } }
-  t.same(containerSpecOf(configOfDeployment(bare, []), owner).run, { image: '', restart: { policy: 'always' } })
+  t.same(containerSpecOf(configOfWorkload({ kind: 'service', object: bare }, []), owner).run, { image: '', restart: { policy: 'always' } })
 
-  const part = kubernetesSpecs({ deployment: async () => ({ deployment, pods: [pod(`r/site@${DIGEST}`)] }) })
+  const part = kubernetesSpecs({ workload: async () => ({ kind: 'service', object: deployment }), podsOf: () => [pod(`r/site@${DIGEST}`)] })
   t.equal((await part.of('site')).imageId, DIGEST, 'the part reads the Deployment and pods the cluster keeps')
+
+  // A run that finishes is a Job: its restart policy, autoRemove and named volumes come back as asked.
+  const finishing = runSpec({
+    restart: { policy: 'on-failure', maxRetries: 3 },
+    autoRemove: true,
+    labels: { team: 'data', 'io.berth.auto-remove': 'true' },
+    mounts: [{ type: 'volume', source: 'datasets', target: '/data', readOnly: true }, { type: 'volume', source: 'out', target: '/out', readOnly: false }],
+    ports: [],
+    env: {}
+  })
+  const job = jobOf(finishing, { id: 'job1', name: 'train', chosenPorts: new Map() })
+  const trained = containerSpecOf(configOfWorkload({ kind: 'job', object: job }, []), owner).run
+  t.same(trained.restart, { policy: 'on-failure', maxRetries: 3 })
+  t.equal(trained.autoRemove, true)
+  t.same(trained.volumes, [{ source: 'datasets', target: '/data', readOnly: true }, { source: 'out', target: '/out' }])
+  const once = jobOf(runSpec({ restart: { policy: 'no' }, ports: [], env: {} }), { id: 'job2', name: 'once', chosenPorts: new Map() })
+  t.same(containerSpecOf(configOfWorkload({ kind: 'job', object: once }, []), owner).run.restart, { policy: 'no' }, 'restart no, as docker\'s default')
+  const unannotated = { ...once, metadata: { ...once.metadata, annotations: {} } }
+  t.same(containerSpecOf(configOfWorkload({ kind: 'job', object: unannotated }, []), owner).run.restart, { policy: 'no' }, 'a Job without the annotation: it finishes')
 })

@@ -12,7 +12,7 @@ import type { ImageRef } from './image-ref.ts'
 import type {
   BuildOptions, BuildSpec, BuiltImage, Container, ContainerConfig, ContainerExit, ContainerStats, ContainerSummary, DiskUsage, EngineEvent,
   EngineInfo, EngineKind, EventsOptions, ExecSession, ExecSpec, ExpiringContainer, Image, ImageHistoryEntry, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PathStat, PruneImagesOptions, PruneReport,
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PathStat, Placement, PruneImagesOptions, PruneReport,
   PulledImage, PullOptions, PushedImage, PushOptions, RunSpec, StateChange, Volume, VolumeDetails
 } from './types.ts'
 
@@ -84,8 +84,15 @@ export interface VolumesPart {
   list: (options: { labels: string[] } & VolumeDetails) => Promise<Volume[]>
   /** A named volume, or not_found; its size and users only when asked for (otherwise null and []). */
   inspect: (name: string, details?: VolumeDetails) => Promise<Volume>
-  /** Creates a named volume; an existing one of that name is returned as it is (labels and all). */
-  create: (name: string, labels: Record<string, string>) => Promise<Volume>
+  /**
+   * Creates a named volume; an existing one of that name is returned as it is (labels and all). On a
+   * cluster it lives on one node: `node` names it, or `placement` (a run's) narrows the choice.
+   * `size`: the bytes it may hold, where the backend bounds volumes (not_supported where it does not).
+   */
+  create: (name: string, labels: Record<string, string>, options?: { node?: string, placement?: Placement, size?: number }) => Promise<Volume>
+  /** The bytes a volume made now with this size asked for (or none) may hold, null where volumes are unbounded; policy_denied past the backend's cap. */
+  capacityFor: (size: number | undefined) => number | null
+  /** Refuses with volume_in_use while any container mounts it, running or not. */
   remove: (name: string) => Promise<void>
 }
 
@@ -111,25 +118,35 @@ export interface ExecPart {
    * connection; the engine has no way to stop the process itself, which ends when it reads EOF on
    * stdin (a shell does) or by itself.
    */
-  exec: (containerId: string, spec: ExecSpec, options: { signal: AbortSignal }) => Promise<ExecSession>
+  exec: (containerId: string, spec: ExecSpec, options: { signal: AbortSignal, replica?: string }) => Promise<ExecSession>
+}
+
+/**
+ * On a cluster, which replica a process or file operation is for: its slot, or its task id (or a
+ * unique prefix of it); the running one with the lowest slot when absent. A single host's container
+ * is its one replica, `1`.
+ */
+export interface ReplicaChoice {
+  replica?: string
 }
 
 export interface StatsPart {
   /**
    * docker stats: resolves once the engine answered. One reading (which takes the engine a second,
    * to have a previous one to compare with), or one about every second until the container stops or
-   * the signal aborts. `oneShot`: one reading at once, without the comparison (no cpuPercent).
+   * the signal aborts. `oneShot`: one reading at once, without the comparison (no cpuPercent). On a
+   * cluster, without a replica chosen: the sum over its running replicas.
    */
-  stats: (id: string, options: { stream: boolean, signal?: AbortSignal, oneShot?: boolean }) => Promise<AsyncIterable<ContainerStats>>
+  stats: (id: string, options: { stream: boolean, signal?: AbortSignal, oneShot?: boolean } & ReplicaChoice) => Promise<AsyncIterable<ContainerStats>>
 }
 
 export interface FilesPart {
   /** docker cp out: a tar of the path (a file, or a directory and all below it); not_found when the path is not there. */
-  get: (id: string, path: string, options: { signal?: AbortSignal }) => Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }>
+  get: (id: string, path: string, options: { signal?: AbortSignal } & ReplicaChoice) => Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }>
   /** What a path is (its last component not followed, the ones before it followed in the container); null when it is not there. */
-  stat: (id: string, path: string) => Promise<PathStat | null>
+  stat: (id: string, path: string, options?: ReplicaChoice) => Promise<PathStat | null>
   /** docker cp in: unpacks a tar of `size` bytes into the directory `path`, which must exist. */
-  put: (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }) => Promise<void>
+  put: (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number } & ReplicaChoice) => Promise<void>
 }
 
 export interface WaitPart {

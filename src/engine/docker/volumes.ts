@@ -1,7 +1,7 @@
 // The docker backend's volumes part: the engine's named volumes, with their size (a walk of every
 // volume, asked for only when wanted) and the containers that mount them.
 import type Docker from 'dockerode'
-import type { VolumesPart } from '../parts.ts'
+import { notSupported, type VolumesPart } from '../parts.ts'
 import type { Volume, VolumeDetails } from '../types.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
 import { volumeOf, volumeSizesOf, volumeUsersOf } from './mapping.ts'
@@ -29,11 +29,17 @@ export class DockerVolumes implements VolumesPart {
     return volumeOf(volume, sizes?.get(volume.Name) ?? null, users?.get(volume.Name) ?? [])
   }
 
-  async create (name: string, labels: Record<string, string>): Promise<Volume> {
+  async create (name: string, labels: Record<string, string>, options: { node?: string, size?: number } = {}): Promise<Volume> {
+    if (options.node !== undefined) throw notSupported('docker', 'node: a single host has one node, where every volume is; leave node out')
+    if (options.size !== undefined) throw notSupported('docker', 'a local volume has no size: it holds what the host\'s disk holds (size is for backends that bound volumes, such as Kubernetes)')
     // The engine answers with the volume; dockerode hands back only a handle to it.
     await this.#transport.call({ subject: 'volume', target: name },
       (docker, signal) => docker.createVolume({ Name: name, Labels: labels, abortSignal: signal } as Docker.VolumeCreateOptions))
     return await this.inspect(name)
+  }
+
+  capacityFor (): null {
+    return null
   }
 
   async remove (name: string): Promise<void> {

@@ -1,36 +1,49 @@
-// The kubernetes backend's specs part: a Deployment berth made, read back as the run request that
-// made it (GET /v1/containers/{id}/spec), with the image pinned to the digest its nodes pulled (the
-// kubelet reports it on each pod). The Deployment holds only what the run set: the image's own
+// The kubernetes backend's specs part: a Deployment or Job berth made, read back as the run request
+// that made it (GET /v1/containers/{id}/spec), with the image pinned to the digest its nodes pulled (the
+// kubelet reports it on each pod). The workload holds only what the run set: the image's own
 // defaults never enter a pod spec. What berth adds for the restricted profile (a non-root security
 // context, dropped capabilities) is berth's, not the run's, and is left out.
-import type { V1Deployment, V1Pod } from '@kubernetes/client-node'
+import type { V1Pod } from '@kubernetes/client-node'
+import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
 import type { SpecsPart } from '../parts.ts'
-import type { ContainerConfig, Protocol, RunSpec } from '../types.ts'
-import { ANNOTATION_REPLICAS, bytesOf, CONTAINER_NAME, coresOf, labelsOf, podsOf } from './mapping.ts'
+import type { ContainerConfig, Mount, Protocol, RunSpec } from '../types.ts'
+import { ANNOTATION_RESTART, bytesOf, CONTAINER_NAME, coresOf, type Workload } from './mapping.ts'
+import { idOf, labelsOf, podsOf, replicasOf } from './reading.ts'
 
-/** What the part needs of the cluster: a Deployment and the pods it has, as the cluster keeps them. */
-export interface DeploymentSource {
-  deployment: (idOrName: string) => Promise<{ deployment: V1Deployment, pods: V1Pod[] }>
+/** What the part needs of the cluster: a container's workload and its pods, as the watch-fed copies keep them. */
+export interface WorkloadSource {
+  workload: (idOrName: string) => Promise<Workload>
+  podsOf: (id: string) => V1Pod[]
 }
 
-export function kubernetesSpecs (cluster: DeploymentSource): SpecsPart {
+export function kubernetesSpecs (cluster: WorkloadSource): SpecsPart {
   return {
     of: async (idOrName) => {
-      const { deployment, pods } = await cluster.deployment(idOrName)
-      return configOfDeployment(deployment, pods)
+      const workload = await cluster.workload(idOrName)
+      return configOfWorkload(workload, cluster.podsOf(idOf(workload.object)))
     }
   }
+}
+
+/** The restart policy the run asked for, as berth recorded it on the workload; else what its kind implies. */
+function restartOf (workload: Workload): ContainerConfig['restart'] {
+  const text = workload.object.metadata?.annotations?.[ANNOTATION_RESTART]
+  const retries = /^on-failure:(\d+)$/.exec(text ?? '')
+  if (retries !== null) return { policy: 'on-failure', ...(Number(retries[1]) === 0 ? {} : { maxRetries: Number(retries[1]) }) }
+  if (text === 'no' || text === 'always' || text === 'unless-stopped') return { policy: text }
+  return { policy: workload.kind === 'service' ? 'always' : 'no' }
 }
 
 /** berth gives every pod this grace unless the run asked for another (src/engine/kubernetes/mapping.ts). */
 const DEFAULT_GRACE_SECONDS = 10
 
-/** A Deployment as the run request berth made it from: pure, so the docker-only suites test it. */
-export function configOfDeployment (deployment: V1Deployment, allPods: V1Pod[]): ContainerConfig {
+/** A workload as the run request berth made it from: pure, so the docker-only suites test it. */
+export function configOfWorkload (workload: Workload, allPods: V1Pod[]): ContainerConfig {
+  const deployment = workload.object
   const podSpec = deployment.spec?.template.spec
   const container = podSpec?.containers.find(each => each.name === CONTAINER_NAME) ?? podSpec?.containers[0]
   const image = container?.image ?? ''
-  const digest = digestOf(podsOf(deployment, allPods))
+  const digest = digestOf(podsOf(idOf(deployment), allPods))
   const repository = repositoryOf(image)
   const limits = container?.resources?.limits ?? {}
   const requests = container?.resources?.requests ?? {}
@@ -39,8 +52,14 @@ export function configOfDeployment (deployment: V1Deployment, allPods: V1Pod[]):
   const reservedMemory = bytesOf(requests.memory)
   const reservedCpus = coresOf(requests.cpu)
   const reservations = { ...(reservedMemory === null ? {} : { memory: reservedMemory }), ...(reservedCpus === null ? {} : { cpus: reservedCpus }) }
-  const remembered = Number(deployment.metadata?.annotations?.[ANNOTATION_REPLICAS])
-  const replicas = Number.isInteger(remembered) && remembered > 0 ? remembered : deployment.spec?.replicas ?? 1
+  const replicas = replicasOf(workload)
+  const labels = labelsOf(deployment)
+  // Named volumes are PersistentVolumeClaims of the same name, mounted by the pod's volumes.
+  const claims = new Map((podSpec?.volumes ?? []).flatMap(volume => volume.persistentVolumeClaim === undefined ? [] : [[volume.name, volume.persistentVolumeClaim.claimName] as const]))
+  const mounts: Mount[] = (container?.volumeMounts ?? []).flatMap(mount => {
+    const claim = claims.get(mount.name)
+    return claim === undefined ? [] : [{ type: 'volume' as const, source: claim, target: mount.mountPath, readOnly: mount.readOnly ?? false }]
+  })
   const security = podSpec?.securityContext
   const user = security?.runAsUser === undefined ? undefined : `${security.runAsUser}${security.runAsGroup === undefined ? '' : `:${security.runAsGroup}`}`
   const shm = podSpec?.volumes?.find(volume => volume.name === 'dshm')?.emptyDir?.sizeLimit
@@ -63,20 +82,19 @@ export function configOfDeployment (deployment: V1Deployment, allPods: V1Pod[]):
     env: Object.fromEntries((container?.env ?? []).flatMap(entry => entry.value === undefined ? [] : [[entry.name, entry.value]])),
     ...(container?.workingDir === undefined ? {} : { workingDir: container.workingDir }),
     ...(user === undefined ? {} : { user }),
-    labels: labelsOf(deployment),
+    labels,
     ports: (container?.ports ?? []).map(port => ({
       container: port.containerPort,
       protocol: (port.protocol ?? 'TCP').toLowerCase() as Protocol,
       ...(port.hostPort === undefined ? {} : { host: port.hostPort }),
       ...(port.hostIP === undefined ? {} : { hostIp: port.hostIP })
     })),
-    // Named volumes and binds are refused on Kubernetes: the only mount berth makes is /dev/shm, which is shmSize.
-    mounts: [],
-    // A Deployment restarts its replicas whenever they exit.
-    restart: { policy: 'always' },
+    // Bind mounts are refused on Kubernetes; /dev/shm is shmSize, not a mount of the run's.
+    mounts,
+    restart: restartOf(workload),
     ...(memory === null ? {} : { memory }),
     ...(cpus === null ? {} : { cpus }),
-    autoRemove: false,
+    autoRemove: labels[LABEL_AUTO_REMOVE] === 'true',
     tty: container?.tty ?? false,
     ...(Object.keys(environment).length === 0 ? {} : { environment }),
     cluster: {
@@ -98,7 +116,7 @@ function digestOf (pods: V1Pod[]): string | null {
 }
 
 /** Node affinity and topology spread as Swarm's words, which berth's API speaks. */
-function placementOf (deployment: V1Deployment): RunSpec['placement'] {
+function placementOf (deployment: Workload['object']): RunSpec['placement'] {
   const podSpec = deployment.spec?.template.spec
   const requirements = podSpec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms[0]?.matchExpressions ?? []
   const constraints = requirements.map(requirement => `${attributeOf(requirement.key)}${requirement.operator === 'NotIn' ? '!=' : '=='}${requirement.values?.[0] ?? ''}`)

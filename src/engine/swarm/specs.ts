@@ -2,6 +2,7 @@
 // (GET /v1/containers/{id}/spec). The manager keeps the service's spec as berth wrote it — env,
 // command, ports, limits, restart and mounts are only what the run set, since the image's own
 // defaults never enter a service spec — and the image pinned to the digest the cluster runs.
+import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
 import type { SpecsPart } from '../parts.ts'
 import type { ContainerConfig, Mount, Protocol, RestartPolicy } from '../types.ts'
 import { imageParts, LABEL_REPLICAS, type SwarmService } from './mapping.ts'
@@ -68,7 +69,8 @@ export function configOfService (service: SwarmService): ContainerConfig {
     restart: { policy, ...(policy === 'on-failure' ? { maxRetries: restart?.MaxAttempts ?? 0 } : {}) },
     ...(limits.MemoryBytes ? { memory: limits.MemoryBytes } : {}),
     ...(limits.NanoCPUs ? { cpus: limits.NanoCPUs / 1e9 } : {}),
-    autoRemove: false,
+    // berth's sweeper removes it once its end is collected, as the label says (src/lifecycle/).
+    autoRemove: labels[LABEL_AUTO_REMOVE] === 'true',
     tty: container.TTY ?? false,
     ...(container.StopGracePeriod === undefined ? {} : { environment: { stopTimeout: Math.round(container.StopGracePeriod / 1e9) } }),
     cluster: {
