@@ -4,8 +4,8 @@
 //
 //               containers images builds disk volumes networks exec stats files wait nodes expiry specs
 //   docker          ✓        ✓      ✓     ✓      ✓       ✓      ✓     ✓     ✓    ✓     ✓     ✓      ✓
-//   swarm           ✓        ✓      ✓     ✓      ✓       ✓      ✓     ✓     ✓    ✓     ✓     ✓
-//   kubernetes      ✓               ✓     ✓      ✓              ✓     ✓     ✓    ✓     ✓     ✓
+//   swarm           ✓        ✓      ✓     ✓      ✓       ✓      ✓     ✓     ✓    ✓     ✓     ✓      ✓
+//   kubernetes      ✓               ✓     ✓      ✓              ✓     ✓     ✓    ✓     ✓     ✓      ✓
 //
 // (builds and disk on a cluster: with a builder engine, BERTH_BUILDER; without one they are absent)
 // (images, volumes, exec, stats and files on swarm: with berth's agent on every node, BERTH_SWARM_AGENT_SECRET_FILE)

@@ -394,4 +394,6 @@ export interface ContainerConfig {
   tty: boolean
   /** The environment knobs the run set (issue 14): what its processes see, not where it runs (network, expiry). */
   environment?: Pick<RunSpec, 'shmSize' | 'hostname' | 'ulimits' | 'init' | 'readOnly' | 'stopSignal' | 'stopTimeout' | 'gpus'>
+  /** On a cluster, what the run asked of it beyond one replica anywhere: a backend that cannot honour them refuses them by name. */
+  cluster?: Pick<RunSpec, 'replicas' | 'placement' | 'reservations'>
 }

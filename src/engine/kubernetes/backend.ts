@@ -21,7 +21,6 @@ export async function openKube (options: KubernetesEngineOptions): Promise<KubeO
 }
 
 const NO_IMAGE_STORE = 'a Kubernetes cluster has no image store berth can read: each node pulls a container\'s image when a pod of it starts there (run\'s pull policy says when)'
-const NOT_YET = (what: string): string => `${what} is not there yet on Kubernetes`
 
 export const kubernetes = defineBackend<KubeOpened>({
   kind: 'kubernetes',
@@ -57,6 +56,6 @@ export const kubernetes = defineBackend<KubeOpened>({
     wait: async ({ shared }) => (await import('./lifecycle.ts')).kubeWait(shared),
     nodes: async ({ shared }) => (await import('./nodes.ts')).kubeNodes(shared),
     expiry: async ({ shared }) => (await import('./lifecycle.ts')).kubeExpiry(shared),
-    specs: absent(NOT_YET('a Deployment\'s spec as a run request'))
+    specs: async ({ shared }) => (await import('./specs.ts')).kubernetesSpecs(shared)
   }
 })

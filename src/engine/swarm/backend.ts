@@ -12,6 +12,7 @@ import { SwarmExpiry } from './expiry.ts'
 import { SwarmImages } from './images.ts'
 import { nodeOf } from './mapping.ts'
 import { SwarmNetworks } from './networks.ts'
+import { swarmSpecs } from './specs.ts'
 import { swarmExec, swarmFiles, swarmStats } from './processes.ts'
 import { SwarmVolumes } from './volumes.ts'
 import { swarmWait } from './wait.ts'
@@ -61,6 +62,6 @@ export const swarm = defineBackend<SwarmHost>({
     wait: host => swarmWait(host.cluster, host.cluster.agents),
     nodes: host => ({ list: async () => (await host.cluster.reads.nodes()).map(nodeOf).sort((a, b) => a.name.localeCompare(b.name)) }),
     expiry: host => host.expiry,
-    specs: absent('a service\'s spec as a run request is not there yet on a Swarm cluster')
+    specs: host => swarmSpecs(host.cluster.reads)
   }
 })
