@@ -242,7 +242,7 @@ t.test('Problem is a union by code, from the document: narrowing on code types t
     true satisfies Equals<ProblemCode, ErrorCode>,
     true satisfies Equals<ProblemOf<'port_conflict'>['port'], number | undefined>,
     true satisfies Equals<ProblemOf<'port_conflict'>['holder'], { id: string, name: string } | undefined>,
-    true satisfies Equals<ProblemOf<'quota_exceeded'>['limit'], 'containers' | 'memory' | 'cpus' | 'gpus' | undefined>,
+    true satisfies Equals<ProblemOf<'quota_exceeded'>['limit'], 'containers' | 'memory' | 'cpus' | 'gpus' | 'storage' | undefined>,
     true satisfies Equals<ProblemOf<'not_supported'>['backend'], 'docker' | 'swarm' | 'kubernetes' | undefined>
   ]
   t.equal(sure.length, 5)

@@ -116,7 +116,7 @@ export const PROBLEM_MEMBERS: { [C in ErrorCode]?: Record<string, TSchema> } = {
     line: Type.Integer({ description: 'In a build: the Dockerfile line that asked for it.' })
   },
   quota_exceeded: {
-    limit: Type.Enum(['containers', 'memory', 'cpus', 'gpus'], { type: 'string', description: 'Which of the token\'s quotas.' }),
+    limit: Type.Enum(['containers', 'memory', 'cpus', 'gpus', 'storage'], { type: 'string', description: 'Which of the token\'s quotas (storage: the sizes of its volumes, where volumes have one).' }),
     quota: Type.Number({ description: 'The quota (bytes for memory).' }),
     used: Type.Number({ description: 'What the token holds now.' })
   },
