@@ -1,4 +1,6 @@
 // berth's typed configuration: read once from the environment, defaults in one place, overridable by tests.
+// One concern kept whole on purpose (over 500 lines): every setting's parsing, default and refusal side by
+// side, so docs/configuration.md and docker-compose.yml are checked against one reader (test/docs.test.ts).
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 
