@@ -117,8 +117,9 @@ mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 log "image $(mb "$total"), of which $base $(mb "$base_size") and berth's own layers $(mb "$own")"
 # The budget was 40 MB until the Kubernetes backend: @kubernetes/client-node is ~27 MB of generated
 # API models on its own (the image has none of its TypeScript, maps or docs).
-[ "$own" -lt 64000000 ] || fail "berth's own layers are $(mb "$own"), over 64 MB"
-ok "berth's own layers under 64 MB"
+# 72 MB: this wave added the MCP SDK (tools for agents) and ws (the Kubernetes exec channel) at ~3 MB.
+[ "$own" -lt 72000000 ] || fail "berth's own layers are $(mb "$own"), over 72 MB"
+ok "berth's own layers under 72 MB"
 
 # Only what runs: no sources, tests, dev tools, secrets or local state in /app.
 docker run --rm --entrypoint node "$image" -e '
