@@ -5,6 +5,7 @@
 // context, dropped capabilities) is berth's, not the run's, and is left out.
 import type { V1Pod } from '@kubernetes/client-node'
 import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
+import { repositoryOf } from '../image-ref.ts'
 import type { SpecsPart } from '../parts.ts'
 import type { ContainerConfig, Mount, Protocol, RunSpec } from '../types.ts'
 import { ANNOTATION_RESTART, bytesOf, CONTAINER_NAME, coresOf, type Workload } from './mapping.ts'
@@ -131,12 +132,4 @@ function attributeOf (key: string): string {
     case 'kubernetes.io/arch': return 'node.platform.arch'
     default: return `node.labels.${key}`
   }
-}
-
-function repositoryOf (image: string): string | null {
-  const name = image.split('@')[0] as string
-  const slash = name.lastIndexOf('/')
-  const colon = name.lastIndexOf(':')
-  const repository = colon > slash ? name.slice(0, colon) : name
-  return repository === '' ? null : repository
 }

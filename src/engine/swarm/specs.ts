@@ -3,6 +3,7 @@
 // command, ports, limits, restart and mounts are only what the run set, since the image's own
 // defaults never enter a service spec — and the image pinned to the digest the cluster runs.
 import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
+import { repositoryOf } from '../image-ref.ts'
 import type { SpecsPart } from '../parts.ts'
 import type { ContainerConfig, Mount, Protocol, RestartPolicy } from '../types.ts'
 import { imageParts, LABEL_REPLICAS, type SwarmService } from './mapping.ts'
@@ -79,13 +80,4 @@ export function configOfService (service: SwarmService): ContainerConfig {
       ...(Object.keys(reservations).length === 0 ? {} : { reservations })
     }
   }
-}
-
-/** The repository of a reference as the service names it (registry/path, without tag or digest). */
-function repositoryOf (image: string): string | null {
-  const name = image.split('@')[0] as string
-  const slash = name.lastIndexOf('/')
-  const colon = name.lastIndexOf(':')
-  const repository = colon > slash ? name.slice(0, colon) : name
-  return repository === '' ? null : repository
 }
