@@ -100,6 +100,8 @@ export type EngineConfig =
     placementTimeoutMs: number
     /** Named volumes as PersistentVolumeClaims: their storage class, size and access mode. */
     volumes: KubeVolumeSettings
+    /** Registries berth reads images' details from over plain HTTP (loopback ones always are), as the nodes' runtime does. */
+    insecureRegistries?: string[]
   }
 
 /** How berth makes a named volume's PersistentVolumeClaim on Kubernetes. */
@@ -451,7 +453,8 @@ function parseEngine (env: NodeJS.ProcessEnv, deployment: string): EngineConfig 
         namespace,
         timeoutMs: api.timeoutMs,
         placementTimeoutMs: parseInteger('BERTH_KUBE_PLACEMENT_TIMEOUT_MS', env.BERTH_KUBE_PLACEMENT_TIMEOUT_MS, 60_000, 1000, 600_000),
-        volumes: parseKubeVolumes(env)
+        volumes: parseKubeVolumes(env),
+        insecureRegistries: parseList(env.BERTH_KUBE_INSECURE_REGISTRIES) ?? []
       }
     }
     default: throw new ConfigError(`BERTH_ENGINE must be one of ${ENGINE_KINDS.join(', ')}`)

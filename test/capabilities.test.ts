@@ -99,11 +99,13 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
     'post /v1/containers/{idOrName}/wait', 'put /v1/containers/{idOrName}/expiry'
   ]
   for (const key of everywhere) t.same(operation(key)?.['x-berth-backends'], ['docker', 'swarm', 'kubernetes'], `${key} is on every backend`)
-  // The image store and pull jobs (the nodes' engines, through the agents) and bridge/overlay networks: not on Kubernetes.
+  // Pulls, lists, inspects and pull jobs: the nodes' images on every backend (on Kubernetes through
+  // puller pods and what the nodes report). Removing one and bridge/overlay networks: not on Kubernetes.
   const networks = ['delete /v1/networks/{network}', 'get /v1/networks', 'get /v1/networks/{network}', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect']
-  const imageStore = onTheNodes.filter(key => /images|jobs/.test(key))
+  for (const key of onTheNodes.filter(key => /images|jobs/.test(key) && key !== 'delete /v1/images/{ref}')) t.same(operation(key)?.['x-berth-backends'], ['docker', 'swarm', 'kubernetes'], `${key} is on every backend`)
+  t.match(operation('delete /v1/images/{ref}')?.description, /on kubernetes: the kubelet removes images from its node by itself/)
   const dockerAndSwarm = operations.filter(candidate => candidate['x-berth-backends']?.join() === 'docker,swarm').map(backendsOf).sort()
-  t.same(dockerAndSwarm, [...imageStore, ...networks].sort(), 'the image store, pull jobs and networks are on docker and swarm')
+  t.same(dockerAndSwarm, ['delete /v1/images/{ref}', ...networks].sort(), 'removing images and networks are on docker and swarm')
   const dockerOnly = operations.filter(candidate => candidate['x-berth-backends']?.length === 1).map(backendsOf).sort()
   t.same(dockerOnly, [], 'nothing is docker-only: a container\'s spec as a run request is on every backend too')
   t.same(operation('get /v1/containers/{idOrName}/spec')?.['x-berth-backends'], ['docker', 'swarm', 'kubernetes'])

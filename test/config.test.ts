@@ -129,12 +129,12 @@ t.test('BERTH_ENGINE=kubernetes: a kubeconfig or a pod\'s service account, and a
   const kubeconfig = join(dir, 'config')
   writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\n')
   t.same(configFromEnv({ BERTH_ENGINE: 'kubernetes', BERTH_KUBECONFIG: kubeconfig, BERTH_DEPLOYMENT: 'lab' }).engine,
-    { kind: 'kubernetes', kubeconfig, namespace: 'berth-lab', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 60_000, volumes: KUBE_VOLUME_DEFAULTS }, 'the namespace follows the deployment')
-  t.same(configFromEnv({ BERTH_ENGINE: 'kubernetes', KUBERNETES_SERVICE_HOST: '10.96.0.1', BERTH_KUBE_NAMESPACE: 'notebooks', BERTH_KUBE_CONTEXT: 'lab', BERTH_KUBE_PLACEMENT_TIMEOUT_MS: '90000' }).engine,
-    { kind: 'kubernetes', kubeconfig: null, context: 'lab', namespace: 'notebooks', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 90_000, volumes: KUBE_VOLUME_DEFAULTS }, 'in a pod: its service account')
+    { kind: 'kubernetes', kubeconfig, namespace: 'berth-lab', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 60_000, volumes: KUBE_VOLUME_DEFAULTS, insecureRegistries: [] }, 'the namespace follows the deployment')
+  t.same(configFromEnv({ BERTH_ENGINE: 'kubernetes', KUBERNETES_SERVICE_HOST: '10.96.0.1', BERTH_KUBE_NAMESPACE: 'notebooks', BERTH_KUBE_CONTEXT: 'lab', BERTH_KUBE_PLACEMENT_TIMEOUT_MS: '90000', BERTH_KUBE_INSECURE_REGISTRIES: 'registry.lab:5000, 10.0.0.9:5000' }).engine,
+    { kind: 'kubernetes', kubeconfig: null, context: 'lab', namespace: 'notebooks', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 90_000, volumes: KUBE_VOLUME_DEFAULTS, insecureRegistries: ['registry.lab:5000', '10.0.0.9:5000'] }, 'in a pod: its service account; registries read over HTTP')
   const inPod = { BERTH_ENGINE: 'kubernetes', KUBERNETES_SERVICE_HOST: '10.96.0.1' }
   t.same(configFromEnv({ ...inPod, BERTH_KUBE_STORAGE_CLASS: 'fast-ssd', BERTH_KUBE_VOLUME_SIZE: '2g', BERTH_KUBE_VOLUME_MAX_SIZE: '50g', BERTH_KUBE_VOLUME_ACCESS_MODE: 'ReadWriteMany' }).engine,
-    { kind: 'kubernetes', kubeconfig: null, namespace: 'berth-default', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 60_000, volumes: { storageClass: 'fast-ssd', defaultBytes: 2 * 1024 ** 3, maxBytes: 50 * 1024 ** 3, accessMode: 'ReadWriteMany' } }, 'volumes: class, sizes, access mode')
+    { kind: 'kubernetes', kubeconfig: null, namespace: 'berth-default', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 60_000, volumes: { storageClass: 'fast-ssd', defaultBytes: 2 * 1024 ** 3, maxBytes: 50 * 1024 ** 3, accessMode: 'ReadWriteMany' }, insecureRegistries: [] }, 'volumes: class, sizes, access mode')
   t.throws(() => configFromEnv({ ...inPod, BERTH_KUBE_STORAGE_CLASS: 'Fast_SSD' }), { name: 'ConfigError', message: /BERTH_KUBE_STORAGE_CLASS/ })
   t.throws(() => configFromEnv({ ...inPod, BERTH_KUBE_VOLUME_SIZE: '200g' }), { name: 'ConfigError', message: /BERTH_KUBE_VOLUME_SIZE must be at least 1 byte and at most BERTH_KUBE_VOLUME_MAX_SIZE/ })
   t.throws(() => configFromEnv({ ...inPod, BERTH_KUBE_VOLUME_ACCESS_MODE: 'ReadOnlyMany' }), { name: 'ConfigError', message: /BERTH_KUBE_VOLUME_ACCESS_MODE must be one of ReadWriteOnce, ReadWriteOncePod, ReadWriteMany/ })

@@ -6,6 +6,7 @@ import type { V1Deployment, V1Pod } from '@kubernetes/client-node'
 import { ApiException } from '@kubernetes/client-node'
 import { podFailure } from '../src/engine/kubernetes/failures.ts'
 import { LABEL_PULL, digestOf, eligibleNodes, nodePullOf, pullerPodOf } from '../src/engine/kubernetes/node-pulls.ts'
+import { heldImages, narrowed, type HeldImage } from '../src/engine/kubernetes/images.ts'
 import { isConnectionFailure, mapKubeError, statusOf } from '../src/engine/kubernetes/errors.ts'
 import { ANNOTATION_LABELS, ANNOTATION_REPLICAS, LABEL_ID, bytesOf, checkName, checkVolumeName, claimOf, coresOf, deploymentOf, userOf, type Workload } from '../src/engine/kubernetes/mapping.ts'
 import { containerOf, podState, summaryOf as summaryOfWorkload, volumeOfClaim } from '../src/engine/kubernetes/reading.ts'
@@ -282,10 +283,10 @@ t.test('an image pulled onto the nodes: which nodes, the puller pod, and how eac
   ]), {
     eligible: ['a', 'e'],
     skipped: [
-      { node: 'b', reason: 'node not ready (kubelet stopped posting node status)' },
-      { node: 'c', reason: 'node cordoned: it takes no new pods' },
-      { node: 'd', reason: 'node tainted gpu=only:NoSchedule: it takes no pods of berth\'s' },
-      { node: 'f', reason: 'node not ready' }
+      { node: 'b', reason: 'node not ready (kubelet stopped posting node status)', down: true },
+      { node: 'c', reason: 'node cordoned: it takes no new pods', down: false },
+      { node: 'd', reason: 'node tainted gpu=only:NoSchedule: it takes no pods of berth\'s', down: false },
+      { node: 'f', reason: 'node not ready', down: true }
     ]
   })
   const pod = pullerPodOf({ pull: 'p1', image: 'r/x:1', node: 'a', pullSecret: 's' })
@@ -309,4 +310,22 @@ t.test('an image pulled onto the nodes: which nodes, the puller pod, and how eac
   t.match(nodePullOf({ status: { phase: 'Failed' } }, 'r/x:1'), { state: 'failed', error: { message: 'the node gave up on the pull:' } })
   t.equal(digestOf(undefined), null)
   t.equal(digestOf('sha256:abc'), null)
+})
+
+t.test('the nodes\' images: one per manifest digest, named as docker names them, narrowed by a reference pattern', async t => {
+  const digest = `sha256:${'a'.repeat(64)}`
+  const node = (name: string, images: Array<{ names: string[], sizeBytes: number }>) => ({ metadata: { name }, status: { images, nodeInfo: { operatingSystem: 'linux', architecture: 'arm64' } } })
+  const held = heldImages([
+    node('b', [{ names: [`docker.io/library/busybox@${digest}`, 'docker.io/library/busybox:1.36'], sizeBytes: 10 }, { names: ['k8s.local/pause:1'], sizeBytes: 1 }]),
+    node('a', [{ names: [`docker.io/library/busybox@${digest}`, 'docker.io/library/busybox:latest'], sizeBytes: 12 }])
+  ] as never)
+  t.same(held.map(image => ({ ...image, source: image.source.reference })), [{
+    digest, source: `busybox@${digest}`, tags: ['busybox:1.36', 'busybox:latest'], digests: [`busybox@${digest}`], size: 12, nodes: ['a', 'b'], platform: { os: 'linux', architecture: 'arm64' }
+  }], 'an image held without a registry digest (imported by hand) has no id and is left out')
+  const image = held[0] as HeldImage
+  t.same(narrowed(image, undefined), { tags: image.tags, digests: image.digests })
+  t.same(narrowed(image, 'busybox:1.*'), { tags: ['busybox:1.36'], digests: [] }, 'only the names that match')
+  t.same(narrowed(image, 'busy*'), { tags: image.tags, digests: image.digests }, 'a repository pattern keeps every tag and digest of it')
+  t.equal(narrowed(image, 'library/*'), null, '* stops at /')
+  t.equal(narrowed(image, 'other'), null)
 })

@@ -1,7 +1,7 @@
 // An image pulled onto the nodes of a real Kubernetes cluster (BERTH_TEST_KUBECONFIG; skipped without
 // one): a short-lived puller pod per eligible node, each node's outcome reported as it comes (and why
 // it failed: not found, credentials, out of reach), nothing left in the namespace once it answers —
-// also when the pull failed. Not yet behind POST /v1/images/pull (docs/kubernetes.md): the engine's own.
+// also when the pull failed. POST /v1/images/pull goes through it (kubernetes-images.test.ts).
 import t from 'tap'
 import { KubeConfig } from '@kubernetes/client-node'
 import type { NodePull } from '../src/engine/kubernetes/puller.ts'
@@ -32,7 +32,7 @@ if (kubeEnv === null) {
 
     const missing = cluster.image.replace(/:[^:/]+$/, '-missing:1')
     const failed = await pullOntoNodes(shared, missing).then(() => null, (error: unknown) => error)
-    t.match(failed, { code: 'image_not_found', extensions: { image: missing, nodes: nodes.map(node => ({ node, state: 'failed', code: 'image_not_found' })) } })
+    t.match(failed, { code: 'image_not_found', extensions: { image: missing, nodes: nodes.map(node => ({ node, state: 'failed', reason: 'not_found' })) } })
     t.same(await leftoversIn(namespace), [], 'no puller pod left after a failed pull')
   })
 

@@ -1,5 +1,5 @@
 // The seam between berth and what runs its containers. A backend is composed of parts: containers
-// (every backend has them) and, where the backend can honour them, images, builds, volumes,
+// (every backend has them) and, where the backend can honour them, images, image removal, builds, volumes,
 // networks, exec, stats, files, wait, nodes, expiry and specs. Each part is a small interface; a
 // backend that lacks one says why, once, in its definition — and that reason is the 501 a client
 // gets and the sentence the OpenAPI document prints. Nothing in a backend answers 501 by hand.
@@ -47,6 +47,10 @@ export interface ImagesPart {
   inspect: (reference: string) => Promise<Image>
   /** docker history: the steps that made an image, newest first. */
   history: (reference: string) => Promise<ImageHistoryEntry[]>
+}
+
+/** docker rmi: taking an image out of the store (or off every node) that holds it. */
+export interface ImageRemovalPart {
   remove: (reference: string, options: { force: boolean }) => Promise<ImageRemoval>
 }
 
@@ -182,6 +186,7 @@ export interface SpecsPart {
 export interface Parts {
   containers: ContainersPart
   images: ImagesPart
+  imageRemoval: ImageRemovalPart
   builds: BuildsPart
   disk: DiskPart
   volumes: VolumesPart
@@ -198,12 +203,13 @@ export type PartName = keyof Parts
 /** The parts a backend may lack: all but containers. */
 export type OptionalPart = Exclude<PartName, 'containers'>
 
-export const PART_NAMES: readonly PartName[] = ['containers', 'images', 'builds', 'disk', 'volumes', 'networks', 'exec', 'stats', 'files', 'wait', 'nodes', 'expiry', 'specs']
+export const PART_NAMES: readonly PartName[] = ['containers', 'images', 'imageRemoval', 'builds', 'disk', 'volumes', 'networks', 'exec', 'stats', 'files', 'wait', 'nodes', 'expiry', 'specs']
 
 /** What a part is for, in the words of the 501 a client gets when the backend lacks it. */
 export const PART_WORDS: Record<PartName, string> = {
   containers: 'containers',
   images: 'images',
+  imageRemoval: 'removing images',
   builds: 'image builds, tags and pushes',
   disk: 'image prune and disk usage',
   volumes: 'named volumes',

@@ -136,7 +136,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
 
   app.delete('/v1/images/:ref', {
     // Images are shared by every token's containers: removing one is an admin's call.
-    config: { scope: 'admin', part: 'images' },
+    config: { scope: 'admin', part: 'imageRemoval' },
     schema: {
       tags: ['images'],
       summary: 'Remove an image (docker rmi)',
@@ -147,7 +147,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problems(...ENGINE, 'image_not_found', 'image_in_use') }
     }
   }, async (request) => {
-    const removal = await app.engine.part('images').remove(engineReference(request.params.ref, 'params/ref'), { force: request.query.force ?? false })
+    const removal = await app.engine.part('imageRemoval').remove(engineReference(request.params.ref, 'params/ref'), { force: request.query.force ?? false })
     request.audit({ untagged: removal.untagged, deleted: removal.deleted })
     return removal
   })

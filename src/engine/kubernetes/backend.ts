@@ -20,7 +20,7 @@ export async function openKube (options: KubernetesEngineOptions): Promise<KubeO
   return { shared, containers: new KubeContainers(shared) }
 }
 
-const NO_IMAGE_STORE = 'a Kubernetes cluster has no image store berth can read: each node pulls a container\'s image when a pod of it starts there (run\'s pull policy says when)'
+const NODE_GARBAGE = 'the kubelet removes images from its node by itself when the node runs short of disk (image garbage collection); nothing outside the node may'
 
 export const kubernetes = defineBackend<KubeOpened>({
   kind: 'kubernetes',
@@ -45,7 +45,8 @@ export const kubernetes = defineBackend<KubeOpened>({
   }),
   parts: {
     containers: opened => opened.containers,
-    images: absent(NO_IMAGE_STORE),
+    images: async ({ shared }, config) => new (await import('./images.ts')).KubeImages(shared, config.engine.kind === 'kubernetes' ? config.engine.insecureRegistries ?? [] : []),
+    imageRemoval: absent(NODE_GARBAGE),
     builds: builderBuilds,
     disk: builderDisk,
     volumes: async ({ shared }) => new (await import('./volumes.ts')).KubeVolumes(shared),

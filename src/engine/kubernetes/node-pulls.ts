@@ -13,16 +13,17 @@ export const LABEL_PULL = 'io.berth/pull'
 export const PULLER_DEADLINE_SECONDS = 600
 
 /** Where an image goes: the nodes a pod may be placed on now, and the others with why not. */
-export function eligibleNodes (nodes: V1Node[]): { eligible: string[], skipped: Array<{ node: string, reason: string }> } {
+export function eligibleNodes (nodes: V1Node[]): { eligible: string[], skipped: Array<{ node: string, reason: string, down: boolean }> } {
   const eligible: string[] = []
-  const skipped: Array<{ node: string, reason: string }> = []
+  // `down`: the node is not ready (a pull for it failed); else it was left out on purpose (cordoned, tainted).
+  const skipped: Array<{ node: string, reason: string, down: boolean }> = []
   for (const node of nodes) {
     const name = node.metadata?.name ?? ''
     const ready = node.status?.conditions?.find(condition => condition.type === 'Ready')
     const taint = node.spec?.taints?.find(candidate => candidate.effect === 'NoSchedule' || candidate.effect === 'NoExecute')
-    if (ready?.status !== 'True') skipped.push({ node: name, reason: `node not ready${ready?.message === undefined ? '' : ` (${ready.message})`}` })
-    else if (node.spec?.unschedulable === true) skipped.push({ node: name, reason: 'node cordoned: it takes no new pods' })
-    else if (taint !== undefined) skipped.push({ node: name, reason: `node tainted ${taint.key}${taint.value === undefined ? '' : `=${taint.value}`}:${taint.effect}: it takes no pods of berth's` })
+    if (ready?.status !== 'True') skipped.push({ node: name, reason: `node not ready${ready?.message === undefined ? '' : ` (${ready.message})`}`, down: true })
+    else if (node.spec?.unschedulable === true) skipped.push({ node: name, reason: 'node cordoned: it takes no new pods', down: false })
+    else if (taint !== undefined) skipped.push({ node: name, reason: `node tainted ${taint.key}${taint.value === undefined ? '' : `=${taint.value}`}:${taint.effect}: it takes no pods of berth's`, down: false })
     else eligible.push(name)
   }
   return { eligible, skipped }

@@ -40,6 +40,17 @@ function throughAgents<N extends OptionalPart> (make: (host: SwarmHost, agents: 
   return configured<SwarmHost, N>(REQUIRES, (host): Parts[N] | Absent => host.cluster.agents === null ? absent(NO_AGENT) : make(host, host.cluster.agents))
 }
 
+/** One view of the nodes' images serves listing, pulls and removal (it keeps a store per node). */
+const nodeImages = new WeakMap<SwarmHost, SwarmImages>()
+function imagesOf (host: SwarmHost, agents: Agents): SwarmImages {
+  let images = nodeImages.get(host)
+  if (images === undefined) {
+    images = new SwarmImages(host.cluster, agents)
+    nodeImages.set(host, images)
+  }
+  return images
+}
+
 export const swarm = defineBackend<SwarmHost>({
   kind: 'swarm',
   summary: 'a container is a service whose replicas are tasks placed over the nodes',
@@ -51,7 +62,8 @@ export const swarm = defineBackend<SwarmHost>({
   }),
   parts: {
     containers: host => new SwarmContainers(host.cluster, host.expiry, host.volumes),
-    images: throughAgents<'images'>((host, agents) => new SwarmImages(host.cluster, agents)),
+    images: throughAgents<'images'>(imagesOf),
+    imageRemoval: throughAgents<'imageRemoval'>(imagesOf),
     builds: builderBuilds,
     disk: builderDisk,
     volumes: throughAgents<'volumes'>(host => host.volumes as SwarmVolumes),
