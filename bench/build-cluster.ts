@@ -108,7 +108,8 @@ async function main (): Promise<void> {
     for (let i = -1; i < ROUNDS; i++) {
       const order: Way[] = i % 2 === 0 ? ['berth', 'hand'] : ['hand', 'berth']
       for (const way of order) {
-        const port = 33000 + (i + 1) * 2 + (way === 'berth' ? 0 : 1)
+        // Below the ephemeral range (32768 and up), where a connection of the node's own may hold a port.
+        const port = 29100 + (i + 1) * 2 + (way === 'berth' ? 0 : 1)
         const sample = await ways[way](i + 1, `${registry}/${prefix}/${way}:${i + 1}`, port)
         if (i >= 0) samples[way].push(sample)
       }
