@@ -154,12 +154,37 @@ export class SwarmCluster {
   }
 
   /** Removes the service and waits (bounded) until its tasks are gone from every node that answers. */
+  /**
+   * Removes a service and resolves once it is gone: its tasks from the manager and, where berth's
+   * agents reach the nodes, its replicas' containers from their nodes (a node removes a task's
+   * container some time after the manager forgot the task: until then it still holds its volumes
+   * and ports). When that does not happen in time, it says so (503) rather than answer as if done.
+   */
   async removeService (id: string, graceMs: number): Promise<void> {
+    const containers = (await this.reads.tasks([id])).flatMap(task => task.NodeID !== undefined && task.Status.ContainerStatus?.ContainerID !== undefined
+      ? [{ node: task.NodeID, container: task.Status.ContainerStatus.ContainerID }]
+      : [])
     await this.api.request({ method: 'DELETE', path: `/services/${encodeURIComponent(id)}`, subject: 'container', target: id })
-    const deadline = Date.now() + graceMs + this.options.timeoutMs
-    while (Date.now() < deadline) {
-      const tasks = await this.reads.tasks(null)
-      if (!tasks.some(task => task.ServiceID === id)) return
+    const waitMs = graceMs + this.options.timeoutMs
+    const deadline = Date.now() + waitMs
+    const gone = async (): Promise<boolean> => {
+      if ((await this.reads.tasks(null)).some(task => task.ServiceID === id)) return false
+      if (this.agents === null || containers.length === 0) return true
+      const nodes = await this.reads.nodeRefs()
+      const left = await Promise.all(containers.map(async ({ node, container }) => {
+        const ref = nodes.get(node)
+        // A node that is down or gone keeps what it had; the manager has let go of it, and so does berth.
+        if (ref === undefined || ref.state !== 'ready') return false
+        // Only a node that shows the container holds the answer back; one whose agent cannot say does not.
+        return await this.agents?.on(ref, async engine => await engine.request({ subject: 'container', target: container }, { method: 'GET', path: `/containers/${encodeURIComponent(container)}/json` }))
+          .then(() => true, () => false)
+      }))
+      return !left.includes(true)
+    }
+    while (!(await gone())) {
+      if (Date.now() >= deadline) {
+        throw new BerthError('engine_unavailable', `service ${id} is removed, but its replicas were not gone from their nodes within ${waitMs} ms; the nodes go on removing them`, {}, { headers: { 'retry-after': '5' } })
+      }
       await sleep(this.pollMs)
     }
   }
