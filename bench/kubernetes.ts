@@ -3,7 +3,8 @@
 // ps and inspect latency (berth answers from its watch-fed copy; the apiserver's side is the list and
 // get calls a client makes for the same answer), and the time from a run to a pod that answers on its
 // host port, against creating the same Deployment straight through the API (what `kubectl create
-// deployment` sends; no kubectl is needed). Writes a table and bench/results/kubernetes-latest.json.
+// deployment` sends; no kubectl is needed), and an exec round trip in a running pod against the
+// apiserver's exec subresource itself. Writes a table and bench/results/kubernetes-latest.json.
 // Without a cluster it says so and does nothing.
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -11,6 +12,8 @@ import type https from 'node:https'
 import os from 'node:os'
 import { join } from 'node:path'
 import { KubeConfig } from '@kubernetes/client-node'
+import WebSocket from 'ws'
+import { measureNodePulls } from './kubernetes-pull.ts'
 import { HttpClient, benchLog, runBench, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
 
 const root = new URL('..', import.meta.url).pathname
@@ -73,9 +76,9 @@ async function main (): Promise<void> {
     if (listed.length !== DEPLOYMENTS) throw new Error(`berth listed ${listed.length} of ${DEPLOYMENTS}`)
 
     const rows: Row[] = []
-    const read = async (name: string, what: string, calls: string, tasks: { engine: () => Promise<unknown>, berth: () => Promise<unknown> }): Promise<void> => {
+    const read = async (name: string, what: string, calls: string, tasks: { engine: () => Promise<unknown>, berth: () => Promise<unknown> }, iterations = 100): Promise<void> => {
       log(`${name}: latency, one at a time`)
-      const latency = await interleavedLatency(tasks, 100, 10, 60_000)
+      const latency = await interleavedLatency(tasks, iterations, 10, 60_000)
       rows.push({ name, what, calls, engine: latency.engine as Percentiles, berth: latency.berth as Percentiles })
     }
     const inspected = `${prefix}-d7`
@@ -117,6 +120,28 @@ async function main (): Promise<void> {
       }
     }
     const runRow = { berth: percentiles(reach.berth), engine: percentiles(reach.engine) }
+
+    // exec: the same command in the same running pod, through berth (which finds the pod in its copy)
+    // and straight through the apiserver's exec subresource, a WebSocket of its own each time, as kubectl.
+    const target = `${prefix}-rengine0`
+    const pods = JSON.parse((await apiserver.expect(200, 'GET', `/api/v1${ns}/pods?labelSelector=${encodeURIComponent(`io.berth/id=${target}`)}`)).body) as { items: Array<{ metadata: { name: string }, status?: { phase?: string } }> }
+    const pod = pods.items.find(item => item.status?.phase === 'Running')?.metadata.name
+    if (pod === undefined) throw new Error(`no running pod of ${target}`)
+    const command = ['sh', '-c', 'echo hello']
+    const execUrl = `wss://${server.host}/api/v1${ns}/pods/${pod}/exec?${[...command.map(argument => `command=${encodeURIComponent(argument)}`), 'container=main', 'stdout=true', 'stderr=true'].join('&')}`
+    await read('exec', 'sh -c "echo hello" in a running pod: its output and exit code', '1 / 1', {
+      engine: async () => {
+        const output = await apiserverExec(execUrl, options)
+        if (output !== 'hello\n') throw new Error(`the apiserver's exec said ${JSON.stringify(output)}`)
+      },
+      berth: async () => {
+        // NDJSON, as it streams: the output line, then the exit code.
+        const answer = (await berth.expect(200, 'POST', `/v1/containers/${target}/exec`, { command })).body
+        if (answer !== '{"type":"output","stream":"stdout","line":"hello"}\n{"type":"exit","exitCode":0}\n') throw new Error(`berth's exec said ${answer}`)
+      }
+    }, 50)
+    log(`pull onto the nodes: ${RUNS} each through berth's puller and straight through the apiserver`)
+    const pulls = await measureNodePulls({ kubeconfig, image, namespace, apiserver, runs: RUNS, log })
     const memory = readFileSync(`/proc/${berthProcess.child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)?.[1]
 
     const report = {
@@ -127,10 +152,13 @@ async function main (): Promise<void> {
         berth: 'dist/server.js with BERTH_ENGINE=kubernetes on 127.0.0.1, logging at info to a file; ps and inspect answer from its watch-fed copy',
         engine: 'the apiserver\'s HTTPS API with the same kubeconfig, keep-alive: the list and get calls a client makes for the same answer',
         latency: 'one request at a time, apiserver and berth interleaved request by request',
-        runToReachable: `${RUNS} runs each, from the request to the first HTTP answer on the pod's host port at its node`
+        runToReachable: `${RUNS} runs each, from the request to the first HTTP answer on the pod's host port at its node`,
+        exec: 'berth: POST /v1/containers/{name}/exec streamed as NDJSON, read to its end; the apiserver: a WebSocket to the pod\'s exec subresource per command, read to its close',
+        pullOntoNodes: `${RUNS} pulls each of an image the nodes hold (pull policy Always: the registry is asked), from the call until every node has it and the puller pods are gone; berth's is the engine's puller in the bench process (not yet behind POST /v1/images/pull)`
       },
       operations: rows.map(row => ({ ...row, ratio: { p50: round(row.berth.p50 / row.engine.p50, 2), p99: round(row.berth.p99 / row.engine.p99, 2) } })),
       runToReachableMs: { ...runRow, ratio: { berthToApiserver: round(runRow.berth.p50 / runRow.engine.p50, 2) } },
+      pullOntoNodesMs: { ...pulls, ratio: { berthToApiserver: round(pulls.berth.p50 / pulls.engine.p50, 2) } },
       berthRssMiB: memory === undefined ? null : round(Number(memory) / 1024, 1),
       berthErrorLogLines: readFileSync(berthLog, 'utf8').split('\n').filter(line => /"level":(5|6)\d/.test(line)).length,
       seconds: round((performance.now() - started) / 1000, 1)
@@ -138,6 +166,7 @@ async function main (): Promise<void> {
     mkdirSync(join(root, 'bench/results'), { recursive: true })
     writeFileSync(join(root, 'bench/results/kubernetes-latest.json'), JSON.stringify(report, null, 2) + '\n')
     console.log(table(report.operations, runRow))
+    console.log(`pull onto ${pulls.nodes} node(s), p50: berth's puller ${ms(pulls.berth.p50)} ms, the apiserver's API ${ms(pulls.engine.p50)} ms (× ${report.pullOntoNodesMs.ratio.berthToApiserver})`)
     console.log(`wrote bench/results/kubernetes-latest.json after ${report.seconds} s`)
     berth.close()
   } finally {
@@ -167,6 +196,17 @@ function deployment (name: string, image: string, replicas: number): object {
       }
     }
   }
+}
+
+/** A command's stdout through the apiserver's exec subresource (channel protocol v4: stdout is channel 1, the status channel 3). */
+async function apiserverExec (url: string, tls: https.RequestOptions): Promise<string> {
+  const socket = new WebSocket(url, ['v4.channel.k8s.io'], { ca: tls.ca, cert: tls.cert, key: tls.key, headers: (tls.headers ?? {}) as Record<string, string>, perMessageDeflate: false })
+  const stdout: Buffer[] = []
+  return await new Promise<string>((resolve, reject) => {
+    socket.on('message', (data: Buffer) => { if (data[0] === 1) stdout.push(data.subarray(1)) })
+    socket.on('error', reject)
+    socket.on('close', () => resolve(Buffer.concat(stdout).toString()))
+  })
 }
 
 async function answers (address: string, port: number): Promise<boolean> {

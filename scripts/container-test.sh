@@ -75,7 +75,8 @@ expect() {
 
 # --- docker-compose.yml passes every setting berth reads ------------------------------------------------
 # It lists them (a missing .env must not stop `up`, so there is no env_file): a new one must be added there.
-missing=$(grep -rhoE 'BERTH_[A-Z0-9_]*[A-Z0-9]' src | sort -u | while read -r name; do
+# The agent role's own settings (src/agent/) are deploy/swarm/agent.yml's to pass, not the API server's.
+missing=$(grep -rhoE --exclude-dir=agent 'BERTH_[A-Z0-9_]*[A-Z0-9]' src | sort -u | while read -r name; do
   grep -qE "^ +$name:" docker-compose.yml || echo "$name"; done)
 [ -z "$missing" ] || fail "docker-compose.yml does not pass $(echo $missing) from .env: add them to its environment"
 ok "docker-compose.yml passes every BERTH_* setting src/ reads"
@@ -116,8 +117,9 @@ mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 log "image $(mb "$total"), of which $base $(mb "$base_size") and berth's own layers $(mb "$own")"
 # The budget was 40 MB until the Kubernetes backend: @kubernetes/client-node is ~27 MB of generated
 # API models on its own (the image has none of its TypeScript, maps or docs).
-[ "$own" -lt 64000000 ] || fail "berth's own layers are $(mb "$own"), over 64 MB"
-ok "berth's own layers under 64 MB"
+# 72 MB: this wave added the MCP SDK (tools for agents) and ws (the Kubernetes exec channel) at ~3 MB.
+[ "$own" -lt 72000000 ] || fail "berth's own layers are $(mb "$own"), over 72 MB"
+ok "berth's own layers under 72 MB"
 
 # Only what runs: no sources, tests, dev tools, secrets or local state in /app.
 docker run --rm --entrypoint node "$image" -e '

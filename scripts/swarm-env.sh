@@ -24,6 +24,8 @@
 #   BERTH_TEST_SWARM_LOCAL_IMAGE   berth-test/busybox:1 (local on every node, in no registry)
 #   BERTH_TEST_SWARM_LABELS        node labels set: node2=gpu=true
 #   BERTH_TEST_SWARM_STATE         the state dir: <node>/dockerd.pid and <node>/dockerd.log are there
+#   BERTH_TEST_SWARM_AGENT_SECRET_FILE  the secret berth's agents (deploy/swarm/agent.yml, stack berth-agent) hold
+#   BERTH_TEST_SWARM_AGENT_PORT    where they listen, on every node's address (7988)
 #
 # Shape (see /work/shared/CLUSTER-NOTES.md): a hub network namespace (berth-sw-hub) holds a bridge
 # 10.250.0.1/24 and a registry on 10.250.0.1:5000; three node namespaces (berth-sw-node1..3,
@@ -196,11 +198,15 @@ network_up() {
 }
 
 # run_tracked CGROUP LOG CMD…: starts CMD detached, inside CGROUP from its first instruction on.
+# With no descriptor but stdio: a dockerd started under `flock /work/coord/swarm.lock` (a test that
+# restarts a node) would otherwise hold the lock for as long as it runs, and every later flock waits.
 run_tracked() {
   local cg=$1 out=$2; shift 2
   mkdir -p "$cg"
   # shellcheck disable=SC2016 # expanded by the inner bash
-  setsid bash -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' _ "$cg" "$@" >"$out" 2>&1 </dev/null &
+  setsid bash -c 'echo $$ >"$1/cgroup.procs"; shift
+    for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+    exec "$@"' _ "$cg" "$@" >"$out" 2>&1 </dev/null &
   echo $!
 }
 
@@ -251,6 +257,7 @@ up() {
   check_owner
   if cluster_answering; then
     log "reusing the swarm already answering ($state/env), checked in $(since "$t0") s"
+    agent_up
     return
   fi
   if [ -d "$state" ] || [ -n "$(our_netns)" ] || [ -n "$(our_cgroups)" ] || ip link show "$host_if" >/dev/null 2>&1; then
@@ -341,7 +348,76 @@ BERTH_TEST_SWARM_LOCAL_IMAGE=$image
 BERTH_TEST_SWARM_LABELS=node2=gpu=true
 BERTH_TEST_SWARM_STATE=$state
 ENV
+  agent_up
   log "ready in $(since "$t0") s: manager $state/node1.sock, registry $registry, image $digest"
+}
+
+# ---------------------------------------------------------------------------------------------
+# berth's agent (deploy/swarm/agent.yml) on every node, from this checkout's src/, with a secret kept in
+# the state dir for the tests. Idempotent: on a running cluster it adds what is missing and redeploys
+# only when the agent's image (a hash of what it is made of) changed.
+agent_image_repo=$registry/berth-test/agent
+agent_port=7988
+
+# An image of the agent from source: Node's base image (as the Dockerfile's), berth's src/ and its
+# entrypoint, and dist/agent/main.js loading the TypeScript (Node strips the types) — the image's layout
+# without a build, so nothing but the nodes' engines is needed. The real image compiles the same code.
+agent_image() {
+  local ctx hash base tag
+  hash=$(cd "$root" && { find src -type f -name '*.ts' | sort | xargs sha256sum; sha256sum deploy/docker/entrypoint.sh package.json; } | sha256sum | cut -c1-16)
+  tag=$agent_image_repo:$hash
+  if curl -sf -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://$registry/v2/berth-test/agent/manifests/$hash"; then
+    echo "$tag"; return
+  fi
+  base=$(awk 'toupper($1) == "FROM" { print $2; exit }' "$root/Dockerfile")
+  if ! dk node1 image inspect "$base" >/dev/null 2>&1; then
+    docker -H "unix://$host_socket" image inspect "$base" >/dev/null 2>&1 || "$root/scripts/base-image.sh" >/dev/null
+    log "loading $base into node1"
+    docker -H "unix://$host_socket" save "$base" | dk node1 load -q >/dev/null
+  fi
+  ctx=$(mktemp -d "${TMPDIR:-/tmp}/berth-agent-image.XXXXXX")
+  cp -r "$root/src" "$root/package.json" "$ctx/"
+  cp "$root/deploy/docker/entrypoint.sh" "$ctx/entrypoint.sh"
+  mkdir -p "$ctx/dist/agent"
+  echo "import '../../src/agent/main.ts'" >"$ctx/dist/agent/main.js"
+  printf '%s\n' "FROM $base" 'WORKDIR /app' 'COPY package.json ./' 'COPY src ./src' 'COPY dist ./dist' \
+    'COPY entrypoint.sh /usr/local/bin/berth-entrypoint' 'USER 1000:1000' 'ENTRYPOINT ["/usr/local/bin/berth-entrypoint"]' >"$ctx/Dockerfile"
+  local out; out=$(DOCKER_BUILDKIT=0 dk node1 build -q -t "$tag" "$ctx" 2>&1) || { rm -rf "$ctx"; die "building the agent image failed: $out"; }
+  rm -rf "$ctx"
+  dk node1 push -q "$tag" >/dev/null
+  log "built and pushed the agent image $tag"
+  echo "$tag"
+}
+
+agents_answering() {
+  local n
+  [ "$(dk node1 service ps berth-agent_agent --filter desired-state=running --format '{{.CurrentState}}' 2>/dev/null | grep -c '^Running')" = "${#nodes[@]}" ] || return 1
+  for n in "${nodes[@]}"; do timeout 2 bash -c "exec 3<>/dev/tcp/$(node_ip "$n")/$agent_port" 2>/dev/null || return 1; done
+}
+
+agent_up() {
+  local t0 image; t0=$(now)
+  # The secret: made once; the Swarm secret and the file must hold the same (a secret cannot be read back).
+  if [ ! -s "$state/agent-secret" ] || ! dk node1 secret inspect berth-agent-secret >/dev/null 2>&1; then
+    dk node1 stack rm berth-agent >/dev/null 2>&1 || true
+    wait_for 30 "the old agents to go" sh -c "! docker -H unix://$state/node1.sock service inspect berth-agent_agent"
+    dk node1 secret rm berth-agent-secret >/dev/null 2>&1 || true
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/agent-secret"
+    dk node1 secret create berth-agent-secret "$state/agent-secret" >/dev/null
+  fi
+  image=$(agent_image)
+  local deployed; deployed=$(dk node1 service inspect berth-agent_agent --format '{{index .Spec.Labels "com.docker.stack.image"}} {{(index .Spec.TaskTemplate.ContainerSpec.Mounts 0).Source}}' 2>/dev/null || true)
+  if [ "$deployed" != "$image $state/{{.Node.Hostname}}.sock" ]; then
+    # Each node's socket is in the state dir, named after the node (no node has /var/run/docker.sock):
+    # Swarm fills in the node's name in the mount's source on each node.
+    BERTH_IMAGE=$image BERTH_AGENT_DOCKER_SOCKET="$state/{{.Node.Hostname}}.sock" \
+      docker -H "unix://$state/node1.sock" stack deploy --detach=true -c "$root/deploy/swarm/agent.yml" berth-agent >/dev/null
+  fi
+  wait_for 90 "berth's agent on every node" agents_answering
+  # The tests' env: the secret and port (replaced, so a reused cluster's file gains them once).
+  sed -i '/^BERTH_TEST_SWARM_AGENT_/d' "$state/env"
+  printf '%s\n' "BERTH_TEST_SWARM_AGENT_SECRET_FILE=$state/agent-secret" "BERTH_TEST_SWARM_AGENT_PORT=$agent_port" >>"$state/env"
+  log "berth's agent answers on every node ($image), in $(since "$t0") s"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -365,12 +441,26 @@ stop_node() {
   done
   log "dockerd of $n is gone (SIG$sig)"
 }
+# The ports on a stopped node's bridges: sandboxes that outlived its dockerd (a namespace can be kept
+# alive by a copy of its mount in another mount namespace) stay plugged in with their addresses. The
+# dockerd that starts removes its stale sandboxes and hands their addresses out again — the agent's
+# first, every time — and the bridge then delivers to whichever port spoke last: the node's agent
+# answers "connection refused" from the dead copy. With dockerd down nothing on these bridges is live.
+drop_bridge_ports() {
+  local n=$1 br port
+  for br in docker_gwbridge docker0; do
+    for port in $(ip netns exec "$prefix-$n" ip -o link show master "$br" 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1); do
+      ip netns exec "$prefix-$n" ip link del "$port" 2>/dev/null || true
+    done
+  done
+}
 start_node() {
   local n=$1 pid
   node_known "$n"
   [ -f "$state/env" ] || die "no swarm is up ($state/env is missing)"
   pid=$(cat "$state/$n/launch.pid" 2>/dev/null) || true
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then log "$n is already running"; return; fi
+  drop_bridge_ports "$n"
   node_up "$n"
   wait_node "$n"
   log "dockerd of $n answers again"

@@ -27,11 +27,19 @@ need_packages() {
   command -v ip >/dev/null || missing+=(iproute2)
   # test/swagger-ui.test.ts drives Swagger UI in a real headless browser (no browser download works here).
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # test/jupyterhub.test.ts: Debian's JupyterHub (with its configurable-http-proxy and the single-user
+  # server that scripts/singleuser-image.sh puts in an image) and pytest for the spawner's own tests.
+  # Debian's python3, not whichever python3 comes first on the PATH.
+  [ -x /usr/bin/jupyterhub ] && [ -x /usr/bin/configurable-http-proxy ] || missing+=(jupyterhub)
+  /usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || missing+=(python3-pytest)
+  # test/openapi.test.ts reads the committed document with PyYAML, a YAML 1.1 reader.
+  python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Engineers share the machine: wait for another install to finish rather than fail on dpkg's lock.
+    apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
 
@@ -102,6 +110,8 @@ up() {
   registry_up registry "$registry_port"
   registry_up auth-registry "$auth_registry_port" "$state/htpasswd"
   image_up
+  # Made once per engine (a minute); test/jupyterhub.test.ts asks the script again for its name.
+  bash "$root/scripts/singleuser-image.sh" >/dev/null
   cat >"$state/env" <<ENV
 BERTH_TEST_SOCKET=$socket
 BERTH_TEST_REGISTRY=127.0.0.1:$registry_port
@@ -132,6 +142,7 @@ down() {
   if [ -f "$state/dockerd.pid" ]; then
     # We started this engine: leave nothing of ours on it before stopping it.
     docker image rm -f berth-test/busybox:1 >/dev/null 2>&1 || true
+    docker image ls -q berth-test/jupyterhub-singleuser | xargs -r docker image rm -f >/dev/null 2>&1 || true
     stop_pid "$state/dockerd.pid"
   fi
   rm -rf "$state"

@@ -19,6 +19,7 @@ import capabilities from './plugins/capabilities.ts'
 import buildsPlugin from './plugins/builds.ts'
 import enginePlugin from './plugins/engine.ts'
 import lifecyclePlugin from './plugins/lifecycle.ts'
+import mcp from './plugins/mcp.ts'
 import metrics from './plugins/metrics.ts'
 import openapi from './plugins/openapi.ts'
 import problems from './plugins/problems.ts'
@@ -154,6 +155,9 @@ export async function buildApp (config: Config, deps: AppDeps) {
     allowList: (request) => !request.url.startsWith('/v1/'),
     errorResponseBuilder: (_request, context) => new BerthError('rate_limited', `rate limit of ${context.max} requests a minute reached; retry in ${context.after}`)
   })
+
+  // Tools for agents (MCP) call the routes below: it learns them as they are added.
+  await app.register(mcp)
 
   await app.register(health)
   await app.register(images)

@@ -1,4 +1,6 @@
 // berth's typed configuration: read once from the environment, defaults in one place, overridable by tests.
+// One concern kept whole on purpose (over 500 lines): every setting's parsing, default and refusal side by
+// side, so docs/configuration.md and docker-compose.yml are checked against one reader (test/docs.test.ts).
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 
@@ -22,6 +24,8 @@ export interface Quota {
   cpus: number | null
   /** GPUs held at once; 0 forbids them. */
   gpus: number | null
+  /** Bytes of volumes held at once, counted where volumes have a size (Kubernetes: their claims' sizes). */
+  storageBytes: number | null
 }
 
 export interface RegistryCredentials {
@@ -75,6 +79,12 @@ export type EngineConfig =
     publishMode: 'host' | 'ingress'
     /** How long a run waits for its tasks to be placed and running before it answers. */
     placementTimeoutMs: number
+    /**
+     * berth's agent on every node (deploy/swarm/agent.yml), through which a replica's exec, stats and
+     * files, and each node's images and volumes, are reached: the file holding the per-cluster secret
+     * (null: no agent, and those parts answer 501 saying so) and the port the agents listen on.
+     */
+    agent: { secretFile: string | null, port: number }
   } & DockerApiConfig)
   | {
     kind: 'kubernetes'
@@ -88,7 +98,26 @@ export type EngineConfig =
     timeoutMs: number
     /** How long a run waits for its pods to be placed and running (image pulls on the nodes included). */
     placementTimeoutMs: number
+    /** Named volumes as PersistentVolumeClaims: their storage class, size and access mode. */
+    volumes: KubeVolumeSettings
+    /** Registries berth reads images' details from over plain HTTP (loopback ones always are), as the nodes' runtime does. */
+    insecureRegistries?: string[]
   }
+
+/** How berth makes a named volume's PersistentVolumeClaim on Kubernetes. */
+export interface KubeVolumeSettings {
+  /** The storage class asked for; null: the cluster's default one. */
+  storageClass: string | null
+  /** Bytes a volume is made with when its creator asks for no size (a run's `-v name:/path` never does). */
+  defaultBytes: number
+  /** The most bytes one volume may ask for (policy). */
+  maxBytes: number
+  /** How nodes may mount it: ReadWriteOnce (one node at a time), ReadWriteOncePod or ReadWriteMany (the class must offer it). */
+  accessMode: KubeAccessMode
+}
+export const KUBE_ACCESS_MODES = ['ReadWriteOnce', 'ReadWriteOncePod', 'ReadWriteMany'] as const
+export type KubeAccessMode = typeof KUBE_ACCESS_MODES[number]
+export const KUBE_VOLUME_DEFAULTS: KubeVolumeSettings = { storageClass: null, defaultBytes: 1024 ** 3, maxBytes: 100 * 1024 ** 3, accessMode: 'ReadWriteOnce' }
 
 export const ENGINE_KINDS = ['docker', 'swarm', 'kubernetes'] as const
 
@@ -195,7 +224,7 @@ export const defaults: Config = {
     maxMemoryBytes: null,
     maxCpus: null,
     maxShmBytes: null,
-    quota: { containers: null, memoryBytes: null, cpus: null, gpus: null },
+    quota: { containers: null, memoryBytes: null, cpus: null, gpus: null, storageBytes: null },
     buildNetwork: false,
     pushNamespace: '{deployment}/{token}'
   },
@@ -231,7 +260,7 @@ export function makeConfig (overrides: DeepPartial<Config> = {}): Config {
     ...defaults,
     ...overrides,
     // The Docker socket is no part of a Kubernetes engine's config.
-    engine: (overrides.engine?.kind === 'kubernetes' ? { timeoutMs: defaults.engine.timeoutMs, ...overrides.engine } : { ...defaults.engine, ...overrides.engine }) as EngineConfig,
+    engine: (overrides.engine?.kind === 'kubernetes' ? { timeoutMs: defaults.engine.timeoutMs, ...overrides.engine, volumes: { ...KUBE_VOLUME_DEFAULTS, ...overrides.engine.volumes } } : { ...defaults.engine, ...overrides.engine }) as EngineConfig,
     auth: { ...defaults.auth, ...overrides.auth } as Config['auth'],
     policy: { ...defaults.policy, ...overrides.policy, quota: { ...defaults.policy.quota, ...overrides.policy?.quota } } as Policy,
     limits: { ...defaults.limits, ...overrides.limits },
@@ -283,7 +312,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): Config {
         containers: env.BERTH_QUOTA_CONTAINERS ? parseInteger('BERTH_QUOTA_CONTAINERS', env.BERTH_QUOTA_CONTAINERS, 0, 0, 100_000) : null,
         memoryBytes: env.BERTH_QUOTA_MEMORY ? parseBytes('BERTH_QUOTA_MEMORY', env.BERTH_QUOTA_MEMORY) : null,
         cpus: env.BERTH_QUOTA_CPUS ? parsePositive('BERTH_QUOTA_CPUS', env.BERTH_QUOTA_CPUS) : null,
-        gpus: env.BERTH_QUOTA_GPUS ? parseInteger('BERTH_QUOTA_GPUS', env.BERTH_QUOTA_GPUS, 0, 0, 1024) : null
+        gpus: env.BERTH_QUOTA_GPUS ? parseInteger('BERTH_QUOTA_GPUS', env.BERTH_QUOTA_GPUS, 0, 0, 1024) : null,
+        storageBytes: env.BERTH_QUOTA_STORAGE ? parseBytes('BERTH_QUOTA_STORAGE', env.BERTH_QUOTA_STORAGE) : null
       },
       buildNetwork: parseBoolean('BERTH_BUILD_NETWORK', env.BERTH_BUILD_NETWORK, false),
       pushNamespace: parsePushNamespace(env.BERTH_PUSH_NAMESPACE)
@@ -373,7 +403,7 @@ function makeToken (name: string, scopes: string[], secret: string): TokenConfig
 
 // {"containers": 5, "memory": "8g", "cpus": 4}; a field that is null means no limit for this token.
 function parseQuota (token: string, value: unknown): Partial<Quota> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`token "${token}": quota must be an object of containers, memory, cpus and gpus`)
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`token "${token}": quota must be an object of containers, memory, cpus, gpus and storage`)
   const quota: Partial<Quota> = {}
   for (const [key, raw] of Object.entries(value)) {
     const name = `token "${token}" quota.${key}`
@@ -381,7 +411,8 @@ function parseQuota (token: string, value: unknown): Partial<Quota> {
     else if (key === 'memory') quota.memoryBytes = raw === null ? null : parseBytes(name, String(raw))
     else if (key === 'cpus') quota.cpus = raw === null ? null : parsePositive(name, String(raw))
     else if (key === 'gpus') quota.gpus = raw === null ? null : parseInteger(name, String(raw), 0, 0, 1024)
-    else throw new ConfigError(`${name} is not a quota (containers, memory, cpus, gpus)`)
+    else if (key === 'storage') quota.storageBytes = raw === null ? null : parseBytes(name, String(raw))
+    else throw new ConfigError(`${name} is not a quota (containers, memory, cpus, gpus, storage)`)
   }
   return quota
 }
@@ -397,11 +428,14 @@ function parseEngine (env: NodeJS.ProcessEnv, deployment: string): EngineConfig 
     case 'swarm': {
       const publishMode = env.BERTH_SWARM_PUBLISH_MODE ?? 'host'
       if (publishMode !== 'host' && publishMode !== 'ingress') throw new ConfigError('BERTH_SWARM_PUBLISH_MODE must be host or ingress')
+      const secretFile = env.BERTH_SWARM_AGENT_SECRET_FILE === undefined || env.BERTH_SWARM_AGENT_SECRET_FILE === '' ? null : env.BERTH_SWARM_AGENT_SECRET_FILE
+      if (secretFile !== null) readableFile('BERTH_SWARM_AGENT_SECRET_FILE', secretFile)
       return {
         kind,
         ...api,
         publishMode,
-        placementTimeoutMs: parseInteger('BERTH_SWARM_PLACEMENT_TIMEOUT_MS', env.BERTH_SWARM_PLACEMENT_TIMEOUT_MS, 30_000, 1000, 600_000)
+        placementTimeoutMs: parseInteger('BERTH_SWARM_PLACEMENT_TIMEOUT_MS', env.BERTH_SWARM_PLACEMENT_TIMEOUT_MS, 30_000, 1000, 600_000),
+        agent: { secretFile, port: parseInteger('BERTH_SWARM_AGENT_PORT', env.BERTH_SWARM_AGENT_PORT, 7988, 1, 65_535) }
       }
     }
     case 'kubernetes': {
@@ -418,11 +452,24 @@ function parseEngine (env: NodeJS.ProcessEnv, deployment: string): EngineConfig 
         ...(env.BERTH_KUBE_CONTEXT === undefined || env.BERTH_KUBE_CONTEXT === '' ? {} : { context: env.BERTH_KUBE_CONTEXT }),
         namespace,
         timeoutMs: api.timeoutMs,
-        placementTimeoutMs: parseInteger('BERTH_KUBE_PLACEMENT_TIMEOUT_MS', env.BERTH_KUBE_PLACEMENT_TIMEOUT_MS, 60_000, 1000, 600_000)
+        placementTimeoutMs: parseInteger('BERTH_KUBE_PLACEMENT_TIMEOUT_MS', env.BERTH_KUBE_PLACEMENT_TIMEOUT_MS, 60_000, 1000, 600_000),
+        volumes: parseKubeVolumes(env),
+        insecureRegistries: parseList(env.BERTH_KUBE_INSECURE_REGISTRIES) ?? []
       }
     }
     default: throw new ConfigError(`BERTH_ENGINE must be one of ${ENGINE_KINDS.join(', ')}`)
   }
+}
+
+function parseKubeVolumes (env: NodeJS.ProcessEnv): KubeVolumeSettings {
+  const storageClass = env.BERTH_KUBE_STORAGE_CLASS ?? ''
+  if (storageClass !== '' && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(storageClass)) throw new ConfigError('BERTH_KUBE_STORAGE_CLASS must be a storage class name (a DNS subdomain)')
+  const defaultBytes = env.BERTH_KUBE_VOLUME_SIZE ? parseBytes('BERTH_KUBE_VOLUME_SIZE', env.BERTH_KUBE_VOLUME_SIZE) : KUBE_VOLUME_DEFAULTS.defaultBytes
+  const maxBytes = env.BERTH_KUBE_VOLUME_MAX_SIZE ? parseBytes('BERTH_KUBE_VOLUME_MAX_SIZE', env.BERTH_KUBE_VOLUME_MAX_SIZE) : KUBE_VOLUME_DEFAULTS.maxBytes
+  if (defaultBytes < 1 || defaultBytes > maxBytes) throw new ConfigError('BERTH_KUBE_VOLUME_SIZE must be at least 1 byte and at most BERTH_KUBE_VOLUME_MAX_SIZE')
+  const accessMode = env.BERTH_KUBE_VOLUME_ACCESS_MODE === undefined || env.BERTH_KUBE_VOLUME_ACCESS_MODE === '' ? KUBE_VOLUME_DEFAULTS.accessMode : env.BERTH_KUBE_VOLUME_ACCESS_MODE
+  if (!(KUBE_ACCESS_MODES as readonly string[]).includes(accessMode)) throw new ConfigError(`BERTH_KUBE_VOLUME_ACCESS_MODE must be one of ${KUBE_ACCESS_MODES.join(', ')}`)
+  return { storageClass: storageClass === '' ? null : storageClass, defaultBytes, maxBytes, accessMode: accessMode as KubeAccessMode }
 }
 
 // BERTH_BUILDER=unix:///var/run/docker.sock | tcp://builder:2376 (with BERTH_BUILDER_CERT_PATH) | tcp://127.0.0.1:2375

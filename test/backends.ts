@@ -4,6 +4,7 @@
 // (by the run's label), also when the test failed.
 import { execFile } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { promisify } from 'node:util'
 import Docker from 'dockerode'
 import type { FastifyInstance } from 'fastify'
@@ -11,10 +12,9 @@ import type { Test } from 'tap'
 import { buildApp } from '../src/app.ts'
 import type { DeepPartial, Config } from '../src/config.ts'
 import type { EngineKind } from '../src/engine/types.ts'
-import { swarm } from '../src/engine/swarm/backend.ts'
-import { SwarmCluster } from '../src/engine/swarm/cluster.ts'
+import { SwarmHost, swarm } from '../src/engine/swarm/backend.ts'
 import { composeFrom } from '../src/engine/parts.ts'
-import { HTTPD, RUN, RUN_LABEL, build, checkDeclaredProblems, docker, env, testConfig, waitFor } from './helpers.ts'
+import { HTTPD, RUN, RUN_LABEL, build, checkDeclaredProblems, docker, env, pushImage, testConfig, waitFor } from './helpers.ts'
 import { admin, buildKube, kubeEnv, leftoversIn } from './kubernetes-env.ts'
 
 const run = promisify(execFile)
@@ -35,6 +35,9 @@ export interface SwarmEnv {
   authPassword: string
   authImage: string
   state: string
+  /** The secret berth's agents on the nodes hold, and their port. */
+  agentSecretFile: string
+  agentPort: number
 }
 
 function pairs (text: string | undefined): Record<string, string> {
@@ -63,7 +66,9 @@ function readSwarmEnv (): SwarmEnv | null {
     authUser: values.BERTH_TEST_SWARM_AUTH_USER as string,
     authPassword: values.BERTH_TEST_SWARM_AUTH_PASSWORD as string,
     authImage: values.BERTH_TEST_SWARM_AUTH_IMAGE as string,
-    state: values.BERTH_TEST_SWARM_STATE as string
+    state: values.BERTH_TEST_SWARM_STATE as string,
+    agentSecretFile: values.BERTH_TEST_SWARM_AGENT_SECRET_FILE as string,
+    agentPort: Number(values.BERTH_TEST_SWARM_AGENT_PORT)
   }
 }
 
@@ -77,14 +82,36 @@ export function nodeEngine (node: string): Docker {
 /** The manager's API, for arranging and checking the cluster behind berth's back. */
 export const manager = swarmEnv === null ? null : new Docker({ socketPath: swarmEnv.socket })
 
-/** stop-node (SIGTERM), kill-node (SIGKILL) or start-node of the cluster's harness. */
+/**
+ * stop-node (SIGTERM), kill-node (SIGKILL) or start-node of the cluster's harness. A node started again
+ * is handed back once berth's agent there listens again (Swarm restarts it a while after its engine
+ * answers): a suite that holds the cluster next reaches every node through its agent.
+ */
 export async function swarmNode (action: 'stop-node' | 'kill-node' | 'start-node', node: string): Promise<void> {
-  await run('bash', [`${root}scripts/swarm-env.sh`, action, node], { env: { ...process.env, BERTH_SWARM_STATE: (swarmEnv as SwarmEnv).state } })
+  const cluster = swarmEnv as SwarmEnv
+  await run('bash', [`${root}scripts/swarm-env.sh`, action, node], { env: { ...process.env, BERTH_SWARM_STATE: cluster.state } })
+  if (action === 'start-node' && Number.isInteger(cluster.agentPort) && cluster.agentPort > 0) {
+    await waitFor(`berth's agent on ${node} to listen again`, async () => await listening(cluster.nodes[node] as string, cluster.agentPort), Boolean, 180_000)
+  }
+}
+
+async function listening (host: string, port: number): Promise<boolean> {
+  return await new Promise(resolve => {
+    const socket = connect({ host, port, timeout: 2000 })
+    const done = (answer: boolean) => { socket.destroy(); resolve(answer) }
+    socket.once('connect', () => { done(true) })
+    socket.once('error', () => { done(false) })
+    socket.once('timeout', () => { done(false) })
+  })
 }
 
 export interface BuildOn {
   config?: DeepPartial<Config>
   socketPath?: string
+  /** Swarm: without berth's agents (no secret), as a berth configured without them. */
+  noAgents?: boolean
+  /** Swarm: this secret instead of the one the agents hold. */
+  agentSecret?: string
 }
 
 export interface Backend {
@@ -103,11 +130,15 @@ export interface Backend {
   leftovers (): Promise<string[]>
   /** Removes everything of this test run. */
   cleanup (): Promise<void>
+  /** A new image of this run in a registry the backend's engines pull from, on none of them: `registry/RUN-suffix/web:1`. */
+  pushImage (suffix: string): Promise<{ reference: string, digest: string }>
 }
 
 export const dockerBackend: Backend = {
   kind: 'docker',
-  image: env.image,
+  // Read when a test asks, not at import: the Kubernetes suites import this file and must run
+  // without the docker test environment's variables.
+  get image () { return env.image },
   httpd: HTTPD,
   httpPort: 80,
   build: async (t, options = {}) => await build(t, options),
@@ -121,7 +152,8 @@ export const dockerBackend: Backend = {
     for (const info of await docker.listContainers({ all: true, filters: { label: [`${RUN_LABEL}=${RUN}`] } })) {
       await docker.getContainer(info.Id).remove({ force: true, v: true }).catch(() => {})
     }
-  }
+  },
+  pushImage: async suffix => await pushImage(suffix)
 }
 
 async function swarmLeftovers (): Promise<string[]> {
@@ -157,7 +189,35 @@ export const swarmBackend: Backend | null = swarmEnv === null
           for (const info of await engine.listContainers({ all: true, filters: { label: [`${RUN_LABEL}=${RUN}`] } }).catch(() => [])) {
             await engine.getContainer(info.Id).remove({ force: true }).catch(() => {})
           }
+          // What berth made for the run there: volumes named after it, images tagged with it.
+          for (const volume of (await engine.listVolumes({ filters: { name: [RUN] } }).catch(() => ({ Volumes: [] }))).Volumes ?? []) {
+            await engine.getVolume(volume.Name).remove().catch(() => {})
+          }
+          for (const image of await engine.listImages().catch(() => [])) {
+            for (const ref of [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].filter(ref => ref.includes(RUN))) await engine.getImage(ref).remove({ force: true }).catch(() => {})
+          }
         }
+        const hub = manager as Docker
+        for (const network of await hub.listNetworks({ filters: { name: [RUN] } }).catch(() => [])) await hub.getNetwork(network.Id).remove().catch(() => {})
+        // Moved expiry ends of services that are gone (berth forgets them at its next look; this run's are forgotten now).
+        const live = new Set((await hub.listServices().catch(() => [])).map(service => service.ID))
+        for (const config of await hub.listConfigs({ filters: { label: ['io.berth.lease-for'] } }).catch(() => [])) {
+          if (!live.has(config.Spec?.Labels?.['io.berth.lease-for'] ?? '')) await hub.getConfig(config.ID).remove().catch(() => {})
+        }
+      },
+      pushImage: async suffix => {
+        // Pushed by node1 (the host's engine cannot reach the cluster's registry) and dropped there again.
+        const engine = nodeEngine('node1')
+        const repository = `${swarmEnv.registry}/${RUN}-${suffix}/web`
+        await engine.getImage(swarmEnv.image).tag({ repo: repository, tag: '1' })
+        const stream = await engine.getImage(`${repository}:1`).push({ authconfig: {} })
+        const output: Array<{ error?: string, aux?: { Digest?: string } }> = await new Promise((resolve, reject) => {
+          engine.modem.followProgress(stream, (error, result) => error ? reject(error) : resolve(result))
+        })
+        const failed = output.find(line => line.error)
+        if (failed) throw new Error(`push of ${repository}:1 failed: ${failed.error}`)
+        await engine.getImage(`${repository}:1`).remove()
+        return { reference: `${repository}:1`, digest: output.find(line => line.aux?.Digest)?.aux?.Digest as string }
       }
     }
 
@@ -188,10 +248,20 @@ export const kubernetesBackend: Backend | null = kubeEnv === null
       cleanup: async () => {
         if (contractNamespace === null) return
         await (admin as NonNullable<typeof admin>).core.deleteNamespace({ name: await contractNamespace }).catch(() => {})
-      }
+      },
+      pushImage: async () => { throw new Error('no registry for the Kubernetes test cluster is known here') }
     }
 
-export const backends: Backend[] = [dockerBackend, ...(swarmBackend === null ? [] : [swarmBackend]), ...(kubernetesBackend === null ? [] : [kubernetesBackend])]
+/** Whether the docker test environment is there (npm test starts it); the Kubernetes suites run without it. */
+function hasDockerEnv (): boolean {
+  try {
+    return env.image !== ''
+  } catch {
+    return false
+  }
+}
+
+export const backends: Backend[] = [...(hasDockerEnv() ? [dockerBackend] : []), ...(swarmBackend === null ? [] : [swarmBackend]), ...(kubernetesBackend === null ? [] : [kubernetesBackend])]
 
 /** An app on the Swarm backend, driving the test cluster's manager. */
 export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<FastifyInstance> {
@@ -201,12 +271,13 @@ export async function buildSwarm (t: Test, options: BuildOn = {}): Promise<Fasti
     engine: { kind: 'swarm', socketPath: options.socketPath ?? cluster.socket, publishMode: 'host', placementTimeoutMs: 20_000, ...options.config?.engine } as DeepPartial<Config['engine']>
   })
   const engineConfig = config.engine as Extract<Config['engine'], { kind: 'swarm' }>
-  const engine = await composeFrom(swarm, new SwarmCluster({
+  const engine = await composeFrom(swarm, new SwarmHost({
     socketPath: engineConfig.socketPath,
     timeoutMs: engineConfig.timeoutMs,
     publishMode: engineConfig.publishMode,
     placementTimeoutMs: engineConfig.placementTimeoutMs,
     registryAuth: config.registryAuth,
+    agent: options.noAgents === true ? null : { secret: options.agentSecret ?? readFileSync(cluster.agentSecretFile, 'utf8'), port: cluster.agentPort },
     pollMs: 50,
     eventPollMs: 200
   }), config)

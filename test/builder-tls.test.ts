@@ -25,7 +25,8 @@ if (swarmBackend === null) {
     const builder = configFromEnv({ BERTH_TOKENS: 'x:read:0123456789abcdef', BERTH_BUILDER: `tcp://127.0.0.1:${port}`, BERTH_BUILDER_CERT_PATH: engine.certs }).builder
     t.match(builder, { host: '127.0.0.1', port, tls: { ca: Buffer, cert: Buffer, key: Buffer } })
     const app = await backend.build(t, withBuilders({ config: { deployment: `tls-${RUN}`, builder } }))
-    const tag = `${env.registry}/${RUN}/tls:1`
+    // In maker's push namespace ({deployment}/{token}): on a cluster a build's tags are pushes.
+    const tag = `${env.registry}/tls-${RUN}/maker/tls:1`
     const built = await app.inject({
       method: 'POST',
       url: `/v1/images/build?tag=${encodeURIComponent(tag)}`,
@@ -34,7 +35,7 @@ if (swarmBackend === null) {
     })
     t.equal(built.statusCode, 200, built.body)
     t.match(built.json(), { id: /^sha256:/, tags: [tag], pushed: [{ reference: tag, digest: /^sha256:[0-9a-f]{64}$/ }] })
-    const manifest = await fetch(`http://${env.registry}/v2/${RUN}/tls/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })
+    const manifest = await fetch(`http://${env.registry}/v2/tls-${RUN}/maker/tls/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })
     t.equal(manifest.headers.get('docker-content-digest'), built.json().pushed[0].digest, 'the registry has what the builder pushed')
     const df = await app.inject({ method: 'GET', url: '/v1/system/df', headers: auth('admin') })
     t.equal(df.statusCode, 200, 'disk usage is the builder\'s')
@@ -53,7 +54,7 @@ if (swarmBackend === null) {
     const app = await backend.build(t, withBuilders({ config: { deployment: `tls-${RUN}`, builder } }))
     const built = await app.inject({
       method: 'POST',
-      url: `/v1/images/build?tag=${encodeURIComponent(`${env.registry}/${RUN}/tls:2`)}`,
+      url: `/v1/images/build?tag=${encodeURIComponent(`${env.registry}/tls-${RUN}/maker/tls:2`)}`,
       headers: { ...builderAuth('maker'), 'content-type': 'application/x-tar' },
       payload: tarOf({ Dockerfile: 'FROM scratch\nCOPY hello.txt /hello.txt\n', 'hello.txt': 'never built\n' })
     })

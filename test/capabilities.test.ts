@@ -69,30 +69,49 @@ t.test('the OpenAPI document names the backends of every operation', async t => 
   for (const operation of operations) {
     t.ok(Array.isArray(operation['x-berth-backends']) && operation['x-berth-backends'].length > 0, `${operation.method} ${operation.path} names its backends`)
   }
-  const dockerOnly = operations.filter(operation => operation['x-berth-backends']?.length === 1).map(operation => `${operation.method} ${operation.path}`).sort()
-  const imageStore = [
-    'delete /v1/images/{ref}', 'delete /v1/jobs/{id}', 'get /v1/images', 'get /v1/images/{ref}', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'post /v1/images/pull'
-  ]
+  const backendsOf = (operation: { method: string, path: string }) => `${operation.method} ${operation.path}`
   // On a cluster these need a builder engine: every backend has them once it is configured.
   const builder = [
     'delete /v1/builds/{id}', 'get /v1/builds', 'get /v1/builds/{id}', 'get /v1/builds/{id}/events', 'get /v1/system/df',
     'post /v1/images/build', 'post /v1/images/prune', 'post /v1/images/push', 'post /v1/images/tag', 'post /v1/images/untag'
   ]
-  for (const operation of operations.filter(operation => builder.includes(`${operation.method} ${operation.path}`))) {
-    t.same(operation['x-berth-backends'], ['docker', 'swarm', 'kubernetes'], `${operation.method} ${operation.path} is on every backend`)
-    t.match(operation.description, /Backends: docker, swarm and kubernetes \(on swarm only with a builder engine \(BERTH_BUILDER\); on kubernetes only with a builder engine \(BERTH_BUILDER\); 501 not_supported without\)\./, `${operation.method} ${operation.path} says a cluster needs a builder`)
+  for (const operation of operations.filter(operation => builder.includes(backendsOf(operation)))) {
+    t.same(operation['x-berth-backends'], ['docker', 'swarm', 'kubernetes'], `${backendsOf(operation)} is on every backend`)
+    t.match(operation.description, /Backends: docker, swarm and kubernetes \(on swarm only with a builder engine \(BERTH_BUILDER\); on kubernetes only with a builder engine \(BERTH_BUILDER\); 501 not_supported without\)\./, `${backendsOf(operation)} says a cluster needs a builder`)
   }
-  const singleHost = [
-    'delete /v1/networks/{network}', 'delete /v1/volumes/{volume}', 'get /v1/networks', 'get /v1/networks/{network}', 'get /v1/volumes', 'get /v1/volumes/{volume}',
-    'post /v1/containers/{idOrName}/wait', 'get /v1/containers/{idOrName}/spec', 'post /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/stats', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect', 'post /v1/volumes',
-    'get /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/files', 'put /v1/containers/{idOrName}/expiry'
+  const operation = (key: string) => operations.find(candidate => backendsOf(candidate) === key)
+  // On swarm these reach the nodes through berth's agent on each: with it configured, swarm has them.
+  const onTheNodes = [
+    'delete /v1/images/{ref}', 'delete /v1/jobs/{id}', 'get /v1/images', 'get /v1/images/{ref}', 'get /v1/jobs/{id}', 'get /v1/jobs/{id}/events', 'post /v1/images/pull',
+    'delete /v1/volumes/{volume}', 'get /v1/volumes', 'get /v1/volumes/{volume}', 'post /v1/volumes',
+    'post /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/stats',
+    'get /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/files'
   ]
-  t.same(dockerOnly, [...imageStore, ...singleHost].sort(), 'the image store, builds, pull jobs, volumes, networks, wait, exec, stats and specs are docker-only')
-  for (const operation of operations.filter(operation => operation['x-berth-backends']?.length === 1)) {
-    const why = imageStore.includes(`${operation.method} ${operation.path}`) ? /has no single image store/ : /on swarm: .+; on kubernetes: ./
-    t.match(operation.description, /Backends: docker; it answers 501 not_supported on swarm: /, `${operation.method} ${operation.path} says so in words`)
-    t.match(operation.description, why, `${operation.method} ${operation.path} says why, backend by backend`)
-    t.ok(operation.responses['501'], `${operation.method} ${operation.path} documents its 501`)
+  for (const key of onTheNodes) {
+    t.match(operation(key)?.description, /on swarm only with berth's agent on every node \(deploy\/swarm\/agent\.yml, BERTH_SWARM_AGENT_SECRET_FILE\); 501 not_supported without/, `${key} says swarm needs the agents`)
+  }
+  // A pod is a container Kubernetes can reach into (the exec subresource) and measure, and a claim is
+  // a volume; on swarm the agents reach a task's node, and the manager waits and expires: every backend.
+  const everywhere = [
+    'delete /v1/volumes/{volume}', 'get /v1/volumes', 'get /v1/volumes/{volume}', 'post /v1/volumes',
+    'post /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/exec', 'get /v1/containers/{idOrName}/stats',
+    'get /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/archive', 'put /v1/containers/{idOrName}/files',
+    'post /v1/containers/{idOrName}/wait', 'put /v1/containers/{idOrName}/expiry'
+  ]
+  for (const key of everywhere) t.same(operation(key)?.['x-berth-backends'], ['docker', 'swarm', 'kubernetes'], `${key} is on every backend`)
+  // Pulls, lists, inspects and pull jobs: the nodes' images on every backend (on Kubernetes through
+  // puller pods and what the nodes report). Removing one and bridge/overlay networks: not on Kubernetes.
+  const networks = ['delete /v1/networks/{network}', 'get /v1/networks', 'get /v1/networks/{network}', 'post /v1/networks', 'post /v1/networks/{network}/connect', 'post /v1/networks/{network}/disconnect']
+  for (const key of onTheNodes.filter(key => /images|jobs/.test(key) && key !== 'delete /v1/images/{ref}')) t.same(operation(key)?.['x-berth-backends'], ['docker', 'swarm', 'kubernetes'], `${key} is on every backend`)
+  t.match(operation('delete /v1/images/{ref}')?.description, /on kubernetes: the kubelet removes images from its node by itself/)
+  const dockerAndSwarm = operations.filter(candidate => candidate['x-berth-backends']?.join() === 'docker,swarm').map(backendsOf).sort()
+  t.same(dockerAndSwarm, ['delete /v1/images/{ref}', ...networks].sort(), 'removing images and networks are on docker and swarm')
+  const dockerOnly = operations.filter(candidate => candidate['x-berth-backends']?.length === 1).map(backendsOf).sort()
+  t.same(dockerOnly, [], 'nothing is docker-only: a container\'s spec as a run request is on every backend too')
+  t.same(operation('get /v1/containers/{idOrName}/spec')?.['x-berth-backends'], ['docker', 'swarm', 'kubernetes'])
+  for (const candidate of operations.filter(candidate => candidate['x-berth-backends']?.length !== 3)) {
+    t.match(candidate.description, /it answers 501 not_supported on (swarm|kubernetes): ./, `${backendsOf(candidate)} says why, backend by backend`)
+    t.ok(candidate.responses['501'], `${backendsOf(candidate)} documents its 501`)
   }
   t.match(doc.paths['/v1/containers'].get['x-berth-backends'], ['docker', 'swarm', 'kubernetes'])
   t.match(doc.paths['/v1/nodes'].get['x-berth-backends'], ['docker', 'swarm', 'kubernetes'])
@@ -129,16 +148,25 @@ t.test('a backend without a part answers 501 with its reason; a run needing it i
 t.test('run capabilities, backend by backend', async t => {
   const base: RunSpec = { image: { kind: 'ref' as const, ref: {} as never }, env: {}, labels: {}, ports: [], mounts: [], restart: { policy: 'no' as const }, autoRemove: false, pull: 'missing' as const }
   const { DockerContainers } = await import('../src/engine/docker/containers.ts')
-  const { SwarmCluster } = await import('../src/engine/swarm/cluster.ts')
-  const { KubeCluster } = await import('../src/engine/kubernetes/cluster.ts')
+  const { SwarmContainers } = await import('../src/engine/swarm/containers.ts')
+  const { KubeContainers } = await import('../src/engine/kubernetes/containers.ts')
   const check = (kind: EngineKind, spec: RunSpec): void => {
-    const prototype = { docker: DockerContainers, swarm: SwarmCluster, kubernetes: KubeCluster }[kind].prototype as { check: (spec: RunSpec) => void }
+    if (kind === 'swarm') {
+      // Its check asks the cluster only for the agents' port.
+      new SwarmContainers({ agents: { port: 7988 } } as never, null as never, null).check(spec)
+      return
+    }
+    const prototype = { docker: DockerContainers, kubernetes: KubeContainers }[kind].prototype as { check: (spec: RunSpec) => void }
     prototype.check(spec)
   }
   t.doesNotThrow(() => check('docker', { ...base, replicas: 1 }))
   t.doesNotThrow(() => check('swarm', { ...base, replicas: 3, ports: [{ container: 80, protocol: 'tcp', hostIp: '0.0.0.0' }] }))
   t.throws(() => check('swarm', { ...base, ports: [{ container: 80, protocol: 'tcp', hostIp: '127.0.0.1' }] }), { code: 'not_supported', message: /host IP/ })
-  t.throws(() => check('kubernetes', { ...base, restart: { policy: 'on-failure' } }), { code: 'not_supported', message: /Deployment restarts/ })
+  t.throws(() => check('swarm', { ...base, gpus: 1 }), { code: 'not_supported', message: /generic resources/ })
+  t.throws(() => check('swarm', { ...base, network: 'none' }), { code: 'not_supported', message: /always has a network/ })
+  t.throws(() => check('swarm', { ...base, ports: [{ container: 80, host: 7988, protocol: 'tcp' }] }), { code: 'policy_denied', message: /berth's agent listens/ })
+  t.doesNotThrow(() => check('kubernetes', { ...base, restart: { policy: 'on-failure', maxRetries: 2 } }), 'a run that finishes is a Job')
+  t.doesNotThrow(() => check('kubernetes', { ...base, autoRemove: true }))
   t.throws(() => check('kubernetes', { ...base, mounts: [{ type: 'bind', source: '/srv', target: '/v', readOnly: false }] }), { code: 'not_supported', message: /hostPath/ })
   t.throws(() => check('kubernetes', { ...base, gpus: 'all' }), { code: 'not_supported', message: /by count/ })
   t.doesNotThrow(() => check('kubernetes', { ...base, replicas: 2, gpus: 1, ports: [{ container: 80, protocol: 'tcp', hostIp: '127.0.0.1' }] }))

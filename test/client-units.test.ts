@@ -4,7 +4,8 @@
 import { PassThrough } from 'node:stream'
 import t from 'tap'
 import { ago, commandText, humanDuration, humanSize, imagesTable, portsText, psTable, splitTag } from '../clients/typescript/src/format.ts'
-import { BerthProblem, createBerthClient, type PullEvent, type Schemas } from '../clients/typescript/src/index.ts'
+import { BerthProblem, createBerthClient, type Problem, type ProblemCode, type ProblemOf, type PullEvent, type Schemas } from '../clients/typescript/src/index.ts'
+import type { ErrorCode } from '../src/errors.ts'
 import { barRenderer, lineRenderer } from '../clients/typescript/src/progress.ts'
 import { ndjson, sse } from '../clients/typescript/src/streams.ts'
 import { readAll } from './helpers.ts'
@@ -228,4 +229,59 @@ t.test('a progress stream that stops before its outcome is an error', async t =>
   await t.rejects(readAll(createBerthClient({ url: 'http://berth.test', fetch }).pull({ image: 'web:1' })), { message: 'the pull stream ended before its outcome' })
   const job = scripted([answer('text/event-stream', 'id: 1\ndata: {"type":"error","problem":{"type":"t","title":"t","status":502,"detail":"the registry failed","code":"pull_failed","requestId":"r"}}\n\n')])
   await t.rejects(readAll(createBerthClient({ url: 'http://berth.test', fetch: job.fetch }).jobEvents('00000000-0000-0000-0000-000000000000')), { name: 'BerthProblem', code: 'pull_failed', detail: 'the registry failed' })
+})
+
+// ---- Types: checked by `tsc --noEmit` over test/ (npm test); a wrong type, or an @ts-expect-error
+// that expects no error, fails the type-check.
+
+/** true when A and B are the same type, not merely assignable one way. */
+type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
+
+t.test('Problem is a union by code, from the document: narrowing on code types the members it adds', async t => {
+  const sure: Array<true> = [
+    true satisfies Equals<ProblemCode, ErrorCode>,
+    true satisfies Equals<ProblemOf<'port_conflict'>['port'], number | undefined>,
+    true satisfies Equals<ProblemOf<'port_conflict'>['holder'], { id: string, name: string } | undefined>,
+    true satisfies Equals<ProblemOf<'quota_exceeded'>['limit'], 'containers' | 'memory' | 'cpus' | 'gpus' | 'storage' | undefined>,
+    true satisfies Equals<ProblemOf<'not_supported'>['backend'], 'docker' | 'swarm' | 'kubernetes' | undefined>
+  ]
+  t.equal(sure.length, 5)
+
+  function said (problem: Problem): string {
+    switch (problem.code) {
+      case 'port_conflict': return `port ${problem.port ?? '?'} held by ${problem.holder?.name ?? 'someone'}`
+      case 'validation_failed': return (problem.errors ?? []).map(error => `${error.location}${error.path}`).join(', ')
+      case 'quota_exceeded': return `${problem.limit ?? '?'}: ${problem.used ?? '?'} of ${problem.quota ?? '?'}`
+      default: return problem.detail
+    }
+  }
+  const conflict: Problem = { type: 'https://berth.dev/problems/port_conflict', title: 'The host port is already allocated', status: 409, detail: 'host port 8080 is already allocated by container web', code: 'port_conflict', requestId: 'r', port: 8080, holder: { id: 'abc', name: 'web' } }
+  t.equal(said(conflict), 'port 8080 held by web')
+  t.equal(said({ type: 't', title: 't', status: 404, detail: 'container web was not found', code: 'not_found', requestId: 'r' }), 'container web was not found')
+  // @ts-expect-error: a port_conflict's port is a number, not a string
+  const wrongPort: ProblemOf<'port_conflict'> = { ...conflict, code: 'port_conflict', port: '8080' }
+  t.ok(wrongPort)
+  function portOf (problem: Problem): number | undefined {
+    // @ts-expect-error: before narrowing, no member a code adds is known
+    return problem.port
+  }
+  t.equal(portOf(conflict), 8080)
+
+  const error = new BerthProblem(conflict)
+  if (error.is('port_conflict')) {
+    const holder: string | undefined = error.problem.holder?.name
+    t.equal(holder, 'web', 'is(code) narrows the problem it carries')
+  }
+  t.notOk(error.is('not_found'))
+  if (error.problem.code === 'port_conflict') t.equal(error.problem.port, 8080, 'and so does narrowing on problem.code')
+})
+
+t.test('options take undefined where they are optional (exactOptionalPropertyTypes)', async t => {
+  const token: string | undefined = undefined
+  const signal: AbortSignal | undefined = undefined
+  const { requests, fetch } = scripted([answer('text/event-stream', 'id: 1\ndata: {"action":"create"}\n\n')])
+  const berth = createBerthClient({ url: 'http://berth.test', token, fetch })
+  const events = await readAll(berth.events({ signal, reconnect: false, retryMs: undefined, lastEventId: undefined }))
+  t.equal(events.length, 1)
+  t.equal(requests[0]?.headers.get('authorization'), null, 'no token, no Authorization')
 })

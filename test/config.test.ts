@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { ConfigError, configFromEnv, defaults, hashToken, parseBytes } from '../src/config.ts'
+import { ConfigError, KUBE_VOLUME_DEFAULTS, configFromEnv, defaults, hashToken, parseBytes } from '../src/config.ts'
 
 t.test('defaults: loopback, no tokens, images allowed, no bind mounts, ports 1024-65535', async t => {
   const config = configFromEnv({})
@@ -15,7 +15,7 @@ t.test('defaults: loopback, no tokens, images allowed, no bind mounts, ports 102
 t.test('every variable is read and typed', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'berth-config-'))
   const tokensFile = join(dir, 'tokens.json')
-  writeFileSync(tokensFile, JSON.stringify([{ name: 'ops', scopes: ['admin'], token: 'a-long-enough-token-1' }, { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2'), quota: { containers: 2, memory: '1g', cpus: null } }]))
+  writeFileSync(tokensFile, JSON.stringify([{ name: 'ops', scopes: ['admin'], token: 'a-long-enough-token-1' }, { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2'), quota: { containers: 2, memory: '1g', cpus: null, storage: '5g' } }]))
   const registryFile = join(dir, 'registries.json')
   writeFileSync(registryFile, JSON.stringify({ 'registry.example:5000': { username: 'u', password: 'p' } }))
   const config = configFromEnv({
@@ -24,6 +24,7 @@ t.test('every variable is read and typed', async t => {
     BERTH_QUOTA_CONTAINERS: '10',
     BERTH_QUOTA_MEMORY: '8g',
     BERTH_QUOTA_CPUS: '4',
+    BERTH_QUOTA_STORAGE: '20g',
     BERTH_PORT: '9000',
     BERTH_LOG_LEVEL: 'debug',
     BERTH_DOCKER_SOCKET: '/run/docker.sock',
@@ -53,7 +54,7 @@ t.test('every variable is read and typed', async t => {
     logLevel: 'debug',
     engine: { socketPath: '/run/docker.sock', timeoutMs: 2500 },
     auth: { disabled: false, docsPublic: false, failuresPerMinute: 7 },
-    policy: { images: ['127.0.0.1:5000/*', 'docker.io/library/*'], hostPortMin: 20000, hostPortMax: 30000, hostIps: ['127.0.0.1'], bindPaths: ['/srv/data', '/home'], maxMemoryBytes: 2 * 1024 ** 3, maxCpus: 1.5, quota: { containers: 10, memoryBytes: 8 * 1024 ** 3, cpus: 4 } },
+    policy: { images: ['127.0.0.1:5000/*', 'docker.io/library/*'], hostPortMin: 20000, hostPortMax: 30000, hostIps: ['127.0.0.1'], bindPaths: ['/srv/data', '/home'], maxMemoryBytes: 2 * 1024 ** 3, maxCpus: 1.5, quota: { containers: 10, memoryBytes: 8 * 1024 ** 3, cpus: 4, storageBytes: 20 * 1024 ** 3 } },
     limits: { bodyLimit: 128 * 1024, headersTimeoutMs: 2000, requestTimeoutMs: 5000, rateLimitPerMinute: 100, maxConcurrentPulls: 2, maxConcurrentRuns: 3 },
     registryAuth: { 'registry.example:5000': { username: 'u', password: 'p' } }
   })
@@ -61,7 +62,7 @@ t.test('every variable is read and typed', async t => {
     { name: 'alice', scopes: ['read', 'write'], sha256: hashToken('alice-secret-token-0') },
     { name: 'bob', scopes: ['read'], sha256: hashToken('bob-secret-token-000') },
     { name: 'ops', scopes: ['admin'], sha256: hashToken('a-long-enough-token-1') },
-    { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2'), quota: { containers: 2, memoryBytes: 1024 ** 3, cpus: null } }
+    { name: 'ci', scopes: ['read'], sha256: hashToken('another-long-token-2'), quota: { containers: 2, memoryBytes: 1024 ** 3, cpus: null, storageBytes: 5 * 1024 ** 3 } }
   ])
   t.notOk(JSON.stringify(config).includes('alice-secret-token-0'), 'only hashes are kept')
 })
@@ -109,7 +110,7 @@ t.test('mistakes fail at start with a message naming the variable', async t => {
   t.throws(() => configFromEnv({ BERTH_TOKENS_FILE: incomplete }), { message: /needs a name, scopes and a token or sha256/ })
   const badQuota = join(dir, 'tokens3.json')
   writeFileSync(badQuota, '[{"name":"x","scopes":["read"],"token":"a-long-enough-token-1","quota":{"disks":1}}]')
-  t.throws(() => configFromEnv({ BERTH_TOKENS_FILE: badQuota }), { message: 'token "x" quota.disks is not a quota (containers, memory, cpus, gpus)' })
+  t.throws(() => configFromEnv({ BERTH_TOKENS_FILE: badQuota }), { message: 'token "x" quota.disks is not a quota (containers, memory, cpus, gpus, storage)' })
   const registries = join(dir, 'registries.json')
   writeFileSync(registries, '[]')
   t.throws(() => configFromEnv({ BERTH_REGISTRY_AUTH_FILE: registries }), { message: /JSON object/ })
@@ -128,9 +129,15 @@ t.test('BERTH_ENGINE=kubernetes: a kubeconfig or a pod\'s service account, and a
   const kubeconfig = join(dir, 'config')
   writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\n')
   t.same(configFromEnv({ BERTH_ENGINE: 'kubernetes', BERTH_KUBECONFIG: kubeconfig, BERTH_DEPLOYMENT: 'lab' }).engine,
-    { kind: 'kubernetes', kubeconfig, namespace: 'berth-lab', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 60_000 }, 'the namespace follows the deployment')
-  t.same(configFromEnv({ BERTH_ENGINE: 'kubernetes', KUBERNETES_SERVICE_HOST: '10.96.0.1', BERTH_KUBE_NAMESPACE: 'notebooks', BERTH_KUBE_CONTEXT: 'lab', BERTH_KUBE_PLACEMENT_TIMEOUT_MS: '90000' }).engine,
-    { kind: 'kubernetes', kubeconfig: null, context: 'lab', namespace: 'notebooks', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 90_000 }, 'in a pod: its service account')
+    { kind: 'kubernetes', kubeconfig, namespace: 'berth-lab', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 60_000, volumes: KUBE_VOLUME_DEFAULTS, insecureRegistries: [] }, 'the namespace follows the deployment')
+  t.same(configFromEnv({ BERTH_ENGINE: 'kubernetes', KUBERNETES_SERVICE_HOST: '10.96.0.1', BERTH_KUBE_NAMESPACE: 'notebooks', BERTH_KUBE_CONTEXT: 'lab', BERTH_KUBE_PLACEMENT_TIMEOUT_MS: '90000', BERTH_KUBE_INSECURE_REGISTRIES: 'registry.lab:5000, 10.0.0.9:5000' }).engine,
+    { kind: 'kubernetes', kubeconfig: null, context: 'lab', namespace: 'notebooks', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 90_000, volumes: KUBE_VOLUME_DEFAULTS, insecureRegistries: ['registry.lab:5000', '10.0.0.9:5000'] }, 'in a pod: its service account; registries read over HTTP')
+  const inPod = { BERTH_ENGINE: 'kubernetes', KUBERNETES_SERVICE_HOST: '10.96.0.1' }
+  t.same(configFromEnv({ ...inPod, BERTH_KUBE_STORAGE_CLASS: 'fast-ssd', BERTH_KUBE_VOLUME_SIZE: '2g', BERTH_KUBE_VOLUME_MAX_SIZE: '50g', BERTH_KUBE_VOLUME_ACCESS_MODE: 'ReadWriteMany' }).engine,
+    { kind: 'kubernetes', kubeconfig: null, namespace: 'berth-default', timeoutMs: defaults.engine.timeoutMs, placementTimeoutMs: 60_000, volumes: { storageClass: 'fast-ssd', defaultBytes: 2 * 1024 ** 3, maxBytes: 50 * 1024 ** 3, accessMode: 'ReadWriteMany' }, insecureRegistries: [] }, 'volumes: class, sizes, access mode')
+  t.throws(() => configFromEnv({ ...inPod, BERTH_KUBE_STORAGE_CLASS: 'Fast_SSD' }), { name: 'ConfigError', message: /BERTH_KUBE_STORAGE_CLASS/ })
+  t.throws(() => configFromEnv({ ...inPod, BERTH_KUBE_VOLUME_SIZE: '200g' }), { name: 'ConfigError', message: /BERTH_KUBE_VOLUME_SIZE must be at least 1 byte and at most BERTH_KUBE_VOLUME_MAX_SIZE/ })
+  t.throws(() => configFromEnv({ ...inPod, BERTH_KUBE_VOLUME_ACCESS_MODE: 'ReadOnlyMany' }), { name: 'ConfigError', message: /BERTH_KUBE_VOLUME_ACCESS_MODE must be one of ReadWriteOnce, ReadWriteOncePod, ReadWriteMany/ })
   t.throws(() => configFromEnv({ BERTH_ENGINE: 'kubernetes' }), { name: 'ConfigError', message: /needs BERTH_KUBECONFIG/ })
   t.throws(() => configFromEnv({ BERTH_ENGINE: 'kubernetes', BERTH_KUBECONFIG: join(dir, 'missing') }), { name: 'ConfigError', message: /BERTH_KUBECONFIG: cannot read .*missing \(ENOENT\)/ })
   t.throws(() => configFromEnv({ BERTH_ENGINE: 'kubernetes', BERTH_KUBECONFIG: kubeconfig, BERTH_KUBE_NAMESPACE: 'Not_A_Namespace' }), { name: 'ConfigError', message: /BERTH_KUBE_NAMESPACE/ })

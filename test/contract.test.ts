@@ -1,8 +1,12 @@
 // The engine contract, run against every backend this test run has (docker always; swarm when the
-// three-node test cluster is up): the seed workflow, a port conflict that leaves nothing behind,
-// ownership across tokens, and an engine outage berth answers with 503 and recovers from by itself.
+// three-node test cluster is up; kubernetes when BERTH_TEST_KUBECONFIG names a cluster): the seed
+// workflow, a port conflict that leaves nothing behind, ownership across tokens, a shell, files,
+// stats and wait (or the 501 a backend without them answers), and an engine outage berth answers
+// with 503 and recovers from by itself.
+import { execFileSync } from 'node:child_process'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { TAR_END, tarHeader } from '../src/access/files.ts'
 import { RUN, auth, freePort, runBody, waitFor } from './helpers.ts'
 import { backends, fetchFrom, holdCluster, kubeContractNamespace, swarmEnv, swarmNode, type Backend } from './backends.ts'
 import { ApiserverRelay, KUBE_SKIP, adminConfig, buildKube, kubeEnv } from './kubernetes-env.ts'
@@ -114,6 +118,53 @@ for (const backend of backends) {
       const still = await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })
       t.match(still.json(), { id, state: 'running' }, 'and it still runs: nothing bob did reached it')
       await app.inject({ method: 'DELETE', url: `/v1/containers/${id}?force=true`, headers: auth('alice') })
+    })
+
+    t.test('a shell, files, stats and wait: the same answers wherever the backend has the part, 501 with its reason where not', async t => {
+      // /dev/shm is writable on every backend (a tmpfs on docker, an emptyDir on Kubernetes); the test images have no other.
+      const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('shell', { shmSize: 16 * 1024 * 1024 }) })
+      t.equal(run.statusCode, 201, run.body)
+      const { id } = run.json()
+      const has = (part: 'exec' | 'files' | 'stats' | 'wait') => app.engine.has(part)
+      const refused = (response: Reply, what: string) => {
+        t.equal(response.statusCode, 501, `${what}: ${response.body}`)
+        t.match(response.json(), { code: 'not_supported', backend: backend.kind }, what)
+      }
+
+      const started = performance.now()
+      const exec = await app.inject({ method: 'POST', url: `/v1/containers/${id}/exec`, headers: { ...auth('alice'), accept: 'application/json' }, payload: { command: ['sh', '-c', 'echo hello; echo oops >&2; exit 3'] } })
+      if (has('exec')) {
+        t.same(exec.json(), { exitCode: 3, stdout: 'hello\n', stderr: 'oops\n', truncated: false }, 'exec: output and exit code')
+        t.comment(`${backend.kind}: an exec answered whole in ${(performance.now() - started).toFixed(0)} ms`)
+        t.equal((await app.inject({ method: 'POST', url: `/v1/containers/${id}/exec`, headers: auth('bob'), payload: { command: ['true'] } })).statusCode, 404, 'another token\'s container has no exec')
+      } else refused(exec, 'exec')
+
+      const tar = execFileSync('tar', ['-c', '-C', new URL('.', import.meta.url).pathname, 'contract.test.ts'])
+      const put = await app.inject({ method: 'PUT', url: `/v1/containers/${id}/archive?path=/dev/shm`, headers: { ...auth('alice'), 'content-type': 'application/x-tar' }, payload: tar })
+      const get = await app.inject({ method: 'GET', url: `/v1/containers/${id}/archive?path=/dev/shm/contract.test.ts`, headers: auth('alice') })
+      if (has('files')) {
+        t.equal(put.statusCode, 204, put.body)
+        t.equal(get.statusCode, 200, get.body)
+        t.equal(execFileSync('tar', ['-x', '-O'], { input: get.rawPayload, encoding: 'utf8' }), execFileSync('tar', ['-x', '-O'], { input: tar, encoding: 'utf8' }), 'files: what went in comes out')
+        const hostile = await app.inject({ method: 'PUT', url: `/v1/containers/${id}/archive?path=/dev/shm`, headers: { ...auth('alice'), 'content-type': 'application/x-tar' }, payload: Buffer.concat([tarHeader({ name: '../escaped.txt', size: 0 }), TAR_END]) })
+        t.equal(hostile.statusCode, 400, 'an archive that writes outside its directory is refused')
+      } else {
+        refused(put, 'files in')
+        refused(get, 'files out')
+      }
+
+      const stats = await app.inject({ method: 'GET', url: `/v1/containers/${id}/stats`, headers: auth('alice') })
+      if (has('stats')) {
+        t.equal(stats.statusCode, 200, stats.body)
+        t.ok(stats.json().memory.used > 0, 'stats: memory in use')
+      } else refused(stats, 'stats')
+
+      const finishing = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('finishing', { command: ['sh', '-c', 'exit 4'] }) })
+      t.equal(finishing.statusCode, 201, finishing.body)
+      const wait = await app.inject({ method: 'POST', url: `/v1/containers/${finishing.json().id}/wait`, headers: auth('alice') })
+      if (has('wait')) t.match(wait.json(), { stopped: true, exitCode: 4, oomKilled: false }, 'wait: the exit code')
+      else refused(wait, 'wait')
+      for (const container of [id, finishing.json().id]) await app.inject({ method: 'DELETE', url: `/v1/containers/${container}?force=true`, headers: auth('alice') })
     })
 
     t.test('engine outage: 503 engine_unavailable meanwhile, recovery by itself', async t => {

@@ -146,8 +146,8 @@ function documentOperations (): Set<string> {
   return operations
 }
 const operation = (method: string, path: string): string => `${method.toUpperCase()} ${path.split('?')[0]?.replace(/\{[^}]*\}/g, '{}')}`
-/** Routes berth serves outside its OpenAPI document (Swagger UI, the document itself, Prometheus text). */
-const UNDOCUMENTED = new Set(['GET /docs', 'GET /openapi.json', 'GET /metrics'])
+/** Routes berth serves outside its OpenAPI document (Swagger UI, the document itself, Prometheus text, MCP's JSON-RPC). */
+const UNDOCUMENTED = new Set(['GET /docs', 'GET /openapi.json', 'GET /metrics', 'POST /mcp', 'GET /mcp'])
 
 t.test('the API guide names every operation of the document, and the pages name none it lacks', async t => {
   const operations = documentOperations()

@@ -10,6 +10,8 @@ import { promisify } from 'node:util'
 import Docker from 'dockerode'
 import { pino } from 'pino'
 import type { Test } from 'tap'
+import { Type } from 'typebox'
+import { Value } from 'typebox/value'
 import { buildApp } from '../src/app.ts'
 import { DOCKER_SOCKET, hashToken, makeConfig, type Config, type DeepPartial, type Scope } from '../src/config.ts'
 import type { TokenStore } from '../src/access/token-store.ts'
@@ -19,7 +21,8 @@ import type { Backend, ContainersPart, OptionalPart, Parts } from '../src/engine
 import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
 import { logOptions } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
-import { declares, PROBLEM_JSON } from '../src/schemas/problems.ts'
+import { declaredHeaders, HEADERS, type HeaderName } from '../src/schemas/headers.ts'
+import { declares, PROBLEM_JSON, PROBLEM_MEMBERS } from '../src/schemas/problems.ts'
 
 function readTestEnv (): Record<string, string> {
   const file = new URL('../.test-env/env', import.meta.url)
@@ -183,27 +186,45 @@ export type App = Awaited<ReturnType<typeof build>>
 
 /**
  * The contract, checked on every answer the suites get: a problem an operation answers must be one
- * its schema (so the OpenAPI document) declares for that status. A suite that meets an undeclared
- * one fails at its end, naming the operation, status and code.
+ * its schema (so the OpenAPI document) declares for that status; and of the headers the document
+ * declares (src/schemas/headers.ts), each one sent must be declared for that answer, and each one
+ * declared as always sent must be there. A suite that meets an undeclared one fails at its end,
+ * naming the operation, status and code or header.
  */
 export function checkDeclaredProblems (t: Test, app: Awaited<ReturnType<typeof buildApp>>): void {
   const undeclared = new Set<string>()
   app.addHook('onSend', async (request, reply, payload) => {
     const schema = request.routeOptions.schema
-    if (typeof payload !== 'string' || schema?.operationId === undefined || !String(reply.getHeader('content-type')).startsWith(PROBLEM_JSON)) return payload
-    const { code } = JSON.parse(payload) as { code: ErrorCode }
+    if (schema?.operationId === undefined) return payload
+    const responses = (schema.response ?? {}) as Record<string, { headers?: Record<string, unknown> }>
+    const status = String(reply.statusCode)
+    const response = responses[status] ?? responses[`${status[0]}xx`]
+    if (response !== undefined) {
+      const declared = declaredHeaders(status, response)
+      for (const name of Object.keys(HEADERS) as HeaderName[]) {
+        const sent = reply.hasHeader(name)
+        if (sent && !declared.includes(name)) undeclared.add(`${schema.operationId} answered ${status} with ${name}, undeclared`)
+        if (!sent && declared.includes(name) && HEADERS[name].required) undeclared.add(`${schema.operationId} answered ${status} without ${name}, declared as always sent`)
+      }
+    }
+    if (typeof payload !== 'string' || !String(reply.getHeader('content-type')).startsWith(PROBLEM_JSON)) return payload
+    const { code, type: _type, title: _title, status: _status, detail: _detail, instance: _instance, requestId: _requestId, ...members } = JSON.parse(payload) as { code: ErrorCode, [member: string]: unknown }
     if (!declares(schema.response as Record<string, unknown>, reply.statusCode, code)) undeclared.add(`${schema.operationId} answered ${reply.statusCode} ${code}`)
+    // The members it carries, as its code's schema in the document declares them.
+    const declaredMembers = Type.Partial(Type.Object(PROBLEM_MEMBERS[code] ?? {}, { additionalProperties: false }))
+    if (!Value.Check(declaredMembers, members)) undeclared.add(`${schema.operationId} answered ${code} with members ${JSON.stringify(members)}, not as declared`)
     return payload
   })
   t.teardown(() => {
-    if (undeclared.size > 0) throw new Error(`problems the contract does not declare: ${[...undeclared].join('; ')}`)
+    if (undeclared.size > 0) throw new Error(`problems and headers the contract does not declare: ${[...undeclared].join('; ')}`)
   })
 }
 
 /** A run body for the test image, labelled with the run so cleanup finds it. */
 export function runBody (body: Record<string, unknown> = {}): Record<string, unknown> {
   const labels = (body.labels ?? {}) as Record<string, string>
-  return { image: env.image, command: ['sleep', '300'], ...body, labels: { ...labels, [RUN_LABEL]: RUN } }
+  // The docker test image only when the body names none: a cluster's suites run without the docker engine's.
+  return { ...(body.image === undefined ? { image: env.image } : {}), command: ['sleep', '300'], ...body, labels: { ...labels, [RUN_LABEL]: RUN } }
 }
 
 /** docker run through berth, as `who`: POST /v1/containers with the run body `body` (see runBody). */

@@ -7,10 +7,10 @@
 import { readFileSync } from 'node:fs'
 import https from 'node:https'
 import t from 'tap'
-import { KubernetesObjectApi, PatchStrategy, loadAllYaml, setHeaderOptions, type KubernetesObject, type V1Deployment, type V1Pod } from '@kubernetes/client-node'
+import { PatchStrategy, loadAllYaml, setHeaderOptions, type V1Deployment, type V1Pod } from '@kubernetes/client-node'
 import { RUN, auth, freePort, runBody, waitFor } from './helpers.ts'
 import { fetchFrom } from './backends.ts'
-import { KUBE_SKIP, admin, adminConfig, buildKube, kubeEnv, leftoversIn, namespaceFor, type KubeEnv } from './kubernetes-env.ts'
+import { KUBE_SKIP, admin, adminConfig, berthIdentity, buildKube, kubeEnv, leftoversIn, namespaceFor, type KubeEnv } from './kubernetes-env.ts'
 import { StreamClient, listen } from './stream-client.ts'
 
 if (kubeEnv === null) {
@@ -60,7 +60,7 @@ if (kubeEnv === null) {
     const upper = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ image: cluster.image, name: 'Not_A_DNS_Label' }) })
     t.equal(upper.statusCode, 400, upper.body)
     t.match(upper.json(), { code: 'validation_failed', detail: /DNS label/ })
-    for (const [field, value] of [['volumes', [{ source: '/srv', target: '/data' }]], ['restart', { policy: 'on-failure' }], ['autoRemove', true], ['init', true]] as const) {
+    for (const [field, value] of [['volumes', [{ source: '/srv', target: '/data' }]], ['init', true]] as const) {
       const refused = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web(`no-${field.toLowerCase()}`, { [field]: value }) })
       t.equal(refused.statusCode, refused.json().code === 'policy_denied' ? 403 : 501, `${field}: ${refused.body}`)
     }
@@ -82,7 +82,7 @@ if (kubeEnv === null) {
 
     // One node: a second replica cannot have the same host port there.
     const port = await freePort()
-    const one = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('scaled', { ports: [{ container: cluster.port, host: port }] }) })
+    const one = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('scaled', { restart: { policy: 'always' }, ports: [{ container: cluster.port, host: port }] }) })
     t.equal(one.statusCode, 201, one.body)
     const scale = await app.inject({ method: 'POST', url: `/v1/containers/${one.json().id}/scale`, headers: auth('alice'), payload: { replicas: 2 } })
     t.equal(scale.statusCode, 409, scale.body)
@@ -134,7 +134,7 @@ if (kubeEnv === null) {
     t.equal(events.status, 200)
     t.match(await events.sse(), { retry: 2000 })
     const name = `${RUN}-evented`
-    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('evented') })
+    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('evented', { restart: { policy: 'always' } }) })
     t.equal(run.statusCode, 201, run.body)
     const { id } = run.json()
     const stop = await app.inject({ method: 'POST', url: `/v1/containers/${id}/stop`, headers: auth('alice') })
@@ -207,17 +207,8 @@ if (kubeEnv === null) {
   })
 
   t.test('the committed manifests: berth\'s Role is all it needs, and its own pod passes the restricted profile', async t => {
-    const system = `${RUN}-system`
-    const tenants = `${RUN}-tenants`
-    const objects = api()
-    const manifests = ['namespaces.yaml', 'rbac.yaml'].flatMap(file => loadAllYaml(readFileSync(new URL(`../deploy/kubernetes/${file}`, import.meta.url), 'utf8')
-      .replaceAll('berth-system', system).replaceAll('berth-default', tenants)) as KubernetesObject[])
-    t.teardown(async () => {
-      for (const name of [system, tenants]) await core.deleteNamespace({ name }).catch(() => {})
-    })
-    for (const object of manifests) await objects.create(object)
-    const token = await core.createNamespacedServiceAccountToken({ namespace: system, name: 'berth', body: { spec: { audiences: [], expirationSeconds: 3600 } } })
-    const app = await buildKube(t, { namespace: tenants, token: token.status?.token as string })
+    const { system, tenants, token } = await berthIdentity(t, 'manifests')
+    const app = await buildKube(t, { namespace: tenants, token })
 
     const port = await freePort()
     const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: web('rbac', { ports: [{ container: cluster.port, host: port }], auth: { username: 'someone', password: 'secret' } }) })
@@ -249,10 +240,6 @@ if (kubeEnv === null) {
 
 function mergePatch (): ReturnType<typeof setHeaderOptions> {
   return setHeaderOptions('Content-Type', PatchStrategy.MergePatch)
-}
-
-function api (): KubernetesObjectApi {
-  return KubernetesObjectApi.makeApiClient(adminConfig())
 }
 
 /** How many LIST and GET requests of deployments the apiserver has served, from its own metrics. */

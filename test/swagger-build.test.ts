@@ -20,14 +20,15 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 const browser = await chromium.launchPersistentContext(join(dir, 'profile'), {
   executablePath: '/usr/bin/chromium',
   headless: true,
-  timeout: 15_000,
+  timeout: 60_000,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 })
 t.teardown(() => browser.close())
 
-t.test('the build operation takes a tar file and builds it', { timeout: 60_000 }, async t => {
+t.test('the build operation takes a tar file and builds it', { timeout: 300_000 }, async t => {
   const page = browser.pages()[0] ?? await browser.newPage()
-  page.setDefaultTimeout(15_000)
+  // A minute a step: a loaded machine renders Swagger UI slowly; a stuck browser still fails.
+  page.setDefaultTimeout(60_000)
   const context = join(dir, 'context.tar')
   writeFileSync(context, tarOf({ Dockerfile: `FROM berth-test/busybox:1\nLABEL uploaded-with=swagger-${RUN}\n` }))
   await page.goto(`${base}/docs/`)

@@ -223,9 +223,6 @@ if (swarmBackend === null) {
     t.match(foreign.json(), { code: 'policy_denied', rule: 'bindPaths' })
     const own = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('own', { command: ['sh', '-c', 'echo from-the-node > /data/out; sleep 300'], volumes: [{ source: `${root}/${policyDeployment}/alice`, target: '/data' }] }) })
     t.equal(own.statusCode, 201, own.body)
-    const volume = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('vol', { volumes: [{ source: 'data', target: '/data' }] }) })
-    t.equal(volume.statusCode, 501)
-    t.match(volume.json(), { code: 'not_supported', backend: 'swarm', detail: /named volumes/ })
     const quota = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('many', { replicas: 2 }) })
     t.equal(quota.statusCode, 403, 'two running and two more replicas would be four of three')
     t.match(quota.json(), { code: 'quota_exceeded', limit: 'containers', used: 2 })
@@ -350,23 +347,37 @@ if (swarmBackend === null) {
     t.ok(host >= 32768 && host <= 60999, `berth chose ${host}, in the range a single engine hands out, not the manager's 30000-32767`)
   })
 
-  t.test('what a cluster does not have is 501 not_supported, never imitated', async t => {
+  t.test('what a cluster does not have is 501 not_supported, never imitated; without agents, what is on the nodes', async t => {
     const app = await backend.build(t, { config: { deployment } })
-    for (const [method, url, payload] of [
-      ['GET', '/v1/images', undefined], ['GET', '/v1/images/busybox', undefined], ['DELETE', '/v1/images/busybox', undefined],
-      ['POST', '/v1/images/pull', { image: 'busybox' }], ['GET', '/v1/jobs/x', undefined]
+    for (const [method, url, payload, why] of [
+      ['POST', '/v1/images/build', undefined, /no builder engine is configured/],
+      ['GET', '/v1/system/df', undefined, /no builder engine is configured/]
     ] as const) {
       const response = await app.inject({ method, url, headers: auth('admin'), ...(payload ? { payload } : {}) })
       t.equal(response.statusCode, 501, `${method} ${url}`)
-      t.match(response.json(), { code: 'not_supported', backend: 'swarm', detail: /no single image store/ })
+      t.match(response.json(), { code: 'not_supported', backend: 'swarm', detail: why })
     }
+    const bare = await backend.build(t, { config: { deployment }, noAgents: true })
+    for (const [method, url, payload] of [
+      ['GET', '/v1/images', undefined], ['POST', '/v1/images/pull', { image: 'busybox' }], ['GET', '/v1/volumes', undefined],
+      ['POST', '/v1/containers/x/exec', { command: ['sh'] }], ['GET', '/v1/containers/x/stats', undefined], ['GET', '/v1/containers/x/archive?path=/', undefined]
+    ] as const) {
+      const response = await bare.inject({ method, url, headers: auth('admin'), ...(payload ? { payload } : {}) })
+      t.equal(response.statusCode, 501, `without agents: ${method} ${url}`)
+      t.match(response.json(), { code: 'not_supported', backend: 'swarm', detail: /reaches through its agent on each \(deploy\/swarm\/agent\.yml\): set BERTH_SWARM_AGENT_SECRET_FILE/ })
+    }
+    const volume = await bare.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('vol', { volumes: [{ source: 'data', target: '/data' }] }) })
+    t.match(volume.json(), { status: 501, code: 'not_supported', detail: /named volumes/ }, 'a run that mounts a volume, before anything is made')
     const anonymous = await app.inject({ method: 'GET', url: '/v1/images' })
     t.equal(anonymous.statusCode, 401, 'authentication comes first')
-    const auto = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('auto', { autoRemove: true }) })
-    t.match(auto.json(), { status: 501, code: 'not_supported', detail: /autoRemove/ })
     const pinned = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('pinned', { ports: [{ container: 80, hostIp: '127.0.0.1' }] }) })
     t.match(pinned.json(), { status: 501, code: 'not_supported', detail: /every address of a node/ })
-    t.same(await (manager as NonNullable<typeof manager>).listServices({ filters: { name: [`${RUN}-sw-auto`, `${RUN}-sw-pinned`] } }), [], 'refused before anything was made')
+    const agentPort = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('agent-port', { ports: [{ container: 80, host: cluster.agentPort }] }) })
+    t.equal(agentPort.statusCode, 403, 'nor the port berth\'s agents listen on, which policy allows')
+    t.match(agentPort.json(), { code: 'policy_denied', rule: 'hostPorts', detail: /berth's agent listens/ })
+    const gpus = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: body('gpus', { gpus: 1 }) })
+    t.match(gpus.json(), { status: 501, code: 'not_supported', detail: /generic resources/ })
+    t.same(await (manager as NonNullable<typeof manager>).listServices({ filters: { name: [`${RUN}-sw-vol`, `${RUN}-sw-pinned`, `${RUN}-sw-gpus`, `${RUN}-sw-agent-port`] } }), [], 'refused before anything was made')
   })
 
   t.test('a node that refuses what it was given says why: image, bind source, a port held outside the swarm', async t => {

@@ -1,7 +1,7 @@
 // docker volume create / ls / inspect / rm through berth, on the real engine: sizes, the containers
 // that mount a volume, removal while in use, and ownership (another token's volume does not exist).
 import t from 'tap'
-import { LogCapture, RUN, RUN_LABEL, assertNoFaults, assertProblem, auth, build, cleanupAfter, docker, env, name, runBody, waitFor } from './helpers.ts'
+import { LogCapture, RUN, RUN_LABEL, assertNoFaults, assertProblem, auth, build, cleanupAfter, docker, dockerEngine, env, name, runBody, waitFor, withParts } from './helpers.ts'
 
 cleanupAfter(t)
 
@@ -210,4 +210,51 @@ t.test('a volume without a name gets the engine\'s kind of name', async t => {
   const removed = await app.inject({ method: 'DELETE', url: `/v1/volumes/${generated}`, headers: auth('alice') })
   t.equal(removed.statusCode, 204)
   t.notOk(await volumeExists(generated))
+})
+
+t.test('docker\'s local volumes have no size: size is 501, and a storage quota counts them as nothing', async t => {
+  const app = await build(t, { config: { policy: { quota: { storageBytes: 1024 } } } })
+  const sized = await create(app, 'alice', { name: name('sized'), size: 1024 })
+  t.equal(sized.statusCode, 501, sized.body)
+  t.match(sized.json(), { code: 'not_supported', detail: /a local volume has no size/ })
+  t.notOk(await volumeExists(name('sized')), 'nothing was created')
+  for (const suffix of ['q1', 'q2']) {
+    const made = await create(app, 'alice', { name: name(suffix) })
+    t.equal(made.statusCode, 201, made.body)
+    t.notOk('capacity' in made.json(), 'no capacity on docker')
+    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name(`${suffix}-run`), volumes: [`${name(`${suffix}-new`)}:/data`] }) })
+    t.equal(run.statusCode, 201, run.body)
+  }
+})
+
+t.test('a storage quota counts the sizes of the token\'s volumes where the backend gives them one, runs\' new volumes too, one admission at a time', async t => {
+  // docker's volumes have no size: this backend is docker's with a size kept beside each volume, as Kubernetes' claims have one.
+  const real = await dockerEngine()
+  const volumes = real.part('volumes')
+  const sizes = new Map<string, number>()
+  const sized = <V extends { name: string }>(volume: V): V & { capacity?: number } => sizes.has(volume.name) ? { ...volume, capacity: sizes.get(volume.name) as number } : volume
+  const engine = withParts(real, {
+    volumes: {
+      capacityFor: size => size ?? 100,
+      create: async (volumeName, labels, options = {}) => {
+        sizes.set(volumeName, options.size ?? 100)
+        return sized(await volumes.create(volumeName, labels))
+      },
+      list: async options => (await volumes.list(options)).map(sized),
+      inspect: async (volumeName, details) => sized(await volumes.inspect(volumeName, details))
+    }
+  })
+  const app = await build(t, { engine, config: { policy: { quota: { storageBytes: 250 } } } })
+  t.equal((await create(app, 'alice', { name: name('s200'), size: 200 })).statusCode, 201)
+  const over = await create(app, 'alice', { name: name('s100'), size: 100 })
+  t.equal(over.statusCode, 403, over.body)
+  t.match(over.json(), { code: 'quota_exceeded', limit: 'storage', quota: 250, used: 200, detail: /a volume of 100 bytes on top of the 200 the token's volumes hold exceeds its storage quota of 250/ })
+  t.notOk(await volumeExists(name('s100')), 'nothing was created')
+  const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ name: name('s-run'), volumes: [`${name('s-new')}:/data`] }) })
+  t.equal(run.statusCode, 403, run.body)
+  t.match(run.json(), { code: 'quota_exceeded', limit: 'storage' })
+  t.notOk(await volumeExists(name('s-new')), 'the run made no volume')
+  t.equal((await create(app, 'bob', { name: name('s-bob'), size: 200 })).statusCode, 201, 'the quota is per token')
+  const racing = await Promise.all(['r1', 'r2'].map(async suffix => await create(app, 'admin', { name: name(suffix), size: 150 })))
+  t.same(racing.map(response => response.statusCode).sort(), [201, 403], 'two at once: one fits, the other is refused')
 })

@@ -2,16 +2,24 @@
 # berth's entrypoint. Started as root (docker-compose.yml does), it finds the group of the Docker socket
 # itself, then becomes uid 1000 with that group and no capabilities at all before node starts, so no
 # person looks up a gid. Started as anyone else (the image's own user, with --group-add), it starts node.
-#   berth-entrypoint               berth itself
-#   berth-entrypoint healthcheck   the image's HEALTHCHECK: GET /healthz, as uid 1000 too
+#   berth-entrypoint                     berth itself
+#   berth-entrypoint agent               berth's agent on a Swarm node (deploy/swarm/agent.yml)
+#   berth-entrypoint healthcheck         the image's HEALTHCHECK: GET /healthz, as uid 1000 too
+#   berth-entrypoint healthcheck agent   the agent's: it accepts connections on its port
 set -eu
 
 # compose passes every setting it knows, set or not: an empty one is no setting.
 for name in $(env | sed -n 's/^\(BERTH_[A-Z0-9_]*\)=$/\1/p'); do unset "$name"; done
 
-if [ "${1:-}" = healthcheck ]; then
+if [ "${1:-}" = healthcheck ] && [ "${2:-}" = agent ]; then
+  # Only berth can speak to the agent (it holds the key): a connection accepted is what can be checked.
+  set -- node -e "require('node:net').connect(Number(process.env.BERTH_AGENT_PORT || 7988), '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))"
+elif [ "${1:-}" = healthcheck ]; then
   # Node's own fetch: the image has no curl, and needs none.
   set -- node -e "fetch('http://127.0.0.1:' + (process.env.BERTH_PORT || 8080) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+elif [ "${1:-}" = agent ]; then
+  shift
+  set -- node --max-semi-space-size=4 /app/dist/agent/main.js "$@"
 else
   # --max-semi-space-size=4: V8's young generation defaults to 16 MiB a half, and an idle berth keeps
   # both halves resident; 4 keeps it about 25 MiB smaller with no throughput lost (bench/).

@@ -32,9 +32,11 @@ export function containerSpecOf (config: ContainerConfig, requester: Principal):
     ...(config.ports.length === 0 ? {} : { ports: config.ports }),
     ...(config.mounts.length === 0 ? {} : { volumes: config.mounts.map(mount => ({ source: mount.source, target: mount.target, ...(mount.readOnly ? { readOnly: true } : {}) })) }),
     ...(config.restart.policy === 'no' ? {} : { restart: config.restart }),
-    ...(config.memory === undefined && config.cpus === undefined
+    ...resourcesOf(config),
+    ...(config.cluster?.replicas === undefined || config.cluster.replicas === 1 ? {} : { replicas: config.cluster.replicas }),
+    ...(config.cluster?.placement === undefined || (config.cluster.placement.constraints.length === 0 && config.cluster.placement.spread.length === 0)
       ? {}
-      : { resources: { ...(config.memory === undefined ? {} : { memory: config.memory }), ...(config.cpus === undefined ? {} : { cpus: config.cpus }) } }),
+      : { placement: config.cluster.placement }),
     ...(config.autoRemove ? { autoRemove: true } : {}),
     ...(config.tty ? { tty: true } : {}),
     // Where it ran (its network) and how long it was to live (expiry) belong to that run, not to the environment.
@@ -45,4 +47,15 @@ export function containerSpecOf (config: ContainerConfig, requester: Principal):
     image: { id: config.imageId, digest: pin?.digest ?? null, pinned: pin !== null },
     redactedEnv: mayReadEnv ? [] : envNames
   }
+}
+
+/** Limits, and on a cluster the reservations: a backend without reservations refuses them by name. */
+function resourcesOf (config: ContainerConfig): Pick<RunRequest, 'resources'> {
+  const reservations = config.cluster?.reservations ?? {}
+  const resources = {
+    ...(config.memory === undefined ? {} : { memory: config.memory }),
+    ...(config.cpus === undefined ? {} : { cpus: config.cpus }),
+    ...(Object.keys(reservations).length === 0 ? {} : { reservations })
+  }
+  return Object.keys(resources).length === 0 ? {} : { resources }
 }

@@ -107,8 +107,11 @@ export class ContainerAccess {
           volume = await this.#engine.part('volumes').inspect(mount.source)
         } catch (error) {
           if (!(error instanceof BerthError && error.code === 'not_found')) throw error
+          // Inside the run's admission: the volume is made with the size every volume gets unasked.
+          await this.#quotas.checkStorage(requester.name, this.#engine.part('volumes').capacityFor(undefined))
           // Creating a name that exists returns the existing volume: its labels tell whose it is.
-          volume = await this.#engine.part('volumes').create(mount.source, this.#ownership.labelsFor(requester.name))
+          // On a cluster, on a node the run may be placed on: the run then goes where its volume is.
+          volume = await this.#engine.part('volumes').create(mount.source, this.#ownership.labelsFor(requester.name), spec.placement === undefined ? {} : { placement: spec.placement })
           if (this.#ownership.owns(requester, volume.labels)) created.push(volume.name)
         }
         this.#ownership.visible(requester, volume, 'volume', mount.source)

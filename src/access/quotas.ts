@@ -1,7 +1,9 @@
 // Quotas per token (OWASP API4): the most containers, memory and CPUs a token may hold at once,
 // counted over its containers in every state (a stopped one can be started again without asking).
-// On a cluster each replica counts as a container, with its own limits. Runs and scales of one
-// token are admitted one at a time, so concurrent ones cannot race past the limit.
+// On a cluster each replica counts as a container, with its own limits. The storage quota counts
+// the sizes of the token's volumes where a backend gives volumes one (Kubernetes' claims); docker's
+// local volumes have none and count nothing. Runs, scales and volume creations of one token are
+// admitted one at a time, so concurrent ones cannot race past the limit.
 import type { Quota } from '../config.ts'
 import type { Container, RunSpec } from '../engine/types.ts'
 import type { Backend } from '../engine/parts.ts'
@@ -50,20 +52,48 @@ export class Quotas {
     return await this.#admit(requester, { replicas: added, memory: memory ?? undefined, cpus: cpus ?? undefined }, scale)
   }
 
+  /**
+   * Runs `create` (which makes a volume that may hold `bytes`; null: unbounded) when it fits the
+   * owner's storage quota, with no other admission of that owner in between.
+   */
+  async admitVolume<T> (requester: Principal, bytes: number | null, create: () => Promise<T>): Promise<T> {
+    if (this.quotaOf(requester.name).storageBytes === null) return await create()
+    return await this.#inTurn(requester.name, async () => {
+      await this.checkStorage(requester.name, bytes)
+      return await create()
+    })
+  }
+
+  /** Refuses a volume of `bytes` that would take the owner past its storage quota (inside an admission's turn). */
+  async checkStorage (owner: string, bytes: number | null): Promise<void> {
+    const quota = this.quotaOf(owner).storageBytes
+    if (quota === null || bytes === null) return
+    const volumes = await this.#engine.part('volumes').list({ labels: this.#ownership.filtersFor({ name: owner, admin: false }) })
+    const used = volumes.reduce((sum, volume) => sum + (volume.capacity ?? 0), 0)
+    if (used + bytes > quota) {
+      throw exceeded('storage', `a volume of ${bytes} bytes on top of the ${used} the token's volumes hold exceeds its storage quota of ${quota}; remove a volume first`, quota, used)
+    }
+  }
+
   async #admit<T> (requester: Principal, demand: Demand, create: () => Promise<T>): Promise<T> {
     const quota = this.quotaOf(requester.name)
-    if (quota.containers === null && quota.memoryBytes === null && quota.cpus === null && quota.gpus === null) return await create()
-    const previous = this.#queues.get(requester.name) ?? Promise.resolve()
-    const turn = previous.then(async () => {
+    if (quota.containers === null && quota.memoryBytes === null && quota.cpus === null && quota.gpus === null && quota.storageBytes === null) return await create()
+    return await this.#inTurn(requester.name, async () => {
       this.#check(quota, demand, await this.usage(requester.name, quota))
       return await create()
     })
+  }
+
+  /** Runs `work` after every earlier admission of the owner has finished. */
+  async #inTurn<T> (owner: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#queues.get(owner) ?? Promise.resolve()
+    const turn = previous.then(work)
     const tail = turn.catch(() => {})
-    this.#queues.set(requester.name, tail)
+    this.#queues.set(owner, tail)
     try {
       return await turn
     } finally {
-      if (this.#queues.get(requester.name) === tail) this.#queues.delete(requester.name)
+      if (this.#queues.get(owner) === tail) this.#queues.delete(owner)
     }
   }
 
@@ -131,6 +161,6 @@ function gpuCount (gpus: GpuRequest | undefined): number {
   return typeof gpus === 'number' ? gpus : gpus.length
 }
 
-function exceeded (limit: 'containers' | 'memory' | 'cpus' | 'gpus', detail: string, quota: number, used: number): BerthError {
+function exceeded (limit: 'containers' | 'memory' | 'cpus' | 'gpus' | 'storage', detail: string, quota: number, used: number): BerthError {
   return new BerthError('quota_exceeded', detail, { limit, quota, used })
 }

@@ -8,14 +8,17 @@ import { BerthError } from '../errors.ts'
 import type { CreateVolumeRequest } from '../schemas/volumes.ts'
 import { LABEL_LEASE_FOR, RESERVED_LABEL_PREFIX, notFound, type Ownership, type Principal } from './ownership.ts'
 import { invalid } from './policy.ts'
+import type { Quotas } from './quotas.ts'
 
 export class VolumeAccess {
   readonly #engine: Backend
   readonly #ownership: Ownership
+  readonly #quotas: Quotas
 
-  constructor (engine: Backend, ownership: Ownership) {
+  constructor (engine: Backend, ownership: Ownership, quotas: Quotas) {
     this.#engine = engine
     this.#ownership = ownership
+    this.#quotas = quotas
   }
 
   async list (requester: Principal, options: { labels?: string[] | undefined, size: boolean }): Promise<Volume[]> {
@@ -53,8 +56,11 @@ export class VolumeAccess {
       throw error
     })
     if (existing !== null) return { volume: this.#taken(requester, existing), created: false }
+    const part = this.#engine.part('volumes')
+    const size = body.size === undefined ? {} : { size: body.size }
     // Creating a name that exists (made meanwhile) returns that volume: its labels tell whose it is.
-    const made = await this.#engine.part('volumes').create(name, { ...labels, ...this.#ownership.labelsFor(requester.name) })
+    const made = await this.#quotas.admitVolume(requester, part.capacityFor(body.size),
+      async () => await part.create(name, { ...labels, ...this.#ownership.labelsFor(requester.name) }, { ...size, ...(body.node === undefined ? {} : { node: body.node }) }))
     return { volume: this.#taken(requester, made), created: true }
   }
 

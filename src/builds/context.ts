@@ -2,7 +2,8 @@
 // the size limit, into berth's own index of it (context-set.ts) and a spool file of its data — never
 // held in memory. What the engine then gets is berth's tar of that index, so the Dockerfile policy
 // checked is the one the engine reads, whatever tricks the client's tar holds.
-import { createWriteStream } from 'node:fs'
+import { once } from 'node:events'
+import { createWriteStream, type WriteStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -79,9 +80,7 @@ function decode (bytes: Buffer, what: string): string {
  * and unpacked. Nothing is left on disk when it fails.
  */
 export async function receiveContext (body: Readable, options: ReceiveOptions): Promise<ReceivedContext> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-build-'))
-  const spool = join(dir, 'data')
-  const file = createWriteStream(spool, { mode: 0o600 })
+  const { dir, spool, file } = await openSpool()
   const set = new ContextSet(spool, options.limits)
   const remove = async (): Promise<void> => {
     set.close()
@@ -194,15 +193,41 @@ export async function receiveContext (body: Readable, options: ReceiveOptions): 
         unzip.once('end', done)
         unzip.end()
       })
-      file.once('error', fail)
+      file.on('error', fail)
     })
     if (size === 0) throw contextError('format', 'the build context is empty: send a tar of the build context as the body')
     if (reader.entries === 0) throw contextError('format', 'the build context is not a tar archive with files (send application/x-tar, optionally gzip-compressed)')
     const sealed = await set.seal(options.dockerfile)
     return { ...sealed, size, open: () => set.open(), remove }
   } catch (error) {
-    file.destroy()
+    await closeSpool(file)
     await remove()
     throw error
   }
+}
+
+/**
+ * A new spool file in a directory of its own, open before anything is written or removed: a refusal
+ * that comes at once must not remove the directory under an open still under way (which then fails
+ * with nobody listening).
+ */
+export async function openSpool (): Promise<{ dir: string, spool: string, file: WriteStream }> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-build-'))
+  const spool = join(dir, 'data')
+  const file = createWriteStream(spool, { mode: 0o600 })
+  try {
+    await once(file, 'open')
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true })
+    throw error
+  }
+  return { dir, spool, file }
+}
+
+/** Stops writing the spool and resolves once its descriptor is closed. */
+export async function closeSpool (file: WriteStream): Promise<void> {
+  if (file.closed) return
+  const closed = once(file, 'close').catch(() => {})
+  file.destroy()
+  await closed
 }

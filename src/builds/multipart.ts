@@ -3,15 +3,12 @@
 // (context-set.ts), its data spooled to a temporary file within the size limit. For clients without
 // tar, and for Swagger UI's form.
 import { Busboy, type BusboyHeaders, type BusboyInstance } from '@fastify/busboy'
-import { createWriteStream } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import type { IncomingHttpHeaders } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { once } from 'node:events'
 import type { Readable } from 'node:stream'
 import { ContextSet, MAX_DOCKERFILE, contextError, quote } from './context-set.ts'
-import { stoppedSending, tooLarge, type ReceiveOptions, type ReceivedContext } from './context.ts'
+import { closeSpool, openSpool, stoppedSending, tooLarge, type ReceiveOptions, type ReceivedContext } from './context.ts'
 
 const MAX_FILES = 10_000
 
@@ -25,9 +22,7 @@ function contextPath (name: string): string {
 }
 
 export async function receiveMultipartContext (body: Readable, headers: IncomingHttpHeaders, options: ReceiveOptions): Promise<ReceivedContext> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-build-'))
-  const spool = join(dir, 'data')
-  const file = createWriteStream(spool, { mode: 0o600 })
+  const { dir, spool, file } = await openSpool()
   const set = new ContextSet(spool, options.limits)
   const remove = async (): Promise<void> => {
     set.close()
@@ -103,7 +98,7 @@ export async function receiveMultipartContext (body: Readable, headers: Incoming
           file.end((error?: Error | null) => error ? fail(error) : resolve())
         }, fail)
       })
-      file.once('error', fail)
+      file.on('error', fail)
       options.signal?.addEventListener('abort', () => fail(options.signal?.reason), { once: true })
       if (options.signal?.aborted) return fail(options.signal.reason)
       body.once('aborted', () => fail(stoppedSending()))
@@ -112,7 +107,7 @@ export async function receiveMultipartContext (body: Readable, headers: Incoming
     const sealed = await set.seal(options.dockerfile)
     return { ...sealed, size: written, open: () => set.open(), remove }
   } catch (error) {
-    file.destroy()
+    await closeSpool(file)
     await remove()
     throw error
   }

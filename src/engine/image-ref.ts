@@ -84,3 +84,12 @@ function escapeRegExp (text: string): string {
 function printable (text: string): string {
   return JSON.stringify(text).slice(1, -1).slice(0, 200)
 }
+
+/** The repository of a reference as a cluster names it (registry/path, without tag or digest); null for none. */
+export function repositoryOf (image: string): string | null {
+  const name = image.split('@')[0] as string
+  const slash = name.lastIndexOf('/')
+  const colon = name.lastIndexOf(':')
+  const repository = colon > slash ? name.slice(0, colon) : name
+  return repository === '' ? null : repository
+}

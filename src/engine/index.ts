@@ -2,12 +2,13 @@
 // and in each backend's definition, once: routes name the part they need, and a backend without it
 // answers 501 not_supported with its reason; the OpenAPI document's `x-berth-backends` follows.
 //
-//               containers images builds disk volumes networks exec stats files wait nodes expiry specs
-//   docker          ✓        ✓      ✓     ✓      ✓       ✓      ✓     ✓     ✓    ✓     ✓     ✓      ✓
-//   swarm           ✓               ✓     ✓                                            ✓
-//   kubernetes      ✓               ✓     ✓                                            ✓
+//               containers images imageRemoval builds disk volumes networks exec stats files wait nodes expiry specs
+//   docker          ✓        ✓         ✓         ✓     ✓      ✓       ✓      ✓     ✓     ✓    ✓     ✓     ✓      ✓
+//   swarm           ✓        ✓         ✓         ✓     ✓      ✓       ✓      ✓     ✓     ✓    ✓     ✓     ✓      ✓
+//   kubernetes      ✓        ✓                   ✓     ✓      ✓              ✓     ✓     ✓    ✓     ✓     ✓      ✓
 //
 // (builds and disk on a cluster: with a builder engine, BERTH_BUILDER; without one they are absent)
+// (images, image removal, volumes, exec, stats and files on swarm: with berth's agent on every node, BERTH_SWARM_AGENT_SECRET_FILE)
 // (drawn by partsTable(); test/capabilities.test.ts keeps it true to the definitions)
 import type { Config } from '../config.ts'
 import { docker } from './docker/backend.ts'

@@ -1,5 +1,5 @@
 // The seam between berth and what runs its containers. A backend is composed of parts: containers
-// (every backend has them) and, where the backend can honour them, images, builds, volumes,
+// (every backend has them) and, where the backend can honour them, images, image removal, builds, volumes,
 // networks, exec, stats, files, wait, nodes, expiry and specs. Each part is a small interface; a
 // backend that lacks one says why, once, in its definition — and that reason is the 501 a client
 // gets and the sentence the OpenAPI document prints. Nothing in a backend answers 501 by hand.
@@ -12,7 +12,7 @@ import type { ImageRef } from './image-ref.ts'
 import type {
   BuildOptions, BuildSpec, BuiltImage, Container, ContainerConfig, ContainerExit, ContainerStats, ContainerSummary, DiskUsage, EngineEvent,
   EngineInfo, EngineKind, EventsOptions, ExecSession, ExecSpec, ExpiringContainer, Image, ImageHistoryEntry, ImageRemoval, ImageSummary,
-  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PathStat, PruneImagesOptions, PruneReport,
+  ListContainersOptions, ListImagesOptions, LogEntry, LogOptions, Network, NetworkSpec, Node, PathStat, Placement, PruneImagesOptions, PruneReport,
   PulledImage, PullOptions, PushedImage, PushOptions, RunSpec, StateChange, Volume, VolumeDetails
 } from './types.ts'
 
@@ -47,6 +47,10 @@ export interface ImagesPart {
   inspect: (reference: string) => Promise<Image>
   /** docker history: the steps that made an image, newest first. */
   history: (reference: string) => Promise<ImageHistoryEntry[]>
+}
+
+/** docker rmi: taking an image out of the store (or off every node) that holds it. */
+export interface ImageRemovalPart {
   remove: (reference: string, options: { force: boolean }) => Promise<ImageRemoval>
 }
 
@@ -84,8 +88,15 @@ export interface VolumesPart {
   list: (options: { labels: string[] } & VolumeDetails) => Promise<Volume[]>
   /** A named volume, or not_found; its size and users only when asked for (otherwise null and []). */
   inspect: (name: string, details?: VolumeDetails) => Promise<Volume>
-  /** Creates a named volume; an existing one of that name is returned as it is (labels and all). */
-  create: (name: string, labels: Record<string, string>) => Promise<Volume>
+  /**
+   * Creates a named volume; an existing one of that name is returned as it is (labels and all). On a
+   * cluster it lives on one node: `node` names it, or `placement` (a run's) narrows the choice.
+   * `size`: the bytes it may hold, where the backend bounds volumes (not_supported where it does not).
+   */
+  create: (name: string, labels: Record<string, string>, options?: { node?: string, placement?: Placement, size?: number }) => Promise<Volume>
+  /** The bytes a volume made now with this size asked for (or none) may hold, null where volumes are unbounded; policy_denied past the backend's cap. */
+  capacityFor: (size: number | undefined) => number | null
+  /** Refuses with volume_in_use while any container mounts it, running or not. */
   remove: (name: string) => Promise<void>
 }
 
@@ -111,25 +122,35 @@ export interface ExecPart {
    * connection; the engine has no way to stop the process itself, which ends when it reads EOF on
    * stdin (a shell does) or by itself.
    */
-  exec: (containerId: string, spec: ExecSpec, options: { signal: AbortSignal }) => Promise<ExecSession>
+  exec: (containerId: string, spec: ExecSpec, options: { signal: AbortSignal, replica?: string }) => Promise<ExecSession>
+}
+
+/**
+ * On a cluster, which replica a process or file operation is for: its slot, or its task id (or a
+ * unique prefix of it); the running one with the lowest slot when absent. A single host's container
+ * is its one replica, `1`.
+ */
+export interface ReplicaChoice {
+  replica?: string
 }
 
 export interface StatsPart {
   /**
    * docker stats: resolves once the engine answered. One reading (which takes the engine a second,
    * to have a previous one to compare with), or one about every second until the container stops or
-   * the signal aborts. `oneShot`: one reading at once, without the comparison (no cpuPercent).
+   * the signal aborts. `oneShot`: one reading at once, without the comparison (no cpuPercent). On a
+   * cluster, without a replica chosen: the sum over its running replicas.
    */
-  stats: (id: string, options: { stream: boolean, signal?: AbortSignal, oneShot?: boolean }) => Promise<AsyncIterable<ContainerStats>>
+  stats: (id: string, options: { stream: boolean, signal?: AbortSignal, oneShot?: boolean } & ReplicaChoice) => Promise<AsyncIterable<ContainerStats>>
 }
 
 export interface FilesPart {
   /** docker cp out: a tar of the path (a file, or a directory and all below it); not_found when the path is not there. */
-  get: (id: string, path: string, options: { signal?: AbortSignal }) => Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }>
+  get: (id: string, path: string, options: { signal?: AbortSignal } & ReplicaChoice) => Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }>
   /** What a path is (its last component not followed, the ones before it followed in the container); null when it is not there. */
-  stat: (id: string, path: string) => Promise<PathStat | null>
+  stat: (id: string, path: string, options?: ReplicaChoice) => Promise<PathStat | null>
   /** docker cp in: unpacks a tar of `size` bytes into the directory `path`, which must exist. */
-  put: (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }) => Promise<void>
+  put: (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number } & ReplicaChoice) => Promise<void>
 }
 
 export interface WaitPart {
@@ -165,6 +186,7 @@ export interface SpecsPart {
 export interface Parts {
   containers: ContainersPart
   images: ImagesPart
+  imageRemoval: ImageRemovalPart
   builds: BuildsPart
   disk: DiskPart
   volumes: VolumesPart
@@ -181,12 +203,13 @@ export type PartName = keyof Parts
 /** The parts a backend may lack: all but containers. */
 export type OptionalPart = Exclude<PartName, 'containers'>
 
-export const PART_NAMES: readonly PartName[] = ['containers', 'images', 'builds', 'disk', 'volumes', 'networks', 'exec', 'stats', 'files', 'wait', 'nodes', 'expiry', 'specs']
+export const PART_NAMES: readonly PartName[] = ['containers', 'images', 'imageRemoval', 'builds', 'disk', 'volumes', 'networks', 'exec', 'stats', 'files', 'wait', 'nodes', 'expiry', 'specs']
 
 /** What a part is for, in the words of the 501 a client gets when the backend lacks it. */
 export const PART_WORDS: Record<PartName, string> = {
   containers: 'containers',
   images: 'images',
+  imageRemoval: 'removing images',
   builds: 'image builds, tags and pushes',
   disk: 'image prune and disk usage',
   volumes: 'named volumes',

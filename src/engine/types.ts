@@ -13,7 +13,7 @@ import type { LogEntry } from '../schemas/logs.ts'
 import type { Volume } from '../schemas/volumes.ts'
 import type { Network } from '../schemas/networks.ts'
 import type { ContainerStats } from '../schemas/stats.ts'
-import type { Expiry } from '../schemas/lifecycle.ts'
+import type { Expiry, WaitResult } from '../schemas/lifecycle.ts'
 import type { Node } from '../schemas/nodes.ts'
 import type { Static } from 'typebox'
 import type { PlacementSchema, Task } from '../schemas/containers.ts'
@@ -144,10 +144,21 @@ export interface LayerProgress {
   current: number
   /** The layer's compressed size; null until the engine knows it. */
   total: number | null
+  /** On a cluster: the node it is pulled onto (each node pulls its own). */
+  node?: string
 }
 
-/** What a running pull reports: the engine accepted it (the registry answered), or a layer moved on. */
-export type PullProgress = { kind: 'started' } | { kind: 'layer', layer: LayerProgress }
+/**
+ * What a running pull reports: the engine accepted it (the registry answered), or a layer moved on;
+ * on a cluster, each from a node, and each node's outcome as it comes.
+ */
+export type PullProgress =
+  | { kind: 'started', node?: string }
+  | { kind: 'layer', layer: LayerProgress, node?: string }
+  | { kind: 'node', outcome: NodePull }
+
+/** How a pull went on one node of a cluster. */
+export type NodePull = NonNullable<PulledImage['nodes']>[number]
 
 export interface PullOptions {
   platform?: string
@@ -286,11 +297,16 @@ export interface NetworkSpec {
 
 /** How a container ended. */
 export interface ContainerExit {
-  exitCode: number
+  /** On a cluster: the first non-zero exit of its replicas (by slot), else 0; null when none left one (lost with their nodes). */
+  exitCode: number | null
   oomKilled: boolean
   /** What the engine reports went wrong, if anything. */
   error: string | null
+  /** On a cluster: how each replica ended. */
+  replicas?: ReplicaExit[]
 }
+
+export type ReplicaExit = NonNullable<WaitResult['replicas']>[number]
 
 /** What a build is asked to do. Policy has checked it; the context is a tar (optionally gzip-compressed). */
 export interface BuildSpec {
@@ -378,4 +394,6 @@ export interface ContainerConfig {
   tty: boolean
   /** The environment knobs the run set (issue 14): what its processes see, not where it runs (network, expiry). */
   environment?: Pick<RunSpec, 'shmSize' | 'hostname' | 'ulimits' | 'init' | 'readOnly' | 'stopSignal' | 'stopTimeout' | 'gpus'>
+  /** On a cluster, what the run asked of it beyond one replica anywhere: a backend that cannot honour them refuses them by name. */
+  cluster?: Pick<RunSpec, 'replicas' | 'placement' | 'reservations'>
 }

@@ -11,40 +11,45 @@ interface MediaRange {
   type: string
   subtype: string
   q: number
+  /** Where the client listed it. */
+  position: number
 }
 
 function parseAccept (header: string): MediaRange[] {
-  return header.split(',').flatMap(part => {
+  return header.split(',').flatMap((part, position) => {
     const [range = '', ...params] = part.trim().split(';')
     const [type, subtype] = range.trim().toLowerCase().split('/')
     if (!type || !subtype) return []
     const qParam = params.map(param => param.trim().split('=')).find(([key]) => key?.trim().toLowerCase() === 'q')
     const q = qParam === undefined ? 1 : Number(qParam[1])
-    return [{ type, subtype, q: Number.isFinite(q) ? Math.min(1, Math.max(0, q)) : 0 }]
+    return [{ type, subtype, q: Number.isFinite(q) ? Math.min(1, Math.max(0, q)) : 0, position }]
   })
 }
 
 /**
- * The offer the client prefers, or null when it accepts none of them. No Accept header (or an empty
- * one) means the first offer; among equally acceptable offers the earlier one wins.
+ * The offer the client prefers, or null when it accepts none of them. One rule for every route that
+ * answers in more than one media type:
+ *  1. the highest q wins (a type's q is that of the most specific range matching it, RFC 9110 12.5.1);
+ *  2. among equal q, a type the client named outright wins over one only a wildcard matches;
+ *  3. then the one the client listed first;
+ *  4. then the route's own order: its first offer is its default, for a wildcard alone too.
+ * No Accept header (or an empty one) means the route's default.
  */
 export function negotiate (accept: string | undefined, offers: readonly string[]): string | null {
   if (accept === undefined || accept.trim() === '') return offers[0] ?? null
   const ranges = parseAccept(accept)
-  let best: string | null = null
-  let bestQ = 0
+  let best: { offer: string, q: number, named: boolean, position: number } | null = null
   for (const offer of offers) {
     const [type, subtype] = offer.split('/')
-    // The most specific range that matches decides the offer's quality (RFC 9110, 12.5.1).
     const match = ranges
       .filter(range => (range.type === '*' || range.type === type) && (range.subtype === '*' || range.subtype === subtype))
-      .sort((a, b) => specificity(b) - specificity(a))[0]
-    if (match !== undefined && match.q > bestQ) {
-      best = offer
-      bestQ = match.q
-    }
+      .sort((a, b) => specificity(b) - specificity(a) || a.position - b.position)[0]
+    if (match === undefined || match.q === 0) continue
+    const candidate = { offer, q: match.q, named: specificity(match) === 3, position: match.position }
+    // Offers come in the route's order: a later one must be strictly preferred to take the place.
+    if (best === null || candidate.q > best.q || (candidate.q === best.q && (Number(candidate.named) - Number(best.named) || best.position - candidate.position) > 0)) best = candidate
   }
-  return best
+  return best?.offer ?? null
 }
 
 function specificity (range: MediaRange): number {

@@ -24,6 +24,6 @@ export default fp<{ config: Config, now?: () => number }>(async (app, { config, 
   app.decorate('ownership', ownership)
   const containers = new ContainerAccess(app.engine, ownership, config.policy, quotas, now)
   app.decorate('containers', containers)
-  app.decorate('volumes', new VolumeAccess(app.engine, ownership))
+  app.decorate('volumes', new VolumeAccess(app.engine, ownership, quotas))
   app.decorate('networks', new NetworkAccess(app.engine, ownership, containers))
 }, { name: 'berth-access', dependencies: ['berth-engine', 'berth-auth'] })

@@ -6,6 +6,8 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { backendsWith, lackingSentence } from '../engine/index.ts'
 import type { PartName } from '../engine/parts.ts'
+import { withResponseHeaders } from '../schemas/headers.ts'
+import { withProblemSchemas } from '../schemas/problems.ts'
 import { version } from '../version.ts'
 
 export default fp<{ docsPublic: boolean }>(async (app, options) => {
@@ -16,7 +18,10 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         title: 'berth',
         version,
         description: 'A typed, documented, secure HTTP API in front of a Docker Engine, a Docker Swarm cluster or a Kubernetes cluster: pull, list, run, stop and start containers. ' +
-          'Each operation lists the engine backends that have it in `x-berth-backends` (the backends whose parts include what it needs); on the others it answers 501 not_supported, saying why.',
+          'Each operation lists the engine backends that have it in `x-berth-backends` (the backends whose parts include what it needs); on the others it answers 501 not_supported, saying why. ' +
+          'A path asked with a method it has no operation for answers 405 method_not_allowed with `Allow` (`components.responses.MethodNotAllowed`).\n\n' +
+          'Agents: the Model Context Protocol is served on `POST /mcp` (streamable HTTP, stateless, the same bearer tokens). Its tools (run, ps, inspect, logs, exec, ' +
+          'files_in, files_out, stop, start, rm, wait) call these operations as the agent\'s token, and take their schemas; `/mcp` is no operation here, as MCP is a protocol of its own.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' }
       },
       // Relative: the document is served by the berth it describes, so its origin is the server.
@@ -35,6 +40,9 @@ export default fp<{ docsPublic: boolean }>(async (app, options) => {
         { name: 'health', description: 'Liveness and readiness' }
       ]
     },
+    // Said of the whole document: each code's problem as a schema, and the response headers as
+    // components that the answers carrying them refer to.
+    transformObject: (documents) => 'openapiObject' in documents ? withProblemSchemas(withResponseHeaders(documents.openapiObject)) : documents.swaggerObject,
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transform: ({ schema, url, route }) => {
       const config = route.config as { scope?: string, part?: PartName } | undefined

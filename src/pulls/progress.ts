@@ -17,18 +17,25 @@ function layerDone (layer: LayerProgress): number {
   return done[layer.phase]
 }
 
+/** A layer as one pull knows it: by its id, and on a cluster by the node it goes to. */
+export function layerKey (layer: Pick<LayerProgress, 'id' | 'node'>): string {
+  return layer.node === undefined ? layer.id : `${layer.node}/${layer.id}`
+}
+
 export class PullTracker {
   readonly #layers = new Map<string, LayerProgress>()
   #fraction = 0
 
   /** Records a layer report and answers the layer as berth shows it: sizes remembered across phases. */
   update (report: LayerProgress): LayerProgress {
-    const known = this.#layers.get(report.id)
+    // On a cluster each node pulls the same layers: each node's copy is work of its own.
+    const key = layerKey(report)
+    const known = this.#layers.get(key)
     const total = report.total ?? known?.total ?? null
     // The engine reports no bytes for the steps between download and extraction, nor after: the layer is whole.
     const whole = report.phase === 'verifying' || report.phase === 'downloaded' || report.phase === 'complete'
-    const layer: LayerProgress = { id: report.id, phase: report.phase, current: whole && total !== null ? total : report.current, total }
-    this.#layers.set(report.id, layer)
+    const layer: LayerProgress = { id: report.id, phase: report.phase, current: whole && total !== null ? total : report.current, total, ...(report.node === undefined ? {} : { node: report.node }) }
+    this.#layers.set(key, layer)
     this.#fraction = Math.max(this.#fraction, this.#compute())
     return layer
   }

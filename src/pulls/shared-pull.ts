@@ -2,14 +2,15 @@
 // replayable record of its events, so a client can follow it from any point.
 import type { RegistryCredentials } from '../config.ts'
 import type { ImageRef } from '../engine/image-ref.ts'
-import type { LayerProgress, PulledImage, PullProgress } from '../engine/types.ts'
+import type { LayerProgress, NodePull, PulledImage, PullProgress } from '../engine/types.ts'
 import { BerthError } from '../errors.ts'
-import { PullTracker, type PullSnapshot } from './progress.ts'
+import { PullTracker, layerKey, type PullSnapshot } from './progress.ts'
 
 export type PullEvent =
   | { type: 'queued', image: string }
   | { type: 'started', image: string }
   | { type: 'progress', layer: LayerProgress, fraction: number, layers: { total: number, done: number } }
+  | ({ type: 'node' } & NodePull)
   | { type: 'pulled', image: PulledImage }
   | { type: 'error', error: BerthError }
 
@@ -154,6 +155,10 @@ export class SharedPull {
       this.#record({ type: 'started', image: this.ref.reference })
       return
     }
+    if (report.kind === 'node') {
+      this.#record({ type: 'node', ...report.outcome })
+      return
+    }
     const layer = this.tracker.update(report.layer)
     this.#record({ type: 'progress', layer, fraction: this.tracker.fraction, layers: this.tracker.counts })
   }
@@ -180,13 +185,13 @@ export class SharedPull {
   #record (event: PullEvent): void {
     const entry = { seq: ++this.#seq, event }
     if (event.type === 'progress') {
-      const previous = this.#latest.get(event.layer.id)
+      const previous = this.#latest.get(layerKey(event.layer))
       const before = previous === undefined ? undefined : this.#log[previous]?.event
       if (previous !== undefined && before?.type === 'progress' && before.layer.phase === event.layer.phase) {
         this.#log[previous] = undefined
         this.#holes++
       }
-      this.#latest.set(event.layer.id, this.#log.length)
+      this.#latest.set(layerKey(event.layer), this.#log.length)
     }
     this.#log.push(entry)
     if (this.#holes > 64 && this.#holes * 2 > this.#log.length) this.#compact()
@@ -199,7 +204,7 @@ export class SharedPull {
     this.#holes = 0
     this.#latest.clear()
     this.#log.forEach((entry, index) => {
-      if (entry?.event.type === 'progress') this.#latest.set(entry.event.layer.id, index)
+      if (entry?.event.type === 'progress') this.#latest.set(layerKey(entry.event.layer), index)
     })
   }
 }

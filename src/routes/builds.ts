@@ -16,6 +16,7 @@ import { BerthError } from '../errors.ts'
 import { EventStream, NDJSON, SSE, lastEventSeq, negotiate, notAcceptable, pipeSubscription, sendStream } from '../http/event-stream.ts'
 import { ref } from '../schemas/common.ts'
 import { ENGINE, problems } from '../schemas/problems.ts'
+import { located } from '../schemas/headers.ts'
 import { BuildEvent, BuildJob, BuildParams, BuildQuery, BuiltImage } from '../schemas/builds.ts'
 import { PullHeaders } from '../schemas/jobs.ts'
 
@@ -87,7 +88,7 @@ const builds: FastifyPluginAsyncTypebox = async (app) => {
             [SSE]: { schema: Type.String({ description: 'Server-sent events; each `data` is a BuildEvent, each `id` a sequence number.' }) }
           }
         },
-        202: { description: 'Started as an async build (Location: the build).', content: { 'application/json': { schema: ref(BuildJob) } } },
+        202: located({ description: 'Started as an async build (Location: the build).', content: { 'application/json': { schema: ref(BuildJob) } } }),
         ...problems(...ENGINE, 'invalid_build_context', 'policy_denied', 'build_failed', 'build_cancelled', 'rate_limited', 'not_acceptable', 'push_failed')
       }
     } as never

@@ -16,7 +16,9 @@ const containerSpec: FastifyPluginAsyncTypebox = async (app) => {
       description: 'The run request that makes the same environment again — on this berth or another (another host, another engine): ' +
         'the image pinned by its registry digest, command, environment, ports, volumes, resources, restart policy and labels, ' +
         'each only where the run set it (what the image sets by itself comes with the image). POST `run` to /v1/containers. ' +
-        'Environment values are shown only to the token that ran the container; berth\'s own labels and the container name are left out.',
+        'Environment values are shown only to the token that ran the container; berth\'s own labels and the container name are left out. ' +
+        'On a cluster it is read from the service or Deployment berth made, pinned by the digest the cluster ran, with `replicas`, `placement` and ' +
+        '`resources.reservations`: POSTed to a backend that cannot honour a field, the run is refused naming it (501 not_supported), never run without it.',
       operationId: 'containerSpec',
       params: ContainerParams,
       response: { 200: ref(ContainerSpec, 'The run request, and how exactly it pins the image.'), ...problems(...CONTAINER) }

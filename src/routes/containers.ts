@@ -7,6 +7,7 @@ import type { Principal } from '../access/ownership.ts'
 import type { ErrorCode } from '../errors.ts'
 import { ref } from '../schemas/common.ts'
 import { CONTAINER, ENGINE, problems } from '../schemas/problems.ts'
+import { located } from '../schemas/headers.ts'
 import {
   Container, ContainerParams, ContainerSummary, ListContainersQuery, RemoveContainerQuery, RunRequest, ScaleRequest, StateChange, StopQuery, type ValidatedRunRequest
 } from '../schemas/containers.ts'
@@ -59,7 +60,7 @@ const containers: FastifyPluginAsyncTypebox = async (app) => {
         'profile (a non-root user, no privilege escalation, no capabilities): berth answers once the pods run, or 409/403/404 with why (the scheduler\'s or the kubelet\'s words), removing the Deployment again.',
       operationId: 'runContainer',
       body: ref(RunRequest),
-      response: { 201: ref(Container, 'Running: the container as inspected after start (Location: its URL).'), ...problems(...ENGINE, 'not_found', 'image_not_found', 'name_conflict', 'port_conflict', 'gpu_unavailable', 'policy_denied', 'quota_exceeded', 'not_supported', 'pull_failed', 'pull_cancelled', 'rate_limited', 'placement_failed', 'placement_timeout') }
+      response: { 201: located(ref(Container, 'Running: the container as inspected after start (Location: its URL).')), ...problems(...ENGINE, 'not_found', 'image_not_found', 'name_conflict', 'port_conflict', 'gpu_unavailable', 'policy_denied', 'quota_exceeded', 'not_supported', 'pull_failed', 'pull_cancelled', 'rate_limited', 'placement_failed', 'placement_timeout') }
     }
   }, async (request, reply) => {
     const { name, image, volumes } = request.body

@@ -13,6 +13,7 @@ import { eventBody } from '../http/output-stream.ts'
 import { ref } from '../schemas/common.ts'
 import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerParams } from '../schemas/containers.ts'
+import { ReplicaQuery } from '../schemas/common.ts'
 import { ExecEvent, ExecQuery, ExecRequest, ExecResult } from '../schemas/exec.ts'
 
 const EXEC_MEDIA = [NDJSON, SSE, 'application/json'] as const
@@ -37,6 +38,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
         'For an interactive terminal (stdin, resize) open a WebSocket on the same path.',
       operationId: 'execContainer',
       params: ContainerParams,
+      querystring: ReplicaQuery,
       body: ref(ExecRequest),
       response: {
         200: {
@@ -56,7 +58,8 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
     const { command, env, workingDir, user, tty = false } = request.body
     const container = await start(request, { command, env: env ?? {}, tty, stdin: false, ...(workingDir === undefined ? {} : { workingDir }), ...(user === undefined ? {} : { user }) })
     const signal = app.streams.signal(reply)
-    const session = await app.engine.part('exec').exec(container.id, container.spec, { signal })
+    const { replica } = request.query
+    const session = await app.engine.part('exec').exec(container.id, container.spec, { signal, ...(replica === undefined ? {} : { replica }) })
     request.audit({ exec: session.id })
     // Somebody works in it: an idle timeout does not count this as idle.
     app.lifecycle.touch(container.id)
@@ -103,7 +106,7 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
     }
   } as unknown as RouteOptions)
 
-  type ExecQueryType = { command: string[], tty?: boolean, workingDir?: string, user?: string, cols?: number, rows?: number }
+  type ExecQueryType = { command: string[], tty?: boolean, workingDir?: string, user?: string, cols?: number, rows?: number, replica?: string }
   type Started = Pick<Container, 'id' | 'name'> & { spec: ExecSpec }
   const terminals = new WeakMap<FastifyRequest, Started & { signal: AbortSignal }>()
 
@@ -151,7 +154,8 @@ const exec: FastifyPluginAsyncTypebox = async (app) => {
     socket.on('message', onMessage)
     let started: ExecSession
     try {
-      started = await app.engine.part('exec').exec(container.id, container.spec, { signal })
+      const { replica } = request.query as ExecQueryType
+      started = await app.engine.part('exec').exec(container.id, container.spec, { signal, ...(replica === undefined ? {} : { replica }) })
     } catch (error) {
       fail(socket, error, request.id)
       return

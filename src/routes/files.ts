@@ -17,7 +17,6 @@ import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerParams } from '../schemas/containers.ts'
 import { ArchiveQuery, PutArchiveQuery, PutFileQuery } from '../schemas/files.ts'
 
-/** On a cluster each task's files live on its node's engine, which berth does not reach yet. */
 const TAR = 'application/x-tar'
 const BYTES = 'application/octet-stream'
 
@@ -44,14 +43,15 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       querystring: ArchiveQuery,
       response: {
         200: { description: 'The tar archive.', content: { [TAR]: { schema: Type.String({ format: 'binary' }) } } },
-        ...problems(...CONTAINER, 'payload_too_large')
+        ...problems(...CONTAINER, 'payload_too_large', 'container_not_running')
       }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: false })
     const container = await app.containers.find(principalOf(request), request.params.idOrName)
     const signal = app.streams.signal(reply)
-    const { stat, archive } = await app.engine.part('files').get(container.id, path, { signal })
+    const { replica } = request.query
+    const { stat, archive } = await app.engine.part('files').get(container.id, path, { signal, ...(replica === undefined ? {} : { replica }) })
     const name = (stat.name === '' || stat.name === '/' ? 'root' : stat.name).replace(/[^A-Za-z0-9._-]/g, '_')
     return await (reply as unknown as FastifyReply)
       .type(TAR)
@@ -82,7 +82,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       params: ContainerParams,
       querystring: PutArchiveQuery,
       body: binary(TAR, 'A tar archive.'),
-      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problems(...CONTAINER, 'path_conflict') }
+      response: { 204: Type.Null({ description: 'Unpacked.' }), ...problems(...CONTAINER, 'path_conflict', 'container_not_running') }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: false })
@@ -91,7 +91,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
     const reader = new ArchiveReader()
     const upload = await spool(bodyOf(request, TAR, maxUploadBytes), { limit: maxUploadBytes, check: reader })
     try {
-      await unpack(container, path, planUpload(reader.entries), upload)
+      await unpack(container, path, planUpload(reader.entries), upload, request.query.replica)
     } finally {
       await upload.discard()
     }
@@ -111,7 +111,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
       params: ContainerParams,
       querystring: PutFileQuery,
       body: binary(BYTES, 'The file\'s content.'),
-      response: { 204: Type.Null({ description: 'Written.' }), ...problems(...CONTAINER, 'path_conflict') }
+      response: { 204: Type.Null({ description: 'Written.' }), ...problems(...CONTAINER, 'path_conflict', 'container_not_running') }
     }
   }, async (request, reply) => {
     const path = confinedPath(request.query.path, 'querystring/path', { file: true })
@@ -120,7 +120,7 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
     const upload = await spool(bodyOf(request, BYTES, maxUploadBytes), { limit: maxUploadBytes })
     try {
       const plan = planFile(posix.basename(path), upload.size, parseInt(request.query.mode ?? '0644', 8), Math.floor(Date.now() / 1000))
-      await unpack(container, posix.dirname(path), plan, upload)
+      await unpack(container, posix.dirname(path), plan, upload, request.query.replica)
     } finally {
       await upload.discard()
     }
@@ -128,11 +128,13 @@ const files: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   /** Holds a plan to what is in the container, then sends the engine the archive berth assembles. */
-  async function unpack (container: { id: string, name: string }, path: string, plan: UploadPlan, upload: Spooled): Promise<void> {
+  /** Unpacks into one replica's container: the one asked for, else (on a cluster) the running replica with the lowest slot. */
+  async function unpack (container: { id: string, name: string }, path: string, plan: UploadPlan, upload: Spooled, replica: string | undefined): Promise<void> {
     const files = app.engine.part('files')
-    await checkAgainst(plan, path, container.name, async at => await files.stat(container.id, at))
+    const which = replica === undefined ? {} : { replica }
+    await checkAgainst(plan, path, container.name, async at => await files.stat(container.id, at, which))
     const { archive, size } = assemble(plan, upload)
-    await files.put(container.id, path, archive, { size })
+    await files.put(container.id, path, archive, { size, ...which })
   }
 
   async function findFor (request: FastifyRequest) {

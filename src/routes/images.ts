@@ -9,6 +9,7 @@ import { isFinal, type PullEntry, type PullSpec } from '../pulls/shared-pull.ts'
 import { describeJob, wirePullEvent } from '../pulls/views.ts'
 import { ref } from '../schemas/common.ts'
 import { ENGINE, problems } from '../schemas/problems.ts'
+import { located } from '../schemas/headers.ts'
 import { ImageDetails, ImageParams, ImageRemoval, ImageSummary, ListImagesQuery, PulledImage, PullRequest, RemoveImageQuery } from '../schemas/images.ts'
 import { PullEvent, PullHeaders, PullJob, PullQuery } from '../schemas/jobs.ts'
 import { Type } from 'typebox'
@@ -41,7 +42,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
             [SSE]: { schema: Type.String({ description: 'Server-sent events; each `data` is a PullEvent, each `id` a sequence number.' }) }
           }
         },
-        202: { description: 'Started as an async job (Location: the job).', content: { 'application/json': { schema: ref(PullJob) } } },
+        202: located({ description: 'Started as an async job (Location: the job).', content: { 'application/json': { schema: ref(PullJob) } } }),
         ...problems(...ENGINE, 'policy_denied', 'image_not_found', 'pull_failed', 'pull_cancelled', 'rate_limited', 'not_acceptable')
       }
     }
@@ -135,7 +136,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
 
   app.delete('/v1/images/:ref', {
     // Images are shared by every token's containers: removing one is an admin's call.
-    config: { scope: 'admin', part: 'images' },
+    config: { scope: 'admin', part: 'imageRemoval' },
     schema: {
       tags: ['images'],
       summary: 'Remove an image (docker rmi)',
@@ -146,7 +147,7 @@ const images: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ref(ImageRemoval, 'Removed: what was untagged and deleted.'), ...problems(...ENGINE, 'image_not_found', 'image_in_use') }
     }
   }, async (request) => {
-    const removal = await app.engine.part('images').remove(engineReference(request.params.ref, 'params/ref'), { force: request.query.force ?? false })
+    const removal = await app.engine.part('imageRemoval').remove(engineReference(request.params.ref, 'params/ref'), { force: request.query.force ?? false })
     request.audit({ untagged: removal.untagged, deleted: removal.deleted })
     return removal
   })

@@ -10,7 +10,7 @@ import { ref } from '../schemas/common.ts'
 import { problems } from '../schemas/problems.ts'
 import { JobParams, PullEvent, PullJob } from '../schemas/jobs.ts'
 
-// Jobs are pulls into the engine's image store, which a cluster does not have.
+// Jobs are pulls into the engine's image store (on a cluster, the nodes'): they need the images part.
 
 const EVENT_MEDIA = [SSE, NDJSON] as const
 

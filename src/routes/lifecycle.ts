@@ -9,8 +9,6 @@ import { Container, ContainerParams } from '../schemas/containers.ts'
 import { BerthError } from '../errors.ts'
 import { SetExpiryRequest, WaitQuery, WaitResult } from '../schemas/lifecycle.ts'
 
-/** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
-
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/containers/:idOrName/wait', {
     config: { scope: 'write', part: 'wait' },

@@ -6,9 +6,8 @@ import { Type } from 'typebox'
 import type { Principal } from '../access/ownership.ts'
 import { ref } from '../schemas/common.ts'
 import { CONTAINER, ENGINE, problems } from '../schemas/problems.ts'
+import { located } from '../schemas/headers.ts'
 import { ConnectRequest, CreateNetworkRequest, DisconnectRequest, ListNetworksQuery, Network, NetworkChange, NetworkParams } from '../schemas/networks.ts'
-
-/** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
 
 const networks: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
@@ -33,7 +32,7 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
       description: 'A bridge network owned by the token; `internal: true` gives it no route to the outside. A name in use is 409 name_conflict.',
       operationId: 'createNetwork',
       body: ref(CreateNetworkRequest),
-      response: { 201: ref(Network, 'Created (Location: its URL).'), ...problems(...ENGINE, 'name_conflict') }
+      response: { 201: located(ref(Network, 'Created (Location: its URL).')), ...problems(...ENGINE, 'name_conflict') }
     }
   }, async (request, reply) => {
     request.audit({ network: { name: request.body.name } })
@@ -78,12 +77,13 @@ const networks: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['networks'],
         summary: action === 'connect' ? 'Connect a container to a network (docker network connect)' : 'Disconnect a container from a network (docker network disconnect)',
         description: action === 'connect'
-          ? 'The container (running or not) joins the network, reached there by its name and `aliases`. Already connected is a success with `changed: false`.'
-          : 'Not connected is a success with `changed: false`.',
+          ? 'The container (running or not) joins the network, reached there by its name and `aliases`. Already connected is a success with `changed: false`. ' +
+            'On a Swarm cluster its service changes, so its replicas are replaced (this answers when they run again).'
+          : 'Not connected is a success with `changed: false`. On a Swarm cluster its replicas are replaced, as for connect.',
         operationId: `${action}Network`,
         params: NetworkParams,
         body: action === 'connect' ? ref(ConnectRequest) : ref(DisconnectRequest),
-        response: { 200: ref(NetworkChange, 'Done, or nothing to do (`changed: false`); the network as it is now.'), ...problems(...CONTAINER, 'policy_denied') }
+        response: { 200: ref(NetworkChange, 'Done, or nothing to do (`changed: false`); the network as it is now.'), ...problems(...CONTAINER, 'policy_denied', 'port_conflict', 'placement_failed', 'placement_timeout') }
       }
     }, async (request) => {
       const body = request.body as { container: string, aliases?: string[], force?: boolean }

@@ -9,6 +9,7 @@ import { eventBody } from '../http/output-stream.ts'
 import { ref } from '../schemas/common.ts'
 import { CONTAINER, problems } from '../schemas/problems.ts'
 import { ContainerParams } from '../schemas/containers.ts'
+import { ReplicaQuery } from '../schemas/common.ts'
 import { ContainerStats } from '../schemas/stats.ts'
 
 const STATS_MEDIA = ['application/json', NDJSON, SSE] as const
@@ -21,9 +22,10 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Resource usage of a container (docker stats)',
       description: 'One reading in JSON (`docker stats --no-stream`; the engine takes about a second, to have a previous reading to compare CPU time with), ' +
         'or, with `Accept: application/x-ndjson` or `text/event-stream`, a reading about every second until the container stops or the client leaves. ' +
-        'Computed as the Docker CLI computes them.',
+        'Computed as the Docker CLI computes them. On a cluster: one replica\'s (`replica`), or without one the sum over the running replicas.',
       operationId: 'containerStats',
       params: ContainerParams,
+      querystring: ReplicaQuery,
       response: {
         200: {
           description: 'A reading, or readings as they come.',
@@ -43,7 +45,8 @@ const stats: FastifyPluginAsyncTypebox = async (app) => {
     // A container that does not run has no usage to read: the engine would answer zeros.
     if (!container.running) throw new BerthError('container_not_running', `container ${container.id} is not running: it uses nothing`)
     const signal = app.streams.signal(reply)
-    const readings = await app.engine.part('stats').stats(container.id, { stream: media !== 'application/json', signal })
+    const { replica } = request.query
+    const readings = await app.engine.part('stats').stats(container.id, { stream: media !== 'application/json', signal, ...(replica === undefined ? {} : { replica }) })
     if (media === 'application/json') {
       const first = await readings[Symbol.asyncIterator]().next()
       if (first.done === true) throw new BerthError('container_not_running', `container ${container.id} stopped before it could be read`)

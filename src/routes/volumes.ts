@@ -6,9 +6,8 @@ import { Type } from 'typebox'
 import type { Principal } from '../access/ownership.ts'
 import { ref } from '../schemas/common.ts'
 import { ENGINE, problems } from '../schemas/problems.ts'
+import { located } from '../schemas/headers.ts'
 import { CreateVolumeRequest, InspectVolumeQuery, ListVolumesQuery, RemoveVolumeQuery, Volume, VolumeParams } from '../schemas/volumes.ts'
-
-/** Why the Swarm backend answers 501 here (the OpenAPI document says it too). */
 
 const volumes: FastifyPluginAsyncTypebox = async (app) => {
   const principalOf = (request: FastifyRequest): Principal => request.principal as Principal
@@ -35,9 +34,9 @@ const volumes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'createVolume',
       body: ref(CreateVolumeRequest),
       response: {
-        201: ref(Volume, 'Created (Location: its URL).'),
-        200: ref(Volume, 'The token already has a volume of that name: this is it, unchanged.'),
-        ...problems(...ENGINE, 'name_conflict')
+        201: located(ref(Volume, 'Created (Location: its URL).')),
+        200: located(ref(Volume, 'The token already has a volume of that name: this is it, unchanged (Location: its URL).')),
+        ...problems(...ENGINE, 'name_conflict', 'placement_failed', 'policy_denied', 'quota_exceeded', 'validation_failed', 'not_supported')
       }
     }
   }, async (request, reply) => {

@@ -49,8 +49,9 @@ export const Problem = Type.Object({
   $id: 'Problem',
   additionalProperties: true,
   description: 'An RFC 9457 problem, sent as application/problem+json. Some codes add members: `port` and `holder` (port_conflict), `errors` (validation_failed), ' +
-    '`rule` (policy_denied), `backend` (not_supported), `reason` (placement_failed, pull_failed, push_failed, build_failed), `allow` (method_not_allowed). ' +
-    'Each operation lists the codes it can answer per status; the examples here show every code.',
+    '`rule` (policy_denied), `backend` (not_supported), `reason` (placement_failed, pull_failed, push_failed, build_failed), `allow` (method_not_allowed)… ' +
+    'Each code has a schema of its own that declares them (`PortConflictProblem`, `ValidationFailedProblem`…), and each operation declares its error answers ' +
+    'as one of the schemas of the codes it can answer there; the examples here show every code.',
   examples: (Object.keys(errorCodes) as ErrorCode[]).map(code => exampleProblem(code))
 })
 
@@ -73,5 +74,14 @@ export const Health = Type.Object({
     arch: Type.String({ description: 'Engine architecture.' })
   }, { additionalProperties: false, description: 'The engine berth talks to.' }))
 }, { $id: 'Health', additionalProperties: false, description: 'Liveness or readiness.' })
+
+/** Which replica of a container a process or file operation is for (on a cluster). */
+export const replicaField = Type.Optional(Type.String({
+  pattern: '^([1-9][0-9]{0,3}|[a-z0-9]{1,25})$',
+  description: 'On a cluster: the replica, by slot (`1`, `2`…) or task id (or a unique prefix of one); by default the running replica with the lowest slot. ' +
+    'A container on one host is its one replica, `1`.'
+}))
+
+export const ReplicaQuery = Type.Object({ replica: replicaField }, { additionalProperties: false })
 
 export const commonSchemas = [Problem, PortBinding, Health]

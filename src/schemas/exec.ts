@@ -1,6 +1,6 @@
 // docker exec: a command run in a running container, its output streamed and its exit code last.
 import { Type, type Static } from 'typebox'
-import { Problem, keyedMap, ref } from './common.ts'
+import { Problem, keyedMap, ref, replicaField } from './common.ts'
 
 const absolutePath = '^/[^\\u0000-\\u001f\\u007f]*$'
 const arg = Type.String({ maxLength: 4096, pattern: '^[^\\u0000]*$' })
@@ -31,7 +31,8 @@ export const ExecQuery = Type.Object({
   workingDir: execFields.workingDir,
   user: execFields.user,
   cols: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Terminal width to start with.' })),
-  rows: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Terminal height to start with.' }))
+  rows: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Terminal height to start with.' })),
+  replica: replicaField
 }, { additionalProperties: false })
 
 export const ExecEvent = Type.Union([

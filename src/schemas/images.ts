@@ -21,11 +21,23 @@ export const PullRequest = Type.Object({
   auth: Type.Optional(Type.Unsafe<Static<typeof RegistryAuth>>(Type.Ref('RegistryAuth')))
 }, { $id: 'PullRequest', additionalProperties: false, description: 'What to pull.' })
 
+export const NodePull = Type.Object({
+  node: Type.String({ description: 'The node.' }),
+  state: Type.Enum(['pulled', 'failed'], { type: 'string', description: 'Whether the image is on it now.' }),
+  reason: Type.Union([Type.Enum(['registry_auth', 'not_found', 'node_down', 'registry_unreachable', 'other'], { type: 'string' }), Type.Null()], {
+    description: 'Why it failed: the registry wants credentials, has no such image, the node (or its engine) is down, or cannot be reached from the node; null when pulled.'
+  }),
+  detail: Type.Union([Type.String(), Type.Null()], { description: 'What the node said, when it failed.' })
+}, { $id: 'NodePull', additionalProperties: false, description: 'How a pull went on one node of a cluster.' })
+
 export const PulledImage = Type.Object({
   id: Type.String({ description: 'Image id (sha256:…).' }),
   reference: Type.String({ description: 'The reference pulled, with its tag made explicit.' }),
   digest: Type.Union([Type.String(), Type.Null()], { description: 'The manifest digest the registry served; pull `repo@digest` to get exactly this image again.' }),
-  tags: Type.Array(Type.String(), { description: 'Tags the image has on the engine.' })
+  tags: Type.Array(Type.String(), { description: 'Tags the image has on the engine.' }),
+  nodes: Type.Optional(Type.Array(Type.Unsafe<Static<typeof NodePull>>(Type.Ref('NodePull')), {
+    description: 'On a cluster: how the pull went on each node it was for (every active node; a node that is down is one that failed). The pull succeeds when one node has the image.'
+  }))
 }, { $id: 'PulledImage', additionalProperties: false, description: 'The image a pull produced.' })
 export type PulledImage = Static<typeof PulledImage>
 
@@ -35,7 +47,8 @@ const imageSummaryProperties = {
   digests: Type.Array(Type.String(), { description: 'repo@digest references of the image.' }),
   createdAt: Type.String({ format: 'date-time', description: 'When the image was built.' }),
   size: Type.Integer({ description: 'Size in bytes.' }),
-  labels: Type.Record(Type.String(), Type.String(), { description: 'Image labels.' })
+  labels: Type.Record(Type.String(), Type.String(), { description: 'Image labels.' }),
+  nodes: Type.Optional(Type.Array(Type.String(), { description: 'On a cluster: the nodes that have it (among those that answer), by name.' }))
 }
 
 export const ImageSummary = Type.Object({
@@ -94,4 +107,4 @@ export const RemoveImageQuery = Type.Object({
   force: Type.Optional(Type.Boolean({ default: false, description: 'Remove even when containers use it (docker rmi -f).' }))
 }, { additionalProperties: false })
 
-export const imageSchemas = [RegistryAuth, PullRequest, PulledImage, ImageSummary, ImageHistoryEntry, ImageDetails, ImageRemoval]
+export const imageSchemas = [RegistryAuth, PullRequest, NodePull, PulledImage, ImageSummary, ImageHistoryEntry, ImageDetails, ImageRemoval]

@@ -1,7 +1,7 @@
 // Pull progress and pull jobs: the events a pull streams, and an async pull job as GET /v1/jobs/{id} shows it.
 import { Type, type Static } from 'typebox'
 import { Problem, ref } from './common.ts'
-import { PulledImage } from './images.ts'
+import { NodePull, PulledImage } from './images.ts'
 
 export const LayerProgress = Type.Object({
   id: Type.String({ description: 'The layer\'s short id, as `docker pull` prints it.' }),
@@ -10,7 +10,8 @@ export const LayerProgress = Type.Object({
     description: 'Where the layer is. `exists`: already on the engine, nothing to do.'
   }),
   current: Type.Integer({ minimum: 0, description: 'Bytes done in this phase (downloaded, or extracted).' }),
-  total: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], { description: 'The layer\'s compressed size; null until known.' })
+  total: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], { description: 'The layer\'s compressed size; null until known.' }),
+  node: Type.Optional(Type.String({ description: 'On a cluster: the node it is pulled onto (each node pulls its own copy).' }))
 }, { $id: 'LayerProgress', additionalProperties: false, description: 'One layer of a pull.' })
 
 const image = Type.String({ description: 'The reference being pulled, tag made explicit.' })
@@ -27,6 +28,13 @@ export const PullEvent = Type.Union([
       done: Type.Integer({ description: 'Layers complete or already on the engine.' })
     }, { additionalProperties: false, description: 'Layer counts.' })
   }, { additionalProperties: false, description: 'A layer moved on.' }),
+  Type.Object({
+    type: Type.Literal('node'),
+    node: NodePull.properties.node,
+    state: NodePull.properties.state,
+    reason: NodePull.properties.reason,
+    detail: NodePull.properties.detail
+  }, { additionalProperties: false, description: 'On a cluster: the pull is over on one node, pulled or failed (and why); the others go on.' }),
   Type.Object({ type: Type.Literal('pulled'), image: ref(PulledImage) }, { additionalProperties: false, description: 'Final: the pulled image.' }),
   Type.Object({ type: Type.Literal('error'), problem: ref(Problem) }, { additionalProperties: false, description: 'Final: why the pull failed (pull_failed, pull_cancelled, …), the same body an error response has.' })
 ], {

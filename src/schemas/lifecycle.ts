@@ -10,12 +10,26 @@ export const WaitQuery = Type.Object({
   }))
 }, { additionalProperties: false })
 
+export const ReplicaExit = Type.Object({
+  slot: Type.Union([Type.Integer(), Type.Null()], { description: 'Which replica.' }),
+  task: Type.String({ description: 'Its last task.' }),
+  node: Type.Union([Type.String(), Type.Null()], { description: 'The node it ran on.' }),
+  state: Type.String({ description: 'How its task ended: complete, failed, shutdown (stopped), rejected — or lost, with a node the cluster lost.' }),
+  exitCode: Type.Union([Type.Integer(), Type.Null()], { description: 'Its exit code; null when it has none (lost, or it never started).' }),
+  oomKilled: Type.Boolean({ description: 'Killed for want of memory (as its node\'s engine reports; false when the node cannot be asked).' }),
+  error: Type.Union([Type.String(), Type.Null()], { description: 'Why it ended, as the cluster says; null when it simply exited 0.' })
+}, { $id: 'ReplicaExit', additionalProperties: false, description: 'How one replica of a container on a cluster ended.' })
+
 export const WaitResult = Type.Object({
   stopped: Type.Boolean({ description: 'Whether it stopped; false only when `timeout` passed first.' }),
-  exitCode: Type.Union([Type.Integer(), Type.Null()], { description: 'Its exit code (137: killed, by a stop or the OOM killer); null when it has not stopped.' }),
+  exitCode: Type.Union([Type.Integer(), Type.Null()], {
+    description: 'Its exit code (137: killed, by a stop or the OOM killer); null when it has not stopped. On a cluster, the summary of `replicas`: ' +
+      'the first non-zero exit code (by slot), else 0; null when no replica left one (all lost with their nodes).'
+  }),
   oomKilled: Type.Boolean({ description: 'The kernel killed a process of it for want of memory: raise `resources.memory`.' }),
-  error: Type.Union([Type.String(), Type.Null()], { description: 'What the engine reports went wrong waiting, if anything.' }),
-  removed: Type.Boolean({ description: 'An autoRemove container: berth removed it once this answer was ready (read its logs before waiting).' })
+  error: Type.Union([Type.String(), Type.Null()], { description: 'What the engine reports went wrong waiting, if anything; on a cluster, which replicas were lost with their nodes.' }),
+  removed: Type.Boolean({ description: 'An autoRemove container: berth removed it once this answer was ready (read its logs before waiting).' }),
+  replicas: Type.Optional(Type.Array(Type.Unsafe<Static<typeof ReplicaExit>>(Type.Ref('ReplicaExit')), { description: 'On a cluster: how each replica ended, in slot order.' }))
 }, { $id: 'WaitResult', additionalProperties: false, description: 'How a container ended, as `docker wait` reports it, and a little more.' })
 export type WaitResult = Static<typeof WaitResult>
 
@@ -43,4 +57,4 @@ export const SetExpiryRequest = Type.Object({
   ttl: Type.Integer({ minimum: 1, maximum: 366 * 86_400, description: 'Seconds it may live from now on: the new end of its time to live.' })
 }, { $id: 'SetExpiryRequest', additionalProperties: false, description: 'A new time to live, from now: extends (or shortens) it.' })
 
-export const lifecycleSchemas = [WaitResult, Expiry, SetExpiryRequest]
+export const lifecycleSchemas = [ReplicaExit, WaitResult, Expiry, SetExpiryRequest]

@@ -20,7 +20,8 @@ export const ContainerStats = Type.Object({
     readBytes: Type.Integer({ description: 'Bytes read from block devices.' }),
     writeBytes: Type.Integer({ description: 'Bytes written to block devices.' })
   }, { additionalProperties: false, description: 'Block I/O since it started.' }),
-  pids: Type.Integer({ description: 'Processes and threads it runs.' })
+  pids: Type.Integer({ description: 'Processes and threads it runs.' }),
+  replicas: Type.Optional(Type.Integer({ minimum: 2, description: 'On a cluster, asked without a replica: how many running replicas this reading adds up (each figure is their sum). Absent for one replica\'s reading.' }))
 }, { $id: 'ContainerStats', additionalProperties: false, description: 'One reading of a container\'s resource usage, as `docker stats` computes it.' })
 export type ContainerStats = Static<typeof ContainerStats>
 

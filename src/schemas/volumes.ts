@@ -22,19 +22,34 @@ export const Volume = Type.Object({
   size: Type.Union([Type.Integer(), Type.Null()], {
     description: 'Bytes it holds, as `docker system df -v` reports them; null unless asked for with `size=true`, or when the driver cannot say.'
   }),
-  usedBy: Type.Array(VolumeUser, { description: 'The containers (in any state) that mount it, among those the token may see. A container in any state keeps a volume in use.' })
+  usedBy: Type.Array(VolumeUser, { description: 'The containers (in any state) that mount it, among those the token may see. A container in any state keeps a volume in use.' }),
+  nodes: Type.Optional(Type.Array(Type.String(), {
+    description: 'On a cluster: the node it lives on, where every container that mounts it runs (more than one only for copies made outside berth, which no container can mount).'
+  })),
+  capacity: Type.Optional(Type.Integer({
+    minimum: 0,
+    description: 'Bytes it may hold, where the backend bounds a volume (Kubernetes: the PersistentVolumeClaim\'s size, as bound or else as asked for). Absent on docker, whose local volumes are bounded by the host\'s disk.'
+  })),
+  accessModes: Type.Optional(Type.Array(Type.String(), { description: 'Kubernetes: how nodes may mount it (ReadWriteOnce: one node at a time, …), as the PersistentVolumeClaim says.' })),
+  phase: Type.Optional(Type.String({ description: 'Kubernetes: the PersistentVolumeClaim\'s phase (Pending until a PersistentVolume is bound to it, Bound, Lost).' }))
 }, { $id: 'Volume', additionalProperties: false, description: 'A named volume, as `docker volume inspect` shows it: data that outlives containers.' })
 export type Volume = Static<typeof Volume>
 
 export const CreateVolumeRequest = Type.Object({
-  name: Type.Optional(Type.String({ pattern: VOLUME_NAME_PATTERN, description: 'Volume name; the engine\'s rule. Omit for a generated one.' })),
+  name: Type.Optional(Type.String({ pattern: VOLUME_NAME_PATTERN, description: 'Volume name; the engine\'s rule (on Kubernetes also a DNS subdomain: lower-case letters, digits, "-" and "."). Omit for a generated one.' })),
+  node: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$', description: 'On a cluster: the node (name or id) it lives on; by default the ready node holding the fewest of berth\'s volumes. A single host has one node: leave it out.' })),
+  size: Type.Optional(Type.Integer({
+    minimum: 1,
+    description: 'Bytes it may hold, where the backend bounds volumes (Kubernetes: the PersistentVolumeClaim\'s size; at most BERTH_KUBE_VOLUME_MAX_SIZE, and within the token\'s storage quota). ' +
+      'Omitted: BERTH_KUBE_VOLUME_SIZE. docker answers 501 not_supported: a local volume has no size.'
+  })),
   labels: Type.Optional(keyedMap('^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$', Type.String({ maxLength: 4096, pattern: printable }), {
     maxProperties: 64, description: 'Labels. Keys under `io.berth.` are berth\'s own and cannot be set.'
   }))
 }, {
   $id: 'CreateVolumeRequest',
   additionalProperties: false,
-  description: 'What `docker volume create` takes. The driver is always `local` and there are no driver options: those could mount host paths.',
+  description: 'What `docker volume create` takes. The driver is always the backend\'s own (docker: `local`; Kubernetes: the configured storage class) and there are no driver options: those could mount host paths.',
   examples: [{ name: 'ada-datasets', labels: { project: 'imagenet' } }]
 })
 export type CreateVolumeRequest = Static<typeof CreateVolumeRequest>

@@ -8,7 +8,7 @@ import { BerthProblem, BerthResponseError, problemOf, type Problem } from './pro
 import { ndjson, sse } from './streams.ts'
 
 export type { components, operations, paths } from './generated/api.ts'
-export { BerthProblem, BerthResponseError, type Problem, type ProblemCode } from './problem.ts'
+export { BerthProblem, BerthResponseError, type Problem, type ProblemCode, type ProblemOf } from './problem.ts'
 
 export type Schemas = components['schemas']
 export type PullEvent = Schemas['PullEvent']
@@ -18,25 +18,27 @@ export type BerthEvent = Schemas['Event']
 export type BuildQuery = NonNullable<operations['buildImage']['parameters']['query']>
 export type LogsQuery = NonNullable<operations['containerLogs']['parameters']['query']>
 
+// Every optional option also takes undefined, so that `token: process.env.BERTH_TOKEN` type-checks
+// under exactOptionalPropertyTypes: undefined means the same as leaving it out.
 export interface BerthClientOptions {
   /** berth's address, such as http://127.0.0.1:8080 */
   url: string
-  /** The secret part of a berth token (BERTH_TOKENS' `name:scope:secret`). */
-  token?: string
+  /** The secret part of a berth token (BERTH_TOKENS' `name:scope:secret`); none (or "") sends no Authorization. */
+  token?: string | undefined
   /** Another fetch (a test's, a proxy's). */
-  fetch?: (input: Request) => Promise<Response>
+  fetch?: ((input: Request) => Promise<Response>) | undefined
 }
 
 export interface StreamOptions {
   /** Aborting it ends the iteration with an AbortError and closes the connection. */
-  signal?: AbortSignal
+  signal?: AbortSignal | undefined
 }
 
 export interface ReconnectOptions extends StreamOptions {
   /** Reconnect when the connection drops or berth answers 502/503/504 (true). */
-  reconnect?: boolean
+  reconnect?: boolean | undefined
   /** The first wait before reconnecting, doubled on each failure in a row up to 30 s (1000); an SSE `retry:` replaces it. */
-  retryMs?: number
+  retryMs?: number | undefined
 }
 
 /** One message of an SSE stream: the event and the id that resumes after it (Last-Event-ID). */
@@ -105,7 +107,7 @@ export function createBerthClient (options: BerthClientOptions) {
    * A build as it happens (`docker build`): the context is a tar (or gzip'd tar) archive; steps, their
    * output and layers, then `built`; a failure is thrown as a BerthProblem.
    */
-  async function * build (context: Uint8Array | Blob, query: BuildQuery, { signal, gzip = false }: StreamOptions & { gzip?: boolean } = {}): AsyncGenerator<BuildEvent> {
+  async function * build (context: Uint8Array | Blob, query: BuildQuery, { signal, gzip = false }: StreamOptions & { gzip?: boolean | undefined } = {}): AsyncGenerator<BuildEvent> {
     const { data, error, response } = await api.POST('/v1/images/build', {
       params: { query },
       // The document types a binary body as a string; fetch takes the bytes as they are.
@@ -215,14 +217,14 @@ export function createBerthClient (options: BerthClientOptions) {
   }
 
   /** Container and image changes as they happen (`docker events`), from `lastEventId` on when given. */
-  function events (options: ReconnectOptions & { lastEventId?: string } = {}): AsyncGenerator<Message<BerthEvent>> {
+  function events (options: ReconnectOptions & { lastEventId?: string | undefined } = {}): AsyncGenerator<Message<BerthEvent>> {
     return serverSent<BerthEvent>(async lastEventId => await api.GET('/v1/events', {
       params: { header: lastEventId ? { 'last-event-id': lastEventId } : {} }, headers: { accept: SSE }, parseAs: 'stream', signal: options.signal
     }), options.lastEventId, options)
   }
 
   /** A pull job's events (POST /v1/images/pull?async=true), replayed then live, until `pulled` (or a thrown problem). */
-  async function * jobEvents (id: string, options: ReconnectOptions & { lastEventId?: string } = {}): AsyncGenerator<PullEvent> {
+  async function * jobEvents (id: string, options: ReconnectOptions & { lastEventId?: string | undefined } = {}): AsyncGenerator<PullEvent> {
     const messages = serverSent<PullEvent>(async lastEventId => await api.GET('/v1/jobs/{id}/events', {
       params: { path: { id }, header: lastEventId ? { 'last-event-id': lastEventId } : {} }, headers: { accept: SSE }, parseAs: 'stream', signal: options.signal
     }), options.lastEventId, options, event => event.type === 'pulled' || event.type === 'error')

@@ -1,10 +1,20 @@
-// berth's errors as exceptions: a BerthProblem carries the problem+json body, typed from the document's
-// Problem schema, so `code` is the enum the document declares.
+// berth's errors as exceptions: a BerthProblem carries the problem+json body, typed from the document,
+// which declares each code's problem as a schema of its own (PortConflictProblem…) with the members
+// that code adds: Problem is their union, so narrowing on `code` types those members.
 import type { components } from './generated/api.ts'
 
-/** An RFC 9457 problem as berth sends it, with the members some codes add (`port`, `holder`, `errors`, `rule`…). */
-export type Problem = components['schemas']['Problem']
+type Schemas = components['schemas']
+/** The document's schemas of one code's problems: every `…Problem` but the Problem they all extend. */
+type ProblemSchema = Exclude<Extract<keyof Schemas, `${string}Problem`>, 'Problem'>
+
+/**
+ * An RFC 9457 problem as berth sends it: a union by `code`, so that `if (problem.code === 'port_conflict')`
+ * types `problem.port` and `problem.holder`.
+ */
+export type Problem = Schemas[ProblemSchema]
 export type ProblemCode = Problem['code']
+/** The problem of one code: `ProblemOf<'quota_exceeded'>` has `limit`, `quota` and `used`. */
+export type ProblemOf<C extends ProblemCode> = Extract<Problem, { code: C }>
 
 export class BerthProblem extends Error {
   override readonly name = 'BerthProblem'
@@ -18,9 +28,18 @@ export class BerthProblem extends Error {
   /** The whole body: the members above and those its code adds. */
   readonly problem: Problem
 
-  constructor (problem: Problem) {
+  /** Whether it is a problem of `code`: then `problem` is typed as that code's, with its members. */
+  is<C extends ProblemCode> (code: C): this is BerthProblem & { code: C, problem: ProblemOf<C> } {
+    return this.code === code
+  }
+
+  /**
+   * A problem as an answer's body types it, or as a stream's `error` event does: there the schema is
+   * Problem itself, whose members the document declares per code all the same.
+   */
+  constructor (problem: Problem | Schemas['Problem']) {
     super(problem.detail)
-    this.problem = problem
+    this.problem = problem as Problem
     this.status = problem.status
     this.code = problem.code
     this.type = problem.type

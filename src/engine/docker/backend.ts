@@ -103,6 +103,7 @@ export const docker = defineBackend<DockerHost>({
   parts: {
     containers: host => new DockerContainers(host.transport, host.images, host.digests, host.expiry, host.copy),
     images: host => host.images,
+    imageRemoval: host => host.images,
     builds: host => host.images,
     disk: host => host.images,
     volumes: host => new DockerVolumes(host.transport, host.copy),

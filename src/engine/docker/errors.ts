@@ -55,6 +55,10 @@ export function mapEngineError (error: unknown, subject: Subject, target: string
     return new BerthError('engine_error', 'the container engine failed unexpectedly', {}, { cause: error })
   }
   const message = engineMessage(err)
+  // The engine (or what stands in front of it: berth's agent on a Swarm node) says it cannot serve now.
+  if (status === 503) {
+    return new BerthError('engine_unavailable', `the engine cannot serve now: ${message}`, {}, { cause: error, headers: { 'retry-after': '5' } })
+  }
   if (status === 404) {
     if (subject === 'image' || /no such image/i.test(message)) {
       return new BerthError('image_not_found', `image ${target} was not found`, { image: target }, { cause: error })

@@ -1,7 +1,8 @@
 // Docker's objects in berth's words, and berth's run spec in Docker's: pure functions, no I/O.
 import type Docker from 'dockerode'
 import type { RegistryCredentials } from '../../config.ts'
-import { LABEL_AUTO_REMOVE, LABEL_EXPIRES_AT, LABEL_EXPIRY_ACTION, LABEL_IDLE_TIMEOUT } from '../../access/ownership.ts'
+import { LABEL_AUTO_REMOVE } from '../../access/ownership.ts'
+import { expiryOf } from '../expiry.ts'
 import { parseImage } from '../image-ref.ts'
 import type {
   Container, ContainerState, ContainerSummary, Image, ImageSummary, Node, PortBinding, Protocol, RestartPolicy, RunSpec, Volume
@@ -10,7 +11,6 @@ import type { VolumeUser } from '../../schemas/volumes.ts'
 import type { ContainerNetwork, GpuRequest } from '../../schemas/containers.ts'
 import type { Network, NetworkMember } from '../../schemas/networks.ts'
 import type { ContainerStats } from '../../schemas/stats.ts'
-import type { Expiry } from '../../schemas/lifecycle.ts'
 
 export function imageSummaryOf (image: Docker.ImageInfo): ImageSummary {
   return {
@@ -91,12 +91,7 @@ export function containerOf (info: Docker.ContainerInspectInfo, imageDigests: st
 }
 
 /** A container's expiry as its labels say (a moved end is laid over it by the engine). */
-export function expiryOf (labels: Record<string, string>, movedTo?: string): { expiry?: Expiry } {
-  const action = labels[LABEL_EXPIRY_ACTION]
-  if (action !== 'stop' && action !== 'remove') return {}
-  const idle = Number(labels[LABEL_IDLE_TIMEOUT])
-  return { expiry: { expiresAt: movedTo ?? labels[LABEL_EXPIRES_AT] ?? null, idleTimeout: Number.isInteger(idle) && idle > 0 ? idle : null, action } }
-}
+export { expiryOf }
 
 interface DeviceRequest {
   Driver?: string

@@ -3,16 +3,22 @@
 // an agent) can make the same parts for that node.
 import type { Duplex } from 'node:stream'
 import { BerthError } from '../../errors.ts'
-import type { ExecPart, FilesPart, StatsPart, WaitPart } from '../parts.ts'
+import type { ExecPart, FilesPart, ReplicaChoice, StatsPart, WaitPart } from '../parts.ts'
 import type { ContainerExit, ContainerStats, ExecSession, ExecSpec, PathStat } from '../types.ts'
 import { statsOf, type RawStats } from './mapping.ts'
 import { linesOf, readAll, readFrames, readJsonLines } from './streams.ts'
 import type { DockerTransport } from './transport.ts'
 import type { DockerCopy } from './copy.ts'
 
+/** A container on one host is its one replica: `1` names it, anything else is no replica of it. */
+function oneReplica (id: string, replica: string | undefined): void {
+  if (replica !== undefined && replica !== '1') throw new BerthError('not_found', `container ${id} runs on one host and has one replica, 1; there is no replica ${replica}`)
+}
+
 export function dockerExec (transport: DockerTransport): ExecPart {
   return {
-    async exec (containerId: string, spec: ExecSpec, options: { signal: AbortSignal }): Promise<ExecSession> {
+    async exec (containerId: string, spec: ExecSpec, options: { signal: AbortSignal, replica?: string }): Promise<ExecSession> {
+      oneReplica(containerId, options.replica)
       const target = { subject: 'container' as const, target: containerId }
       let created: { Id: string }
       try {
@@ -70,7 +76,8 @@ export function dockerExec (transport: DockerTransport): ExecPart {
 
 export function dockerStats (transport: DockerTransport): StatsPart {
   return {
-    async stats (id: string, options: { stream: boolean, signal?: AbortSignal, oneShot?: boolean }): Promise<AsyncIterable<ContainerStats>> {
+    async stats (id: string, options: { stream: boolean, signal?: AbortSignal, oneShot?: boolean, replica?: string }): Promise<AsyncIterable<ContainerStats>> {
+      oneReplica(id, options.replica)
       const target = { subject: 'container' as const, target: id, ...(options.signal ? { signal: options.signal } : {}) }
       // One reading makes the engine take two a second apart, for the CPU delta, unless it is one-shot.
       const query = { stream: options.stream, ...(options.oneShot === true ? { 'one-shot': true } : {}) }
@@ -82,7 +89,8 @@ export function dockerStats (transport: DockerTransport): StatsPart {
 
 export function dockerFiles (transport: DockerTransport): FilesPart {
   return {
-    async get (id: string, path: string, options: { signal?: AbortSignal }): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> {
+    async get (id: string, path: string, options: { signal?: AbortSignal, replica?: string }): Promise<{ stat: PathStat, archive: NodeJS.ReadableStream }> {
+      oneReplica(id, options.replica)
       const target = { subject: 'container' as const, target: id, ...(options.signal ? { signal: options.signal } : {}) }
       const response = await transport.streamGet(target, `/containers/${encodeURIComponent(id)}/archive`, { path }).catch((error: unknown) => { throw pathError(error, id, path) })
       const header = response.headers['x-docker-container-path-stat']
@@ -91,7 +99,8 @@ export function dockerFiles (transport: DockerTransport): FilesPart {
       return { stat, archive: response }
     },
 
-    async stat (id: string, path: string): Promise<PathStat | null> {
+    async stat (id: string, path: string, options: ReplicaChoice = {}): Promise<PathStat | null> {
+      oneReplica(id, options.replica)
       try {
         const response = await transport.streamRequest({ subject: 'container', target: id }, { method: 'HEAD', path: `/containers/${encodeURIComponent(id)}/archive`, query: { path } })
         response.resume()
@@ -103,7 +112,8 @@ export function dockerFiles (transport: DockerTransport): FilesPart {
       }
     },
 
-    async put (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number }): Promise<void> {
+    async put (id: string, path: string, archive: NodeJS.ReadableStream, options: { size: number, replica?: string }): Promise<void> {
+      oneReplica(id, options.replica)
       // The engine answers once it has unpacked it all: give it the time to read it at 1 MB/s at least.
       const timeoutMs = transport.timeoutMs + Math.ceil(options.size / 1_000_000) * 1000
       const response = await transport.streamRequest({ subject: 'container', target: id, timeoutMs },

@@ -6,6 +6,7 @@
 import './unused-transports.ts'
 import Docker from 'dockerode'
 import type { IncomingMessage } from 'node:http'
+import type { Agent } from 'node:https'
 import type { Duplex } from 'node:stream'
 import type { EngineAddress } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
@@ -16,10 +17,19 @@ import { isConnectionFailure, mapEngineError, type Subject } from './errors.ts'
 export const MAX_API = '1.47'
 export const MIN_API = '1.40'
 
-export type TransportOptions = EngineAddress & { timeoutMs: number }
+/** A Swarm node's engine behind berth's agent: HTTPS over connections that `agent` makes and authenticates (src/agent/channel.ts). */
+export interface AgentAddress {
+  through: { host: string, port: number, agent: Agent }
+}
+
+export type TransportOptions = (EngineAddress | AgentAddress) & { timeoutMs: number }
 
 /** dockerode's connection options for an address. */
-function connectionOf (address: EngineAddress): Docker.DockerOptions {
+function connectionOf (address: EngineAddress | AgentAddress): Docker.DockerOptions {
+  if ('through' in address) {
+    const { host, port, agent } = address.through
+    return { host, port, protocol: 'https', agent } as Docker.DockerOptions
+  }
   if ('socketPath' in address) return { socketPath: address.socketPath }
   return address.tls === null
     ? { host: address.host, port: address.port, protocol: 'http' }

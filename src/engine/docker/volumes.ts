@@ -4,7 +4,7 @@
 import type Docker from 'dockerode'
 import { BerthError } from '../../errors.ts'
 import { matchesLabels } from '../copy.ts'
-import type { VolumesPart } from '../parts.ts'
+import { notSupported, type VolumesPart } from '../parts.ts'
 import type { Volume, VolumeDetails } from '../types.ts'
 import type { VolumeUser } from '../../schemas/volumes.ts'
 import type { DockerCopy, VolumeRecord } from './copy.ts'
@@ -45,12 +45,18 @@ export class DockerVolumes implements VolumesPart {
     return { ...volume, size: sizes?.get(volume.name) ?? null, usedBy: users?.get(volume.name) ?? [] }
   }
 
-  async create (name: string, labels: Record<string, string>): Promise<Volume> {
+  async create (name: string, labels: Record<string, string>, options: { node?: string, size?: number } = {}): Promise<Volume> {
+    if (options.node !== undefined) throw notSupported('docker', 'node: a single host has one node, where every volume is; leave node out')
+    if (options.size !== undefined) throw notSupported('docker', 'a local volume has no size: it holds what the host\'s disk holds (size is for backends that bound volumes, such as Kubernetes)')
     // The engine answers with the volume; dockerode hands back only a handle to it.
     await this.#transport.call({ subject: 'volume', target: name },
       (docker, signal) => docker.createVolume({ Name: name, Labels: labels, abortSignal: signal } as Docker.VolumeCreateOptions))
     await this.#copy?.refreshVolume(name)
     return await this.inspect(name)
+  }
+
+  capacityFor (): null {
+    return null
   }
 
   async remove (name: string): Promise<void> {

@@ -22,6 +22,8 @@ export interface CacheSource<T extends KubernetesObject> {
 const WATCH_SECONDS = 25
 /** How many versions a copy remembers the time of. */
 const HISTORY = 2000
+/** How many deleted objects a copy remembers the last state of. */
+const DEPARTED = 500
 
 /** The apiserver's resource versions are opaque, but etcd's are increasing integers: compared as such. */
 export function versionOf (object: KubernetesObject | undefined): bigint {
@@ -34,6 +36,8 @@ export class ResourceCache<T extends KubernetesObject> {
   readonly #objects = new Map<string, T>()
   /** Objects berth deleted (by uid) that a late watch event must not bring back. */
   readonly #deleted = new Set<string>()
+  /** The last state of objects the watch saw deleted, by uid (bounded): how a pod ended once it is gone. */
+  readonly #departed = new Map<string, T>()
   #resourceVersion = ''
   #healthy = false
   #failure: unknown = null
@@ -106,6 +110,11 @@ export class ResourceCache<T extends KubernetesObject> {
     const held = this.#objects.get(name)
     if (held !== undefined && held.metadata?.uid === object.metadata?.uid && versionOf(held) > versionOf(object)) return
     this.#objects.set(name, object)
+  }
+
+  /** The last state the watch saw of a deleted object, while the copy remembers it. */
+  departed (uid: string): T | undefined {
+    return this.#departed.get(uid)
   }
 
   /** Forgets an object berth deleted, for good (a late event of it is ignored). */
@@ -209,7 +218,11 @@ export class ResourceCache<T extends KubernetesObject> {
       this.#remember(version)
     }
     if (type === 'DELETED') {
-      if (uid !== undefined) this.#deleted.delete(uid)
+      if (uid !== undefined) {
+        this.#deleted.delete(uid)
+        this.#departed.set(uid, object)
+        if (this.#departed.size > DEPARTED) this.#departed.delete(this.#departed.keys().next().value as string)
+      }
       if (this.#objects.get(name)?.metadata?.uid === uid) this.#objects.delete(name)
       return
     }

@@ -3,7 +3,7 @@
 // berth's errors. Nothing here knows what a berth container is.
 import http, { type IncomingMessage } from 'node:http'
 import https from 'node:https'
-import { ApiException, AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, VersionApi, Watch } from '@kubernetes/client-node'
+import { ApiException, AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, PatchStrategy, VersionApi, Watch } from '@kubernetes/client-node'
 import type { ConfigurationOptions } from '@kubernetes/client-node'
 import { of } from '@kubernetes/client-node/dist/gen/rxjsStub.js'
 import { mapKubeError, type Subject } from './errors.ts'
@@ -21,6 +21,7 @@ export class KubeClient {
   readonly config: KubeConfig
   readonly namespace: string
   readonly apps: AppsV1Api
+  readonly batch: BatchV1Api
   readonly core: CoreV1Api
   readonly version: VersionApi
   readonly watch: Watch
@@ -31,6 +32,7 @@ export class KubeClient {
     this.namespace = options.namespace
     this.timeoutMs = options.timeoutMs
     this.apps = this.config.makeApiClient(AppsV1Api)
+    this.batch = this.config.makeApiClient(BatchV1Api)
     this.core = this.config.makeApiClient(CoreV1Api)
     this.version = this.config.makeApiClient(VersionApi)
     this.watch = new Watch(this.config)
@@ -61,6 +63,18 @@ export class KubeClient {
         throw new ApiException(response.statusCode, body, body, {})
       }
       return response
+    } catch (error) {
+      throw mapKubeError(error, about.subject, about.target, { timedOut: deadline.aborted, timeoutMs: this.timeoutMs, server: this.server })
+    }
+  }
+
+  /** A GET of JSON outside the generated clients (an aggregated API, a node's proxy), within the call deadline. */
+  async getJson<T> (path: string, query: Record<string, string>, about: { subject: Subject, target: string, signal?: AbortSignal }): Promise<T> {
+    const deadline = AbortSignal.timeout(this.timeoutMs)
+    const signal = about.signal === undefined ? deadline : AbortSignal.any([deadline, about.signal])
+    const response = await this.stream(path, query, { ...about, signal })
+    try {
+      return JSON.parse(await readAll(response)) as T
     } catch (error) {
       throw mapKubeError(error, about.subject, about.target, { timedOut: deadline.aborted, timeoutMs: this.timeoutMs, server: this.server })
     }

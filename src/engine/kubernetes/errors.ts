@@ -4,7 +4,7 @@ import { ApiException } from '@kubernetes/client-node'
 import { BerthError } from '../../errors.ts'
 
 /** What the failed call was about, so a 404 can say what was not found. */
-export type Subject = 'container' | 'secret' | 'engine' | 'nodes'
+export type Subject = 'container' | 'secret' | 'engine' | 'nodes' | 'volume' | 'image' | 'stats'
 
 /** The apiserver's Status object, the body of every error it answers with. */
 interface KubeStatus {

@@ -1,35 +1,39 @@
-// berth's event stream on Kubernetes: watches of the Deployments (berth's containers) and the pods
-// (their replicas) in berth's namespace, translated into docker-events words. A cursor holds the
-// resource version each watch reached, so a resume repeats nothing and, as long as the apiserver
+// berth's event stream on Kubernetes: watches of the Deployments and Jobs (berth's containers) and
+// the pods (their replicas) in berth's namespace, translated into docker-events words. A cursor holds
+// the resource version each watch reached, so a resume repeats nothing and, as long as the apiserver
 // still has that history (its watch cache, minutes), misses nothing; past it the stream starts again
 // from now.
-import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node'
+import type { KubernetesObject, V1Deployment, V1Job, V1Pod } from '@kubernetes/client-node'
 import { BerthError } from '../../errors.ts'
 import { Inbox } from '../inbox.ts'
 import type { EngineEvent, EventsOptions } from '../types.ts'
 import type { ResourceCache } from './cache.ts'
 import type { KubeClient } from './client.ts'
 import { mapKubeError } from './errors.ts'
-import { ANNOTATION_ACTION, CONTAINER_NAME, LABEL_ID, idOf, labelsOf, podProblem, podState, timeOf } from './mapping.ts'
+import { ANNOTATION_ACTION, ANNOTATION_ACTION_AT, CONTAINER_NAME, LABEL_ID } from './mapping.ts'
+import { exitOf, idOf, jobOutcome, labelsOf, podProblem, podState, podsOf, timeOf } from './reading.ts'
 
 export interface EventSources {
   client: KubeClient
   deployments: ResourceCache<V1Deployment>
+  jobs: ResourceCache<V1Job>
   pods: ResourceCache<V1Pod>
 }
 
 interface Cursor {
   deployments: string
   pods: string
+  /** Empty in a cursor given out before berth ran Jobs: those are followed from now. */
+  jobs: string
 }
 
 export function parseKubeCursor (text: string): Cursor | null {
-  const match = /^k(\d{1,20})\.(\d{1,20})$/.exec(text)
-  return match === null ? null : { deployments: match[1] as string, pods: match[2] as string }
+  const match = /^k(\d{1,20})\.(\d{1,20})(?:\.(\d{1,20}))?$/.exec(text)
+  return match === null ? null : { deployments: match[1] as string, pods: match[2] as string, jobs: match[3] ?? '' }
 }
 
 function formatCursor (cursor: Cursor): string {
-  return `k${cursor.deployments}.${cursor.pods}`
+  return `k${cursor.deployments}.${cursor.pods}.${cursor.jobs}`
 }
 
 type Translate = (type: string, object: KubernetesObject) => Omit<EngineEvent, 'cursor'> | null
@@ -39,13 +43,16 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
   if (options.after !== undefined && after === null) {
     throw new BerthError('validation_failed', `${options.after} is not an event cursor this engine gave out`)
   }
-  const { client, deployments, pods } = sources
+  const { client, deployments, jobs, pods } = sources
   // Without a cursor, from the versions the copies held at `since` (or now).
   const timeout = client.timeoutMs
-  await Promise.all([deployments.ready(timeout), pods.ready(timeout)])
-  const cursor: Cursor = after ?? (options.since === undefined
-    ? { deployments: deployments.resourceVersion, pods: pods.resourceVersion }
-    : { deployments: deployments.versionAt(options.since), pods: pods.versionAt(options.since) })
+  await Promise.all([deployments.ready(timeout), jobs.ready(timeout), pods.ready(timeout)])
+  const caches = { deployments, jobs, pods }
+  const cursor: Cursor = after === null
+    ? (options.since === undefined
+        ? { deployments: deployments.resourceVersion, pods: pods.resourceVersion, jobs: jobs.resourceVersion }
+        : { deployments: deployments.versionAt(options.since), pods: pods.versionAt(options.since), jobs: jobs.versionAt(options.since) })
+    : { ...after, jobs: after.jobs === '' ? jobs.resourceVersion : after.jobs }
 
   const inbox = new Inbox<EngineEvent>()
   let failure: unknown = null
@@ -73,7 +80,7 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
         client.watch.watch(path, { resourceVersion: cursor[kind], allowWatchBookmarks: true }, (type: string, object: KubernetesObject & { code?: number }) => {
           if (type === 'ERROR') {
             // Too old a version to resume from: the history is gone; from now on.
-            if (object.code === 410) cursor[kind] = (kind === 'deployments' ? deployments : pods).resourceVersion
+            if (object.code === 410) cursor[kind] = caches[kind].resourceVersion
             return
           }
           const version = object.metadata?.resourceVersion
@@ -103,31 +110,46 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
     }
   }
 
-  const deploymentFacts = new Map<string, number>()
-  const translateDeployment: Translate = (type, object) => {
-    const deployment = object as V1Deployment
-    const uid = deployment.metadata?.uid ?? ''
-    // A spec change moves the generation (status updates do not); generation 1 is the one it was created with.
-    const generation = deployment.metadata?.generation ?? 0
-    const known = deploymentFacts.get(uid)
-    deploymentFacts.set(uid, generation)
-    let action: string | null
+  // What berth did is stamped on the workload (action and when): a new stamp is one event. Seen for
+  // the first time in a resumed stream, a Deployment whose controller has not caught up with its
+  // spec yet is the change that was made.
+  const workloadFacts = new Map<string, { stamp: string | undefined, finished: boolean }>()
+  const translateWorkload = (type: string, object: KubernetesObject, kind: 'service' | 'job'): Omit<EngineEvent, 'cursor'> | null => {
+    const workload = object as V1Deployment | V1Job
+    const uid = workload.metadata?.uid ?? ''
+    const generation = workload.metadata?.generation ?? 0
+    const stamp = workload.metadata?.annotations?.[ANNOTATION_ACTION_AT]
+    const finished = kind === 'job' && jobOutcome(workload as V1Job) !== null
+    const removing = workload.metadata?.deletionTimestamp !== undefined && workload.metadata.deletionTimestamp !== null
+    const known = workloadFacts.get(uid)
+    workloadFacts.set(uid, { stamp, finished })
+    let action: string | null = null
+    let exitCode: number | undefined
     if (type === 'ADDED') action = 'create'
     else if (type === 'DELETED') action = 'destroy'
-    else if (known === undefined ? generation > 1 && (deployment.status?.observedGeneration ?? 0) < generation : known !== generation) action = deployment.metadata?.annotations?.[ANNOTATION_ACTION] ?? 'update'
-    else action = null
+    else if (removing) action = null
+    else if (known === undefined ? kind === 'service' && generation > 1 && ((workload.status as { observedGeneration?: number } | undefined)?.observedGeneration ?? 0) < generation : stamp !== known.stamp && stamp !== undefined) {
+      action = workload.metadata?.annotations?.[ANNOTATION_ACTION] ?? 'update'
+    } else if (finished && known !== undefined && !known.finished) {
+      // A run that finished by itself: docker's die, with the exit code its pods had.
+      action = 'die'
+      exitCode = exitOf({ kind: 'job', object: workload as V1Job }, podsOf(idOf(workload), pods.healthy ? pods.list() : []))?.exitCode ?? undefined
+    }
     if (action === null) return null
-    const labels = labelsOf(deployment)
+    if (type === 'DELETED') workloadFacts.delete(uid)
     return {
       type: 'container',
       action,
-      id: idOf(deployment),
-      name: deployment.metadata?.name ?? null,
-      image: deployment.spec?.template.spec?.containers[0]?.image ?? null,
-      time: (type === 'ADDED' ? timeOf(deployment.metadata?.creationTimestamp) : null) ?? new Date().toISOString(),
-      labels
+      id: idOf(workload),
+      name: workload.metadata?.name ?? null,
+      image: workload.spec?.template.spec?.containers[0]?.image ?? null,
+      time: (type === 'ADDED' ? timeOf(workload.metadata?.creationTimestamp) : null) ?? new Date().toISOString(),
+      labels: labelsOf(workload),
+      ...(exitCode === undefined ? {} : { exitCode })
     }
   }
+  const translateDeployment: Translate = (type, object) => translateWorkload(type, object, 'service')
+  const translateJob: Translate = (type, object) => translateWorkload(type, object, 'job')
 
   const podFacts = new Map<string, string>()
   const translatePod: Translate = (type, object) => {
@@ -161,9 +183,10 @@ export async function kubeEvents (sources: EventSources, options: EventsOptions)
   }
 
   const base = `/namespaces/${encodeURIComponent(client.namespace)}`
-  // Resolves once both watches are open: the engine answered.
+  // Resolves once every watch is open: the engine answered.
   const opened = Promise.all([
     new Promise<void>((resolve, reject) => { follow('deployments', `/apis/apps/v1${base}/deployments`, translateDeployment, resolve).catch(reject) }),
+    new Promise<void>((resolve, reject) => { follow('jobs', `/apis/batch/v1${base}/jobs`, translateJob, resolve).catch(reject) }),
     new Promise<void>((resolve, reject) => { follow('pods', `/api/v1${base}/pods`, translatePod, resolve).catch(reject) })
   ])
   try {

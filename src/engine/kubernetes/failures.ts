@@ -4,10 +4,13 @@
 import type { V1Pod } from '@kubernetes/client-node'
 import { BerthError } from '../../errors.ts'
 import { PortConflictError } from '../types.ts'
-import { podProblem } from './mapping.ts'
+import { podProblem } from './reading.ts'
 
 /** Reasons the kubelet gives while it keeps trying, which mean it will not succeed by itself. */
 const PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'ErrImageNeverPull', 'InvalidImageName'])
+
+const UNBOUND_CLAIMS = /unbound immediate PersistentVolumeClaims/i
+const OTHER_REASONS = /free ports|Insufficient|affinity|selector|topology spread|nvidia\.com\/gpu/i
 
 /** The error a pod shows, or null while it may still run. `ports` are the host ports its container asks for. */
 export function podFailure (pod: V1Pod, ports: number[]): BerthError | null {
@@ -15,6 +18,9 @@ export function podFailure (pod: V1Pod, ports: number[]): BerthError | null {
   if (problem === null) return null
   const { reason, message } = problem
   if (reason === 'Unschedulable') {
+    // A volume's claim not bound yet: its storage class's provisioner is at work, and the scheduler
+    // tries again once it is bound (the placement deadline bounds the wait).
+    if (UNBOUND_CLAIMS.test(message) && !OTHER_REASONS.test(message)) return null
     if (/free ports/i.test(message)) {
       return new PortConflictError(ports[0] ?? null, null, ports.length === 1
         ? `host port ${ports[0]} is already allocated on every node the container may run on (${message})`

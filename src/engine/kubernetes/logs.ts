@@ -8,7 +8,8 @@ import { BerthError } from '../../errors.ts'
 import { Inbox } from '../inbox.ts'
 import type { LogEntry, LogOptions } from '../types.ts'
 import type { KubeClient } from './client.ts'
-import { CONTAINER_NAME, podState } from './mapping.ts'
+import { CONTAINER_NAME } from './mapping.ts'
+import { podState } from './reading.ts'
 
 interface Line {
   nanos: bigint

@@ -1,32 +1,79 @@
-// Kubernetes' objects in berth's words, and berth's run spec as a Deployment: pure functions, no I/O.
-// A berth container on Kubernetes is a Deployment of one container; its replicas are pods.
-import type { V1Container, V1Deployment, V1Pod, V1PodSpec, V1NodeSelectorRequirement, V1TopologySpreadConstraint } from '@kubernetes/client-node'
+// berth's run spec as Kubernetes objects: pure functions, no I/O. A berth container on Kubernetes is
+// a workload of one container — a Deployment when it is a service (restart always or unless-stopped),
+// a Job when it is a run that finishes (restart no or on-failure) — whose replicas are pods. Reading
+// them back in berth's words is reading.ts.
+import type { V1Container, V1Deployment, V1Job, V1PersistentVolumeClaim, V1NodeSelectorRequirement, V1ObjectMeta, V1PodSpec, V1PodTemplateSpec, V1TopologySpreadConstraint, V1Volume, V1VolumeMount } from '@kubernetes/client-node'
+import type { KubeVolumeSettings } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
-import type { Container, ContainerState, ContainerSummary, PortBinding, Protocol, RunSpec, Task, TaskState } from '../types.ts'
+import type { RunSpec } from '../types.ts'
 
-/** berth's id of the container: on the Deployment, its selector and its pods. */
+/** berth's id of the container: on the workload, its selector and its pods. */
 export const LABEL_ID = 'io.berth/id'
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by'
 /** berth's labels (ownership and the client's), kept whole: label values on Kubernetes are too narrow for them. */
 export const ANNOTATION_LABELS = 'io.berth/labels'
 /** The replicas a stopped container returns to when started. */
 export const ANNOTATION_REPLICAS = 'io.berth/replicas'
-/** What berth last did to it (start, stop, scale, restart), for the event the change becomes. */
+/** What berth last did to it (start, stop, scale, restart), for the event the change becomes… */
 export const ANNOTATION_ACTION = 'io.berth/action'
+/** …and when: a change of this is one event (a Deployment's generation also moves with annotations). */
+export const ANNOTATION_ACTION_AT = 'io.berth/action-at'
 /** Changed on the pod template by a restart: a new revision replaces every pod. */
 export const ANNOTATION_RESTARTED = 'io.berth/restarted-at'
+/** The restart policy as the run asked for it (`always`, `unless-stopped`, `no`, `on-failure:N`). */
+export const ANNOTATION_RESTART = 'io.berth/restart'
+/** How its replicas ended when berth stopped it (JSON: exitCode, oomKilled, finishedAt): the pods that knew are gone. */
+export const ANNOTATION_EXIT = 'io.berth/exit'
+/** The end of its time to live once moved (PUT …/expiry); its labels keep the end it was run with. */
+export const ANNOTATION_EXPIRES_AT = 'io.berth/expires-at'
 export const CONTAINER_NAME = 'main'
+
+/** The annotations that record an action berth took, for its event. */
+export function acted (action: string): Record<string, string> {
+  return { [ANNOTATION_ACTION]: action, [ANNOTATION_ACTION_AT]: new Date().toISOString() }
+}
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 
-/** A Deployment's name must be a DNS label, which is narrower than a Docker container name. */
+/** A claim's name is a DNS subdomain, narrower than a Docker volume name. */
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/
+
+export function checkVolumeName (name: string): void {
+  if (!DNS_SUBDOMAIN.test(name)) {
+    throw new BerthError('validation_failed', `on Kubernetes a volume name must be a DNS subdomain (lower-case letters, digits, "-" and ".", at most 253, starting and ending with a letter or digit): ${name} is not one`, { field: 'body/name' })
+  }
+}
+
+/** The claim berth makes for a named volume: pure, for the mapping tests. */
+export function claimOf (name: string, labels: Record<string, string>, bytes: number, settings: KubeVolumeSettings): V1PersistentVolumeClaim {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name, labels: { [LABEL_MANAGED_BY]: 'berth' }, annotations: { [ANNOTATION_LABELS]: JSON.stringify(labels) } },
+    spec: {
+      accessModes: [settings.accessMode],
+      ...(settings.storageClass === null ? {} : { storageClassName: settings.storageClass }),
+      resources: { requests: { storage: String(bytes) } }
+    }
+  }
+}
+
+/** A workload's name must be a DNS label, which is narrower than a Docker container name. */
 export function checkName (name: string): void {
   if (!DNS_LABEL.test(name)) {
     throw new BerthError('validation_failed', `on Kubernetes a container name must be a DNS label (lower-case letters, digits and "-", at most 63, starting and ending with a letter or digit): ${name} is not one`, { field: 'body/name' })
   }
 }
 
-export interface DeploymentOptions {
+/** A berth container on Kubernetes: a service (Deployment) or a run that finishes (Job). */
+export type Workload = { kind: 'service', object: V1Deployment } | { kind: 'job', object: V1Job }
+
+/** Whether a run is a service (restarted whenever it exits) or a run that finishes. */
+export function isService (spec: Pick<RunSpec, 'restart'>): boolean {
+  return spec.restart.policy === 'always' || spec.restart.policy === 'unless-stopped'
+}
+
+export interface WorkloadOptions {
   id: string
   name: string
   /** Host ports berth chose for the ports that name none, by index into spec.ports. */
@@ -34,32 +81,96 @@ export interface DeploymentOptions {
   pullSecret?: string
 }
 
-export function deploymentOf (spec: RunSpec, options: DeploymentOptions): V1Deployment {
+function restartText (spec: RunSpec): string {
+  return spec.restart.policy === 'on-failure' ? `on-failure:${spec.restart.maxRetries ?? 0}` : spec.restart.policy
+}
+
+function metadataOf (spec: RunSpec, options: WorkloadOptions): { metadata: V1ObjectMeta, template: V1PodTemplateSpec, selector: Record<string, string> } {
   if (spec.image.kind !== 'ref') throw new BerthError('validation_failed', 'on Kubernetes a container runs an image reference, not a local image id', { field: 'body/image' })
   const selector = { [LABEL_ID]: options.id, [LABEL_MANAGED_BY]: 'berth' }
   const annotations = { [ANNOTATION_LABELS]: JSON.stringify(spec.labels) }
   return {
+    selector,
+    metadata: { name: options.name, labels: selector, annotations: { ...annotations, [ANNOTATION_RESTART]: restartText(spec) } },
+    template: { metadata: { labels: selector, annotations }, spec: podSpecOf(spec, spec.image.ref.reference, options) }
+  }
+}
+
+export function deploymentOf (spec: RunSpec, options: WorkloadOptions): V1Deployment {
+  const { metadata, template } = metadataOf(spec, options)
+  return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name: options.name, labels: selector, annotations },
+    metadata,
     spec: {
       replicas: spec.replicas ?? 1,
       selector: { matchLabels: { [LABEL_ID]: options.id } },
       // Like `docker restart`: the old replicas stop before new ones start (they hold the same host ports).
       strategy: { type: 'Recreate' },
       revisionHistoryLimit: 2,
-      template: {
-        metadata: { labels: selector, annotations },
-        spec: podSpecOf(spec, spec.image.ref.reference, options)
-      }
+      template
     }
   }
 }
 
-function podSpecOf (spec: RunSpec, image: string, options: DeploymentOptions): V1PodSpec {
+/** Retries of on-failure without a count: docker's "for ever", as far as a Job can count. */
+export const UNLIMITED_RETRIES = 2_147_483_647
+
+/**
+ * A run that finishes as a Job: each replica once (completions and parallelism), its pods never
+ * restarted in place (restartPolicy Never: every attempt is a pod of its own, whose exit code and
+ * logs stay readable), retried as on-failure says by the Job controller, not by berth.
+ */
+export function jobOf (spec: RunSpec, options: WorkloadOptions): V1Job {
+  const { metadata, template } = metadataOf(spec, options)
+  const replicas = spec.replicas ?? 1
+  const retries = spec.restart.policy === 'on-failure' ? (spec.restart.maxRetries === undefined || spec.restart.maxRetries === 0 ? UNLIMITED_RETRIES : spec.restart.maxRetries) : 0
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata,
+    spec: {
+      completions: replicas,
+      parallelism: replicas,
+      backoffLimit: retries,
+      template: { ...template, spec: { ...template.spec as V1PodSpec, restartPolicy: 'Never' } }
+    }
+  }
+}
+
+/**
+ * The same Job again for `docker start` of a finished one: what the run asked for, without what
+ * the Job controller added (its selector and the labels it puts on the template) or what berth
+ * recorded of the last run.
+ */
+export function jobAgain (job: V1Job): V1Job {
+  const generated = new Set(['controller-uid', 'job-name', 'batch.kubernetes.io/controller-uid', 'batch.kubernetes.io/job-name'])
+  const keep = (labels: Record<string, string> | undefined): Record<string, string> => Object.fromEntries(Object.entries(labels ?? {}).filter(([key]) => !generated.has(key)))
+  const annotations = { ...job.metadata?.annotations }
+  for (const key of [ANNOTATION_EXIT, ANNOTATION_ACTION, ANNOTATION_ACTION_AT]) delete annotations[key]
+  const spec = job.spec as NonNullable<V1Job['spec']>
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name: job.metadata?.name ?? '', labels: keep(job.metadata?.labels), annotations: { ...annotations, ...acted('start') } },
+    spec: {
+      ...(spec.completions === undefined ? {} : { completions: spec.completions }),
+      ...(spec.parallelism === undefined ? {} : { parallelism: spec.parallelism }),
+      ...(spec.backoffLimit === undefined ? {} : { backoffLimit: spec.backoffLimit }),
+      template: { metadata: { ...spec.template.metadata, labels: keep(spec.template.metadata?.labels) }, spec: spec.template.spec as V1PodSpec }
+    }
+  }
+}
+
+function podSpecOf (spec: RunSpec, image: string, options: WorkloadOptions): V1PodSpec {
   const user = userOf(spec.user)
   const affinity = affinityOf(spec.placement?.constraints ?? [])
   const spread = spreadOf(spec.placement?.spread ?? [])
+  const volumes = volumesOf(spec)
+  const claims = volumes.some(volume => volume.persistentVolumeClaim !== undefined)
+  // A fresh volume's root is the provisioner's (often root's): the run's group is given it, so the
+  // non-root user can write there. Without a group asked for there is none to give.
+  const fsGroup = claims ? user.gid ?? user.uid : undefined
   return {
     // A tenant's container gets no credentials to the cluster, and no view of its services.
     automountServiceAccountToken: false,
@@ -71,17 +182,35 @@ function podSpecOf (spec: RunSpec, image: string, options: DeploymentOptions): V
       runAsNonRoot: true,
       seccompProfile: { type: 'RuntimeDefault' },
       ...(user.uid === undefined ? {} : { runAsUser: user.uid }),
-      ...(user.gid === undefined ? {} : { runAsGroup: user.gid })
+      ...(user.gid === undefined ? {} : { runAsGroup: user.gid }),
+      ...(fsGroup === undefined ? {} : { fsGroup, fsGroupChangePolicy: 'OnRootMismatch' })
     },
     ...(options.pullSecret === undefined ? {} : { imagePullSecrets: [{ name: options.pullSecret }] }),
     ...(affinity === undefined ? {} : { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: affinity }] } } } }),
     ...(spread.length === 0 ? {} : { topologySpreadConstraints: spread.map(constraint => ({ ...constraint, labelSelector: { matchLabels: { [LABEL_ID]: options.id } } })) }),
-    ...(spec.shmSize === undefined ? {} : { volumes: [{ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: String(spec.shmSize) } }] }),
+    ...(volumes.length === 0 ? {} : { volumes }),
     containers: [containerOf(spec, image, options)]
   }
 }
 
-function containerOf (spec: RunSpec, image: string, options: DeploymentOptions): V1Container {
+/** /dev/shm and the named volumes (PersistentVolumeClaims of the same name), never a host path. */
+function volumesOf (spec: RunSpec): V1Volume[] {
+  const claims = spec.mounts.filter(mount => mount.type === 'volume')
+  return [
+    ...(spec.shmSize === undefined ? [] : [{ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: String(spec.shmSize) } }]),
+    ...[...new Set(claims.map(mount => mount.source))].map((claim, index) => ({ name: `v${index}`, persistentVolumeClaim: { claimName: claim } }))
+  ]
+}
+
+function mountsOf (spec: RunSpec): V1VolumeMount[] {
+  const claims = [...new Set(spec.mounts.filter(mount => mount.type === 'volume').map(mount => mount.source))]
+  return [
+    ...(spec.shmSize === undefined ? [] : [{ name: 'dshm', mountPath: '/dev/shm' }]),
+    ...spec.mounts.filter(mount => mount.type === 'volume').map(mount => ({ name: `v${claims.indexOf(mount.source)}`, mountPath: mount.target, ...(mount.readOnly ? { readOnly: true } : {}) }))
+  ]
+}
+
+function containerOf (spec: RunSpec, image: string, options: WorkloadOptions): V1Container {
   const limits: Record<string, string> = {
     ...(spec.memory === undefined ? {} : { memory: String(spec.memory) }),
     ...(spec.cpus === undefined ? {} : { cpu: millicores(spec.cpus) }),
@@ -91,6 +220,7 @@ function containerOf (spec: RunSpec, image: string, options: DeploymentOptions):
     ...(spec.reservations?.memory === undefined ? {} : { memory: String(spec.reservations.memory) }),
     ...(spec.reservations?.cpus === undefined ? {} : { cpu: millicores(spec.reservations.cpus) })
   }
+  const mounts = mountsOf(spec)
   return {
     name: CONTAINER_NAME,
     image,
@@ -116,7 +246,7 @@ function containerOf (spec: RunSpec, image: string, options: DeploymentOptions):
       capabilities: { drop: ['ALL'] },
       ...(spec.readOnly === true ? { readOnlyRootFilesystem: true } : {})
     },
-    ...(spec.shmSize === undefined ? {} : { volumeMounts: [{ name: 'dshm', mountPath: '/dev/shm' }] })
+    ...(mounts.length === 0 ? {} : { volumeMounts: mounts })
   }
 }
 
@@ -167,246 +297,26 @@ function nodeKey (attribute: string): string | null {
   }
 }
 
-function constraintOf (requirement: V1NodeSelectorRequirement): string {
+export function constraintOf (requirement: V1NodeSelectorRequirement): string {
   const attribute = requirement.key === 'kubernetes.io/hostname'
     ? 'node.hostname'
     : requirement.key === 'kubernetes.io/os' ? 'node.platform.os' : requirement.key === 'kubernetes.io/arch' ? 'node.platform.arch' : `node.labels.${requirement.key}`
   return `${attribute}${requirement.operator === 'NotIn' ? '!=' : '=='}${requirement.values?.[0] ?? ''}`
 }
 
-// ---- reading back
-
-/** Times arrive as Date from a list and as text from a watch. */
-export function timeOf (value: unknown): string | null {
-  if (value instanceof Date) return value.toISOString()
-  if (typeof value === 'string' && value !== '') return new Date(value).toISOString()
-  return null
-}
-
-export function idOf (deployment: V1Deployment): string {
-  return deployment.metadata?.labels?.[LABEL_ID] ?? deployment.metadata?.uid ?? ''
-}
-
-export function labelsOf (object: { metadata?: { annotations?: Record<string, string> } }): Record<string, string> {
-  const text = object.metadata?.annotations?.[ANNOTATION_LABELS]
-  if (text === undefined) return {}
-  try {
-    const parsed = JSON.parse(text) as unknown
-    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? parsed as Record<string, string> : {}
-  } catch {
-    return {}
-  }
-}
-
-export function isStopped (deployment: V1Deployment): boolean {
-  return (deployment.spec?.replicas ?? 1) === 0
-}
-
-/** The replicas it runs when started: its spec's, or those remembered while it is stopped. */
-export function replicaCount (deployment: V1Deployment): number {
-  const replicas = deployment.spec?.replicas ?? 1
-  if (replicas > 0) return replicas
-  const remembered = Number(deployment.metadata?.annotations?.[ANNOTATION_REPLICAS])
-  return Number.isInteger(remembered) && remembered > 0 ? remembered : 1
-}
-
-/** The pods of a container, newest first. */
-export function podsOf (deployment: V1Deployment, pods: V1Pod[]): V1Pod[] {
-  const id = idOf(deployment)
-  return pods
-    .filter(pod => pod.metadata?.labels?.[LABEL_ID] === id)
-    .sort((a, b) => (timeOf(b.metadata?.creationTimestamp) ?? '').localeCompare(timeOf(a.metadata?.creationTimestamp) ?? ''))
-}
-
-function mainStatus (pod: V1Pod): NonNullable<NonNullable<V1Pod['status']>['containerStatuses']>[number] | undefined {
-  return pod.status?.containerStatuses?.find(status => status.name === CONTAINER_NAME)
-}
-
-export function isRunning (pod: V1Pod): boolean {
-  return pod.metadata?.deletionTimestamp === undefined && pod.status?.phase === 'Running' && mainStatus(pod)?.state?.running !== undefined
-}
-
-/** A pod's state in Swarm's task words, which berth's API uses for replicas on every cluster. */
-export function podState (pod: V1Pod): TaskState {
-  if (pod.metadata?.deletionTimestamp !== undefined && pod.metadata.deletionTimestamp !== null) return 'shutdown'
-  switch (pod.status?.phase) {
-    case 'Running': return mainStatus(pod)?.state?.running !== undefined ? 'running' : 'starting'
-    case 'Succeeded': return 'complete'
-    case 'Failed': return 'failed'
-  }
-  return pod.spec?.nodeName === undefined || pod.spec.nodeName === '' ? 'pending' : 'preparing'
-}
-
-/** Why a pod is not running, in the scheduler's or the kubelet's words; null when nothing is wrong. */
-export function podProblem (pod: V1Pod): { reason: string, message: string } | null {
-  const unscheduled = pod.status?.conditions?.find(condition => condition.type === 'PodScheduled' && condition.status === 'False')
-  if (unscheduled !== undefined) return { reason: unscheduled.reason ?? 'Unschedulable', message: unscheduled.message ?? '' }
-  const status = mainStatus(pod)
-  const waiting = status?.state?.waiting
-  if (waiting?.reason !== undefined && waiting.reason !== 'ContainerCreating') return { reason: waiting.reason, message: waiting.message ?? '' }
-  const terminated = status?.state?.terminated
-  if (terminated !== undefined && terminated.exitCode !== 0) return { reason: terminated.reason ?? 'Error', message: terminated.message ?? `exited with ${terminated.exitCode}` }
-  return null
-}
-
-function problemText (pod: V1Pod): string | null {
-  const problem = podProblem(pod)
-  return problem === null ? null : problem.message === '' ? problem.reason : `${problem.reason}: ${problem.message}`
-}
-
-function exitCodeOfPod (pod: V1Pod): number | null {
-  const status = mainStatus(pod)
-  return status?.state?.terminated?.exitCode ?? status?.lastState?.terminated?.exitCode ?? null
-}
-
-function hostPortsOf (deployment: V1Deployment): Array<{ container: number, host: number, protocol: Protocol, hostIp: string }> {
-  const container = deployment.spec?.template.spec?.containers.find(candidate => candidate.name === CONTAINER_NAME)
-  return (container?.ports ?? []).flatMap(port => port.hostPort === undefined
-    ? []
-    : [{ container: port.containerPort, host: port.hostPort, protocol: (port.protocol ?? 'TCP').toLowerCase() as Protocol, hostIp: port.hostIP ?? '' }])
-}
-
-/** The host ports a container holds on whichever node each replica runs. */
-export function hostPorts (deployment: V1Deployment): number[] {
-  return hostPortsOf(deployment).map(port => port.host)
-}
-
-export function taskOf (pod: V1Pod, deployment: V1Deployment): Task {
-  const state = podState(pod)
-  const address = pod.status?.hostIP ?? null
-  const status = mainStatus(pod)
-  const since = timeOf(status?.state?.running?.startedAt) ?? timeOf(status?.state?.terminated?.finishedAt) ?? timeOf(pod.metadata?.creationTimestamp) ?? new Date(0).toISOString()
-  return {
-    id: pod.metadata?.name ?? '',
-    slot: null,
-    node: pod.spec?.nodeName ?? null,
-    address,
-    state,
-    desiredState: state === 'shutdown' ? 'shutdown' : 'running',
-    error: problemText(pod),
-    exitCode: exitCodeOfPod(pod),
-    ports: state === 'running' ? hostPortsOf(deployment).map(port => ({ ...port, hostIp: port.hostIp === '' ? address ?? '' : port.hostIp })) : [],
-    since
-  }
-}
-
-/**
- * Its state in the words of `docker ps`: running while any replica runs; exited when stopped (scaled
- * to none); restarting while replicas are restarted after exiting or failing; created while they wait
- * to be placed or to start.
- */
-export function stateOf (deployment: V1Deployment, pods: V1Pod[]): ContainerState {
-  if (isStopped(deployment)) return 'exited'
-  if (pods.some(isRunning)) return 'running'
-  const live = pods.filter(pod => pod.metadata?.deletionTimestamp === undefined || pod.metadata.deletionTimestamp === null)
-  if (live.some(pod => (mainStatus(pod)?.restartCount ?? 0) > 0)) return 'restarting'
-  return 'created'
-}
-
-function statusText (deployment: V1Deployment, state: ContainerState, pods: V1Pod[]): string {
-  const count = replicaCount(deployment)
-  if (isStopped(deployment)) return `Stopped (${count} ${count === 1 ? 'replica' : 'replicas'} when started)`
-  const running = pods.filter(isRunning).length
-  const problem = pods.map(problemText).find(text => text !== null)
-  const why = problem === undefined ? '' : `; ${problem}`
-  return `${state === 'running' ? 'Up' : state === 'restarting' ? 'Restarting' : 'Starting'}: ${running}/${count} running${why}`
-}
-
-/** The ports in effect: those of the replicas that run, on their nodes' addresses (none while nothing runs, as on one host). */
-function portsOf (tasks: Task[]): PortBinding[] {
-  const ports: PortBinding[] = tasks.flatMap(task => task.ports)
-  const unique = new Map(ports.map(port => [`${port.container}/${port.protocol}/${port.host ?? ''}/${port.hostIp}`, port]))
-  return [...unique.values()].sort((a, b) => a.container - b.container || (a.host ?? 0) - (b.host ?? 0) || a.hostIp.localeCompare(b.hostIp))
-}
-
-function commandOf (deployment: V1Deployment): string[] {
-  const container = deployment.spec?.template.spec?.containers[0]
-  return [...(container?.command ?? []), ...(container?.args ?? [])]
-}
-
-/** The digest the nodes resolved the image to (`repo@sha256:…` as the kubelet reports it). */
-function imageDigestOf (pods: V1Pod[]): string | null {
-  for (const pod of pods) {
-    const imageId = mainStatus(pod)?.imageID
-    const at = imageId?.lastIndexOf('@') ?? -1
-    if (imageId !== undefined && at !== -1) return imageId.slice(at + 1)
-  }
-  return null
-}
-
-export function summaryOf (deployment: V1Deployment, allPods: V1Pod[]): ContainerSummary {
-  const pods = podsOf(deployment, allPods)
-  const state = stateOf(deployment, pods)
-  const tasks = pods.map(pod => taskOf(pod, deployment))
-  return {
-    id: idOf(deployment),
-    name: deployment.metadata?.name ?? '',
-    image: deployment.spec?.template.spec?.containers[0]?.image ?? '',
-    imageId: imageDigestOf(pods) ?? '',
-    command: commandOf(deployment),
-    state,
-    status: statusText(deployment, state, pods),
-    createdAt: timeOf(deployment.metadata?.creationTimestamp) ?? new Date(0).toISOString(),
-    ports: portsOf(tasks),
-    labels: labelsOf(deployment),
-    replicas: { count: replicaCount(deployment), running: pods.filter(isRunning).length },
-    tasks
-  }
-}
-
-export function containerOfDeployment (deployment: V1Deployment, allPods: V1Pod[]): Container {
-  const summary = summaryOf(deployment, allPods)
-  const pods = podsOf(deployment, allPods)
-  const container = deployment.spec?.template.spec?.containers[0]
-  const podSpec = deployment.spec?.template.spec
-  const startedAt = pods.flatMap(pod => { const at = timeOf(mainStatus(pod)?.state?.running?.startedAt); return at === null ? [] : [at] }).sort()[0] ?? null
-  const exited = summary.state === 'exited'
-  const limits = container?.resources?.limits ?? {}
-  const requests = container?.resources?.requests ?? {}
-  const constraints = podSpec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms[0]?.matchExpressions ?? []
-  const gpus = Number(limits['nvidia.com/gpu'] ?? 0)
-  return {
-    id: summary.id,
-    name: summary.name,
-    image: summary.image,
-    imageId: summary.imageId,
-    imageDigest: imageDigestOf(pods),
-    command: commandOf(deployment),
-    state: summary.state,
-    running: summary.state === 'running',
-    exitCode: exited ? pods.map(exitCodeOfPod).find(code => code !== null) ?? null : null,
-    createdAt: summary.createdAt,
-    startedAt,
-    finishedAt: null,
-    ports: summary.ports,
-    labels: summary.labels,
-    // A Deployment's pods are restarted whenever they exit.
-    restart: { policy: 'always', maxRetries: 0 },
-    resources: { memory: bytesOf(limits.memory), cpus: coresOf(limits.cpu) },
-    autoRemove: false,
-    replicas: summary.replicas as NonNullable<ContainerSummary['replicas']>,
-    tasks: summary.tasks as Task[],
-    placement: {
-      constraints: constraints.map(constraintOf),
-      spread: (podSpec?.topologySpreadConstraints ?? []).map(constraint => constraintOf({ key: constraint.topologyKey, operator: 'In', values: [] }).replace(/==$/, ''))
-    },
-    reservations: { memory: bytesOf(requests.memory), cpus: coresOf(requests.cpu) },
-    ...(gpus > 0 ? { gpus } : {})
-  }
-}
-
-const SUFFIXES: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 }
+const SUFFIXES: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, Pi: 1024 ** 5 }
 
 /** A Kubernetes quantity of bytes ("67108864", "64Mi"). */
 export function bytesOf (quantity: string | undefined): number | null {
-  const match = quantity === undefined ? null : /^(\d+(?:\.\d+)?)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(quantity)
+  const match = quantity === undefined ? null : /^(\d+(?:\.\d+)?)(k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$/.exec(quantity)
   if (match === null) return null
   return Math.round(Number(match[1]) * (SUFFIXES[match[2] ?? ''] as number))
 }
 
-/** A Kubernetes quantity of CPU ("500m", "2"). */
+/** A Kubernetes quantity of CPU ("500m", "2", "1234567n" as the metrics API reports usage). */
 export function coresOf (quantity: string | undefined): number | null {
-  const match = quantity === undefined ? null : /^(\d+(?:\.\d+)?)(m)?$/.exec(quantity)
+  const match = quantity === undefined ? null : /^(\d+(?:\.\d+)?)(m|u|n)?$/.exec(quantity)
   if (match === null) return null
-  return match[2] === 'm' ? Number(match[1]) / 1000 : Number(match[1])
+  const scale = { '': 1, m: 1e-3, u: 1e-6, n: 1e-9 }[match[2] ?? ''] as number
+  return Number(match[1]) * scale
 }

@@ -1,5 +1,7 @@
 // Swarm's objects in berth's words, and berth's run spec as a service spec: pure functions, no I/O.
 // A berth container on a cluster is a service; its replicas are the service's tasks.
+import { LABEL_AUTO_REMOVE, LABEL_DEPLOYMENT, LABEL_MANAGED, LABEL_OWNER } from '../../access/ownership.ts'
+import { expiryOf } from '../docker/mapping.ts'
 import type {
   Container, ContainerState, ContainerSummary, Node, Placement, PortBinding, Protocol, RestartPolicy, RunSpec, Task, TaskState
 } from '../types.ts'
@@ -19,6 +21,9 @@ export interface SwarmMount {
   Source?: string
   Target: string
   ReadOnly?: boolean
+  /** A named volume the node makes when it is missing there, with these labels. */
+  VolumeOptions?: { Labels?: Record<string, string> }
+  TmpfsOptions?: { SizeBytes?: number }
 }
 
 export interface ServiceSpec {
@@ -37,6 +42,11 @@ export interface ServiceSpec {
       TTY?: boolean
       Mounts?: SwarmMount[]
       StopGracePeriod?: number
+      Hostname?: string
+      Init?: boolean
+      ReadOnly?: boolean
+      StopSignal?: string
+      Ulimits?: Array<{ Name: string, Soft: number, Hard: number }>
     }
     Resources?: {
       Limits?: { NanoCPUs?: number, MemoryBytes?: number }
@@ -44,6 +54,7 @@ export interface ServiceSpec {
     }
     RestartPolicy?: { Condition?: 'none' | 'on-failure' | 'any', MaxAttempts?: number, Delay?: number }
     Placement?: { Constraints?: string[], Preferences?: Array<{ Spread?: { SpreadDescriptor: string } }> }
+    Networks?: Array<{ Target: string, Aliases?: string[] }>
     ForceUpdate?: number
   }
   Mode?: { Replicated?: { Replicas?: number } }
@@ -86,16 +97,40 @@ export interface SwarmNode {
     Hostname?: string
     Platform?: { Architecture?: string, OS?: string }
     Resources?: { NanoCPUs?: number, MemoryBytes?: number }
-    Engine?: { EngineVersion?: string }
+    Engine?: { EngineVersion?: string, Labels?: Record<string, string> }
   }
   Status?: { State?: string, Addr?: string }
   ManagerStatus?: { Leader?: boolean, Addr?: string }
 }
 
-/** What berth knows of a node when it shows where a task runs. */
+/** What berth knows of a node when it shows where a task runs, and reaches its agent. */
 export interface NodeRef {
+  id: string
   name: string
   address: string | null
+  /** ready, down, disconnected or unknown, as the manager last said. */
+  state: string
+  availability: string
+}
+
+export function nodeRefOf (node: SwarmNode): NodeRef {
+  return {
+    id: node.ID,
+    name: node.Description?.Hostname ?? node.ID,
+    address: nodeAddress(node),
+    state: node.Status?.State ?? 'unknown',
+    availability: node.Spec.Availability ?? 'active'
+  }
+}
+
+/** A node the manager has lost: what runs there is out of reach, and may not run at all. */
+export function isNodeLost (node: NodeRef | undefined): boolean {
+  return node !== undefined && (node.state === 'down' || node.state === 'disconnected')
+}
+
+/** A task the manager still shows as placed or running on a node it has lost: lost with it, never running. */
+export function isLost (task: SwarmTask, nodes: Map<string, NodeRef>): boolean {
+  return isLive(task) && task.NodeID !== undefined && isNodeLost(nodes.get(task.NodeID))
 }
 
 /** A task that will, or may still, run: not yet placed or started, or running. */
@@ -112,6 +147,8 @@ export interface ServiceOptions {
   image: string
   /** Host ports berth picked from a range, by index into spec.ports. */
   chosenPorts?: Map<number, number>
+  /** Constraints berth adds to the run's: the node its named volumes live on. */
+  constraints?: string[]
 }
 
 export function serviceSpecOf (spec: RunSpec, options: ServiceOptions): ServiceSpec {
@@ -131,8 +168,24 @@ export function serviceSpecOf (spec: RunSpec, options: ServiceOptions): ServiceS
         ...(spec.user ? { User: spec.user } : {}),
         ...(spec.tty ? { TTY: true } : {}),
         ...(spec.stopTimeout === undefined ? {} : { StopGracePeriod: spec.stopTimeout * 1e9 }),
-        // Named volumes are refused before this (see src/capabilities.ts); binds keep their policy-checked path.
-        Mounts: spec.mounts.map(mount => ({ Type: mount.type, Source: mount.source, Target: mount.target, ReadOnly: mount.readOnly }))
+        ...(spec.hostname === undefined ? {} : { Hostname: spec.hostname }),
+        ...(spec.init === undefined ? {} : { Init: spec.init }),
+        ...(spec.readOnly === undefined ? {} : { ReadOnly: spec.readOnly }),
+        ...(spec.stopSignal === undefined ? {} : { StopSignal: spec.stopSignal }),
+        ...(spec.ulimits?.nofile === undefined ? {} : { Ulimits: [{ Name: 'nofile', Soft: spec.ulimits.nofile.soft, Hard: spec.ulimits.nofile.hard }] }),
+        Mounts: [
+          // A named volume lives on one node, where the run is placed (options.constraints); were it
+          // missing there, the node makes it with its owner's labels. Binds keep their policy-checked path.
+          ...spec.mounts.map((mount): SwarmMount => ({
+            Type: mount.type,
+            Source: mount.source,
+            Target: mount.target,
+            ReadOnly: mount.readOnly,
+            ...(mount.type === 'volume' ? { VolumeOptions: { Labels: ownershipLabels(spec.labels) } } : {})
+          })),
+          // A task has no --shm-size: a tmpfs of that size over /dev/shm is what it sets.
+          ...(spec.shmSize === undefined ? [] : [{ Type: 'tmpfs', Target: '/dev/shm', TmpfsOptions: { SizeBytes: spec.shmSize } }])
+        ]
       },
       Resources: {
         Limits: {
@@ -146,15 +199,19 @@ export function serviceSpecOf (spec: RunSpec, options: ServiceOptions): ServiceS
       },
       RestartPolicy: restartPolicyOf(spec.restart),
       Placement: {
-        Constraints: spec.placement?.constraints ?? [],
+        Constraints: [...(spec.placement?.constraints ?? []), ...(options.constraints ?? [])],
         Preferences: (spec.placement?.spread ?? []).map(descriptor => ({ Spread: { SpreadDescriptor: descriptor } }))
       },
+      ...(spec.network === undefined || spec.network === 'bridge' ? {} : { Networks: [{ Target: spec.network, ...(spec.aliases?.length ? { Aliases: spec.aliases } : {}) }] }),
       ForceUpdate: 0
     },
     Mode: { Replicated: { Replicas: spec.replicas ?? 1 } },
     // A restart replaces every task at once and is done when they run, like `docker restart`.
     UpdateConfig: { Parallelism: 0, Delay: 0, FailureAction: 'continue', Monitor: 0, Order: 'stop-first' },
     EndpointSpec: {
+      // No virtual IP on a network of the run's own: its name and aliases resolve to the replicas'
+      // addresses (DNS round robin), as a container's alias resolves on a bridge. Ingress ports need one.
+      ...(spec.network !== undefined && spec.network !== 'bridge' && !(options.publishMode === 'ingress' && spec.ports.length > 0) ? { Mode: 'dnsrr' } : {}),
       Ports: spec.ports.map((port, index) => {
         const published = port.host ?? options.chosenPorts?.get(index)
         return {
@@ -168,6 +225,21 @@ export function serviceSpecOf (spec: RunSpec, options: ServiceOptions): ServiceS
   }
 }
 
+/** berth's labels of who owns it, for what the nodes make for it (a named volume). */
+function ownershipLabels (labels: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(labels).filter(([key]) => key === LABEL_MANAGED || key === LABEL_DEPLOYMENT || key === LABEL_OWNER))
+}
+
+/**
+ * What each restart policy is on a cluster (measured on Engine 20.10, README "Run it on a cluster"):
+ * a replicated service whose restart condition is the policy's. `always` and `unless-stopped` come back
+ * whenever they end, on another node when theirs is lost; `on-failure` comes back after a failure — a
+ * lost node is one — at most maxRetries times; `no` ends for good, and a node lost takes it with it.
+ * Not Swarm's replicated jobs, though the engine has them: a job cannot be stopped, scaled or started
+ * again (only run anew by an update), so a run that may finish would answer stop, start and scale
+ * unlike every other run; a service whose condition is `none` ends as a job does (its tasks' exit
+ * codes and logs stay), and wait, ps -a and the sweeper read it as one.
+ */
 function restartPolicyOf (restart: RunSpec['restart']): NonNullable<ServiceSpec['TaskTemplate']['RestartPolicy']> {
   switch (restart.policy) {
     case 'no': return { Condition: 'none' }
@@ -214,38 +286,47 @@ export function isStopped (service: SwarmService): boolean {
 }
 
 /**
- * A service's state in the words of `docker ps`: running while any replica runs; exited when
- * stopped (scaled to none) or when its tasks ended and none replaces them; created while its
- * replicas wait to be placed or start; restarting while they are replaced after failing.
+ * A service's state in the words of `docker ps`: running while any replica runs (on a node the manager
+ * has not lost); exited when stopped (scaled to none) or when its tasks ended, or were lost with their
+ * nodes, and none replaces them; created while its replicas wait to be placed or start; restarting
+ * while they are replaced after failing.
  */
-export function stateOf (service: SwarmService, latest: SwarmTask[], all: SwarmTask[]): ContainerState {
-  if (latest.some(task => task.Status.State === 'running' && task.DesiredState === 'running')) return 'running'
+export function stateOf (service: SwarmService, latest: SwarmTask[], all: SwarmTask[], nodes: Map<string, NodeRef>): ContainerState {
+  if (latest.some(task => runs(task, nodes))) return 'running'
   if (isStopped(service)) return 'exited'
-  const starting = latest.filter(task => task.DesiredState === 'running' && STARTING.has(task.Status.State))
+  const starting = latest.filter(task => task.DesiredState === 'running' && STARTING.has(task.Status.State) && !isLost(task, nodes))
   if (starting.length === 0) return 'exited'
   const failedBefore = all.some(task => task.ServiceID === service.ID && (task.Status.State === 'failed' || task.Status.State === 'rejected'))
   return failedBefore ? 'restarting' : 'created'
 }
 
-function statusOf (service: SwarmService, state: ContainerState, latest: SwarmTask[]): string {
+/** A replica that runs: running, meant to, and on a node the manager has not lost. */
+function runs (task: SwarmTask, nodes: Map<string, NodeRef>): boolean {
+  return task.Status.State === 'running' && task.DesiredState === 'running' && !isLost(task, nodes)
+}
+
+function statusOf (service: SwarmService, state: ContainerState, latest: SwarmTask[], nodes: Map<string, NodeRef>): string {
   const count = replicaCount(service)
-  const running = runningCount(latest)
+  const running = runningCount(latest, nodes)
   const problem = latest.find(task => task.DesiredState === 'running' && task.Status.Err)?.Status.Err
-  const why = problem === undefined ? '' : `; ${problem}`
+  const lost = latest.filter(task => isLost(task, nodes)).map(task => nodes.get(task.NodeID as string)?.name ?? task.NodeID)
+  const why = [...(problem === undefined ? [] : [problem]), ...(lost.length === 0 ? [] : [`lost with ${[...new Set(lost)].join(', ')} (down)`])].map(text => `; ${text}`).join('')
   if (isStopped(service)) return `Stopped (${count} ${count === 1 ? 'replica' : 'replicas'} when started)`
   if (state === 'exited') {
-    const code = exitCodeOf(latest)
+    if (lost.length > 0 && latest.every(task => isLost(task, nodes) || !task.Status.ContainerStatus?.ContainerID)) return `Lost with ${[...new Set(lost)].join(', ')} (down)`
+    const code = exitCodeOf(latest, nodes)
     return `Exited${code === null ? '' : ` (${code})`}${why}`
   }
   return `${state === 'running' ? 'Up' : state === 'restarting' ? 'Restarting' : 'Starting'}: ${running}/${count} running${why}`
 }
 
-function runningCount (latest: SwarmTask[]): number {
-  return latest.filter(task => task.Status.State === 'running' && task.DesiredState === 'running').length
+function runningCount (latest: SwarmTask[], nodes: Map<string, NodeRef>): number {
+  return latest.filter(task => runs(task, nodes)).length
 }
 
-function exitCodeOf (latest: SwarmTask[]): number | null {
-  const ended = latest.filter(task => task.Status.ContainerStatus?.ContainerID && !isLive(task))
+/** The exit code of the replica that ended last (a lost one has none). */
+function exitCodeOf (latest: SwarmTask[], nodes: Map<string, NodeRef>): number | null {
+  const ended = latest.filter(task => task.Status.ContainerStatus?.ContainerID && !isLive(task) && !isLost(task, nodes))
   const last = ended.sort((a, b) => Date.parse(b.Status.Timestamp) - Date.parse(a.Status.Timestamp))[0]
   return last?.Status.ContainerStatus?.ExitCode ?? null
 }
@@ -253,16 +334,18 @@ function exitCodeOf (latest: SwarmTask[]): number | null {
 export function taskOf (task: SwarmTask, nodes: Map<string, NodeRef>): Task {
   const node = task.NodeID ? nodes.get(task.NodeID) : undefined
   const ended = !isLive(task) && task.Status.ContainerStatus?.ContainerID
+  const lost = isLost(task, nodes)
   return {
     id: task.ID,
     slot: task.Slot ?? null,
     node: node?.name ?? null,
     address: node?.address ?? null,
-    state: task.Status.State,
+    // What the manager last heard from a node it has lost is no news: the replica is lost with it.
+    state: lost ? 'lost' : task.Status.State,
     desiredState: task.DesiredState,
-    error: task.Status.Err ?? null,
+    error: lost ? `its node ${node?.name ?? task.NodeID} is ${node?.state ?? 'down'}` : task.Status.Err ?? null,
     exitCode: ended ? task.Status.ContainerStatus?.ExitCode ?? null : null,
-    ports: task.Status.State === 'running' ? taskPorts(task, node) : [],
+    ports: task.Status.State === 'running' && !lost ? taskPorts(task, node) : [],
     since: task.Status.Timestamp
   }
 }
@@ -316,7 +399,7 @@ function commandOf (spec: ServiceSpec): string[] {
 
 export function summaryOf (service: SwarmService, tasks: SwarmTask[], nodes: Map<string, NodeRef>): ContainerSummary {
   const latest = latestTasks(service, tasks)
-  const state = stateOf(service, latest, tasks)
+  const state = stateOf(service, latest, tasks, nodes)
   const mapped = latest.map(task => taskOf(task, nodes))
   const { image, digest } = imageParts(service.Spec.TaskTemplate.ContainerSpec.Image)
   return {
@@ -326,11 +409,11 @@ export function summaryOf (service: SwarmService, tasks: SwarmTask[], nodes: Map
     imageId: digest ?? '',
     command: commandOf(service.Spec),
     state,
-    status: statusOf(service, state, latest),
+    status: statusOf(service, state, latest, nodes),
     createdAt: service.CreatedAt,
     ports: servicePorts(service, mapped),
     labels: service.Spec.Labels ?? {},
-    replicas: { count: replicaCount(service), running: runningCount(latest) },
+    replicas: { count: replicaCount(service), running: runningCount(latest, nodes) },
     tasks: mapped
   }
 }
@@ -339,7 +422,7 @@ export function containerOfService (service: SwarmService, tasks: SwarmTask[], n
   const summary = summaryOf(service, tasks, nodes)
   const latest = latestTasks(service, tasks)
   const spec = service.Spec.TaskTemplate
-  const running = latest.filter(task => task.Status.State === 'running')
+  const running = latest.filter(task => runs(task, nodes))
   const startedAt = running.map(task => task.Status.Timestamp).sort()[0] ?? null
   const exited = summary.state === 'exited'
   const { digest } = imageParts(spec.ContainerSpec.Image)
@@ -358,7 +441,7 @@ export function containerOfService (service: SwarmService, tasks: SwarmTask[], n
     command: commandOf(service.Spec),
     state: summary.state,
     running: summary.state === 'running',
-    exitCode: exited ? exitCodeOf(latest) : null,
+    exitCode: exited ? exitCodeOf(latest, nodes) : null,
     createdAt: service.CreatedAt,
     startedAt,
     finishedAt: exited ? latest.map(task => task.Status.Timestamp).sort().at(-1) ?? null : null,
@@ -366,11 +449,13 @@ export function containerOfService (service: SwarmService, tasks: SwarmTask[], n
     labels: summary.labels,
     restart: restartOf(spec.RestartPolicy),
     resources: { memory: limits.MemoryBytes ? limits.MemoryBytes : null, cpus: limits.NanoCPUs ? limits.NanoCPUs / 1e9 : null },
-    autoRemove: false,
+    // As on one host, berth removes it once its exit is collected (src/lifecycle/sweeper.ts).
+    autoRemove: summary.labels[LABEL_AUTO_REMOVE] === 'true',
     replicas: summary.replicas as NonNullable<ContainerSummary['replicas']>,
     tasks: summary.tasks as Task[],
     placement,
-    reservations: { memory: reserved.MemoryBytes ? reserved.MemoryBytes : null, cpus: reserved.NanoCPUs ? reserved.NanoCPUs / 1e9 : null }
+    reservations: { memory: reserved.MemoryBytes ? reserved.MemoryBytes : null, cpus: reserved.NanoCPUs ? reserved.NanoCPUs / 1e9 : null },
+    ...expiryOf(summary.labels)
   }
 }
 
