@@ -1,11 +1,13 @@
-// A watch-fed copy of one kind of object in berth's namespace (an informer): listed once, then kept
-// current by a watch that resumes from where it was, so `ps` costs the apiserver nothing. berth's
-// own writes are applied as soon as the apiserver answers them (read-your-writes), and a watch event
-// older than what is held never replaces it. While the watch is broken the copy cannot be trusted:
-// reads answer engine_unavailable until a new list and watch have caught up.
+// A watch-fed copy of one kind of object in berth's namespace (an informer), in the one shape of
+// copy the backends share (../copy.ts): a session lists, says it is current, and watches — again and
+// again from where it was, as the apiserver ends each watch after a while — so `ps` costs the
+// apiserver nothing. berth's own writes are applied as soon as the apiserver answers them
+// (read-your-writes), and a watch event older than what is held never replaces it. A watch whose
+// history the apiserver no longer has (410 Gone) is caught up by a new list within the session; one
+// that breaks ends the session: until the next has listed again the copy cannot be trusted, and
+// reads answer engine_unavailable.
 import type { KubernetesObject, Watch } from '@kubernetes/client-node'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { unavailable } from './errors.ts'
+import { WatchedCopy, type CopySession } from '../copy.ts'
 
 export interface CacheSource<T extends KubernetesObject> {
   /** What it holds, for messages: "deployments". */
@@ -33,45 +35,40 @@ export function versionOf (object: KubernetesObject | undefined): bigint {
 
 export class ResourceCache<T extends KubernetesObject> {
   readonly #source: CacheSource<T>
+  readonly #copy: WatchedCopy
   readonly #objects = new Map<string, T>()
   /** Objects berth deleted (by uid) that a late watch event must not bring back. */
   readonly #deleted = new Set<string>()
   /** The last state of objects the watch saw deleted, by uid (bounded): how a pod ended once it is gone. */
   readonly #departed = new Map<string, T>()
   #resourceVersion = ''
-  #healthy = false
-  #failure: unknown = null
-  #stopped = false
-  #abort: AbortController | null = null
   /** When recent versions were seen (oldest first, bounded): where a replay from a time starts. */
   readonly #history: Array<{ at: number, version: string }> = []
-  readonly #firstSync: Promise<void>
-  #synced: () => void = () => {}
 
   constructor (source: CacheSource<T>) {
     this.#source = source
-    this.#firstSync = new Promise(resolve => { this.#synced = resolve })
+    this.#copy = new WatchedCopy({
+      what: `the cluster's ${source.what}`,
+      session: async session => { await this.#session(session) },
+      retryMs: source.retryMs ?? { first: 250, max: 2000 }
+    })
   }
 
   start (): void {
-    this.#run().catch(() => {})
+    this.#copy.start()
   }
 
   async stop (): Promise<void> {
-    this.#stopped = true
-    this.#abort?.abort()
+    await this.#copy.stop()
   }
 
-  /** Resolves once the first list is in, or rejects with why not by the deadline. */
+  /** Resolves once the copy is current, or rejects with why not (engine_unavailable) by the deadline. */
   async ready (timeoutMs: number): Promise<void> {
-    if (this.#healthy) return
-    const timer = sleep(timeoutMs, 'timeout' as const)
-    const outcome = await Promise.race([this.#firstSync.then(() => 'synced' as const), timer])
-    if (outcome === 'timeout' || !this.#healthy) throw this.#unavailable()
+    await this.#copy.ready(timeoutMs)
   }
 
   get healthy (): boolean {
-    return this.#healthy
+    return this.#copy.current
   }
 
   /** The version the copy is current to: a watch from it misses nothing. */
@@ -94,12 +91,12 @@ export class ResourceCache<T extends KubernetesObject> {
   }
 
   list (): T[] {
-    if (!this.#healthy) throw this.#unavailable()
+    if (!this.#copy.current) throw this.#copy.unavailable()
     return [...this.#objects.values()]
   }
 
   get (name: string): T | undefined {
-    if (!this.#healthy) throw this.#unavailable()
+    if (!this.#copy.current) throw this.#copy.unavailable()
     return this.#objects.get(name)
   }
 
@@ -125,35 +122,20 @@ export class ResourceCache<T extends KubernetesObject> {
     if (name !== undefined && this.#objects.get(name)?.metadata?.uid === uid) this.#objects.delete(name)
   }
 
-  #unavailable (): Error {
-    const why = this.#failure instanceof Error ? `: ${this.#failure.message}` : ''
-    return unavailable(`berth has lost its watch of the cluster's ${this.#source.what} and is catching up${why}`, this.#failure ?? undefined)
-  }
-
-  async #run (): Promise<void> {
-    const retry = this.#source.retryMs ?? { first: 250, max: 2000 }
-    let delay = retry.first
-    while (!this.#stopped) {
+  /** One session: the list, then watch after watch from where the copy is, until one breaks or the copy stops. */
+  async #session ({ signal, synced }: CopySession): Promise<void> {
+    await this.#relist()
+    synced()
+    while (!signal.aborted) {
       try {
-        if (this.#resourceVersion === '') await this.#relist()
-        await this.#watchOnce()
-        delay = retry.first
+        await this.#watchOnce(signal)
       } catch (error) {
-        if (this.#stopped) return
-        const gone = (error as { statusCode?: number }).statusCode === 410
-        if (gone) {
-          // The apiserver no longer has history from there: list again.
-          this.#resourceVersion = ''
-          continue
-        }
-        if ((error as { name?: string }).name !== 'TimeoutError') {
-          this.#healthy = false
-          this.#failure = error
-          this.#resourceVersion = ''
-          await sleep(delay)
-          delay = Math.min(delay * 2, retry.max)
-        }
+        // The client's own idle timeout ends a quiet watch: watch again from the same version.
+        if ((error as { name?: string }).name !== 'TimeoutError') throw error
       }
+      // 410 Gone: the apiserver no longer has history from there; a new list catches up. What was
+      // held stays readable meanwhile: it was current up to that version, and the list replaces it at once.
+      if (this.#resourceVersion === '' && !signal.aborted) await this.#relist()
     }
   }
 
@@ -171,25 +153,31 @@ export class ResourceCache<T extends KubernetesObject> {
     for (const uid of this.#deleted) if (!present.has(uid)) this.#deleted.delete(uid)
     this.#resourceVersion = list.metadata?.resourceVersion ?? ''
     this.#remember(this.#resourceVersion)
-    this.#healthy = true
-    this.#failure = null
-    this.#synced()
   }
 
-  async #watchOnce (): Promise<void> {
+  async #watchOnce (signal: AbortSignal): Promise<void> {
     await new Promise<void>((resolve, reject) => {
+      let abort: AbortController | null = null
+      const stop = (): void => { abort?.abort() }
+      signal.addEventListener('abort', stop, { once: true })
       this.#source.watch.watch(this.#source.path, {
         resourceVersion: this.#resourceVersion,
         allowWatchBookmarks: true,
         timeoutSeconds: WATCH_SECONDS
-      }, (type: string, object: T & { code?: number }) => this.#event(type, object), (error: unknown) => {
-        this.#abort = null
-        if (error === null || error === undefined) resolve()
+      }, (type: string, object: T & { code?: number }) => { this.#event(type, object) }, (error: unknown) => {
+        signal.removeEventListener('abort', stop)
+        if (error === null || error === undefined || signal.aborted) resolve()
         else reject(error)
-      }).then(abort => {
-        this.#abort = abort
-        if (this.#stopped) abort.abort()
-      }, reject)
+      }).then(controller => {
+        abort = controller
+        if (signal.aborted) controller.abort()
+      }, (error: unknown) => {
+        signal.removeEventListener('abort', stop)
+        if ((error as { statusCode?: number }).statusCode === 410) {
+          this.#resourceVersion = ''
+          resolve()
+        } else reject(error)
+      })
     })
   }
 
