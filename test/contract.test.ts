@@ -167,6 +167,35 @@ for (const backend of backends) {
       for (const container of [id, finishing.json().id]) await app.inject({ method: 'DELETE', url: `/v1/containers/${container}?force=true`, headers: auth('alice') })
     })
 
+    t.test('the seed\'s images: pull, list, inspect with its history, rmi where the backend can', async t => {
+      if (!app.engine.has('images')) {
+        const refused = await app.inject({ method: 'GET', url: '/v1/images', headers: auth('alice') })
+        t.match(refused.json(), { code: 'not_supported', backend: backend.kind })
+        return
+      }
+      // The Kubernetes test image is in the cluster's registry; the others get one of this run's.
+      const reference = backend.kind === 'kubernetes' ? backend.image : (await backend.pushImage('contract-pull')).reference
+      const pulled = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('alice'), payload: { image: reference } })
+      t.equal(pulled.statusCode, 200, pulled.body)
+      const image = pulled.json()
+      t.match(image, { reference, digest: /^sha256:[0-9a-f]{64}$/, tags: [reference] })
+      if (backend.kind !== 'docker') t.ok(image.nodes.length > 0 && image.nodes.every((node: { state: string }) => node.state === 'pulled'), 'every node it was for has it')
+      const listed = (await app.inject({ method: 'GET', url: '/v1/images', headers: auth('alice') })).json() as Array<{ id: string, tags: string[] }>
+      t.ok(listed.some(entry => entry.id === image.id && entry.tags.includes(reference)), 'docker images lists it')
+      const inspected = await app.inject({ method: 'GET', url: `/v1/images/${encodeURIComponent(reference)}`, headers: auth('alice') })
+      t.equal(inspected.statusCode, 200, inspected.body)
+      t.match(inspected.json(), { id: image.id, os: 'linux', usedBy: [] })
+      t.ok(inspected.json().history.length > 0, 'with the steps that made it')
+      const removed = await app.inject({ method: 'DELETE', url: `/v1/images/${encodeURIComponent(reference)}`, headers: auth('admin') })
+      if (app.engine.has('imageRemoval')) {
+        t.equal(removed.statusCode, 200, removed.body)
+        t.ok(removed.json().untagged.includes(reference), 'rmi untagged it')
+      } else {
+        t.equal(removed.statusCode, 501)
+        t.match(removed.json(), { code: 'not_supported', backend: backend.kind })
+      }
+    })
+
     t.test('engine outage: 503 engine_unavailable meanwhile, recovery by itself', async t => {
       const outage = await outageOf(backend, t, deployment)
       const target = outage.app
