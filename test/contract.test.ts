@@ -178,7 +178,8 @@ for (const backend of backends) {
       const pulled = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('alice'), payload: { image: reference } })
       t.equal(pulled.statusCode, 200, pulled.body)
       const image = pulled.json()
-      t.match(image, { reference, digest: /^sha256:[0-9a-f]{64}$/, tags: [reference] })
+      t.match(image, { reference, digest: /^sha256:[0-9a-f]{64}$/ })
+      t.ok(image.tags.includes(reference), `its tags name it: ${JSON.stringify(image.tags)}`)
       if (backend.kind !== 'docker') t.ok(image.nodes.length > 0 && image.nodes.every((node: { state: string }) => node.state === 'pulled'), 'every node it was for has it')
       const listed = (await app.inject({ method: 'GET', url: '/v1/images', headers: auth('alice') })).json() as Array<{ id: string, tags: string[] }>
       t.ok(listed.some(entry => entry.id === image.id && entry.tags.includes(reference)), 'docker images lists it')
