@@ -259,3 +259,14 @@ export async function runBench (log: (message: string) => void, budgetMs: number
     clearTimeout(watchdog)
   }
 }
+
+/** Whether an HTTP server answers 2xx on this port of any of these addresses (a published port of a cluster's nodes). */
+export async function answersOn (addresses: string[], port: number): Promise<boolean> {
+  for (const address of addresses) {
+    try {
+      const response = await fetch(`http://${address}:${port}/`, { signal: AbortSignal.timeout(500) })
+      if (response.ok) return true
+    } catch {}
+  }
+  return false
+}
