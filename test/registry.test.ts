@@ -1,6 +1,7 @@
 // What berth reads of an image from its registry (src/engine/registry.ts: the details and history a
 // cluster's nodes do not report), against the test environment's real registries: the open one, and
 // the one that wants Basic credentials. Checked against what the engine itself says of the image.
+import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
 import t from 'tap'
 import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
@@ -47,4 +48,45 @@ t.test('what a registry cannot give: an image it does not have, and nothing list
   })
   const away = await reader().read(refOf(`127.0.0.1:${port}/x/web:1`), LINUX).then(() => null, (error: unknown) => error)
   t.match(away, { code: 'engine_unavailable', message: /could not reach 127\.0\.0\.1:\d+/ })
+})
+
+// A hostile registry, which the real ones cannot be made into on demand: a stand-in server, said so here.
+t.test('a hostile registry (a stand-in server): its token realm, an endless answer, an answer of the wrong shape', async t => {
+  const realmHits: string[] = []
+  let mode: 'metadata-realm' | 'own-realm' | 'endless' | 'array' = 'metadata-realm'
+  const server = createHttpServer((request, response) => {
+    if (request.url?.startsWith('/token')) {
+      realmHits.push(request.url)
+      response.end('{}')
+      return
+    }
+    if (mode === 'metadata-realm') {
+      response.writeHead(401, { 'www-authenticate': 'Bearer realm="http://169.254.169.254/latest/meta-data",service="x"' }).end()
+    } else if (mode === 'own-realm') {
+      response.writeHead(401, { 'www-authenticate': `Bearer realm="http://127.0.0.1:${port}/token-elsewhere",service="x"` }).end()
+    } else if (mode === 'endless') {
+      // No length, and more than any manifest: chunk after chunk until berth stops reading.
+      response.writeHead(200, { 'content-type': 'application/json', 'docker-content-digest': `sha256:${'0'.repeat(64)}` })
+      const chunk = Buffer.alloc(256 * 1024, 0x20)
+      const more = (): void => { while (response.write(chunk)) { if (response.destroyed) return } }
+      response.on('drain', more)
+      more()
+    } else {
+      response.writeHead(200, { 'content-type': 'application/json', 'docker-content-digest': `sha256:${'0'.repeat(64)}` }).end('[1, 2]')
+    }
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const ref = refOf(`127.0.0.1:${port}/x/web:1`)
+  const credentials = reader({ [`127.0.0.1:${port}`]: { username: 'u', password: 'secret' } })
+
+  t.match(await credentials.read(ref, LINUX).then(() => null, (error: unknown) => error), { code: 'engine_error', message: /answered 401/ }, 'a link-local realm is not asked')
+  mode = 'own-realm'
+  t.match(await credentials.read(ref, LINUX).then(() => null, (error: unknown) => error), { code: 'engine_error', message: /answered 401/ })
+  t.same(realmHits.map(hit => hit.split('?')[0]), ['/token-elsewhere'], 'a plain-HTTP registry may name a plain-HTTP realm on its own machine; nothing else was asked')
+  mode = 'endless'
+  t.match(await reader().read(ref, LINUX).then(() => null, (error: unknown) => error), { code: 'engine_error', message: /more than berth reads/ }, 'an endless answer is cut off, not buffered')
+  mode = 'array'
+  t.match(await reader().read(ref, LINUX).then(() => null, (error: unknown) => error), { code: 'engine_error', message: /not a JSON object/ })
 })
