@@ -148,9 +148,17 @@ export class KubeImages implements ImagesPart {
   }
 }
 
+/** The platform a node pulls images for, as its kubelet reports it. */
+function platformOf (node: V1Node): { os: string, architecture: string } {
+  return { os: node.status?.nodeInfo?.operatingSystem ?? 'linux', architecture: node.status?.nodeInfo?.architecture ?? 'amd64' }
+}
+
 /** The platforms of the nodes, as `os/arch`. */
 function heldPlatforms (nodes: V1Node[]): string[] {
-  return nodes.map(node => `${node.status?.nodeInfo?.operatingSystem ?? 'linux'}/${node.status?.nodeInfo?.architecture ?? 'amd64'}`)
+  return nodes.map(node => {
+    const { os, architecture } = platformOf(node)
+    return `${os}/${architecture}`
+  })
 }
 
 /**
@@ -162,7 +170,7 @@ export function heldImages (nodes: V1Node[]): HeldImage[] {
   const byDigest = new Map<string, HeldImage>()
   for (const node of nodes) {
     const name = node.metadata?.name ?? ''
-    const platform = { os: node.status?.nodeInfo?.operatingSystem ?? 'linux', architecture: node.status?.nodeInfo?.architecture ?? 'amd64' }
+    const platform = platformOf(node)
     for (const entry of node.status?.images ?? []) {
       const refs = (entry.names ?? []).flatMap(named => {
         const parsed = parseImage(named)
