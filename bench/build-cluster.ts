@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { HttpClient, benchLog, dockerCli, formatTable, inBatches, ms, percentiles, round, runBench, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
+import { HttpClient, answersOn, benchLog, dockerCli, formatTable, inBatches, ms, percentiles, round, runBench, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
 
 const root = new URL('..', import.meta.url).pathname
 const ROUNDS = Number(process.env.BERTH_BENCH_CLUSTER_BUILDS ?? 5)
@@ -81,7 +81,7 @@ async function main (): Promise<void> {
         if (digest === undefined) throw new Error(`berth's build answered no pushed digest: ${JSON.stringify(built)}`)
         const t1 = performance.now()
         await berth.expect(201, 'POST', '/v1/containers', { image: `${tag.replace(/:[^:/]+$/, '')}@${digest}`, name: `${prefix}-berth${i}`, command: HTTPD, stopTimeout: 1, ports: [{ container: 80, host: port }], labels: { [LABEL]: prefix } })
-        await until(`berth's run ${i} to answer`, async () => await answers(addresses, port), 60_000, 20)
+        await until(`berth's run ${i} to answer`, async () => await answersOn(addresses, port), 60_000, 20)
         const t2 = performance.now()
         return { buildPush: t1 - t0, run: t2 - t1, total: t2 - t0 }
       },
@@ -99,7 +99,7 @@ async function main (): Promise<void> {
           Mode: { Replicated: { Replicas: 1 } },
           EndpointSpec: { Ports: [{ TargetPort: 80, PublishedPort: port, PublishMode: 'host' }] }
         })
-        await until(`the hand-made service ${i} to answer`, async () => await answers(addresses, port), 60_000, 20)
+        await until(`the hand-made service ${i} to answer`, async () => await answersOn(addresses, port), 60_000, 20)
         const t2 = performance.now()
         return { buildPush: t1 - t0, run: t2 - t1, total: t2 - t0 }
       }
@@ -153,16 +153,6 @@ async function main (): Promise<void> {
     manager.close()
     rmSync(workDir, { recursive: true, force: true })
   }
-}
-
-async function answers (addresses: string[], port: number): Promise<boolean> {
-  for (const address of addresses) {
-    try {
-      const response = await fetch(`http://${address}:${port}/`, { signal: AbortSignal.timeout(500) })
-      if (response.ok) return true
-    } catch {}
-  }
-  return false
 }
 
 await runBench(log, BUDGET_MS, main)

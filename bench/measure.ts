@@ -415,3 +415,14 @@ export async function memoryDetail (pid: number, metrics: () => Promise<string>)
   const external = Number(/^nodejs_external_memory_bytes (\d+)/m.exec(text)?.[1] ?? 0)
   return { ...memory, fileMb, heap, externalMb: round(external / 1048576, 1), nativeMb: round(memory.anonymousMb - heapTotal / 1048576, 1) }
 }
+
+/** Whether an HTTP server answers 2xx on this port of any of these addresses (a published port of a cluster's nodes). */
+export async function answersOn (addresses: string[], port: number): Promise<boolean> {
+  for (const address of addresses) {
+    try {
+      const response = await fetch(`http://${address}:${port}/`, { signal: AbortSignal.timeout(500) })
+      if (response.ok) return true
+    } catch {}
+  }
+  return false
+}

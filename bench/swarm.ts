@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { HttpClient, benchLog, runBench, dockerCli, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
+import { HttpClient, answersOn, benchLog, runBench, dockerCli, formatTable, inBatches, interleavedLatency, ms, percentiles, round, startBerth, until, type BerthProcess, type Percentiles } from './measure.ts'
 
 const root = new URL('..', import.meta.url).pathname
 const SERVICES = Number(process.env.BERTH_BENCH_SERVICES ?? 50)
@@ -117,7 +117,7 @@ async function main (): Promise<void> {
         } else {
           await dockerCli(socketPath, ['service', 'create', '-d', '--name', name, '--label', labelFilter, '--stop-grace-period', '1s', '--publish', `mode=host,published=${hostPort},target=80`, image, ...HTTPD])
         }
-        await until(`${name} to answer`, async () => await answers(addresses, hostPort), 60_000, 20)
+        await until(`${name} to answer`, async () => await answersOn(addresses, hostPort), 60_000, 20)
         reach[via].push(performance.now() - t0)
       }
     }
@@ -162,16 +162,6 @@ function serviceSpec (name: string, image: string, replicas: number, command = [
     TaskTemplate: { ContainerSpec: { Image: image, Args: command, StopGracePeriod: 1e9 }, RestartPolicy: { Condition: 'none' } },
     Mode: { Replicated: { Replicas: replicas } }
   }
-}
-
-async function answers (addresses: string[], port: number): Promise<boolean> {
-  for (const address of addresses) {
-    try {
-      const response = await fetch(`http://${address}:${port}/`, { signal: AbortSignal.timeout(500) })
-      if (response.ok) return true
-    } catch {}
-  }
-  return false
 }
 
 async function cleanup (manager: HttpClient, api: string): Promise<void> {

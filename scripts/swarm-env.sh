@@ -454,6 +454,16 @@ drop_bridge_ports() {
     done
   done
 }
+# An overlay's VXLAN device is made in the node's namespace and then moved into the overlay's own;
+# one that a stopped dockerd left behind in the node's namespace makes every task on that overlay fail
+# to start on the next one ("error creating vxlan interface: file exists": dockerd 20.10 does not clear
+# it). The agent's stack is on an overlay, so the node's agent would never come back.
+drop_vxlan_devices() {
+  local n=$1 dev
+  for dev in $(ip -n "$prefix-$n" -o link show type vxlan 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1); do
+    ip -n "$prefix-$n" link del "$dev" 2>/dev/null || true
+  done
+}
 start_node() {
   local n=$1 pid
   node_known "$n"
@@ -461,6 +471,7 @@ start_node() {
   pid=$(cat "$state/$n/launch.pid" 2>/dev/null) || true
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then log "$n is already running"; return; fi
   drop_bridge_ports "$n"
+  drop_vxlan_devices "$n"
   node_up "$n"
   wait_node "$n"
   log "dockerd of $n answers again"

@@ -43,7 +43,8 @@ if (kubeEnv === null) {
     const dangling = await app.inject({ method: 'GET', url: '/v1/images?dangling=true', headers: auth('alice') })
     t.notOk((dangling.json() as Array<{ id: string }>).some(candidate => candidate.id === image.id), 'a tagged image is not dangling')
 
-    for (const reference of [cluster.image, image.id, `${cluster.image.replace(/:[^:/]+$/, '')}@${image.digest as string}`]) {
+    // As docker takes ids: the whole digest, or 12 hex digits of it and more, with or without sha256:.
+    for (const reference of [cluster.image, image.id, (image.id as string).slice(7, 19), (image.id as string).slice(0, 20), `${cluster.image.replace(/:[^:/]+$/, '')}@${image.digest as string}`]) {
       const inspected = await app.inject({ method: 'GET', url: `/v1/images/${encoded(reference)}`, headers: auth('alice') })
       t.equal(inspected.statusCode, 200, `${reference}: ${inspected.body}`)
       const details = inspected.json()
@@ -86,6 +87,15 @@ if (kubeEnv === null) {
     t.equal(started.statusCode, 202, started.body)
     const job = await waitFor('the pull job to end', async () => (await app.inject({ method: 'GET', url: started.headers.location as string, headers: auth('alice') })).json(), body => ['succeeded', 'failed', 'cancelled'].includes(body.state), 60_000)
     t.match(job, { state: 'succeeded', result: { nodes: nodes.map(node => ({ node, state: 'pulled' })) } })
+
+    // A node pulls for its own platform: one the nodes all have is honoured, another is refused by name.
+    const node = (await core.listNode()).items[0]?.status?.nodeInfo
+    const own = `${node?.operatingSystem ?? ''}/${node?.architecture ?? ''}`
+    const same = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('alice'), payload: { image: cluster.image, platform: own } })
+    t.equal(same.statusCode, 200, same.body)
+    const other = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('alice'), payload: { image: cluster.image, platform: own === 'linux/arm64' ? 'linux/amd64' : 'linux/arm64' } })
+    t.equal(other.statusCode, 501, other.body)
+    t.match(other.json(), { code: 'not_supported', detail: /^platform: / })
 
     const missing = cluster.image.replace(/:[^:/]+$/, '-missing:1')
     const failed = await app.inject({ method: 'POST', url: '/v1/images/pull', headers: auth('alice'), payload: { image: missing } })

@@ -66,6 +66,7 @@ export class RegistryReader {
     if (known !== undefined) return known
     let { body: manifest, digest } = await this.#manifest(ref, ref.digest ?? ref.tag ?? 'latest', signal)
     if (manifest.manifests !== undefined) {
+      if (!Array.isArray(manifest.manifests)) throw unreadable(ref, 'its index has no list of manifests')
       const chosen = manifest.manifests.find(entry => entry.platform?.os === platform.os && entry.platform.architecture === platform.architecture) ??
         manifest.manifests.find(entry => entry.platform?.os === platform.os)
       if (chosen === undefined) throw new BerthError('image_not_found', `${ref.reference} has no image for ${platform.os}/${platform.architecture}`, { image: ref.reference })
@@ -112,13 +113,15 @@ export class RegistryReader {
       await response.body?.cancel()
       throw unreadable(ref, `its ${path.split('/')[0] ?? ''} is ${length} bytes, more than berth reads`)
     }
-    const text = await response.text()
-    if (text.length > MAX_DOCUMENT) throw unreadable(ref, 'a document was larger than berth reads')
+    const text = await readBounded(response, ref, signal)
+    let body: unknown
     try {
-      return { body: JSON.parse(text) as T, response }
+      body = JSON.parse(text)
     } catch (error) {
       throw unreadable(ref, `the registry's answer is not JSON: ${(error as Error).message}`)
     }
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw unreadable(ref, 'the registry\'s answer is not a JSON object')
+    return { body: body as T, response }
   }
 
   /** GET, answering the registry's challenge once: Basic with the credentials, or a Bearer token from its realm. */
@@ -136,12 +139,13 @@ export class RegistryReader {
       authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password ?? ''}`).toString('base64')}`
     } else {
       const params = Object.fromEntries([...challenge.matchAll(/(\w+)="([^"]*)"/g)].map(match => [match[1] as string, match[2] as string]))
-      if (params.realm === undefined) return first
-      const realm = new URL(params.realm)
+      const realm = this.#realm(ref, params.realm)
+      if (realm === null) return first
       if (params.service !== undefined) realm.searchParams.set('service', params.service)
       realm.searchParams.set('scope', params.scope ?? scope)
       const basic = credentials?.username === undefined ? {} : { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password ?? ''}`).toString('base64')}` }
-      const answer = await fetch(realm, { headers: basic, signal })
+      // The realm gets the registry's credentials: it is asked as named, never where a redirect points.
+      const answer = await fetch(realm, { headers: basic, signal, redirect: 'error' })
       if (!answer.ok) {
         await answer.body?.cancel()
         return first
@@ -155,6 +159,26 @@ export class RegistryReader {
     return await fetch(url, { headers: { accept, authorization }, signal, redirect: 'follow' })
   }
 
+  /**
+   * Where a registry sends berth for a token, if berth may go there with its credentials: over HTTPS
+   * (plain HTTP only from a registry read over HTTP), never to a link-local address (a cloud's
+   * metadata service).
+   */
+  #realm (ref: ImageRef, named: string | undefined): URL | null {
+    if (named === undefined) return null
+    let realm: URL
+    try {
+      realm = new URL(named)
+    } catch {
+      return null
+    }
+    const plainRegistry = this.#base(ref.registry).startsWith('http:')
+    if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && plainRegistry)) return null
+    const host = realm.hostname.replace(/^\[|\]$/g, '')
+    if (/^169\.254\./.test(host) || /^fe[89ab][0-9a-f]:/i.test(host)) return null
+    return realm
+  }
+
   #base (registry: string): string {
     const host = registry === 'docker.io' ? 'registry-1.docker.io' : registry
     const name = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
@@ -165,21 +189,58 @@ export class RegistryReader {
 
 /** The image from its manifest and config: history newest first, each step's size its layer's. */
 export function imageOf (digest: string, manifest: Manifest, config: ConfigBlob): RegistryImage {
-  const layers = manifest.layers ?? []
+  // What a registry sends is not trusted to have the shape the spec gives it.
+  const layers = Array.isArray(manifest.layers) ? manifest.layers : []
   let layer = 0
-  const steps = (config.history ?? []).map(step => {
-    const size = step.empty_layer === true ? 0 : (layers[layer++]?.size ?? 0)
-    return { id: null, createdAt: step.created ?? config.created ?? new Date(0).toISOString(), createdBy: step.created_by ?? '', size, comment: step.comment ?? '', tags: [] }
+  const steps = (Array.isArray(config.history) ? config.history : []).filter(step => typeof step === 'object' && step !== null).map(step => {
+    const layerSize = step.empty_layer === true ? 0 : layers[layer++]?.size
+    return {
+      id: null,
+      createdAt: timeOf(step.created) ?? timeOf(config.created) ?? UNKNOWN_CREATED,
+      createdBy: typeof step.created_by === 'string' ? step.created_by : '',
+      size: Number.isSafeInteger(layerSize) ? layerSize as number : 0,
+      comment: typeof step.comment === 'string' ? step.comment : '',
+      tags: []
+    }
   })
   return {
     digest,
-    createdAt: config.created ?? null,
-    architecture: config.architecture ?? '',
-    os: config.os ?? '',
-    labels: config.config?.Labels ?? {},
-    size: layers.reduce((sum, entry) => sum + entry.size, manifest.config?.size ?? 0),
+    createdAt: timeOf(config.created),
+    architecture: typeof config.architecture === 'string' ? config.architecture : '',
+    os: typeof config.os === 'string' ? config.os : '',
+    labels: typeof config.config?.Labels === 'object' && config.config.Labels !== null ? config.config.Labels : {},
+    size: layers.reduce((sum, entry) => sum + (Number.isSafeInteger(entry.size) ? entry.size : 0), Number.isSafeInteger(manifest.config?.size) ? manifest.config?.size as number : 0),
     history: steps.reverse()
   }
+}
+
+/** docker's own "unknown" time, where an image's config says none. */
+export const UNKNOWN_CREATED = '0001-01-01T00:00:00Z'
+
+/** A time the config gives, if it is one. */
+function timeOf (value: unknown): string | null {
+  return typeof value === 'string' && !Number.isNaN(Date.parse(value)) ? value : null
+}
+
+/** The body, read up to MAX_DOCUMENT bytes (a registry that sends more is refused, not buffered); a broken read is the registry away. */
+async function readBounded (response: Response, ref: ImageRef, signal?: AbortSignal): Promise<string> {
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    if (response.body === null) return ''
+    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+      size += chunk.length
+      if (size > MAX_DOCUMENT) {
+        await response.body.cancel().catch(() => {})
+        throw unreadable(ref, `a document of more than ${MAX_DOCUMENT} bytes, more than berth reads`)
+      }
+      chunks.push(chunk)
+    }
+  } catch (error) {
+    if (error instanceof BerthError || signal?.aborted === true) throw error
+    throw new BerthError('engine_unavailable', `berth could not read ${ref.reference} from ${ref.registry}: ${(error as Error).message}`, {}, { cause: error })
+  }
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 function unreadable (ref: ImageRef, why: string): BerthError {

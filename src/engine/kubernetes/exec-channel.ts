@@ -84,14 +84,20 @@ export async function openExec (client: KubeClient, request: ExecRequest): Promi
     inbox.close()
     // Closing the connection closes the command's stdin, which ends a command that reads it; but a
     // terminal's process holds its own end of the pty and would outlive berth's session. Interrupt
-    // what runs in the foreground and end the shell's input (Ctrl-C, Ctrl-D), as a user leaving would.
-    // Apart: the terminal drops what was typed after an interrupt in the same read, Ctrl-D included.
+    // what runs in the foreground and end the shell's input (Ctrl-C, then Ctrl-D), as a user leaving
+    // would — Ctrl-D again until the command has ended and the apiserver closed the connection: the
+    // terminal drops what was typed after an interrupt in the same read, and on a loaded node the
+    // two can reach it in one read however far apart berth sent them.
     if (request.tty && request.stdin && socket.readyState === WebSocket.OPEN) {
       socket.send(frame(STDIN, Buffer.from([3])))
-      setTimeout(() => {
-        if (socket.readyState === WebSocket.OPEN) socket.send(frame(STDIN, Buffer.from([4])), () => { socket.close(1000) })
+      const leave = setInterval(() => {
+        if (socket.readyState === WebSocket.OPEN) socket.send(frame(STDIN, Buffer.from([4])))
       }, TTY_LEAVE_MS).unref()
-      setTimeout(() => { socket.terminate() }, client.timeoutMs).unref()
+      const giveUp = setTimeout(() => { socket.terminate() }, client.timeoutMs).unref()
+      socket.once('close', () => {
+        clearInterval(leave)
+        clearTimeout(giveUp)
+      })
     } else socket.terminate()
   }
   request.signal?.addEventListener('abort', abort, { once: true })

@@ -9,14 +9,13 @@ import type { V1Node } from '@kubernetes/client-node'
 import { BerthError } from '../../errors.ts'
 import { parseImage, type ImageRef } from '../image-ref.ts'
 import type { ImagesPart } from '../parts.ts'
-import { RegistryReader, type RegistryImage } from '../registry.ts'
+import { notSupported } from '../parts.ts'
+import { RegistryReader, UNKNOWN_CREATED, type RegistryImage } from '../registry.ts'
 import type { Image, ImageHistoryEntry, ImageSummary, ListImagesOptions, PulledImage, PullOptions } from '../types.ts'
 import { outcomeOf, pullOntoNodes } from './puller.ts'
 import type { KubeShared } from './shared.ts'
 
-/** When an image was made, where the registry cannot say (docker's own "unknown"). */
-export const UNKNOWN_TIME = '0001-01-01T00:00:00Z'
-/** A registry berth could not read is not asked again for this long while listing. */
+/** A registry berth could not read is not asked again for this long (its rate limit counts the nodes' pulls too). */
 const UNREADABLE_MS = 60_000
 /** Registry reads a list makes at once. */
 const READS_AT_ONCE = 8
@@ -44,6 +43,13 @@ export class KubeImages implements ImagesPart {
   }
 
   async pull (ref: ImageRef, options: PullOptions): Promise<PulledImage> {
+    if (options.platform !== undefined) {
+      // A node pulls the image for its own platform: a platform is honoured only where every node has it.
+      const platforms = new Set(heldPlatforms(await this.#shared.nodes(options.signal)))
+      if (platforms.size !== 1 || !platforms.has(options.platform)) {
+        throw notSupported('kubernetes', `platform: each node pulls the image for its own platform (${[...platforms].join(', ') || 'none'}); leave platform out, or place the run with node.platform constraints`)
+      }
+    }
     let started = false
     const pulled = await pullOntoNodes(this.#shared, ref.reference, {
       ...(options.signal === undefined ? {} : { signal: options.signal }),
@@ -79,30 +85,32 @@ export class KubeImages implements ImagesPart {
       if (options.dangling === false && names.tags.length === 0) continue
       const labels = about?.labels ?? {}
       if (!(options.labels ?? []).every(wanted => hasLabel(labels, wanted))) continue
-      listed.push({ id: image.digest, tags: names.tags, digests: names.digests, createdAt: about?.createdAt ?? UNKNOWN_TIME, size: image.size, labels, nodes: image.nodes })
+      listed.push({ id: image.digest, tags: names.tags, digests: names.digests, createdAt: about?.createdAt ?? UNKNOWN_CREATED, size: image.size, labels, nodes: image.nodes })
     }
     return listed.sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt) || a.id.localeCompare(b.id))
   }
 
+  /** What the nodes and (when it can be read) the registry say; without the registry, what the nodes say. */
   async inspect (reference: string): Promise<Image> {
     const image = await this.#held(reference)
-    const about = await this.#registry.read(image.source, image.platform)
+    const about = await this.#described(image)
     return {
       id: image.digest,
       tags: image.tags,
       digests: image.digests,
-      createdAt: about.createdAt ?? UNKNOWN_TIME,
+      createdAt: about?.createdAt ?? UNKNOWN_CREATED,
       size: image.size,
-      labels: about.labels,
+      labels: about?.labels ?? {},
       nodes: image.nodes,
-      architecture: about.architecture || image.platform.architecture,
-      os: about.os || image.platform.os
+      architecture: about?.architecture || image.platform.architecture,
+      os: about?.os || image.platform.os
     }
   }
 
+  /** The steps the registry says made it; none when the registry cannot be read now. */
   async history (reference: string): Promise<ImageHistoryEntry[]> {
     const image = await this.#held(reference)
-    const steps = (await this.#registry.read(image.source, image.platform)).history
+    const steps = (await this.#described(image))?.history ?? []
     // As docker history: the newest step is the image itself, with its id and names.
     return steps.map((step, index) => index === 0 ? { ...step, id: image.digest, tags: image.tags } : step)
   }
@@ -111,13 +119,17 @@ export class KubeImages implements ImagesPart {
   async #held (reference: string): Promise<HeldImage> {
     const held = heldImages(await this.#shared.nodes())
     const parsed = parseImage(reference)
-    const found = typeof parsed === 'string'
-      ? undefined
-      : parsed.kind === 'id'
-        ? held.find(image => image.digest === parsed.id)
-        : held.find(image => parsed.ref.digest !== undefined
-          ? image.digest === parsed.ref.digest && image.digests.some(name => name.startsWith(`${parsed.ref.repository}@`))
-          : image.tags.includes(parsed.ref.reference))
+    // An id as docker takes it: the digest, or a prefix of it (12 hex digits and more), with or without sha256:.
+    const prefix = /^(sha256:)?[0-9a-f]{12,64}$/.test(reference) ? `sha256:${reference.replace(/^sha256:/, '')}` : null
+    const found = prefix !== null
+      ? held.find(image => image.digest.startsWith(prefix))
+      : typeof parsed === 'string'
+        ? undefined
+        : parsed.kind === 'id'
+          ? held.find(image => image.digest === parsed.id)
+          : held.find(image => parsed.ref.digest !== undefined
+            ? image.digest === parsed.ref.digest && image.digests.some(name => name.startsWith(`${parsed.ref.repository}@`))
+            : image.tags.includes(parsed.ref.reference))
     if (found === undefined) throw new BerthError('image_not_found', `image ${reference} is not on any node of the cluster`, { image: reference })
     return found
   }
@@ -128,11 +140,25 @@ export class KubeImages implements ImagesPart {
     if ((this.#unreadable.get(registry) ?? 0) > Date.now()) return null
     try {
       return await this.#registry.read(image.source, image.platform)
-    } catch (error) {
-      if (error instanceof BerthError && error.code === 'engine_unavailable') this.#unreadable.set(registry, Date.now() + UNREADABLE_MS)
+    } catch {
+      // Away, refusing berth's credentials, or rate-limiting: not asked again for a while.
+      this.#unreadable.set(registry, Date.now() + UNREADABLE_MS)
       return null
     }
   }
+}
+
+/** The platform a node pulls images for, as its kubelet reports it. */
+function platformOf (node: V1Node): { os: string, architecture: string } {
+  return { os: node.status?.nodeInfo?.operatingSystem ?? 'linux', architecture: node.status?.nodeInfo?.architecture ?? 'amd64' }
+}
+
+/** The platforms of the nodes, as `os/arch`. */
+function heldPlatforms (nodes: V1Node[]): string[] {
+  return nodes.map(node => {
+    const { os, architecture } = platformOf(node)
+    return `${os}/${architecture}`
+  })
 }
 
 /**
@@ -144,7 +170,7 @@ export function heldImages (nodes: V1Node[]): HeldImage[] {
   const byDigest = new Map<string, HeldImage>()
   for (const node of nodes) {
     const name = node.metadata?.name ?? ''
-    const platform = { os: node.status?.nodeInfo?.operatingSystem ?? 'linux', architecture: node.status?.nodeInfo?.architecture ?? 'amd64' }
+    const platform = platformOf(node)
     for (const entry of node.status?.images ?? []) {
       const refs = (entry.names ?? []).flatMap(named => {
         const parsed = parseImage(named)

@@ -158,9 +158,10 @@ export class SwarmCluster {
    * Removes a service and resolves once it is gone: its tasks from the manager and, where berth's
    * agents reach the nodes, its replicas' containers from their nodes (a node removes a task's
    * container some time after the manager forgot the task: until then it still holds its volumes
-   * and ports). When that does not happen in time, it says so (503) rather than answer as if done.
+   * and ports). When that does not happen in time, it says so (503) rather than answer as if done —
+   * unless `strict` is false: a clean-up after another failure, whose own error is the one to tell.
    */
-  async removeService (id: string, graceMs: number): Promise<void> {
+  async removeService (id: string, graceMs: number, strict = true): Promise<void> {
     const containers = (await this.reads.tasks([id])).flatMap(task => task.NodeID !== undefined && task.Status.ContainerStatus?.ContainerID !== undefined
       ? [{ node: task.NodeID, container: task.Status.ContainerStatus.ContainerID }]
       : [])
@@ -183,17 +184,18 @@ export class SwarmCluster {
     }
     while (!(await gone())) {
       if (Date.now() >= deadline) {
+        if (!strict) return
         throw new BerthError('engine_unavailable', `service ${id} is removed, but its replicas were not gone from their nodes within ${waitMs} ms; the nodes go on removing them`, {}, { headers: { 'retry-after': '5' } })
       }
       await sleep(this.pollMs)
     }
   }
 
-  /** Removes a service that may be gone already. */
+  /** Removes a service that may be gone already: a clean-up, which never hides the failure it follows. */
   async discard (id: string): Promise<void> {
     try {
       const service = await this.reads.service(id)
-      await this.removeService(id, graceMs(service.Spec))
+      await this.removeService(id, graceMs(service.Spec), false)
     } catch (error) {
       if (!(error instanceof BerthError && error.code === 'not_found')) throw error
     }
