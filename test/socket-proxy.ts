@@ -22,6 +22,8 @@ export class SocketProxy {
   readonly #withholding = new Map<Socket, Socket>()
   /** How many connections it has cut. */
   cuts = 0
+  /** The request lines that went through it (method and path), as a client began each request in a chunk of its own. */
+  readonly requests: string[] = []
 
   constructor (target: string) {
     this.#target = target
@@ -48,6 +50,8 @@ export class SocketProxy {
       // A request for the event stream (on a new connection or one kept alive) is told by its first
       // line; the answer never ends, so the connection carries the stream from then on.
       client.on('data', (chunk: Buffer) => {
+        const line = /^([A-Z]+ \S+) HTTP\/1/.exec(chunk.toString('latin1', 0, 512))
+        if (line !== null) this.requests.push(line[1] as string)
         if (this.#withheld?.test(chunk.toString('latin1', 0, 256)) === true && !this.#withholding.has(engine)) {
           this.#withholding.set(engine, client)
           stall(engine, client)

@@ -3,15 +3,17 @@
 // them, a node's labels changed, and the connection to the manager cut while a service is removed.
 // After each, every read of the copy matches the manager's own answer once it has caught up (the copy
 // asked to read the tasks again, and the two agree; task states move on their own, so they are read
-// until they agree). Runs under flock /work/coord/swarm.lock, as every swarm suite.
+// until they agree). Then berth on the copy: ps, inspect and the nodes asked again and again cost the
+// manager no read; each of berth's own changes is in what it answers next (read-your-writes); and a
+// change behind its back shows once the manager's event (or the task poll) has reached the copy.
 import { isDeepStrictEqual } from 'node:util'
 import type Docker from 'dockerode'
 import t, { type Test } from 'tap'
 import { DockerTransport } from '../src/engine/docker/transport.ts'
 import { SwarmApi } from '../src/engine/swarm/api.ts'
 import { SwarmCopy } from '../src/engine/swarm/copy.ts'
-import { HTTPD, RUN, RUN_LABEL, waitFor } from './helpers.ts'
-import { holdCluster, manager, swarmEnv, type SwarmEnv } from './backends.ts'
+import { HTTPD, RUN, RUN_LABEL, auth, runBody, waitFor } from './helpers.ts'
+import { buildSwarm, holdCluster, manager, swarmEnv, type SwarmEnv } from './backends.ts'
 import { SocketProxy } from './socket-proxy.ts'
 
 if (manager === null) {
@@ -137,5 +139,52 @@ if (manager === null) {
     t.notOk(copy.current)
     await copy.refreshTasks()
     t.same(copy.tasks(null), [], 'nothing is held')
+  })
+
+  t.test('berth on the copy: reads cost the manager nothing, its own changes show at once, others\' soon', async t => {
+    const proxy = new SocketProxy(cluster.socket)
+    await proxy.start()
+    t.teardown(() => proxy.close())
+    const app = await buildSwarm(t, { socketPath: proxy.socketPath })
+    t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'ready: the copy is current')
+    const run = await app.inject({ method: 'POST', url: '/v1/containers', headers: auth('alice'), payload: runBody({ image: cluster.image, name: `${RUN}-swc-berth`, command: HTTPD, stopTimeout: 1 }) })
+    t.equal(run.statusCode, 201, run.body)
+    const id = run.json().id as string
+    t.teardown(async () => { await app.inject({ method: 'DELETE', url: `/v1/containers/${id}?force=true`, headers: auth('alice') }) })
+    // Its own write: the state it answered with is the state ps shows next.
+    const listed = (await app.inject({ method: 'GET', url: '/v1/containers', headers: auth('alice') })).json() as Array<{ id: string, state: string }>
+    t.equal(listed.find(container => container.id === id)?.state, 'running', 'ps right after the run shows it running')
+
+    const before = proxy.requests.length
+    for (let index = 0; index < 20; index++) {
+      t.equal((await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: auth('alice') })).statusCode, 200)
+      t.equal((await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json().state, 'running')
+      t.equal((await app.inject({ method: 'GET', url: '/v1/nodes', headers: auth('reader') })).statusCode, 200)
+    }
+    // The copy's own poll of every task goes on meanwhile (no event says a task changed); nothing else may.
+    const asked = proxy.requests.slice(before).filter(line => !/^GET \/v[\d.]+\/tasks$/.test(line))
+    t.same(asked, [], '60 reads asked the manager nothing but the copy\'s task poll')
+    t.notOk(asked.some(line => line.includes('/nodes')), 'not even for the nodes')
+
+    const stop = await app.inject({ method: 'POST', url: `/v1/containers/${id}/stop`, headers: auth('alice') })
+    t.equal(stop.statusCode, 200, stop.body)
+    t.equal((await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json().state, 'exited', 'inspect right after the stop shows it stopped')
+    const start = await app.inject({ method: 'POST', url: `/v1/containers/${id}/start`, headers: auth('alice') })
+    t.equal(start.statusCode, 200, start.body)
+    t.equal((await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json().state, 'running', 'and right after the start, running')
+
+    // Behind berth's back: the manager scales it to 2; berth shows both once the event has been read.
+    const service = docker.getService(id)
+    const info = await service.inspect() as { Version: { Index: number }, Spec: Record<string, unknown> }
+    await service.update({ version: info.Version.Index, ...info.Spec, Mode: { Replicated: { Replicas: 2 } } })
+    const scaled = await waitFor('berth to show the replicas the manager was asked for behind its back',
+      async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).json() as { replicas?: { count?: number } },
+      container => container.replicas?.count === 2, 30_000)
+    t.equal(scaled.replicas?.count, 2)
+    // And removed behind its back: gone from ps.
+    await service.remove()
+    await waitFor('berth to forget the service removed behind its back',
+      async () => (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: auth('alice') })).statusCode, status => status === 404, 30_000)
+    t.notOk(((await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: auth('alice') })).json() as Array<{ id: string }>).some(container => container.id === id), 'nor in ps')
   })
 }

@@ -58,7 +58,7 @@ export const swarm = defineBackend<SwarmHost>({
   core: host => ({
     info: async () => await host.cluster.info(),
     events: async options => await host.cluster.events(options),
-    close: async () => { host.cluster.close() }
+    close: async () => { await host.cluster.close() }
   }),
   parts: {
     containers: host => new SwarmContainers(host.cluster, host.expiry, host.volumes),

@@ -1,15 +1,19 @@
 // A Docker Swarm cluster driven through one manager: what the swarm backend's parts share. The
-// manager's API, the reads of its services, tasks and nodes (src/engine/swarm/reads.ts), berth's
-// agents on the nodes when a secret is configured, and the waits every change to a service needs:
-// until its replicas run (or show why they cannot), until none does, until it is gone.
+// manager's API, the reads of its services, tasks and nodes (src/engine/swarm/reads.ts, answered from
+// the watch-fed copy in ./copy.ts while it is current), berth's agents on the nodes when a secret is
+// configured, and the waits every change to a service needs: until its replicas run (or show why
+// they cannot), until none does, until it is gone. Each change and wait reads the manager itself, and
+// ends once the copy holds what it changed.
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { LABEL_DEPLOYMENT } from '../../access/ownership.ts'
 import type { Config, RegistryCredentials } from '../../config.ts'
 import { BerthError } from '../../errors.ts'
 import { DockerTransport } from '../docker/transport.ts'
 import type { EngineEvent, EngineInfo, EventsOptions } from '../types.ts'
 import { Agents } from './agents.ts'
 import { SwarmApi } from './api.ts'
+import { SwarmCopy, type SwarmCopyOptions } from './copy.ts'
 import { OutOfSequenceError } from './errors.ts'
 import { swarmEvents } from './events.ts'
 import { isLive, type ServiceSpec } from './mapping.ts'
@@ -30,6 +34,10 @@ export interface SwarmEngineOptions {
   pollMs?: number
   /** How often the event stream reads task states (the manager publishes no task events). */
   eventPollMs?: number
+  /** berth's deployment: the copy holds its services only, the only ones berth ever shows. */
+  deployment?: string
+  /** How the copy follows the manager; false for none, every read then asking the manager (what tests compare the copy with). */
+  copy?: SwarmCopyOptions | false
 }
 
 const UPDATE_ATTEMPTS = 5
@@ -44,6 +52,7 @@ export function swarmOptions (config: Config): SwarmEngineOptions {
     publishMode: engine.publishMode,
     placementTimeoutMs: engine.placementTimeoutMs,
     registryAuth: config.registryAuth,
+    deployment: config.deployment,
     agent: engine.agent.secretFile === null ? null : { secret: readFileSync(engine.agent.secretFile, 'utf8'), port: engine.agent.port }
   }
 }
@@ -52,6 +61,7 @@ export class SwarmCluster {
   readonly options: SwarmEngineOptions
   readonly api: SwarmApi
   readonly reads: ClusterReads
+  readonly copy: SwarmCopy | null
   /** null: no agent secret is configured, and nothing on the nodes can be reached. */
   readonly agents: Agents | null
   readonly pollMs: number
@@ -59,29 +69,47 @@ export class SwarmCluster {
   constructor (options: SwarmEngineOptions) {
     this.options = options
     this.api = new SwarmApi(new DockerTransport(options))
-    this.reads = new ClusterReads(this.api)
+    this.copy = options.copy === false
+      ? null
+      : new SwarmCopy(this.api, { ...(options.deployment === undefined ? {} : { labels: [`${LABEL_DEPLOYMENT}=${options.deployment}`] }), ...options.copy })
+    this.reads = new ClusterReads(this.api, this.copy)
+    this.copy?.start()
     this.agents = options.agent === undefined || options.agent === null ? null : new Agents({ ...options.agent, timeoutMs: options.timeoutMs })
     this.pollMs = options.pollMs ?? 100
   }
 
-  /** The manager answers, and is a manager of an active swarm (a worker or a lone engine is not enough). */
+  /** The manager answers, is a manager of an active swarm (a worker or a lone engine is not enough), and the copy is current. */
   async info (): Promise<EngineInfo> {
     const info = await this.api.transport.info()
     await this.api.get('/swarm', {}, { target: 'swarm' })
+    await this.copy?.ready(this.options.timeoutMs)
     return info
   }
 
   async events (options: EventsOptions): Promise<AsyncIterable<EngineEvent>> {
-    return await swarmEvents({
+    const events = await swarmEvents({
       api: this.api,
       service: async (id) => await this.reads.serviceFacts(id),
       nodes: async () => await this.reads.nodeRefs(),
       pollMs: this.options.eventPollMs ?? 1000
     }, options)
+    return this.copy === null ? events : this.#inCopyOrder(events)
   }
 
-  close (): void {
+  /** Each event of a container once the copy holds what it said: a client that reads right after an event reads what it said. */
+  async * #inCopyOrder (events: AsyncIterable<EngineEvent>): AsyncGenerator<EngineEvent> {
+    for await (const event of events) {
+      // A failed read ends the copy's session, and reads then ask the manager: the event goes out either way.
+      const service = event.type === 'container' ? event.id : event.type === 'task' ? event.service : undefined
+      if (service !== undefined) await this.reads.changed(service).catch(() => {})
+      else if (event.type === 'node') await this.copy?.refreshNodes().catch(() => {})
+      yield event
+    }
+  }
+
+  async close (): Promise<void> {
     this.agents?.close()
+    await this.copy?.stop()
   }
 
   /**
@@ -90,7 +118,7 @@ export class SwarmCluster {
    */
   async update (id: string, change: (spec: ServiceSpec) => void): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const service = await this.reads.service(id)
+      const service = await this.reads.service(id, { fresh: true })
       const spec = structuredClone(service.Spec)
       change(spec)
       try {
@@ -103,6 +131,7 @@ export class SwarmCluster {
           subject: 'container',
           target: id
         })
+        await this.reads.changed(service.ID)
         return
       } catch (error) {
         if (!(error instanceof OutOfSequenceError) || attempt >= UPDATE_ATTEMPTS) throw error
@@ -118,7 +147,7 @@ export class SwarmCluster {
   async awaitReplicas (id: string, replicas: number, before: Set<string>, ports: number[], extraMs = 0, fresh = true): Promise<void> {
     const deadline = Date.now() + this.options.placementTimeoutMs + extraMs
     for (;;) {
-      const tasks = await this.reads.tasks([id])
+      const tasks = await this.reads.tasks([id], { fresh: true })
       const added = tasks.filter(task => !before.has(task.ID))
       for (const task of added) {
         const failure = placementFailure(task, ports)
@@ -129,7 +158,10 @@ export class SwarmCluster {
         if (task.Status.State === 'running') return task.DesiredState === 'running'
         return !before.has(task.ID) && (task.Status.State === 'complete' || task.Status.State === 'failed') && Boolean(task.Status.ContainerStatus?.ContainerID)
       }).map(task => task.Slot ?? task.ID))
-      if (ran.size >= replicas) return
+      if (ran.size >= replicas) {
+        await this.reads.changed(id)
+        return
+      }
       if (Date.now() >= deadline) {
         const nodes = await this.reads.nodeRefs(added)
         const waiting = added.filter(task => task.DesiredState === 'running')
@@ -148,9 +180,10 @@ export class SwarmCluster {
   async awaitNoneLive (id: string, graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs + this.options.timeoutMs
     while (Date.now() < deadline) {
-      if (!(await this.reads.tasks([id])).some(task => isLive(task) || task.DesiredState === 'remove')) return
+      if (!(await this.reads.tasks([id], { fresh: true })).some(task => isLive(task) || task.DesiredState === 'remove')) break
       await sleep(this.pollMs)
     }
+    await this.reads.changed(id)
   }
 
   /** Removes the service and waits (bounded) until its tasks are gone from every node that answers. */
@@ -162,14 +195,15 @@ export class SwarmCluster {
    * unless `strict` is false: a clean-up after another failure, whose own error is the one to tell.
    */
   async removeService (id: string, graceMs: number, strict = true): Promise<void> {
-    const containers = (await this.reads.tasks([id])).flatMap(task => task.NodeID !== undefined && task.Status.ContainerStatus?.ContainerID !== undefined
+    const containers = (await this.reads.tasks([id], { fresh: true })).flatMap(task => task.NodeID !== undefined && task.Status.ContainerStatus?.ContainerID !== undefined
       ? [{ node: task.NodeID, container: task.Status.ContainerStatus.ContainerID }]
       : [])
     await this.api.request({ method: 'DELETE', path: `/services/${encodeURIComponent(id)}`, subject: 'container', target: id })
+    await this.reads.changed(id)
     const waitMs = graceMs + this.options.timeoutMs
     const deadline = Date.now() + waitMs
     const gone = async (): Promise<boolean> => {
-      if ((await this.reads.tasks(null)).some(task => task.ServiceID === id)) return false
+      if ((await this.reads.tasks(null, { fresh: true })).some(task => task.ServiceID === id)) return false
       if (this.agents === null || containers.length === 0) return true
       const nodes = await this.reads.nodeRefs()
       const left = await Promise.all(containers.map(async ({ node, container }) => {

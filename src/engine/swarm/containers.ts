@@ -18,6 +18,8 @@ import type { SwarmVolumes } from './volumes.ts'
 
 /** How many ports of a host port range a run tries before it answers port_conflict. */
 const MAX_RANGE_ATTEMPTS = 16
+/** A change reads the manager's latest word, not the copy's: its waits count tasks against it. */
+const FRESH = { fresh: true }
 
 export class SwarmContainers implements ContainersPart {
   readonly #cluster: SwarmCluster
@@ -99,8 +101,8 @@ export class SwarmContainers implements ContainersPart {
   }
 
   async start (id: string): Promise<StateChange> {
-    const service = await this.#cluster.reads.service(id)
-    const tasks = await this.#cluster.reads.tasks([service.ID])
+    const service = await this.#cluster.reads.service(id, FRESH)
+    const tasks = await this.#cluster.reads.tasks([service.ID], FRESH)
     const nodes = await this.#cluster.reads.nodeRefs(tasks)
     const count = replicaCount(service)
     const running = latestTasks(service, tasks).filter(task => task.Status.State === 'running' && !isLost(task, nodes)).length
@@ -124,8 +126,8 @@ export class SwarmContainers implements ContainersPart {
 
   async stop (id: string, options: { timeout?: number }): Promise<StateChange> {
     refuseTimeout(options.timeout)
-    const service = await this.#cluster.reads.service(id)
-    const tasks = await this.#cluster.reads.tasks([service.ID])
+    const service = await this.#cluster.reads.service(id, FRESH)
+    const tasks = await this.#cluster.reads.tasks([service.ID], FRESH)
     const live = tasks.some(isLive)
     if (!isStopped(service)) await this.#scaleToNone(service.ID, replicaCount(service))
     // Like docker stop, done when the replicas are: their host ports are free again then.
@@ -135,8 +137,8 @@ export class SwarmContainers implements ContainersPart {
 
   async restart (id: string, options: { timeout?: number }): Promise<StateChange> {
     refuseTimeout(options.timeout)
-    const service = await this.#cluster.reads.service(id)
-    const tasks = await this.#cluster.reads.tasks([service.ID])
+    const service = await this.#cluster.reads.service(id, FRESH)
+    const tasks = await this.#cluster.reads.tasks([service.ID], FRESH)
     const count = replicaCount(service)
     await this.#cluster.update(service.ID, spec => {
       const { [LABEL_REPLICAS]: _, ...labels } = spec.Labels ?? {}
@@ -153,9 +155,9 @@ export class SwarmContainers implements ContainersPart {
   }
 
   async remove (id: string, options: { force: boolean }): Promise<void> {
-    const service = await this.#cluster.reads.service(id)
+    const service = await this.#cluster.reads.service(id, FRESH)
     if (!options.force) {
-      const tasks = await this.#cluster.reads.tasks([service.ID])
+      const tasks = await this.#cluster.reads.tasks([service.ID], FRESH)
       const nodes = await this.#cluster.reads.nodeRefs(tasks)
       if (tasks.some(task => task.Status.State === 'running' && task.DesiredState === 'running' && !isLost(task, nodes))) {
         throw new BerthError('container_running', `container ${id} is running; stop it first or remove it with force=true`)
@@ -165,7 +167,7 @@ export class SwarmContainers implements ContainersPart {
   }
 
   async scale (id: string, replicas: number): Promise<StateChange> {
-    const service = await this.#cluster.reads.service(id)
+    const service = await this.#cluster.reads.service(id, FRESH)
     const count = replicaCount(service)
     if (count === replicas) return { changed: false }
     if (replicas > 1) await this.#volumePlacement(mountsOf(service), replicas)
@@ -174,7 +176,7 @@ export class SwarmContainers implements ContainersPart {
       await this.#cluster.update(service.ID, spec => { spec.Labels = { ...spec.Labels, [LABEL_REPLICAS]: String(replicas) } })
       return { changed: true }
     }
-    const tasks = await this.#cluster.reads.tasks([service.ID])
+    const tasks = await this.#cluster.reads.tasks([service.ID], FRESH)
     await this.#cluster.update(service.ID, spec => { spec.Mode = { Replicated: { Replicas: replicas } } })
     try {
       if (replicas > count) await this.#cluster.awaitReplicas(service.ID, replicas, new Set(tasks.map(task => task.ID)), publishedPorts(service.Spec), undefined, false)

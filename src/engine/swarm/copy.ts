@@ -6,16 +6,15 @@
 // session reads the task list again every `pollMs` (that read is also how a hung manager is found),
 // and berth's own writes ask for the same reads and wait for them (read-your-writes). Whatever ends
 // a session (the stream broke or ended, a read failed) makes the copy not current until the next one
-// has listed again. It answers what the swarm backend's reads ask the manager for (a service by id,
-// name or prefix, the services matching filters, the tasks of some services, the nodes); the backend
-// does not read from it yet: its reads are being gathered into one seam that will ask the copy while
-// it is current, as the docker backend's parts ask theirs.
+// has listed again. It answers what the swarm backend's reads (./reads.ts) ask the manager for while
+// it is current: a service by id, name or prefix, the services matching filters, the tasks of some
+// services, the nodes.
 import { BerthError } from '../../errors.ts'
 import { Refresher, WatchedCopy, matchesLabels, type CopySession } from '../copy.ts'
 import { readEvents, type RawEvent } from '../docker/copy.ts'
 import { Inbox } from '../inbox.ts'
 import type { SwarmApi } from './api.ts'
-import type { SwarmNode, SwarmService, SwarmTask } from './mapping.ts'
+import { nodeRefOf, type NodeRef, type SwarmNode, type SwarmService, type SwarmTask } from './mapping.ts'
 
 export interface SwarmCopyOptions {
   /** The services it holds: those whose labels match every filter (berth's deployment). Every service when absent. */
@@ -39,6 +38,7 @@ export class SwarmCopy {
   /** Service id → its tasks, as the manager listed them last. */
   #tasks = new Map<string, SwarmTask[]>()
   #nodes: SwarmNode[] = []
+  #nodeRefs: Map<string, NodeRef> | null = null
   #refresher: Refresher | null = null
   /** Task lists are read by the poll and after a service changed, and may end out of order: the latest begun wins. */
   #taskReads = 0
@@ -127,6 +127,25 @@ export class SwarmCopy {
     return this.#nodes
   }
 
+  /** What is known of each node (name, address, state), by id. */
+  nodeRefs (): Map<string, NodeRef> {
+    this.#nodeRefs ??= new Map(this.#nodes.map(node => [node.ID, nodeRefOf(node)]))
+    return this.#nodeRefs
+  }
+
+  /** Whether it holds this service (by its full id). */
+  holds (serviceId: string): boolean {
+    return this.#services.has(serviceId)
+  }
+
+  /**
+   * Whether a question about services matching `labels` can be answered from it: only when it asks
+   * about services it holds (berth's deployment), not about everybody's.
+   */
+  covers (labels: readonly string[]): boolean {
+    return this.#labels.every(label => labels.includes(label))
+  }
+
   // ---- the session
 
   async #session ({ signal, synced }: CopySession): Promise<void> {
@@ -185,7 +204,12 @@ export class SwarmCopy {
     for (const service of services) this.#setService(service)
     this.#tasksFrom = ++this.#taskReads
     this.#setTasks(tasks)
+    this.#setNodes(nodes)
+  }
+
+  #setNodes (nodes: SwarmNode[]): void {
     this.#nodes = nodes
+    this.#nodeRefs = null
   }
 
   async #read (key: string): Promise<void> {
@@ -194,7 +218,7 @@ export class SwarmCopy {
       return
     }
     if (key === 'nodes') {
-      this.#nodes = await this.#api.get<SwarmNode[]>('/nodes', {}, { target: 'nodes' })
+      this.#setNodes(await this.#api.get<SwarmNode[]>('/nodes', {}, { target: 'nodes' }))
       return
     }
     const id = key.slice(2)

@@ -93,7 +93,7 @@ export class SwarmNetworks implements NetworksPart {
 
   /** Updates the service; a running one is answered when its replaced replicas run, as a restart is. */
   async #change (service: SwarmService, change: Parameters<SwarmCluster['update']>[1]): Promise<void> {
-    const before = new Set((await this.#cluster.reads.tasks([service.ID])).map(task => task.ID))
+    const before = new Set((await this.#cluster.reads.tasks([service.ID], { fresh: true })).map(task => task.ID))
     await this.#cluster.update(service.ID, change)
     if ((service.Spec.Mode?.Replicated?.Replicas ?? 1) === 0) return
     await this.#cluster.awaitReplicas(service.ID, replicaCount(service), before, publishedPorts(service.Spec), graceMs(service.Spec))
