@@ -2,6 +2,7 @@
 // them), bodies validated as sent (a "8080" is not a port), query strings and params coerced from
 // text. Two Ajv instances, because coercion is per instance. A body that is not JSON says where.
 import fp from 'fastify-plugin'
+import type { FastifySchemaValidationError } from 'fastify'
 import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { TSchema } from 'typebox'
@@ -69,7 +70,9 @@ export default fp<{ schemas: TSchema[] }>(async (app, { schemas }) => {
     bodyAjv.addSchema(schema as object)
     textAjv.addSchema(schema as object)
   }
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
+  // Compiled when a route is first asked, not at start: a deployment uses a few of the routes, and
+  // each compiled validator is code and strings kept for good (bench/: idle memory).
+  app.setValidatorCompiler(({ schema, httpPart }) => lazyValidator(() => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema)))
   // JSON only: Fastify would otherwise hand a text/plain body to validation as a string.
   app.removeContentTypeParser('text/plain')
   // Fastify's own JSON parser (it refuses __proto__ and constructor.prototype), whose syntax errors
@@ -83,3 +86,17 @@ export default fp<{ schemas: TSchema[] }>(async (app, { schemas }) => {
     })
   })
 }, { name: 'berth-validation' })
+
+type Validate = ((data: unknown) => boolean) & { errors?: FastifySchemaValidationError[] | null }
+
+/** A validator that compiles its schema on its first call, and carries the errors of each call as Ajv's do. */
+export function lazyValidator (compile: () => Validate): Validate {
+  let compiled: Validate | undefined
+  const validate: Validate = (data) => {
+    compiled ??= compile()
+    const valid = compiled(data)
+    validate.errors = compiled.errors
+    return valid
+  }
+  return validate
+}
