@@ -80,19 +80,19 @@ async function main (): Promise<void> {
       const services = JSON.parse((await manager.expect(200, 'GET', `${api}/services?status=true&filters=${filter}`)).body) as Array<{ ID: string }>
       await manager.expect(200, 'GET', `${api}/tasks?filters=${encodeURIComponent(JSON.stringify({ service: services.map(service => service.ID) }))}`)
     }
-    await read('ps', `list services with a running replica (${RUNNING} of ${SERVICES}), with their tasks`, '2+ / 2',
+    await read('ps', `list services with a running replica (${RUNNING} of ${SERVICES}), with their tasks`, '0 / 2',
       {
         engine: servicesAndTasks,
         berth: () => berth.expect(200, 'GET', `/v1/containers?label=${label}`),
         cli: () => dockerCli(socketPath, ['service', 'ls', '--filter', `label=${labelFilter}`])
       })
-    await read('ps -a', `list all ${SERVICES} services, with their tasks`, '2+ / 2',
+    await read('ps -a', `list all ${SERVICES} services, with their tasks`, '0 / 2',
       {
         engine: servicesAndTasks,
         berth: () => berth.expect(200, 'GET', `/v1/containers?all=true&label=${label}`),
         cli: () => dockerCli(socketPath, ['service', 'ls', '--filter', `label=${labelFilter}`])
       })
-    await read('inspect', 'one service and its tasks, by name', '2+ / 2',
+    await read('inspect', 'one service and its tasks, by name', '0 / 2',
       {
         engine: async () => {
           await manager.expect(200, 'GET', `${api}/services/${inspected}`)
