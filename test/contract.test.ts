@@ -205,6 +205,10 @@ for (const backend of backends) {
       const started = performance.now()
       await outage.stop()
       t.comment(`${backend.kind}: engine down after ${(performance.now() - started).toFixed(0)} ms`)
+      // Reads come from berth's watch-fed copy: it stops answering from it once it has heard that the
+      // engine is gone (its event stream closed, or a ping went unanswered), a moment after the engine went.
+      await waitFor('berth to notice the engine is gone', async () => (await target.inject({ method: 'GET', url: '/v1/containers', headers: auth() })).statusCode, status => status === 503, 30_000)
+      t.comment(`${backend.kind}: berth noticed ${(performance.now() - started).toFixed(0)} ms after the stop began`)
       for (const [method, url] of [['GET', '/v1/containers'], ['GET', '/v1/containers/x'], ['POST', '/v1/containers/x/stop'], ['GET', '/readyz']] as const) {
         const down: Reply = await target.inject({ method, url, headers: auth() })
         t.equal(down.statusCode, 503, `${method} ${url}: ${down.body}`)

@@ -69,6 +69,8 @@ export class PinnedStats {
         answer.pipe(response)
       })
       upstream.on('error', error => { response.destroy(error) })
+      // A client that goes away ends its request to the engine too (a followed event stream never ends by itself).
+      response.on('close', () => { upstream.destroy() })
       request.pipe(upstream)
     })
   }

@@ -119,6 +119,12 @@ export interface BuildOptions {
   tokens?: TokenStore
   /** A backend of the test's own (one that wraps the real one); by default the docker backend on socketPath. */
   engine?: Backend
+  /**
+   * false: the docker backend without its watch-fed copy, every read asking the engine. For a test that
+   * counts the connections to the engine that requests and streams hold, which the copy's own event
+   * stream and pings would blur.
+   */
+  copy?: false
 }
 
 /** The docker backend on the test engine, as build() makes it: for a test that wraps some of its calls (withParts). */
@@ -172,7 +178,8 @@ export async function build (t: Test, options: BuildOptions = {}) {
     socketPath: options.socketPath ?? ('socketPath' in config.engine ? config.engine.socketPath : DOCKER_SOCKET),
     timeoutMs: config.engine.timeoutMs,
     registryAuth: config.registryAuth,
-    deployment: config.deployment
+    deployment: config.deployment,
+    ...(options.copy === false ? { copy: false } : {})
   }))
   const app = await buildApp(config, { engine, ...(options.logs ? { logger: options.logs.logger } : {}), ...(options.now ? { now: options.now } : {}), ...(options.tokens ? { tokens: options.tokens } : {}) })
   checkDeclaredProblems(t, app)

@@ -136,11 +136,11 @@ function engineConnections (): number {
 }
 
 t.test('many stats streams at once, all hung up: no engine connection is left', async t => {
-  const app = await build(t)
+  // Without the copy, whose event stream and pings hold connections of their own: counted here are the streams'.
+  const app = await build(t, { copy: false })
   const base = await listen(app)
   await run(app, { name: name('watched') })
-  // berth's copy lists the engine first, several reads at once: connections are counted once it is current.
-  await waitFor('berth\'s copy of the engine to be current', async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode, status => status === 200, 60_000)
+  // Connections that ended normally may idle in the HTTP agent's pool for its timeout (5 s) first.
   const before = await waitFor('idle engine connections to settle', () => engineConnections(), count => count <= 2)
   const STREAMS = 30
   const controllers = Array.from({ length: STREAMS }, () => new AbortController())
