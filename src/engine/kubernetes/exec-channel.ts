@@ -88,17 +88,23 @@ export async function openExec (client: KubeClient, request: ExecRequest): Promi
     // would — Ctrl-D again until the command has ended and the apiserver closed the connection: the
     // terminal drops what was typed after an interrupt in the same read, and on a loaded node the
     // two can reach it in one read however far apart berth sent them.
-    if (request.tty && request.stdin && socket.readyState === WebSocket.OPEN) {
+    const leave = (): void => {
       socket.send(frame(STDIN, Buffer.from([3])))
-      const leave = setInterval(() => {
+      const again = setInterval(() => {
         if (socket.readyState === WebSocket.OPEN) socket.send(frame(STDIN, Buffer.from([4])))
       }, TTY_LEAVE_MS).unref()
       const giveUp = setTimeout(() => { socket.terminate() }, client.timeoutMs).unref()
       socket.once('close', () => {
-        clearInterval(leave)
+        clearInterval(again)
         clearTimeout(giveUp)
       })
-    } else socket.terminate()
+    }
+    if (!(request.tty && request.stdin)) socket.terminate()
+    else if (socket.readyState === WebSocket.OPEN) leave()
+    // Ended while the apiserver was still opening the connection: the kubelet may have started the
+    // command already, so it is left as a user would, once the connection is open (or fails to open).
+    else if (socket.readyState === WebSocket.CONNECTING) socket.once('open', leave)
+    else socket.terminate()
   }
   request.signal?.addEventListener('abort', abort, { once: true })
 
