@@ -186,7 +186,6 @@ export class SwarmCluster {
     await this.reads.changed(id)
   }
 
-  /** Removes the service and waits (bounded) until its tasks are gone from every node that answers. */
   /**
    * Removes a service and resolves once it is gone: its tasks from the manager and, where berth's
    * agents reach the nodes, its replicas' containers from their nodes (a node removes a task's
