@@ -4,13 +4,29 @@
 // engine; once the copy has read its event, and what every event before it asked for, it has seen
 // all that happened earlier). Only what the test made is compared: other suites change the shared
 // engine at any moment.
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import Docker from 'dockerode'
 import type { Test } from 'tap'
 import { DockerHost, docker as dockerBackend } from '../src/engine/docker/backend.ts'
 import type { DockerCopy } from '../src/engine/docker/copy.ts'
 import { composeFrom, type Backend } from '../src/engine/parts.ts'
 import type { ContainerSummary, ImageSummary } from '../src/engine/types.ts'
-import { RUN, auth, env, type App } from './helpers.ts'
+import { RUN, RUN_LABEL, auth, env, type App } from './helpers.ts'
+
+const run = promisify(execFile)
+
+/** The docker CLI on the shared engine, as a person would use it beside berth. */
+export async function cli (...args: string[]): Promise<string> {
+  const { stdout } = await run('docker', args, { env: { ...process.env, DOCKER_HOST: `unix://${env.socket}` } })
+  return stdout.trim()
+}
+
+/** What the CLI gives a container so that berth's admin sees it (berth's own labels) and cleanup finds it. */
+export function owned (trial: string): string[] {
+  return ['--label', `${RUN_LABEL}=${RUN}`, '--label', `berth.test.copy=${trial}`,
+    '--label', 'io.berth.managed=true', '--label', 'io.berth.deployment=default', '--label', 'io.berth.owner=admin']
+}
 
 export interface Opened {
   host: DockerHost

@@ -1,30 +1,14 @@
 // The copy cut off from its engine: a gap in its event stream (cut, refused, the engine restarted) is
 // answered by a new list before anything is read from the copy again; meanwhile every read asks the
 // engine (and fails as it does). Afterwards every read matches the engine (test/copy-compare.ts).
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import Docker from 'dockerode'
 import t from 'tap'
-import { caughtUp, compareWithEngine, copyTestImage, openDocker } from './copy-compare.ts'
+import { caughtUp, cli, compareWithEngine, copyTestImage, openDocker, owned } from './copy-compare.ts'
 import { RUN, RUN_LABEL, auth, build, cleanupAfter, docker, env, name, runContainer, waitFor } from './helpers.ts'
 import { PrivateEngine } from './private-engine.ts'
 import { SocketProxy } from './socket-proxy.ts'
 
 cleanupAfter(t)
-
-const run = promisify(execFile)
-
-/** The docker CLI on the shared engine. */
-async function cli (...args: string[]): Promise<string> {
-  const { stdout } = await run('docker', args, { env: { ...process.env, DOCKER_HOST: `unix://${env.socket}` } })
-  return stdout.trim()
-}
-
-/** Labels that make a container the CLI creates berth's admin's (and cleanup's). */
-function owned (trial: string): string[] {
-  return ['--label', `${RUN_LABEL}=${RUN}`, '--label', `berth.test.copy=${trial}`,
-    '--label', 'io.berth.managed=true', '--label', 'io.berth.deployment=default', '--label', 'io.berth.owner=admin']
-}
 
 t.test('the event stream cut: nothing is read from the copy until it has listed again, and then it matches the engine', async t => {
   const proxy = new SocketProxy(env.socket)

@@ -3,28 +3,12 @@
 // and by another berth — and every read is compared with the engine's own answer once the copy has
 // caught up (test/copy-compare.ts). berth's own writes are read back at once, even while the engine's
 // events are held back. test/copy-gaps.test.ts cuts the copy off from its engine.
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import t from 'tap'
-import { caughtUp, compareWithEngine, openDocker, timeless } from './copy-compare.ts'
+import { caughtUp, cli, compareWithEngine, openDocker, owned, timeless } from './copy-compare.ts'
 import { RUN, RUN_LABEL, auth, build, cleanupAfter, docker, env, name, runContainer, waitFor } from './helpers.ts'
 import { SocketProxy } from './socket-proxy.ts'
 
 cleanupAfter(t)
-
-const run = promisify(execFile)
-
-/** The docker CLI on the shared engine, as a person would use it beside berth. */
-async function cli (...args: string[]): Promise<string> {
-  const { stdout } = await run('docker', args, { env: { ...process.env, DOCKER_HOST: `unix://${env.socket}` } })
-  return stdout.trim()
-}
-
-/** What the CLI gives a container so that berth's admin sees it (berth's own labels) and cleanup finds it. */
-function owned (trial: string): string[] {
-  return ['--label', `${RUN_LABEL}=${RUN}`, '--label', `berth.test.copy=${trial}`,
-    '--label', 'io.berth.managed=true', '--label', 'io.berth.deployment=default', '--label', 'io.berth.owner=admin']
-}
 
 function scopeOf (trial: string): string[] {
   return [`berth.test.copy=${trial}`, `${RUN_LABEL}=${RUN}`]
