@@ -31,6 +31,8 @@ export class AuthFailures {
 
   /** Milliseconds until this address may present a token again; 0 when it may now. */
   lockedFor (address: string): number {
+    // Asked on every request: with no failure counted anywhere, nobody is locked out.
+    if (this.#failures.size === 0) return 0
     const times = this.#recent(clientKey(address))
     if (times.length < this.limit) return 0
     return (times[times.length - this.limit] as number) + this.windowMs - this.#now()

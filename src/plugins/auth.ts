@@ -1,7 +1,7 @@
 // Bearer-token authentication and scope checks. Tokens are kept as sha256 hashes and compared in
 // constant time; every /v1 route declares the scope it needs in its `config.scope`. The tokens are
 // read from a TokenStore on every request, so a reload applies to the next one.
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import { AuthFailures } from '../access/auth-failures.ts'
@@ -79,7 +79,7 @@ export default fp<AuthOptions>(async (app, { auth, tokens = new TokenStore(auth.
       if (header !== undefined) failed(request)
       throw new BerthError('unauthorized', 'send Authorization: Bearer <token>', {}, { headers: { 'www-authenticate': 'Bearer realm="berth"' } })
     }
-    const found = tokens.find(createHash('sha256').update(match[1] as string, 'utf8').digest())
+    const found = tokens.find(hash('sha256', match[1] as string, 'buffer'))
     if (found === undefined) {
       failed(request)
       throw new BerthError('unauthorized', 'the bearer token is not valid', {}, { headers: { 'www-authenticate': 'Bearer realm="berth", error="invalid_token"' } })
