@@ -44,6 +44,16 @@ export interface CallOptions {
   signal?: AbortSignal
 }
 
+/**
+ * An empty id or name names nothing, and is not sent: the engine answers a path with an empty segment
+ * (`GET /containers//json`) with a redirect that docker-modem follows to a URL it cannot parse,
+ * thrown where no caller can catch it. No route sends one (every id and name parameter needs a
+ * character); this keeps every other caller from taking the process down with one.
+ */
+function named (options: CallOptions): void {
+  if (options.target === '') throw new BerthError('not_found', `no ${options.subject} has an empty name`)
+}
+
 export class DockerTransport {
   readonly timeoutMs: number
   readonly #connection: Docker.DockerOptions
@@ -63,6 +73,7 @@ export class DockerTransport {
   }
 
   async call<T> (options: CallOptions, fn: (docker: Docker, signal: AbortSignal) => Promise<T>): Promise<T> {
+    named(options)
     const docker = await this.#client()
     const timeoutMs = options.timeoutMs ?? this.timeoutMs
     // A deadline cleared as soon as the call ends: AbortSignal.timeout would keep its timer and
@@ -86,6 +97,7 @@ export class DockerTransport {
    * engine answers); after that only the caller's signal ends the stream, and with it the connection.
    */
   async openStream (options: CallOptions, open: (docker: Docker, signal: AbortSignal) => Promise<unknown>): Promise<IncomingMessage> {
+    named(options)
     const docker = await this.#client()
     const connection = new AbortController()
     const cancel = (): void => { connection.abort(options.signal?.reason) }
