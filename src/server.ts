@@ -8,17 +8,14 @@ import { TokenStore, watchTokens } from './access/token-store.ts'
 import { ConfigError, configFromEnv, tokensFromEnv, type Config } from './config.ts'
 import { createBackend } from './engine/index.ts'
 import { checkSocketAccess } from './engine/socket-check.ts'
-import { logOptions } from './http/log-redactions.ts'
+import { createLogger } from './http/log-redactions.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 
 // Lines are written to stdout off the request path: a synchronous write per line cost a request
 // more than its routing and serialisation together (bench/). pino flushes what is buffered
 // synchronously when the process exits, whatever the reason.
-const logger = pino({
-  ...logOptions,
-  level: process.env.BERTH_LOG_LEVEL ?? 'info'
-}, pino.destination({ dest: 1, sync: false }))
+const logger = createLogger({ level: process.env.BERTH_LOG_LEVEL ?? 'info' }, pino.destination({ dest: 1, sync: false }))
 
 let config: Config
 // The environment tokens are read from, at start and on each reload.

@@ -8,7 +8,6 @@ import { createServer } from 'node:net'
 import { Writable } from 'node:stream'
 import { promisify } from 'node:util'
 import Docker from 'dockerode'
-import { pino } from 'pino'
 import type { Test } from 'tap'
 import { Type } from 'typebox'
 import { Value } from 'typebox/value'
@@ -19,7 +18,7 @@ import { DockerHost, docker as dockerBackend } from '../src/engine/docker/backen
 import { composeFrom } from '../src/engine/parts.ts'
 import type { Backend, ContainersPart, OptionalPart, Parts } from '../src/engine/parts.ts'
 import { parseImage, type ImageRef } from '../src/engine/image-ref.ts'
-import { logOptions } from '../src/http/log-redactions.ts'
+import { createLogger } from '../src/http/log-redactions.ts'
 import { errorCodes, PROBLEM_TYPE_BASE, type ErrorCode } from '../src/errors.ts'
 import { declaredHeaders, HEADERS, type HeaderName } from '../src/schemas/headers.ts'
 import { declares, PROBLEM_JSON, PROBLEM_MEMBERS } from '../src/schemas/problems.ts'
@@ -95,7 +94,7 @@ export function testConfig (overrides: DeepPartial<Config> = {}): Config {
 export class LogCapture {
   readonly lines: Array<Record<string, unknown>> = []
   text = ''
-  readonly logger = pino({ ...logOptions, level: 'debug' }, new Writable({
+  readonly logger = createLogger({ level: 'debug' }, new Writable({
     write: (chunk: Buffer, _encoding, done) => {
       this.text += chunk.toString()
       for (const line of chunk.toString().split('\n')) if (line) this.lines.push(JSON.parse(line))
