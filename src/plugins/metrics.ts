@@ -49,7 +49,7 @@ export default fp<{ public: boolean }>(async (app, options) => {
   })
   const engineCalls = new Histogram({
     name: 'berth_engine_call_duration_seconds',
-    help: 'Calls berth made to the container engine, by operation and outcome (ok or error). A stream counts until it opened.',
+    help: 'Calls berth made to its backend, by operation and outcome (ok or error): the engine\'s answer, or the watch-fed copy\'s for a read it holds (microseconds). A stream counts until it opened.',
     labelNames: ['operation', 'outcome'],
     buckets: BUCKETS,
     registers: [registry]
