@@ -34,7 +34,7 @@ export default fp(async (app) => {
 type Middleware = (request: IncomingMessage, response: ServerResponse, next: (error?: unknown) => void) => void
 
 /** The headers a middleware sets on a response, recorded from one run of it. */
-function headersOf (middleware: Middleware): Record<string, string> {
+export function headersOf (middleware: Middleware): Record<string, string> {
   const headers: Record<string, string> = {}
   let failure: unknown = null
   const response = {
