@@ -28,7 +28,8 @@ t.test('docker parts: an empty id or name is not_found, and the engine is not as
     ['images.history', async () => await images.history('')],
     ['volumes.inspect', async () => await volumes.inspect('')]
   ]
-  for (const [what, call] of calls) await t.rejects(call(), { code: 'not_found', statusCode: 404 }, what)
+  // An image's is image_not_found, as the engine's own 404 for an image is.
+  for (const [what, call] of calls) await t.rejects(call(), { code: what.startsWith('images.') ? 'image_not_found' : 'not_found', statusCode: 404 }, what)
   t.same(proxy.requests.slice(asked), [], 'no request reached the engine')
   // Still answering: nothing was thrown where nobody caught it.
   t.ok((await backend.info()).version, 'the backend still answers')

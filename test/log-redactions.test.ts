@@ -19,6 +19,7 @@ const byPaths: LoggerOptions = {
     // berth's err serializer censors on its own now; the reference is the serializer without that.
     err: (error: Error) => {
       const serialized = (logOptions.serializers?.err as (error: Error) => Record<string, unknown>)(error)
+      if (typeof error !== 'object' || error === null) return serialized
       return { ...serialized, ...Object.fromEntries(SECRET_KEYS.filter(key => key in error).map(key => [key, (error as unknown as Record<string, unknown>)[key]])) }
     }
   }
@@ -72,7 +73,27 @@ const cases: Array<[string, () => (logger: Logger) => void]> = [
   ['fields with no secret', () => logger => { logger.info({ req: { method: 'GET', url: '/v1/containers' }, res: { statusCode: 200 }, responseTime: 1.5 }, 'request completed') }],
   ['a top-level key of a secret\'s name (both redact one level down, never the line\'s own fields)', () => logger => { logger.info({ token: 'name-of-a-token', spec: { auth: SECRET } }, 'top') }],
   ['two levels down, as pino did not', () => logger => { logger.info({ outer: { inner: { password: 'deep' } } }, 'deep') }],
-  ['a string and a number', () => logger => { logger.info({ env: 'production', count: 3 }, 'plain') }]
+  ['a string and a number', () => logger => { logger.info({ env: 'production', count: 3 }, 'plain') }],
+  ['an error thrown as a string, a number, or null', () => logger => {
+    logger.error({ err: 'boom' }, 'a string')
+    logger.error({ err: 42 }, 'a number')
+    logger.error({ err: null, cause: 'text' }, 'null')
+  }],
+  ['a class that says what it writes (toJSON)', () => {
+    class Session {
+      id = 1
+      token = SECRET
+      secret = SECRET
+      toJSON () { return { id: this.id } }
+    }
+    const session = new Session()
+    return logger => { logger.info({ session }, 'session') }
+  }],
+  ['bindings set on a child later (setBindings)', () => logger => {
+    const child = logger.child({ step: 1 })
+    child.setBindings({ registry: { password: SECRET } })
+    child.info('rebound')
+  }]
 ]
 
 t.test('berth\'s censor writes every line exactly as pino\'s path redaction did', async t => {

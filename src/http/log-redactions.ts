@@ -11,12 +11,17 @@ export const REDACTED = '[redacted]'
  */
 export const SECRET_KEYS = ['password', 'identitytoken', 'token', 'env', 'auth']
 
-/** The object, or a shallow copy of it with every secret key's value censored when it has one. */
-function censored<T extends object> (value: T): T {
+/**
+ * The value, or a shallow copy of an object with every secret key's value censored when it has one.
+ * The copy keeps the prototype, so a class's toJSON still decides what is written, as it did under
+ * pino's redaction. Anything not an object (an error thrown as a string) is left as it is.
+ */
+function censored<T> (value: T): T {
+  if (typeof value !== 'object' || value === null) return value
   let copy: Record<string, unknown> | null = null
   for (const key of SECRET_KEYS) {
     if (key in value) {
-      copy ??= { ...value } as Record<string, unknown>
+      copy ??= Object.assign(Object.create(Object.getPrototypeOf(value) as object | null) as object, value) as Record<string, unknown>
       copy[key] = REDACTED
     }
   }
@@ -73,17 +78,20 @@ export function redactSecrets (text: string): string {
 }
 
 /**
- * A logger with logOptions whose child loggers' bindings are censored as a line's fields are (pino
- * formats only the root's own bindings with formatters.bindings). Every logger berth writes through
- * is made here.
+ * A logger with logOptions whose child loggers' bindings (child, setBindings) are censored as a
+ * line's fields are (pino formats only the root's own bindings with formatters.bindings). Every
+ * logger berth writes through is made here.
  */
 export function createLogger (options: LoggerOptions, destination: DestinationStream): Logger {
   const logger = pino({ ...logOptions, ...options }, destination)
   // Children are made with Object.create(parent): every descendant, fastify's per request too, calls this.
-  const child = logger.child
+  const { child, setBindings } = logger
   logger.child = function (this: Logger, bindings, childOptions) {
     return child.call(this, censorFields(bindings), childOptions)
   } as Logger['child']
+  logger.setBindings = function (this: Logger, bindings) {
+    setBindings.call(this, censorFields(bindings))
+  }
   return logger
 }
 
@@ -95,6 +103,8 @@ export const logOptions: LoggerOptions = {
     req: (req: { method?: string, url?: string }) => ({ method: req.method, url: typeof req.url === 'string' ? redactSecrets(req.url) : req.url }),
     err: (error: Error) => {
       const serialized = pino.stdSerializers.err(error)
+      // Anything may be thrown: only an object has a message and fields to clean.
+      if (typeof serialized !== 'object' || serialized === null) return serialized
       if (typeof serialized.message === 'string') serialized.message = redactSecrets(serialized.message)
       if (typeof serialized.stack === 'string') serialized.stack = redactSecrets(serialized.stack)
       return censored(serialized)

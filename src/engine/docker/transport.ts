@@ -51,7 +51,11 @@ export interface CallOptions {
  * character); this keeps every other caller from taking the process down with one.
  */
 function named (options: CallOptions): void {
-  if (options.target === '') throw new BerthError('not_found', `no ${options.subject} has an empty name`)
+  if (options.target !== '') return
+  // The codes the engine's own 404 would have been mapped to (errors.ts).
+  throw options.subject === 'image'
+    ? new BerthError('image_not_found', 'no image has an empty name', { image: '' })
+    : new BerthError('not_found', `no ${options.subject} has an empty name`)
 }
 
 export class DockerTransport {
