@@ -214,6 +214,12 @@ export function imageNodeOptions (root: string): string[] {
   return (line[1] as string).split(/\s+/).filter(Boolean)
 }
 
+/** The variables the entrypoint gives node by default (its `export NAME="${NAME:-value}"` lines), such as MALLOC_ARENA_MAX. */
+export function imageEnvironment (root: string): Record<string, string> {
+  const text = readFileSync(join(root, 'deploy/docker/entrypoint.sh'), 'utf8')
+  return Object.fromEntries([...text.matchAll(/^export ([A-Z_]+)="\$\{\1:-([^}]*)\}"$/gm)].map(match => [match[1] as string, match[2] as string]))
+}
+
 /** Starts dist/server.js as the image does, on a free loopback port with these variables (and PATH), logging to `logFile`. */
 export async function startBerth (root: string, env: Record<string, string>, logFile: string): Promise<BerthProcess> {
   const script = `${root}dist/server.js`
@@ -222,7 +228,7 @@ export async function startBerth (root: string, env: Record<string, string>, log
   const child = spawn(process.execPath, [...imageNodeOptions(root), script], {
     cwd: root,
     stdio: ['ignore', out, out],
-    env: { PATH: process.env.PATH ?? '', BERTH_HOST: '127.0.0.1', BERTH_PORT: '0', BERTH_RATE_LIMIT: '1000000', BERTH_LOG_LEVEL: 'info', ...env }
+    env: { PATH: process.env.PATH ?? '', ...imageEnvironment(root), BERTH_HOST: '127.0.0.1', BERTH_PORT: '0', BERTH_RATE_LIMIT: '1000000', BERTH_LOG_LEVEL: 'info', ...env }
   })
   closeSync(out)
   let port = 0

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MAX_API, compareVersions } from '../src/engine/docker/transport.ts'
 import {
   HttpClient, alternatingLoads, benchLog, cannon, dockerCli, formatTable, inBatches, interleavedLatency, memoryDetail, memoryOf, ms, round, runBench,
-  startBerth, startHaproxy, type BerthProcess, type Load, type Memory, type MemoryDetail, type Percentiles, type Proxy
+  imageEnvironment, imageNodeOptions, startBerth, startHaproxy, type BerthProcess, type Load, type Memory, type MemoryDetail, type Percentiles, type Proxy
 } from './measure.ts'
 
 const root = new URL('..', import.meta.url).pathname
@@ -199,7 +199,7 @@ async function main (): Promise<void> {
     setup: {
       containers: CONTAINERS,
       running: RUNNING,
-      berth: 'dist/server.js as the image starts it (deploy/docker/entrypoint.sh\'s node options) on 127.0.0.1, logging at info to a file, one admin token, rate limit raised',
+      berth: `dist/server.js as the image starts it (deploy/docker/entrypoint.sh's node ${imageNodeOptions(root).join(' ')}${Object.entries(imageEnvironment(root)).map(([name, value]) => ` and ${name}=${value}`).join('')}) on 127.0.0.1, logging at info to a file, one admin token, rate limit raised`,
       engine: `the engine's HTTP API on ${socketPath}, keep-alive, ${api.slice(1)}`,
       haproxy: `Debian's haproxy ${haproxyProcess.version} in HTTP mode on 127.0.0.1, keep-alive on both sides (http-reuse always), every request passed to ${socketPath}`,
       latency: `${ITERATIONS} requests one at a time, engine, HAProxy and berth interleaved request by request`,

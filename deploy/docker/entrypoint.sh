@@ -11,6 +11,11 @@ set -eu
 # compose passes every setting it knows, set or not: an empty one is no setting.
 for name in $(env | sed -n 's/^\(BERTH_[A-Z0-9_]*\)=$/\1/p'); do unset "$name"; done
 
+# glibc gives each thread that allocates its own malloc arena, and node runs a dozen threads (V8's
+# compilers and GC, libuv's pool): two arenas keep berth's native memory 2-4 MiB smaller idle, with
+# throughput within the bench's noise (docs/benchmarks.md). Set MALLOC_ARENA_MAX to choose otherwise.
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
+
 if [ "${1:-}" = healthcheck ] && [ "${2:-}" = agent ]; then
   # Only berth can speak to the agent (it holds the key): a connection accepted is what can be checked.
   set -- node -e "require('node:net').connect(Number(process.env.BERTH_AGENT_PORT || 7988), '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))"
