@@ -1,5 +1,5 @@
 // What berth's logs must never show: credentials, tokens and environment values — also when a
-// client puts them in a URL. Every logger berth writes through takes logOptions.
+// client puts them in a URL. Every logger berth writes through is made by createLogger.
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 
 export const REDACTED = '[redacted]'
@@ -32,7 +32,7 @@ function censored<T> (value: T): T {
  * A line's (or a child logger's) fields with each object field censored; `err` is censored by its
  * serializer, after it has made the error a plain object. This is pino's path redaction
  * (`*.password` …) written for these five keys: pino's re-parses every path for every field of
- * every line, and that was a third of what a request allocated (bench/, heap sampling).
+ * every line, and that was a fifth of what a request allocated (bench/, heap sampling).
  */
 function censorFields (fields: Record<string, unknown>): Record<string, unknown> {
   let copy: Record<string, unknown> | null = null
